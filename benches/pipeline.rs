@@ -1,0 +1,321 @@
+//! Pipeline throughput: events per second from typed `Event`s to serialized security messages.
+//!
+//! Every benchmark drives the synchronous [`Pipeline`] core directly (no tokio runtime, no
+//! channels, no sink): `push` each event (priority lookup, aggregation, encoding, cache), then
+//! `flush_windows` and `take_message(Trigger::All)` until the cache is empty. Test events are
+//! built in criterion's setup closure (`iter_batched`), outside the timed part, so the numbers
+//! measure the pipeline rather than test-data creation.
+//!
+//! Before each benchmark is timed, one run checks that the expected number of events came out in
+//! messages and that nothing was dropped, so a broken configuration cannot be measured as "fast".
+//!
+//! Run with `cargo bench --bench pipeline`; results and method are in `docs/benchmarks.md`.
+
+use chrono::{DateTime, Duration as ChronoDuration, FixedOffset};
+use criterion::{BatchSize, Criterion, Throughput, criterion_group, criterion_main};
+use edgeguard::config::Config;
+use edgeguard::event::envelope::{AGENT_VERSION, encode};
+use edgeguard::event::{
+    ConnectionCreate, Direction, Event, ExtraDetails, MessageHeader, Payload, ProcessCreate,
+};
+use edgeguard::metrics::{DropReason, Metrics};
+use edgeguard::pipeline::{Pipeline, Trigger};
+use std::hint::black_box;
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::time::Instant;
+use uuid::Uuid;
+
+/// Events pushed per iteration.
+const N: usize = 10_000;
+
+/// Distinct command lines in the exec storm.
+const STORM_DISTINCT: usize = 50;
+
+/// A cache this large never evicts N events of the sizes built here (about 0.5–1 KiB each).
+const NO_EVICTION_CACHE_BYTES: u64 = 256 * 1024 * 1024;
+
+const EXECUTABLES: [&str; 8] = [
+    "/usr/bin/python3",
+    "/bin/sh",
+    "/usr/bin/curl",
+    "/usr/local/bin/node",
+    "/usr/sbin/iptables",
+    "/usr/bin/dotnet",
+    "/usr/bin/awk",
+    "/opt/vendor/bin/telemetry-agent",
+];
+
+fn base_time() -> DateTime<FixedOffset> {
+    DateTime::parse_from_rfc3339("2025-03-14T09:26:53.589+01:00").expect("valid RFC 3339 time")
+}
+
+fn container_details(i: usize) -> ExtraDetails {
+    let mut extra = ExtraDetails::new();
+    // A 64-hex-digit container id, as Docker/Moby reports it.
+    extra.insert(
+        "ContainerId".into(),
+        format!("{:016x}{:016x}{:016x}{:016x}", i % 7, 0x9e37_79b9_7f4a_7c15_u64, i, !i),
+    );
+    extra.insert("ContainerName".into(), format!("telemetry-module-{}", i % 7));
+    extra
+}
+
+/// A ProcessCreate event of realistic size; `variant` picks the command line (and executable),
+/// `i` makes the rest (id, pids, time, container) distinct.
+fn process_create(i: usize, variant: usize) -> Event {
+    let executable = EXECUTABLES[variant % EXECUTABLES.len()];
+    // 60–120 characters depending on the variant.
+    let command_line = format!(
+        "{executable} /opt/health/check_{variant:05}.py --endpoint https://10.{}.{}.{}:8443/{} -t 5",
+        variant % 256,
+        (variant / 256) % 256,
+        variant % 200 + 1,
+        "s".repeat(variant % 15),
+    );
+    let (user_id, user_name) = if variant % 3 == 0 {
+        ("0", "root")
+    } else {
+        ("1000", "edgeuser")
+    };
+    Event {
+        id: Uuid::from_u128(0x5eed_0000_0000_0000_0000_0000_0000_0000 | i as u128),
+        time: base_time() + ChronoDuration::milliseconds(i as i64),
+        category: edgeguard::event::Category::Triggered,
+        payload: Payload::ProcessCreate(vec![ProcessCreate {
+            executable: executable.into(),
+            command_line,
+            process_id: 4_000 + i as u32,
+            parent_process_id: 1 + (i as u32 % 97),
+            user_id: user_id.into(),
+            user_name: Some(user_name.into()),
+            extra_details: container_details(i),
+        }]),
+    }
+}
+
+/// A ConnectionCreate event; even `i` are IPv4 outbound, odd `i` IPv6 inbound.
+fn connection_create(i: usize) -> Event {
+    let ipv6 = i % 2 == 1;
+    let (remote, local, direction, local_port, remote_port) = if ipv6 {
+        (
+            IpAddr::V6(Ipv6Addr::new(
+                0x2001,
+                0x0db8,
+                (i >> 16) as u16,
+                i as u16,
+                0,
+                0,
+                0xbeef,
+                1,
+            )),
+            IpAddr::V6(Ipv6Addr::new(0xfd00, 0, 0, 0, 0, 0, 0, 0x42)),
+            Direction::In,
+            Some(443),
+            (1024 + i % 60_000) as u16,
+        )
+    } else {
+        (
+            IpAddr::V4(Ipv4Addr::new(
+                52,
+                (i >> 16) as u8,
+                (i >> 8) as u8,
+                i as u8,
+            )),
+            IpAddr::V4(Ipv4Addr::new(172, 18, 0, 5)),
+            Direction::Out,
+            Some((32_768 + i % 28_000) as u16),
+            8883,
+        )
+    };
+    let executable = EXECUTABLES[i % EXECUTABLES.len()];
+    Event {
+        id: Uuid::from_u128(0xc0ee_0000_0000_0000_0000_0000_0000_0000 | i as u128),
+        time: base_time() + ChronoDuration::milliseconds(i as i64),
+        category: edgeguard::event::Category::Triggered,
+        payload: Payload::ConnectionCreate(vec![ConnectionCreate {
+            remote_address: remote,
+            remote_port,
+            local_address: Some(local),
+            local_port,
+            direction,
+            protocol: "TCP".into(),
+            process_id: 4_000 + i as u32,
+            user_id: Some("1000".into()),
+            executable: executable.into(),
+            command_line: Some(format!("{executable} --mqtt-host hub.example.net --port 8883")),
+            extra_details: container_details(i),
+        }]),
+    }
+}
+
+/// Default configuration (max message 204,800 bytes) with a cache that does not evict and
+/// aggregation switched on or off for every aggregatable kind.
+fn config(aggregation: bool) -> Arc<Config> {
+    let mut c = Config::default();
+    c.max_local_cache_size_in_bytes = NO_EVICTION_CACHE_BYTES;
+    for agg in c.aggregation.values_mut() {
+        agg.enabled = aggregation;
+    }
+    Arc::new(c)
+}
+
+fn pipeline(config: &Arc<Config>) -> (Pipeline, Arc<Metrics>) {
+    let metrics = Arc::new(Metrics::for_tests());
+    let header = MessageHeader::new(AGENT_VERSION, Uuid::from_u128(0xa9e1_7000));
+    (
+        Pipeline::new(header, config.clone(), metrics.clone()),
+        metrics,
+    )
+}
+
+/// What came out of one run.
+#[derive(Debug, Default)]
+struct Drained {
+    messages: usize,
+    events: usize,
+    bytes: usize,
+}
+
+/// The timed part: push every event, close the aggregation windows, take every message.
+fn run(pipeline: &mut Pipeline, events: Vec<Event>) -> Drained {
+    for event in events {
+        pipeline.push(event, Instant::now());
+    }
+    pipeline.flush_windows();
+    let mut out = Drained::default();
+    while let Some(message) = pipeline.take_message(Trigger::All) {
+        out.messages += 1;
+        out.events += message.events;
+        out.bytes += message.body.len();
+        black_box(&message.body);
+    }
+    out
+}
+
+/// One untimed run that checks the benchmark measures real work.
+fn check(config: &Arc<Config>, events: Vec<Event>, expected_events: usize, name: &str) {
+    let (mut p, metrics) = pipeline(config);
+    let out = run(&mut p, events);
+    assert_eq!(
+        out.events, expected_events,
+        "{name}: events out of the pipeline"
+    );
+    assert_eq!(p.queued_events(), 0, "{name}: events left in the cache");
+    for reason in [DropReason::CacheFull, DropReason::TooLarge] {
+        assert_eq!(
+            metrics.dropped_total("pipeline", reason),
+            0,
+            "{name}: events dropped ({reason:?})"
+        );
+    }
+    assert!(
+        out.messages >= 1 && out.bytes >= out.events,
+        "{name}: no output"
+    );
+    eprintln!(
+        "{name}: {N} events in -> {} events in {} messages, {} bytes ({} bytes/event out)",
+        out.events,
+        out.messages,
+        out.bytes,
+        out.bytes / out.events.max(1)
+    );
+}
+
+fn bench_pipeline(
+    c: &mut Criterion,
+    name: &str,
+    config: Arc<Config>,
+    make: impl Fn() -> Vec<Event> + Copy,
+    expected_events: usize,
+) {
+    check(&config, make(), expected_events, name);
+    let mut group = c.benchmark_group("pipeline");
+    group
+        .sample_size(20)
+        .measurement_time(Duration::from_secs(5))
+        .warm_up_time(Duration::from_secs(1))
+        .throughput(Throughput::Elements(N as u64));
+    group.bench_function(name, |b| {
+        b.iter_batched(
+            || (pipeline(&config).0, make()),
+            |(mut p, events)| {
+                let out = run(&mut p, events);
+                // Returned, so the pipeline is dropped outside the timed part.
+                (p, black_box(out))
+            },
+            BatchSize::LargeInput,
+        )
+    });
+    group.finish();
+}
+
+/// Command lines of the generated ProcessCreate events stay within 60–120 characters.
+fn check_command_lines(events: &[Event]) {
+    for e in events {
+        if let Payload::ProcessCreate(v) = &e.payload {
+            let n = v[0].command_line.len();
+            assert!((60..=120).contains(&n), "command line of {n} characters");
+        }
+    }
+}
+
+fn triggered_no_aggregation(c: &mut Criterion) {
+    check_command_lines(&(0..N).map(|i| process_create(i, i)).collect::<Vec<_>>());
+    bench_pipeline(
+        c,
+        "triggered_no_aggregation",
+        config(false),
+        || (0..N).map(|i| process_create(i, i)).collect(),
+        N,
+    );
+}
+
+fn aggregated_storm(c: &mut Criterion) {
+    bench_pipeline(
+        c,
+        "aggregated_storm",
+        config(true),
+        || {
+            (0..N)
+                .map(|i| process_create(i, i % STORM_DISTINCT))
+                .collect()
+        },
+        STORM_DISTINCT,
+    );
+}
+
+fn connections(c: &mut Criterion) {
+    bench_pipeline(
+        c,
+        "connections",
+        config(false),
+        || (0..N).map(connection_create).collect(),
+        N,
+    );
+}
+
+fn encode_event(c: &mut Criterion) {
+    let event = process_create(12_345, 12_345);
+    let size = encode(&event).len();
+    assert!(size > 300, "encoded ProcessCreate is only {size} bytes");
+    eprintln!("encode/event: one ProcessCreate encodes to {size} bytes");
+    let mut group = c.benchmark_group("encode");
+    group
+        .sample_size(20)
+        .measurement_time(Duration::from_secs(5))
+        .warm_up_time(Duration::from_secs(1))
+        .throughput(Throughput::Elements(1));
+    group.bench_function("event", |b| b.iter(|| encode(black_box(&event))));
+    group.finish();
+}
+
+criterion_group!(
+    benches,
+    triggered_no_aggregation,
+    aggregated_storm,
+    connections,
+    encode_event
+);
+criterion_main!(benches);

@@ -1,0 +1,440 @@
+//! The twin's key names, and how each key's value is read from JSON, shown, and copied.
+//!
+//! One enum instead of a field per setting keeps patching, rejecting (copy the previous value
+//! back), resetting (copy the default) and reporting in one place each.
+
+use super::{
+    Aggregation, Config, DEFAULT_AGGREGATION, MAX_MESSAGE_BYTES, MIN_SIZE_BYTES, format_duration,
+    parse_duration,
+};
+use crate::event::{EventKind, Priority};
+use serde_json::Value;
+use std::time::Duration;
+
+/// One setting of the configuration object.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub(super) enum Key {
+    HighPriorityMessageFrequency,
+    LowPriorityMessageFrequency,
+    SnapshotFrequency,
+    MaxLocalCacheSizeInBytes,
+    MaxMessageSizeInBytes,
+    EventPriority(EventKind),
+    AggregationEnabled(EventKind),
+    AggregationInterval(EventKind),
+    BaselineCustomChecksEnabled,
+    BaselineCustomChecksFilePath,
+    BaselineCustomChecksFileHash,
+    HubResourceId,
+}
+
+const EVENT_PRIORITY: &str = "eventPriority";
+const AGGREGATION_ENABLED: &str = "aggregationEnabled";
+const AGGREGATION_INTERVAL: &str = "aggregationInterval";
+
+impl Key {
+    /// Every key, in the order of the twin defaults file.
+    pub(super) fn all() -> impl Iterator<Item = Key> {
+        use Key::*;
+        let sizes = [
+            HighPriorityMessageFrequency,
+            LowPriorityMessageFrequency,
+            SnapshotFrequency,
+            MaxLocalCacheSizeInBytes,
+            MaxMessageSizeInBytes,
+        ];
+        let priorities = EventKind::ALL.iter().map(|kind| EventPriority(*kind));
+        let aggregation = EventKind::AGGREGATABLE
+            .into_iter()
+            .flat_map(|kind| [AggregationEnabled(kind), AggregationInterval(kind)]);
+        let rest = [
+            BaselineCustomChecksEnabled,
+            BaselineCustomChecksFilePath,
+            BaselineCustomChecksFileHash,
+            HubResourceId,
+        ];
+        sizes
+            .into_iter()
+            .chain(priorities)
+            .chain(aggregation)
+            .chain(rest)
+    }
+
+    /// The twin key name.
+    pub(super) fn name(self) -> String {
+        use Key::*;
+        match self {
+            HighPriorityMessageFrequency => "highPriorityMessageFrequency".into(),
+            LowPriorityMessageFrequency => "lowPriorityMessageFrequency".into(),
+            SnapshotFrequency => "snapshotFrequency".into(),
+            MaxLocalCacheSizeInBytes => "maxLocalCacheSizeInBytes".into(),
+            MaxMessageSizeInBytes => "maxMessageSizeInBytes".into(),
+            EventPriority(kind) => format!("{EVENT_PRIORITY}{}", kind.name()),
+            AggregationEnabled(kind) => format!("{AGGREGATION_ENABLED}{}", kind.name()),
+            AggregationInterval(kind) => format!("{AGGREGATION_INTERVAL}{}", kind.name()),
+            BaselineCustomChecksEnabled => "baselineCustomChecksEnabled".into(),
+            BaselineCustomChecksFilePath => "baselineCustomChecksFilePath".into(),
+            BaselineCustomChecksFileHash => "baselineCustomChecksFileHash".into(),
+            HubResourceId => "hubResourceId".into(),
+        }
+    }
+
+    /// The key a twin name stands for; names are case-sensitive, as in the old agents.
+    pub(super) fn from_name(name: &str) -> Option<Key> {
+        use Key::*;
+        let aggregatable = |kind: &str| EventKind::from_name(kind).filter(|k| k.is_aggregatable());
+        Some(match name {
+            "highPriorityMessageFrequency" => HighPriorityMessageFrequency,
+            "lowPriorityMessageFrequency" => LowPriorityMessageFrequency,
+            "snapshotFrequency" => SnapshotFrequency,
+            "maxLocalCacheSizeInBytes" => MaxLocalCacheSizeInBytes,
+            "maxMessageSizeInBytes" => MaxMessageSizeInBytes,
+            "baselineCustomChecksEnabled" => BaselineCustomChecksEnabled,
+            "baselineCustomChecksFilePath" => BaselineCustomChecksFilePath,
+            "baselineCustomChecksFileHash" => BaselineCustomChecksFileHash,
+            "hubResourceId" => HubResourceId,
+            _ => {
+                if let Some(kind) = name.strip_prefix(EVENT_PRIORITY) {
+                    EventPriority(EventKind::from_name(kind)?)
+                } else if let Some(kind) = name.strip_prefix(AGGREGATION_ENABLED) {
+                    AggregationEnabled(aggregatable(kind)?)
+                } else if let Some(kind) = name.strip_prefix(AGGREGATION_INTERVAL) {
+                    AggregationInterval(aggregatable(kind)?)
+                } else {
+                    return None;
+                }
+            }
+        })
+    }
+
+    /// The value in use, in twin form: durations as ISO-8601 text, priorities as
+    /// `High`/`Low`/`Off`, `null` for an unset optional string.
+    pub(super) fn get(self, config: &Config) -> Value {
+        use Key::*;
+        let duration = |d: Duration| Value::from(format_duration(d));
+        match self {
+            HighPriorityMessageFrequency => duration(config.high_priority_message_frequency),
+            LowPriorityMessageFrequency => duration(config.low_priority_message_frequency),
+            SnapshotFrequency => duration(config.snapshot_frequency),
+            MaxLocalCacheSizeInBytes => config.max_local_cache_size_in_bytes.into(),
+            MaxMessageSizeInBytes => config.max_message_size_in_bytes.into(),
+            EventPriority(kind) => config.priority(kind).to_string().into(),
+            AggregationEnabled(kind) => config.aggregation_entry(kind).enabled.into(),
+            AggregationInterval(kind) => duration(config.aggregation_entry(kind).interval),
+            BaselineCustomChecksEnabled => config.baseline_custom_checks_enabled.into(),
+            BaselineCustomChecksFilePath => config.baseline_custom_checks_file_path.clone().into(),
+            BaselineCustomChecksFileHash => config.baseline_custom_checks_file_hash.clone().into(),
+            HubResourceId => config.hub_resource_id.clone().into(),
+        }
+    }
+
+    /// The value in use as text (`PT7M`, `204800`, `Low`, `true`, `null`): the
+    /// `UsedConfiguration` of a rejection.
+    pub(super) fn used(self, config: &Config) -> String {
+        match self.get(config) {
+            Value::String(s) => s,
+            other => other.to_string(),
+        }
+    }
+
+    /// Sets the key from a bare (unwrapped, non-null) twin value. On error the config is
+    /// unchanged and the message says what was expected.
+    pub(super) fn set(self, config: &mut Config, value: &Value) -> Result<(), String> {
+        use Key::*;
+        match self {
+            HighPriorityMessageFrequency => {
+                config.high_priority_message_frequency = duration(value)?;
+            }
+            LowPriorityMessageFrequency => config.low_priority_message_frequency = duration(value)?,
+            SnapshotFrequency => config.snapshot_frequency = duration(value)?,
+            MaxLocalCacheSizeInBytes => {
+                config.max_local_cache_size_in_bytes = integer(value, MIN_SIZE_BYTES, None)?;
+            }
+            MaxMessageSizeInBytes => {
+                config.max_message_size_in_bytes =
+                    integer(value, MIN_SIZE_BYTES, Some(MAX_MESSAGE_BYTES))?;
+            }
+            EventPriority(kind) => {
+                config.event_priorities.insert(kind, priority(value)?);
+            }
+            AggregationEnabled(kind) => {
+                let enabled = boolean(value)?;
+                aggregation_mut(config, kind).enabled = enabled;
+            }
+            AggregationInterval(kind) => {
+                let interval = duration(value)?;
+                aggregation_mut(config, kind).interval = interval;
+            }
+            BaselineCustomChecksEnabled => config.baseline_custom_checks_enabled = boolean(value)?,
+            BaselineCustomChecksFilePath => {
+                config.baseline_custom_checks_file_path = string(value)?;
+            }
+            BaselineCustomChecksFileHash => {
+                config.baseline_custom_checks_file_hash = string(value)?;
+            }
+            HubResourceId => config.hub_resource_id = string(value)?.unwrap_or_default(),
+        }
+        Ok(())
+    }
+
+    /// Copies this key's value from `from` to `to`: how a rejected key keeps its previous value
+    /// and a `null` key gets its default.
+    pub(super) fn copy(self, from: &Config, to: &mut Config) {
+        use Key::*;
+        match self {
+            HighPriorityMessageFrequency => {
+                to.high_priority_message_frequency = from.high_priority_message_frequency;
+            }
+            LowPriorityMessageFrequency => {
+                to.low_priority_message_frequency = from.low_priority_message_frequency;
+            }
+            SnapshotFrequency => to.snapshot_frequency = from.snapshot_frequency,
+            MaxLocalCacheSizeInBytes => {
+                to.max_local_cache_size_in_bytes = from.max_local_cache_size_in_bytes;
+            }
+            MaxMessageSizeInBytes => to.max_message_size_in_bytes = from.max_message_size_in_bytes,
+            EventPriority(kind) => {
+                to.event_priorities.insert(kind, from.priority(kind));
+            }
+            AggregationEnabled(kind) => {
+                aggregation_mut(to, kind).enabled = from.aggregation_entry(kind).enabled;
+            }
+            AggregationInterval(kind) => {
+                aggregation_mut(to, kind).interval = from.aggregation_entry(kind).interval;
+            }
+            BaselineCustomChecksEnabled => {
+                to.baseline_custom_checks_enabled = from.baseline_custom_checks_enabled;
+            }
+            BaselineCustomChecksFilePath => {
+                to.baseline_custom_checks_file_path = from.baseline_custom_checks_file_path.clone();
+            }
+            BaselineCustomChecksFileHash => {
+                to.baseline_custom_checks_file_hash = from.baseline_custom_checks_file_hash.clone();
+            }
+            HubResourceId => to.hub_resource_id = from.hub_resource_id.clone(),
+        }
+    }
+}
+
+fn aggregation_mut(config: &mut Config, kind: EventKind) -> &mut Aggregation {
+    config
+        .aggregation
+        .entry(kind)
+        .or_insert(DEFAULT_AGGREGATION)
+}
+
+/// Strips the `{"value": X}` wrapper the old agents required (bare values pass through).
+/// `Ok(None)` is a null, which sends the key back to its default. Keys starting with `$` beside
+/// `value` are twin metadata and ignored.
+pub(super) fn unwrap_value(value: &Value) -> Result<Option<&Value>, String> {
+    let inner = match value {
+        Value::Object(map) => {
+            if let Some(other) = map.keys().find(|k| *k != "value" && !k.starts_with('$')) {
+                return Err(format!(
+                    "expected a value or {{\"value\": …}}, got an object with key {}",
+                    describe(&Value::from(other.as_str()))
+                ));
+            }
+            map.get("value")
+                .ok_or("expected {\"value\": …}, got an object without \"value\"")?
+        }
+        bare => bare,
+    };
+    Ok(Some(inner).filter(|v| !v.is_null()))
+}
+
+/// A value as shown in a rejection message: short (it has to fit in a message with the rest of
+/// the event) and without walking nested values.
+pub(super) fn describe(value: &Value) -> String {
+    const SHOWN: usize = 40;
+    match value {
+        Value::String(s) => match s.char_indices().nth(SHOWN) {
+            Some((cut, _)) => format!("{:?}…", &s[..cut]),
+            None => format!("{s:?}"),
+        },
+        Value::Array(_) => "an array".into(),
+        Value::Object(_) => "an object".into(),
+        scalar => scalar.to_string(),
+    }
+}
+
+fn duration(value: &Value) -> Result<Duration, String> {
+    match value {
+        Value::String(s) => parse_duration(s),
+        other => Err(format!(
+            "expected an ISO-8601 duration such as PT7M, got {}",
+            describe(other)
+        )),
+    }
+}
+
+/// A JSON integer in `min..=max`. A float without a fraction counts too (`204800.0`): some
+/// tools write every number that way.
+fn integer(value: &Value, min: u64, max: Option<u64>) -> Result<u64, String> {
+    /// 2^64, exact as an f64: floats below it convert to u64 without saturating.
+    const U64_END: f64 = 18_446_744_073_709_551_616.0;
+    let number = match value {
+        Value::Number(n) => n.as_u64().or_else(|| {
+            n.as_f64()
+                .filter(|f| f.fract() == 0.0 && *f >= 0.0 && *f < U64_END)
+                .map(|f| f as u64)
+        }),
+        _ => None,
+    };
+    number
+        .filter(|n| *n >= min && max.is_none_or(|max| *n <= max))
+        .ok_or_else(|| {
+            let range = match max {
+                Some(max) => format!("an integer from {min} to {max}"),
+                None => format!("an integer of at least {min}"),
+            };
+            format!("expected {range}, got {}", describe(value))
+        })
+}
+
+fn priority(value: &Value) -> Result<Priority, String> {
+    let text = value.as_str().unwrap_or_default();
+    [Priority::High, Priority::Low, Priority::Off]
+        .into_iter()
+        .find(|p| p.to_string().eq_ignore_ascii_case(text))
+        .ok_or_else(|| format!("expected High, Low or Off, got {}", describe(value)))
+}
+
+fn boolean(value: &Value) -> Result<bool, String> {
+    value
+        .as_bool()
+        .ok_or_else(|| format!("expected true or false, got {}", describe(value)))
+}
+
+fn string(value: &Value) -> Result<Option<String>, String> {
+    match value {
+        Value::String(s) => Ok(Some(s.clone())),
+        Value::Null => Ok(None),
+        other => Err(format!("expected a string, got {}", describe(other))),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn names_round_trip_and_are_unique() {
+        let names: Vec<String> = Key::all().map(Key::name).collect();
+        let unique: std::collections::BTreeSet<&String> = names.iter().collect();
+        assert_eq!(unique.len(), names.len());
+        assert_eq!(names.len(), 5 + EventKind::ALL.len() + 6 + 4);
+        for key in Key::all() {
+            assert_eq!(Key::from_name(&key.name()), Some(key));
+        }
+        assert!(names.contains(&"eventPriorityConnectedHardware".to_string()));
+        assert!(names.contains(&"aggregationIntervalProcessTerminate".to_string()));
+    }
+
+    #[test]
+    fn unknown_names() {
+        for name in [
+            "",
+            "HighPriorityMessageFrequency",
+            "eventPriority",
+            "eventPriorityprocessCreate",
+            "aggregationEnabledLogin",
+            "aggregationIntervalListeningPorts",
+            "eventPriorityProcessCreate ",
+        ] {
+            assert_eq!(Key::from_name(name), None, "{name:?}");
+        }
+    }
+
+    #[test]
+    fn unwraps_values() {
+        assert_eq!(unwrap_value(&json!(5)), Ok(Some(&json!(5))));
+        assert_eq!(unwrap_value(&json!({"value": 5})), Ok(Some(&json!(5))));
+        assert_eq!(
+            unwrap_value(&json!({"value": 5, "$metadata": {}})),
+            Ok(Some(&json!(5)))
+        );
+        assert_eq!(unwrap_value(&json!(null)), Ok(None));
+        assert_eq!(unwrap_value(&json!({"value": null})), Ok(None));
+        assert_eq!(
+            unwrap_value(&json!({"value": {"value": 1}})),
+            Ok(Some(&json!({"value": 1})))
+        );
+        assert!(unwrap_value(&json!({})).is_err());
+        assert!(unwrap_value(&json!({"value": 1, "unit": "s"})).is_err());
+    }
+
+    #[test]
+    fn integers() {
+        assert_eq!(integer(&json!(204800), 8192, Some(262144)), Ok(204800));
+        assert_eq!(integer(&json!(204800.0), 8192, Some(262144)), Ok(204800));
+        assert_eq!(integer(&json!(8192), 8192, Some(262144)), Ok(8192));
+        assert_eq!(integer(&json!(262144), 8192, Some(262144)), Ok(262144));
+        assert_eq!(integer(&json!(u64::MAX), 8192, None), Ok(u64::MAX));
+        for bad in [
+            json!(8191),
+            json!(262145),
+            json!(-8192),
+            json!(204800.5),
+            json!(1e300),
+            json!(-0.0),
+            json!("204800"),
+            json!(true),
+            json!([204800]),
+        ] {
+            assert!(integer(&bad, 8192, Some(262144)).is_err(), "{bad}");
+        }
+        assert_eq!(
+            integer(&json!(1), 8192, Some(262144)).unwrap_err(),
+            "expected an integer from 8192 to 262144, got 1"
+        );
+        assert_eq!(
+            integer(&json!("lots"), 8192, None).unwrap_err(),
+            "expected an integer of at least 8192, got \"lots\""
+        );
+        assert!(integer(&json!(1e300), 8192, None).is_err());
+    }
+
+    #[test]
+    fn priorities_ignore_case() {
+        for (text, want) in [
+            ("High", Priority::High),
+            ("low", Priority::Low),
+            ("OFF", Priority::Off),
+        ] {
+            assert_eq!(priority(&json!(text)), Ok(want));
+        }
+        for bad in [
+            json!("Medium"),
+            json!(""),
+            json!(1),
+            json!(null),
+            json!(["High"]),
+        ] {
+            assert!(priority(&bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn get_and_set_agree() {
+        let defaults = Config::default();
+        let mut config = defaults.clone();
+        for key in Key::all() {
+            let value = key.get(&defaults);
+            if value.is_null() {
+                continue;
+            }
+            key.set(&mut config, &value).unwrap();
+        }
+        assert_eq!(config, defaults);
+    }
+
+    #[test]
+    fn long_values_are_cut_short_in_messages() {
+        let long = "é".repeat(10_000);
+        assert!(describe(&json!(long)).len() < 100);
+        assert_eq!(describe(&json!([[1]])), "an array");
+        assert_eq!(describe(&json!(1.5)), "1.5");
+    }
+}

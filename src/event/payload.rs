@@ -1,0 +1,468 @@
+//! Typed payload records, one struct per event kind, named and shaped as in the v1.0 schemas.
+
+use super::{EventKind, ExtraDetails};
+use serde::{Deserialize, Serialize, Serializer};
+use std::net::IpAddr;
+use uuid::Uuid;
+
+/// Ports are strings in the schema (`"22"`, `"53248-53250"`, `"*"`); collectors deal in numbers.
+fn port_str<S: Serializer>(port: &Option<u16>, s: S) -> Result<S::Ok, S::Error> {
+    match port {
+        Some(p) => s.collect_str(p),
+        None => s.serialize_none(),
+    }
+}
+
+fn port_str_req<S: Serializer>(port: &u16, s: S) -> Result<S::Ok, S::Error> {
+    s.collect_str(port)
+}
+
+fn de_port_opt<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<u16>, D::Error> {
+    let s: Option<String> = Option::deserialize(d)?;
+    s.map(|s| s.parse().map_err(serde::de::Error::custom))
+        .transpose()
+}
+
+fn de_port<'de, D: serde::Deserializer<'de>>(d: D) -> Result<u16, D::Error> {
+    let s = String::deserialize(d)?;
+    s.parse().map_err(serde::de::Error::custom)
+}
+
+/// `Direction` of a connection or firewall rule.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub enum Direction {
+    In,
+    Out,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub enum LoginResult {
+    Success,
+    Fail,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub enum FirewallAction {
+    Allow,
+    Deny,
+    Other,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub enum BaselineResult {
+    Pass,
+    Fail,
+    Err,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub enum BaselineSeverity {
+    Critical,
+    Important,
+    Warning,
+    Informational,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub enum DiagnosticSeverity {
+    Fatal,
+    Error,
+    Warning,
+    Information,
+    Debug,
+}
+
+/// `ErrorType` of a `ConfigurationError` event.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub enum ConfigErrorType {
+    /// The value has the wrong type or is outside the allowed range.
+    TypeMismatch,
+    /// The value works but wastes resources.
+    NotOptimal,
+    /// The value contradicts another setting.
+    Conflict,
+}
+
+/// `Queue` of a `DroppedEventsStatistics` record.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub enum QueueName {
+    High,
+    Low,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct ProcessCreate {
+    pub executable: String,
+    pub command_line: String,
+    pub process_id: u32,
+    pub parent_process_id: u32,
+    pub user_id: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub user_name: Option<String>,
+    #[serde(default, skip_serializing_if = "ExtraDetails::is_empty")]
+    pub extra_details: ExtraDetails,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct ProcessTerminate {
+    pub executable: String,
+    pub process_id: u32,
+    pub exit_status: i32,
+    #[serde(default, skip_serializing_if = "ExtraDetails::is_empty")]
+    pub extra_details: ExtraDetails,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct ConnectionCreate {
+    pub remote_address: IpAddr,
+    #[serde(serialize_with = "port_str_req", deserialize_with = "de_port")]
+    pub remote_port: u16,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub local_address: Option<IpAddr>,
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        serialize_with = "port_str",
+        deserialize_with = "de_port_opt"
+    )]
+    pub local_port: Option<u16>,
+    pub direction: Direction,
+    pub protocol: String,
+    pub process_id: u32,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub user_id: Option<String>,
+    pub executable: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub command_line: Option<String>,
+    #[serde(default, skip_serializing_if = "ExtraDetails::is_empty")]
+    pub extra_details: ExtraDetails,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct Login {
+    pub process_id: u32,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub user_id: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub user_name: Option<String>,
+    pub operation: String,
+    pub executable: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub remote_address: Option<IpAddr>,
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        serialize_with = "port_str",
+        deserialize_with = "de_port_opt"
+    )]
+    pub remote_port: Option<u16>,
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        serialize_with = "port_str",
+        deserialize_with = "de_port_opt"
+    )]
+    pub local_port: Option<u16>,
+    pub result: LoginResult,
+    #[serde(default, skip_serializing_if = "ExtraDetails::is_empty")]
+    pub extra_details: ExtraDetails,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct ListeningPort {
+    pub protocol: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub local_address: Option<IpAddr>,
+    #[serde(serialize_with = "port_str_req", deserialize_with = "de_port")]
+    pub local_port: u16,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub remote_address: Option<IpAddr>,
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        serialize_with = "port_str",
+        deserialize_with = "de_port_opt"
+    )]
+    pub remote_port: Option<u16>,
+    #[serde(default, skip_serializing_if = "ExtraDetails::is_empty")]
+    pub extra_details: ExtraDetails,
+}
+
+/// Every field is optional in the schema; a field the host does not expose is left out.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SystemInformation {
+    #[serde(rename = "OSName", default, skip_serializing_if = "Option::is_none")]
+    pub os_name: Option<String>,
+    #[serde(rename = "OSVersion", default, skip_serializing_if = "Option::is_none")]
+    pub os_version: Option<String>,
+    #[serde(rename = "OSVendor", default, skip_serializing_if = "Option::is_none")]
+    pub os_vendor: Option<String>,
+    #[serde(
+        rename = "OsArchitecture",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub os_architecture: Option<String>,
+    #[serde(rename = "HostName", default, skip_serializing_if = "Option::is_none")]
+    pub host_name: Option<String>,
+    #[serde(
+        rename = "BIOSVersion",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub bios_version: Option<String>,
+    #[serde(rename = "BootDevice", default, skip_serializing_if = "Option::is_none")]
+    pub boot_device: Option<String>,
+    #[serde(
+        rename = "TotalPhysicalMemoryInKB",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub total_physical_memory_kb: Option<u64>,
+    #[serde(
+        rename = "FreePhysicalMemoryInKB",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub free_physical_memory_kb: Option<u64>,
+    #[serde(
+        rename = "TotalVirtualMemoryInKB",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub total_virtual_memory_kb: Option<u64>,
+    #[serde(
+        rename = "FreeVirtualMemoryInKB",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub free_virtual_memory_kb: Option<u64>,
+    #[serde(
+        rename = "ExtraDetails",
+        default,
+        skip_serializing_if = "ExtraDetails::is_empty"
+    )]
+    pub extra_details: ExtraDetails,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct LocalUser {
+    pub user_name: String,
+    pub user_id: String,
+    /// `;`-joined group names.
+    pub group_names: String,
+    /// `;`-joined group ids.
+    pub group_ids: String,
+    #[serde(default, skip_serializing_if = "ExtraDetails::is_empty")]
+    pub extra_details: ExtraDetails,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct FirewallRule {
+    pub enabled: bool,
+    pub action: FirewallAction,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub priority: Option<i64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub chain_name: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub direction: Option<Direction>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub application: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub source_address: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub source_port: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub destination_address: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub destination_port: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub protocol: Option<String>,
+    #[serde(default, skip_serializing_if = "ExtraDetails::is_empty")]
+    pub extra_details: ExtraDetails,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct BaselineCheck {
+    pub description: String,
+    pub cce_id: String,
+    pub result: BaselineResult,
+    pub error: String,
+    pub severity: BaselineSeverity,
+    #[serde(default, skip_serializing_if = "ExtraDetails::is_empty")]
+    pub extra_details: ExtraDetails,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct ConnectedHardware {
+    pub hardware_category: String,
+    pub hardware_sub_category: String,
+    pub hardware_name: String,
+    #[serde(default, skip_serializing_if = "ExtraDetails::is_empty")]
+    pub extra_details: ExtraDetails,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct Diagnostic {
+    pub severity: DiagnosticSeverity,
+    pub message: String,
+    pub process_id: u32,
+    pub thread_id: u64,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub correlation_id: Option<Uuid>,
+    #[serde(default, skip_serializing_if = "ExtraDetails::is_empty")]
+    pub extra_details: ExtraDetails,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct ConfigurationError {
+    pub configuration_name: String,
+    pub error_type: ConfigErrorType,
+    /// The value the agent uses instead, as text.
+    pub used_configuration: String,
+    pub message: String,
+    #[serde(default, skip_serializing_if = "ExtraDetails::is_empty")]
+    pub extra_details: ExtraDetails,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct DroppedEventsStatistics {
+    pub queue: QueueName,
+    pub collected_events: u64,
+    pub dropped_events: u64,
+    #[serde(default, skip_serializing_if = "ExtraDetails::is_empty")]
+    pub extra_details: ExtraDetails,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct MessageStatistics {
+    pub messages_sent: u64,
+    #[serde(rename = "MessagesUnder4KB")]
+    pub messages_under_4kb: u64,
+    pub total_failed: u64,
+    #[serde(default, skip_serializing_if = "ExtraDetails::is_empty")]
+    pub extra_details: ExtraDetails,
+}
+
+macro_rules! payloads {
+    ($( $kind:ident($record:ty) ),* $(,)?) => {
+        /// The `Payload` array of an event: records of one kind. Serializes as the bare array.
+        #[derive(Debug, Clone, PartialEq, Serialize)]
+        #[serde(untagged)]
+        pub enum Payload { $( $kind(Vec<$record>), )* }
+
+        impl Payload {
+            pub fn kind(&self) -> EventKind {
+                match self { $( Payload::$kind(_) => EventKind::$kind, )* }
+            }
+
+            pub fn len(&self) -> usize {
+                match self { $( Payload::$kind(v) => v.len(), )* }
+            }
+
+            pub fn is_empty(&self) -> bool {
+                self.len() == 0
+            }
+
+            /// A payload of `kind` with no records.
+            pub fn empty(kind: EventKind) -> Payload {
+                match kind { $( EventKind::$kind => Payload::$kind(Vec::new()), )* }
+            }
+
+            /// Splits the records at `at`; `self` keeps `[0, at)`. Used to cut a snapshot that is
+            /// too large for one message into several events of the same kind.
+            pub fn split_off(&mut self, at: usize) -> Payload {
+                match self { $( Payload::$kind(v) => Payload::$kind(v.split_off(at)), )* }
+            }
+
+            /// The `ExtraDetails` of the first record, where aggregation writes its hit count.
+            pub fn first_extra_details_mut(&mut self) -> Option<&mut ExtraDetails> {
+                match self { $( Payload::$kind(v) => v.first_mut().map(|r| &mut r.extra_details), )* }
+            }
+
+            /// Parses a payload array of the named kind (security messages from other modules).
+            pub fn from_json(kind: EventKind, value: serde_json::Value) -> Result<Payload, serde_json::Error> {
+                Ok(match kind { $( EventKind::$kind => Payload::$kind(serde_json::from_value(value)?), )* })
+            }
+        }
+    };
+}
+
+payloads! {
+    ProcessCreate(ProcessCreate),
+    ProcessTerminate(ProcessTerminate),
+    ConnectionCreate(ConnectionCreate),
+    Login(Login),
+    ListeningPorts(ListeningPort),
+    SystemInformation(SystemInformation),
+    LocalUsers(LocalUser),
+    FirewallConfiguration(FirewallRule),
+    OSBaseline(BaselineCheck),
+    ConnectedHardware(ConnectedHardware),
+    Diagnostic(Diagnostic),
+    ConfigurationError(ConfigurationError),
+    DroppedEventsStatistics(DroppedEventsStatistics),
+    MessageStatistics(MessageStatistics),
+}
+
+impl Payload {
+    /// The aggregation key of a single-record ProcessCreate / ConnectionCreate / ProcessTerminate
+    /// payload (security-events.md §4); `None` for every other payload. Process ids are not part
+    /// of a key: a storm of the same command line becomes one event with a hit count.
+    pub fn aggregation_key(&self) -> Option<String> {
+        const SEP: char = '\u{1f}';
+        let mut key = String::new();
+        let mut push = |s: &str| {
+            key.push_str(s);
+            key.push(SEP);
+        };
+        match self {
+            Payload::ProcessCreate(v) if v.len() == 1 => {
+                let r = &v[0];
+                push(&r.executable);
+                push(&r.command_line);
+                push(&r.user_id);
+                push(r.user_name.as_deref().unwrap_or(""));
+            }
+            Payload::ProcessTerminate(v) if v.len() == 1 => {
+                let r = &v[0];
+                push(&r.executable);
+                push(&r.exit_status.to_string());
+            }
+            Payload::ConnectionCreate(v) if v.len() == 1 => {
+                let r = &v[0];
+                push(&r.executable);
+                push(r.command_line.as_deref().unwrap_or(""));
+                push(r.user_id.as_deref().unwrap_or(""));
+                push(match r.direction {
+                    Direction::In => "In",
+                    Direction::Out => "Out",
+                });
+                push(&r.local_address.map(|a| a.to_string()).unwrap_or_default());
+                push(&r.remote_address.to_string());
+                push(&r.protocol);
+                let port = match r.direction {
+                    Direction::In => r.local_port.unwrap_or(0),
+                    Direction::Out => r.remote_port,
+                };
+                push(&port.to_string());
+            }
+            _ => return None,
+        }
+        Some(key)
+    }
+}

@@ -1,0 +1,186 @@
+//! edgeguard: a security agent for Azure IoT Edge devices.
+//!
+//! Collectors turn what the host shows into typed [`event::Event`]s; the [`pipeline`] prioritises,
+//! aggregates and batches them into security messages; the outbox hands each message to a
+//! [`sink`] and forgets it only once the sink acknowledges it. Configuration arrives as
+//! module-twin JSON, is validated key by key in [`config`], and reaches every component as a typed
+//! value through a watch channel.
+//!
+//! ```text
+//! collectors ─mpsc<Event>─▶ pipeline ─mpsc<Message>─▶ outbox ─mpsc<Record>─▶ sink
+//!                              ▲                        ▲                    │
+//!           watch<Arc<Config>>─┘                        └──mpsc<Delivery>────┘
+//! ```
+
+pub mod collectors;
+pub mod config;
+pub mod event;
+pub mod host;
+pub mod metrics;
+pub mod pipeline;
+pub mod sink;
+pub mod state;
+
+use config::{Config, Rejected};
+use event::{Event, MessageHeader, envelope::AGENT_VERSION};
+use host::HostRoot;
+use metrics::{Identity, Metrics};
+use pipeline::outbox::{self, OutboxConfig};
+use pipeline::{Control, Pipeline};
+use sink::SinkKind;
+use std::future::Future;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::sync::{mpsc, watch};
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+/// Capacity of the collectors' event channel. Collectors that can wait do; kernel sources that
+/// cannot, count what they drop.
+const EVENT_CHANNEL: usize = 1024;
+
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("preparing the state directory")]
+    State(#[from] state::Error),
+}
+
+/// What to do.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Mode {
+    /// Collect until shut down.
+    Run,
+    /// Run every periodic collector once, deliver the messages, and return.
+    Snapshot,
+}
+
+/// Everything the agent needs to start, already parsed and validated by the binary.
+#[derive(Debug, Clone)]
+pub struct Options {
+    pub host_root: HostRoot,
+    pub state_dir: PathBuf,
+    pub sink: SinkKind,
+    /// The starting configuration, keys rejected while building it, and its desired `$version`.
+    pub config: Config,
+    pub rejected: Vec<Rejected>,
+    pub config_version: Option<i64>,
+    /// How long to keep delivering after a shutdown request.
+    pub shutdown_grace: Duration,
+}
+
+impl Default for Options {
+    fn default() -> Self {
+        Options {
+            host_root: HostRoot::default(),
+            state_dir: PathBuf::from("/var/lib/edgeguard"),
+            sink: SinkKind::Stdout,
+            config: Config::default(),
+            rejected: Vec::new(),
+            config_version: None,
+            shutdown_grace: Duration::from_secs(10),
+        }
+    }
+}
+
+/// Starts every task and runs until `shutdown` completes (or, in snapshot mode, until the
+/// snapshot is delivered). Returns once everything queued was delivered or the grace period ran
+/// out.
+pub async fn run(opts: Options, mode: Mode, shutdown: impl Future<Output = ()>) -> Result<(), Error> {
+    let agent_id = state::agent_id(&opts.state_dir)?;
+    let metrics = Arc::new(Metrics::new(&Identity::from_env()));
+    metrics.set_config_version(opts.config_version);
+    tracing::info!(
+        version = AGENT_VERSION,
+        %agent_id,
+        host_root = %opts.host_root.root().display(),
+        sink = ?opts.sink,
+        ?mode,
+        "edgeguard starting"
+    );
+
+    let (config_tx, config_rx) = watch::channel(Arc::new(opts.config.clone()));
+    let (event_tx, event_rx) = mpsc::channel::<Event>(EVENT_CHANNEL);
+    let (control_tx, control_rx) = mpsc::channel::<Control>(8);
+    let (message_tx, message_rx) = mpsc::channel(1);
+    let outbox_cfg = OutboxConfig {
+        max_bytes: opts.config.max_local_cache_size_in_bytes as usize,
+        grace: opts.shutdown_grace,
+        ..OutboxConfig::default()
+    };
+    let (record_tx, record_rx) = mpsc::channel(outbox_cfg.window);
+    let (delivery_tx, delivery_rx) = mpsc::channel(outbox_cfg.window + 1);
+
+    let tracker = TaskTracker::new();
+    let stop_collectors = CancellationToken::new();
+    let stop_delivery = CancellationToken::new();
+
+    let header = MessageHeader::new(AGENT_VERSION, agent_id);
+    let pipeline = Pipeline::new(header, config_tx.borrow().clone(), metrics.clone());
+    tracker.spawn(pipeline::run(
+        pipeline,
+        event_rx,
+        control_rx,
+        config_rx.clone(),
+        message_tx,
+    ));
+    tracker.spawn(outbox::run(
+        message_rx,
+        record_tx,
+        delivery_rx,
+        metrics.clone(),
+        outbox_cfg,
+        stop_delivery.clone(),
+    ));
+    tracker.spawn(sink::run(
+        opts.sink.clone(),
+        record_rx,
+        delivery_tx,
+        stop_collectors.clone(),
+    ));
+
+    // Keys the local configuration rejected are reported like a twin's would be.
+    for r in &opts.rejected {
+        tracing::warn!(key = %r.key, error_type = ?r.error_type, used = %r.used, "{}", r.message);
+        metrics.config_rejected(&format!("{:?}", r.error_type));
+        let _ = event_tx.send(r.to_event()).await;
+    }
+
+    match mode {
+        Mode::Snapshot => {
+            let mut collectors = collectors::periodic_collectors();
+            collectors::collect_once(&mut collectors, &opts.host_root, &event_tx, &metrics).await;
+            drop(event_tx);
+            // Nothing more will come: deliver within the grace period, then stop.
+            stop_delivery.cancel();
+        }
+        Mode::Run => {
+            tracker.spawn(collectors::run_periodic(
+                collectors::periodic_collectors(),
+                opts.host_root.clone(),
+                event_tx,
+                config_rx,
+                control_tx.clone(),
+                metrics.clone(),
+                stop_collectors.clone(),
+            ));
+            tokio::select! {
+                _ = shutdown => tracing::info!("shutdown requested; flushing"),
+                _ = stop_collectors.cancelled() => tracing::error!("a sink failed for good; shutting down"),
+            }
+            stop_collectors.cancel();
+            stop_delivery.cancel();
+        }
+    }
+    drop(control_tx);
+    tracker.close();
+    if tokio::time::timeout(opts.shutdown_grace + Duration::from_secs(5), tracker.wait())
+        .await
+        .is_err()
+    {
+        tracing::error!("tasks did not finish within the grace period");
+    }
+    drop(config_tx);
+    tracing::info!("edgeguard stopped");
+    Ok(())
+}

@@ -1,0 +1,201 @@
+//! The command line: parse, set up logging and the runtime, and hand over to `edgeguard::run`.
+
+use anyhow::{Context, Result, bail};
+use clap::{Parser, Subcommand, ValueEnum};
+use edgeguard::config::{self, Config, Rejected};
+use edgeguard::host::HostRoot;
+use edgeguard::sink::SinkKind;
+use edgeguard::{Mode, Options};
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Duration;
+
+#[derive(Parser, Debug)]
+#[command(name = "edgeguard", version, about = "Security agent for Azure IoT Edge devices")]
+struct Cli {
+    /// Where the host's root filesystem is visible (`/host` in the module container).
+    #[arg(long, global = true, env = "EDGEGUARD_HOST_ROOT", default_value = "/")]
+    host_root: PathBuf,
+
+    /// Directory for state that must survive restarts (agent id); a mounted volume in the container.
+    #[arg(long, global = true, env = "EDGEGUARD_STATE_DIR", default_value = "/var/lib/edgeguard")]
+    state_dir: PathBuf,
+
+    /// A local configuration (module twin, desired properties, or the configuration object) used
+    /// when there is no module twin. EDGEGUARD_CONFIG_JSON may hold the same JSON inline.
+    #[arg(long, global = true, env = "EDGEGUARD_CONFIG")]
+    config: Option<PathBuf>,
+
+    /// Log format on stderr (level from RUST_LOG, default info).
+    #[arg(long, global = true, env = "EDGEGUARD_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
+    log_format: LogFormat,
+
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+enum LogFormat {
+    Text,
+    Json,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+enum SinkArg {
+    Stdout,
+    File,
+}
+
+#[derive(clap::Args, Debug)]
+struct SinkArgs {
+    /// Where messages go (default: stdout when no IoT Edge environment is present).
+    #[arg(long, env = "EDGEGUARD_SINK", value_enum)]
+    sink: Option<SinkArg>,
+
+    /// File for `--sink file` (default: messages.jsonl in the state directory).
+    #[arg(long, env = "EDGEGUARD_OUTPUT")]
+    output: Option<PathBuf>,
+
+    /// Seconds to keep delivering queued messages after SIGTERM/SIGINT.
+    #[arg(long, default_value_t = 10)]
+    shutdown_grace: u64,
+}
+
+#[derive(Subcommand, Debug)]
+enum Command {
+    /// Collect and send security messages until stopped (SIGTERM/SIGINT flush what is queued).
+    Run(SinkArgs),
+    /// Run every periodic collector once, print the message(s), and exit.
+    Snapshot(SinkArgs),
+    /// Configuration tools.
+    #[command(subcommand)]
+    Config(ConfigCommand),
+}
+
+#[derive(Subcommand, Debug)]
+enum ConfigCommand {
+    /// Validate a twin JSON file: print the effective configuration (as reported properties) on
+    /// stdout and each rejected key on stderr. Exit code 1 when any key was rejected.
+    Check { file: PathBuf },
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    init_logging(cli.log_format);
+    match real_main(cli) {
+        Ok(code) => code,
+        Err(e) => {
+            tracing::error!("{e:#}");
+            eprintln!("edgeguard: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn init_logging(format: LogFormat) {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+        .with_writer(std::io::stderr);
+    match format {
+        LogFormat::Text => builder.init(),
+        LogFormat::Json => builder.json().init(),
+    }
+}
+
+fn real_main(cli: Cli) -> Result<ExitCode> {
+    let (sink_args, mode) = match cli.command {
+        Command::Config(ConfigCommand::Check { file }) => return config_check(&file),
+        Command::Run(a) => (a, Mode::Run),
+        Command::Snapshot(a) => (a, Mode::Snapshot),
+    };
+    let (config, rejected, config_version) = local_config(cli.config.as_deref())?;
+    let sink = match sink_args.sink {
+        Some(SinkArg::Stdout) => SinkKind::Stdout,
+        Some(SinkArg::File) => SinkKind::File(
+            sink_args
+                .output
+                .unwrap_or_else(|| cli.state_dir.join("messages.jsonl")),
+        ),
+        None if in_iot_edge() => bail!(
+            "running under IoT Edge, but this build cannot send to edgeHub yet; \
+             pass --sink stdout or --sink file to collect locally"
+        ),
+        None => SinkKind::Stdout,
+    };
+    let opts = Options {
+        host_root: HostRoot::new(cli.host_root),
+        state_dir: cli.state_dir,
+        sink,
+        config,
+        rejected,
+        config_version,
+        shutdown_grace: Duration::from_secs(sink_args.shutdown_grace),
+    };
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .max_blocking_threads(2)
+        .build()
+        .context("starting the async runtime")?;
+    runtime.block_on(async {
+        let shutdown = shutdown_signal()?;
+        edgeguard::run(opts, mode, shutdown).await?;
+        Ok::<_, anyhow::Error>(())
+    })?;
+    Ok(ExitCode::SUCCESS)
+}
+
+fn in_iot_edge() -> bool {
+    std::env::var_os("IOTEDGE_MODULEID").is_some()
+        || std::env::var_os("EdgeHubConnectionString").is_some()
+}
+
+/// Defaults, then the local file (or EDGEGUARD_CONFIG_JSON) when given.
+fn local_config(file: Option<&std::path::Path>) -> Result<(Config, Vec<Rejected>, Option<i64>)> {
+    if let Some(path) = file {
+        return config::load_file(path)
+            .with_context(|| format!("loading the configuration from {}", path.display()));
+    }
+    if let Ok(text) = std::env::var("EDGEGUARD_CONFIG_JSON") {
+        return config::load_str(&text).context("loading the configuration from EDGEGUARD_CONFIG_JSON");
+    }
+    Ok((Config::default(), Vec::new(), None))
+}
+
+fn config_check(file: &std::path::Path) -> Result<ExitCode> {
+    let (cfg, rejected, version) = config::load_file(file)
+        .with_context(|| format!("loading the configuration from {}", file.display()))?;
+    let reported = config::reported(&cfg, version, &rejected);
+    println!(
+        "{}",
+        serde_json::to_string_pretty(&reported).context("printing the configuration")?
+    );
+    for r in &rejected {
+        eprintln!(
+            "rejected {}: {:?}: {} (using {})",
+            r.key, r.error_type, r.message, r.used
+        );
+    }
+    if rejected.is_empty() {
+        eprintln!("configuration ok");
+        Ok(ExitCode::SUCCESS)
+    } else {
+        eprintln!("{} key(s) rejected; they keep their previous values", rejected.len());
+        Ok(ExitCode::from(1))
+    }
+}
+
+/// Completes on SIGTERM (edgeAgent stopping the module) or SIGINT.
+fn shutdown_signal() -> Result<impl std::future::Future<Output = ()>> {
+    use tokio::signal::unix::{SignalKind, signal};
+    let mut term = signal(SignalKind::terminate()).context("installing the SIGTERM handler")?;
+    let mut int = signal(SignalKind::interrupt()).context("installing the SIGINT handler")?;
+    Ok(async move {
+        tokio::select! {
+            _ = term.recv() => {}
+            _ = int.recv() => {}
+        }
+    })
+}

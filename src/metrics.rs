@@ -1,0 +1,412 @@
+//! Prometheus metrics: one registry per agent, one method per thing that happens.
+//!
+//! Names follow `edgeguard_<subsystem>_<name>_<unit>` with `_total` for counters, and every metric
+//! carries the constant labels the IoT Edge metrics-collector expects (`iothub`, `edge_device`,
+//! `module_name`, `instance_number`). Label values are bounded: kinds, stages and reasons, never
+//! pids, paths or error text. Methods that count a drop also log it, at most once a minute per
+//! (stage, reason), so a storm cannot flood the log.
+
+use crate::event::{EventKind, Priority};
+use prometheus::{
+    Encoder, IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry, TextEncoder,
+};
+use std::collections::HashMap;
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+/// Identity of this agent instance, attached to every metric as constant labels.
+#[derive(Debug, Clone, Default)]
+pub struct Identity {
+    pub iothub: String,
+    pub edge_device: String,
+    pub module_name: String,
+    pub instance_number: String,
+}
+
+impl Identity {
+    /// Reads the IoT Edge environment (empty values outside IoT Edge) and picks a fresh
+    /// instance number, so a restart shows up as a new series rather than a counter reset.
+    pub fn from_env() -> Identity {
+        let var = |k: &str| std::env::var(k).unwrap_or_default();
+        Identity {
+            iothub: var("IOTEDGE_IOTHUBHOSTNAME"),
+            edge_device: var("IOTEDGE_DEVICEID"),
+            module_name: std::env::var("IOTEDGE_MODULEID").unwrap_or_else(|_| "edgeguard".into()),
+            instance_number: uuid::Uuid::new_v4().simple().to_string()[..8].to_string(),
+        }
+    }
+}
+
+/// Why an event was dropped (the `reason` label).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum DropReason {
+    /// The in-memory cache was full and this event was the oldest of the lowest priority.
+    CacheFull,
+    /// The event could not be made to fit into one message.
+    TooLarge,
+    /// A kernel or other source lost events before edgeguard saw them.
+    SourceOverflow,
+    /// The agent stopped before it could hand the event on.
+    Shutdown,
+}
+
+impl DropReason {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            DropReason::CacheFull => "cache_full",
+            DropReason::TooLarge => "too_large",
+            DropReason::SourceOverflow => "source_overflow",
+            DropReason::Shutdown => "shutdown",
+        }
+    }
+}
+
+pub struct Metrics {
+    registry: Registry,
+    events_collected: IntCounterVec,
+    events_filtered: IntCounterVec,
+    events_dropped: IntCounterVec,
+    events_aggregated: IntCounterVec,
+    events_truncated: IntCounterVec,
+    queue_bytes: IntGaugeVec,
+    queue_events: IntGaugeVec,
+    messages_sent: IntCounter,
+    messages_acked: IntCounter,
+    messages_failed: IntCounter,
+    messages_bytes: IntCounter,
+    messages_under_4kb: IntCounter,
+    outbox_messages: IntGauge,
+    outbox_bytes: IntGauge,
+    config_rejected: IntCounterVec,
+    config_version: IntGauge,
+    errors: IntCounterVec,
+    drop_log: Mutex<HashMap<DropKey, DropLog>>,
+}
+
+/// (stage, reason) of a drop.
+type DropKey = (&'static str, DropReason);
+/// When a drop was last logged, and how many were counted since.
+type DropLog = (Instant, u64);
+
+const DROP_LOG_INTERVAL: Duration = Duration::from_secs(60);
+
+fn counter_vec(reg: &Registry, name: &str, help: &str, labels: &[&str]) -> IntCounterVec {
+    let c = IntCounterVec::new(Opts::new(name, help), labels)
+        .expect("metric names and labels are valid literals");
+    reg.register(Box::new(c.clone()))
+        .expect("each metric is registered once");
+    c
+}
+
+fn gauge_vec(reg: &Registry, name: &str, help: &str, labels: &[&str]) -> IntGaugeVec {
+    let g = IntGaugeVec::new(Opts::new(name, help), labels)
+        .expect("metric names and labels are valid literals");
+    reg.register(Box::new(g.clone()))
+        .expect("each metric is registered once");
+    g
+}
+
+fn counter(reg: &Registry, name: &str, help: &str) -> IntCounter {
+    let c = IntCounter::new(name, help).expect("metric names are valid literals");
+    reg.register(Box::new(c.clone()))
+        .expect("each metric is registered once");
+    c
+}
+
+fn gauge(reg: &Registry, name: &str, help: &str) -> IntGauge {
+    let g = IntGauge::new(name, help).expect("metric names are valid literals");
+    reg.register(Box::new(g.clone()))
+        .expect("each metric is registered once");
+    g
+}
+
+impl Metrics {
+    pub fn new(identity: &Identity) -> Metrics {
+        let labels: HashMap<String, String> = [
+            ("iothub", &identity.iothub),
+            ("edge_device", &identity.edge_device),
+            ("module_name", &identity.module_name),
+            ("instance_number", &identity.instance_number),
+        ]
+        .into_iter()
+        .map(|(k, v)| (k.to_string(), v.clone()))
+        .collect();
+        let r = Registry::new_custom(None, Some(labels)).expect("constant labels are valid");
+        Metrics {
+            events_collected: counter_vec(
+                &r,
+                "edgeguard_events_collected_total",
+                "Events produced by collectors",
+                &["collector", "kind"],
+            ),
+            events_filtered: counter_vec(
+                &r,
+                "edgeguard_events_filtered_total",
+                "Events discarded on purpose because their priority is Off",
+                &["kind"],
+            ),
+            events_dropped: counter_vec(
+                &r,
+                "edgeguard_events_dropped_total",
+                "Events lost, by stage and reason",
+                &["stage", "reason"],
+            ),
+            events_aggregated: counter_vec(
+                &r,
+                "edgeguard_events_aggregated_total",
+                "Events merged into an earlier event with the same aggregation key",
+                &["kind"],
+            ),
+            events_truncated: counter_vec(
+                &r,
+                "edgeguard_events_truncated_total",
+                "Events whose longest fields were shortened to fit into a message",
+                &["kind"],
+            ),
+            queue_bytes: gauge_vec(
+                &r,
+                "edgeguard_queue_size_bytes",
+                "Serialized bytes waiting in the in-memory cache",
+                &["priority"],
+            ),
+            queue_events: gauge_vec(
+                &r,
+                "edgeguard_queue_events",
+                "Events waiting in the in-memory cache",
+                &["priority"],
+            ),
+            messages_sent: counter(
+                &r,
+                "edgeguard_sink_messages_sent_total",
+                "Messages handed to the sink (including resends)",
+            ),
+            messages_acked: counter(
+                &r,
+                "edgeguard_sink_messages_acked_total",
+                "Messages the sink acknowledged",
+            ),
+            messages_failed: counter(
+                &r,
+                "edgeguard_sink_messages_failed_total",
+                "Message deliveries that failed and will be retried",
+            ),
+            messages_bytes: counter(
+                &r,
+                "edgeguard_sink_sent_bytes_total",
+                "Bytes of acknowledged messages",
+            ),
+            messages_under_4kb: counter(
+                &r,
+                "edgeguard_sink_messages_under_4kb_total",
+                "Acknowledged messages smaller than 4 KiB (billed as one IoT Hub message unit each)",
+            ),
+            outbox_messages: gauge(
+                &r,
+                "edgeguard_outbox_messages",
+                "Messages waiting for acknowledgement",
+            ),
+            outbox_bytes: gauge(
+                &r,
+                "edgeguard_outbox_size_bytes",
+                "Bytes of messages waiting for acknowledgement",
+            ),
+            config_rejected: counter_vec(
+                &r,
+                "edgeguard_config_rejected_total",
+                "Configuration keys rejected, by error type",
+                &["error_type"],
+            ),
+            config_version: gauge(
+                &r,
+                "edgeguard_config_desired_version",
+                "Desired-properties $version of the configuration in effect (-1: local)",
+            ),
+            errors: counter_vec(
+                &r,
+                "edgeguard_errors_total",
+                "Errors by component and type",
+                &["component", "error_type"],
+            ),
+            registry: r,
+            drop_log: Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// A registry with empty identity labels, for tests and benchmarks.
+    pub fn for_tests() -> Metrics {
+        Metrics::new(&Identity::default())
+    }
+
+    /// Prometheus text exposition of every metric.
+    pub fn render(&self) -> String {
+        let mut buf = Vec::new();
+        TextEncoder::new()
+            .encode(&self.registry.gather(), &mut buf)
+            .expect("the text encoder writes to a Vec");
+        String::from_utf8(buf).expect("the text format is UTF-8")
+    }
+
+    pub fn collected(&self, collector: &str, kind: EventKind) {
+        self.events_collected
+            .with_label_values(&[collector, kind.name()])
+            .inc();
+    }
+
+    pub fn filtered(&self, kind: EventKind) {
+        self.events_filtered.with_label_values(&[kind.name()]).inc();
+    }
+
+    pub fn aggregated(&self, kind: EventKind) {
+        self.events_aggregated
+            .with_label_values(&[kind.name()])
+            .inc();
+    }
+
+    pub fn truncated(&self, kind: EventKind) {
+        self.events_truncated.with_label_values(&[kind.name()]).inc();
+    }
+
+    /// Counts `n` lost events and logs a warning at most once a minute per stage and reason.
+    pub fn dropped(&self, stage: &'static str, reason: DropReason, n: u64) {
+        if n == 0 {
+            return;
+        }
+        self.events_dropped
+            .with_label_values(&[stage, reason.as_str()])
+            .inc_by(n);
+        let mut log = self.drop_log.lock().unwrap_or_else(|p| p.into_inner());
+        let now = Instant::now();
+        let entry = log.entry((stage, reason)).or_insert((now - DROP_LOG_INTERVAL, 0));
+        entry.1 += n;
+        if now.duration_since(entry.0) >= DROP_LOG_INTERVAL {
+            tracing::warn!(
+                stage,
+                reason = reason.as_str(),
+                count = entry.1,
+                "events dropped (logged at most once a minute)"
+            );
+            *entry = (now, 0);
+        }
+    }
+
+    pub fn dropped_total(&self, stage: &str, reason: DropReason) -> u64 {
+        self.events_dropped
+            .with_label_values(&[stage, reason.as_str()])
+            .get()
+    }
+
+    pub fn set_queue(&self, priority: Priority, events: usize, bytes: usize) {
+        let p = priority.to_string();
+        self.queue_events
+            .with_label_values(&[&p])
+            .set(events as i64);
+        self.queue_bytes.with_label_values(&[&p]).set(bytes as i64);
+    }
+
+    pub fn message_sent(&self) {
+        self.messages_sent.inc();
+    }
+
+    pub fn message_acked(&self, bytes: usize) {
+        self.messages_acked.inc();
+        self.messages_bytes.inc_by(bytes as u64);
+        if bytes < 4096 {
+            self.messages_under_4kb.inc();
+        }
+    }
+
+    pub fn message_failed(&self) {
+        self.messages_failed.inc();
+    }
+
+    pub fn set_outbox(&self, messages: usize, bytes: usize) {
+        self.outbox_messages.set(messages as i64);
+        self.outbox_bytes.set(bytes as i64);
+    }
+
+    pub fn config_rejected(&self, error_type: &str) {
+        self.config_rejected.with_label_values(&[error_type]).inc();
+    }
+
+    pub fn set_config_version(&self, version: Option<i64>) {
+        self.config_version.set(version.unwrap_or(-1));
+    }
+
+    pub fn error(&self, component: &str, error_type: &str) {
+        self.errors
+            .with_label_values(&[component, error_type])
+            .inc();
+    }
+
+    /// The value of one sample, found by metric name and (a subset of) its labels; for tests
+    /// and the `status` method.
+    pub fn value(&self, name: &str, labels: &[(&str, &str)]) -> Option<f64> {
+        let family = self
+            .registry
+            .gather()
+            .into_iter()
+            .find(|f| f.name() == name)?;
+        let is_counter = family.get_field_type() == prometheus::proto::MetricType::COUNTER;
+        family.get_metric().iter().find_map(|m| {
+            let matches = labels.iter().all(|(k, v)| {
+                m.get_label()
+                    .iter()
+                    .any(|l| l.name() == *k && l.value() == *v)
+            });
+            if !matches {
+                return None;
+            }
+            if is_counter {
+                Some(m.get_counter().get_value())
+            } else {
+                Some(m.get_gauge().get_value())
+            }
+        })
+    }
+
+    /// Counters the `MessageStatistics` event reports: (acked, acked under 4 KiB, failed).
+    pub fn message_totals(&self) -> (u64, u64, u64) {
+        (
+            self.messages_acked.get(),
+            self.messages_under_4kb.get(),
+            self.messages_failed.get(),
+        )
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn renders_with_identity_labels() {
+        let m = Metrics::new(&Identity {
+            iothub: "hub.azure-devices.net".into(),
+            edge_device: "dev1".into(),
+            module_name: "edgeguard".into(),
+            instance_number: "abc".into(),
+        });
+        m.dropped("pipeline", DropReason::CacheFull, 3);
+        let text = m.render();
+        let line = text
+            .lines()
+            .find(|l| l.starts_with("edgeguard_events_dropped_total{"))
+            .expect("the drop counter is rendered");
+        for label in [
+            "iothub=\"hub.azure-devices.net\"",
+            "edge_device=\"dev1\"",
+            "module_name=\"edgeguard\"",
+            "instance_number=\"abc\"",
+            "reason=\"cache_full\"",
+            "stage=\"pipeline\"",
+        ] {
+            assert!(line.contains(label), "{label} missing in {line}");
+        }
+        assert!(line.ends_with(" 3"), "{line}");
+        assert_eq!(
+            m.value("edgeguard_events_dropped_total", &[("reason", "cache_full")]),
+            Some(3.0)
+        );
+        assert_eq!(m.dropped_total("pipeline", DropReason::CacheFull), 3);
+    }
+}

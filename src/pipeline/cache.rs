@@ -1,0 +1,254 @@
+//! The in-memory cache of encoded events waiting to be batched, bounded by
+//! `maxLocalCacheSizeInBytes`, and the batcher that packs them into messages.
+//!
+//! Three lanes: operational events (statistics, configuration errors) ride with the next message
+//! whatever the timer, then High, then Low. When the cache is full the oldest Low event goes first,
+//! then the oldest High, and operational events last: they are small and say what was lost.
+
+use crate::event::{EncodedEvent, MessageHeader, Priority};
+use std::collections::VecDeque;
+
+/// A cache lane; the order of the variants is the eviction order.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Lane {
+    Low = 0,
+    High = 1,
+    Operational = 2,
+}
+
+impl Lane {
+    const ALL: [Lane; 3] = [Lane::Low, Lane::High, Lane::Operational];
+}
+
+/// An event waiting in the cache with the priority it was queued under.
+#[derive(Debug)]
+struct Queued {
+    event: EncodedEvent,
+    priority: Priority,
+}
+
+#[derive(Debug, Default)]
+struct LaneQueue {
+    events: VecDeque<Queued>,
+    bytes: usize,
+}
+
+/// A security message ready for a sink.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Message {
+    /// `MessagePriority` of the message: High when it carries any High event.
+    pub priority: Priority,
+    pub body: Vec<u8>,
+    pub events: usize,
+}
+
+/// Events pushed out of a full cache, by the priority they were queued with.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct Evicted {
+    pub high: u64,
+    pub low: u64,
+}
+
+#[derive(Debug)]
+pub struct Cache {
+    lanes: [LaneQueue; 3],
+    limit: usize,
+}
+
+impl Cache {
+    pub fn new(limit: usize) -> Cache {
+        Cache {
+            lanes: Default::default(),
+            limit,
+        }
+    }
+
+    pub fn bytes(&self) -> usize {
+        self.lanes.iter().map(|l| l.bytes).sum()
+    }
+
+    pub fn len(&self) -> usize {
+        self.lanes.iter().map(|l| l.events.len()).sum()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Events and bytes queued under `priority` (for metrics).
+    pub fn queued(&self, priority: Priority) -> (usize, usize) {
+        let mut n = 0;
+        let mut b = 0;
+        for lane in &self.lanes {
+            for q in lane.events.iter().filter(|q| q.priority == priority) {
+                n += 1;
+                b += q.event.len();
+            }
+        }
+        (n, b)
+    }
+
+    /// Changes the size bound, evicting at once if the cache is now over it.
+    pub fn set_limit(&mut self, limit: usize) -> Evicted {
+        self.limit = limit;
+        self.evict()
+    }
+
+    /// Queues an event; returns what had to be evicted to stay within the limit (possibly the
+    /// new event itself when it is the oldest of the lowest lane).
+    pub fn push(&mut self, lane: Lane, priority: Priority, event: EncodedEvent) -> Evicted {
+        let q = &mut self.lanes[lane as usize];
+        q.bytes += event.len();
+        q.events.push_back(Queued { event, priority });
+        self.evict()
+    }
+
+    fn evict(&mut self) -> Evicted {
+        let mut evicted = Evicted::default();
+        while self.bytes() > self.limit {
+            let Some(idx) = Lane::ALL
+                .iter()
+                .map(|l| *l as usize)
+                .find(|i| !self.lanes[*i].events.is_empty())
+            else {
+                break;
+            };
+            let lane = &mut self.lanes[idx];
+            let q = lane.events.pop_front().expect("lane checked non-empty");
+            lane.bytes -= q.event.len();
+            match q.priority {
+                Priority::High => evicted.high += 1,
+                _ => evicted.low += 1,
+            }
+        }
+        evicted
+    }
+
+    /// Whether any of `lanes` holds an event.
+    pub fn has_any(&self, lanes: &[Lane]) -> bool {
+        lanes
+            .iter()
+            .any(|l| !self.lanes[*l as usize].events.is_empty())
+    }
+
+    /// Packs one message of at most `max_bytes`: events from `primary` lanes first, in order,
+    /// then topped up from `topup` lanes. `None` when the primary lanes are empty.
+    ///
+    /// The second value counts events dropped because they no longer fit into any message (only
+    /// possible after `maxMessageSizeInBytes` was lowered while they waited).
+    pub fn take_message(
+        &mut self,
+        header: &MessageHeader,
+        max_bytes: usize,
+        primary: &[Lane],
+        topup: &[Lane],
+    ) -> (Option<Message>, u64) {
+        let mut oversize = 0;
+        if !self.has_any(primary) {
+            return (None, 0);
+        }
+        let mut parts: Vec<Queued> = Vec::new();
+        let mut bytes = 0;
+        for lane in primary.iter().chain(topup) {
+            let q = &mut self.lanes[*lane as usize];
+            while let Some(front) = q.events.front() {
+                let len = front.event.len();
+                if header.message_size(parts.len() + 1, bytes + len) > max_bytes {
+                    if parts.is_empty() && header.message_size(1, len) > max_bytes {
+                        // Cannot fit even alone: drop it rather than send an oversized message.
+                        let dropped = q.events.pop_front().expect("front exists");
+                        q.bytes -= dropped.event.len();
+                        oversize += 1;
+                        continue;
+                    }
+                    break;
+                }
+                let item = q.events.pop_front().expect("front exists");
+                q.bytes -= len;
+                bytes += len;
+                parts.push(item);
+            }
+        }
+        if parts.is_empty() {
+            return (None, oversize);
+        }
+        let priority = if parts.iter().any(|p| p.priority == Priority::High) {
+            Priority::High
+        } else {
+            Priority::Low
+        };
+        let body = header.build(parts.iter().map(|p| &*p.event.bytes));
+        debug_assert!(body.len() <= max_bytes);
+        (
+            Some(Message {
+                priority,
+                body,
+                events: parts.len(),
+            }),
+            oversize,
+        )
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::event::EventKind;
+
+    fn ev(n: usize) -> EncodedEvent {
+        EncodedEvent {
+            kind: EventKind::ProcessCreate,
+            bytes: format!("{{\"x\":\"{}\"}}", "a".repeat(n.saturating_sub(8))).into_bytes().into(),
+            truncated: false,
+        }
+    }
+
+    #[test]
+    fn evicts_oldest_low_before_high() {
+        let mut c = Cache::new(300);
+        c.push(Lane::High, Priority::High, ev(100));
+        c.push(Lane::Low, Priority::Low, ev(100));
+        c.push(Lane::Low, Priority::Low, ev(100));
+        assert_eq!(c.bytes(), 300);
+        let e = c.push(Lane::High, Priority::High, ev(100));
+        assert_eq!(e, Evicted { high: 0, low: 1 });
+        let e = c.push(Lane::High, Priority::High, ev(100));
+        assert_eq!(e, Evicted { high: 0, low: 1 });
+        let e = c.push(Lane::High, Priority::High, ev(100));
+        assert_eq!(e, Evicted { high: 1, low: 0 });
+        assert_eq!(c.queued(Priority::High), (3, 300));
+        assert_eq!(c.queued(Priority::Low), (0, 0));
+    }
+
+    #[test]
+    fn operational_events_go_last() {
+        let mut c = Cache::new(200);
+        c.push(Lane::Operational, Priority::Low, ev(100));
+        c.push(Lane::High, Priority::High, ev(100));
+        let e = c.push(Lane::High, Priority::High, ev(100));
+        assert_eq!(e, Evicted { high: 1, low: 0 });
+        assert!(c.has_any(&[Lane::Operational]));
+    }
+
+    #[test]
+    fn messages_fill_primary_then_top_up() {
+        let h = MessageHeader::new("1", uuid::Uuid::nil());
+        let mut c = Cache::new(100_000);
+        for _ in 0..3 {
+            c.push(Lane::High, Priority::High, ev(1000));
+            c.push(Lane::Low, Priority::Low, ev(1000));
+        }
+        let max = h.message_size(4, 4000);
+        let (m, dropped) = c.take_message(&h, max, &[Lane::High], &[Lane::Low]);
+        let m = m.unwrap();
+        assert_eq!(dropped, 0);
+        assert_eq!(m.events, 4);
+        assert_eq!(m.priority, Priority::High);
+        assert_eq!(m.body.len(), max);
+        assert_eq!(c.queued(Priority::Low), (2, 2000));
+        let (m, _) = c.take_message(&h, max, &[Lane::High], &[Lane::Low]);
+        assert!(m.is_none(), "no High left: nothing to send on the High timer");
+        let (m, _) = c.take_message(&h, max, &[Lane::Low], &[Lane::High]);
+        assert_eq!(m.unwrap().priority, Priority::Low);
+    }
+}

@@ -1,0 +1,97 @@
+//! Where messages go: stdout (local runs), a file, and (edgeHub issue) the module's MQTT output.
+//!
+//! A sink is a task that takes [`Record`]s and answers each with a [`Delivery`]: `Ack` once the
+//! message is durably handed over (written and flushed, or acknowledged by the broker), `Retry`
+//! otherwise. The outbox decides what to resend; a sink keeps no state of its own.
+
+use crate::pipeline::outbox::{Delivery, Record};
+use std::path::PathBuf;
+use tokio::io::{AsyncWrite, AsyncWriteExt};
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
+
+/// The sinks selectable on the command line.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SinkKind {
+    /// One JSON message per line on standard output.
+    Stdout,
+    /// One JSON message per line appended to a file, synced before the acknowledgement.
+    File(PathBuf),
+}
+
+/// Runs the chosen sink until `records` closes. A sink that can never deliver again (stdout
+/// closed by the reader) cancels `fatal` so the agent shuts down instead of retrying forever.
+pub async fn run(
+    kind: SinkKind,
+    records: mpsc::Receiver<Record>,
+    deliveries: mpsc::Sender<Delivery>,
+    fatal: CancellationToken,
+) {
+    match kind {
+        SinkKind::Stdout => write_lines(tokio::io::stdout(), false, records, deliveries, fatal).await,
+        SinkKind::File(path) => {
+            match tokio::fs::OpenOptions::new()
+                .create(true)
+                .append(true)
+                .open(&path)
+                .await
+            {
+                Ok(f) => write_lines(f, true, records, deliveries, fatal).await,
+                Err(e) => {
+                    tracing::error!(path = %path.display(), error = %e, "cannot open the output file");
+                    fatal.cancel();
+                }
+            }
+        }
+    }
+}
+
+trait SyncWrite: AsyncWrite + Unpin {
+    async fn sync(&mut self) -> std::io::Result<()>;
+}
+
+impl SyncWrite for tokio::io::Stdout {
+    async fn sync(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+impl SyncWrite for tokio::fs::File {
+    async fn sync(&mut self) -> std::io::Result<()> {
+        self.sync_data().await
+    }
+}
+
+async fn write_lines<W: SyncWrite>(
+    mut out: W,
+    durable: bool,
+    mut records: mpsc::Receiver<Record>,
+    deliveries: mpsc::Sender<Delivery>,
+    fatal: CancellationToken,
+) {
+    while let Some(r) = records.recv().await {
+        let mut result = out.write_all(&r.body).await;
+        if result.is_ok() {
+            result = out.write_all(b"\n").await;
+        }
+        if result.is_ok() {
+            result = out.flush().await;
+        }
+        if result.is_ok() && durable {
+            result = out.sync().await;
+        }
+        let delivery = match result {
+            Ok(()) => Delivery::Ack(r.id),
+            Err(e) => {
+                tracing::error!(error = %e, "writing a message failed");
+                if e.kind() == std::io::ErrorKind::BrokenPipe {
+                    fatal.cancel();
+                }
+                Delivery::Retry(r.id)
+            }
+        };
+        if deliveries.send(delivery).await.is_err() {
+            break;
+        }
+    }
+}

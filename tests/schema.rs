@@ -1,0 +1,289 @@
+//! Every event kind edgeguard produces validates against the published v1.0 schemas.
+
+mod support;
+
+use edgeguard::config::{self, Config};
+use edgeguard::event::*;
+use edgeguard::metrics::Metrics;
+use edgeguard::pipeline::{Pipeline, Trigger};
+use serde_json::{Value, json};
+use std::sync::Arc;
+use support::schema::{errors, message_validator, samples};
+use uuid::Uuid;
+
+#[test]
+fn the_validator_accepts_the_valid_samples_and_rejects_the_invalid_ones() {
+    let v = message_validator();
+    let (valid, invalid) = samples();
+    assert_eq!(valid.len(), 13, "the reference has 13 valid samples");
+    for (i, m) in valid.iter().enumerate() {
+        assert_eq!(errors(&v, m), Vec::<String>::new(), "valid sample {i}");
+    }
+    assert!(!invalid.is_empty());
+    for (i, m) in invalid.iter().enumerate() {
+        assert!(!v.is_valid(m), "invalid sample {i} passed: {m}");
+    }
+}
+
+fn extra(pairs: &[(&str, &str)]) -> ExtraDetails {
+    pairs
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect()
+}
+
+/// One realistic event of every kind, with optional fields both present and absent.
+fn every_kind() -> Vec<Event> {
+    let container = extra(&[("ContainerId", "0123456789ab"), ("ContainerName", "edgeHub")]);
+    vec![
+        Event::new(Payload::ProcessCreate(vec![ProcessCreate {
+            executable: "/bin/sh".into(),
+            command_line: "sh -c 'echo \"hi\"'".into(),
+            process_id: 4242,
+            parent_process_id: 1,
+            user_id: "0".into(),
+            user_name: Some("root".into()),
+            extra_details: container.clone(),
+        }])),
+        Event::new(Payload::ProcessTerminate(vec![ProcessTerminate {
+            executable: "/bin/sh".into(),
+            process_id: 4242,
+            exit_status: -9,
+            extra_details: Default::default(),
+        }])),
+        Event::new(Payload::ConnectionCreate(vec![ConnectionCreate {
+            remote_address: "2001:db8::1".parse().unwrap(),
+            remote_port: 8883,
+            local_address: Some("fe80::1".parse().unwrap()),
+            local_port: Some(51000),
+            direction: Direction::Out,
+            protocol: "TCP".into(),
+            process_id: 99,
+            user_id: Some("1000".into()),
+            executable: "/usr/bin/curl".into(),
+            command_line: Some("curl https://x".into()),
+            extra_details: container,
+        }])),
+        Event::new(Payload::ConnectionCreate(vec![ConnectionCreate {
+            remote_address: "192.0.2.7".parse().unwrap(),
+            remote_port: 50123,
+            local_address: None,
+            local_port: None,
+            direction: Direction::In,
+            protocol: "TCP".into(),
+            process_id: 0,
+            user_id: None,
+            executable: "".into(),
+            command_line: None,
+            extra_details: Default::default(),
+        }])),
+        Event::new(Payload::Login(vec![Login {
+            process_id: 777,
+            user_id: None,
+            user_name: Some("admin".into()),
+            operation: "sshd".into(),
+            executable: "/usr/sbin/sshd".into(),
+            remote_address: Some("198.51.100.3".parse().unwrap()),
+            remote_port: Some(40022),
+            local_port: Some(22),
+            result: LoginResult::Fail,
+            extra_details: extra(&[("Reason", "invalid user")]),
+        }])),
+        Event::new(Payload::ListeningPorts(vec![
+            ListeningPort {
+                protocol: "TCP".into(),
+                local_address: Some("::".parse().unwrap()),
+                local_port: 22,
+                remote_address: Some("::".parse().unwrap()),
+                remote_port: Some(0),
+                extra_details: extra(&[("ProcessId", "1")]),
+            },
+            ListeningPort {
+                protocol: "UDP".into(),
+                local_address: None,
+                local_port: 53,
+                remote_address: None,
+                remote_port: None,
+                extra_details: Default::default(),
+            },
+        ])),
+        Event::new(Payload::SystemInformation(vec![SystemInformation {
+            os_name: Some("Debian GNU/Linux".into()),
+            os_version: Some("12".into()),
+            os_architecture: Some("armv7l".into()),
+            host_name: Some("edge-01".into()),
+            total_physical_memory_kb: Some(1_000_000),
+            free_physical_memory_kb: Some(10),
+            ..Default::default()
+        }])),
+        Event::new(Payload::LocalUsers(vec![LocalUser {
+            user_name: "root".into(),
+            user_id: "0".into(),
+            group_names: "root;adm".into(),
+            group_ids: "0;4".into(),
+            extra_details: Default::default(),
+        }])),
+        Event::new(Payload::FirewallConfiguration(vec![FirewallRule {
+            enabled: true,
+            action: FirewallAction::Deny,
+            priority: Some(1),
+            chain_name: Some("INPUT".into()),
+            direction: Some(Direction::In),
+            application: None,
+            source_address: Some("10.0.0.0/8".into()),
+            source_port: Some("*".into()),
+            destination_address: None,
+            destination_port: Some("22,53".into()),
+            protocol: Some("TCP".into()),
+            extra_details: Default::default(),
+        }])),
+        Event::new(Payload::OSBaseline(vec![BaselineCheck {
+            description: "Root login over ssh is disabled".into(),
+            cce_id: "CCE-4387-1".into(),
+            result: BaselineResult::Fail,
+            error: "".into(),
+            severity: BaselineSeverity::Critical,
+            extra_details: extra(&[("Remediation", "PermitRootLogin no")]),
+        }])),
+        Event::new(Payload::ConnectedHardware(vec![ConnectedHardware {
+            hardware_category: "USB".into(),
+            hardware_sub_category: "Storage".into(),
+            hardware_name: "Flash drive".into(),
+            extra_details: Default::default(),
+        }])),
+        Event::new(Payload::Diagnostic(vec![Diagnostic {
+            severity: DiagnosticSeverity::Warning,
+            message: "netlink unavailable".into(),
+            process_id: 1,
+            thread_id: 1,
+            correlation_id: Some(Uuid::new_v4()),
+            extra_details: Default::default(),
+        }])),
+        Event::new(Payload::ConfigurationError(vec![ConfigurationError {
+            configuration_name: "maxMessageSizeInBytes".into(),
+            error_type: ConfigErrorType::NotOptimal,
+            used_configuration: "204800".into(),
+            message: "not a multiple of 4096".into(),
+            extra_details: Default::default(),
+        }])),
+        Event::new(Payload::DroppedEventsStatistics(vec![DroppedEventsStatistics {
+            queue: QueueName::Low,
+            collected_events: 10,
+            dropped_events: 2,
+            extra_details: Default::default(),
+        }])),
+        Event::new(Payload::MessageStatistics(vec![MessageStatistics {
+            messages_sent: 3,
+            messages_under_4kb: 1,
+            total_failed: 0,
+            extra_details: Default::default(),
+        }])),
+        // Periodic snapshots may be empty.
+        Event::empty_snapshot(EventKind::ListeningPorts),
+        Event::empty_snapshot(EventKind::FirewallConfiguration),
+    ]
+}
+
+fn message(events: &[Event]) -> Value {
+    let h = MessageHeader::new("0.1.0", Uuid::new_v4());
+    let encoded: Vec<Vec<u8>> = events.iter().map(envelope::encode).collect();
+    serde_json::from_slice(&h.build(encoded.iter().map(Vec::as_slice))).unwrap()
+}
+
+#[test]
+fn every_event_kind_is_schema_valid() {
+    let v = message_validator();
+    let all = every_kind();
+    let kinds: std::collections::BTreeSet<EventKind> = all.iter().map(Event::kind).collect();
+    assert_eq!(kinds.len(), EventKind::ALL.len(), "one event of every kind");
+    for e in &all {
+        let m = message(std::slice::from_ref(e));
+        assert_eq!(errors(&v, &m), Vec::<String>::new(), "{}: {m}", e.kind());
+    }
+    assert_eq!(errors(&v, &message(&all)), Vec::<String>::new());
+}
+
+#[test]
+fn pipeline_output_is_schema_valid_including_aggregated_truncated_and_split_events() {
+    let v = message_validator();
+    let mut cfg = Config::default();
+    cfg.max_message_size_in_bytes = 8192;
+    let metrics = Arc::new(Metrics::for_tests());
+    let mut p = Pipeline::new(
+        MessageHeader::new("0.1.0", Uuid::new_v4()),
+        Arc::new(cfg),
+        metrics,
+    );
+    let now = tokio::time::Instant::now();
+    for e in every_kind() {
+        p.push(e.clone(), now);
+        p.push(e, now);
+    }
+    // A command line far larger than a message, and a snapshot that must be split.
+    let mut huge = every_kind().remove(0);
+    if let Payload::ProcessCreate(r) = &mut huge.payload {
+        r[0].command_line = "A".repeat(50_000);
+        r[0].process_id = 1;
+    }
+    p.push(huge, now);
+    let ports: Vec<ListeningPort> = (0..400)
+        .map(|i| ListeningPort {
+            protocol: "TCP".into(),
+            local_address: Some("0.0.0.0".parse().unwrap()),
+            local_port: i,
+            remote_address: None,
+            remote_port: None,
+            extra_details: Default::default(),
+        })
+        .collect();
+    p.push(Event::new(Payload::ListeningPorts(ports)), now);
+    for e in p.statistics_events() {
+        p.push(e, now);
+    }
+    p.flush_windows();
+    let mut categories = std::collections::BTreeSet::new();
+    let mut truncated = 0;
+    let mut count = 0;
+    while let Some(m) = p.take_message(Trigger::All) {
+        assert!(m.body.len() <= 8192);
+        let m: Value = serde_json::from_slice(&m.body).unwrap();
+        assert_eq!(errors(&v, &m), Vec::<String>::new(), "{m}");
+        for e in m["Events"].as_array().unwrap() {
+            categories.insert(e["Category"].as_str().unwrap().to_string());
+            truncated += e["Payload"][0]["ExtraDetails"]["Truncated"].is_string() as usize;
+        }
+        count += 1;
+    }
+    assert!(count > 1);
+    assert_eq!(truncated, 1);
+    assert_eq!(
+        categories.into_iter().collect::<Vec<_>>(),
+        ["Aggregated", "Periodic", "Triggered"]
+    );
+}
+
+#[test]
+fn configuration_errors_are_schema_valid() {
+    let v = message_validator();
+    let (_, rejected) = config::from_desired(&json!({
+        "highPriorityMessageFrequency": {"value": "7 minutes"},
+        "maxLocalCacheSizeInBytes": "lots",
+        "maxMessageSizeInBytes": 10000,
+    }));
+    assert_eq!(rejected.len(), 3);
+    let events: Vec<Event> = rejected.iter().map(|r| r.to_event()).collect();
+    assert_eq!(errors(&v, &message(&events)), Vec::<String>::new());
+}
+
+#[test]
+fn the_validator_catches_what_the_old_c_agent_got_wrong() {
+    // Numbers in ExtraDetails and an IPv6 address that is not one must fail: this proves the
+    // checks above can fail.
+    let v = message_validator();
+    let mut m = message(&every_kind()[..1]);
+    m["Events"][0]["Payload"][0]["ExtraDetails"]["HitCount"] = json!(5);
+    assert!(!v.is_valid(&m));
+    let mut m = message(&every_kind()[2..3]);
+    m["Events"][0]["Payload"][0]["RemoteAddress"] = json!("not-an-address");
+    assert!(!v.is_valid(&m));
+}

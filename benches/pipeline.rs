@@ -56,9 +56,18 @@ fn container_details(i: usize) -> ExtraDetails {
     // A 64-hex-digit container id, as Docker/Moby reports it.
     extra.insert(
         "ContainerId".into(),
-        format!("{:016x}{:016x}{:016x}{:016x}", i % 7, 0x9e37_79b9_7f4a_7c15_u64, i, !i),
+        format!(
+            "{:016x}{:016x}{:016x}{:016x}",
+            i % 7,
+            0x9e37_79b9_7f4a_7c15_u64,
+            i,
+            !i
+        ),
     );
-    extra.insert("ContainerName".into(), format!("telemetry-module-{}", i % 7));
+    extra.insert(
+        "ContainerName".into(),
+        format!("telemetry-module-{}", i % 7),
+    );
     extra
 }
 
@@ -117,12 +126,7 @@ fn connection_create(i: usize) -> Event {
         )
     } else {
         (
-            IpAddr::V4(Ipv4Addr::new(
-                52,
-                (i >> 16) as u8,
-                (i >> 8) as u8,
-                i as u8,
-            )),
+            IpAddr::V4(Ipv4Addr::new(52, (i >> 16) as u8, (i >> 8) as u8, i as u8)),
             IpAddr::V4(Ipv4Addr::new(172, 18, 0, 5)),
             Direction::Out,
             Some((32_768 + i % 28_000) as u16),
@@ -144,7 +148,9 @@ fn connection_create(i: usize) -> Event {
             process_id: 4_000 + i as u32,
             user_id: Some("1000".into()),
             executable: executable.into(),
-            command_line: Some(format!("{executable} --mqtt-host hub.example.net --port 8883")),
+            command_line: Some(format!(
+                "{executable} --mqtt-host hub.example.net --port 8883"
+            )),
             extra_details: container_details(i),
         }]),
     }

@@ -6,7 +6,7 @@
 //! pids, paths or error text. Methods that count a drop also log it, at most once a minute per
 //! (stage, reason), so a storm cannot flood the log.
 
-use crate::event::{EventKind, Priority};
+use crate::event::{CollectorHealth, EventKind, Priority};
 use prometheus::{
     Encoder, IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry, TextEncoder,
 };
@@ -48,6 +48,8 @@ pub enum DropReason {
     SourceOverflow,
     /// The agent stopped before it could hand the event on.
     Shutdown,
+    /// A source that cannot pause found the pipeline's channel full.
+    ChannelFull,
 }
 
 impl DropReason {
@@ -57,6 +59,7 @@ impl DropReason {
             DropReason::TooLarge => "too_large",
             DropReason::SourceOverflow => "source_overflow",
             DropReason::Shutdown => "shutdown",
+            DropReason::ChannelFull => "channel_full",
         }
     }
 }
@@ -80,6 +83,7 @@ pub struct Metrics {
     config_rejected: IntCounterVec,
     config_version: IntGauge,
     errors: IntCounterVec,
+    collector_status: IntGaugeVec,
     drop_log: Mutex<HashMap<DropKey, DropLog>>,
 }
 
@@ -227,6 +231,12 @@ impl Metrics {
                 "Errors by component and type",
                 &["component", "error_type"],
             ),
+            collector_status: gauge_vec(
+                &r,
+                "edgeguard_collector_status",
+                "1 for the collector's current health (Up, Degraded, Down), 0 for the others",
+                &["collector", "status"],
+            ),
             registry: r,
             drop_log: Mutex::new(HashMap::new()),
         }
@@ -362,6 +372,18 @@ impl Metrics {
                 Some(m.get_gauge().get_value())
             }
         })
+    }
+
+    pub fn collector_status(&self, collector: &str, status: CollectorHealth) {
+        for s in [
+            CollectorHealth::Up,
+            CollectorHealth::Degraded,
+            CollectorHealth::Down,
+        ] {
+            self.collector_status
+                .with_label_values(&[collector, s.as_str()])
+                .set((s == status) as i64);
+        }
     }
 
     /// Counters the `MessageStatistics` event reports: (acked, acked under 4 KiB, failed).

@@ -178,6 +178,20 @@ fn every_kind() -> Vec<Event> {
             total_failed: 0,
             extra_details: Default::default(),
         }])),
+        Event::new(Payload::CollectorStatus(vec![CollectorStatus {
+            collector: "process".into(),
+            status: CollectorHealth::Degraded,
+            message: "netlink process connector unavailable: permission denied".into(),
+            fallback: Some("scanning /proc every second".into()),
+            extra_details: Default::default(),
+        }])),
+        Event::new(Payload::UserChange(vec![UserChange {
+            operation: AccountOperation::UserChanged,
+            name: "backdoor".into(),
+            id: "0".into(),
+            details: Some("uid 1001 -> 0".into()),
+            extra_details: extra(&[("NewUid0", "true")]),
+        }])),
         // Periodic snapshots may be empty.
         Event::empty_snapshot(EventKind::ListeningPorts),
         Event::empty_snapshot(EventKind::FirewallConfiguration),
@@ -285,5 +299,14 @@ fn the_validator_catches_what_the_old_c_agent_got_wrong() {
     assert!(!v.is_valid(&m));
     let mut m = message(&every_kind()[2..3]);
     m["Events"][0]["Payload"][0]["RemoteAddress"] = json!("not-an-address");
+    assert!(!v.is_valid(&m));
+    // edgeguard's own kinds are checked as strictly.
+    let status = every_kind()
+        .into_iter()
+        .find(|e| e.kind() == EventKind::CollectorStatus)
+        .unwrap();
+    let mut m = message(&[status]);
+    assert!(v.is_valid(&m));
+    m["Events"][0]["Payload"][0]["Status"] = json!("Sideways");
     assert!(!v.is_valid(&m));
 }

@@ -5,16 +5,87 @@
 //! collector that cannot read part of its source says so in its events and in the log, counts
 //! the error, and the others carry on.
 
+pub mod accounts;
+pub mod proc_info;
 pub mod system;
 
 use crate::config::Config;
-use crate::event::Event;
+use crate::event::{CollectorHealth, CollectorStatus, Event, Payload};
 use crate::host::HostRoot;
-use crate::metrics::Metrics;
+use crate::metrics::{DropReason, Metrics};
+use std::path::PathBuf;
 use crate::pipeline::Control;
 use std::sync::Arc;
 use tokio::sync::{mpsc, watch};
 use tokio_util::sync::CancellationToken;
+
+/// What every collector task is given: where the host is, where events go, and how to stop.
+#[derive(Clone)]
+pub struct Context {
+    pub host: HostRoot,
+    pub events: mpsc::Sender<Event>,
+    pub metrics: Arc<Metrics>,
+    pub config: watch::Receiver<Arc<Config>>,
+    pub cancel: CancellationToken,
+    /// For state that must survive a restart (file positions, last-seen account lists).
+    pub state_dir: PathBuf,
+}
+
+impl Context {
+    /// Sends an event from a source that can wait (files, snapshots). Returns `false` once the
+    /// pipeline has stopped.
+    pub async fn emit(&self, collector: &'static str, event: Event) -> bool {
+        self.metrics.collected(collector, event.kind());
+        self.events.send(event).await.is_ok()
+    }
+
+    /// Sends an event from a source that cannot pause (a kernel socket that would overflow): when
+    /// the pipeline is behind, the event is dropped and counted instead of blocking the reader.
+    /// Returns `false` once the pipeline has stopped.
+    pub fn emit_now(&self, collector: &'static str, event: Event) -> bool {
+        self.metrics.collected(collector, event.kind());
+        match self.events.try_send(event) {
+            Ok(()) => true,
+            Err(mpsc::error::TrySendError::Full(_)) => {
+                self.metrics.dropped(collector, DropReason::ChannelFull, 1);
+                true
+            }
+            Err(mpsc::error::TrySendError::Closed(_)) => false,
+        }
+    }
+
+    /// Like [`Context::emit`], from a blocking thread (a netlink reader).
+    pub fn blocking_emit(&self, collector: &'static str, event: Event) -> bool {
+        self.metrics.collected(collector, event.kind());
+        self.events.blocking_send(event).is_ok()
+    }
+
+    /// Records a collector's health: the metric always, and a `CollectorStatus` event plus a log
+    /// line (warning unless Up). Call it on changes, not on every read: it is meant to be rare.
+    pub fn report_status(
+        &self,
+        collector: &'static str,
+        status: CollectorHealth,
+        message: impl Into<String>,
+        fallback: Option<&str>,
+    ) {
+        let message = message.into();
+        self.metrics.collector_status(collector, status);
+        match status {
+            CollectorHealth::Up => tracing::info!(collector, "{message}"),
+            _ => tracing::warn!(collector, status = status.as_str(), fallback, "{message}"),
+        }
+        let event = Event::new(Payload::CollectorStatus(vec![CollectorStatus {
+            collector: collector.to_string(),
+            status,
+            message,
+            fallback: fallback.map(str::to_string),
+            extra_details: Default::default(),
+        }]));
+        // May be called from a blocking thread: never wait; a full channel is counted as a drop.
+        self.emit_now(collector, event);
+    }
+}
 
 /// A source that is read as a whole on a timer.
 pub trait Periodic: Send + 'static {

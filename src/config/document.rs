@@ -2,6 +2,7 @@
 //! module twin, its desired properties, or the object itself. Users copy any of these from the
 //! portal or `az iot hub module-twin show`, so all of them load.
 
+use super::duration::quote;
 use super::key::Key;
 use super::patch::REPORTED_ONLY;
 use super::{CONFIG_OBJECT, Config, Error, Rejected, from_desired};
@@ -28,12 +29,15 @@ pub struct Desired {
 /// Anything else is [`Error::Shape`].
 pub fn locate(doc: &Value) -> Result<Desired, Error> {
     let Some(map) = doc.as_object() else {
-        return Err(shape(format!("expected a JSON object, got {}", kind(doc))));
+        return Err(Error::Shape(format!(
+            "expected a JSON object, got {}",
+            kind(doc)
+        )));
     };
     if let Some(properties) = map.get("properties") {
         let desired = properties
             .get("desired")
-            .ok_or_else(|| shape("\"properties\" has no \"desired\"".into()))?;
+            .ok_or_else(|| Error::Shape("\"properties\" has no \"desired\"".into()))?;
         return desired_properties(desired);
     }
     if map.contains_key(CONFIG_OBJECT) || map.contains_key("$version") {
@@ -50,9 +54,9 @@ pub fn locate(doc: &Value) -> Result<Desired, Error> {
         .keys()
         .find(|k| !ignored(k))
         .or_else(|| map.keys().next())
-        .map(|k| format!("{:?}", k.chars().take(40).collect::<String>()))
+        .map(|k| quote(k))
         .unwrap_or_default();
-    Err(shape(format!(
+    Err(Error::Shape(format!(
         "expected a module twin, desired properties or the {CONFIG_OBJECT} object, got an object with key {shown}"
     )))
 }
@@ -81,7 +85,7 @@ pub fn load_str(text: &str) -> Result<(Config, Vec<Rejected>, Option<i64>), Erro
 
 fn desired_properties(desired: &Value) -> Result<Desired, Error> {
     let map: &Map<String, Value> = desired.as_object().ok_or_else(|| {
-        shape(format!(
+        Error::Shape(format!(
             "expected desired properties to be an object, got {}",
             kind(desired)
         ))
@@ -89,7 +93,7 @@ fn desired_properties(desired: &Value) -> Result<Desired, Error> {
     let version = match map.get("$version") {
         None => None,
         Some(v) => Some(v.as_i64().ok_or_else(|| {
-            shape(format!(
+            Error::Shape(format!(
                 "expected \"$version\" to be an integer, got {}",
                 kind(v)
             ))
@@ -99,10 +103,6 @@ fn desired_properties(desired: &Value) -> Result<Desired, Error> {
         version,
         object: map.get(CONFIG_OBJECT).cloned(),
     })
-}
-
-fn shape(message: String) -> Error {
-    Error::Shape(message)
 }
 
 fn kind(value: &Value) -> &'static str {

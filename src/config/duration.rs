@@ -1,7 +1,7 @@
 //! ISO-8601 durations, the twin's format for every interval setting (`PT7M`, `P1DT2H`).
 //!
-//! The retired agents took the whole `P[nY][nM][nW][nD][T[nH][nM][nS]]` grammar, so we do too, or
-//! twins written for them would start failing. An interval needs a fixed length while calendar
+//! The retired agents' twin schema allows the whole `P[nY][nM][nW][nD][T[nH][nM][nS]]` grammar,
+//! so we accept it all, or twins written for them would start failing. An interval needs a fixed length while calendar
 //! units have none, so a year counts as 365 days and a month as 30 days. Only the last component
 //! may have a fraction (`PT1.5H`, `PT0.5S`), as ISO-8601 says; `.` and `,` are both decimal signs.
 
@@ -50,15 +50,15 @@ pub fn parse_duration(s: &str) -> Result<Duration, String> {
         Some((date, time)) => (date, Some(time)),
         None => (rest, None),
     };
+    let fail = |e: ParseError| match e {
+        ParseError::Syntax => syntax(),
+        ParseError::TooLong => too_long(),
+    };
     let mut total = Nanos::default();
-    total
-        .add_part(date, &DATE_UNITS)
-        .map_err(|e| e.message(&syntax, &too_long))?;
+    total.add_part(date, &DATE_UNITS).map_err(fail)?;
     let date_components = total.components;
     if let Some(time) = time {
-        total
-            .add_part(time, &TIME_UNITS)
-            .map_err(|e| e.message(&syntax, &too_long))?;
+        total.add_part(time, &TIME_UNITS).map_err(fail)?;
         // A `T` must be followed by something (`P1DT` is malformed).
         if total.components == date_components {
             return Err(syntax());
@@ -119,28 +119,14 @@ pub fn format_duration(d: Duration) -> String {
     out
 }
 
-/// The input, quoted and cut short: it ends up in a ConfigurationError event, which has to fit
-/// in a message.
-fn quote(s: &str) -> String {
-    const SHOWN: usize = 40;
-    match s.char_indices().nth(SHOWN) {
-        Some((cut, _)) => format!("{:?}…", &s[..cut]),
-        None => format!("{s:?}"),
-    }
+/// Text from outside as shown in a message: quoted, escaped and cut short.
+pub(super) fn quote(s: &str) -> String {
+    format!("{:?}", super::shorten(s, 40))
 }
 
 enum ParseError {
     Syntax,
     TooLong,
-}
-
-impl ParseError {
-    fn message(self, syntax: &impl Fn() -> String, too_long: &impl Fn() -> String) -> String {
-        match self {
-            ParseError::Syntax => syntax(),
-            ParseError::TooLong => too_long(),
-        }
-    }
 }
 
 /// The running total of a parse.

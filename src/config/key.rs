@@ -3,6 +3,7 @@
 //! One enum instead of a field per setting keeps patching, rejecting (copy the previous value
 //! back), resetting (copy the default) and reporting in one place each.
 
+use super::duration::quote;
 use super::{
     Aggregation, Config, DEFAULT_AGGREGATION, MAX_MESSAGE_BYTES, MIN_SIZE_BYTES, format_duration,
     parse_duration,
@@ -33,7 +34,7 @@ const AGGREGATION_ENABLED: &str = "aggregationEnabled";
 const AGGREGATION_INTERVAL: &str = "aggregationInterval";
 
 impl Key {
-    /// Every key, in the order of the twin defaults file.
+    /// Every key, grouped as in security-events.md §3.
     pub(super) fn all() -> impl Iterator<Item = Key> {
         use Key::*;
         let sizes = [
@@ -232,7 +233,7 @@ pub(super) fn unwrap_value(value: &Value) -> Result<Option<&Value>, String> {
             if let Some(other) = map.keys().find(|k| *k != "value" && !k.starts_with('$')) {
                 return Err(format!(
                     "expected a value or {{\"value\": …}}, got an object with key {}",
-                    describe(&Value::from(other.as_str()))
+                    quote(other)
                 ));
             }
             map.get("value")
@@ -243,15 +244,10 @@ pub(super) fn unwrap_value(value: &Value) -> Result<Option<&Value>, String> {
     Ok(Some(inner).filter(|v| !v.is_null()))
 }
 
-/// A value as shown in a rejection message: short (it has to fit in a message with the rest of
-/// the event) and without walking nested values.
+/// A value as shown in a rejection message: short, and without walking nested values.
 pub(super) fn describe(value: &Value) -> String {
-    const SHOWN: usize = 40;
     match value {
-        Value::String(s) => match s.char_indices().nth(SHOWN) {
-            Some((cut, _)) => format!("{:?}…", &s[..cut]),
-            None => format!("{s:?}"),
-        },
+        Value::String(s) => quote(s),
         Value::Array(_) => "an array".into(),
         Value::Object(_) => "an object".into(),
         scalar => scalar.to_string(),

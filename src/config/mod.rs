@@ -42,8 +42,9 @@ const DEFAULT_AGGREGATION: Aggregation = Aggregation {
     interval: Duration::from_secs(3600),
 };
 
-/// Effective agent configuration: what components see, always valid (sizes in range, the cache
-/// at least one message, high-priority sends no rarer than low-priority ones).
+/// Effective agent configuration: what components see. One that comes out of this module is
+/// always valid: sizes in range, the cache holds at least one message, high-priority messages go
+/// out no less often than low-priority ones, every duration is positive.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Config {
     pub high_priority_message_frequency: Duration,
@@ -161,6 +162,15 @@ pub enum Error {
     Json(#[source] serde_json::Error),
     #[error("unrecognised config document: {0}")]
     Shape(String),
+}
+
+/// `s` cut to `max` characters, with `…` if cut. Names and values in messages come from outside,
+/// and a rejection has to fit in a security message.
+fn shorten(s: &str, max: usize) -> String {
+    match s.char_indices().nth(max) {
+        Some((cut, _)) => format!("{}…", &s[..cut]),
+        None => s.to_string(),
+    }
 }
 
 #[cfg(test)]

@@ -1,7 +1,7 @@
 //! Applying a desired configuration object, the checks across keys, and the reported view.
 
 use super::key::{Key, describe, unwrap_value};
-use super::{CONFIG_OBJECT, Config, MESSAGE_BLOCK_BYTES, Rejected};
+use super::{CONFIG_OBJECT, Config, MESSAGE_BLOCK_BYTES, Rejected, shorten};
 use crate::event::ConfigErrorType;
 use serde_json::{Map, Value};
 use std::collections::BTreeSet;
@@ -46,7 +46,7 @@ pub fn apply_patch(current: &Config, object: &Value) -> (Config, Vec<Rejected>) 
         }
         let Some(key) = Key::from_name(name) else {
             patch.rejected.push(Rejection {
-                name: shorten(name),
+                name: shorten(name, MAX_SHOWN_KEY),
                 key: None,
                 error_type: ConfigErrorType::TypeMismatch,
                 message: "unknown configuration key".into(),
@@ -199,13 +199,6 @@ impl Patch<'_> {
             })
             .collect();
         (next, rejected)
-    }
-}
-
-fn shorten(name: &str) -> String {
-    match name.char_indices().nth(MAX_SHOWN_KEY) {
-        Some((cut, _)) => format!("{}…", &name[..cut]),
-        None => name.to_string(),
     }
 }
 
@@ -482,8 +475,10 @@ mod tests {
             assert_eq!(r.message, "unknown configuration key");
             assert_eq!(r.used, "");
         }
-        let mut want = Config::default();
-        want.snapshot_frequency = mins(60);
+        let want = Config {
+            snapshot_frequency: mins(60),
+            ..Config::default()
+        };
         assert_eq!(config, want);
 
         let long = "k".repeat(100_000);

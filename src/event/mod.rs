@@ -113,6 +113,9 @@ event_kinds! {
     ConfigurationError => Operational, Triggered, Low;
     DroppedEventsStatistics => Operational, Periodic, Low;
     MessageStatistics => Operational, Periodic, Low;
+    // edgeguard's additions (schemas in schemas/, same envelope):
+    CollectorStatus => Operational, Triggered, Low;
+    UserChange => Security, Triggered, High;
 }
 
 impl EventKind {

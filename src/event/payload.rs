@@ -358,6 +358,70 @@ pub struct MessageStatistics {
     pub extra_details: ExtraDetails,
 }
 
+/// Health of a collector (`Status` of a `CollectorStatus` record).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub enum CollectorHealth {
+    /// Working from its preferred source.
+    Up,
+    /// Working from a fallback, or with part of its source missing.
+    Degraded,
+    /// Not collecting.
+    Down,
+}
+
+impl CollectorHealth {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            CollectorHealth::Up => "Up",
+            CollectorHealth::Degraded => "Degraded",
+            CollectorHealth::Down => "Down",
+        }
+    }
+}
+
+/// A collector's health changed: what is missing, and what it falls back to.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct CollectorStatus {
+    /// The collector's name (`process`, `connection`, …).
+    pub collector: String,
+    pub status: CollectorHealth,
+    /// What happened, for a human (`netlink process connector unavailable: permission denied`).
+    pub message: String,
+    /// What the collector does instead, if anything (`scanning /proc every second`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub fallback: Option<String>,
+    #[serde(default, skip_serializing_if = "ExtraDetails::is_empty")]
+    pub extra_details: ExtraDetails,
+}
+
+/// What changed about a local account (`Operation` of a `UserChange` record).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub enum AccountOperation {
+    UserAdded,
+    UserRemoved,
+    UserChanged,
+    GroupAdded,
+    GroupRemoved,
+    GroupChanged,
+}
+
+/// A local user or group was added, removed or changed since the last look.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct UserChange {
+    pub operation: AccountOperation,
+    /// User name, or group name for group operations.
+    pub name: String,
+    /// Uid, or gid for group operations.
+    pub id: String,
+    /// What changed, for `…Changed` (`uid 1000 -> 0; shell /bin/false -> /bin/bash`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub details: Option<String>,
+    #[serde(default, skip_serializing_if = "ExtraDetails::is_empty")]
+    pub extra_details: ExtraDetails,
+}
+
 macro_rules! payloads {
     ($( $kind:ident($record:ty) ),* $(,)?) => {
         /// The `Payload` array of an event: records of one kind. Serializes as the bare array.
@@ -417,6 +481,8 @@ payloads! {
     ConfigurationError(ConfigurationError),
     DroppedEventsStatistics(DroppedEventsStatistics),
     MessageStatistics(MessageStatistics),
+    CollectorStatus(CollectorStatus),
+    UserChange(UserChange),
 }
 
 impl Payload {

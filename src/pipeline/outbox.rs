@@ -182,3 +182,103 @@ pub async fn run(
     }
     metrics.set_outbox(0, 0);
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn message(n: u8) -> Message {
+        Message {
+            priority: Priority::Low,
+            body: vec![n; 10],
+            events: 1,
+        }
+    }
+
+    struct Harness {
+        input: mpsc::Sender<Message>,
+        records: mpsc::Receiver<Record>,
+        deliveries: mpsc::Sender<Delivery>,
+        metrics: Arc<Metrics>,
+        shutdown: CancellationToken,
+        task: tokio::task::JoinHandle<()>,
+    }
+
+    fn start(cfg: OutboxConfig) -> Harness {
+        let metrics = Arc::new(Metrics::for_tests());
+        let (input, in_rx) = mpsc::channel(1);
+        let (rec_tx, records) = mpsc::channel(cfg.window);
+        let (deliveries, del_rx) = mpsc::channel(cfg.window + 1);
+        let shutdown = CancellationToken::new();
+        let task = tokio::spawn(run(
+            in_rx,
+            rec_tx,
+            del_rx,
+            metrics.clone(),
+            cfg,
+            shutdown.clone(),
+        ));
+        Harness {
+            input,
+            records,
+            deliveries,
+            metrics,
+            shutdown,
+            task,
+        }
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_failed_message_is_resent_in_order_until_acknowledged() {
+        let mut h = start(OutboxConfig::default());
+        h.input.send(message(1)).await.unwrap();
+        h.input.send(message(2)).await.unwrap();
+        let r1 = h.records.recv().await.unwrap();
+        assert_eq!(r1.body[0], 1);
+        h.deliveries.send(Delivery::Retry(r1.id)).await.unwrap();
+        // The same record comes again after the backoff, before record 2.
+        let again = h.records.recv().await.unwrap();
+        assert_eq!(again.id, r1.id);
+        h.deliveries.send(Delivery::Ack(again.id)).await.unwrap();
+        let r2 = h.records.recv().await.unwrap();
+        assert_eq!(r2.body[0], 2);
+        h.deliveries.send(Delivery::Ack(r2.id)).await.unwrap();
+        drop(h.input);
+        h.task.await.unwrap();
+        assert_eq!(h.metrics.message_totals(), (2, 2, 1));
+        assert_eq!(h.metrics.dropped_total("outbox", DropReason::Shutdown), 0);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn unacknowledged_messages_are_counted_as_lost_after_the_grace_period() {
+        let mut h = start(OutboxConfig {
+            grace: Duration::from_secs(3),
+            ..OutboxConfig::default()
+        });
+        h.input.send(message(1)).await.unwrap();
+        let r = h.records.recv().await.unwrap();
+        h.shutdown.cancel();
+        // The sink keeps failing.
+        h.deliveries.send(Delivery::Retry(r.id)).await.unwrap();
+        let started = Instant::now();
+        while let Some(r) = h.records.recv().await {
+            let _ = h.deliveries.send(Delivery::Retry(r.id)).await;
+        }
+        h.task.await.unwrap();
+        assert!(started.elapsed() <= Duration::from_secs(4));
+        assert_eq!(h.metrics.dropped_total("outbox", DropReason::Shutdown), 1);
+    }
+
+    #[test]
+    fn backoff_grows_with_jitter_and_stays_capped() {
+        let min = Duration::from_millis(100);
+        let max = Duration::from_secs(5);
+        for attempt in 0..40 {
+            let d = backoff(min, max, attempt);
+            assert!(d >= min && d <= max, "{d:?}");
+        }
+        let late: Vec<Duration> = (0..50).map(|_| backoff(min, max, 10)).collect();
+        assert!(late.iter().any(|d| *d > Duration::from_secs(1)), "grows");
+        assert!(late.windows(2).any(|w| w[0] != w[1]), "jitters");
+    }
+}

@@ -3,7 +3,8 @@
 //!
 //! The schemas refer to each other by relative ids (`messageEventTypeDefinitions_v1_0.json#/ip`);
 //! each file gets an absolute `$id` under one base and a retriever serves them from disk, so no
-//! network is involved.
+//! network is involved. edgeguard's own event kinds (`schemas/` in this repository) are added to
+//! the envelope's list of event kinds.
 
 use jsonschema::{Retrieve, Uri, Validator};
 use serde_json::{Value, json};
@@ -19,7 +20,12 @@ pub fn schema_dir() -> PathBuf {
 /// Loads one schema file, gives it an absolute id, and lets the aggregatable kinds and the
 /// envelope accept the `Aggregated` category the old agents actually sent.
 fn load(name: &str) -> Result<Value, String> {
-    let path = schema_dir().join("schemas").join(name);
+    let own = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("schemas").join(name);
+    let path = if own.exists() {
+        own
+    } else {
+        schema_dir().join("schemas").join(name)
+    };
     let text = std::fs::read_to_string(&path).map_err(|e| format!("{}: {e}", path.display()))?;
     let mut v: Value = serde_json::from_str(&text).map_err(|e| format!("{name}: {e}"))?;
     v["$id"] = json!(format!("{BASE}{name}"));
@@ -41,6 +47,13 @@ fn load(name: &str) -> Result<Value, String> {
                         "Payload": {"type": "array", "minItems": 1}
                     }
                 }));
+            // edgeguard's own event kinds, in the same envelope.
+            let kinds = event[2]["oneOf"]
+                .as_array_mut()
+                .ok_or("envelope event-kind oneOf moved")?;
+            for own in own_schemas() {
+                kinds.push(json!({ "$ref": format!("{own}#") }));
+            }
         }
         "messageEventSecurityProcessCreate_v1_0.json"
         | "messageEventSecurityProcessTerminate_v1_0.json"
@@ -53,6 +66,21 @@ fn load(name: &str) -> Result<Value, String> {
         _ => {}
     }
     Ok(v)
+}
+
+/// The schemas of edgeguard's own event kinds (`schemas/` in this repository).
+pub fn own_schemas() -> Vec<String> {
+    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("schemas");
+    let mut names: Vec<String> = std::fs::read_dir(dir)
+        .map(|d| {
+            d.filter_map(|e| e.ok())
+                .map(|e| e.file_name().to_string_lossy().into_owned())
+                .filter(|n| n.ends_with(".json"))
+                .collect()
+        })
+        .unwrap_or_default();
+    names.sort();
+    names
 }
 
 struct LocalSchemas;

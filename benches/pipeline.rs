@@ -27,13 +27,21 @@ use std::time::Duration;
 use tokio::time::Instant;
 use uuid::Uuid;
 
-/// Events pushed per iteration.
-const N: usize = 10_000;
+/// Events pushed per iteration, unless `EDGEGUARD_BENCH_EVENTS` says otherwise.
+const DEFAULT_EVENTS: usize = 10_000;
+
+/// Events pushed per iteration of the `pipeline/*` benchmarks.
+fn n() -> usize {
+    std::env::var("EDGEGUARD_BENCH_EVENTS")
+        .ok()
+        .map(|v| v.parse().expect("EDGEGUARD_BENCH_EVENTS must be a number"))
+        .unwrap_or(DEFAULT_EVENTS)
+}
 
 /// Distinct command lines in the exec storm.
 const STORM_DISTINCT: usize = 50;
 
-/// A cache this large never evicts N events of the sizes built here (about 0.5–1 KiB each).
+/// A cache this large never evicts the events of the sizes built here (about 0.5–1 KiB each).
 const NO_EVICTION_CACHE_BYTES: u64 = 256 * 1024 * 1024;
 
 const EXECUTABLES: [&str; 8] = [
@@ -202,6 +210,7 @@ fn run(pipeline: &mut Pipeline, events: Vec<Event>) -> Drained {
 
 /// One untimed run that checks the benchmark measures real work.
 fn check(config: &Arc<Config>, events: Vec<Event>, expected_events: usize, name: &str) {
+    let events_in = events.len();
     let (mut p, metrics) = pipeline(config);
     let out = run(&mut p, events);
     assert_eq!(
@@ -221,7 +230,7 @@ fn check(config: &Arc<Config>, events: Vec<Event>, expected_events: usize, name:
         "{name}: no output"
     );
     eprintln!(
-        "{name}: {N} events in -> {} events in {} messages, {} bytes ({} bytes/event out)",
+        "{name}: {events_in} events in -> {} events in {} messages, {} bytes ({} bytes/event out)",
         out.events,
         out.messages,
         out.bytes,
@@ -236,13 +245,15 @@ fn bench_pipeline(
     make: impl Fn() -> Vec<Event> + Copy,
     expected_events: usize,
 ) {
-    check(&config, make(), expected_events, name);
+    let events = make();
+    let n = events.len();
+    check(&config, events, expected_events, name);
     let mut group = c.benchmark_group("pipeline");
     group
         .sample_size(20)
         .measurement_time(Duration::from_secs(5))
         .warm_up_time(Duration::from_secs(1))
-        .throughput(Throughput::Elements(N as u64));
+        .throughput(Throughput::Elements(n as u64));
     group.bench_function(name, |b| {
         b.iter_batched(
             || (pipeline(&config).0, make()),
@@ -268,37 +279,40 @@ fn check_command_lines(events: &[Event]) {
 }
 
 fn triggered_no_aggregation(c: &mut Criterion) {
-    check_command_lines(&(0..N).map(|i| process_create(i, i)).collect::<Vec<_>>());
+    let n = n();
+    check_command_lines(&(0..n).map(|i| process_create(i, i)).collect::<Vec<_>>());
     bench_pipeline(
         c,
         "triggered_no_aggregation",
         config(false),
-        || (0..N).map(|i| process_create(i, i)).collect(),
-        N,
+        move || (0..n).map(|i| process_create(i, i)).collect(),
+        n,
     );
 }
 
 fn aggregated_storm(c: &mut Criterion) {
+    let n = n();
     bench_pipeline(
         c,
         "aggregated_storm",
         config(true),
-        || {
-            (0..N)
+        move || {
+            (0..n)
                 .map(|i| process_create(i, i % STORM_DISTINCT))
                 .collect()
         },
-        STORM_DISTINCT,
+        STORM_DISTINCT.min(n),
     );
 }
 
 fn connections(c: &mut Criterion) {
+    let n = n();
     bench_pipeline(
         c,
         "connections",
         config(false),
-        || (0..N).map(connection_create).collect(),
-        N,
+        move || (0..n).map(connection_create).collect(),
+        n,
     );
 }
 

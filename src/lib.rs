@@ -29,6 +29,7 @@ use pipeline::outbox::{self, OutboxConfig};
 use pipeline::{Control, Pipeline};
 use sink::SinkKind;
 use std::future::Future;
+use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
@@ -67,6 +68,8 @@ pub struct Options {
     pub config_version: Option<i64>,
     /// How long to keep delivering after a shutdown request.
     pub shutdown_grace: Duration,
+    /// Where to serve Prometheus metrics in `run` mode (`None`: not at all).
+    pub metrics_addr: Option<SocketAddr>,
 }
 
 impl Default for Options {
@@ -79,6 +82,7 @@ impl Default for Options {
             rejected: Vec::new(),
             config_version: None,
             shutdown_grace: Duration::from_secs(10),
+            metrics_addr: None,
         }
     }
 }
@@ -155,6 +159,20 @@ pub async fn run(opts: Options, mode: Mode, shutdown: impl Future<Output = ()>) 
             stop_delivery.cancel();
         }
         Mode::Run => {
+            if let Some(addr) = opts.metrics_addr {
+                match tokio::net::TcpListener::bind(addr).await {
+                    Ok(listener) => {
+                        tracing::info!(addr = %listener.local_addr().unwrap_or(addr), "serving metrics on /metrics");
+                        tracker.spawn(metrics::serve(metrics.clone(), listener, stop_collectors.clone()));
+                    }
+                    // Metrics are for watching the agent; failing to serve them must not stop
+                    // it from doing its job.
+                    Err(e) => {
+                        tracing::error!(%addr, error = %e, "cannot serve metrics (set --metrics-addr, or off)");
+                        metrics.error("metrics", "bind");
+                    }
+                }
+            }
             tracker.spawn(collectors::run_periodic(
                 collectors::periodic_collectors(),
                 opts.host_root.clone(),

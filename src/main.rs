@@ -56,6 +56,10 @@ struct SinkArgs {
     #[arg(long, env = "EDGEGUARD_OUTPUT")]
     output: Option<PathBuf>,
 
+    /// Address for the Prometheus endpoint (`/metrics`) during `run`, or `off`.
+    #[arg(long, env = "EDGEGUARD_METRICS_ADDR", default_value = "0.0.0.0:9600", value_parser = parse_metrics_addr)]
+    metrics_addr: MetricsAddr,
+
     /// Seconds to keep delivering queued messages after SIGTERM/SIGINT.
     #[arg(long, default_value_t = 10)]
     shutdown_grace: u64,
@@ -133,6 +137,7 @@ fn real_main(cli: Cli) -> Result<ExitCode> {
         rejected,
         config_version,
         shutdown_grace: Duration::from_secs(sink_args.shutdown_grace),
+        metrics_addr: sink_args.metrics_addr.0,
     };
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
@@ -145,6 +150,19 @@ fn real_main(cli: Cli) -> Result<ExitCode> {
         Ok::<_, anyhow::Error>(())
     })?;
     Ok(ExitCode::SUCCESS)
+}
+
+/// A socket address, or none for `off`.
+#[derive(Debug, Clone, Copy)]
+struct MetricsAddr(Option<std::net::SocketAddr>);
+
+fn parse_metrics_addr(s: &str) -> Result<MetricsAddr, String> {
+    if s.eq_ignore_ascii_case("off") {
+        return Ok(MetricsAddr(None));
+    }
+    s.parse()
+        .map(|a| MetricsAddr(Some(a)))
+        .map_err(|e| format!("expected HOST:PORT or off: {e}"))
 }
 
 fn in_iot_edge() -> bool {

@@ -10,9 +10,15 @@ use crate::event::{CollectorHealth, EventKind, Priority};
 use prometheus::{
     Encoder, IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry, TextEncoder,
 };
+use http_body_util::Full;
+use hyper::body::Bytes;
+use hyper::{Method, Request, Response, StatusCode};
+use prometheus::{Counter, Gauge};
 use std::collections::HashMap;
-use std::sync::Mutex;
+use std::convert::Infallible;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
+use tokio_util::sync::CancellationToken;
 
 /// Identity of this agent instance, attached to every metric as constant labels.
 #[derive(Debug, Clone, Default)]
@@ -84,6 +90,8 @@ pub struct Metrics {
     config_version: IntGauge,
     errors: IntCounterVec,
     collector_status: IntGaugeVec,
+    resident_memory: IntGauge,
+    cpu_seconds: Counter,
     drop_log: Mutex<HashMap<DropKey, DropLog>>,
 }
 
@@ -136,6 +144,20 @@ impl Metrics {
         .map(|(k, v)| (k.to_string(), v.clone()))
         .collect();
         let r = Registry::new_custom(None, Some(labels)).expect("constant labels are valid");
+        // Registered once; only read by scrapes.
+        let start_time = Gauge::new(
+            "edgeguard_process_start_time_seconds",
+            "When the agent started, in Unix seconds",
+        )
+        .expect("metric names are valid literals");
+        start_time.set(
+            std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map(|d| d.as_secs_f64())
+                .unwrap_or(0.0),
+        );
+        r.register(Box::new(start_time))
+            .expect("each metric is registered once");
         Metrics {
             events_collected: counter_vec(
                 &r,
@@ -237,6 +259,21 @@ impl Metrics {
                 "1 for the collector's current health (Up, Degraded, Down), 0 for the others",
                 &["collector", "status"],
             ),
+            resident_memory: gauge(
+                &r,
+                "edgeguard_process_resident_memory_bytes",
+                "Resident set size of the agent process",
+            ),
+            cpu_seconds: {
+                let c = Counter::new(
+                    "edgeguard_process_cpu_seconds_total",
+                    "User and system CPU time of the agent process",
+                )
+                .expect("metric names are valid literals");
+                r.register(Box::new(c.clone()))
+                    .expect("each metric is registered once");
+                c
+            },
             registry: r,
             drop_log: Mutex::new(HashMap::new()),
         }
@@ -247,13 +284,36 @@ impl Metrics {
         Metrics::new(&Identity::default())
     }
 
-    /// Prometheus text exposition of every metric.
+    /// Prometheus text exposition of every metric (process figures refreshed first).
     pub fn render(&self) -> String {
+        self.refresh_process();
         let mut buf = Vec::new();
         TextEncoder::new()
             .encode(&self.registry.gather(), &mut buf)
             .expect("the text encoder writes to a Vec");
         String::from_utf8(buf).expect("the text format is UTF-8")
+    }
+
+    /// Reads this process's RSS and CPU time from /proc/self (the agent's own, not the host's).
+    fn refresh_process(&self) {
+        if let Ok(status) = std::fs::read_to_string("/proc/self/status") {
+            if let Some(kb) = status
+                .lines()
+                .find_map(|l| l.strip_prefix("VmRSS:"))
+                .and_then(|v| v.split_whitespace().next()?.parse::<i64>().ok())
+            {
+                self.resident_memory.set(kb * 1024);
+            }
+        }
+        if let Some(secs) = std::fs::read_to_string("/proc/self/stat")
+            .ok()
+            .and_then(|s| cpu_seconds_from_stat(&s))
+        {
+            let delta = secs - self.cpu_seconds.get();
+            if delta > 0.0 {
+                self.cpu_seconds.inc_by(delta);
+            }
+        }
     }
 
     pub fn collected(&self, collector: &str, kind: EventKind) {
@@ -396,6 +456,90 @@ impl Metrics {
     }
 }
 
+/// utime + stime of a /proc/<pid>/stat line, in seconds.
+fn cpu_seconds_from_stat(stat: &str) -> Option<f64> {
+    // The command name (field 2) may contain spaces and parentheses: fields restart after the
+    // last ')'. utime and stime are fields 14 and 15, i.e. 12th and 13th after it.
+    let rest = &stat[stat.rfind(')')? + 1..];
+    let mut fields = rest.split_whitespace().skip(11);
+    let utime: f64 = fields.next()?.parse().ok()?;
+    let stime: f64 = fields.next()?.parse().ok()?;
+    // SAFETY: sysconf has no preconditions.
+    let ticks = unsafe { libc::sysconf(libc::_SC_CLK_TCK) };
+    (ticks > 0).then(|| (utime + stime) / ticks as f64)
+}
+
+/// Most scrapes in flight at once; more wait for a free slot.
+const MAX_SCRAPES: usize = 4;
+
+/// Serves `GET /metrics` in the Prometheus text format until `cancel`.
+///
+/// The IoT Edge metrics-collector module scrapes `:9600/metrics` of every module over the
+/// `azure-iot-edge` network. The endpoint is read-only and serves nothing else.
+pub async fn serve(
+    metrics: Arc<Metrics>,
+    listener: tokio::net::TcpListener,
+    cancel: CancellationToken,
+) {
+    let slots = Arc::new(tokio::sync::Semaphore::new(MAX_SCRAPES));
+    loop {
+        let permit = tokio::select! {
+            _ = cancel.cancelled() => return,
+            p = slots.clone().acquire_owned() => match p {
+                Ok(p) => p,
+                Err(_) => return,
+            },
+        };
+        let stream = tokio::select! {
+            _ = cancel.cancelled() => return,
+            accepted = listener.accept() => match accepted {
+                Ok((stream, _)) => stream,
+                Err(e) => {
+                    tracing::warn!(error = %e, "metrics endpoint: accept failed");
+                    metrics.error("metrics", "accept");
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                    continue;
+                }
+            },
+        };
+        let m = metrics.clone();
+        tokio::spawn(async move {
+            let _permit = permit;
+            let service = hyper::service::service_fn(move |req| {
+                let m = m.clone();
+                async move { Ok::<_, Infallible>(respond(&m, &req)) }
+            });
+            let conn = hyper::server::conn::http1::Builder::new()
+                .timer(hyper_util::rt::TokioTimer::new())
+                .header_read_timeout(Duration::from_secs(10))
+                .serve_connection(hyper_util::rt::TokioIo::new(stream), service);
+            if let Err(e) = tokio::time::timeout(Duration::from_secs(30), conn).await {
+                tracing::debug!(error = %e, "metrics connection timed out");
+            }
+        });
+    }
+}
+
+fn respond<B>(metrics: &Metrics, req: &Request<B>) -> Response<Full<Bytes>> {
+    let plain = |status: StatusCode, body: &'static str| {
+        let mut r = Response::new(Full::new(Bytes::from_static(body.as_bytes())));
+        *r.status_mut() = status;
+        r
+    };
+    if req.uri().path() != "/metrics" {
+        return plain(StatusCode::NOT_FOUND, "not found; try /metrics\n");
+    }
+    if req.method() != Method::GET && req.method() != Method::HEAD {
+        return plain(StatusCode::METHOD_NOT_ALLOWED, "use GET\n");
+    }
+    let mut r = Response::new(Full::new(Bytes::from(metrics.render())));
+    r.headers_mut().insert(
+        hyper::header::CONTENT_TYPE,
+        hyper::header::HeaderValue::from_static("text/plain; version=0.0.4; charset=utf-8"),
+    );
+    r
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -430,5 +574,29 @@ mod tests {
             Some(3.0)
         );
         assert_eq!(m.dropped_total("pipeline", DropReason::CacheFull), 3);
+    }
+}
+
+#[cfg(test)]
+mod process_tests {
+    use super::*;
+
+    #[test]
+    fn cpu_time_parses_even_with_odd_command_names() {
+        let stat = "1234 (we ird) (name)) S 1 1 1 0 -1 4194560 100 0 0 0 250 150 0 0 20 0 1 0 100 0 0";
+        let ticks = unsafe { libc::sysconf(libc::_SC_CLK_TCK) } as f64;
+        assert_eq!(cpu_seconds_from_stat(stat), Some(400.0 / ticks));
+        assert_eq!(cpu_seconds_from_stat("garbage"), None);
+        assert_eq!(cpu_seconds_from_stat("1 (x) S 1"), None);
+    }
+
+    #[test]
+    fn process_figures_are_real() {
+        let m = Metrics::for_tests();
+        m.render();
+        let rss = m
+            .value("edgeguard_process_resident_memory_bytes", &[])
+            .unwrap();
+        assert!(rss > 100_000.0, "{rss}");
     }
 }

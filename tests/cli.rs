@@ -3,29 +3,13 @@
 mod support;
 
 use serde_json::Value;
-use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
+use support::agent::{Agent, event_names};
 use support::schema::{errors, message_validator};
 
-fn edgeguard() -> Command {
-    let mut c = Command::new(env!("CARGO_BIN_EXE_edgeguard"));
-    // A developer's or CI's environment must not leak an IoT Edge identity or config into tests.
-    for var in [
-        "IOTEDGE_MODULEID",
-        "EdgeHubConnectionString",
-        "EDGEGUARD_CONFIG",
-        "EDGEGUARD_CONFIG_JSON",
-        "EDGEGUARD_SINK",
-        "EDGEGUARD_OUTPUT",
-        "EDGEGUARD_HOST_ROOT",
-        "EDGEGUARD_STATE_DIR",
-    ] {
-        c.env_remove(var);
-    }
-    c.env("RUST_LOG", "info");
-    c
+fn edgeguard() -> std::process::Command {
+    support::agent::command()
 }
 
 fn twin_defaults() -> PathBuf {
@@ -39,14 +23,6 @@ fn stdout_messages(stdout: &[u8]) -> Vec<Value> {
         .expect("stdout is UTF-8")
         .lines()
         .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("stdout line is not JSON ({e}): {l}")))
-        .collect()
-}
-
-fn event_names(messages: &[Value]) -> Vec<String> {
-    messages
-        .iter()
-        .flat_map(|m| m["Events"].as_array().cloned().unwrap_or_default())
-        .map(|e| e["Name"].as_str().unwrap_or_default().to_string())
         .collect()
 }
 
@@ -232,32 +208,15 @@ fn bad_state_dir_is_a_clear_error() {
 fn run_sends_a_first_message_within_a_second_and_stops_cleanly_on_sigterm() {
     let dir = tempfile::tempdir().unwrap();
     let start = Instant::now();
-    let mut child = edgeguard()
-        .args(["run", "--state-dir"])
-        .arg(dir.path())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
-    let first = lines.next().expect("a first message").unwrap();
+    let agent = Agent::start(dir.path(), &["--metrics-addr", "off"]);
+    let first = agent
+        .next_message(Duration::from_secs(10))
+        .expect("a first message");
     let first_after = start.elapsed();
-    let m: Value = serde_json::from_str(&first).unwrap();
-    assert_eq!(event_names(&[m]), ["SystemInformation"]);
-    // SAFETY: sending a signal to our own child process.
-    unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
-    let deadline = Instant::now() + Duration::from_secs(15);
-    let status = loop {
-        if let Some(s) = child.try_wait().unwrap() {
-            break s;
-        }
-        assert!(Instant::now() < deadline, "did not stop after SIGTERM");
-        std::thread::sleep(Duration::from_millis(50));
-    };
-    assert!(status.success());
-    assert!(lines.next().is_none(), "nothing left to flush");
-    let mut stderr = String::new();
-    std::io::Read::read_to_string(&mut child.stderr.take().unwrap(), &mut stderr).unwrap();
+    assert_eq!(event_names(&[first]), ["SystemInformation"]);
+    let (ok, rest, stderr) = agent.stop(Duration::from_secs(15));
+    assert!(ok, "{stderr}");
+    assert!(rest.is_empty(), "nothing left to flush: {rest:?}");
     assert!(stderr.contains("shutdown requested"), "{stderr}");
     assert!(stderr.contains("edgeguard stopped"), "{stderr}");
     // Generous against a loaded CI machine; the footprint issue measures the real figure.

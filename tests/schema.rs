@@ -220,8 +220,10 @@ fn every_event_kind_is_schema_valid() {
 #[test]
 fn pipeline_output_is_schema_valid_including_aggregated_truncated_and_split_events() {
     let v = message_validator();
-    let mut cfg = Config::default();
-    cfg.max_message_size_in_bytes = 8192;
+    let cfg = Config {
+        max_message_size_in_bytes: 8192,
+        ..Config::default()
+    };
     let metrics = Arc::new(Metrics::for_tests());
     let mut p = Pipeline::new(
         MessageHeader::new("0.1.0", Uuid::new_v4()),

@@ -6,8 +6,15 @@
 //! the error, and the others carry on.
 
 pub mod accounts;
+pub mod baseline;
+pub mod connection;
+pub mod firewall;
+pub mod listening;
+pub mod login;
+pub mod process;
 pub mod proc_info;
 pub mod system;
+pub mod users;
 
 use crate::config::Config;
 use crate::event::{CollectorHealth, CollectorStatus, Event, Payload};

@@ -1,0 +1,119 @@
+//! Runs the real `edgeguard` binary as a child process, as a user or edgeAgent would.
+
+use serde_json::Value;
+use std::io::{BufRead, BufReader, Read};
+use std::path::Path;
+use std::process::{Child, ChildStdout, Command, Stdio};
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+/// The binary with an environment cleaned of anything that would change its behaviour.
+pub fn command() -> Command {
+    let mut c = Command::new(env!("CARGO_BIN_EXE_edgeguard"));
+    for var in [
+        "IOTEDGE_MODULEID",
+        "EdgeHubConnectionString",
+        "EDGEGUARD_CONFIG",
+        "EDGEGUARD_CONFIG_JSON",
+        "EDGEGUARD_SINK",
+        "EDGEGUARD_OUTPUT",
+        "EDGEGUARD_HOST_ROOT",
+        "EDGEGUARD_STATE_DIR",
+        "EDGEGUARD_METRICS_ADDR",
+    ] {
+        c.env_remove(var);
+    }
+    c.env("RUST_LOG", "info");
+    c
+}
+
+/// A running `edgeguard run`, its stdout read line by line on a thread.
+pub struct Agent {
+    pub child: Child,
+    lines: mpsc::Receiver<String>,
+}
+
+impl Agent {
+    /// Starts `edgeguard run --state-dir STATE ARGS…` with stdout and stderr piped.
+    pub fn start(state_dir: &Path, args: &[&str]) -> Agent {
+        let mut child = command()
+            .arg("run")
+            .arg("--state-dir")
+            .arg(state_dir)
+            .args(args)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("edgeguard starts");
+        let stdout: ChildStdout = child.stdout.take().expect("stdout is piped");
+        let (tx, lines) = mpsc::channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stdout).lines() {
+                let Ok(line) = line else { break };
+                if tx.send(line).is_err() {
+                    break;
+                }
+            }
+        });
+        Agent { child, lines }
+    }
+
+    /// The next message on stdout, parsed, within `timeout`.
+    pub fn next_message(&self, timeout: Duration) -> Option<Value> {
+        let line = self.lines.recv_timeout(timeout).ok()?;
+        Some(serde_json::from_str(&line).unwrap_or_else(|e| panic!("not JSON ({e}): {line}")))
+    }
+
+    /// Every message that arrives until `timeout` passes with nothing new.
+    pub fn messages_until_quiet(&self, quiet: Duration) -> Vec<Value> {
+        std::iter::from_fn(|| self.next_message(quiet)).collect()
+    }
+
+    /// Sends SIGTERM and waits (at most `timeout`) for the exit; returns its success, the
+    /// messages flushed after the signal, and stderr.
+    pub fn stop(mut self, timeout: Duration) -> (bool, Vec<Value>, String) {
+        // SAFETY: sending a signal to our own child process.
+        unsafe { libc::kill(self.child.id() as i32, libc::SIGTERM) };
+        let deadline = Instant::now() + timeout;
+        let status = loop {
+            if let Some(s) = self.child.try_wait().expect("wait works") {
+                break s;
+            }
+            if Instant::now() > deadline {
+                let _ = self.child.kill();
+                panic!("edgeguard did not stop within {timeout:?} of SIGTERM");
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        };
+        let rest = self.messages_until_quiet(Duration::from_millis(500));
+        let mut stderr = String::new();
+        if let Some(mut e) = self.child.stderr.take() {
+            let _ = e.read_to_string(&mut stderr);
+        }
+        (status.success(), rest, stderr)
+    }
+}
+
+impl Drop for Agent {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Names of the events in some messages, in order.
+pub fn event_names(messages: &[Value]) -> Vec<String> {
+    messages
+        .iter()
+        .flat_map(|m| m["Events"].as_array().cloned().unwrap_or_default())
+        .map(|e| e["Name"].as_str().unwrap_or_default().to_string())
+        .collect()
+}
+
+/// A TCP port that was free a moment ago on 127.0.0.1.
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("an ephemeral port")
+}

@@ -16,6 +16,7 @@ pub mod collectors;
 pub mod config;
 pub mod event;
 pub mod host;
+pub mod hub;
 pub mod metrics;
 pub mod pipeline;
 pub mod sink;
@@ -120,7 +121,12 @@ pub async fn run(opts: Options, mode: Mode, shutdown: impl Future<Output = ()>) 
     let stop_delivery = CancellationToken::new();
 
     let header = MessageHeader::new(AGENT_VERSION, agent_id);
-    let pipeline = Pipeline::new(header, config_tx.borrow().clone(), metrics.clone());
+    let mut pipeline = Pipeline::new(header, config_tx.borrow().clone(), metrics.clone());
+    if matches!(opts.sink, SinkKind::EdgeHub(_)) {
+        // Room for the topic and property bag within edgeHub's packet limit.
+        pipeline = pipeline.with_sink_limit(hub::MAX_MESSAGE_BYTES - 1024);
+    }
+    let snapshot_now = Arc::new(tokio::sync::Notify::new());
     tracker.spawn(pipeline::run(
         pipeline,
         event_rx,
@@ -136,12 +142,28 @@ pub async fn run(opts: Options, mode: Mode, shutdown: impl Future<Output = ()>) 
         outbox_cfg,
         stop_delivery.clone(),
     ));
-    tracker.spawn(sink::run(
-        opts.sink.clone(),
-        record_rx,
-        delivery_tx,
-        stop_collectors.clone(),
-    ));
+    match opts.sink.clone() {
+        SinkKind::EdgeHub(env) => {
+            let channels = hub::HubChannels {
+                records: record_rx,
+                deliveries: delivery_tx,
+                events: event_tx.clone(),
+                config: config_tx.clone(),
+                control: control_tx.clone(),
+                snapshot: snapshot_now.clone(),
+            };
+            let (m, stop) = (metrics.clone(), stop_collectors.clone());
+            tracker.spawn(async move {
+                if let Err(e) = hub::run(*env, hub::HubOptions::default(), channels, m, stop.clone()).await {
+                    tracing::error!(error = %e, "the edgeHub connection failed for good");
+                    stop.cancel();
+                }
+            });
+        }
+        other => {
+            tracker.spawn(sink::run(other, record_rx, delivery_tx, stop_collectors.clone()));
+        }
+    }
 
     // Keys the local configuration rejected are reported like a twin's would be.
     for r in &opts.rejected {
@@ -152,10 +174,12 @@ pub async fn run(opts: Options, mode: Mode, shutdown: impl Future<Output = ()>) 
 
     match mode {
         Mode::Snapshot => {
-            let mut collectors = collectors::periodic_collectors();
+            let mut collectors = collectors::periodic_collectors(&metrics, &config_rx);
             collectors::collect_once(&mut collectors, &opts.host_root, &event_tx, &metrics).await;
             drop(event_tx);
-            // Nothing more will come: deliver within the grace period, then stop.
+            // Nothing more will come (the hub, if any, stops producing too): deliver within the
+            // grace period, then stop.
+            stop_collectors.cancel();
             stop_delivery.cancel();
         }
         Mode::Run => {
@@ -173,18 +197,29 @@ pub async fn run(opts: Options, mode: Mode, shutdown: impl Future<Output = ()>) 
                     }
                 }
             }
+            let ctx = collectors::Context {
+                host: opts.host_root.clone(),
+                events: event_tx.clone(),
+                metrics: metrics.clone(),
+                config: config_rx.clone(),
+                cancel: stop_collectors.clone(),
+                state_dir: opts.state_dir.clone(),
+            };
+            collectors::start_triggered(&ctx, &tracker);
+            drop(ctx);
             tracker.spawn(collectors::run_periodic(
-                collectors::periodic_collectors(),
+                collectors::periodic_collectors(&metrics, &config_rx),
                 opts.host_root.clone(),
                 event_tx,
                 config_rx,
                 control_tx.clone(),
                 metrics.clone(),
+                snapshot_now.clone(),
                 stop_collectors.clone(),
             ));
             tokio::select! {
                 _ = shutdown => tracing::info!("shutdown requested; flushing"),
-                _ = stop_collectors.cancelled() => tracing::error!("a sink failed for good; shutting down"),
+                _ = stop_collectors.cancelled() => tracing::error!("the sink failed for good; shutting down"),
             }
             stop_collectors.cancel();
             stop_delivery.cancel();

@@ -1,6 +1,6 @@
 //! The command line: parse, set up logging and the runtime, and hand over to `edgeguard::run`.
 
-use anyhow::{Context, Result, bail};
+use anyhow::{Context, Result};
 use clap::{Parser, Subcommand, ValueEnum};
 use edgeguard::config::{self, Config, Rejected};
 use edgeguard::host::HostRoot;
@@ -48,7 +48,7 @@ enum SinkArg {
 
 #[derive(clap::Args, Debug)]
 struct SinkArgs {
-    /// Where messages go (default: stdout when no IoT Edge environment is present).
+    /// Where messages go (default: edgeHub under IoT Edge, else stdout).
     #[arg(long, env = "EDGEGUARD_SINK", value_enum)]
     sink: Option<SinkArg>,
 
@@ -123,11 +123,12 @@ fn real_main(cli: Cli) -> Result<ExitCode> {
                 .output
                 .unwrap_or_else(|| cli.state_dir.join("messages.jsonl")),
         ),
-        None if in_iot_edge() => bail!(
-            "running under IoT Edge, but this build cannot send to edgeHub yet; \
-             pass --sink stdout or --sink file to collect locally"
-        ),
-        None => SinkKind::Stdout,
+        None => match edgeguard::hub::EdgeEnvironment::from_process_env()
+            .context("reading the IoT Edge environment")?
+        {
+            Some(env) => SinkKind::EdgeHub(Box::new(env)),
+            None => SinkKind::Stdout,
+        },
     };
     let opts = Options {
         host_root: HostRoot::new(cli.host_root),
@@ -165,10 +166,6 @@ fn parse_metrics_addr(s: &str) -> Result<MetricsAddr, String> {
         .map_err(|e| format!("expected HOST:PORT or off: {e}"))
 }
 
-fn in_iot_edge() -> bool {
-    std::env::var_os("IOTEDGE_MODULEID").is_some()
-        || std::env::var_os("EdgeHubConnectionString").is_some()
-}
 
 /// Defaults, then the local file (or EDGEGUARD_CONFIG_JSON) when given.
 fn local_config(file: Option<&std::path::Path>) -> Result<(Config, Vec<Rejected>, Option<i64>)> {

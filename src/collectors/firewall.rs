@@ -30,8 +30,8 @@
 //! keeps iptables' notation (`!192.168.0.0/16`). Each base chain's policy becomes one more record
 //! after its rules, with `ExtraDetails.Policy = "true"`.
 //!
-//! **No firewall.** When at least one tool answered and the ruleset has no rule and only accepting
-//! policies, nothing filters traffic. That is reported explicitly as one record with
+//! **No firewall.** When every tool that exists answered and the ruleset has no rule and only
+//! accepting policies, nothing filters traffic. That is reported explicitly as one record with
 //! `Enabled: false`, `Action: Allow`, `ChainName: "none"`, `ExtraDetails.NoFirewall = "true"` and
 //! `ExtraDetails.Backend` listing every backend that answered (comma-separated), so "checked and
 //! found nothing" differs from "could not check" (an empty snapshot plus a `Degraded` status).
@@ -427,7 +427,7 @@ pub fn parse_iptables_save(bytes: &[u8], family: IpFamily, backend: Backend) -> 
     let mut parsed = Parsed::default();
     let mut table: Option<Table> = None;
 
-    let mut close = |t: Table, parsed: &mut Parsed| {
+    let close = |t: Table, parsed: &mut Parsed| {
         for (chain, policy) in t.chains {
             if policy == "-" {
                 continue;
@@ -847,27 +847,31 @@ pub fn run_tool(
     })?;
 
     // Both pipes are drained on their own threads so a chatty stderr cannot block the tool. The
-    // stdout reader stops at the cap and raises `overflow`, and the tool is killed.
+    // stdout reader stops at the cap and raises `overflow`, and the tool is killed. Results come
+    // back over channels with a grace period: a grandchild that inherited a pipe must not hang
+    // the collector (its reader thread ends when the pipe closes).
     let overflow = Arc::new(std::sync::atomic::AtomicBool::new(false));
-    let stdout = child.stdout.take().map(|out| {
+    let (out_tx, out_rx) = std::sync::mpsc::channel();
+    let (err_tx, err_rx) = std::sync::mpsc::channel();
+    if let Some(out) = child.stdout.take() {
         let overflow = overflow.clone();
-        std::thread::spawn(move || {
+        spawn_reader(&mut child, move || {
             let mut buf = Vec::new();
             let r = out.take(max_output as u64 + 1).read_to_end(&mut buf);
             if buf.len() > max_output {
                 overflow.store(true, std::sync::atomic::Ordering::SeqCst);
             }
-            r.map(|_| buf)
-        })
-    });
-    let stderr = child.stderr.take().map(|mut err| {
-        std::thread::spawn(move || {
+            let _ = out_tx.send(r.map(|_| buf));
+        })?;
+    }
+    if let Some(mut err) = child.stderr.take() {
+        spawn_reader(&mut child, move || {
             let mut buf = Vec::new();
             let _ = (&mut err).take(4096).read_to_end(&mut buf);
+            let _ = err_tx.send(buf);
             let _ = std::io::copy(&mut err, &mut std::io::sink());
-            buf
-        })
-    });
+        })?;
+    }
 
     let deadline = Instant::now() + timeout;
     let status = loop {
@@ -885,13 +889,14 @@ pub fn run_tool(
         let _ = child.kill();
         let _ = child.wait();
     }
-    let out = stdout
-        .map(|h| h.join().unwrap_or_else(|_| Ok(Vec::new())))
-        .unwrap_or_else(|| Ok(Vec::new()));
-    let err = stderr
-        .map(|h| h.join().unwrap_or_default())
-        .unwrap_or_default();
     let status = status?;
+    let out = match out_rx.recv_timeout(Duration::from_secs(1)) {
+        Ok(out) => out,
+        Err(_) => return Err(ToolError::Timeout(timeout)),
+    };
+    let err = err_rx
+        .recv_timeout(Duration::from_millis(200))
+        .unwrap_or_default();
     let out = out.map_err(ToolError::Io)?;
     if out.len() > max_output {
         return Err(ToolError::TooLarge(max_output));
@@ -903,6 +908,24 @@ pub fn run_tool(
         });
     }
     Ok(out)
+}
+
+/// Starts a pipe reader thread; if the thread cannot be created, the tool is killed.
+fn spawn_reader(
+    child: &mut std::process::Child,
+    f: impl FnOnce() + Send + 'static,
+) -> Result<(), ToolError> {
+    match std::thread::Builder::new()
+        .name("firewall-tool-pipe".into())
+        .spawn(f)
+    {
+        Ok(_) => Ok(()),
+        Err(e) => {
+            let _ = child.kill();
+            let _ = child.wait();
+            Err(ToolError::Io(e))
+        }
+    }
 }
 
 /// Runs every tool the host has: nft, then per family the legacy and nft iptables variants, or
@@ -1117,7 +1140,8 @@ pub fn records(snap: Snapshot) -> (Vec<FirewallRule>, CollectorHealth, String) {
         return (Vec::new(), health, message);
     }
     let mut rules = snap.rules;
-    if filters_nothing(&rules) {
+    // "No firewall" is a claim about the whole ruleset: only when every tool answered.
+    if filters_nothing(&rules) && snap.problems.is_empty() {
         rules = vec![no_firewall_record(&snap.checked, rules.len())];
     }
     if rules.len() > MAX_RULES {
@@ -1468,7 +1492,8 @@ mod tests {
     #[test]
     fn malformed_and_truncated_input_never_panics() {
         let full = fixture("nft-families.json");
-        for cut in [0, 1, 10, full.len() / 2, full.len() - 1] {
+        let end = full.trim_ascii_end().len();
+        for cut in [0, 1, 10, full.len() / 2, end - 1] {
             assert!(parse_nft_json(&full[..cut]).is_err(), "cut at {cut}");
         }
         assert!(matches!(parse_nft_json(b"{}"), Err(ParseError::Shape)));
@@ -1608,6 +1633,26 @@ mod tests {
         assert_eq!(extra(r, "Backend"), Some("nftables,iptables-legacy"));
         assert_eq!(extra(r, "AcceptingBaseChains"), Some("2"));
 
+        // With a backend unreadable, an empty listing proves nothing.
+        let failed = ToolRun {
+            tool: NFT,
+            result: Err(ToolError::Timeout(TOOL_TIMEOUT)),
+        };
+        let runs = [
+            failed,
+            ok(
+                "iptables-legacy-save",
+                Some(IpFamily::V4),
+                Some(Backend::IptablesLegacy),
+                accept_only,
+            ),
+        ];
+        let (rules, health, message) = records(snapshot(&runs));
+        assert_eq!(health, CollectorHealth::Degraded);
+        assert!(message.contains("nft: did not finish"), "{message}");
+        assert_eq!(rules.len(), 2);
+        assert!(rules.iter().all(|r| extra(r, "NoFirewall").is_none()));
+
         // A drop policy alone is a firewall.
         let drop = b"*filter\n:INPUT DROP [0:0]\nCOMMIT\n";
         let runs = [ok(
@@ -1735,6 +1780,18 @@ mod tests {
             matches!(e, Err(ToolError::NotFound)),
             "nothing under an empty root"
         );
+        // A grandchild holding stdout open cannot hang the collector.
+        let t = Instant::now();
+        let e = run_tool(
+            root,
+            false,
+            "sh",
+            &["-c", "sleep 5 & echo hi"],
+            TOOL_TIMEOUT,
+            1024,
+        );
+        assert!(matches!(e, Err(ToolError::Timeout(_))), "{e:?}");
+        assert!(t.elapsed() < Duration::from_secs(4), "{:?}", t.elapsed());
         // Chrooted into `/` works like a direct run.
         let out = run_tool(root, true, "echo", &["hi"], TOOL_TIMEOUT, 1024).unwrap();
         assert_eq!(out, b"hi\n");
@@ -1777,9 +1834,15 @@ mod tests {
             "add rule inet {name} in ip saddr 192.0.2.0/24 tcp dport 9 drop"
         ));
 
-        for root in [HostRoot::default(), HostRoot::new("/")] {
+        {
+            let root = HostRoot::default();
             let mut c = FirewallCollector::new(Arc::new(Metrics::for_tests()));
+            let started = Instant::now();
             let events = c.collect(&root);
+            eprintln!(
+                "firewall snapshot of this host took {:?}",
+                started.elapsed()
+            );
             let rules: Vec<&FirewallRule> = events
                 .iter()
                 .filter_map(|e| match &e.payload {

@@ -26,8 +26,9 @@ use super::{Periodic, proc_info};
 use crate::event::{Event, EventKind, ExtraDetails, ListeningPort, Payload};
 use crate::host::HostRoot;
 use std::collections::{BTreeMap, HashMap};
-use std::io::BufRead;
+use std::io::{BufRead, Read};
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
+use std::path::Path;
 
 /// `st` of an established TCP socket (include/net/tcp_states.h).
 pub const TCP_ESTABLISHED: u8 = 0x01;
@@ -162,21 +163,23 @@ pub fn parse_socket_table(text: &str) -> SocketTable {
 /// Reads a socket table line by line (a busy host's table can be larger than what
 /// [`HostRoot::read`] accepts), keeping only the entries `keep` wants.
 pub fn read_socket_table(
-    host: &HostRoot,
-    host_path: &str,
+    path: &Path,
     keep: impl Fn(&SocketEntry) -> bool,
 ) -> std::io::Result<SocketTable> {
-    let file = std::fs::File::open(host.path(host_path))?;
+    let file = std::fs::File::open(path)?;
     let mut table = SocketTable::default();
     let mut reader = std::io::BufReader::new(file);
     let mut line = Vec::new();
     for _ in 0..MAX_TABLE_LINES {
         line.clear();
         // Lines are ~150 bytes; a longer one is not a socket entry and is cut at 1 KiB.
-        if (&mut reader).take(1024).read_until(b'\n', &mut line)? == 0 {
+        if reader.by_ref().take(1024).read_until(b'\n', &mut line)? == 0 {
             break;
         }
-        match std::str::from_utf8(&line).map_err(|_| ()).and_then(parse_socket_line) {
+        match std::str::from_utf8(&line)
+            .map_err(|_| ())
+            .and_then(parse_socket_line)
+        {
             Ok(Some(e)) if keep(&e) => table.entries.push(e),
             Ok(_) => {}
             Err(()) => table.malformed += 1,
@@ -187,12 +190,20 @@ pub fn read_socket_table(
 
 /// The target of a `/proc/<pid>/fd/<n>` link that is a socket: `socket:[12345]` → 12345.
 pub fn parse_socket_link(target: &str) -> Option<u64> {
-    target.strip_prefix("socket:[")?.strip_suffix(']')?.parse().ok()
+    target
+        .strip_prefix("socket:[")?
+        .strip_suffix(']')?
+        .parse()
+        .ok()
 }
 
 /// The target of a `/proc/<pid>/ns/net` link: `net:[4026531840]` → 4026531840.
 pub fn parse_ns_link(target: &str) -> Option<u64> {
-    target.strip_prefix("net:[")?.strip_suffix(']')?.parse().ok()
+    target
+        .strip_prefix("net:[")?
+        .strip_suffix(']')?
+        .parse()
+        .ok()
 }
 
 /// Every process id in the host's /proc.
@@ -247,9 +258,13 @@ pub fn sockets_of(host: &HostRoot, pid: u32, mut found: impl FnMut(u64)) {
 }
 
 /// Socket inode → the lowest pid holding it, for every process (at most [`MAX_OWNERS`]).
+/// Newest processes first: a short-lived socket is more likely to be theirs, and may close
+/// while the scan runs.
 pub fn socket_owners(host: &HostRoot) -> HashMap<u64, u32> {
     let mut owners: HashMap<u64, u32> = HashMap::new();
-    for pid in pids(host) {
+    let mut all = pids(host);
+    all.sort_unstable_by(|a, b| b.cmp(a));
+    for pid in all {
         sockets_of(host, pid, |inode| {
             if owners.len() < MAX_OWNERS || owners.contains_key(&inode) {
                 let slot = owners.entry(inode).or_insert(pid);
@@ -304,21 +319,27 @@ pub fn snapshot(host: &HostRoot) -> Vec<ListeningPort> {
     let namespaces = network_namespaces(host);
     for ns in &namespaces {
         for (protocol, file) in TABLES {
-            let path = format!("/proc/{}/net/{file}", ns.pid);
-            let table = match read_socket_table(host, &path, |e| is_listening(protocol, e)) {
+            let path = host.path(format!("/proc/{}/net/{file}", ns.pid));
+            let table = match read_socket_table(&path, |e| is_listening(protocol, e)) {
                 Ok(t) => t,
                 Err(e) => {
                     // The process exited, or the kernel has no IPv6: skip this table.
-                    tracing::debug!(path, error = %e, "socket table unreadable");
+                    tracing::debug!(path = %path.display(), error = %e, "socket table unreadable");
                     continue;
                 }
             };
             if table.malformed > 0 {
-                tracing::debug!(path, lines = table.malformed, "malformed socket table lines");
+                tracing::debug!(
+                    path = %path.display(),
+                    lines = table.malformed,
+                    "malformed socket table lines"
+                );
             }
             for e in table.entries {
                 let owner = owners.get(&e.inode).copied().filter(|_| e.inode != 0);
-                let slot = found.entry((ns.inode, protocol, e.local)).or_insert((e, owner));
+                let slot = found
+                    .entry((ns.inode, protocol, e.local))
+                    .or_insert((e, owner));
                 // Keep the socket with a known owner, and the lowest pid among those.
                 let better = match (slot.1, owner) {
                     (None, Some(_)) => true,
@@ -373,7 +394,7 @@ pub fn snapshot(host: &HostRoot) -> Vec<ListeningPort> {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use std::net::{TcpListener, UdpSocket};
 
@@ -387,7 +408,10 @@ mod tests {
         #[cfg(target_endian = "little")]
         {
             assert_eq!(parse_hex_address("0100007F:0016"), Some(sa("127.0.0.1:22")));
-            assert_eq!(parse_hex_address("0202000A:FFFF"), Some(sa("10.0.2.2:65535")));
+            assert_eq!(
+                parse_hex_address("0202000A:FFFF"),
+                Some(sa("10.0.2.2:65535"))
+            );
             assert_eq!(
                 parse_hex_address("00000000000000000000000001000000:1F90"),
                 Some(sa("[::1]:8080"))
@@ -521,10 +545,13 @@ mod tests {
             ("tcp", l4.local_addr().unwrap()),
             ("tcp6", l6.local_addr().unwrap()),
         ] {
-            let t = read_socket_table(&host, &format!("/proc/self/net/{file}"), |_| true).unwrap();
+            let path = host.path(format!("/proc/self/net/{file}"));
+            let t = read_socket_table(&path, |_| true).unwrap();
             assert_eq!(t.malformed, 0, "{file}");
             assert!(
-                t.entries.iter().any(|e| e.local == addr && e.state == TCP_LISTEN),
+                t.entries
+                    .iter()
+                    .any(|e| e.local == addr && e.state == TCP_LISTEN),
                 "{addr} in {file}"
             );
         }
@@ -582,7 +609,11 @@ mod tests {
             .chain(udp.iter().map(|u| ("UDP", u.local_addr().unwrap())))
         {
             let r = find(&records, protocol, addr).unwrap_or_else(|| panic!("{protocol} {addr}"));
-            assert_eq!(r.extra_details.get("ProcessId"), Some(&me), "{protocol} {addr}");
+            assert_eq!(
+                r.extra_details.get("ProcessId"),
+                Some(&me),
+                "{protocol} {addr}"
+            );
             assert_eq!(r.extra_details.get("NetNs"), Some(&our_ns));
             assert!(r.extra_details["Executable"].len() > 1);
             assert_eq!(r.remote_address, None);
@@ -622,5 +653,124 @@ mod tests {
         assert_eq!(inodes.len(), all.len());
         // A missing host root yields nothing rather than an error.
         assert!(snapshot(&HostRoot::new("/nonexistent")).is_empty());
+    }
+
+    /// A network namespace joined to the host by a veth pair, like a container on a bridge:
+    /// `host_ip` on the host side, `ns_ip` inside, and a `sleep` process in it so that /proc
+    /// shows the namespace. Removed on drop. `None` (and the test skips) without `ip`.
+    pub(crate) struct TestNetns {
+        name: String,
+        pub host_ip: Ipv4Addr,
+        pub ns_ip: Ipv4Addr,
+        pub inode: u64,
+        sleeper: std::process::Child,
+    }
+
+    impl TestNetns {
+        /// `tag` keeps concurrent tests apart (interface names and a /30 of 10.213.<tag>.0).
+        pub(crate) fn create(tag: u8) -> Option<TestNetns> {
+            let name = format!("eg{tag}n{}", std::process::id() % 100_000);
+            let (h, c) = (format!("eg{tag}h{}", std::process::id() % 100_000), "eth0");
+            let host_ip = Ipv4Addr::new(10, 213, tag, 1);
+            let ns_ip = Ipv4Addr::new(10, 213, tag, 2);
+            let ip = |args: &[&str]| {
+                std::process::Command::new("ip")
+                    .args(args)
+                    .stderr(std::process::Stdio::null())
+                    .status()
+                    .is_ok_and(|s| s.success())
+            };
+            let _ = ip(&["netns", "del", &name]);
+            if !ip(&["netns", "add", &name]) {
+                eprintln!("skipping: cannot create a network namespace with ip(8)");
+                return None;
+            }
+            let ok = ip(&[
+                "link", "add", &h, "type", "veth", "peer", "name", c, "netns", &name,
+            ]) && ip(&["addr", "add", &format!("{host_ip}/30"), "dev", &h])
+                && ip(&["link", "set", &h, "up"])
+                && ip(&["-n", &name, "addr", "add", &format!("{ns_ip}/30"), "dev", c])
+                && ip(&["-n", &name, "link", "set", c, "up"])
+                && ip(&["-n", &name, "link", "set", "lo", "up"]);
+            let sleeper = std::process::Command::new("ip")
+                .args(["netns", "exec", &name, "sleep", "600"])
+                .spawn();
+            let (true, Ok(sleeper)) = (ok, sleeper) else {
+                let _ = ip(&["netns", "del", &name]);
+                panic!("setting up the test namespace failed");
+            };
+            let mut ns = TestNetns {
+                name,
+                host_ip,
+                ns_ip,
+                inode: 0,
+                sleeper,
+            };
+            // Wait until the sleeper has entered the namespace.
+            for _ in 0..200 {
+                let inner = std::fs::metadata(format!("/run/netns/{}", ns.name))
+                    .map(|m| std::os::unix::fs::MetadataExt::ino(&m))
+                    .unwrap_or(0);
+                if inner != 0 && netns_of(&HostRoot::default(), ns.sleeper.id()) == Some(inner) {
+                    ns.inode = inner;
+                    return Some(ns);
+                }
+                std::thread::sleep(std::time::Duration::from_millis(10));
+            }
+            panic!("the sleeper never entered the test namespace");
+        }
+
+        /// Runs `f` on a thread that has joined the namespace: sockets it creates live there.
+        pub(crate) fn run_in<T: Send>(&self, f: impl FnOnce() -> T + Send) -> T {
+            use std::os::fd::AsRawFd;
+            let file = std::fs::File::open(format!("/run/netns/{}", self.name)).unwrap();
+            std::thread::scope(|s| {
+                s.spawn(|| {
+                    assert_eq!(
+                        unsafe { libc::setns(file.as_raw_fd(), libc::CLONE_NEWNET) },
+                        0,
+                        "setns"
+                    );
+                    f()
+                })
+                .join()
+                .unwrap()
+            })
+        }
+    }
+
+    impl Drop for TestNetns {
+        fn drop(&mut self) {
+            let _ = self.sleeper.kill();
+            let _ = self.sleeper.wait();
+            // Deleting the namespace destroys its veth end, and with it the host's.
+            let _ = std::process::Command::new("ip")
+                .args(["netns", "del", &self.name])
+                .status();
+        }
+    }
+
+    #[test]
+    fn snapshot_covers_other_namespaces() {
+        let Some(ns) = TestNetns::create(1) else {
+            return;
+        };
+        let me = std::process::id().to_string();
+        let ns_ip = ns.ns_ip;
+        let (tcp, udp) = ns.run_in(|| {
+            (
+                TcpListener::bind((ns_ip, 0)).unwrap(),
+                UdpSocket::bind("0.0.0.0:0").unwrap(),
+            )
+        });
+        let records = snapshot(&HostRoot::default());
+        for (protocol, addr) in [
+            ("TCP", tcp.local_addr().unwrap()),
+            ("UDP", udp.local_addr().unwrap()),
+        ] {
+            let r = find(&records, protocol, addr).unwrap_or_else(|| panic!("{protocol} {addr}"));
+            assert_eq!(r.extra_details["NetNs"], ns.inode.to_string());
+            assert_eq!(r.extra_details.get("ProcessId"), Some(&me));
+        }
     }
 }

@@ -23,8 +23,9 @@ use crate::metrics::{DropReason, Metrics};
 use std::path::PathBuf;
 use crate::pipeline::Control;
 use std::sync::Arc;
-use tokio::sync::{mpsc, watch};
+use tokio::sync::{Notify, mpsc, watch};
 use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
 
 /// What every collector task is given: where the host is, where events go, and how to stop.
 #[derive(Clone)]
@@ -104,8 +105,41 @@ pub trait Periodic: Send + 'static {
 }
 
 /// Every periodic collector this build has.
-pub fn periodic_collectors() -> Vec<Box<dyn Periodic>> {
-    vec![Box::new(system::SystemInformationCollector)]
+pub fn periodic_collectors(
+    metrics: &Arc<Metrics>,
+    config: &watch::Receiver<Arc<Config>>,
+) -> Vec<Box<dyn Periodic>> {
+    vec![
+        Box::new(system::SystemInformationCollector),
+        Box::new(listening::ListeningPortsCollector),
+        Box::new(users::LocalUsersCollector),
+        Box::new(firewall::FirewallCollector::new(metrics.clone())),
+        Box::new(baseline::BaselineCollector::new(config.clone())),
+    ]
+}
+
+/// Starts every triggered collector: the kernel readers on their own threads, the file
+/// followers as tasks. All of them stop when `ctx.cancel` is cancelled; `tracker` waits for them.
+pub fn start_triggered(ctx: &Context, tracker: &TaskTracker) {
+    match process::spawn(ctx.clone()) {
+        Ok(thread) => {
+            tracker.spawn_blocking(move || {
+                let _ = thread.join();
+            });
+        }
+        Err(e) => ctx.report_status(
+            "process",
+            CollectorHealth::Down,
+            format!("cannot start the process collector: {e}"),
+            None,
+        ),
+    }
+    let thread = connection::spawn(ctx.clone());
+    tracker.spawn_blocking(move || {
+        let _ = thread.join();
+    });
+    tracker.spawn(login::run(ctx.clone()));
+    tracker.spawn(users::watch(ctx.clone()));
 }
 
 /// Runs every periodic collector once and sends their events. Returns `false` when the pipeline
@@ -115,6 +149,18 @@ pub async fn collect_once(
     host: &HostRoot,
     tx: &mpsc::Sender<Event>,
     metrics: &Metrics,
+) -> bool {
+    collect_round(collectors, host, tx, metrics, None).await
+}
+
+/// One round of every periodic collector; with `flush_each`, the pipeline is asked to send after
+/// each collector, so a slow one (the baseline walks directories) does not hold back the others.
+async fn collect_round(
+    collectors: &mut Vec<Box<dyn Periodic>>,
+    host: &HostRoot,
+    tx: &mpsc::Sender<Event>,
+    metrics: &Metrics,
+    flush_each: Option<&mpsc::Sender<Control>>,
 ) -> bool {
     for slot in collectors.iter_mut() {
         let mut c = std::mem::replace(slot, Box::new(Placeholder));
@@ -143,6 +189,9 @@ pub async fn collect_once(
                 return false;
             }
         }
+        if let Some(control) = flush_each {
+            let _ = control.send(Control::Flush(None)).await;
+        }
     }
     true
 }
@@ -159,8 +208,9 @@ impl Periodic for Placeholder {
     }
 }
 
-/// The periodic collectors' task: a snapshot at start (followed by a flush, so the first message
-/// leaves within a second of start), then one every `snapshotFrequency`, until `cancel`.
+/// The periodic collectors' task: a snapshot at start (each collector's events flushed as soon as
+/// it is done, so the first message leaves within a second of start), then one every
+/// `snapshotFrequency`, until `cancel`.
 pub async fn run_periodic(
     mut collectors: Vec<Box<dyn Periodic>>,
     host: HostRoot,
@@ -168,16 +218,15 @@ pub async fn run_periodic(
     mut config: watch::Receiver<Arc<Config>>,
     control: mpsc::Sender<Control>,
     metrics: Arc<Metrics>,
+    snapshot_now: Arc<Notify>,
     cancel: CancellationToken,
 ) {
     let mut first = true;
     loop {
-        if !collect_once(&mut collectors, &host, &tx, &metrics).await {
+        let flush_each = first.then_some(&control);
+        first = false;
+        if !collect_round(&mut collectors, &host, &tx, &metrics, flush_each).await {
             return;
-        }
-        if first {
-            first = false;
-            let _ = control.send(Control::Flush(None)).await;
         }
         let period = config.borrow().snapshot_frequency;
         let next = tokio::time::Instant::now() + period;
@@ -185,6 +234,8 @@ pub async fn run_periodic(
             tokio::select! {
                 _ = cancel.cancelled() => return,
                 _ = tokio::time::sleep_until(next) => break,
+                // The `snapshot` direct method.
+                _ = snapshot_now.notified() => break,
                 changed = config.changed() => {
                     if changed.is_err() {
                         // The config owner is gone: keep the current period.

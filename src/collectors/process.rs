@@ -52,7 +52,7 @@ pub const RECV_TIMEOUT: Duration = Duration::from_millis(200);
 
 /// Socket receive buffer asked for: room for a few thousand events while the reader reads /proc,
 /// so an exec storm does not overflow the socket.
-pub const RECV_BUFFER_BYTES: usize = 8 * 1024 * 1024;
+pub const RECV_BUFFER_BYTES: usize = 4 * 1024 * 1024;
 
 /// How long the kernel has to acknowledge the subscription. No answer means the subscription was
 /// silently ignored (agent outside the host PID/user namespace, or no `CONFIG_PROC_EVENTS`).
@@ -380,10 +380,6 @@ impl<V> BoundedMap<V> {
     fn remove(&mut self, pid: u32) -> Option<V> {
         self.map.remove(&pid).map(|(_, v)| v)
     }
-
-    fn len(&self) -> usize {
-        self.map.len()
-    }
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -411,13 +407,11 @@ impl Tracker {
     }
 
     /// Remembers the processes already running, so their exits name their executables.
-    /// Returns the pids seen.
-    fn seed(&mut self) -> io::Result<Vec<u32>> {
-        let pids = list_pids(&self.host)?;
-        for &pid in pids.iter().take(CACHE_ENTRIES) {
+    fn seed(&mut self) -> io::Result<()> {
+        for pid in list_pids(&self.host)?.into_iter().take(CACHE_ENTRIES) {
             self.remember(&proc_info::read(&self.host, pid));
         }
-        Ok(pids)
+        Ok(())
     }
 
     fn remember(&mut self, info: &ProcessInfo) {
@@ -571,6 +565,8 @@ pub enum Error {
     Bind(#[source] io::Error),
     #[error("subscribing to process events")]
     Subscribe(#[source] io::Error),
+    #[error("no process connector in this network namespace (the module needs the host's network)")]
+    NotHostNetwork(#[source] io::Error),
     #[error("the kernel refused the process events subscription")]
     Refused(#[source] io::Error),
     #[error(
@@ -601,6 +597,9 @@ struct Connector {
     /// listeners' acknowledgements (all listeners receive them).
     seq: u32,
     ack: u32,
+    /// The receive buffer the kernel granted (bytes, as it reports it), for the status message:
+    /// without CAP_NET_ADMIN it is capped by `net.core.rmem_max`, and overflows come sooner.
+    recv_buffer: Option<usize>,
 }
 
 /// What one receive gave.
@@ -629,6 +628,22 @@ fn setsockopt<T>(fd: &OwnedFd, level: i32, name: i32, value: &T) -> io::Result<(
     }
 }
 
+fn recv_buffer_size(fd: &OwnedFd) -> Option<usize> {
+    let mut size: libc::c_int = 0;
+    let mut len = size_of::<libc::c_int>() as libc::socklen_t;
+    // SAFETY: `size` and `len` are live and writable; the fd is open.
+    let rc = unsafe {
+        libc::getsockopt(
+            fd.as_raw_fd(),
+            libc::SOL_SOCKET,
+            libc::SO_RCVBUF,
+            (&mut size as *mut libc::c_int).cast(),
+            &mut len,
+        )
+    };
+    (rc == 0).then(|| usize::try_from(size).ok()).flatten()
+}
+
 impl Connector {
     fn open(recv_buffer: usize) -> Result<Connector, Error> {
         // SAFETY: plain syscall; the result is checked before use.
@@ -652,8 +667,8 @@ impl Connector {
             }
         }
         let timeout = libc::timeval {
-            tv_sec: 0,
-            tv_usec: RECV_TIMEOUT.as_micros() as libc::suseconds_t,
+            tv_sec: RECV_TIMEOUT.as_secs() as libc::time_t,
+            tv_usec: RECV_TIMEOUT.subsec_micros() as libc::suseconds_t,
         };
         setsockopt(&fd, libc::SOL_SOCKET, libc::SO_RCVTIMEO, &timeout).map_err(Error::Socket)?;
 
@@ -673,13 +688,19 @@ impl Connector {
             return Err(Error::Bind(io::Error::last_os_error()));
         }
         let connector = Connector {
+            recv_buffer: recv_buffer_size(&fd),
             fd,
             seq: fastrand::u32(..),
             ack: fastrand::u32(..),
         };
-        connector
-            .send_op(PROC_CN_MCAST_LISTEN)
-            .map_err(Error::Subscribe)?;
+        connector.send_op(PROC_CN_MCAST_LISTEN).map_err(|e| {
+            // The kernel's connector socket exists only in the initial network namespace.
+            if e.raw_os_error() == Some(libc::ECONNREFUSED) {
+                Error::NotHostNetwork(e)
+            } else {
+                Error::Subscribe(e)
+            }
+        })?;
         Ok(connector)
     }
 
@@ -810,7 +831,7 @@ fn follow(ctx: &Context, connector: &Connector, tracker: &mut Tracker) -> Result
                 // The kernel does not say how many events it dropped: count the occurrence.
                 ctx.metrics
                     .dropped(COLLECTOR, DropReason::SourceOverflow, 1);
-                confirm(ctx, &mut confirmed);
+                confirm(ctx, connector, &mut confirmed);
                 continue;
             }
             Err(e) => {
@@ -830,7 +851,7 @@ fn follow(ctx: &Context, connector: &Connector, tracker: &mut Tracker) -> Result
                     if err != 0 {
                         return Err(Error::Refused(io::Error::from_raw_os_error(err as i32)));
                     }
-                    confirm(ctx, &mut confirmed);
+                    confirm(ctx, connector, &mut confirmed);
                     continue;
                 }
                 Ok(ProcEvent::Fork {
@@ -863,7 +884,7 @@ fn follow(ctx: &Context, connector: &Connector, tracker: &mut Tracker) -> Result
             };
             if let Some(payload) = event {
                 // Events flow, so the subscription works even if the ack went missing.
-                confirm(ctx, &mut confirmed);
+                confirm(ctx, connector, &mut confirmed);
                 if !ctx.emit_now(COLLECTOR, Event::new(payload)) {
                     return Ok(());
                 }
@@ -874,13 +895,17 @@ fn follow(ctx: &Context, connector: &Connector, tracker: &mut Tracker) -> Result
 }
 
 /// Reports `Up` the first time the subscription shows it works (our ack, an event, an overflow).
-fn confirm(ctx: &Context, confirmed: &mut bool) {
+fn confirm(ctx: &Context, connector: &Connector, confirmed: &mut bool) {
     if !*confirmed {
         *confirmed = true;
+        let buffer = connector
+            .recv_buffer
+            .map(|b| format!(" (receive buffer {} KiB)", b / 1024))
+            .unwrap_or_default();
         ctx.report_status(
             COLLECTOR,
             CollectorHealth::Up,
-            "following the kernel's process events",
+            format!("following the kernel's process events{buffer}"),
             None,
         );
     }
@@ -1174,7 +1199,7 @@ mod tests {
         for pid in 1..=5 {
             m.insert(pid, pid * 10);
         }
-        assert_eq!(m.len(), 3);
+        assert_eq!(m.map.len(), 3);
         assert_eq!(m.get(1), None);
         assert_eq!(m.get(5), Some(&50));
         // Re-inserting refreshes a pid's age; stale positions never evict a newer value.
@@ -1470,6 +1495,63 @@ mod tests {
         assert_eq!(t.extra_details["ExitStatusUnknown"], "true");
         assert_eq!(t.executable, c.executable);
         assert!(h.stop() < Duration::from_secs(1));
+    }
+
+    /// Outside the host's network namespace there is no connector to talk to (a module deployed
+    /// without host networking): the collector says so and scans /proc. Runs this test binary
+    /// again under `unshare --net`. (Dropping CAP_NET_ADMIN is no longer a failure on kernels
+    /// that let unprivileged processes join CN_IDX_PROC, like this test VM's 6.18.)
+    #[test]
+    fn outside_the_host_network_it_falls_back() {
+        const CHILD: &str = "EDGEGUARD_PROCESS_TEST_NETNS";
+        let name = "collectors::process::tests::outside_the_host_network_it_falls_back";
+        if std::env::var_os(CHILD).is_some() {
+            let mut h = start(true);
+            let mut status = None;
+            assert!(h.until(Duration::from_secs(5), |e| match &e.payload {
+                Payload::CollectorStatus(s) => {
+                    status = Some(s[0].clone());
+                    true
+                }
+                _ => false,
+            }));
+            let s = status.unwrap();
+            println!("status: {s:?}");
+            assert_eq!(s.status, CollectorHealth::Degraded);
+            assert!(
+                s.message.starts_with("no process connector"),
+                "{}",
+                s.message
+            );
+            assert_eq!(s.fallback.as_deref(), Some("scanning /proc every second"));
+            let labels = [("collector", COLLECTOR), ("status", "Degraded")];
+            assert_eq!(
+                h.metrics.value("edgeguard_collector_status", &labels),
+                Some(1.0)
+            );
+            return;
+        }
+        let Some(unshare) = ["/usr/bin/unshare", "/bin/unshare"]
+            .into_iter()
+            .find(|p| std::path::Path::new(p).exists())
+        else {
+            eprintln!("unshare (util-linux) not installed: skipping");
+            return;
+        };
+        let out = Command::new(unshare)
+            .args(["--net", "--"])
+            .arg(std::env::current_exe().unwrap())
+            .args(["--exact", name, "--test-threads=1", "--nocapture"])
+            .env(CHILD, "1")
+            .output()
+            .unwrap();
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        println!("{stdout}");
+        assert!(
+            out.status.success() && stdout.contains("1 passed"),
+            "{stdout}{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
     }
 
     #[test]

@@ -1,1 +1,940 @@
-//! Not written yet.
+//! `LocalUsers` snapshots and `UserChange` events: the host's accounts and what changes in them.
+//!
+//! Two parts over the same data (the host's passwd, group and, when readable, shadow files,
+//! parsed by [`super::accounts`]):
+//!
+//! - [`LocalUsersCollector`] (periodic, `snapshotFrequency`): one `LocalUser` record per user
+//!   with the primary and supplementary groups and the password state.
+//! - [`watch`] (its own task): every few seconds, when one of the files changed, compares the
+//!   accounts with the last ones seen and emits a `UserChange` per added, removed or changed
+//!   user or group. A new uid 0 account is flagged `NewUid0`. The last accounts seen are kept in
+//!   the state directory, so a change made while the agent was stopped is reported at the next
+//!   start; on the very first start there is nothing to compare with, so nothing is reported.
+
+use super::accounts::{self, PasswordState};
+use super::{Context, Periodic};
+use crate::event::{
+    AccountOperation, CollectorHealth, Event, ExtraDetails, LocalUser, Payload, UserChange,
+};
+use crate::host::HostRoot;
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+use std::os::unix::fs::MetadataExt;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+/// The collector's name (metric label, `CollectorStatus.Collector`).
+pub const COLLECTOR: &str = "users";
+
+const PASSWD: &str = "/etc/passwd";
+const GROUP: &str = "/etc/group";
+const SHADOW: &str = "/etc/shadow";
+
+/// The last accounts seen, in the state directory.
+const STATE_FILE: &str = "accounts.json";
+
+/// How often [`watch`] checks the files for changes (a stat of three files).
+pub const WATCH_INTERVAL: Duration = Duration::from_secs(5);
+
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("reading the host's user database")]
+    Passwd(#[source] crate::host::Error),
+    #[error("the host's user database changed while it was read")]
+    Unstable,
+    #[error("writing {path}")]
+    StateWrite {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("encoding the account state")]
+    StateEncode(#[source] serde_json::Error),
+}
+
+/// What the password field says, as kept between runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Password {
+    /// A usable password hash.
+    Set,
+    /// `!` or `*` prefixed: no password login.
+    Locked,
+    /// No password at all: anyone can log in.
+    Empty,
+}
+
+impl Password {
+    fn as_str(self) -> &'static str {
+        match self {
+            Password::Set => "set",
+            Password::Locked => "locked",
+            Password::Empty => "empty",
+        }
+    }
+}
+
+impl From<PasswordState> for Password {
+    fn from(s: PasswordState) -> Password {
+        match s {
+            PasswordState::Set => Password::Set,
+            PasswordState::Locked => Password::Locked,
+            PasswordState::Empty => Password::Empty,
+        }
+    }
+}
+
+/// One user as compared between looks.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct UserEntry {
+    pub uid: u32,
+    pub gid: u32,
+    pub gecos: String,
+    pub home: String,
+    pub shell: String,
+    /// `None` when unknown (the hash is in shadow and shadow is unreadable).
+    pub password: Option<Password>,
+}
+
+/// One group as compared between looks.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct GroupEntry {
+    pub gid: u32,
+    /// Sorted, without duplicates.
+    pub members: Vec<String>,
+}
+
+/// The host's accounts, keyed by name (the first entry of a name wins, as with getpwnam).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Accounts {
+    pub users: BTreeMap<String, UserEntry>,
+    pub groups: BTreeMap<String, GroupEntry>,
+    /// False when the group file could not be read: `groups` is then not the host's.
+    pub groups_readable: bool,
+    pub shadow_readable: bool,
+    /// Lines skipped as malformed and duplicate names ignored, over the three files.
+    #[serde(skip)]
+    pub skipped: usize,
+}
+
+/// Builds [`Accounts`] from the three files' text (`group` and `shadow` when readable).
+pub fn parse_accounts(passwd: &str, group: Option<&str>, shadow: Option<&str>) -> Accounts {
+    let mut acc = Accounts {
+        groups_readable: group.is_some(),
+        shadow_readable: shadow.is_some(),
+        ..Accounts::default()
+    };
+    let mut shadow_states = BTreeMap::new();
+    if let Some(text) = shadow {
+        let parsed = accounts::parse_shadow(text);
+        acc.skipped += parsed.malformed;
+        for s in parsed.entries {
+            shadow_states.entry(s.name).or_insert(s.password);
+        }
+    }
+    let parsed = accounts::parse_passwd(passwd);
+    acc.skipped += parsed.malformed;
+    for u in parsed.entries {
+        if acc.users.contains_key(&u.name) {
+            acc.skipped += 1;
+            continue;
+        }
+        let password = match shadow_states.get(&u.name) {
+            Some(s) => Some(Password::from(*s)),
+            None => password_from_passwd(&u.passwd_field),
+        };
+        acc.users.insert(
+            u.name,
+            UserEntry {
+                uid: u.uid,
+                gid: u.gid,
+                gecos: u.gecos,
+                home: u.home,
+                shell: u.shell,
+                password,
+            },
+        );
+    }
+    if let Some(text) = group {
+        let parsed = accounts::parse_group(text);
+        acc.skipped += parsed.malformed;
+        for g in parsed.entries {
+            if acc.groups.contains_key(&g.name) {
+                acc.skipped += 1;
+                continue;
+            }
+            let mut members = g.members;
+            members.sort();
+            members.dedup();
+            acc.groups.insert(
+                g.name,
+                GroupEntry {
+                    gid: g.gid,
+                    members,
+                },
+            );
+        }
+    }
+    acc
+}
+
+/// The passwd password field, when it holds the password itself rather than `x` (in shadow).
+fn password_from_passwd(field: &str) -> Option<Password> {
+    match field {
+        "x" => None,
+        "" => Some(Password::Empty),
+        f if f.starts_with('!') || f.starts_with('*') => Some(Password::Locked),
+        _ => Some(Password::Set),
+    }
+}
+
+/// Reads the host's accounts. The passwd file is required; group and shadow are optional.
+pub fn read_accounts(host: &HostRoot) -> Result<Accounts, Error> {
+    let passwd = host.read_to_string(PASSWD).map_err(Error::Passwd)?;
+    let optional = |path: &str| match host.read_to_string(path) {
+        Ok(t) => Some(t),
+        Err(e) => {
+            if !e.is_not_found() {
+                tracing::debug!(collector = COLLECTOR, error = %e, "optional account file unreadable");
+            }
+            None
+        }
+    };
+    let group = optional(GROUP);
+    let shadow = optional(SHADOW);
+    Ok(parse_accounts(&passwd, group.as_deref(), shadow.as_deref()))
+}
+
+/// One `LocalUser` record per user: primary group first, then supplementary groups (by gid).
+/// A gid with no group entry is named by its number, as `id` does.
+pub fn local_users(acc: &Accounts) -> Vec<LocalUser> {
+    let mut by_gid: Vec<(&String, &GroupEntry)> = acc.groups.iter().collect();
+    by_gid.sort_by_key(|(name, g)| (g.gid, *name));
+    let group_name = |gid: u32| {
+        by_gid
+            .iter()
+            .find(|(_, g)| g.gid == gid)
+            .map(|(n, _)| (*n).clone())
+            .unwrap_or_else(|| gid.to_string())
+    };
+    acc.users
+        .iter()
+        .map(|(name, u)| {
+            let mut gids = vec![u.gid];
+            for (_, g) in &by_gid {
+                if !gids.contains(&g.gid) && g.members.iter().any(|m| m == name) {
+                    gids.push(g.gid);
+                }
+            }
+            let names: Vec<String> = gids.iter().map(|g| group_name(*g)).collect();
+            let ids: Vec<String> = gids.iter().map(u32::to_string).collect();
+            let mut extra = ExtraDetails::new();
+            if let Some(p) = u.password {
+                extra.insert("HasPassword".into(), (p == Password::Set).to_string());
+                extra.insert("Locked".into(), (p == Password::Locked).to_string());
+                extra.insert("EmptyPassword".into(), (p == Password::Empty).to_string());
+            }
+            if !acc.shadow_readable {
+                extra.insert("ShadowReadable".into(), "false".into());
+            }
+            extra.insert("Shell".into(), u.shell.clone());
+            extra.insert("Home".into(), u.home.clone());
+            LocalUser {
+                user_name: name.clone(),
+                user_id: u.uid.to_string(),
+                group_names: names.join(";"),
+                group_ids: ids.join(";"),
+                extra_details: extra,
+            }
+        })
+        .collect()
+}
+
+/// The periodic `LocalUsers` snapshot.
+pub struct LocalUsersCollector;
+
+impl Periodic for LocalUsersCollector {
+    fn name(&self) -> &'static str {
+        COLLECTOR
+    }
+
+    fn collect(&mut self, host: &HostRoot) -> Vec<Event> {
+        match read_accounts(host) {
+            Ok(acc) => {
+                if acc.skipped > 0 {
+                    tracing::debug!(
+                        collector = COLLECTOR,
+                        skipped = acc.skipped,
+                        "account lines skipped"
+                    );
+                }
+                vec![Event::new(Payload::LocalUsers(local_users(&acc)))]
+            }
+            Err(e) => {
+                // No event: an empty snapshot would claim the host has no users.
+                tracing::warn!(collector = COLLECTOR, error = %e, cause = %source_text(&e), "no LocalUsers snapshot");
+                Vec::new()
+            }
+        }
+    }
+}
+
+fn change(
+    operation: AccountOperation,
+    name: &str,
+    id: u32,
+    details: Option<String>,
+    extra: ExtraDetails,
+) -> UserChange {
+    UserChange {
+        operation,
+        name: name.to_string(),
+        id: id.to_string(),
+        details,
+        extra_details: extra,
+    }
+}
+
+fn differences(parts: &mut Vec<String>, what: &str, old: &str, new: &str) {
+    if old != new {
+        parts.push(format!("{what} {old} -> {new}"));
+    }
+}
+
+/// The changes from `old` to `new`. Groups are compared only when both group files were read,
+/// password states only when both are known, so an unreadable file is not reported as every
+/// account changing.
+pub fn diff(old: &Accounts, new: &Accounts) -> Vec<UserChange> {
+    let mut out = Vec::new();
+    for (name, u) in &new.users {
+        let mut extra = ExtraDetails::new();
+        match old.users.get(name) {
+            None => {
+                extra.insert("Gid".into(), u.gid.to_string());
+                extra.insert("Home".into(), u.home.clone());
+                extra.insert("Shell".into(), u.shell.clone());
+                if u.uid == 0 {
+                    extra.insert("NewUid0".into(), "true".into());
+                }
+                out.push(change(
+                    AccountOperation::UserAdded,
+                    name,
+                    u.uid,
+                    None,
+                    extra,
+                ));
+            }
+            Some(o) => {
+                let mut parts = Vec::new();
+                differences(&mut parts, "uid", &o.uid.to_string(), &u.uid.to_string());
+                differences(&mut parts, "gid", &o.gid.to_string(), &u.gid.to_string());
+                differences(&mut parts, "home", &o.home, &u.home);
+                differences(&mut parts, "shell", &o.shell, &u.shell);
+                differences(&mut parts, "gecos", &o.gecos, &u.gecos);
+                if let (Some(op), Some(np)) = (o.password, u.password) {
+                    differences(&mut parts, "password", op.as_str(), np.as_str());
+                }
+                if parts.is_empty() {
+                    continue;
+                }
+                if u.uid == 0 && o.uid != 0 {
+                    extra.insert("NewUid0".into(), "true".into());
+                }
+                let details = Some(parts.join("; "));
+                out.push(change(
+                    AccountOperation::UserChanged,
+                    name,
+                    u.uid,
+                    details,
+                    extra,
+                ));
+            }
+        }
+    }
+    for (name, o) in &old.users {
+        if !new.users.contains_key(name) {
+            out.push(change(
+                AccountOperation::UserRemoved,
+                name,
+                o.uid,
+                None,
+                ExtraDetails::new(),
+            ));
+        }
+    }
+    if !(old.groups_readable && new.groups_readable) {
+        return out;
+    }
+    for (name, g) in &new.groups {
+        match old.groups.get(name) {
+            None => {
+                let mut extra = ExtraDetails::new();
+                if !g.members.is_empty() {
+                    extra.insert("Members".into(), g.members.join(","));
+                }
+                out.push(change(
+                    AccountOperation::GroupAdded,
+                    name,
+                    g.gid,
+                    None,
+                    extra,
+                ));
+            }
+            Some(o) => {
+                let mut parts = Vec::new();
+                differences(&mut parts, "gid", &o.gid.to_string(), &g.gid.to_string());
+                let mut members: Vec<String> = g
+                    .members
+                    .iter()
+                    .filter(|m| !o.members.contains(m))
+                    .map(|m| format!("+{m}"))
+                    .collect();
+                members.extend(
+                    o.members
+                        .iter()
+                        .filter(|m| !g.members.contains(m))
+                        .map(|m| format!("-{m}")),
+                );
+                if !members.is_empty() {
+                    parts.push(format!("members {}", members.join(" ")));
+                }
+                if parts.is_empty() {
+                    continue;
+                }
+                let mut extra = ExtraDetails::new();
+                extra.insert("Members".into(), g.members.join(","));
+                let details = Some(parts.join("; "));
+                out.push(change(
+                    AccountOperation::GroupChanged,
+                    name,
+                    g.gid,
+                    details,
+                    extra,
+                ));
+            }
+        }
+    }
+    for (name, o) in &old.groups {
+        if !new.groups.contains_key(name) {
+            out.push(change(
+                AccountOperation::GroupRemoved,
+                name,
+                o.gid,
+                None,
+                ExtraDetails::new(),
+            ));
+        }
+    }
+    out
+}
+
+/// What to remember after a look: `new`, with the parts it could not see (an unreadable group
+/// file, unknown password states) taken from `old`, so they are compared once readable again.
+pub fn carry_over(mut new: Accounts, old: Option<&Accounts>) -> Accounts {
+    let Some(old) = old else {
+        return new;
+    };
+    if !new.groups_readable && old.groups_readable {
+        new.groups = old.groups.clone();
+        new.groups_readable = true;
+    }
+    for (name, u) in &mut new.users {
+        if u.password.is_none() {
+            u.password = old.users.get(name).and_then(|o| o.password);
+        }
+    }
+    new
+}
+
+/// Identity of the three files (inode, size, modification time), to notice changes cheaply.
+type Stamp = [Option<(u64, u64, i64, i64)>; 3];
+
+fn stamp(host: &HostRoot) -> Stamp {
+    [PASSWD, GROUP, SHADOW].map(|p| {
+        std::fs::metadata(host.path(p))
+            .ok()
+            .map(|m| (m.ino(), m.len(), m.mtime(), m.mtime_nsec()))
+    })
+}
+
+/// Reads the accounts when the files are not being rewritten: the stamp is the same before
+/// and after the read (tools replace these files by rename, but hand edits write in place).
+fn read_stable(host: &HostRoot) -> Result<(Accounts, Stamp), Error> {
+    let before = stamp(host);
+    let acc = read_accounts(host)?;
+    if stamp(host) != before {
+        return Err(Error::Unstable);
+    }
+    Ok((acc, before))
+}
+
+fn load_state(path: &Path) -> Option<Accounts> {
+    let bytes = match std::fs::read(path) {
+        Ok(b) => b,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return None,
+        Err(e) => {
+            tracing::warn!(collector = COLLECTOR, path = %path.display(), error = %e, "cannot read the saved accounts; changes made while stopped are not reported");
+            return None;
+        }
+    };
+    match serde_json::from_slice(&bytes) {
+        Ok(a) => Some(a),
+        Err(e) => {
+            tracing::warn!(collector = COLLECTOR, path = %path.display(), error = %e, "saved accounts are corrupt; changes made while stopped are not reported");
+            None
+        }
+    }
+}
+
+/// Writes through a temporary file and a rename, so a crash leaves the old or the new content.
+fn save_state(path: &Path, acc: &Accounts) -> Result<(), Error> {
+    use std::io::Write;
+    let bytes = serde_json::to_vec(acc).map_err(Error::StateEncode)?;
+    let err = |source| Error::StateWrite {
+        path: path.to_path_buf(),
+        source,
+    };
+    if let Some(dir) = path.parent() {
+        std::fs::create_dir_all(dir).map_err(err)?;
+    }
+    let tmp = path.with_extension("tmp");
+    let mut f = std::fs::File::create(&tmp).map_err(err)?;
+    f.write_all(&bytes).map_err(err)?;
+    f.sync_all().map_err(err)?;
+    std::fs::rename(&tmp, path).map_err(err)
+}
+
+fn source_text(e: &Error) -> String {
+    std::error::Error::source(e)
+        .map(|s| s.to_string())
+        .unwrap_or_default()
+}
+
+/// The account watcher: what one look found.
+struct Look {
+    changes: Vec<UserChange>,
+    /// What to remember and save (after the changes are sent).
+    remember: Accounts,
+    stamp: Stamp,
+}
+
+/// Compares the host's accounts with `last` (None on the first start ever: nothing to report).
+fn look(host: &HostRoot, last: Option<&Accounts>) -> Result<Look, Error> {
+    let (acc, stamp) = read_stable(host)?;
+    let changes = last.map(|old| diff(old, &acc)).unwrap_or_default();
+    Ok(Look {
+        changes,
+        remember: carry_over(acc, last),
+        stamp,
+    })
+}
+
+/// The `UserChange` task, with the default interval: until `ctx.cancel`, emits one
+/// `UserChange` event per account change. Reports Degraded while the passwd file cannot be
+/// read, and Up when it can again.
+pub async fn watch(ctx: Context) {
+    watch_every(ctx, WATCH_INTERVAL).await
+}
+
+/// [`watch`] with an explicit interval (tests use a short one).
+pub async fn watch_every(ctx: Context, interval: Duration) {
+    let state_path = ctx.state_dir.join(STATE_FILE);
+    let path = state_path.clone();
+    let mut last = tokio::task::spawn_blocking(move || load_state(&path))
+        .await
+        .unwrap_or_default();
+    let mut last_stamp: Option<Stamp> = None;
+    let mut degraded = false;
+    loop {
+        let host = ctx.host.clone();
+        let seen = last_stamp;
+        let prev = last.clone();
+        // Stat always; read and compare only when a file changed.
+        let result = tokio::task::spawn_blocking(move || {
+            if seen.is_some() && seen == Some(stamp(&host)) {
+                return Ok(None);
+            }
+            look(&host, prev.as_ref()).map(Some)
+        })
+        .await;
+        match result {
+            Ok(Ok(Some(found))) => {
+                if degraded {
+                    degraded = false;
+                    ctx.report_status(
+                        COLLECTOR,
+                        CollectorHealth::Up,
+                        "reading the host's accounts again",
+                        None,
+                    );
+                }
+                for c in found.changes {
+                    let event = Event::new(Payload::UserChange(vec![c]));
+                    tokio::select! {
+                        sent = ctx.emit(COLLECTOR, event) => if !sent { return },
+                        // Not saved: the change is reported again at the next start.
+                        _ = ctx.cancel.cancelled() => return,
+                    }
+                }
+                if last.as_ref() != Some(&found.remember) {
+                    let path = state_path.clone();
+                    let acc = found.remember.clone();
+                    let saved = tokio::task::spawn_blocking(move || save_state(&path, &acc)).await;
+                    if let Ok(Err(e)) = saved {
+                        ctx.metrics.error(COLLECTOR, "state_write");
+                        tracing::warn!(collector = COLLECTOR, error = %e, cause = %source_text(&e), "cannot save the accounts; a restart may miss or repeat changes");
+                    }
+                }
+                last = Some(found.remember);
+                last_stamp = Some(found.stamp);
+            }
+            Ok(Ok(None)) | Ok(Err(Error::Unstable)) => {}
+            Ok(Err(e)) => {
+                ctx.metrics.error(COLLECTOR, "read");
+                if !degraded {
+                    degraded = true;
+                    ctx.report_status(
+                        COLLECTOR,
+                        CollectorHealth::Degraded,
+                        format!("{e}: {}", source_text(&e)),
+                        Some("retrying every few seconds"),
+                    );
+                }
+            }
+            Err(_) => {
+                ctx.metrics.error(COLLECTOR, "panic");
+                ctx.report_status(
+                    COLLECTOR,
+                    CollectorHealth::Down,
+                    "the account watcher failed",
+                    None,
+                );
+                return;
+            }
+        }
+        tokio::select! {
+            _ = ctx.cancel.cancelled() => return,
+            _ = tokio::time::sleep(interval) => {}
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::Config;
+    use crate::metrics::Metrics;
+    use std::sync::Arc;
+    use tokio::sync::{mpsc, watch};
+    use tokio_util::sync::CancellationToken;
+
+    const PASSWD_TEXT: &str = "root:x:0:0:root:/root:/bin/bash\n\
+        daemon:x:1:1:daemon:/usr/sbin:/usr/sbin/nologin\n\
+        alice:x:1000:1000:Alice:/home/alice:/bin/bash\n\
+        bob:x:1001:4242::/home/bob:/bin/sh\n\
+        legacy::1002:1002::/home/legacy:/bin/sh\n\
+        broken line\n\
+        alice:x:2000:2000::/tmp:/bin/sh\n";
+    const GROUP_TEXT: &str = "root:x:0:\ndaemon:x:1:\nadm:x:4:alice\nsudo:x:27:alice,bob,alice\nalice:x:1000:\nlegacy:x:1002:\n";
+    const SHADOW_TEXT: &str = "root:*:19000:0:99999:7:::\ndaemon:*:19000::::::\nalice:$6$salt$hash:19000::::::\nbob:!$6$x:19000::::::\n";
+
+    fn user<'a>(users: &'a [LocalUser], name: &str) -> &'a LocalUser {
+        users.iter().find(|u| u.user_name == name).unwrap()
+    }
+
+    #[test]
+    fn local_users_have_groups_and_password_state() {
+        let acc = parse_accounts(PASSWD_TEXT, Some(GROUP_TEXT), Some(SHADOW_TEXT));
+        assert_eq!(acc.skipped, 2, "one malformed line, one duplicate name");
+        let users = local_users(&acc);
+        assert_eq!(users.len(), 5);
+        let alice = user(&users, "alice");
+        assert_eq!(
+            (
+                alice.user_id.as_str(),
+                alice.group_names.as_str(),
+                alice.group_ids.as_str()
+            ),
+            ("1000", "alice;adm;sudo", "1000;4;27")
+        );
+        assert_eq!(alice.extra_details["HasPassword"], "true");
+        assert_eq!(alice.extra_details["Locked"], "false");
+        assert_eq!(alice.extra_details["Shell"], "/bin/bash");
+        assert_eq!(alice.extra_details["Home"], "/home/alice");
+        assert!(!alice.extra_details.contains_key("ShadowReadable"));
+        // A primary gid without a group entry is named by its number.
+        let bob = user(&users, "bob");
+        assert_eq!(
+            (bob.group_names.as_str(), bob.group_ids.as_str()),
+            ("4242;sudo", "4242;27")
+        );
+        assert_eq!(bob.extra_details["Locked"], "true");
+        // The password in passwd itself (no shadow entry): empty.
+        assert_eq!(
+            user(&users, "legacy").extra_details["EmptyPassword"],
+            "true"
+        );
+        assert_eq!(user(&users, "root").extra_details["HasPassword"], "false");
+
+        let acc = parse_accounts(PASSWD_TEXT, None, None);
+        let users = local_users(&acc);
+        let alice = user(&users, "alice");
+        assert_eq!(
+            (alice.group_names.as_str(), alice.group_ids.as_str()),
+            ("1000", "1000")
+        );
+        assert_eq!(alice.extra_details["ShadowReadable"], "false");
+        assert!(!alice.extra_details.contains_key("HasPassword"));
+        assert_eq!(
+            user(&users, "legacy").extra_details["EmptyPassword"],
+            "true"
+        );
+    }
+
+    fn ops(changes: &[UserChange]) -> Vec<(AccountOperation, String)> {
+        changes
+            .iter()
+            .map(|c| (c.operation, c.name.clone()))
+            .collect()
+    }
+
+    #[test]
+    fn diff_reports_each_kind_of_change() {
+        let old = parse_accounts(PASSWD_TEXT, Some(GROUP_TEXT), Some(SHADOW_TEXT));
+        assert!(diff(&old, &old).is_empty());
+        let passwd = PASSWD_TEXT
+            .replace(
+                "bob:x:1001:4242::/home/bob:/bin/sh",
+                "bob:x:0:4242::/home/bob:/bin/bash",
+            )
+            .replace("daemon:x:1:1:daemon:/usr/sbin:/usr/sbin/nologin\n", "")
+            + "toor:x:0:0::/root:/bin/sh\n";
+        let group = GROUP_TEXT
+            .replace("adm:x:4:alice\n", "")
+            .replace("sudo:x:27:alice,bob,alice", "sudo:x:27:bob,carol")
+            + "docker:x:999:alice\n";
+        let shadow = SHADOW_TEXT.replace("alice:$6$salt$hash", "alice:!$6$salt$hash");
+        let new = parse_accounts(&passwd, Some(&group), Some(&shadow));
+        let changes = diff(&old, &new);
+        use AccountOperation::*;
+        assert_eq!(
+            ops(&changes),
+            [
+                (UserChanged, "alice".into()),
+                (UserChanged, "bob".into()),
+                (UserAdded, "toor".into()),
+                (UserRemoved, "daemon".into()),
+                (GroupAdded, "docker".into()),
+                (GroupChanged, "sudo".into()),
+                (GroupRemoved, "adm".into()),
+            ]
+        );
+        assert_eq!(
+            changes[0].details.as_deref(),
+            Some("password set -> locked")
+        );
+        assert_eq!(
+            changes[1].details.as_deref(),
+            Some("uid 1001 -> 0; shell /bin/sh -> /bin/bash")
+        );
+        assert_eq!(
+            (
+                changes[1].id.as_str(),
+                changes[1].extra_details["NewUid0"].as_str()
+            ),
+            ("0", "true")
+        );
+        assert_eq!(changes[2].extra_details["NewUid0"], "true");
+        assert!(!changes[0].extra_details.contains_key("NewUid0"));
+        assert_eq!(changes[5].details.as_deref(), Some("members +carol -alice"));
+        assert_eq!(
+            (
+                changes[6].id.as_str(),
+                changes[4].extra_details["Members"].as_str()
+            ),
+            ("4", "alice")
+        );
+    }
+
+    #[test]
+    fn unreadable_files_are_not_reported_as_changes() {
+        let old = parse_accounts(PASSWD_TEXT, Some(GROUP_TEXT), Some(SHADOW_TEXT));
+        let blind = parse_accounts(PASSWD_TEXT, None, None);
+        assert!(diff(&old, &blind).is_empty());
+        let kept = carry_over(blind, Some(&old));
+        assert_eq!((&kept.users, &kept.groups), (&old.users, &old.groups));
+        assert!(!kept.shadow_readable);
+        // Once readable again, a change made meanwhile shows.
+        let new = parse_accounts(
+            PASSWD_TEXT,
+            Some(&GROUP_TEXT.replace("adm:x:4:alice\n", "")),
+            Some(SHADOW_TEXT),
+        );
+        assert_eq!(
+            ops(&diff(&kept, &new)),
+            [(AccountOperation::GroupRemoved, "adm".into())]
+        );
+    }
+
+    struct Host {
+        root: tempfile::TempDir,
+        state: tempfile::TempDir,
+    }
+
+    impl Host {
+        fn new() -> Host {
+            let h = Host {
+                root: tempfile::tempdir().unwrap(),
+                state: tempfile::tempdir().unwrap(),
+            };
+            std::fs::create_dir_all(h.root.path().join("etc")).unwrap();
+            h.write("passwd", PASSWD_TEXT);
+            h.write("group", GROUP_TEXT);
+            h.write("shadow", SHADOW_TEXT);
+            h
+        }
+        /// Replaces a file the way useradd does (write a new file, rename over).
+        fn write(&self, name: &str, text: &str) {
+            let tmp = self.root.path().join(format!("etc/{name}+"));
+            std::fs::write(&tmp, text).unwrap();
+            std::fs::rename(tmp, self.root.path().join(format!("etc/{name}"))).unwrap();
+        }
+        fn host(&self) -> HostRoot {
+            HostRoot::new(self.root.path())
+        }
+        fn context(&self) -> (Context, mpsc::Receiver<Event>) {
+            let (tx, rx) = mpsc::channel(64);
+            let (_cfg, config) = watch::channel(Arc::new(Config::default()));
+            let ctx = Context {
+                host: self.host(),
+                events: tx,
+                metrics: Arc::new(Metrics::for_tests()),
+                config,
+                cancel: CancellationToken::new(),
+                state_dir: self.state.path().to_path_buf(),
+            };
+            (ctx, rx)
+        }
+    }
+
+    #[test]
+    fn periodic_snapshot_from_a_host_root() {
+        let h = Host::new();
+        let events = LocalUsersCollector.collect(&h.host());
+        assert_eq!(events.len(), 1);
+        match &events[0].payload {
+            Payload::LocalUsers(u) => assert_eq!(u.len(), 5),
+            other => panic!("{other:?}"),
+        }
+        // No passwd: no snapshot rather than an empty one.
+        std::fs::remove_file(h.root.path().join("etc/passwd")).unwrap();
+        assert!(LocalUsersCollector.collect(&h.host()).is_empty());
+    }
+
+    #[test]
+    fn the_real_host_has_root() {
+        let acc = read_accounts(&HostRoot::default()).unwrap();
+        assert_eq!(acc.users.get("root").map(|u| u.uid), Some(0));
+        let users = local_users(&acc);
+        assert!(
+            users
+                .iter()
+                .any(|u| u.user_name == "root" && u.group_ids.starts_with('0'))
+        );
+    }
+
+    async fn next_change(rx: &mut mpsc::Receiver<Event>) -> UserChange {
+        let event = tokio::time::timeout(Duration::from_secs(5), rx.recv())
+            .await
+            .unwrap()
+            .unwrap();
+        match event.payload {
+            Payload::UserChange(mut c) => c.remove(0),
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[tokio::test]
+    async fn the_watcher_reports_changes_also_across_restarts() {
+        let h = Host::new();
+        let tick = Duration::from_millis(20);
+        let (ctx, mut rx) = h.context();
+        let task = tokio::spawn(watch_every(ctx.clone(), tick));
+        // First start ever: nothing to compare with, so nothing reported; the state is saved.
+        tokio::time::sleep(tick * 5).await;
+        assert!(rx.try_recv().is_err());
+        assert!(h.state.path().join(STATE_FILE).exists());
+
+        h.write(
+            "passwd",
+            &format!("{PASSWD_TEXT}eve:x:1003:1003::/home/eve:/bin/sh\n"),
+        );
+        let c = next_change(&mut rx).await;
+        assert_eq!(
+            (c.operation, c.name.as_str(), c.id.as_str()),
+            (AccountOperation::UserAdded, "eve", "1003")
+        );
+        assert!(!c.extra_details.contains_key("NewUid0"));
+
+        h.write(
+            "passwd",
+            &format!("{PASSWD_TEXT}eve:x:0:1003::/home/eve:/bin/sh\n"),
+        );
+        let c = next_change(&mut rx).await;
+        assert_eq!(
+            (c.operation, c.name.as_str()),
+            (AccountOperation::UserChanged, "eve")
+        );
+        assert_eq!(c.details.as_deref(), Some("uid 1003 -> 0"));
+        assert_eq!(c.extra_details["NewUid0"], "true");
+
+        h.write("group", &GROUP_TEXT.replace("adm:x:4:alice\n", ""));
+        let c = next_change(&mut rx).await;
+        assert_eq!(
+            (c.operation, c.name.as_str(), c.id.as_str()),
+            (AccountOperation::GroupRemoved, "adm", "4")
+        );
+        ctx.cancel.cancel();
+        tokio::time::timeout(Duration::from_secs(2), task)
+            .await
+            .unwrap()
+            .unwrap();
+        assert!(rx.try_recv().is_err());
+
+        // Changed while stopped: reported at the next start, once.
+        h.write("passwd", PASSWD_TEXT);
+        let (ctx, mut rx) = h.context();
+        let task = tokio::spawn(watch_every(ctx.clone(), tick));
+        let c = next_change(&mut rx).await;
+        assert_eq!(
+            (c.operation, c.name.as_str()),
+            (AccountOperation::UserRemoved, "eve")
+        );
+        tokio::time::sleep(tick * 5).await;
+        assert!(rx.try_recv().is_err());
+
+        // passwd unreadable: Degraded, then Up again, without reporting every user removed.
+        std::fs::remove_file(h.root.path().join("etc/passwd")).unwrap();
+        let event = tokio::time::timeout(Duration::from_secs(5), rx.recv())
+            .await
+            .unwrap()
+            .unwrap();
+        assert!(
+            matches!(&event.payload, Payload::CollectorStatus(s) if s[0].status == CollectorHealth::Degraded)
+        );
+        h.write("passwd", PASSWD_TEXT);
+        let event = tokio::time::timeout(Duration::from_secs(5), rx.recv())
+            .await
+            .unwrap()
+            .unwrap();
+        assert!(
+            matches!(&event.payload, Payload::CollectorStatus(s) if s[0].status == CollectorHealth::Up)
+        );
+        tokio::time::sleep(tick * 5).await;
+        assert!(rx.try_recv().is_err());
+        ctx.cancel.cancel();
+        tokio::time::timeout(Duration::from_secs(2), task)
+            .await
+            .unwrap()
+            .unwrap();
+    }
+}

@@ -9,6 +9,7 @@
 pub mod aggregator;
 pub mod cache;
 pub mod outbox;
+pub mod spool;
 
 pub use cache::{Lane, Message};
 
@@ -70,6 +71,9 @@ pub struct Pipeline {
     stats: QueueStats,
     /// Message counters already reported in a `MessageStatistics` event.
     reported_totals: (u64, u64, u64),
+    /// A limit of the sink below the twin's maximum (edgeHub refuses packets over 256 KiB,
+    /// topic and properties included).
+    sink_limit: usize,
 }
 
 impl Pipeline {
@@ -83,7 +87,14 @@ impl Pipeline {
             metrics,
             config,
             stats: QueueStats::default(),
+            sink_limit: usize::MAX,
         }
+    }
+
+    /// Caps message sizes below `maxMessageSizeInBytes` for a sink that needs room of its own.
+    pub fn with_sink_limit(mut self, max_message_bytes: usize) -> Pipeline {
+        self.sink_limit = max_message_bytes;
+        self
     }
 
     /// Bounds the aggregation map to `max_keys` distinct keys per kind.
@@ -97,7 +108,7 @@ impl Pipeline {
     }
 
     fn max_message_bytes(&self) -> usize {
-        self.config.max_message_size_in_bytes as usize
+        (self.config.max_message_size_in_bytes as usize).min(self.sink_limit)
     }
 
     /// Applies a new configuration: windows of kinds whose aggregation was switched off are

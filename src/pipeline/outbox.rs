@@ -1,21 +1,32 @@
-//! The acknowledged buffer between the pipeline and a sink.
+//! The acknowledged buffer between the pipeline and a sink, backed by the [`Spool`].
 //!
-//! A message is kept here until the sink says it was delivered (`Delivery::Ack`); a failed
-//! delivery (`Delivery::Retry`) is sent again, in order, after a backoff with jitter. This is the
-//! in-memory form of the spool: the crash-safe on-disk spool (edgeHub issue) takes its place with
-//! the same records and deliveries, so sinks do not change.
+//! Every message from the pipeline is appended to the spool (a durable commit when the spool is
+//! on disk) before the outbox takes the next one, so "handed over" means "survives a crash". A
+//! message is removed only when the sink says it was delivered (`Delivery::Ack`); a failed
+//! delivery (`Delivery::Retry`) is sent again, in order, with everything after it, after a
+//! backoff with jitter. On start, what an earlier run left in the spool is sent first, in order.
+//!
+//! The spool is bounded: when it is full, the oldest Low-priority messages (then the oldest High)
+//! that are not in flight are evicted and counted as dropped (`stage="spool"`,
+//! `reason="cache_full"`); a message that finds the spool full of messages in flight is dropped
+//! and counted the same way. Bodies are read back from the spool when they are sent, so memory
+//! holds at most the window's bodies, not the whole backlog.
+//!
+//! Without a spool path ([`OutboxConfig::spool`] `None`, or a state directory that cannot hold
+//! one) the same rules run in memory, and what is unacknowledged at exit is counted as lost.
 
 use super::Message;
+use super::spool::{self, Entry, Spool};
 use crate::event::Priority;
 use crate::metrics::{DropReason, Metrics};
-use std::collections::VecDeque;
-use std::sync::Arc;
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::Duration;
 use tokio::sync::mpsc;
 use tokio::time::{Instant, sleep_until};
 use tokio_util::sync::CancellationToken;
 
-/// A message on its way to a sink, with the id its acknowledgement refers to.
+/// A message on its way to a sink, with the id its acknowledgement refers to (its spool id).
 #[derive(Debug, Clone)]
 pub struct Record {
     pub id: u64,
@@ -35,7 +46,7 @@ pub enum Delivery {
 
 #[derive(Debug, Clone)]
 pub struct OutboxConfig {
-    /// Bytes of unacknowledged messages held before the outbox stops taking new ones.
+    /// Bytes of unacknowledged message bodies kept before the oldest are evicted.
     pub max_bytes: usize,
     /// Records handed to the sink before the first is acknowledged.
     pub window: usize,
@@ -43,6 +54,9 @@ pub struct OutboxConfig {
     pub backoff_max: Duration,
     /// After shutdown is requested, how long to keep trying to deliver what is left.
     pub grace: Duration,
+    /// The spool file (`<state_dir>/spool.redb`, see [`spool::FILE_NAME`]); `None` keeps
+    /// messages in memory only.
+    pub spool: Option<PathBuf>,
 }
 
 impl Default for OutboxConfig {
@@ -53,13 +67,9 @@ impl Default for OutboxConfig {
             backoff_min: Duration::from_millis(200),
             backoff_max: Duration::from_secs(60),
             grace: Duration::from_secs(10),
+            spool: None,
         }
     }
-}
-
-struct Entry {
-    record: Record,
-    in_flight: bool,
 }
 
 /// Exponential backoff with full jitter: a random delay in `[min, min·2^attempt]`, capped.
@@ -72,19 +82,123 @@ pub fn backoff(min: Duration, max: Duration, attempt: u32) -> Duration {
     min + Duration::from_millis(fastrand::u64(0..=span))
 }
 
+/// "outer: cause: cause" for log lines (the error types keep causes in `source()`).
+fn chain(e: &dyn std::error::Error) -> String {
+    let mut s = e.to_string();
+    let mut cause = e.source();
+    while let Some(c) = cause {
+        s.push_str(": ");
+        s.push_str(&c.to_string());
+        cause = c.source();
+    }
+    s
+}
+
+/// Opens the spool `cfg` names, or an in-memory one. Never fails: a corrupt file is set aside
+/// (counted as `errors_total{component="spool",error_type="corrupt"}`), and a spool that cannot
+/// be opened at all (`error_type="open"`) is replaced by memory, so the agent runs regardless.
+pub async fn open_spool(cfg: &OutboxConfig, metrics: &Metrics) -> Spool {
+    let Some(path) = cfg.spool.clone() else {
+        return Spool::memory(cfg.max_bytes);
+    };
+    let max_bytes = cfg.max_bytes;
+    let shown = path.display().to_string();
+    let opened = tokio::task::spawn_blocking(move || Spool::open(path, max_bytes))
+        .await
+        .unwrap_or_else(|e| Err(spool::Error::Worker(e)));
+    match opened {
+        Ok(s) => {
+            if s.set_aside().is_some() {
+                metrics.error("spool", "corrupt");
+            }
+            if s.repaired() > 0 {
+                metrics.error("spool", "corrupt_record");
+            }
+            s
+        }
+        Err(e) => {
+            tracing::error!(
+                path = %shown,
+                error = %chain(&e),
+                "cannot open the spool; keeping messages in memory (lost on restart)"
+            );
+            metrics.error("spool", "open");
+            Spool::memory(max_bytes)
+        }
+    }
+}
+
+/// The spool, shared with the blocking threads that do its file I/O. Only the outbox task uses
+/// it, and it awaits every blocking call, so the lock is never contended.
+struct Store {
+    spool: Arc<Mutex<Spool>>,
+    durable: bool,
+}
+
+impl Store {
+    fn lock(&self) -> MutexGuard<'_, Spool> {
+        self.spool.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Runs `f` on a blocking thread when it may touch the disk (an `fsync` must not stall the
+    /// runtime's other tasks), inline otherwise.
+    async fn call<R: Send + 'static>(
+        &self,
+        f: impl FnOnce(&mut Spool) -> R + Send + 'static,
+    ) -> Result<R, spool::Error> {
+        if !self.durable {
+            return Ok(f(&mut self.lock()));
+        }
+        let shared = self.spool.clone();
+        tokio::task::spawn_blocking(move || {
+            f(&mut shared.lock().unwrap_or_else(PoisonError::into_inner))
+        })
+        .await
+        .map_err(spool::Error::Worker)
+    }
+}
+
 /// Runs until the pipeline has closed `input` and every message is acknowledged, or until the
-/// grace period after `shutdown` runs out (what is left then is counted as dropped).
+/// grace period after `shutdown` runs out. The spool comes from `cfg.spool` (see
+/// [`open_spool`]); what is unacknowledged at the end stays there for the next start (or, in
+/// memory, is counted as lost).
 pub async fn run(
+    input: mpsc::Receiver<Message>,
+    records: mpsc::Sender<Record>,
+    deliveries: mpsc::Receiver<Delivery>,
+    metrics: Arc<Metrics>,
+    cfg: OutboxConfig,
+    shutdown: CancellationToken,
+) {
+    let spool = open_spool(&cfg, &metrics).await;
+    run_with_spool(input, records, deliveries, metrics, cfg, spool, shutdown).await
+}
+
+/// [`run`] with a spool the caller opened (`cfg.spool` and `cfg.max_bytes` are not used).
+pub async fn run_with_spool(
     mut input: mpsc::Receiver<Message>,
     records: mpsc::Sender<Record>,
     mut deliveries: mpsc::Receiver<Delivery>,
     metrics: Arc<Metrics>,
     cfg: OutboxConfig,
+    spool: Spool,
     shutdown: CancellationToken,
 ) {
-    let mut queue: VecDeque<Entry> = VecDeque::new();
-    let mut bytes = 0usize;
-    let mut next_id = 1u64;
+    if !spool.is_empty() {
+        tracing::info!(
+            messages = spool.len(),
+            bytes = spool.bytes(),
+            "sending messages left in the spool first"
+        );
+    }
+    let store = Store {
+        durable: spool.is_durable(),
+        spool: Arc::new(Mutex::new(spool)),
+    };
+    // A message the spool could not store (I/O error); input waits until it is stored.
+    let mut held: Option<Message> = None;
+    let mut held_attempt = 0u32;
+    let mut store_at: Option<Instant> = None;
     let mut input_open = true;
     let mut attempt = 0u32;
     let mut resume_at: Option<Instant> = None;
@@ -92,55 +206,88 @@ pub async fn run(
     let window = cfg.window.max(1);
 
     loop {
-        if !input_open && queue.is_empty() {
+        if !input_open && held.is_none() && store.lock().is_empty() {
             break;
         }
-        // Hand records to the sink, in order, up to the window.
+        // Hand records to the sink, in id order, up to the window.
         if resume_at.is_none_or(|t| t <= Instant::now()) {
             resume_at = None;
-            let in_flight = queue.iter().filter(|e| e.in_flight).count();
-            let mut room = window.saturating_sub(in_flight);
-            for e in queue.iter_mut().filter(|e| !e.in_flight) {
-                if room == 0 {
-                    break;
-                }
-                if records.send(e.record.clone()).await.is_err() {
+            let next: Vec<Entry> = {
+                let s = store.lock();
+                let room = window.saturating_sub(s.in_flight());
+                s.idle().take(room).collect()
+            };
+            for e in next {
+                let body = match store.call(move |s| s.read(e.id)).await.and_then(|r| r) {
+                    Ok(body) => body,
+                    Err(err) if !err.is_transient() => {
+                        // Unreadable for good: drop it rather than block everything behind it.
+                        tracing::error!(id = e.id, events = e.events, error = %chain(&err), "spool record unreadable; dropping it");
+                        metrics.error("spool", "corrupt_record");
+                        let _ = store.call(move |s| s.remove(e.id)).await;
+                        store.lock().forget(e.id);
+                        continue;
+                    }
+                    Err(err) => {
+                        tracing::error!(id = e.id, error = %chain(&err), "cannot read the spool; retrying after backoff");
+                        metrics.error("spool", "read");
+                        resume_at = Some(
+                            Instant::now() + backoff(cfg.backoff_min, cfg.backoff_max, attempt),
+                        );
+                        attempt = attempt.saturating_add(1);
+                        break;
+                    }
+                };
+                let record = Record {
+                    id: e.id,
+                    priority: e.priority,
+                    body,
+                    events: e.events,
+                };
+                if records.send(record).await.is_err() {
                     tracing::error!("sink stopped; undelivered messages stay queued");
                     input_open = false;
                     deadline.get_or_insert_with(Instant::now);
                     break;
                 }
                 metrics.message_sent();
-                e.in_flight = true;
-                room -= 1;
+                store.lock().set_in_flight(e.id, true);
             }
         }
-        metrics.set_outbox(queue.len(), bytes);
+        {
+            let s = store.lock();
+            metrics.set_outbox(s.len(), s.bytes());
+        }
 
-        let accepting = input_open && (queue.is_empty() || bytes < cfg.max_bytes);
+        let accepting = input_open && held.is_none();
         tokio::select! {
             biased;
             d = deliveries.recv() => match d {
                 Some(Delivery::Ack(id)) => {
-                    if let Some(pos) = queue.iter().position(|e| e.record.id == id && e.in_flight) {
-                        let e = queue.remove(pos).expect("position is in range");
-                        bytes -= e.record.body.len();
-                        metrics.message_acked(e.record.body.len());
-                        attempt = 0;
-                    } else {
-                        tracing::warn!(id, "acknowledgement for a message not in flight");
+                    let entry = {
+                        let s = store.lock();
+                        s.get(id).filter(|_| s.is_in_flight(id))
+                    };
+                    match entry {
+                        Some(e) => {
+                            match store.call(move |s| s.remove(id)).await.and_then(|r| r) {
+                                Ok(_) => {}
+                                Err(err) => {
+                                    tracing::error!(id, error = %chain(&err), "cannot delete a delivered message; it may be sent again after a restart");
+                                    metrics.error("spool", "write");
+                                    store.lock().forget(id);
+                                }
+                            }
+                            metrics.message_acked(e.len);
+                            attempt = 0;
+                        }
+                        None => tracing::warn!(id, "acknowledgement for a message not in flight"),
                     }
                 }
                 Some(Delivery::Retry(id)) => {
                     metrics.message_failed();
                     // Everything from this record on goes again, in order.
-                    let mut from = false;
-                    for e in queue.iter_mut() {
-                        from |= e.record.id == id;
-                        if from {
-                            e.in_flight = false;
-                        }
-                    }
+                    store.lock().retry_from(id);
                     let delay = backoff(cfg.backoff_min, cfg.backoff_max, attempt);
                     attempt = attempt.saturating_add(1);
                     tracing::debug!(id, ?delay, "delivery failed; retrying after backoff");
@@ -158,29 +305,104 @@ pub async fn run(
                 break;
             }
             _ = sleep_until(resume_at.unwrap_or_else(Instant::now)), if resume_at.is_some() => {}
+            _ = sleep_until(store_at.unwrap_or_else(Instant::now)), if store_at.is_some() => {
+                store_at = None;
+                if let Some(m) = held.take() {
+                    held = store_message(&store, &metrics, m).await;
+                    if held.is_some() {
+                        store_at = Some(Instant::now() + backoff(cfg.backoff_min, cfg.backoff_max, held_attempt));
+                        held_attempt = held_attempt.saturating_add(1);
+                    } else {
+                        held_attempt = 0;
+                    }
+                }
+            }
             m = input.recv(), if accepting => match m {
                 Some(m) => {
-                    bytes += m.body.len();
-                    queue.push_back(Entry {
-                        record: Record { id: next_id, priority: m.priority, body: m.body.into(), events: m.events },
-                        in_flight: false,
-                    });
-                    next_id += 1;
+                    held = store_message(&store, &metrics, m).await;
+                    if held.is_some() {
+                        store_at = Some(Instant::now() + backoff(cfg.backoff_min, cfg.backoff_max, 0));
+                        held_attempt = 1;
+                    }
                 }
                 None => input_open = false,
             },
         }
     }
-    let lost_events: usize = queue.iter().map(|e| e.record.events).sum();
-    if !queue.is_empty() {
+
+    if let Some(m) = held {
         tracing::error!(
-            messages = queue.len(),
+            events = m.events,
+            "stopping with a message the spool could not store"
+        );
+        metrics.dropped("outbox", DropReason::Shutdown, m.events as u64);
+    }
+    let s = store.lock();
+    if s.is_durable() {
+        if !s.is_empty() {
+            tracing::info!(
+                messages = s.len(),
+                bytes = s.bytes(),
+                "stopping; unacknowledged messages stay in the spool for the next start"
+            );
+        }
+    } else if !s.is_empty() {
+        let lost_events: usize = s.entries().map(|e| e.events).sum();
+        tracing::error!(
+            messages = s.len(),
             events = lost_events,
-            "stopping with undelivered messages (no durable spool yet)"
+            "stopping with undelivered messages (no durable spool)"
         );
         metrics.dropped("outbox", DropReason::Shutdown, lost_events as u64);
     }
     metrics.set_outbox(0, 0);
+}
+
+/// Appends `m` to the spool and counts what that evicted (or the message itself, if the spool
+/// is full of messages in flight). Returns the message if the spool could not store it (I/O
+/// trouble), for a later attempt.
+async fn store_message(store: &Store, metrics: &Metrics, m: Message) -> Option<Message> {
+    let events = m.events;
+    let result = store
+        .call(move |s| {
+            let r = s.append(m.priority, &m.body, m.events);
+            (m, r)
+        })
+        .await;
+    match result {
+        Ok((_, Ok(appended))) => {
+            let evicted: usize = appended.evicted.iter().map(|e| e.events).sum();
+            if !appended.evicted.is_empty() {
+                tracing::debug!(
+                    messages = appended.evicted.len(),
+                    events = evicted,
+                    "spool full; evicted the oldest messages"
+                );
+            }
+            metrics.dropped("spool", DropReason::CacheFull, evicted as u64);
+            None
+        }
+        Ok((_, Err(spool::Error::Full { len }))) => {
+            tracing::debug!(
+                len,
+                events,
+                "spool full of messages in flight; message dropped"
+            );
+            metrics.dropped("spool", DropReason::CacheFull, events as u64);
+            None
+        }
+        Ok((m, Err(err))) => {
+            tracing::error!(error = %chain(&err), "cannot store a message in the spool; retrying after backoff");
+            metrics.error("spool", "write");
+            Some(m)
+        }
+        Err(err) => {
+            tracing::error!(error = %chain(&err), events, "spool worker failed; message dropped");
+            metrics.error("spool", "worker");
+            metrics.dropped("outbox", DropReason::Shutdown, events as u64);
+            None
+        }
+    }
 }
 
 #[cfg(test)]
@@ -192,6 +414,14 @@ mod tests {
             priority: Priority::Low,
             body: vec![n; 10],
             events: 1,
+        }
+    }
+
+    fn sized(n: u8, priority: Priority, events: usize) -> Message {
+        Message {
+            priority,
+            body: vec![n; 10],
+            events,
         }
     }
 
@@ -226,6 +456,24 @@ mod tests {
             shutdown,
             task,
         }
+    }
+
+    fn on_disk(dir: &tempfile::TempDir, cfg: OutboxConfig) -> OutboxConfig {
+        OutboxConfig {
+            spool: Some(dir.path().join(spool::FILE_NAME)),
+            ..cfg
+        }
+    }
+
+    /// Waits (in paused time) until `f` holds.
+    async fn until(mut f: impl FnMut() -> bool) {
+        for _ in 0..1000 {
+            if f() {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        panic!("condition not reached");
     }
 
     #[tokio::test(start_paused = true)]
@@ -267,6 +515,144 @@ mod tests {
         h.task.await.unwrap();
         assert!(started.elapsed() <= Duration::from_secs(4));
         assert_eq!(h.metrics.dropped_total("outbox", DropReason::Shutdown), 1);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn messages_left_in_the_spool_are_sent_first_in_order_after_a_restart() {
+        let dir = tempfile::tempdir().unwrap();
+        let cfg = on_disk(
+            &dir,
+            OutboxConfig {
+                grace: Duration::from_secs(1),
+                ..OutboxConfig::default()
+            },
+        );
+        // First run: three messages, the sink never acknowledges.
+        let mut h = start(cfg.clone());
+        for n in 1..=3 {
+            h.input.send(message(n)).await.unwrap();
+        }
+        let r1 = h.records.recv().await.unwrap();
+        until(|| h.metrics.value("edgeguard_outbox_messages", &[]) == Some(3.0)).await;
+        h.shutdown.cancel();
+        h.task.await.unwrap();
+        // Kept, not lost.
+        assert_eq!(h.metrics.dropped_total("outbox", DropReason::Shutdown), 0);
+
+        // Second run: the old messages go first, in order, before a new one.
+        let mut h = start(cfg.clone());
+        h.input.send(message(4)).await.unwrap();
+        let mut got = Vec::new();
+        for _ in 0..4 {
+            let r = h.records.recv().await.unwrap();
+            got.push((r.id, r.body[0]));
+            h.deliveries.send(Delivery::Ack(r.id)).await.unwrap();
+        }
+        assert_eq!(
+            got,
+            [(r1.id, 1), (r1.id + 1, 2), (r1.id + 2, 3), (r1.id + 3, 4)]
+        );
+        drop(h.input);
+        h.task.await.unwrap();
+        assert_eq!(h.metrics.message_totals().0, 4);
+        let s = Spool::open(dir.path().join(spool::FILE_NAME), 1000).unwrap();
+        assert!(s.is_empty());
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_full_spool_evicts_the_oldest_low_messages_first_and_counts_their_events() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut h = start(on_disk(
+            &dir,
+            OutboxConfig {
+                max_bytes: 30,
+                ..OutboxConfig::default()
+            },
+        ));
+        // 1 goes to the sink at once (in flight, protected); the rest wait in the spool.
+        h.input.send(sized(1, Priority::High, 1)).await.unwrap();
+        let r1 = h.records.recv().await.unwrap();
+        h.input.send(sized(2, Priority::Low, 2)).await.unwrap();
+        h.input.send(sized(3, Priority::High, 3)).await.unwrap();
+        // 40 bytes: the oldest Low (2) goes.
+        h.input.send(sized(4, Priority::Low, 4)).await.unwrap();
+        // Again: now 4 is the oldest Low.
+        h.input.send(sized(5, Priority::Low, 5)).await.unwrap();
+        until(|| h.metrics.dropped_total("spool", DropReason::CacheFull) == 6).await;
+        // 6 (High) pushes out the last Low (5); then 7 finds only High messages: the oldest
+        // not in flight (3) goes, never 1.
+        h.input.send(sized(6, Priority::High, 6)).await.unwrap();
+        h.input.send(sized(7, Priority::High, 7)).await.unwrap();
+        until(|| h.metrics.dropped_total("spool", DropReason::CacheFull) == 14).await;
+
+        let mut got = vec![r1.body[0]];
+        h.deliveries.send(Delivery::Ack(r1.id)).await.unwrap();
+        drop(h.input);
+        while let Some(r) = h.records.recv().await {
+            got.push(r.body[0]);
+            h.deliveries.send(Delivery::Ack(r.id)).await.unwrap();
+        }
+        h.task.await.unwrap();
+        assert_eq!(got, [1, 6, 7]);
+        assert_eq!(h.metrics.message_totals().0, 3);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_spool_full_of_messages_in_flight_drops_the_new_message() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut h = start(on_disk(
+            &dir,
+            OutboxConfig {
+                max_bytes: 20,
+                window: 2,
+                ..OutboxConfig::default()
+            },
+        ));
+        h.input.send(message(1)).await.unwrap();
+        h.input.send(message(2)).await.unwrap();
+        let r1 = h.records.recv().await.unwrap();
+        let r2 = h.records.recv().await.unwrap();
+        // Both are in flight: nothing may be evicted for 3.
+        h.input.send(sized(3, Priority::High, 7)).await.unwrap();
+        until(|| h.metrics.dropped_total("spool", DropReason::CacheFull) == 7).await;
+        // An acknowledgement makes room again.
+        h.deliveries.send(Delivery::Ack(r1.id)).await.unwrap();
+        until(|| h.metrics.value("edgeguard_outbox_messages", &[]) == Some(1.0)).await;
+        h.input.send(message(4)).await.unwrap();
+        let r4 = h.records.recv().await.unwrap();
+        assert_eq!((r2.body[0], r4.body[0]), (2, 4));
+        // The refused message took no id.
+        assert_eq!(r4.id, r2.id + 1);
+        h.deliveries.send(Delivery::Ack(r2.id)).await.unwrap();
+        h.deliveries.send(Delivery::Ack(r4.id)).await.unwrap();
+        drop(h.input);
+        h.task.await.unwrap();
+        assert_eq!(h.metrics.dropped_total("spool", DropReason::CacheFull), 7);
+    }
+
+    #[tokio::test]
+    async fn a_corrupt_spool_is_counted_and_an_unusable_one_falls_back_to_memory() {
+        let dir = tempfile::tempdir().unwrap();
+        let metrics = Metrics::for_tests();
+        let path = dir.path().join(spool::FILE_NAME);
+        std::fs::write(&path, b"garbage").unwrap();
+        let cfg = OutboxConfig {
+            spool: Some(path),
+            ..OutboxConfig::default()
+        };
+        let s = open_spool(&cfg, &metrics).await;
+        assert!(s.is_durable() && s.set_aside().is_some());
+        let corrupt = [("component", "spool"), ("error_type", "corrupt")];
+        assert_eq!(metrics.value("edgeguard_errors_total", &corrupt), Some(1.0));
+        // The state directory is a file: no spool there, but the outbox still runs.
+        let cfg = OutboxConfig {
+            spool: Some(dir.path().join(spool::FILE_NAME).join("x")),
+            ..OutboxConfig::default()
+        };
+        let s = open_spool(&cfg, &metrics).await;
+        assert!(!s.is_durable());
+        let open = [("component", "spool"), ("error_type", "open")];
+        assert_eq!(metrics.value("edgeguard_errors_total", &open), Some(1.0));
     }
 
     #[test]

@@ -17,6 +17,8 @@ pub enum SinkKind {
     Stdout,
     /// One JSON message per line appended to a file, synced before the acknowledgement.
     File(PathBuf),
+    /// The module's `securityEvents` output through edgeHub (module identity, MQTT, twin).
+    EdgeHub(Box<crate::hub::EdgeEnvironment>),
 }
 
 /// Runs the chosen sink until `records` closes. A sink that can never deliver again (stdout
@@ -29,6 +31,11 @@ pub async fn run(
 ) {
     match kind {
         SinkKind::Stdout => write_lines(tokio::io::stdout(), false, records, deliveries, fatal).await,
+        SinkKind::EdgeHub(_) => {
+            // Driven by `hub::run`, which owns the MQTT session; never started through here.
+            tracing::error!("the edgeHub sink is run by the hub task");
+            fatal.cancel();
+        }
         SinkKind::File(path) => {
             match tokio::fs::OpenOptions::new()
                 .create(true)

@@ -2,4 +2,7 @@
 #![allow(dead_code)]
 
 pub mod agent;
+pub mod certs;
+pub mod edgehub;
 pub mod schema;
+pub mod workload;

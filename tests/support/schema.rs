@@ -20,7 +20,9 @@ pub fn schema_dir() -> PathBuf {
 /// Loads one schema file, gives it an absolute id, and lets the aggregatable kinds and the
 /// envelope accept the `Aggregated` category the old agents actually sent.
 fn load(name: &str) -> Result<Value, String> {
-    let own = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("schemas").join(name);
+    let own = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("schemas")
+        .join(name);
     let path = if own.exists() {
         own
     } else {

@@ -1,0 +1,323 @@
+//! Direct methods: `snapshot`, `status`, `flush`.
+//!
+//! Requests arrive on `$iothub/methods/POST/{name}/?$rid={rid}`; the answer goes to
+//! `$iothub/methods/res/{status}/?$rid={rid}` with a JSON body. The caller waits 30 s by
+//! default, so every method answers well within that: `flush` gives up after
+//! [`DEFAULT_FLUSH_TIMEOUT`] and says so (504). Unknown names get 404, payloads that are not
+//! JSON (or not an object/null) 400; the error body is `{"message": "…"}`, like IoT Hub's own.
+
+use crate::event::envelope::AGENT_VERSION;
+use crate::metrics::Metrics;
+use crate::pipeline::Control;
+use serde_json::{Value, json};
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::sync::{Notify, mpsc, oneshot, watch};
+
+/// How long `flush` waits for the pipeline: under the callers' 30 s default with room to answer.
+pub const DEFAULT_FLUSH_TIMEOUT: Duration = Duration::from_secs(25);
+
+/// A request we know.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Method {
+    /// Run the periodic collectors now.
+    Snapshot,
+    /// Connection state, configuration version, queue sizes, collector health.
+    Status,
+    /// Close aggregation windows and hand everything queued to the outbox now.
+    Flush,
+}
+
+/// A method's answer: the status goes into the response topic, the body is its payload.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Response {
+    pub status: u16,
+    pub body: Value,
+}
+
+impl Response {
+    pub fn ok(body: Value) -> Response {
+        Response { status: 200, body }
+    }
+
+    pub fn error(status: u16, message: impl Into<String>) -> Response {
+        Response {
+            status,
+            body: json!({"message": message.into()}),
+        }
+    }
+
+    pub fn payload(&self) -> Vec<u8> {
+        self.body.to_string().into_bytes()
+    }
+}
+
+/// The MQTT link as the `status` method shows it; kept up to date by the session.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct LinkStatus {
+    /// `connecting`, `connected` or `disconnected`.
+    pub state: &'static str,
+    /// When the current state began (RFC 3339 UTC).
+    pub since: Option<String>,
+    pub reconnects: u64,
+    /// The last connection error, for a human.
+    pub last_error: Option<String>,
+}
+
+/// Names a request and checks its payload: empty, `null` or an object (our methods take no
+/// arguments, but the portal sends `{}` or `null`).
+pub fn parse(name: &str, payload: &[u8]) -> Result<Method, Response> {
+    let method = match name {
+        "snapshot" => Method::Snapshot,
+        "status" => Method::Status,
+        "flush" => Method::Flush,
+        other => {
+            let shown: String = other.chars().take(64).collect();
+            return Err(Response::error(
+                404,
+                format!("unknown method {shown:?} (known: snapshot, status, flush)"),
+            ));
+        }
+    };
+    if payload.iter().all(u8::is_ascii_whitespace) {
+        return Ok(method);
+    }
+    match serde_json::from_slice::<Value>(payload) {
+        Ok(Value::Null | Value::Object(_)) => Ok(method),
+        Ok(_) => Err(Response::error(
+            400,
+            "payload must be a JSON object or null",
+        )),
+        Err(_) => Err(Response::error(400, "payload is not valid JSON")),
+    }
+}
+
+/// What the methods act on.
+#[derive(Clone)]
+pub struct MethodContext {
+    pub snapshot: Arc<Notify>,
+    pub control: mpsc::Sender<Control>,
+    pub metrics: Arc<Metrics>,
+    pub link: watch::Receiver<LinkStatus>,
+    pub start_time: String,
+    pub flush_timeout: Duration,
+}
+
+/// Runs a parsed method.
+pub async fn execute(method: Method, ctx: &MethodContext) -> Response {
+    match method {
+        Method::Snapshot => {
+            // A stored permit: the collectors' task takes it on its next wait, even if it is
+            // busy right now.
+            ctx.snapshot.notify_one();
+            Response::ok(json!({"result": "snapshot requested"}))
+        }
+        Method::Status => Response::ok(status(ctx)),
+        Method::Flush => flush(ctx).await,
+    }
+}
+
+async fn flush(ctx: &MethodContext) -> Response {
+    let (tx, rx) = oneshot::channel();
+    let waited = tokio::time::timeout(ctx.flush_timeout, async {
+        ctx.control
+            .send(Control::Flush(Some(tx)))
+            .await
+            .map_err(|_| ())?;
+        rx.await.map_err(|_| ())
+    })
+    .await;
+    match waited {
+        Ok(Ok(())) => Response::ok(json!({"result": "flushed"})),
+        Ok(Err(())) => Response::error(503, "the pipeline has stopped"),
+        Err(_) => Response::error(
+            504,
+            format!(
+                "flush did not complete within {} s",
+                ctx.flush_timeout.as_secs()
+            ),
+        ),
+    }
+}
+
+fn status(ctx: &MethodContext) -> Value {
+    let m = &ctx.metrics;
+    let int = |name: &str, labels: &[(&str, &str)]| m.value(name, labels).map(|v| v as i64);
+    let link = ctx.link.borrow().clone();
+    let queue = |p: &str| {
+        json!({
+            "events": int("edgeguard_queue_events", &[("priority", p)]),
+            "bytes": int("edgeguard_queue_size_bytes", &[("priority", p)]),
+        })
+    };
+    let mut body = json!({
+        "agentVersion": AGENT_VERSION,
+        "startTime": ctx.start_time,
+        "connection": {
+            "state": link.state,
+            "since": link.since,
+            "reconnects": link.reconnects,
+            "lastError": link.last_error,
+        },
+        "config": {
+            "desiredVersion": int("edgeguard_config_desired_version", &[]).filter(|v| *v >= 0),
+        },
+        "outbox": {
+            "messages": int("edgeguard_outbox_messages", &[]),
+            "bytes": int("edgeguard_outbox_size_bytes", &[]),
+        },
+        "queue": {"High": queue("High"), "Low": queue("Low")},
+        "messages": {
+            "sent": int("edgeguard_sink_messages_sent_total", &[]),
+            "acked": int("edgeguard_sink_messages_acked_total", &[]),
+            "failed": int("edgeguard_sink_messages_failed_total", &[]),
+        },
+        "collectors": collector_health(&m.render()),
+    });
+    // The disk spool's gauges, once it exists.
+    if let Some(bytes) = int("edgeguard_spool_size_bytes", &[]) {
+        body["spool"] = json!({"bytes": bytes, "records": int("edgeguard_spool_records", &[])});
+    }
+    body
+}
+
+/// `collector → Up|Degraded|Down` from the `edgeguard_collector_status` gauges in a Prometheus
+/// text rendering (the registry offers no iteration over label values).
+pub fn collector_health(text: &str) -> BTreeMap<String, String> {
+    let label = |labels: &str, name: &str| -> Option<String> {
+        let start = labels.find(&format!("{name}=\""))? + name.len() + 2;
+        let rest = &labels[start..];
+        Some(rest[..rest.find('"')?].to_string())
+    };
+    text.lines()
+        .filter_map(|line| line.strip_prefix("edgeguard_collector_status{"))
+        .filter_map(|rest| {
+            let (labels, value) = rest.rsplit_once('}')?;
+            (value.trim().parse::<f64>().ok()? == 1.0)
+                .then(|| Some((label(labels, "collector")?, label(labels, "status")?)))?
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::event::{CollectorHealth, Priority};
+
+    fn context() -> (MethodContext, mpsc::Receiver<Control>) {
+        let (control, rx) = mpsc::channel(1);
+        let (_, link) = watch::channel(LinkStatus {
+            state: "connected",
+            since: Some("2026-01-01T00:00:00.000Z".into()),
+            reconnects: 2,
+            last_error: None,
+        });
+        (
+            MethodContext {
+                snapshot: Arc::new(Notify::new()),
+                control,
+                metrics: Arc::new(Metrics::for_tests()),
+                link,
+                start_time: "2026-01-01T00:00:00.000Z".into(),
+                flush_timeout: Duration::from_secs(5),
+            },
+            rx,
+        )
+    }
+
+    #[test]
+    fn dispatch() {
+        assert_eq!(parse("snapshot", b""), Ok(Method::Snapshot));
+        assert_eq!(parse("status", b"null"), Ok(Method::Status));
+        assert_eq!(parse("flush", b" {} "), Ok(Method::Flush));
+        assert_eq!(parse("flush", br#"{"x":1}"#), Ok(Method::Flush));
+        let e = parse("reboot", b"{}").unwrap_err();
+        assert_eq!(e.status, 404);
+        assert!(
+            e.body["message"]
+                .as_str()
+                .unwrap()
+                .starts_with("unknown method \"reboot\"")
+        );
+        assert_eq!(parse("status", b"{oops").unwrap_err().status, 400);
+        assert_eq!(parse("status", b"[1]").unwrap_err().status, 400);
+        assert_eq!(parse("status", b"\xff").unwrap_err().status, 400);
+        assert_eq!(parse("Status", b"").unwrap_err().status, 404);
+        let e = parse(&"x".repeat(10_000), b"").unwrap_err();
+        assert!(e.payload().len() < 200);
+    }
+
+    #[tokio::test]
+    async fn snapshot_notifies_the_collectors() {
+        let (ctx, _rx) = context();
+        let r = execute(Method::Snapshot, &ctx).await;
+        assert_eq!(r.status, 200);
+        // The permit was stored for a waiter that comes later.
+        tokio::time::timeout(Duration::from_secs(1), ctx.snapshot.notified())
+            .await
+            .unwrap();
+    }
+
+    #[tokio::test]
+    async fn flush_answers_after_the_pipeline_replies() {
+        let (ctx, mut rx) = context();
+        let pipeline = tokio::spawn(async move {
+            let Some(Control::Flush(Some(reply))) = rx.recv().await else {
+                panic!("no flush");
+            };
+            reply.send(()).unwrap();
+            rx
+        });
+        let r = execute(Method::Flush, &ctx).await;
+        assert_eq!(r, Response::ok(json!({"result": "flushed"})));
+        let rx = pipeline.await.unwrap();
+        drop(rx);
+        assert_eq!(execute(Method::Flush, &ctx).await.status, 503);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_stuck_flush_times_out_within_the_callers_wait() {
+        let (ctx, _rx) = context();
+        // The pipeline never answers (the reply sender is kept in the channel).
+        let r = execute(Method::Flush, &ctx).await;
+        assert_eq!(r.status, 504);
+        assert!(r.body["message"].as_str().unwrap().contains("5 s"));
+    }
+
+    #[tokio::test]
+    async fn status_reports_link_metrics_and_collectors() {
+        let (ctx, _rx) = context();
+        ctx.metrics.set_config_version(Some(7));
+        ctx.metrics.set_outbox(3, 300);
+        ctx.metrics.set_queue(Priority::High, 5, 500);
+        ctx.metrics
+            .collector_status("process", CollectorHealth::Degraded);
+        ctx.metrics.collector_status("system", CollectorHealth::Up);
+        let r = execute(Method::Status, &ctx).await;
+        assert_eq!(r.status, 200);
+        let b = r.body;
+        assert_eq!(b["connection"]["state"], "connected");
+        assert_eq!(b["connection"]["reconnects"], 2);
+        assert_eq!(b["config"]["desiredVersion"], 7);
+        assert_eq!(b["outbox"]["messages"], 3);
+        assert_eq!(b["outbox"]["bytes"], 300);
+        assert_eq!(b["queue"]["High"]["events"], 5);
+        assert_eq!(b["collectors"]["process"], "Degraded");
+        assert_eq!(b["collectors"]["system"], "Up");
+        assert_eq!(b["agentVersion"], AGENT_VERSION);
+        assert!(b.get("spool").is_none());
+    }
+
+    #[test]
+    fn collector_health_parses_only_what_it_understands() {
+        let text = "# HELP x\nedgeguard_collector_status{collector=\"a\",status=\"Up\"} 1\n\
+                    edgeguard_collector_status{collector=\"a\",status=\"Down\"} 0\n\
+                    edgeguard_collector_status{collector=\"b\"} 1\n\
+                    edgeguard_collector_status{collector=\"c\",status=\"Down\"} x\n\
+                    edgeguard_collector_status{garbage\n";
+        let h = collector_health(text);
+        assert_eq!(h.len(), 1);
+        assert_eq!(h["a"], "Up");
+    }
+}

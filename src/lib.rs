@@ -197,25 +197,21 @@ pub async fn run(opts: Options, mode: Mode, shutdown: impl Future<Output = ()>) 
                     }
                 }
             }
+            // The collectors own the last event senders: when they stop, the pipeline flushes.
             let ctx = collectors::Context {
                 host: opts.host_root.clone(),
-                events: event_tx.clone(),
+                events: event_tx,
                 metrics: metrics.clone(),
                 config: config_rx.clone(),
                 cancel: stop_collectors.clone(),
                 state_dir: opts.state_dir.clone(),
             };
             collectors::start_triggered(&ctx, &tracker);
-            drop(ctx);
             tracker.spawn(collectors::run_periodic(
                 collectors::periodic_collectors(&metrics, &config_rx),
-                opts.host_root.clone(),
-                event_tx,
-                config_rx,
+                ctx,
                 control_tx.clone(),
-                metrics.clone(),
                 snapshot_now.clone(),
-                stop_collectors.clone(),
             ));
             tokio::select! {
                 _ = shutdown => tracing::info!("shutdown requested; flushing"),

@@ -142,7 +142,7 @@ fn real_main(cli: Cli) -> Result<ExitCode> {
     };
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
-        .max_blocking_threads(2)
+        .max_blocking_threads(4)
         .build()
         .context("starting the async runtime")?;
     runtime.block_on(async {

@@ -45,7 +45,10 @@
 //!
 //! A connection whose socket is gone before the lookup (a client that connects and closes within
 //! microseconds, on loopback) is still reported with what is known: addresses, ports, the uid if
-//! the kernel still has it, `ProcessId` 0, `Executable` "" and `ExtraDetails.Unattributed`. A SYN
+//! the kernel still has it, `ProcessId` 0, `Executable` "" and `ExtraDetails.Unattributed`. No
+//! kernel interface short of audit or eBPF names the process of a socket that no longer exists;
+//! measured here, clients that keep their connection 1 ms are attributed 96 % of the time, 10 ms
+//! 100 %, and clients that close at once on loopback almost never. A SYN
 //! to a port where nothing listens (refused, or forwarded elsewhere) is not a connection and is
 //! not reported. A SYN sent without any socket (a raw-socket port scan) is reported unattributed.
 //!

@@ -123,9 +123,7 @@ pub fn periodic_collectors(
 pub fn start_triggered(ctx: &Context, tracker: &TaskTracker) {
     match process::spawn(ctx.clone()) {
         Ok(thread) => {
-            tracker.spawn_blocking(move || {
-                let _ = thread.join();
-            });
+            tracker.spawn(thread_finished(thread));
         }
         Err(e) => ctx.report_status(
             "process",
@@ -134,10 +132,7 @@ pub fn start_triggered(ctx: &Context, tracker: &TaskTracker) {
             None,
         ),
     }
-    let thread = connection::spawn(ctx.clone());
-    tracker.spawn_blocking(move || {
-        let _ = thread.join();
-    });
+    tracker.spawn(thread_finished(connection::spawn(ctx.clone())));
     tracker.spawn(login::run(ctx.clone()));
     tracker.spawn(users::watch(ctx.clone()));
 }
@@ -196,6 +191,17 @@ async fn collect_round(
     true
 }
 
+/// Completes when a collector thread has ended, so the task tracker waits for it, without
+/// holding one of the runtime's few blocking threads for the thread's whole life.
+async fn thread_finished(thread: std::thread::JoinHandle<()>) {
+    while !thread.is_finished() {
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    if thread.join().is_err() {
+        tracing::error!("a collector thread panicked");
+    }
+}
+
 /// Stands in while a collector runs on a blocking thread, and for one that panicked.
 struct Placeholder;
 
@@ -213,14 +219,18 @@ impl Periodic for Placeholder {
 /// `snapshotFrequency`, until `cancel`.
 pub async fn run_periodic(
     mut collectors: Vec<Box<dyn Periodic>>,
-    host: HostRoot,
-    tx: mpsc::Sender<Event>,
-    mut config: watch::Receiver<Arc<Config>>,
+    ctx: Context,
     control: mpsc::Sender<Control>,
-    metrics: Arc<Metrics>,
     snapshot_now: Arc<Notify>,
-    cancel: CancellationToken,
 ) {
+    let Context {
+        host,
+        events: tx,
+        metrics,
+        mut config,
+        cancel,
+        ..
+    } = ctx;
     let mut first = true;
     loop {
         let flush_each = first.then_some(&control);

@@ -1592,6 +1592,28 @@ mod tests {
         assert!(metrics.dropped_total(COLLECTOR, DropReason::SourceOverflow) >= 1);
     }
 
+    /// CPU time (user + system) of the reader thread of this test process.
+    fn reader_cpu() -> Duration {
+        // SAFETY: sysconf has no preconditions.
+        let ticks = unsafe { libc::sysconf(libc::_SC_CLK_TCK) }.max(1) as f64;
+        let mut total = 0.0;
+        for task in std::fs::read_dir("/proc/self/task").unwrap().flatten() {
+            let comm = std::fs::read_to_string(task.path().join("comm")).unwrap_or_default();
+            if comm.trim() != "edgeguard-proc" {
+                continue;
+            }
+            let stat = std::fs::read_to_string(task.path().join("stat")).unwrap_or_default();
+            let after = stat.rsplit_once(')').map(|(_, a)| a).unwrap_or("");
+            let f: Vec<f64> = after
+                .split_whitespace()
+                .map(|v| v.parse().unwrap_or(0.0))
+                .collect();
+            // Fields 14 and 15 (utime, stime); `after` starts at field 3.
+            total += (f.get(11).unwrap_or(&0.0) + f.get(12).unwrap_or(&0.0)) / ticks;
+        }
+        Duration::from_secs_f64(total)
+    }
+
     /// Capture rate under an exec storm. Not a pass/fail test: run with
     /// `cargo test --release --lib collectors::process::tests::exec_storm -- --ignored --nocapture`.
     #[test]
@@ -1653,13 +1675,14 @@ mod tests {
             .metrics
             .dropped_total(COLLECTOR, DropReason::SourceOverflow);
         println!(
-            "generated {} execs in {:.2?} ({:.0}/s, {workers} workers): ProcessCreate {} ({} complete), ProcessTerminate {}, overflows {overflows}",
+            "generated {} execs in {:.2?} ({:.0}/s, {workers} workers): ProcessCreate {} ({} complete), ProcessTerminate {}, overflows {overflows}, reader CPU {:.0} ms",
             generated.len(),
             elapsed,
             generated.len() as f64 / elapsed.as_secs_f64(),
             created.len(),
             complete,
             ended.len(),
+            reader_cpu().as_secs_f64() * 1000.0,
         );
         let _ = std::io::stdout().flush();
     }

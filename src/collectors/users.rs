@@ -503,10 +503,15 @@ fn save_state(path: &Path, acc: &Accounts) -> Result<(), Error> {
     std::fs::rename(&tmp, path).map_err(err)
 }
 
+/// The causes of an error, joined (its own message is logged separately).
 fn source_text(e: &Error) -> String {
-    std::error::Error::source(e)
-        .map(|s| s.to_string())
-        .unwrap_or_default()
+    let mut causes = Vec::new();
+    let mut next = std::error::Error::source(e);
+    while let Some(cause) = next {
+        causes.push(cause.to_string());
+        next = cause.source();
+    }
+    causes.join(": ")
 }
 
 /// The account watcher: what one look found.

@@ -114,7 +114,12 @@ fn start_agent(args: &Args, dir: &Path) -> (Child, PathBuf) {
         .env("RUST_LOG", "warn")
         .stdout(Stdio::null())
         .spawn()
-        .unwrap_or_else(|e| panic!("starting {}: {e} (cargo build --release first)", args.binary.display()));
+        .unwrap_or_else(|e| {
+            panic!(
+                "starting {}: {e} (cargo build --release first)",
+                args.binary.display()
+            )
+        });
     (child, out)
 }
 
@@ -202,64 +207,63 @@ fn run_once(args: &Args) -> RunResult {
     std::thread::sleep(Duration::from_secs(2)); // start-up and first snapshot
     let (cpu0, _) = usage(agent.id());
     let threads = 4;
-    let (generated, reference, keep): (u64, Option<Child>, Matcher) =
-        match args.mode.as_str() {
-            "exec" => {
-                let tag = format!("eg-storm-{}", std::process::id());
-                let script = dir.path().join(format!("{tag}.sh"));
-                let mut f = std::fs::File::create(&script).expect("script");
-                f.write_all(b"#!/bin/sh\nexit 0\n").expect("script");
-                drop(f);
-                Command::new("chmod").arg("755").arg(&script).status().expect("chmod");
-                let forkstat = Command::new("forkstat")
-                    .args(["-q", "-e", "exec"])
-                    .stdout(Stdio::null())
-                    .stderr(Stdio::null())
-                    .spawn()
-                    .ok();
-                std::thread::sleep(Duration::from_millis(500));
-                let s = script.clone();
-                let n = paced(args.rate, args.seconds, threads, move || {
-                    let _ = Command::new(&s).status();
-                });
-                let tag2 = tag.clone();
-                (
-                    n,
-                    forkstat,
-                    Box::new(move |r| {
-                        r["CommandLine"]
-                            .as_str()
-                            .is_some_and(|c| c.contains(&tag2))
-                    }),
-                )
-            }
-            _ => {
-                let listener = TcpListener::bind("127.0.0.1:0").expect("listener");
-                let port = listener.local_addr().expect("addr").port();
-                let running = Arc::new(AtomicBool::new(true));
-                let r2 = running.clone();
-                std::thread::spawn(move || {
-                    for s in listener.incoming() {
-                        drop(s);
-                        if !r2.load(Ordering::Relaxed) {
-                            break;
-                        }
+    let (generated, reference, keep): (u64, Option<Child>, Matcher) = match args.mode.as_str() {
+        "exec" => {
+            let tag = format!("eg-storm-{}", std::process::id());
+            let script = dir.path().join(format!("{tag}.sh"));
+            let mut f = std::fs::File::create(&script).expect("script");
+            f.write_all(b"#!/bin/sh\nexit 0\n").expect("script");
+            drop(f);
+            Command::new("chmod")
+                .arg("755")
+                .arg(&script)
+                .status()
+                .expect("chmod");
+            let forkstat = Command::new("forkstat")
+                .args(["-q", "-e", "exec"])
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .spawn()
+                .ok();
+            std::thread::sleep(Duration::from_millis(500));
+            let s = script.clone();
+            let n = paced(args.rate, args.seconds, threads, move || {
+                let _ = Command::new(&s).status();
+            });
+            let tag2 = tag.clone();
+            (
+                n,
+                forkstat,
+                Box::new(move |r| r["CommandLine"].as_str().is_some_and(|c| c.contains(&tag2))),
+            )
+        }
+        _ => {
+            let listener = TcpListener::bind("127.0.0.1:0").expect("listener");
+            let port = listener.local_addr().expect("addr").port();
+            let running = Arc::new(AtomicBool::new(true));
+            let r2 = running.clone();
+            std::thread::spawn(move || {
+                for s in listener.incoming() {
+                    drop(s);
+                    if !r2.load(Ordering::Relaxed) {
+                        break;
                     }
-                });
-                let n = paced(args.rate, args.seconds, threads, move || {
-                    let _ = TcpStream::connect(("127.0.0.1", port));
-                });
-                running.store(false, Ordering::Relaxed);
+                }
+            });
+            let n = paced(args.rate, args.seconds, threads, move || {
                 let _ = TcpStream::connect(("127.0.0.1", port));
-                (
-                    n,
-                    None,
-                    Box::new(move |r| {
-                        r["Direction"] == "Out" && r["RemotePort"] == port.to_string().as_str()
-                    }),
-                )
-            }
-        };
+            });
+            running.store(false, Ordering::Relaxed);
+            let _ = TcpStream::connect(("127.0.0.1", port));
+            (
+                n,
+                None,
+                Box::new(move |r| {
+                    r["Direction"] == "Out" && r["RemotePort"] == port.to_string().as_str()
+                }),
+            )
+        }
+    };
     std::thread::sleep(Duration::from_secs(5)); // windows close, messages flush
     let (cpu1, hwm) = usage(agent.id());
     let reference_cpu = reference.map(|c| {
@@ -268,7 +272,15 @@ fn run_once(args: &Args) -> RunResult {
         cpu
     });
     stop(agent);
-    let captured = reported(&out, if args.mode == "exec" { "ProcessCreate" } else { "ConnectionCreate" }, keep);
+    let captured = reported(
+        &out,
+        if args.mode == "exec" {
+            "ProcessCreate"
+        } else {
+            "ConnectionCreate"
+        },
+        keep,
+    );
     let per_1000 = |cpu: f64| cpu * 1000.0 / generated.max(1) as f64 * 1000.0;
     RunResult {
         generated,
@@ -318,8 +330,15 @@ fn main() {
             .collect(),
     );
     let cpu = median(results.iter().map(|r| r.agent_cpu_ms_per_1000).collect());
-    let rss = median(results.iter().map(|r| r.agent_peak_rss_kib as f64).collect());
-    println!("median: capture {capture:.2} %, agent CPU {cpu:.1} ms/1000 events, peak RSS {rss:.0} KiB");
+    let rss = median(
+        results
+            .iter()
+            .map(|r| r.agent_peak_rss_kib as f64)
+            .collect(),
+    );
+    println!(
+        "median: capture {capture:.2} %, agent CPU {cpu:.1} ms/1000 events, peak RSS {rss:.0} KiB"
+    );
     let refs: Vec<f64> = results
         .iter()
         .filter_map(|r| r.reference_cpu_ms_per_1000)

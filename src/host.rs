@@ -101,7 +101,11 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let h = HostRoot::new(dir.path());
         assert!(h.read("/nope").unwrap_err().is_not_found());
-        std::fs::write(dir.path().join("big"), vec![b'x'; MAX_FILE_BYTES as usize + 1]).unwrap();
+        std::fs::write(
+            dir.path().join("big"),
+            vec![b'x'; MAX_FILE_BYTES as usize + 1],
+        )
+        .unwrap();
         assert!(matches!(h.read("/big"), Err(Error::TooLarge { .. })));
     }
 }

@@ -91,7 +91,11 @@ impl Default for Options {
 /// Starts every task and runs until `shutdown` completes (or, in snapshot mode, until the
 /// snapshot is delivered). Returns once everything queued was delivered or the grace period ran
 /// out.
-pub async fn run(opts: Options, mode: Mode, shutdown: impl Future<Output = ()>) -> Result<(), Error> {
+pub async fn run(
+    opts: Options,
+    mode: Mode,
+    shutdown: impl Future<Output = ()>,
+) -> Result<(), Error> {
     let agent_id = state::agent_id(&opts.state_dir)?;
     let metrics = Arc::new(Metrics::new(&Identity::from_env()));
     metrics.set_config_version(opts.config_version);
@@ -154,14 +158,21 @@ pub async fn run(opts: Options, mode: Mode, shutdown: impl Future<Output = ()>) 
             };
             let (m, stop) = (metrics.clone(), stop_collectors.clone());
             tracker.spawn(async move {
-                if let Err(e) = hub::run(*env, hub::HubOptions::default(), channels, m, stop.clone()).await {
+                if let Err(e) =
+                    hub::run(*env, hub::HubOptions::default(), channels, m, stop.clone()).await
+                {
                     tracing::error!(error = %e, "the edgeHub connection failed for good");
                     stop.cancel();
                 }
             });
         }
         other => {
-            tracker.spawn(sink::run(other, record_rx, delivery_tx, stop_collectors.clone()));
+            tracker.spawn(sink::run(
+                other,
+                record_rx,
+                delivery_tx,
+                stop_collectors.clone(),
+            ));
         }
     }
 
@@ -187,7 +198,11 @@ pub async fn run(opts: Options, mode: Mode, shutdown: impl Future<Output = ()>) 
                 match tokio::net::TcpListener::bind(addr).await {
                     Ok(listener) => {
                         tracing::info!(addr = %listener.local_addr().unwrap_or(addr), "serving metrics on /metrics");
-                        tracker.spawn(metrics::serve(metrics.clone(), listener, stop_collectors.clone()));
+                        tracker.spawn(metrics::serve(
+                            metrics.clone(),
+                            listener,
+                            stop_collectors.clone(),
+                        ));
                     }
                     // Metrics are for watching the agent; failing to serve them must not stop
                     // it from doing its job.

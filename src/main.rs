@@ -11,14 +11,23 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 #[derive(Parser, Debug)]
-#[command(name = "edgeguard", version, about = "Security agent for Azure IoT Edge devices")]
+#[command(
+    name = "edgeguard",
+    version,
+    about = "Security agent for Azure IoT Edge devices"
+)]
 struct Cli {
     /// Where the host's root filesystem is visible (`/host` in the module container).
     #[arg(long, global = true, env = "EDGEGUARD_HOST_ROOT", default_value = "/")]
     host_root: PathBuf,
 
     /// Directory for state that must survive restarts (agent id); a mounted volume in the container.
-    #[arg(long, global = true, env = "EDGEGUARD_STATE_DIR", default_value = "/var/lib/edgeguard")]
+    #[arg(
+        long,
+        global = true,
+        env = "EDGEGUARD_STATE_DIR",
+        default_value = "/var/lib/edgeguard"
+    )]
     state_dir: PathBuf,
 
     /// A local configuration (module twin, desired properties, or the configuration object) used
@@ -166,7 +175,6 @@ fn parse_metrics_addr(s: &str) -> Result<MetricsAddr, String> {
         .map_err(|e| format!("expected HOST:PORT or off: {e}"))
 }
 
-
 /// Defaults, then the local file (or EDGEGUARD_CONFIG_JSON) when given.
 fn local_config(file: Option<&std::path::Path>) -> Result<(Config, Vec<Rejected>, Option<i64>)> {
     if let Some(path) = file {
@@ -174,7 +182,8 @@ fn local_config(file: Option<&std::path::Path>) -> Result<(Config, Vec<Rejected>
             .with_context(|| format!("loading the configuration from {}", path.display()));
     }
     if let Ok(text) = std::env::var("EDGEGUARD_CONFIG_JSON") {
-        return config::load_str(&text).context("loading the configuration from EDGEGUARD_CONFIG_JSON");
+        return config::load_str(&text)
+            .context("loading the configuration from EDGEGUARD_CONFIG_JSON");
     }
     Ok((Config::default(), Vec::new(), None))
 }
@@ -197,7 +206,10 @@ fn config_check(file: &std::path::Path) -> Result<ExitCode> {
         eprintln!("configuration ok");
         Ok(ExitCode::SUCCESS)
     } else {
-        eprintln!("{} key(s) rejected; they keep their previous values", rejected.len());
+        eprintln!(
+            "{} key(s) rejected; they keep their previous values",
+            rejected.len()
+        );
         Ok(ExitCode::from(1))
     }
 }

@@ -7,13 +7,13 @@
 //! (stage, reason), so a storm cannot flood the log.
 
 use crate::event::{CollectorHealth, EventKind, Priority};
-use prometheus::{
-    Encoder, IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry, TextEncoder,
-};
 use http_body_util::Full;
 use hyper::body::Bytes;
 use hyper::{Method, Request, Response, StatusCode};
 use prometheus::{Counter, Gauge};
+use prometheus::{
+    Encoder, IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry, TextEncoder,
+};
 use std::collections::HashMap;
 use std::convert::Infallible;
 use std::sync::{Arc, Mutex};
@@ -333,7 +333,9 @@ impl Metrics {
     }
 
     pub fn truncated(&self, kind: EventKind) {
-        self.events_truncated.with_label_values(&[kind.name()]).inc();
+        self.events_truncated
+            .with_label_values(&[kind.name()])
+            .inc();
     }
 
     /// Counts `n` lost events and logs a warning at most once a minute per stage and reason.
@@ -346,7 +348,9 @@ impl Metrics {
             .inc_by(n);
         let mut log = self.drop_log.lock().unwrap_or_else(|p| p.into_inner());
         let now = Instant::now();
-        let entry = log.entry((stage, reason)).or_insert((now - DROP_LOG_INTERVAL, 0));
+        let entry = log
+            .entry((stage, reason))
+            .or_insert((now - DROP_LOG_INTERVAL, 0));
         entry.1 += n;
         if now.duration_since(entry.0) >= DROP_LOG_INTERVAL {
             tracing::warn!(
@@ -570,7 +574,10 @@ mod tests {
         }
         assert!(line.ends_with(" 3"), "{line}");
         assert_eq!(
-            m.value("edgeguard_events_dropped_total", &[("reason", "cache_full")]),
+            m.value(
+                "edgeguard_events_dropped_total",
+                &[("reason", "cache_full")]
+            ),
             Some(3.0)
         );
         assert_eq!(m.dropped_total("pipeline", DropReason::CacheFull), 3);
@@ -583,7 +590,8 @@ mod process_tests {
 
     #[test]
     fn cpu_time_parses_even_with_odd_command_names() {
-        let stat = "1234 (we ird) (name)) S 1 1 1 0 -1 4194560 100 0 0 0 250 150 0 0 20 0 1 0 100 0 0";
+        let stat =
+            "1234 (we ird) (name)) S 1 1 1 0 -1 4194560 100 0 0 0 250 150 0 0 20 0 1 0 100 0 0";
         let ticks = unsafe { libc::sysconf(libc::_SC_CLK_TCK) } as f64;
         assert_eq!(cpu_seconds_from_stat(stat), Some(400.0 / ticks));
         assert_eq!(cpu_seconds_from_stat("garbage"), None);

@@ -31,7 +31,9 @@ fn stdout_messages(stdout: &[u8]) -> Vec<Value> {
     String::from_utf8(stdout.to_vec())
         .expect("stdout is UTF-8")
         .lines()
-        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("stdout line is not JSON ({e}): {l}")))
+        .map(|l| {
+            serde_json::from_str(l).unwrap_or_else(|e| panic!("stdout line is not JSON ({e}): {l}"))
+        })
         .collect()
 }
 
@@ -43,7 +45,11 @@ fn snapshot_prints_one_schema_valid_message_about_this_host() {
         .arg(state.path())
         .output()
         .unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let messages = stdout_messages(&out.stdout);
     assert_eq!(messages.len(), 1, "one message holds every snapshot");
     let v = message_validator();
@@ -51,8 +57,17 @@ fn snapshot_prints_one_schema_valid_message_about_this_host() {
     let mut names = event_names(&messages);
     names.sort();
     names.dedup();
-    for kind in ["SystemInformation", "ListeningPorts", "LocalUsers", "FirewallConfiguration", "OSBaseline"] {
-        assert!(names.iter().any(|n| n == kind), "{kind} missing from {names:?}");
+    for kind in [
+        "SystemInformation",
+        "ListeningPorts",
+        "LocalUsers",
+        "FirewallConfiguration",
+        "OSBaseline",
+    ] {
+        assert!(
+            names.iter().any(|n| n == kind),
+            "{kind} missing from {names:?}"
+        );
     }
     let info = &find_event(&messages, "SystemInformation")["Payload"][0];
     let kernel = std::fs::read_to_string("/proc/sys/kernel/osrelease").unwrap();
@@ -64,7 +79,10 @@ fn snapshot_prints_one_schema_valid_message_about_this_host() {
         .arg(state.path())
         .output()
         .unwrap();
-    assert_eq!(stdout_messages(&again.stdout)[0]["AgentId"], messages[0]["AgentId"]);
+    assert_eq!(
+        stdout_messages(&again.stdout)[0]["AgentId"],
+        messages[0]["AgentId"]
+    );
     assert!(String::from_utf8_lossy(&out.stderr).contains("edgeguard starting"));
 }
 
@@ -73,7 +91,11 @@ fn snapshot_reads_the_host_root_it_is_given() {
     let state = tempfile::tempdir().unwrap();
     let host = tempfile::tempdir().unwrap();
     std::fs::create_dir_all(host.path().join("etc")).unwrap();
-    std::fs::write(host.path().join("etc/os-release"), "NAME=\"Fixture OS\"\nVERSION_ID=9\n").unwrap();
+    std::fs::write(
+        host.path().join("etc/os-release"),
+        "NAME=\"Fixture OS\"\nVERSION_ID=9\n",
+    )
+    .unwrap();
     std::fs::write(host.path().join("etc/hostname"), "fixture-host\n").unwrap();
     let out = edgeguard()
         .args(["snapshot", "--host-root"])
@@ -87,13 +109,26 @@ fn snapshot_reads_the_host_root_it_is_given() {
     let info = &find_event(&m, "SystemInformation")["Payload"][0];
     assert_eq!(info["OSName"], "Fixture OS");
     assert_eq!(info["HostName"], "fixture-host");
-    assert!(info["ExtraDetails"]["Unavailable"].as_str().unwrap().contains("/proc/meminfo"));
+    assert!(
+        info["ExtraDetails"]["Unavailable"]
+            .as_str()
+            .unwrap()
+            .contains("/proc/meminfo")
+    );
 }
 
 #[test]
 fn config_check_accepts_the_twin_defaults() {
-    let out = edgeguard().args(["config", "check"]).arg(twin_defaults()).output().unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let out = edgeguard()
+        .args(["config", "check"])
+        .arg(twin_defaults())
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let reported: Value = serde_json::from_slice(&out.stdout).unwrap();
     let obj = &reported["ms_iotn:urn_azureiot_Security_SecurityAgentConfiguration"];
     assert_eq!(obj["highPriorityMessageFrequency"]["value"], "PT7M");
@@ -117,11 +152,22 @@ const BAD_TWIN: &str = r#"{"properties":{"desired":{"$version":7,
 fn config_check_reports_each_bad_key_and_keeps_its_default() {
     let dir = tempfile::tempdir().unwrap();
     let path = write_twin(dir.path(), BAD_TWIN);
-    let out = edgeguard().args(["config", "check"]).arg(&path).output().unwrap();
+    let out = edgeguard()
+        .args(["config", "check"])
+        .arg(&path)
+        .output()
+        .unwrap();
     assert_eq!(out.status.code(), Some(1));
     let stderr = String::from_utf8_lossy(&out.stderr);
-    for key in ["highPriorityMessageFrequency", "maxLocalCacheSizeInBytes", "maxMessageSizeInBytes"] {
-        assert!(stderr.contains(&format!("rejected {key}")), "{key} not reported: {stderr}");
+    for key in [
+        "highPriorityMessageFrequency",
+        "maxLocalCacheSizeInBytes",
+        "maxMessageSizeInBytes",
+    ] {
+        assert!(
+            stderr.contains(&format!("rejected {key}")),
+            "{key} not reported: {stderr}"
+        );
     }
     assert!(stderr.contains("3 key(s) rejected"), "{stderr}");
     let reported: Value = serde_json::from_slice(&out.stdout).unwrap();
@@ -129,7 +175,10 @@ fn config_check_reports_each_bad_key_and_keeps_its_default() {
     assert_eq!(obj["highPriorityMessageFrequency"]["value"], "PT7M");
     assert_eq!(obj["maxLocalCacheSizeInBytes"]["value"], 2560000);
     assert_eq!(obj["maxMessageSizeInBytes"]["value"], 204800);
-    assert_eq!(obj["eventPriorityListeningPorts"]["value"], "Off", "the good key applied");
+    assert_eq!(
+        obj["eventPriorityListeningPorts"]["value"], "Off",
+        "the good key applied"
+    );
     assert_eq!(obj["desiredVersion"], 7);
     assert_eq!(obj["rejected"].as_array().unwrap().len(), 3);
 }
@@ -145,7 +194,11 @@ fn config_check_on_unreadable_or_malformed_files_fails_clearly() {
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("missing.json"));
     let path = write_twin(dir.path(), "{\"properties\": ");
-    let out = edgeguard().args(["config", "check"]).arg(&path).output().unwrap();
+    let out = edgeguard()
+        .args(["config", "check"])
+        .arg(&path)
+        .output()
+        .unwrap();
     assert!(!out.status.success());
     assert!(out.stdout.is_empty());
 }
@@ -161,14 +214,21 @@ fn rejected_local_keys_become_configuration_error_events() {
         .arg(dir.path())
         .output()
         .unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let messages = stdout_messages(&out.stdout);
     let v = message_validator();
     for m in &messages {
         assert_eq!(errors(&v, m), Vec::<String>::new());
     }
     let names = event_names(&messages);
-    assert_eq!(names.iter().filter(|n| *n == "ConfigurationError").count(), 3);
+    assert_eq!(
+        names.iter().filter(|n| *n == "ConfigurationError").count(),
+        3
+    );
     assert!(names.contains(&"SystemInformation".to_string()));
 }
 
@@ -185,7 +245,10 @@ fn file_sink_appends_messages() {
             .output()
             .unwrap();
         assert!(out.status.success());
-        assert!(out.stdout.is_empty(), "nothing on stdout with the file sink");
+        assert!(
+            out.stdout.is_empty(),
+            "nothing on stdout with the file sink"
+        );
     }
     let text = std::fs::read(&file).unwrap();
     assert_eq!(stdout_messages(&text).len(), 2);
@@ -229,7 +292,11 @@ fn run_sends_a_first_message_within_a_second_and_stops_cleanly_on_sigterm() {
         .next_message(Duration::from_secs(10))
         .expect("a first message");
     let first_after = start.elapsed();
-    assert_eq!(event_names(&[first]), ["SystemInformation"], "the quickest snapshot goes first");
+    assert_eq!(
+        event_names(&[first]),
+        ["SystemInformation"],
+        "the quickest snapshot goes first"
+    );
     let (ok, rest, stderr) = agent.stop(Duration::from_secs(15));
     assert!(ok, "{stderr}");
     let v = message_validator();
@@ -239,5 +306,8 @@ fn run_sends_a_first_message_within_a_second_and_stops_cleanly_on_sigterm() {
     assert!(stderr.contains("shutdown requested"), "{stderr}");
     assert!(stderr.contains("edgeguard stopped"), "{stderr}");
     // Generous against a loaded CI machine; the footprint issue measures the real figure.
-    assert!(first_after < Duration::from_secs(5), "first message after {first_after:?}");
+    assert!(
+        first_after < Duration::from_secs(5),
+        "first message after {first_after:?}"
+    );
 }

@@ -10,7 +10,11 @@ use support::agent::{Agent, free_port};
 fn get(port: u16, path: &str) -> (u16, String) {
     let mut s = TcpStream::connect(("127.0.0.1", port)).expect("metrics endpoint accepts");
     s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
-    write!(s, "GET {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n").unwrap();
+    write!(
+        s,
+        "GET {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n"
+    )
+    .unwrap();
     let mut resp = String::new();
     s.read_to_string(&mut resp).unwrap();
     let status = resp
@@ -18,7 +22,10 @@ fn get(port: u16, path: &str) -> (u16, String) {
         .nth(1)
         .and_then(|c| c.parse().ok())
         .expect("an HTTP status line");
-    let body = resp.split_once("\r\n\r\n").map(|(_, b)| b.to_string()).unwrap_or_default();
+    let body = resp
+        .split_once("\r\n\r\n")
+        .map(|(_, b)| b.to_string())
+        .unwrap_or_default();
     (status, body)
 }
 
@@ -52,11 +59,18 @@ fn metrics_endpoint_serves_parseable_prometheus_text() {
     let lines = body.lines().map(|l| Ok(l.to_string()));
     let scrape = prometheus_parse::Scrape::parse(lines).expect("valid Prometheus text");
     assert_eq!(
-        value(&scrape, "edgeguard_events_collected_total", &[("collector", "system"), ("kind", "SystemInformation")]),
+        value(
+            &scrape,
+            "edgeguard_events_collected_total",
+            &[("collector", "system"), ("kind", "SystemInformation")]
+        ),
         Some(1.0)
     );
     assert!(value(&scrape, "edgeguard_sink_messages_acked_total", &[]).unwrap() >= 1.0);
-    assert_eq!(value(&scrape, "edgeguard_sink_messages_failed_total", &[]), Some(0.0));
+    assert_eq!(
+        value(&scrape, "edgeguard_sink_messages_failed_total", &[]),
+        Some(0.0)
+    );
     assert!(value(&scrape, "edgeguard_process_resident_memory_bytes", &[]).unwrap() > 0.0);
     // Every sample carries the identity labels.
     for s in &scrape.samples {

@@ -34,7 +34,10 @@ fn extra(pairs: &[(&str, &str)]) -> ExtraDetails {
 
 /// One realistic event of every kind, with optional fields both present and absent.
 fn every_kind() -> Vec<Event> {
-    let container = extra(&[("ContainerId", "0123456789ab"), ("ContainerName", "edgeHub")]);
+    let container = extra(&[
+        ("ContainerId", "0123456789ab"),
+        ("ContainerName", "edgeHub"),
+    ]);
     vec![
         Event::new(Payload::ProcessCreate(vec![ProcessCreate {
             executable: "/bin/sh".into(),
@@ -166,12 +169,14 @@ fn every_kind() -> Vec<Event> {
             message: "not a multiple of 4096".into(),
             extra_details: Default::default(),
         }])),
-        Event::new(Payload::DroppedEventsStatistics(vec![DroppedEventsStatistics {
-            queue: QueueName::Low,
-            collected_events: 10,
-            dropped_events: 2,
-            extra_details: Default::default(),
-        }])),
+        Event::new(Payload::DroppedEventsStatistics(vec![
+            DroppedEventsStatistics {
+                queue: QueueName::Low,
+                collected_events: 10,
+                dropped_events: 2,
+                extra_details: Default::default(),
+            },
+        ])),
         Event::new(Payload::MessageStatistics(vec![MessageStatistics {
             messages_sent: 3,
             messages_under_4kb: 1,

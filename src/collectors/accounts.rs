@@ -182,7 +182,11 @@ mod tests {
         let states: Vec<PasswordState> = s.entries.iter().map(|e| e.password).collect();
         assert_eq!(
             states,
-            [PasswordState::Locked, PasswordState::Set, PasswordState::Empty]
+            [
+                PasswordState::Locked,
+                PasswordState::Set,
+                PasswordState::Empty
+            ]
         );
         assert_eq!(s.malformed, 1);
     }

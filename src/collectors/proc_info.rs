@@ -165,10 +165,16 @@ mod tests {
             }
         );
         assert_eq!(parse_status("garbage\nPPid: x\n"), Status::default());
-        assert_eq!(parse_cmdline(b"sh\0-c\0echo hi\0").as_deref(), Some("sh -c echo hi"));
+        assert_eq!(
+            parse_cmdline(b"sh\0-c\0echo hi\0").as_deref(),
+            Some("sh -c echo hi")
+        );
         assert_eq!(parse_cmdline(b""), None);
         assert_eq!(parse_cmdline(b"\0\0"), None);
-        assert_eq!(parse_cmdline(&[0xff, b'a', 0]).as_deref(), Some("\u{fffd}a"));
+        assert_eq!(
+            parse_cmdline(&[0xff, b'a', 0]).as_deref(),
+            Some("\u{fffd}a")
+        );
         let long = vec![b'a'; MAX_CMDLINE_BYTES * 2];
         assert_eq!(parse_cmdline(&long).unwrap().len(), MAX_CMDLINE_BYTES);
     }

@@ -216,13 +216,18 @@ mod tests {
 
     #[test]
     fn meminfo_uptime_btime_cpus() {
-        let m = parse_meminfo("MemTotal:       16384 kB\nMemFree: 100 kB\nHugePages_Total: 0\ngarbage\n");
+        let m = parse_meminfo(
+            "MemTotal:       16384 kB\nMemFree: 100 kB\nHugePages_Total: 0\ngarbage\n",
+        );
         assert_eq!(m["MemTotal"], 16384);
         assert_eq!(m["HugePages_Total"], 0);
         assert_eq!(parse_uptime("12345.67 999.0\n"), Some(12345));
         assert_eq!(parse_uptime("nan 1"), None);
         assert_eq!(parse_uptime(""), None);
-        assert_eq!(parse_boot_time("cpu 1 2\nbtime 1700000000\n"), Some(1_700_000_000));
+        assert_eq!(
+            parse_boot_time("cpu 1 2\nbtime 1700000000\n"),
+            Some(1_700_000_000)
+        );
         assert_eq!(parse_boot_time("cpu 1 2\n"), None);
         assert_eq!(parse_cpu_list("0-3,5,7-8\n"), Some(7));
         assert_eq!(parse_cpu_list("0"), Some(1));
@@ -237,7 +242,11 @@ mod tests {
         let root = dir.path();
         std::fs::create_dir_all(root.join("etc")).unwrap();
         std::fs::create_dir_all(root.join("proc")).unwrap();
-        std::fs::write(root.join("etc/os-release"), "NAME=TestOS\nVERSION_ID=1.2\nID=test\n").unwrap();
+        std::fs::write(
+            root.join("etc/os-release"),
+            "NAME=TestOS\nVERSION_ID=1.2\nID=test\n",
+        )
+        .unwrap();
         std::fs::write(root.join("etc/hostname"), "edge-01\n").unwrap();
         std::fs::write(
             root.join("proc/meminfo"),

@@ -233,7 +233,9 @@ fn truncate(event: &Event, limit: usize) -> Option<Vec<u8>> {
 
 /// The longest string in a record: `(field, None)` for a top-level field, `(_, Some(key))` for a
 /// value inside `ExtraDetails`.
-fn longest_string_field(record: &serde_json::Map<String, Value>) -> Option<(String, Option<String>)> {
+fn longest_string_field(
+    record: &serde_json::Map<String, Value>,
+) -> Option<(String, Option<String>)> {
     let mut best: Option<(usize, String, Option<String>)> = None;
     let mut consider = |len: usize, field: &str, extra: Option<&str>| {
         if best.as_ref().is_none_or(|b| len > b.0) {
@@ -278,7 +280,9 @@ mod tests {
     #[test]
     fn message_size_is_exact() {
         let h = MessageHeader::new("1.2.3", Uuid::new_v4());
-        let events: Vec<Vec<u8>> = (0..5).map(|i| encode(&process("x".repeat(i * 7)))).collect();
+        let events: Vec<Vec<u8>> = (0..5)
+            .map(|i| encode(&process("x".repeat(i * 7))))
+            .collect();
         let total: usize = events.iter().map(Vec::len).sum();
         let msg = h.build(events.iter().map(Vec::as_slice));
         assert_eq!(msg.len(), h.message_size(events.len(), total));
@@ -296,7 +300,12 @@ mod tests {
         assert!(pieces[0].len() <= 2_000);
         let v: Value = serde_json::from_slice(&pieces[0].bytes).unwrap();
         assert_eq!(v["Payload"][0]["ExtraDetails"]["Truncated"], "CommandLine");
-        assert!(v["Payload"][0]["CommandLine"].as_str().unwrap().ends_with("..."));
+        assert!(
+            v["Payload"][0]["CommandLine"]
+                .as_str()
+                .unwrap()
+                .ends_with("...")
+        );
     }
 
     #[test]
@@ -304,7 +313,12 @@ mod tests {
         let e = process("é".repeat(5_000));
         let pieces = encode_fitting(&e, 1_500).unwrap();
         let v: Value = serde_json::from_slice(&pieces[0].bytes).unwrap();
-        assert!(v["Payload"][0]["CommandLine"].as_str().unwrap().starts_with("éé"));
+        assert!(
+            v["Payload"][0]["CommandLine"]
+                .as_str()
+                .unwrap()
+                .starts_with("éé")
+        );
     }
 
     #[test]
@@ -335,6 +349,12 @@ mod tests {
     fn an_event_that_cannot_fit_is_refused() {
         let e = process("short".into());
         let err = encode_fitting(&e, 50).unwrap_err();
-        assert!(matches!(err, EncodeError::TooLarge { kind: EventKind::ProcessCreate, .. }));
+        assert!(matches!(
+            err,
+            EncodeError::TooLarge {
+                kind: EventKind::ProcessCreate,
+                ..
+            }
+        ));
     }
 }

@@ -216,7 +216,11 @@ pub struct SystemInformation {
         skip_serializing_if = "Option::is_none"
     )]
     pub bios_version: Option<String>,
-    #[serde(rename = "BootDevice", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "BootDevice",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub boot_device: Option<String>,
     #[serde(
         rename = "TotalPhysicalMemoryInKB",

@@ -198,7 +198,9 @@ mod tests {
     fn ev(n: usize) -> EncodedEvent {
         EncodedEvent {
             kind: EventKind::ProcessCreate,
-            bytes: format!("{{\"x\":\"{}\"}}", "a".repeat(n.saturating_sub(8))).into_bytes().into(),
+            bytes: format!("{{\"x\":\"{}\"}}", "a".repeat(n.saturating_sub(8)))
+                .into_bytes()
+                .into(),
             truncated: false,
         }
     }
@@ -247,7 +249,10 @@ mod tests {
         assert_eq!(m.body.len(), max);
         assert_eq!(c.queued(Priority::Low), (2, 2000));
         let (m, _) = c.take_message(&h, max, &[Lane::High], &[Lane::Low]);
-        assert!(m.is_none(), "no High left: nothing to send on the High timer");
+        assert!(
+            m.is_none(),
+            "no High left: nothing to send on the High timer"
+        );
         let (m, _) = c.take_message(&h, max, &[Lane::Low], &[Lane::High]);
         assert_eq!(m.unwrap().priority, Priority::Low);
     }

@@ -190,8 +190,11 @@ impl Pipeline {
     fn count_evicted(&mut self, evicted: Evicted) {
         self.stats.dropped[0] += evicted.high;
         self.stats.dropped[1] += evicted.low;
-        self.metrics
-            .dropped("pipeline", DropReason::CacheFull, evicted.high + evicted.low);
+        self.metrics.dropped(
+            "pipeline",
+            DropReason::CacheFull,
+            evicted.high + evicted.low,
+        );
     }
 
     fn update_queue_metrics(&self) {
@@ -224,7 +227,9 @@ impl Pipeline {
     /// Whether the cache holds at least one full message's worth of events.
     pub fn is_full(&self) -> bool {
         self.cache.len() > 1
-            && self.header.message_size(self.cache.len(), self.cache.bytes())
+            && self
+                .header
+                .message_size(self.cache.len(), self.cache.bytes())
                 >= self.max_message_bytes()
     }
 

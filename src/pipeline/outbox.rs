@@ -286,12 +286,16 @@ pub async fn run_with_spool(
                 }
                 Some(Delivery::Retry(id)) => {
                     metrics.message_failed();
-                    // Everything from this record on goes again, in order.
-                    store.lock().retry_from(id);
-                    let delay = backoff(cfg.backoff_min, cfg.backoff_max, attempt);
-                    attempt = attempt.saturating_add(1);
-                    tracing::debug!(id, ?delay, "delivery failed; retrying after backoff");
-                    resume_at = Some(Instant::now() + delay);
+                    // A sink reports every record of a dropped connection; the first one already
+                    // sent the rest back, and must not grow the backoff once per record.
+                    if store.lock().is_in_flight(id) {
+                        // Everything from this record on goes again, in order.
+                        store.lock().retry_from(id);
+                        let delay = backoff(cfg.backoff_min, cfg.backoff_max, attempt);
+                        attempt = attempt.saturating_add(1);
+                        tracing::debug!(id, ?delay, "delivery failed; retrying after backoff");
+                        resume_at = Some(Instant::now() + delay);
+                    }
                 }
                 None => {
                     tracing::error!("sink stopped reporting deliveries");
@@ -330,6 +334,16 @@ pub async fn run_with_spool(
         }
     }
 
+    // What the pipeline already handed over is kept for the next start rather than lost.
+    if store.durable {
+        if let Some(m) = held.take() {
+            held = store_message(&store, &metrics, m).await;
+        }
+        while held.is_none() {
+            let Ok(m) = input.try_recv() else { break };
+            held = store_message(&store, &metrics, m).await;
+        }
+    }
     if let Some(m) = held {
         tracing::error!(
             events = m.events,
@@ -347,7 +361,7 @@ pub async fn run_with_spool(
             );
         }
     } else if !s.is_empty() {
-        let lost_events: usize = s.entries().map(|e| e.events).sum();
+        let lost_events: usize = s.pending().map(|e| e.events).sum();
         tracing::error!(
             messages = s.len(),
             events = lost_events,
@@ -515,6 +529,39 @@ mod tests {
         h.task.await.unwrap();
         assert!(started.elapsed() <= Duration::from_secs(4));
         assert_eq!(h.metrics.dropped_total("outbox", DropReason::Shutdown), 1);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_dropped_connection_resends_everything_in_flight_once_in_order() {
+        let mut h = start(OutboxConfig {
+            window: 3,
+            backoff_min: Duration::from_secs(1),
+            backoff_max: Duration::from_secs(60),
+            ..OutboxConfig::default()
+        });
+        for n in 1..=3 {
+            h.input.send(message(n)).await.unwrap();
+        }
+        let mut sent = Vec::new();
+        for _ in 0..3 {
+            sent.push(h.records.recv().await.unwrap().id);
+        }
+        let started = Instant::now();
+        for id in &sent {
+            h.deliveries.send(Delivery::Retry(*id)).await.unwrap();
+        }
+        let mut again = Vec::new();
+        for _ in 0..3 {
+            let r = h.records.recv().await.unwrap();
+            again.push(r.id);
+            h.deliveries.send(Delivery::Ack(r.id)).await.unwrap();
+        }
+        assert_eq!(again, sent);
+        // One backoff for the whole connection, not one per record.
+        assert!(started.elapsed() < Duration::from_millis(1500));
+        drop(h.input);
+        h.task.await.unwrap();
+        assert_eq!(h.metrics.message_totals(), (3, 3, 3));
     }
 
     #[tokio::test(start_paused = true)]

@@ -21,7 +21,8 @@
 //! There is also an in-memory spool with the same rules, for snapshot mode and tests, and as the
 //! fallback when the state directory cannot hold a database.
 //!
-//! Every method does blocking file I/O (an `fsync` per commit): call it from a blocking thread.
+//! `open`, `append`, `remove` and `read` do blocking file I/O (an `fsync` per commit): call them
+//! from a blocking thread (the outbox uses `spawn_blocking`).
 
 use crate::event::Priority;
 use redb::{Database, ReadableDatabase, ReadableTable, TableDefinition};
@@ -139,7 +140,11 @@ struct Slot {
 
 enum Backend {
     Memory(HashMap<u64, Arc<[u8]>>),
-    Disk { db: Database, path: PathBuf },
+    /// `db` is `None` after an I/O error closed it, until the next operation reopens it.
+    Disk {
+        db: Option<Database>,
+        path: PathBuf,
+    },
 }
 
 /// The spool. The index (everything but bodies) is kept in memory; bodies are read on demand.
@@ -218,7 +223,7 @@ fn load(path: &Path) -> Result<Loaded, redb::Error> {
             .create(path)?;
         let txn = db.begin_write()?;
         let mut index = BTreeMap::new();
-        let mut repaired = 0;
+        let repaired;
         let next_id;
         {
             let mut records = txn.open_table(RECORDS)?;
@@ -246,7 +251,7 @@ fn load(path: &Path) -> Result<Loaded, redb::Error> {
                 tracing::error!(id, "spool record is not in a known format; removing it");
                 records.remove(id)?;
             }
-            repaired = repaired.max(bad.len());
+            repaired = bad.len();
             let stored = meta.get(NEXT_ID)?.map(|g| g.value()).unwrap_or(1);
             // Past every id seen, even of records just removed.
             let last = index
@@ -277,11 +282,14 @@ fn set_aside_name(path: &Path) -> PathBuf {
     let secs = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| d.as_secs());
-    let base = format!("{}.corrupt-{secs}", path.display());
+    let mut base = path.as_os_str().to_owned();
+    base.push(format!(".corrupt-{secs}"));
     let mut candidate = PathBuf::from(&base);
     let mut n = 1;
     while candidate.exists() {
-        candidate = PathBuf::from(format!("{base}.{n}"));
+        let mut next = base.clone();
+        next.push(format!(".{n}"));
+        candidate = PathBuf::from(next);
         n += 1;
     }
     candidate
@@ -314,6 +322,41 @@ fn prune_set_aside(path: &Path) {
     }
 }
 
+/// [`load`], setting a corrupt file aside and starting over once.
+fn load_or_set_aside(path: &Path) -> Result<(Loaded, Option<PathBuf>), Error> {
+    match load(path) {
+        Ok(loaded) => Ok((loaded, None)),
+        Err(e) if is_corruption(&e) => {
+            prune_set_aside(path);
+            let aside = set_aside_name(path);
+            std::fs::rename(path, &aside).map_err(|source| Error::SetAside {
+                path: path.to_path_buf(),
+                source,
+            })?;
+            tracing::error!(
+                path = %path.display(),
+                moved_to = %aside.display(),
+                error = %e,
+                "the spool is corrupt; set it aside and starting with an empty spool"
+            );
+            match load(path) {
+                Ok(loaded) => Ok((loaded, Some(aside))),
+                Err(e) if is_corruption(&e) => Err(Error::StillCorrupt {
+                    path: path.to_path_buf(),
+                }),
+                Err(source) => Err(Error::Open {
+                    path: path.to_path_buf(),
+                    source,
+                }),
+            }
+        }
+        Err(source) => Err(Error::Open {
+            path: path.to_path_buf(),
+            source,
+        }),
+    }
+}
+
 impl Spool {
     /// Opens the spool at `path` (usually `<state_dir>/spool.redb`), creating it if needed.
     ///
@@ -323,47 +366,11 @@ impl Spool {
     /// from memory.
     pub fn open(path: impl AsRef<Path>, max_bytes: usize) -> Result<Spool, Error> {
         let path = path.as_ref();
-        let (loaded, set_aside) = match load(path) {
-            Ok(loaded) => (loaded, None),
-            Err(e) if is_corruption(&e) => {
-                prune_set_aside(path);
-                let aside = set_aside_name(path);
-                std::fs::rename(path, &aside).map_err(|source| Error::SetAside {
-                    path: path.to_path_buf(),
-                    source,
-                })?;
-                tracing::error!(
-                    path = %path.display(),
-                    moved_to = %aside.display(),
-                    error = %e,
-                    "the spool is corrupt; set it aside and starting with an empty spool"
-                );
-                match load(path) {
-                    Ok(loaded) => (loaded, Some(aside)),
-                    Err(e) if is_corruption(&e) => {
-                        return Err(Error::StillCorrupt {
-                            path: path.to_path_buf(),
-                        });
-                    }
-                    Err(source) => {
-                        return Err(Error::Open {
-                            path: path.to_path_buf(),
-                            source,
-                        });
-                    }
-                }
-            }
-            Err(source) => {
-                return Err(Error::Open {
-                    path: path.to_path_buf(),
-                    source,
-                });
-            }
-        };
+        let (loaded, set_aside) = load_or_set_aside(path)?;
         let bytes = loaded.index.values().map(|s| s.len).sum();
         let spool = Spool {
             backend: Backend::Disk {
-                db: loaded.db,
+                db: Some(loaded.db),
                 path: path.to_path_buf(),
             },
             bytes,
@@ -447,7 +454,7 @@ impl Spool {
     }
 
     /// Stored messages, oldest (lowest id) first.
-    pub fn entries(&self) -> impl Iterator<Item = Entry> + '_ {
+    pub fn pending(&self) -> impl Iterator<Item = Entry> + '_ {
         self.index.iter().map(|(&id, s)| Entry {
             id,
             priority: s.priority,
@@ -528,6 +535,58 @@ impl Spool {
         Ok(out)
     }
 
+    /// Runs `op` on the database (`None` for the in-memory spool). A database closed by an
+    /// earlier I/O error is reopened first; an I/O error closes it, because redb refuses every
+    /// later operation until it is reopened (a full disk must not disable the spool for good).
+    fn disk<T>(
+        &mut self,
+        op: impl FnOnce(&Database) -> Result<T, redb::Error>,
+    ) -> Option<Result<T, redb::Error>> {
+        let Backend::Disk { db, path } = &mut self.backend else {
+            return None;
+        };
+        if db.is_none() {
+            match load_or_set_aside(path) {
+                Ok((loaded, set_aside)) => {
+                    tracing::info!(path = %path.display(), "spool reopened after an I/O error");
+                    *db = Some(loaded.db);
+                    if set_aside.is_some() {
+                        self.set_aside = set_aside;
+                    }
+                    // The file is the truth now; what is in flight stays so.
+                    let mut index = loaded.index;
+                    for (id, slot) in index.iter_mut() {
+                        slot.in_flight = self.index.get(id).is_some_and(|s| s.in_flight);
+                    }
+                    self.bytes = index.values().map(|s| s.len).sum();
+                    self.index = index;
+                    self.next_id = self.next_id.max(loaded.next_id);
+                }
+                Err(Error::Open { source, .. }) => return Some(Err(source)),
+                Err(e) => {
+                    tracing::error!(error = %e, "cannot reopen the spool");
+                    return Some(Err(redb::Error::DatabaseClosed));
+                }
+            }
+        }
+        let Backend::Disk { db, .. } = &mut self.backend else {
+            return None;
+        };
+        let Some(open) = db.as_ref() else {
+            return Some(Err(redb::Error::DatabaseClosed));
+        };
+        let result = op(open);
+        if let Err(e) = &result
+            && matches!(
+                e,
+                redb::Error::Io(_) | redb::Error::PreviousIo | redb::Error::DatabaseClosed
+            )
+        {
+            *db = None;
+        }
+        Some(result)
+    }
+
     /// Stores a message durably (one commit), evicting older ones if the bound requires it.
     /// When this returns `Ok`, the message survives a crash.
     pub fn append(
@@ -538,31 +597,25 @@ impl Spool {
     ) -> Result<Appended, Error> {
         let evicted = self.victims(body.len())?;
         let id = self.next_id;
-        match &mut self.backend {
-            Backend::Memory(bodies) => {
+        let written = self.disk(|db| {
+            let txn = db.begin_write()?;
+            {
+                let mut records = txn.open_table(RECORDS)?;
                 for e in &evicted {
-                    bodies.remove(&e.id);
+                    records.remove(e.id)?;
                 }
-                bodies.insert(id, body.into());
+                records.insert(id, encode(priority, events, body).as_slice())?;
+                txn.open_table(META)?.insert(NEXT_ID, id + 1)?;
             }
-            Backend::Disk { db, .. } => {
-                let record = encode(priority, events, body);
-                let txn = db.begin_write().map_err(|e| Error::Write(e.into()))?;
-                {
-                    let mut records = txn
-                        .open_table(RECORDS)
-                        .map_err(|e| Error::Write(e.into()))?;
-                    for e in &evicted {
-                        records.remove(e.id).map_err(|e| Error::Write(e.into()))?;
-                    }
-                    records
-                        .insert(id, record.as_slice())
-                        .map_err(|e| Error::Write(e.into()))?;
-                    let mut meta = txn.open_table(META).map_err(|e| Error::Write(e.into()))?;
-                    meta.insert(NEXT_ID, id + 1)
-                        .map_err(|e| Error::Write(e.into()))?;
+            txn.commit()?;
+            Ok(())
+        });
+        match written {
+            Some(result) => result.map_err(Error::Write)?,
+            None => {
+                if let Backend::Memory(bodies) = &mut self.backend {
+                    bodies.insert(id, body.into());
                 }
-                txn.commit().map_err(|e| Error::Write(e.into()))?;
             }
         }
         self.next_id = id + 1;
@@ -583,17 +636,23 @@ impl Spool {
     }
 
     /// The body of message `id`.
-    pub fn read(&self, id: u64) -> Result<Arc<[u8]>, Error> {
-        match &self.backend {
-            Backend::Memory(bodies) => bodies.get(&id).cloned().ok_or(Error::Corrupt { id }),
-            Backend::Disk { db, .. } => {
-                let txn = db.begin_read().map_err(|e| Error::Read(e.into()))?;
-                let records = txn.open_table(RECORDS).map_err(|e| Error::Read(e.into()))?;
-                let guard = records.get(id).map_err(|e| Error::Read(e.into()))?;
-                let raw = guard.ok_or(Error::Corrupt { id })?;
-                let (_, _, body) = decode(raw.value()).ok_or(Error::Corrupt { id })?;
+    pub fn read(&mut self, id: u64) -> Result<Arc<[u8]>, Error> {
+        let raw = self.disk(|db| {
+            let txn = db.begin_read()?;
+            let records = txn.open_table(RECORDS)?;
+            let raw = records.get(id)?.map(|g| g.value().to_vec());
+            Ok(raw)
+        });
+        match raw {
+            Some(raw) => {
+                let raw = raw.map_err(Error::Read)?.ok_or(Error::Corrupt { id })?;
+                let (_, _, body) = decode(&raw).ok_or(Error::Corrupt { id })?;
                 Ok(body.into())
             }
+            None => match &self.backend {
+                Backend::Memory(bodies) => bodies.get(&id).cloned().ok_or(Error::Corrupt { id }),
+                Backend::Disk { .. } => Err(Error::Corrupt { id }),
+            },
         }
     }
 
@@ -602,15 +661,14 @@ impl Spool {
         let Some(entry) = self.get(id) else {
             return Ok(None);
         };
-        if let Backend::Disk { db, .. } = &self.backend {
-            let txn = db.begin_write().map_err(|e| Error::Write(e.into()))?;
-            {
-                let mut records = txn
-                    .open_table(RECORDS)
-                    .map_err(|e| Error::Write(e.into()))?;
-                records.remove(id).map_err(|e| Error::Write(e.into()))?;
-            }
-            txn.commit().map_err(|e| Error::Write(e.into()))?;
+        let removed = self.disk(|db| {
+            let txn = db.begin_write()?;
+            txn.open_table(RECORDS)?.remove(id)?;
+            txn.commit()?;
+            Ok(())
+        });
+        if let Some(result) = removed {
+            result.map_err(Error::Write)?;
         }
         self.forget(id);
         Ok(Some(entry))
@@ -638,7 +696,7 @@ mod tests {
     }
 
     fn ids(s: &Spool) -> Vec<u64> {
-        s.entries().map(|e| e.id).collect()
+        s.pending().map(|e| e.id).collect()
     }
 
     fn both(max_bytes: usize) -> Vec<(Spool, Option<tempfile::TempDir>)> {
@@ -666,7 +724,7 @@ mod tests {
         let mut s = Spool::open(&path, 1 << 20).unwrap();
         assert_eq!(s.set_aside(), None);
         assert_eq!(
-            s.entries().collect::<Vec<_>>(),
+            s.pending().collect::<Vec<_>>(),
             vec![Entry {
                 id: 1,
                 priority: Priority::High,

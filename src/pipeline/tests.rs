@@ -53,7 +53,10 @@ fn pipeline_with(f: impl FnOnce(&mut Config)) -> (Pipeline, Arc<Metrics>) {
     f(&mut cfg);
     let metrics = Arc::new(Metrics::for_tests());
     let header = MessageHeader::new("0.0.0-test", uuid::Uuid::new_v4());
-    (Pipeline::new(header, Arc::new(cfg), metrics.clone()), metrics)
+    (
+        Pipeline::new(header, Arc::new(cfg), metrics.clone()),
+        metrics,
+    )
 }
 
 fn drain(p: &mut Pipeline, t: Trigger) -> Vec<Value> {
@@ -77,14 +80,23 @@ fn process_events_aggregate_by_command_line_not_pid() {
         p.push(process("check --fast", 100 + pid), now);
     }
     p.push(process("check --slow", 7), now);
-    assert_eq!(p.queued_events(), 0, "aggregated events wait for their window");
+    assert_eq!(
+        p.queued_events(),
+        0,
+        "aggregated events wait for their window"
+    );
     p.flush_windows();
     let evs = events(&drain(&mut p, Trigger::All));
     assert_eq!(evs.len(), 2);
     for e in &evs {
         assert_eq!(e["Category"], "Aggregated");
         let extra = &e["Payload"][0]["ExtraDetails"];
-        for k in ["StartTimeLocal", "StartTimeUtc", "EndTimeLocal", "EndTimeUtc"] {
+        for k in [
+            "StartTimeLocal",
+            "StartTimeUtc",
+            "EndTimeLocal",
+            "EndTimeUtc",
+        ] {
             assert!(extra[k].is_string(), "{k} missing in {extra}");
         }
     }
@@ -93,9 +105,15 @@ fn process_events_aggregate_by_command_line_not_pid() {
         .find(|e| e["Payload"][0]["CommandLine"] == "check --fast")
         .unwrap();
     assert_eq!(fast["Payload"][0]["ExtraDetails"]["HitCount"], "5");
-    assert_eq!(fast["Payload"][0]["ProcessId"], 100, "the first occurrence is kept");
     assert_eq!(
-        metrics.value("edgeguard_events_aggregated_total", &[("kind", "ProcessCreate")]),
+        fast["Payload"][0]["ProcessId"], 100,
+        "the first occurrence is kept"
+    );
+    assert_eq!(
+        metrics.value(
+            "edgeguard_events_aggregated_total",
+            &[("kind", "ProcessCreate")]
+        ),
         Some(4.0)
     );
 }
@@ -116,7 +134,12 @@ fn connection_key_uses_local_port_in_and_remote_port_out() {
     let evs = events(&drain(&mut p, Trigger::All));
     let mut hits: Vec<String> = evs
         .iter()
-        .map(|e| e["Payload"][0]["ExtraDetails"]["HitCount"].as_str().unwrap().to_string())
+        .map(|e| {
+            e["Payload"][0]["ExtraDetails"]["HitCount"]
+                .as_str()
+                .unwrap()
+                .to_string()
+        })
         .collect();
     hits.sort();
     assert_eq!(hits, ["1", "2", "2"]);
@@ -150,7 +173,10 @@ fn priority_off_filters_and_counts() {
     p.push(ports(3), Instant::now());
     assert_eq!(p.queued_events(), 0);
     assert_eq!(
-        metrics.value("edgeguard_events_filtered_total", &[("kind", "ListeningPorts")]),
+        metrics.value(
+            "edgeguard_events_filtered_total",
+            &[("kind", "ListeningPorts")]
+        ),
         Some(1.0)
     );
 }
@@ -402,7 +428,10 @@ mod task {
         while let Some(m) = h.out.recv().await {
             got += m.events;
         }
-        assert_eq!(got, 2, "one aggregated ProcessCreate and one ListeningPorts");
+        assert_eq!(
+            got, 2,
+            "one aggregated ProcessCreate and one ListeningPorts"
+        );
         h.task.await.unwrap();
     }
 

@@ -30,7 +30,9 @@ pub async fn run(
     fatal: CancellationToken,
 ) {
     match kind {
-        SinkKind::Stdout => write_lines(tokio::io::stdout(), false, records, deliveries, fatal).await,
+        SinkKind::Stdout => {
+            write_lines(tokio::io::stdout(), false, records, deliveries, fatal).await
+        }
         SinkKind::EdgeHub(_) => {
             // Driven by `hub::run`, which owns the MQTT session; never started through here.
             tracing::error!("the edgeHub sink is run by the hub task");

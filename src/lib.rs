@@ -115,6 +115,9 @@ pub async fn run(
     let outbox_cfg = OutboxConfig {
         max_bytes: opts.config.max_local_cache_size_in_bytes as usize,
         grace: opts.shutdown_grace,
+        // `run` keeps undelivered messages on disk across restarts and crashes; a one-off
+        // snapshot keeps them in memory (a running agent may hold the spool file).
+        spool: (mode == Mode::Run).then(|| opts.state_dir.join(pipeline::spool::FILE_NAME)),
         ..OutboxConfig::default()
     };
     let (record_tx, record_rx) = mpsc::channel(outbox_cfg.window);

@@ -53,6 +53,16 @@ pub struct Evicted {
 pub struct Cache {
     lanes: [LaneQueue; 3],
     limit: usize,
+    /// (events, bytes) queued under High and under Low: kept up to date on every change, because
+    /// the queue metrics read them after every push and a scan would make pushing O(n).
+    by_priority: [(usize, usize); 2],
+}
+
+fn priority_index(p: Priority) -> usize {
+    match p {
+        Priority::High => 0,
+        _ => 1,
+    }
 }
 
 impl Cache {
@@ -60,6 +70,7 @@ impl Cache {
         Cache {
             lanes: Default::default(),
             limit,
+            by_priority: [(0, 0); 2],
         }
     }
 
@@ -77,15 +88,22 @@ impl Cache {
 
     /// Events and bytes queued under `priority` (for metrics).
     pub fn queued(&self, priority: Priority) -> (usize, usize) {
-        let mut n = 0;
-        let mut b = 0;
-        for lane in &self.lanes {
-            for q in lane.events.iter().filter(|q| q.priority == priority) {
-                n += 1;
-                b += q.event.len();
-            }
+        match priority {
+            Priority::Off => (0, 0),
+            p => self.by_priority[priority_index(p)],
         }
-        (n, b)
+    }
+
+    fn count_in(&mut self, q: &Queued) {
+        let c = &mut self.by_priority[priority_index(q.priority)];
+        c.0 += 1;
+        c.1 += q.event.len();
+    }
+
+    fn count_out(&mut self, q: &Queued) {
+        let c = &mut self.by_priority[priority_index(q.priority)];
+        c.0 -= 1;
+        c.1 -= q.event.len();
     }
 
     /// Changes the size bound, evicting at once if the cache is now over it.
@@ -97,9 +115,11 @@ impl Cache {
     /// Queues an event; returns what had to be evicted to stay within the limit (possibly the
     /// new event itself when it is the oldest of the lowest lane).
     pub fn push(&mut self, lane: Lane, priority: Priority, event: EncodedEvent) -> Evicted {
+        let item = Queued { event, priority };
+        self.count_in(&item);
         let q = &mut self.lanes[lane as usize];
-        q.bytes += event.len();
-        q.events.push_back(Queued { event, priority });
+        q.bytes += item.event.len();
+        q.events.push_back(item);
         self.evict()
     }
 
@@ -116,6 +136,7 @@ impl Cache {
             let lane = &mut self.lanes[idx];
             let q = lane.events.pop_front().expect("lane checked non-empty");
             lane.bytes -= q.event.len();
+            self.count_out(&q);
             match q.priority {
                 Priority::High => evicted.high += 1,
                 _ => evicted.low += 1,
@@ -148,6 +169,7 @@ impl Cache {
             return (None, 0);
         }
         let mut parts: Vec<Queued> = Vec::new();
+        let mut removed: Vec<Queued> = Vec::new();
         let mut bytes = 0;
         for lane in primary.iter().chain(topup) {
             let q = &mut self.lanes[*lane as usize];
@@ -158,6 +180,7 @@ impl Cache {
                         // Cannot fit even alone: drop it rather than send an oversized message.
                         let dropped = q.events.pop_front().expect("front exists");
                         q.bytes -= dropped.event.len();
+                        removed.push(dropped);
                         oversize += 1;
                         continue;
                     }
@@ -168,6 +191,9 @@ impl Cache {
                 bytes += len;
                 parts.push(item);
             }
+        }
+        for q in removed.iter().chain(&parts) {
+            self.count_out(q);
         }
         if parts.is_empty() {
             return (None, oversize);

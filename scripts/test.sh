@@ -16,6 +16,25 @@ for component in rustfmt clippy; do
     fi
 done
 
+# The collectors' tests use the real kernel (netlink, AF_PACKET, network namespaces, firewall).
+if [ "$(id -u)" != 0 ]; then
+    echo "error: the tests need root (they open kernel sockets and create network namespaces)" >&2
+    exit 1
+fi
+
+# Debian packages the tests use: nft/iptables for the firewall collector, ip for network
+# namespaces, unshare for the process collector's fallback test.
+packages=()
+command -v nft >/dev/null 2>&1 || packages+=(nftables)
+command -v iptables-save >/dev/null 2>&1 || packages+=(iptables)
+command -v ip >/dev/null 2>&1 || packages+=(iproute2)
+command -v unshare >/dev/null 2>&1 || packages+=(util-linux)
+if [ "${#packages[@]}" -gt 0 ]; then
+    log "installing ${packages[*]}"
+    apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${packages[@]}"
+fi
+
 if [ ! -d ../shared/reference/asc-security-schemas ]; then
     echo "error: ../shared/reference/asc-security-schemas is missing (the tests validate against it)" >&2
     exit 1

@@ -1526,21 +1526,7 @@ fn machine(host: &HostRoot) -> String {
     {
         return s.trim().to_string();
     }
-    let mut uts = std::mem::MaybeUninit::<libc::utsname>::zeroed();
-    // SAFETY: uname fills the struct it is given and returns 0 on success; the buffer is
-    // zeroed, so every field is NUL-terminated even if the kernel wrote less.
-    if unsafe { libc::uname(uts.as_mut_ptr()) } != 0 {
-        return std::env::consts::ARCH.to_string();
-    }
-    // SAFETY: uname returned 0, so the struct is initialised.
-    let uts = unsafe { uts.assume_init() };
-    let bytes: Vec<u8> = uts
-        .machine
-        .iter()
-        .take_while(|c| **c != 0)
-        .map(|c| *c as u8)
-        .collect();
-    String::from_utf8_lossy(&bytes).into_owned()
+    super::system::machine().unwrap_or_else(|| std::env::consts::ARCH.to_string())
 }
 
 /// User name → uid, from the host's passwd, re-read when the file changes.

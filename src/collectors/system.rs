@@ -98,7 +98,7 @@ fn first_line(s: &str) -> Option<String> {
 
 /// The machine name of the running kernel (`uname -m`): the device's, also from a container,
 /// unlike the architecture this binary was built for.
-fn machine() -> Option<String> {
+pub fn machine() -> Option<String> {
     let mut uts = std::mem::MaybeUninit::<libc::utsname>::zeroed();
     // SAFETY: uname fills the struct it is given and returns 0 on success; the buffer is
     // zeroed, so every field is a NUL-terminated C string even if the kernel wrote less.

@@ -865,9 +865,13 @@ mod tests {
         let (ctx, mut rx) = h.context();
         let task = tokio::spawn(watch_every(ctx.clone(), tick));
         // First start ever: nothing to compare with, so nothing reported; the state is saved.
-        tokio::time::sleep(tick * 5).await;
+        let saved = h.state.path().join(STATE_FILE);
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+        while !saved.exists() && tokio::time::Instant::now() < deadline {
+            tokio::time::sleep(tick).await;
+        }
+        assert!(saved.exists(), "the first look is saved");
         assert!(rx.try_recv().is_err());
-        assert!(h.state.path().join(STATE_FILE).exists());
 
         h.write(
             "passwd",

@@ -71,6 +71,50 @@ pub struct Options {
     pub shutdown_grace: Duration,
     /// Where to serve Prometheus metrics in `run` mode (`None`: not at all).
     pub metrics_addr: Option<SocketAddr>,
+    /// Settings of the hub connection, when the sink is edgeHub.
+    pub hub: hub::HubOptions,
+    /// Changes the log filter when the twin's `logLevel` changes (`None`: logs stay as started).
+    pub log_control: Option<LogControl>,
+}
+
+/// Replaces the log filter at run time: `Some(directives)` in `RUST_LOG` syntax, `None` for the
+/// filter the agent started with. The binary owns the subscriber; the library only asks.
+#[derive(Clone)]
+pub struct LogControl(pub Arc<SetLogFilter>);
+
+/// What [`LogControl`] calls: `Err` carries a message for the log.
+pub type SetLogFilter = dyn Fn(Option<&str>) -> Result<(), String> + Send + Sync;
+
+impl std::fmt::Debug for LogControl {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("LogControl")
+    }
+}
+
+/// Applies the configuration's `logLevel` now and after every change, until `stop`.
+async fn follow_log_level(
+    control: LogControl,
+    mut config: watch::Receiver<Arc<Config>>,
+    stop: CancellationToken,
+) {
+    let mut applied: Option<String> = None;
+    loop {
+        let wanted = config.borrow_and_update().log_level.clone();
+        if wanted != applied {
+            match (control.0)(wanted.as_deref()) {
+                Ok(()) => tracing::info!(
+                    log_level = wanted.as_deref().unwrap_or("(as started)"),
+                    "log filter changed"
+                ),
+                Err(e) => tracing::warn!(error = %e, "cannot change the log filter"),
+            }
+            applied = wanted;
+        }
+        tokio::select! {
+            changed = config.changed() => if changed.is_err() { break },
+            _ = stop.cancelled() => break,
+        }
+    }
 }
 
 impl Default for Options {
@@ -84,6 +128,8 @@ impl Default for Options {
             config_version: None,
             shutdown_grace: Duration::from_secs(10),
             metrics_addr: None,
+            hub: hub::HubOptions::default(),
+            log_control: None,
         }
     }
 }
@@ -118,6 +164,7 @@ pub async fn run(
         // `run` keeps undelivered messages on disk across restarts and crashes; a one-off
         // snapshot keeps them in memory (a running agent may hold the spool file).
         spool: (mode == Mode::Run).then(|| opts.state_dir.join(pipeline::spool::FILE_NAME)),
+        config: Some(config_rx.clone()),
         ..OutboxConfig::default()
     };
     let (record_tx, record_rx) = mpsc::channel(outbox_cfg.window);
@@ -160,10 +207,9 @@ pub async fn run(
                 snapshot: snapshot_now.clone(),
             };
             let (m, stop) = (metrics.clone(), stop_collectors.clone());
+            let hub_opts = opts.hub.clone();
             tracker.spawn(async move {
-                if let Err(e) =
-                    hub::run(*env, hub::HubOptions::default(), channels, m, stop.clone()).await
-                {
+                if let Err(e) = hub::run(*env, hub_opts, channels, m, stop.clone()).await {
                     tracing::error!(error = %e, "the edgeHub connection failed for good");
                     stop.cancel();
                 }
@@ -177,6 +223,14 @@ pub async fn run(
                 stop_collectors.clone(),
             ));
         }
+    }
+
+    if let Some(control) = opts.log_control.clone() {
+        tracker.spawn(follow_log_level(
+            control,
+            config_rx.clone(),
+            stop_collectors.clone(),
+        ));
     }
 
     // Keys the local configuration rejected are reported like a twin's would be.

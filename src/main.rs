@@ -5,7 +5,7 @@ use clap::{Parser, Subcommand, ValueEnum};
 use edgeguard::config::{self, Config, Rejected};
 use edgeguard::host::HostRoot;
 use edgeguard::sink::SinkKind;
-use edgeguard::{Mode, Options};
+use edgeguard::{LogControl, Mode, Options};
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
@@ -72,6 +72,19 @@ struct SinkArgs {
     /// Seconds to keep delivering queued messages after SIGTERM/SIGINT.
     #[arg(long, default_value_t = 10)]
     shutdown_grace: u64,
+
+    /// Lifetime of the SAS tokens the module signs, in seconds; the connection is renewed at
+    /// 80 % of it.
+    #[arg(long, env = "EDGEGUARD_TOKEN_LIFETIME", default_value_t = 3600, value_parser = clap::value_parser!(u64).range(5..=31_536_000))]
+    token_lifetime: u64,
+
+    /// MQTT port of edgeHub or IoT Hub (8883 unless a gateway listens elsewhere).
+    #[arg(long, env = "EDGEGUARD_HUB_PORT")]
+    hub_port: Option<u16>,
+
+    /// Mark telemetry as Azure security messages (`$.ifid=urn:azureiot:Security:SecurityAgent:1`).
+    #[arg(long, env = "EDGEGUARD_SECURITY_INTERFACE")]
+    security_interface: bool,
 }
 
 #[derive(Subcommand, Debug)]
@@ -94,8 +107,8 @@ enum ConfigCommand {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    init_logging(cli.log_format);
-    match real_main(cli) {
+    let log_control = init_logging(cli.log_format);
+    match real_main(cli, log_control) {
         Ok(code) => code,
         Err(e) => {
             tracing::error!("{e:#}");
@@ -105,20 +118,33 @@ fn main() -> ExitCode {
     }
 }
 
-fn init_logging(format: LogFormat) {
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
+/// Logs to stderr with the filter from RUST_LOG (default `info`); the returned control lets the
+/// twin's `logLevel` replace that filter at run time.
+fn init_logging(format: LogFormat) -> LogControl {
+    use tracing_subscriber::{
+        EnvFilter, Layer, layer::SubscriberExt, reload, util::SubscriberInitExt,
+    };
+    let started = std::env::var("RUST_LOG").unwrap_or_default();
+    let initial = move || EnvFilter::try_new(&started).unwrap_or_else(|_| EnvFilter::new("info"));
+    let (filter, handle) = reload::Layer::new(initial());
+    let fmt = tracing_subscriber::fmt::layer()
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .with_writer(std::io::stderr);
-    match format {
-        LogFormat::Text => builder.init(),
-        LogFormat::Json => builder.json().init(),
-    }
+    let fmt = match format {
+        LogFormat::Text => fmt.boxed(),
+        LogFormat::Json => fmt.json().boxed(),
+    };
+    tracing_subscriber::registry().with(filter).with(fmt).init();
+    LogControl(std::sync::Arc::new(move |directives: Option<&str>| {
+        let filter = match directives {
+            Some(d) => EnvFilter::try_new(d).map_err(|e| e.to_string())?,
+            None => initial(),
+        };
+        handle.reload(filter).map_err(|e| e.to_string())
+    }))
 }
 
-fn real_main(cli: Cli) -> Result<ExitCode> {
+fn real_main(cli: Cli, log_control: LogControl) -> Result<ExitCode> {
     let (sink_args, mode) = match cli.command {
         Command::Config(ConfigCommand::Check { file }) => return config_check(&file),
         Command::Run(a) => (a, Mode::Run),
@@ -135,7 +161,12 @@ fn real_main(cli: Cli) -> Result<ExitCode> {
         None => match edgeguard::hub::EdgeEnvironment::from_process_env()
             .context("reading the IoT Edge environment")?
         {
-            Some(env) => SinkKind::EdgeHub(Box::new(env)),
+            Some(mut env) => {
+                if let Some(port) = sink_args.hub_port {
+                    env.port = port;
+                }
+                SinkKind::EdgeHub(Box::new(env))
+            }
             None => SinkKind::Stdout,
         },
     };
@@ -148,6 +179,12 @@ fn real_main(cli: Cli) -> Result<ExitCode> {
         config_version,
         shutdown_grace: Duration::from_secs(sink_args.shutdown_grace),
         metrics_addr: sink_args.metrics_addr.0,
+        hub: edgeguard::hub::HubOptions {
+            token_lifetime: Duration::from_secs(sink_args.token_lifetime),
+            security_interface: sink_args.security_interface,
+            ..edgeguard::hub::HubOptions::default()
+        },
+        log_control: Some(log_control),
     };
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()

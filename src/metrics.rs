@@ -56,6 +56,9 @@ pub enum DropReason {
     Shutdown,
     /// A source that cannot pause found the pipeline's channel full.
     ChannelFull,
+    /// The spool reached `maxLocalCacheSizeInBytes` while edgeHub was unreachable: its oldest
+    /// Low-priority messages were evicted (or the new one, if all were in flight).
+    SpoolFull,
 }
 
 impl DropReason {
@@ -66,6 +69,7 @@ impl DropReason {
             DropReason::SourceOverflow => "source_overflow",
             DropReason::Shutdown => "shutdown",
             DropReason::ChannelFull => "channel_full",
+            DropReason::SpoolFull => "spool_full",
         }
     }
 }
@@ -84,8 +88,12 @@ pub struct Metrics {
     messages_failed: IntCounter,
     messages_bytes: IntCounter,
     messages_under_4kb: IntCounter,
-    outbox_messages: IntGauge,
-    outbox_bytes: IntGauge,
+    spool_messages: IntGauge,
+    spool_bytes: IntGauge,
+    hub_connected: IntGauge,
+    hub_reconnects: IntCounter,
+    /// Events evicted from the spool, per queue (High, Low), for `DroppedEventsStatistics`.
+    spool_dropped: [std::sync::atomic::AtomicU64; 2],
     config_rejected: IntCounterVec,
     config_version: IntGauge,
     errors: IntCounterVec,
@@ -226,15 +234,25 @@ impl Metrics {
                 "edgeguard_sink_messages_under_4kb_total",
                 "Acknowledged messages smaller than 4 KiB (billed as one IoT Hub message unit each)",
             ),
-            outbox_messages: gauge(
+            spool_messages: gauge(
                 &r,
-                "edgeguard_outbox_messages",
-                "Messages waiting for acknowledgement",
+                "edgeguard_spool_messages",
+                "Messages in the spool (on disk in run mode), waiting for acknowledgement",
             ),
-            outbox_bytes: gauge(
+            spool_bytes: gauge(
                 &r,
-                "edgeguard_outbox_size_bytes",
-                "Bytes of messages waiting for acknowledgement",
+                "edgeguard_spool_size_bytes",
+                "Bytes of message bodies in the spool, waiting for acknowledgement",
+            ),
+            hub_connected: gauge(
+                &r,
+                "edgeguard_hub_connected",
+                "1 while the MQTT connection to edgeHub (or IoT Hub) is up, else 0",
+            ),
+            hub_reconnects: counter(
+                &r,
+                "edgeguard_hub_reconnects_total",
+                "Connections to the hub that were lost (token renewals not counted)",
             ),
             config_rejected: counter_vec(
                 &r,
@@ -274,6 +292,7 @@ impl Metrics {
                     .expect("each metric is registered once");
                 c
             },
+            spool_dropped: Default::default(),
             registry: r,
             drop_log: Mutex::new(HashMap::new()),
         }
@@ -363,6 +382,21 @@ impl Metrics {
         }
     }
 
+    /// Counts events of a `priority` message the spool dropped when full, both in the metric
+    /// (`stage="spool"`, `reason="spool_full"`) and for the next `DroppedEventsStatistics`.
+    pub fn spool_dropped(&self, priority: Priority, n: u64) {
+        let i = usize::from(priority != Priority::High);
+        self.spool_dropped[i].fetch_add(n, std::sync::atomic::Ordering::Relaxed);
+        self.dropped("spool", DropReason::SpoolFull, n);
+    }
+
+    /// Events the spool dropped so far, per queue (High, Low).
+    pub fn spool_dropped_totals(&self) -> [u64; 2] {
+        self.spool_dropped
+            .each_ref()
+            .map(|c| c.load(std::sync::atomic::Ordering::Relaxed))
+    }
+
     pub fn dropped_total(&self, stage: &str, reason: DropReason) -> u64 {
         self.events_dropped
             .with_label_values(&[stage, reason.as_str()])
@@ -393,9 +427,17 @@ impl Metrics {
         self.messages_failed.inc();
     }
 
-    pub fn set_outbox(&self, messages: usize, bytes: usize) {
-        self.outbox_messages.set(messages as i64);
-        self.outbox_bytes.set(bytes as i64);
+    pub fn set_spool(&self, messages: usize, bytes: usize) {
+        self.spool_messages.set(messages as i64);
+        self.spool_bytes.set(bytes as i64);
+    }
+
+    /// The hub link's state: `connected` for the gauge; `reconnect` counts a lost connection.
+    pub fn set_hub_link(&self, connected: bool, reconnect: bool) {
+        self.hub_connected.set(i64::from(connected));
+        if reconnect {
+            self.hub_reconnects.inc();
+        }
     }
 
     pub fn config_rejected(&self, error_type: &str) {

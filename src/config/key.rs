@@ -27,6 +27,7 @@ pub(super) enum Key {
     BaselineCustomChecksFilePath,
     BaselineCustomChecksFileHash,
     HubResourceId,
+    LogLevel,
 }
 
 const EVENT_PRIORITY: &str = "eventPriority";
@@ -53,6 +54,7 @@ impl Key {
             BaselineCustomChecksFilePath,
             BaselineCustomChecksFileHash,
             HubResourceId,
+            LogLevel,
         ];
         sizes
             .into_iter()
@@ -77,6 +79,7 @@ impl Key {
             BaselineCustomChecksFilePath => "baselineCustomChecksFilePath".into(),
             BaselineCustomChecksFileHash => "baselineCustomChecksFileHash".into(),
             HubResourceId => "hubResourceId".into(),
+            LogLevel => "logLevel".into(),
         }
     }
 
@@ -94,6 +97,7 @@ impl Key {
             "baselineCustomChecksFilePath" => BaselineCustomChecksFilePath,
             "baselineCustomChecksFileHash" => BaselineCustomChecksFileHash,
             "hubResourceId" => HubResourceId,
+            "logLevel" => LogLevel,
             _ => {
                 if let Some(kind) = name.strip_prefix(EVENT_PRIORITY) {
                     EventPriority(EventKind::from_name(kind)?)
@@ -126,6 +130,7 @@ impl Key {
             BaselineCustomChecksFilePath => config.baseline_custom_checks_file_path.clone().into(),
             BaselineCustomChecksFileHash => config.baseline_custom_checks_file_hash.clone().into(),
             HubResourceId => config.hub_resource_id.clone().into(),
+            LogLevel => config.log_level.clone().into(),
         }
     }
 
@@ -174,6 +179,7 @@ impl Key {
                 config.baseline_custom_checks_file_hash = string(value)?;
             }
             HubResourceId => config.hub_resource_id = string(value)?.unwrap_or_default(),
+            LogLevel => config.log_level = log_level(value)?,
         }
         Ok(())
     }
@@ -213,6 +219,7 @@ impl Key {
                 to.baseline_custom_checks_file_hash = from.baseline_custom_checks_file_hash.clone();
             }
             HubResourceId => to.hub_resource_id = from.hub_resource_id.clone(),
+            LogLevel => to.log_level = from.log_level.clone(),
         }
     }
 }
@@ -310,17 +317,59 @@ fn string(value: &Value) -> Result<Option<String>, String> {
     }
 }
 
+/// A log filter in `RUST_LOG` syntax (`debug`, `info,edgeguard::hub=trace`); checked here so a
+/// typo is rejected like any bad key instead of silencing the logs.
+fn log_level(value: &Value) -> Result<Option<String>, String> {
+    let Some(text) = string(value)? else {
+        return Ok(None);
+    };
+    let text = text.trim();
+    if text.is_empty() {
+        return Ok(None);
+    }
+    // A lone word would parse as a target name ("verbose" = everything from target "verbose");
+    // a user who writes one means a level.
+    const LEVELS: [&str; 6] = ["off", "error", "warn", "info", "debug", "trace"];
+    if !text.contains(['=', ',', ':', '[']) && !LEVELS.contains(&text.to_ascii_lowercase().as_str())
+    {
+        return Err(format!(
+            "expected a log level (error, warn, info, debug, trace, off) or RUST_LOG directives, got {}",
+            quote(text)
+        ));
+    }
+    tracing_subscriber::EnvFilter::builder()
+        .parse(text)
+        .map(|_| Some(text.to_string()))
+        .map_err(|e| {
+            format!(
+                "expected a log level (error, warn, info, debug, trace) or RUST_LOG directives: {e}"
+            )
+        })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use serde_json::json;
 
     #[test]
+    fn log_levels_are_checked() {
+        for good in ["debug", "INFO", "info,edgeguard::hub=trace", " warn "] {
+            assert!(log_level(&json!(good)).unwrap().is_some(), "{good}");
+        }
+        assert_eq!(log_level(&json!("")).unwrap(), None);
+        assert_eq!(log_level(&Value::Null).unwrap(), None);
+        for bad in [json!("verbose"), json!("info,edgeguard=lots"), json!(3)] {
+            assert!(log_level(&bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
     fn names_round_trip_and_are_unique() {
         let names: Vec<String> = Key::all().map(Key::name).collect();
         let unique: std::collections::BTreeSet<&String> = names.iter().collect();
         assert_eq!(unique.len(), names.len());
-        assert_eq!(names.len(), 5 + EventKind::ALL.len() + 6 + 4);
+        assert_eq!(names.len(), 5 + EventKind::ALL.len() + 6 + 5);
         for key in Key::all() {
             assert_eq!(Key::from_name(&key.name()), Some(key));
         }

@@ -60,6 +60,9 @@ pub struct Config {
     pub baseline_custom_checks_file_path: Option<String>,
     pub baseline_custom_checks_file_hash: Option<String>,
     pub hub_resource_id: String,
+    /// edgeguard's own key: log filter in `RUST_LOG` syntax, applied at run time; `None` keeps
+    /// the one the agent started with (`RUST_LOG`, default `info`).
+    pub log_level: Option<String>,
 }
 
 /// Aggregation settings of one aggregatable event kind.
@@ -91,6 +94,7 @@ impl Default for Config {
             baseline_custom_checks_file_path: None,
             baseline_custom_checks_file_hash: None,
             hub_resource_id: String::new(),
+            log_level: None,
         }
     }
 }

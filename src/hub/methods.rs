@@ -151,7 +151,7 @@ fn status(ctx: &MethodContext) -> Value {
             "bytes": int("edgeguard_queue_size_bytes", &[("priority", p)]),
         })
     };
-    let mut body = json!({
+    json!({
         "agentVersion": AGENT_VERSION,
         "startTime": ctx.start_time,
         "connection": {
@@ -163,9 +163,9 @@ fn status(ctx: &MethodContext) -> Value {
         "config": {
             "desiredVersion": int("edgeguard_config_desired_version", &[]).filter(|v| *v >= 0),
         },
-        "outbox": {
-            "messages": int("edgeguard_outbox_messages", &[]),
-            "bytes": int("edgeguard_outbox_size_bytes", &[]),
+        "spool": {
+            "messages": int("edgeguard_spool_messages", &[]),
+            "bytes": int("edgeguard_spool_size_bytes", &[]),
         },
         "queue": {"High": queue("High"), "Low": queue("Low")},
         "messages": {
@@ -174,12 +174,7 @@ fn status(ctx: &MethodContext) -> Value {
             "failed": int("edgeguard_sink_messages_failed_total", &[]),
         },
         "collectors": collector_health(&m.render()),
-    });
-    // The disk spool's gauges, once it exists.
-    if let Some(bytes) = int("edgeguard_spool_size_bytes", &[]) {
-        body["spool"] = json!({"bytes": bytes, "records": int("edgeguard_spool_records", &[])});
-    }
-    body
+    })
 }
 
 /// `collector → Up|Degraded|Down` from the `edgeguard_collector_status` gauges in a Prometheus
@@ -289,7 +284,7 @@ mod tests {
     async fn status_reports_link_metrics_and_collectors() {
         let (ctx, _rx) = context();
         ctx.metrics.set_config_version(Some(7));
-        ctx.metrics.set_outbox(3, 300);
+        ctx.metrics.set_spool(3, 300);
         ctx.metrics.set_queue(Priority::High, 5, 500);
         ctx.metrics
             .collector_status("process", CollectorHealth::Degraded);
@@ -300,13 +295,12 @@ mod tests {
         assert_eq!(b["connection"]["state"], "connected");
         assert_eq!(b["connection"]["reconnects"], 2);
         assert_eq!(b["config"]["desiredVersion"], 7);
-        assert_eq!(b["outbox"]["messages"], 3);
-        assert_eq!(b["outbox"]["bytes"], 300);
+        assert_eq!(b["spool"]["messages"], 3);
+        assert_eq!(b["spool"]["bytes"], 300);
         assert_eq!(b["queue"]["High"]["events"], 5);
         assert_eq!(b["collectors"]["process"], "Degraded");
         assert_eq!(b["collectors"]["system"], "Up");
         assert_eq!(b["agentVersion"], AGENT_VERSION);
-        assert!(b.get("spool").is_none());
     }
 
     #[test]

@@ -262,6 +262,7 @@ impl Driver {
     }
 
     fn set_link(&self, state: &'static str, error: Option<String>, reconnect: bool) {
+        self.metrics.set_hub_link(state == "connected", reconnect);
         self.link.send_modify(|l| {
             l.state = state;
             l.since = Some(format_utc(&chrono::Local::now().fixed_offset()));

@@ -71,6 +71,8 @@ pub struct Pipeline {
     stats: QueueStats,
     /// Message counters already reported in a `MessageStatistics` event.
     reported_totals: (u64, u64, u64),
+    /// Spool drops (High, Low) already reported in a `DroppedEventsStatistics` event.
+    reported_spool_drops: [u64; 2],
     /// A limit of the sink below the twin's maximum (edgeHub refuses packets over 256 KiB,
     /// topic and properties included).
     sink_limit: usize,
@@ -84,6 +86,7 @@ impl Pipeline {
             aggregator: Aggregator::new(aggregator::DEFAULT_MAX_KEYS),
             cache,
             reported_totals: metrics.message_totals(),
+            reported_spool_drops: metrics.spool_dropped_totals(),
             metrics,
             config,
             stats: QueueStats::default(),
@@ -264,7 +267,14 @@ impl Pipeline {
 
     /// `DroppedEventsStatistics` and `MessageStatistics` for the time since the last call.
     pub fn statistics_events(&mut self) -> Vec<Event> {
-        let s = std::mem::take(&mut self.stats);
+        let mut s = std::mem::take(&mut self.stats);
+        // Events the spool evicted while the hub was away were collected here earlier; they
+        // count as dropped from their queue now.
+        let spool = self.metrics.spool_dropped_totals();
+        let last_spool = std::mem::replace(&mut self.reported_spool_drops, spool);
+        for i in 0..2 {
+            s.dropped[i] += spool[i].saturating_sub(last_spool[i]);
+        }
         let dropped = Payload::DroppedEventsStatistics(
             [QueueName::High, QueueName::Low]
                 .into_iter()

@@ -8,7 +8,7 @@
 //!
 //! The spool is bounded: when it is full, the oldest Low-priority messages (then the oldest High)
 //! that are not in flight are evicted and counted as dropped (`stage="spool"`,
-//! `reason="cache_full"`); a message that finds the spool full of messages in flight is dropped
+//! `reason="spool_full"`); a message that finds the spool full of messages in flight is dropped
 //! and counted the same way. Bodies are read back from the spool when they are sent, so memory
 //! holds at most the window's bodies, not the whole backlog.
 //!
@@ -17,12 +17,13 @@
 
 use super::Message;
 use super::spool::{self, Entry, Spool};
+use crate::config::Config;
 use crate::event::Priority;
 use crate::metrics::{DropReason, Metrics};
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::Duration;
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, watch};
 use tokio::time::{Instant, sleep_until};
 use tokio_util::sync::CancellationToken;
 
@@ -57,6 +58,9 @@ pub struct OutboxConfig {
     /// The spool file (`<state_dir>/spool.redb`, see [`spool::FILE_NAME`]); `None` keeps
     /// messages in memory only.
     pub spool: Option<PathBuf>,
+    /// The running configuration: a twin change of `maxLocalCacheSizeInBytes` rebounds the
+    /// spool (the next append evicts down to the new size). `None`: `max_bytes` for good.
+    pub config: Option<watch::Receiver<Arc<Config>>>,
 }
 
 impl Default for OutboxConfig {
@@ -68,6 +72,7 @@ impl Default for OutboxConfig {
             backoff_max: Duration::from_secs(60),
             grace: Duration::from_secs(10),
             spool: None,
+            config: None,
         }
     }
 }
@@ -204,6 +209,7 @@ pub async fn run_with_spool(
     let mut resume_at: Option<Instant> = None;
     let mut deadline: Option<Instant> = None;
     let window = cfg.window.max(1);
+    let mut config = cfg.config.clone();
 
     loop {
         if !input_open && held.is_none() && store.lock().is_empty() {
@@ -256,7 +262,7 @@ pub async fn run_with_spool(
         }
         {
             let s = store.lock();
-            metrics.set_outbox(s.len(), s.bytes());
+            metrics.set_spool(s.len(), s.bytes());
         }
 
         let accepting = input_open && held.is_none();
@@ -302,6 +308,24 @@ pub async fn run_with_spool(
                     break;
                 }
             },
+            changed = async { config.as_mut()?.changed().await.ok() }, if config.is_some() => {
+                match changed {
+                    Some(()) => {
+                        let max = config
+                            .as_mut()
+                            .map(|c| c.borrow_and_update().max_local_cache_size_in_bytes as usize);
+                        if let Some(max) = max {
+                            let mut s = store.lock();
+                            if s.max_bytes() != max {
+                                tracing::info!(max_bytes = max, "spool bound changed");
+                                s.set_max_bytes(max);
+                            }
+                        }
+                    }
+                    // The configuration no longer changes.
+                    None => config = None,
+                }
+            }
             _ = shutdown.cancelled(), if deadline.is_none() => {
                 deadline = Some(Instant::now() + cfg.grace);
             }
@@ -369,7 +393,7 @@ pub async fn run_with_spool(
         );
         metrics.dropped("outbox", DropReason::Shutdown, lost_events as u64);
     }
-    metrics.set_outbox(0, 0);
+    metrics.set_spool(0, 0);
 }
 
 /// Appends `m` to the spool and counts what that evicted (or the message itself, if the spool
@@ -393,16 +417,18 @@ async fn store_message(store: &Store, metrics: &Metrics, m: Message) -> Option<M
                     "spool full; evicted the oldest messages"
                 );
             }
-            metrics.dropped("spool", DropReason::CacheFull, evicted as u64);
+            for e in &appended.evicted {
+                metrics.spool_dropped(e.priority, e.events as u64);
+            }
             None
         }
-        Ok((_, Err(spool::Error::Full { len }))) => {
+        Ok((m, Err(spool::Error::Full { len }))) => {
             tracing::debug!(
                 len,
                 events,
                 "spool full of messages in flight; message dropped"
             );
-            metrics.dropped("spool", DropReason::CacheFull, events as u64);
+            metrics.spool_dropped(m.priority, events as u64);
             None
         }
         Ok((m, Err(err))) => {
@@ -580,7 +606,7 @@ mod tests {
             h.input.send(message(n)).await.unwrap();
         }
         let r1 = h.records.recv().await.unwrap();
-        until(|| h.metrics.value("edgeguard_outbox_messages", &[]) == Some(3.0)).await;
+        until(|| h.metrics.value("edgeguard_spool_messages", &[]) == Some(3.0)).await;
         h.shutdown.cancel();
         h.task.await.unwrap();
         // Kept, not lost.
@@ -607,6 +633,43 @@ mod tests {
     }
 
     #[tokio::test(start_paused = true)]
+    async fn a_twin_change_of_the_cache_size_rebounds_the_spool() {
+        let (config_tx, config_rx) = watch::channel(Arc::new(Config::default()));
+        let mut h = start(OutboxConfig {
+            max_bytes: 1000,
+            config: Some(config_rx),
+            ..OutboxConfig::default()
+        });
+        // 1 is in flight (never evicted); 2..=5 wait: 50 bytes, well under 1000.
+        h.input.send(message(1)).await.unwrap();
+        let r1 = h.records.recv().await.unwrap();
+        for n in 2..=5 {
+            h.input.send(message(n)).await.unwrap();
+        }
+        until(|| h.metrics.value("edgeguard_spool_messages", &[]) == Some(5.0)).await;
+        assert_eq!(h.metrics.dropped_total("spool", DropReason::SpoolFull), 0);
+        // The twin lowers the bound to 30 bytes: the next append evicts the oldest down to it.
+        let smaller = Config {
+            max_local_cache_size_in_bytes: 30,
+            ..Config::default()
+        };
+        config_tx.send(Arc::new(smaller)).unwrap();
+        tokio::time::sleep(Duration::from_millis(10)).await;
+        h.input.send(message(6)).await.unwrap();
+        until(|| h.metrics.dropped_total("spool", DropReason::SpoolFull) == 3).await;
+        assert_eq!(h.metrics.spool_dropped_totals(), [0, 3]);
+        let mut got = vec![r1.body[0]];
+        h.deliveries.send(Delivery::Ack(r1.id)).await.unwrap();
+        drop(h.input);
+        while let Some(r) = h.records.recv().await {
+            got.push(r.body[0]);
+            h.deliveries.send(Delivery::Ack(r.id)).await.unwrap();
+        }
+        h.task.await.unwrap();
+        assert_eq!(got, [1, 5, 6]);
+    }
+
+    #[tokio::test(start_paused = true)]
     async fn a_full_spool_evicts_the_oldest_low_messages_first_and_counts_their_events() {
         let dir = tempfile::tempdir().unwrap();
         let mut h = start(on_disk(
@@ -625,12 +688,12 @@ mod tests {
         h.input.send(sized(4, Priority::Low, 4)).await.unwrap();
         // Again: now 4 is the oldest Low.
         h.input.send(sized(5, Priority::Low, 5)).await.unwrap();
-        until(|| h.metrics.dropped_total("spool", DropReason::CacheFull) == 6).await;
+        until(|| h.metrics.dropped_total("spool", DropReason::SpoolFull) == 6).await;
         // 6 (High) pushes out the last Low (5); then 7 finds only High messages: the oldest
         // not in flight (3) goes, never 1.
         h.input.send(sized(6, Priority::High, 6)).await.unwrap();
         h.input.send(sized(7, Priority::High, 7)).await.unwrap();
-        until(|| h.metrics.dropped_total("spool", DropReason::CacheFull) == 14).await;
+        until(|| h.metrics.dropped_total("spool", DropReason::SpoolFull) == 14).await;
 
         let mut got = vec![r1.body[0]];
         h.deliveries.send(Delivery::Ack(r1.id)).await.unwrap();
@@ -661,10 +724,10 @@ mod tests {
         let r2 = h.records.recv().await.unwrap();
         // Both are in flight: nothing may be evicted for 3.
         h.input.send(sized(3, Priority::High, 7)).await.unwrap();
-        until(|| h.metrics.dropped_total("spool", DropReason::CacheFull) == 7).await;
+        until(|| h.metrics.dropped_total("spool", DropReason::SpoolFull) == 7).await;
         // An acknowledgement makes room again.
         h.deliveries.send(Delivery::Ack(r1.id)).await.unwrap();
-        until(|| h.metrics.value("edgeguard_outbox_messages", &[]) == Some(1.0)).await;
+        until(|| h.metrics.value("edgeguard_spool_messages", &[]) == Some(1.0)).await;
         h.input.send(message(4)).await.unwrap();
         let r4 = h.records.recv().await.unwrap();
         assert_eq!((r2.body[0], r4.body[0]), (2, 4));
@@ -674,7 +737,7 @@ mod tests {
         h.deliveries.send(Delivery::Ack(r4.id)).await.unwrap();
         drop(h.input);
         h.task.await.unwrap();
-        assert_eq!(h.metrics.dropped_total("spool", DropReason::CacheFull), 7);
+        assert_eq!(h.metrics.dropped_total("spool", DropReason::SpoolFull), 7);
     }
 
     #[tokio::test]

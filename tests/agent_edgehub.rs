@@ -1,0 +1,505 @@
+//! The `edgeguard` binary as IoT Edge runs it (environment from edgeAgent, credentials from the
+//! workload API, MQTT to edgeHub), against the doubles in `tests/support`, while events flow:
+//! a 30 s edgeHub outage, SIGKILL mid-stream and a restart, and 10 s SAS tokens for a minute.
+//!
+//! The events are failed sshd logins appended to the auth log of a host root made for the test,
+//! one user name per line (`u<N>`), so every event can be told apart and counted. Other sources
+//! (kernel process and connection events) are switched off in the twin: this is about delivery.
+
+mod support;
+
+use base64::Engine;
+use base64::engine::general_purpose::STANDARD as B64;
+use edgeguard::pipeline::spool::{self, Spool};
+use serde_json::{Value, json};
+use std::io::Write;
+use std::path::PathBuf;
+use std::process::{Child, Stdio};
+use std::time::{Duration, Instant};
+use support::certs::{GATEWAY_HOST, TestPki};
+use support::edgehub::{EdgeHub, EdgeHubConfig, Telemetry};
+use support::workload::{Workload, WorkloadConfig};
+
+const HUB: &str = "testhub.azure-devices.net";
+const DEVICE: &str = "dev1";
+const MODULE: &str = "edgeguard";
+const GENERATION: &str = "638000000000000000";
+const AUTH_LOG: &str = "var/log/auth.log";
+/// edgeHub's packet limit.
+const MAX_PACKET: usize = 256 * 1024;
+
+fn module_key() -> String {
+    B64.encode([11u8; 32])
+}
+
+/// Desired properties: Login (High) goes out every second; kernel sources are off.
+fn desired() -> Value {
+    json!({
+        "ms_iotn:urn_azureiot_Security_SecurityAgentConfiguration": {
+            "highPriorityMessageFrequency": {"value": "PT1S"},
+            "eventPriorityProcessCreate": {"value": "Off"},
+            "eventPriorityProcessTerminate": {"value": "Off"},
+            "eventPriorityConnectionCreate": {"value": "Off"},
+        }
+    })
+}
+
+/// One edge device: the doubles, a host root with an auth log, and the module's state volume.
+struct Device {
+    _pki: TestPki,
+    hub: EdgeHub,
+    workload: Workload,
+    host: tempfile::TempDir,
+    state: tempfile::TempDir,
+    starts: usize,
+}
+
+impl Device {
+    async fn new(tune: impl FnOnce(&mut EdgeHubConfig)) -> Device {
+        let pki = TestPki::new(GATEWAY_HOST);
+        let mut cfg = EdgeHubConfig::new(HUB, DEVICE, MODULE, &module_key(), pki.server_config());
+        cfg.initial_desired = desired();
+        tune(&mut cfg);
+        let hub = EdgeHub::start(cfg).await;
+        let workload = Workload::start(WorkloadConfig {
+            module_id: MODULE.into(),
+            generation_id: GENERATION.into(),
+            module_key: module_key(),
+            trust_bundle: pki.ca_pem.clone(),
+        })
+        .await;
+        let host = tempfile::tempdir().expect("host root");
+        std::fs::create_dir_all(host.path().join("var/log")).expect("var/log");
+        std::fs::write(host.path().join(AUTH_LOG), b"").expect("auth.log");
+        Device {
+            _pki: pki,
+            hub,
+            workload,
+            host,
+            state: tempfile::tempdir().expect("state dir"),
+            starts: 0,
+        }
+    }
+
+    /// Starts `edgeguard run` with the environment edgeAgent gives a module; stderr goes to
+    /// `agent-<n>.log` in the state directory (printed when a test fails).
+    fn start_agent(&mut self, extra: &[(&str, &str)]) -> Child {
+        self.starts += 1;
+        let log = std::fs::File::create(self.log_path(self.starts)).expect("agent log");
+        let mut c = support::agent::command();
+        c.env("IOTEDGE_IOTHUBHOSTNAME", HUB)
+            .env("IOTEDGE_GATEWAYHOSTNAME", "localhost")
+            .env("IOTEDGE_DEVICEID", DEVICE)
+            .env("IOTEDGE_MODULEID", MODULE)
+            .env("IOTEDGE_MODULEGENERATIONID", GENERATION)
+            .env("IOTEDGE_WORKLOADURI", self.workload.uri())
+            .env("IOTEDGE_AUTHSCHEME", "sasToken")
+            .env("IOTEDGE_APIVERSION", "2022-08-03")
+            .env("EDGEGUARD_HUB_PORT", self.hub.port().to_string())
+            .env("RUST_LOG", "info,edgeguard::collectors=warn");
+        for (k, v) in extra {
+            c.env(k, v);
+        }
+        c.arg("run")
+            .arg("--host-root")
+            .arg(self.host.path())
+            .arg("--state-dir")
+            .arg(self.state.path())
+            .args(["--metrics-addr", "off", "--shutdown-grace", "5"])
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(log);
+        c.spawn().expect("edgeguard starts")
+    }
+
+    fn log_path(&self, n: usize) -> PathBuf {
+        self.state.path().join(format!("agent-{n}.log"))
+    }
+
+    /// Every agent log so far, for failure messages.
+    fn logs(&self) -> String {
+        (1..=self.starts)
+            .map(|n| {
+                let text = std::fs::read_to_string(self.log_path(n)).unwrap_or_default();
+                let tail: Vec<&str> = text.lines().rev().take(40).collect();
+                let tail: Vec<&str> = tail.into_iter().rev().collect();
+                format!(
+                    "--- agent run {n} (last 40 lines) ---\n{}\n",
+                    tail.join("\n")
+                )
+            })
+            .collect()
+    }
+
+    /// Waits until the agent is connected and follows the auth log (the login collector saves
+    /// its positions before its first read; on a first start it reads from the end).
+    async fn wait_ready(&self) {
+        let positions = self.state.path().join("login-positions.json");
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while !(self.hub.is_connected() && positions.exists()) {
+            assert!(
+                Instant::now() < deadline,
+                "agent not ready in 30 s\n{}",
+                self.logs()
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        // The first poll after the first save.
+        tokio::time::sleep(Duration::from_millis(1500)).await;
+    }
+
+    /// Appends the failed logins of users `u<from>` … `u<to - 1>`, the way sshd logs them.
+    fn append_logins(&self, from: u64, to: u64) {
+        let mut f = std::fs::OpenOptions::new()
+            .append(true)
+            .open(self.host.path().join(AUTH_LOG))
+            .expect("auth.log opens");
+        let mut text = String::new();
+        for n in from..to {
+            text.push_str(&format!(
+                "Dec  1 21:00:00 edge sshd[{pid}]: Failed password for u{n} from 198.51.100.7 port {port} ssh2\n",
+                pid = 1000 + n,
+                port = 40000 + n % 20000,
+            ));
+        }
+        f.write_all(text.as_bytes()).expect("auth.log written");
+    }
+
+    /// Appends `count` logins from `from` on, `per_second` a second; returns the next number.
+    async fn write_logins(&self, from: u64, count: u64, per_second: u64) -> u64 {
+        let start = tokio::time::Instant::now();
+        for i in 0..count {
+            self.append_logins(from + i, from + i + 1);
+            let next = start + Duration::from_millis((i + 1) * 1000 / per_second);
+            tokio::time::sleep_until(next).await;
+        }
+        from + count
+    }
+
+    /// Waits until telemetry holds the logins of every user below `n`.
+    async fn wait_logins(&self, n: u64, timeout: Duration) -> Vec<u64> {
+        let deadline = Instant::now() + timeout;
+        loop {
+            let got = login_users(&self.hub.telemetry());
+            if (0..n).all(|u| got.contains(&u)) {
+                return got;
+            }
+            if Instant::now() > deadline {
+                let missing: Vec<u64> = (0..n).filter(|u| !got.contains(u)).collect();
+                panic!(
+                    "{} of {n} logins missing after {timeout:?}: {:?}…\nconnections: {:?}\nclosed: {:?}\n{}",
+                    missing.len(),
+                    &missing[..missing.len().min(20)],
+                    self.hub
+                        .attempts()
+                        .iter()
+                        .map(|a| (a.conn_id, a.reason().to_string()))
+                        .collect::<Vec<_>>(),
+                    self.hub.closed_connections(),
+                    self.logs()
+                );
+            }
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    }
+}
+
+/// Kills (SIGKILL) or stops (SIGTERM, then waits) an agent.
+fn kill(child: &mut Child) {
+    let _ = child.kill();
+    let _ = child.wait();
+}
+
+fn terminate(child: &mut Child, timeout: Duration) -> bool {
+    // SAFETY: signalling our own child.
+    unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
+    let deadline = Instant::now() + timeout;
+    loop {
+        if let Ok(Some(status)) = child.try_wait() {
+            return status.success();
+        }
+        if Instant::now() > deadline {
+            kill(child);
+            return false;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// The user numbers of the Login events in the messages edgeHub acknowledged (a message it
+/// received but never acknowledged may not have been kept), in arrival order, with repeats.
+fn login_users(telemetry: &[Telemetry]) -> Vec<u64> {
+    telemetry
+        .iter()
+        .filter(|t| t.puback_sent)
+        .filter_map(|t| serde_json::from_slice::<Value>(&t.payload).ok())
+        .flat_map(|m| m["Events"].as_array().cloned().unwrap_or_default())
+        .filter(|e| e["Name"] == "Login")
+        .flat_map(|e| e["Payload"].as_array().cloned().unwrap_or_default())
+        .filter_map(|p| p["UserName"].as_str()?.strip_prefix('u')?.parse().ok())
+        .collect()
+}
+
+/// Checks what every message must satisfy: module topic, properties, size.
+fn check_messages(telemetry: &[Telemetry]) {
+    for t in telemetry {
+        assert!(!t.device_topic, "telemetry on the device topic");
+        assert_eq!(t.qos, 1, "telemetry must be QoS 1");
+        assert!(
+            t.payload.len() + t.topic.len() < MAX_PACKET,
+            "message of {} bytes",
+            t.payload.len()
+        );
+        let props = t.properties.as_ref().expect("property bag parses");
+        assert_eq!(props.get("$.ct"), Some("application/json"));
+        assert_eq!(props.get("$.ce"), Some("utf-8"));
+        assert_eq!(props.get("$.on"), Some("securityEvents"));
+        assert!(props.get("$.mid").is_some_and(|m| !m.is_empty()));
+        assert!(matches!(props.get("MessagePriority"), Some("High" | "Low")));
+        serde_json::from_slice::<Value>(&t.payload).expect("payload is JSON");
+    }
+}
+
+/// Whether the first appearance of each number is in increasing order (repeats of earlier
+/// messages after a reconnect are allowed: delivery is at least once).
+fn first_seen_in_order(users: &[u64]) -> bool {
+    let mut seen = std::collections::HashSet::new();
+    let firsts: Vec<u64> = users.iter().copied().filter(|u| seen.insert(*u)).collect();
+    firsts.windows(2).all(|w| w[0] < w[1])
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_30_second_outage_loses_nothing_and_keeps_order() {
+    let mut d = Device::new(|_| {}).await;
+    let mut agent = d.start_agent(&[]);
+    d.wait_ready().await;
+
+    // 5 logins a second for 45 s; edgeHub is away from 5 s to 35 s. It goes down holding a
+    // message it never acknowledged, which must be sent again.
+    let writer = async {
+        d.write_logins(0, 225, 5).await;
+    };
+    let outage = async {
+        tokio::time::sleep(Duration::from_secs(4)).await;
+        d.hub.set_withhold_pubacks(true);
+        tokio::time::sleep(Duration::from_secs(1) + Duration::from_millis(500)).await;
+        d.hub.stop().await;
+        let stopped_at = d.hub.telemetry().len();
+        d.hub.set_withhold_pubacks(false);
+        tokio::time::sleep(Duration::from_secs(30)).await;
+        d.hub.restart().await;
+        stopped_at
+    };
+    let ((), stopped_at) = tokio::join!(writer, outage);
+    assert!(stopped_at > 0, "something was delivered before the outage");
+    let unacked = d.hub.telemetry()[..stopped_at]
+        .iter()
+        .filter(|t| !t.puback_sent)
+        .count();
+    assert!(
+        unacked > 0,
+        "edgeHub went down with a message unacknowledged"
+    );
+
+    // The reconnect backoff after 30 s away is at most a minute.
+    let users = d.wait_logins(225, Duration::from_secs(90)).await;
+    let telemetry = d.hub.telemetry();
+    check_messages(&telemetry);
+    assert!(
+        first_seen_in_order(&users),
+        "logins out of order: {users:?}"
+    );
+    assert!(
+        telemetry[stopped_at..]
+            .iter()
+            .any(|t| t.conn_id != telemetry[stopped_at - 1].conn_id),
+        "delivery resumed on a new connection"
+    );
+    assert!(
+        d.hub.protocol_errors().is_empty(),
+        "{:?}",
+        d.hub.protocol_errors()
+    );
+    assert!(
+        terminate(&mut agent, Duration::from_secs(15)),
+        "{}",
+        d.logs()
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigkill_mid_stream_loses_nothing_the_spool_held() {
+    let mut d = Device::new(|_| {}).await;
+    let mut agent = d.start_agent(&[]);
+    d.wait_ready().await;
+
+    // Logins flow; then edgeHub stops acknowledging, so messages pile up in the spool (one in
+    // flight, the rest waiting), and the agent is killed mid-stream.
+    let next = d.write_logins(0, 50, 20).await;
+    d.hub.set_withhold_pubacks(true);
+    let next = d.write_logins(next, 100, 20).await;
+    // Long enough for the last logins to be read (1 s polls) and batched (1 s): they are then in
+    // the spool, not in memory, which SIGKILL would take with it.
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    kill(&mut agent);
+    let before_kill = d.hub.telemetry().len();
+
+    // What the agent had committed to its spool when it died.
+    let path = d.state.path().join(spool::FILE_NAME);
+    let committed: Vec<Vec<u8>> = {
+        let mut s = Spool::open(&path, usize::MAX).expect("the spool opens after SIGKILL");
+        let ids: Vec<u64> = s.pending().map(|e| e.id).collect();
+        ids.into_iter()
+            .map(|id| s.read(id).expect("a committed record reads back").to_vec())
+            .collect()
+    };
+    assert!(
+        committed.len() >= 2,
+        "the spool held {} messages at the kill\n{}",
+        committed.len(),
+        d.logs()
+    );
+    d.hub.set_withhold_pubacks(false);
+    d.hub.disconnect_client();
+
+    // Restart on the same state volume; logins keep coming.
+    let mut agent = d.start_agent(&[]);
+    let next = d.write_logins(next, 50, 20).await;
+    d.wait_logins(next, Duration::from_secs(60)).await;
+    let after: Vec<Vec<u8>> = d.hub.telemetry()[before_kill..]
+        .iter()
+        .filter(|t| t.puback_sent)
+        .map(|t| t.payload.clone())
+        .collect();
+    // Every committed message went out (and was acknowledged) after the restart, byte for
+    // byte, in spool order.
+    let mut pos = 0;
+    for (i, body) in committed.iter().enumerate() {
+        match after[pos..].iter().position(|b| b == body) {
+            Some(p) => pos += p + 1,
+            None => panic!(
+                "spool message {i} of {} not delivered (in order) after the restart\n{}",
+                committed.len(),
+                d.logs()
+            ),
+        }
+    }
+    check_messages(&d.hub.telemetry());
+    assert!(
+        terminate(&mut agent, Duration::from_secs(15)),
+        "{}",
+        d.logs()
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ten_second_tokens_keep_the_module_connected_for_a_minute() {
+    // Tokens are checked strictly: a connection is dropped the moment its token expires.
+    let mut d = Device::new(|cfg| cfg.clock_skew = Duration::ZERO).await;
+    let mut agent = d.start_agent(&[("EDGEGUARD_TOKEN_LIFETIME", "10")]);
+    d.wait_ready().await;
+    let started = std::time::SystemTime::now();
+    let next = d.write_logins(0, 120, 2).await;
+    d.wait_logins(next, Duration::from_secs(15)).await;
+
+    let attempts = d.hub.attempts();
+    let accepted: Vec<_> = attempts.iter().filter(|a| a.accepted()).collect();
+    assert!(
+        accepted.len() >= 6,
+        "expected a renewal every 8 s over a minute, got {} connections\n{}",
+        accepted.len(),
+        d.logs()
+    );
+    assert!(
+        attempts.iter().all(|a| a.accepted()),
+        "refused: {:?}",
+        attempts
+            .iter()
+            .filter(|a| !a.accepted())
+            .map(|a| a.reason().to_string())
+            .collect::<Vec<_>>()
+    );
+    for a in &accepted {
+        let lifetime = a.token_expiry.expect("token expiry") as i64
+            - a.at
+                .duration_since(std::time::UNIX_EPOCH)
+                .expect("time")
+                .as_secs() as i64;
+        assert!((8..=11).contains(&lifetime), "token lifetime {lifetime} s");
+    }
+    let closed = d.hub.closed_connections();
+    assert!(
+        closed.iter().all(|c| !c.reason.contains("expired")),
+        "the hub dropped an expired token: {closed:?}"
+    );
+    // Never away for long: each renewal reconnects at once.
+    for c in closed.iter().filter(|c| c.authenticated && c.at > started) {
+        let back = accepted
+            .iter()
+            .filter(|a| a.conn_id > c.conn_id)
+            .min_by_key(|a| a.conn_id);
+        if let Some(back) = back {
+            let gap = back.at.duration_since(c.at).unwrap_or_default();
+            assert!(gap < Duration::from_secs(3), "reconnected after {gap:?}");
+        }
+    }
+    check_messages(&d.hub.telemetry());
+    assert!(
+        terminate(&mut agent, Duration::from_secs(15)),
+        "{}",
+        d.logs()
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_log_level_follows_the_twin() {
+    let mut d = Device::new(|_| {}).await;
+    let mut agent = d.start_agent(&[("RUST_LOG", "warn")]);
+    d.wait_ready().await;
+    let object = "ms_iotn:urn_azureiot_Security_SecurityAgentConfiguration";
+    d.hub
+        .set_desired_patch(json!({ object: {"logLevel": {"value": "debug"}} }));
+    let log_has = |needle: &str| {
+        std::fs::read_to_string(d.log_path(1)).is_ok_and(|text| text.contains(needle))
+    };
+    let deadline = Instant::now() + Duration::from_secs(20);
+    // Started at warn: info and debug lines appear only once the twin says so.
+    assert!(!log_has(" DEBUG "), "debug before the patch\n{}", d.logs());
+    while !(log_has("log filter changed") && log_has(" DEBUG ")) {
+        assert!(Instant::now() < deadline, "no debug logs\n{}", d.logs());
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(
+        d.hub
+            .wait_until(
+                Duration::from_secs(10),
+                |h| h.reported()[object]["logLevel"] == json!({"value": "debug"})
+            )
+            .await,
+        "reported: {}",
+        d.hub.reported()
+    );
+    // A level that is not one is rejected like any bad key; the filter stays.
+    d.hub
+        .set_desired_patch(json!({ object: {"logLevel": "verbose"} }));
+    assert!(
+        d.hub
+            .wait_until(Duration::from_secs(10), |h| {
+                h.reported()[object]["rejected"]
+                    .to_string()
+                    .contains("logLevel")
+            })
+            .await,
+        "reported: {}",
+        d.hub.reported()
+    );
+    assert_eq!(
+        d.hub.reported()[object]["logLevel"],
+        json!({"value": "debug"})
+    );
+    assert!(
+        terminate(&mut agent, Duration::from_secs(15)),
+        "{}",
+        d.logs()
+    );
+}

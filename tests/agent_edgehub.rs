@@ -503,3 +503,37 @@ async fn the_log_level_follows_the_twin() {
         d.logs()
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigterm_while_edgehub_is_away_keeps_everything_for_the_next_start() {
+    let mut d = Device::new(|_| {}).await;
+    let mut agent = d.start_agent(&[]);
+    d.wait_ready().await;
+    d.hub.stop().await;
+    // Logins while edgeHub is away; edgeAgent stops the module (SIGTERM) before any could go.
+    let next = d.write_logins(0, 40, 20).await;
+    tokio::time::sleep(Duration::from_millis(1200)).await;
+    assert!(
+        terminate(&mut agent, Duration::from_secs(20)),
+        "clean exit after SIGTERM\n{}",
+        d.logs()
+    );
+    assert!(login_users(&d.hub.telemetry()).is_empty());
+    let log = std::fs::read_to_string(d.log_path(1)).unwrap_or_default();
+    assert!(
+        log.contains("unacknowledged messages stay in the spool"),
+        "{}",
+        d.logs()
+    );
+    // Back with edgeHub: what the first run read is delivered by the second.
+    d.hub.restart().await;
+    let mut agent = d.start_agent(&[]);
+    let users = d.wait_logins(next, Duration::from_secs(30)).await;
+    assert!(first_seen_in_order(&users), "{users:?}");
+    check_messages(&d.hub.telemetry());
+    assert!(
+        terminate(&mut agent, Duration::from_secs(15)),
+        "{}",
+        d.logs()
+    );
+}

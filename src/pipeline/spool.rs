@@ -45,8 +45,10 @@ const FORMAT: u8 = 1;
 /// Format byte, priority byte, event count (u64 little-endian).
 const HEADER: usize = 1 + 1 + 8;
 
-/// redb's page cache: the spool is read once per send, so a small cache is plenty.
-const CACHE_BYTES: usize = 4 << 20;
+/// redb's page cache: the spool is written once and read once per send, so a small cache is
+/// plenty; a larger one only fills with pages of delivered messages (measured: part of the RSS
+/// growth over a soak).
+const CACHE_BYTES: usize = 512 << 10;
 
 /// Older set-aside files kept besides the newest one, so repeated corruption cannot fill the disk.
 const KEEP_CORRUPT: usize = 2;

@@ -10,7 +10,8 @@
 # fuzz/corpus/<target>/ are read only; what the fuzzer finds goes to fuzz/corpus-work/<target>/
 # (ignored by git), so runs build on each other. Crashes are written to fuzz/artifacts/<target>/;
 # the other targets still run and the script exits non-zero. `-jobs=1` makes libFuzzer run the
-# target in one child process (its log goes to fuzz/fuzz-0.log and is echoed at the end).
+# target in one child process (its log goes to fuzz/fuzz-0.log); each target's whole output is
+# kept in fuzz/fuzz-<target>.log (ignored by git).
 set -euo pipefail
 cd "$(dirname "$0")/../fuzz"
 
@@ -37,20 +38,19 @@ status=0
 for t in "${targets[@]}"; do
     work="corpus-work/$t"
     mkdir -p "$work" "corpus/$t"
-    log="$(mktemp)"
+    log="fuzz-$t.log"
     echo "==> $t for ${seconds}s" >&2
     if cargo +nightly fuzz run "${build_flags[@]}" "$t" "$work" "corpus/$t" -- \
         -max_total_time="$seconds" -jobs=1 -workers=1 -print_final_stats=1 >"$log" 2>&1; then
         result=clean
     else
-        result="CRASH (see fuzz/artifacts/$t, log $log)"
+        result="CRASH (see fuzz/artifacts/$t, fuzz/$log)"
         status=1
     fi
     execs="$(grep -o 'stat::number_of_executed_units: *[0-9]*' "$log" | grep -o '[0-9]*$' | tail -1)"
     corpus="$(find "$work" "corpus/$t" -type f | wc -l)"
     summary+=("$(printf '%-24s %6ss %12s execs %6s corpus files  %s' \
         "$t" "$seconds" "${execs:-?}" "$corpus" "$result")")
-    [ "$result" = clean ] && rm -f "$log"
 done
 printf '%s\n' "${summary[@]}"
 exit "$status"

@@ -49,5 +49,8 @@ fuzz_target!(|data: &[u8]| {
     assert_eq!(local_users(&acc).len(), acc.users.len());
     // Everything is new compared with an empty host.
     let _ = diff(&Accounts::default(), &acc);
-    assert!(diff(&acc, &acc).is_empty(), "no change between a snapshot and itself");
+    assert!(
+        diff(&acc, &acc).is_empty(),
+        "no change between a snapshot and itself"
+    );
 });

@@ -5,8 +5,7 @@
 #![no_main]
 
 use edgeguard::collectors::baseline::{
-    MAX_CUSTOM_CHECKS, MAX_INCLUDED_FILES, parse_custom_checks, parse_sshd_config,
-    parse_sshd_time,
+    MAX_CUSTOM_CHECKS, MAX_INCLUDED_FILES, parse_custom_checks, parse_sshd_config, parse_sshd_time,
 };
 use libfuzzer_sys::fuzz_target;
 
@@ -22,7 +21,11 @@ fuzz_target!(|data: &[u8]| {
     let mut calls = 0usize;
     let cfg = parse_sshd_config(text, &mut |_pattern| {
         calls += 1;
-        if calls <= 256 { vec![text.to_string()] } else { Vec::new() }
+        if calls <= 256 {
+            vec![text.to_string()]
+        } else {
+            Vec::new()
+        }
     });
     assert!(cfg.included_files <= MAX_INCLUDED_FILES);
     for line in text.lines() {

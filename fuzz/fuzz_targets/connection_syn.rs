@@ -12,7 +12,11 @@ fuzz_target!(|data: &[u8]| {
         assert_ne!(syn.dst.port(), 0);
         assert_eq!(syn.src.is_ipv4(), syn.dst.is_ipv4());
         let version = data[0] >> 4;
-        assert_eq!(syn.src.is_ipv4(), version == 4, "version {version}, {syn:?}");
+        assert_eq!(
+            syn.src.is_ipv4(),
+            version == 4,
+            "version {version}, {syn:?}"
+        );
         // The smallest packet that can carry a SYN: IP header plus the TCP flags byte.
         let min = if version == 4 { 20 + 14 } else { 40 + 14 };
         assert!(data.len() >= min, "{} bytes gave {syn:?}", data.len());

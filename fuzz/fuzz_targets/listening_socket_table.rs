@@ -4,8 +4,7 @@
 #![no_main]
 
 use edgeguard::collectors::listening::{
-    Protocol, is_listening, parse_hex_address, parse_ns_link, parse_socket_link,
-    parse_socket_table,
+    Protocol, is_listening, parse_hex_address, parse_ns_link, parse_socket_link, parse_socket_table,
 };
 use libfuzzer_sys::fuzz_target;
 use std::net::{IpAddr, SocketAddr};

@@ -18,13 +18,20 @@ fuzz_target!(|data: &[u8]| {
         let (lines, consumed, _too_long) = split_lines(data, &mut skip_first, at_eof);
         assert!(consumed <= data.len());
         let kept: usize = lines.iter().map(|l| l.len()).sum();
-        assert!(kept + lines.len() <= consumed + 1, "lines add up to more than consumed");
+        assert!(
+            kept + lines.len() <= consumed + 1,
+            "lines add up to more than consumed"
+        );
         for raw in lines {
             assert!(raw.len() <= MAX_LINE_BYTES);
             assert!(!raw.contains(&b'\n'));
             let line = String::from_utf8_lossy(raw);
             if let AuthLine::Login(a) = parse_auth_line(&line) {
-                assert!(line.contains(a.user.as_str()), "user {:?} not in {line:?}", a.user);
+                assert!(
+                    line.contains(a.user.as_str()),
+                    "user {:?} not in {line:?}",
+                    a.user
+                );
                 assert!(line.contains(a.hostname.as_str()));
                 if let Some(h) = &a.remote_host {
                     assert!(line.contains(h.as_str()));

@@ -26,8 +26,14 @@ fuzz_target!(|data: &[u8]| {
     };
     if let Some(id) = container_id_from_cgroup(text) {
         assert_eq!(id.len(), 64);
-        assert!(id.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b)));
-        assert!(text.to_ascii_lowercase().contains(&id), "{id} not in the text");
+        assert!(
+            id.bytes()
+                .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+        );
+        assert!(
+            text.to_ascii_lowercase().contains(&id),
+            "{id} not in the text"
+        );
     }
     let status = parse_status(text);
     if let Some(name) = &status.name {

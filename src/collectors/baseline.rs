@@ -268,8 +268,9 @@ impl SshdConfig {
 
 /// sshd's own limit on nested `Include`s.
 const MAX_INCLUDE_DEPTH: usize = 16;
-/// Files read through `Include` in total, so a glob over a huge directory stays cheap.
-const MAX_INCLUDED_FILES: usize = 64;
+/// Files read through `Include` in total, so a glob over a huge directory stays cheap. Public so
+/// the fuzz targets (fuzz/) can check the bound.
+pub const MAX_INCLUDED_FILES: usize = 64;
 
 /// Parses an sshd configuration. `include` returns the contents of the files a pattern names, in
 /// order (the collector reads them under the host root; tests pass a map).

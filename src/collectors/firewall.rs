@@ -65,8 +65,9 @@ pub const MAX_TOOL_OUTPUT: usize = 16 * 1024 * 1024;
 /// The most records one snapshot carries; the rest are counted in the log.
 pub const MAX_RULES: usize = 10_000;
 
-/// `ExtraDetails.Rule` keeps at most this many bytes of the original rule text.
-const MAX_RULE_TEXT: usize = 512;
+/// `ExtraDetails.Rule` keeps at most this many bytes of the original rule text. Public so the
+/// fuzz targets (fuzz/) can check the bound.
+pub const MAX_RULE_TEXT: usize = 512;
 
 /// Where the tools are looked for, inside the host root. Fixed, so a container `PATH` never
 /// decides which binary runs as root.

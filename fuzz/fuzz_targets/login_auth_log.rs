@@ -1,0 +1,45 @@
+//! auth.log / secure text (`login::split_lines`, `parse_auth_line`, `AuthLogin::to_login`). The
+//! text is written by sshd, sudo and su from what remote clients send (user names). Checks that
+//! line splitting never returns more than it was given, and that a login's user, host and
+//! operation come from the line itself.
+#![no_main]
+
+use chrono::{Local, TimeZone};
+use edgeguard::collectors::login::{AuthLine, MAX_LINE_BYTES, parse_auth_line, split_lines};
+use libfuzzer_sys::fuzz_target;
+
+fuzz_target!(|data: &[u8]| {
+    // A fixed "now" keeps runs reproducible (classic syslog times have no year).
+    let Some(now) = Local.timestamp_opt(1_795_000_000, 0).single() else {
+        return;
+    };
+    for at_eof in [false, true] {
+        let mut skip_first = false;
+        let (lines, consumed, _too_long) = split_lines(data, &mut skip_first, at_eof);
+        assert!(consumed <= data.len());
+        let kept: usize = lines.iter().map(|l| l.len()).sum();
+        assert!(
+            kept + lines.len() <= consumed + 1,
+            "lines add up to more than consumed"
+        );
+        for raw in lines {
+            assert!(raw.len() <= MAX_LINE_BYTES);
+            assert!(!raw.contains(&b'\n'));
+            let line = String::from_utf8_lossy(raw);
+            if let AuthLine::Login(a) = parse_auth_line(&line) {
+                assert!(
+                    line.contains(a.user.as_str()),
+                    "user {:?} not in {line:?}",
+                    a.user
+                );
+                assert!(line.contains(a.hostname.as_str()));
+                if let Some(h) = &a.remote_host {
+                    assert!(line.contains(h.as_str()));
+                }
+                let login = a.to_login("/var/log/auth.log", now, |_| Some(0));
+                assert_eq!(login.process_id, a.pid.unwrap_or(0));
+                assert_eq!(login.remote_port, a.remote_port);
+            }
+        }
+    }
+});

@@ -1,0 +1,226 @@
+#!/usr/bin/env python3
+"""Writes the seed corpora in fuzz/corpus/<target>/ from the repository's test fixtures
+(tests/fixtures, inline fixtures of the parsers' unit tests) and hand-built wire messages with
+the same layout the unit tests build. Deterministic: re-running gives the same files.
+
+Run from anywhere: python3 fuzz/make_seeds.py
+"""
+import ipaddress
+import pathlib
+import re
+import shutil
+import struct
+import sys
+
+FUZZ = pathlib.Path(__file__).resolve().parent
+ROOT = FUZZ.parent
+CORPUS = FUZZ / "corpus"
+NE = "<" if sys.byteorder == "little" else ">"  # the parsers read the host's byte order
+
+
+def put(target, name, data):
+    d = CORPUS / target
+    d.mkdir(parents=True, exist_ok=True)
+    if isinstance(data, str):
+        data = data.encode()
+    (d / name).write_bytes(data)
+
+
+def rust_strings(path, pattern):
+    """Rust string literals (plain "..." only) in a source file whose text matches `pattern`."""
+    text = (ROOT / path).read_text()
+    out = []
+    for m in re.finditer(r'"((?:[^"\\]|\\.)*)"', text, re.S):
+        s = re.sub(r"\\\n\s*", "", m.group(1))  # a `\` line continuation
+        if re.search(pattern, s):
+            s = (s.replace('\\"', '"').replace("\\n", "\n").replace("\\t", "\t")
+                 .replace("\\\\", "\\"))
+            out.append(s)
+    return out
+
+
+# ---- process_netlink: nlmsghdr + cn_msg + proc_event, as process.rs tests build them
+def proc_event(what, fields):
+    data = bytearray(24)
+    for i, f in enumerate(fields):
+        data[i * 4:i * 4 + 4] = struct.pack(NE + "I", f)
+    return struct.pack(NE + "IIQ", what, 0, 123) + bytes(data)
+
+
+def cn_msg(idx, seq, ack, data):
+    return struct.pack(NE + "IIIIHH", idx, 1, seq, ack, len(data), 0) + data
+
+
+def nlmsg(kind, payload):
+    m = struct.pack(NE + "IHH II", 16 + len(payload), kind, 0, 0, 0) + payload
+    return m + b"\0" * (-len(m) % 4)
+
+
+def datagram(what, fields):
+    return nlmsg(3, cn_msg(1, 0, 0, proc_event(what, fields)))
+
+
+put("process_netlink", "fork", datagram(1, [10, 10, 11, 11]))
+put("process_netlink", "exec", datagram(2, [11, 11]))
+put("process_netlink", "exit", datagram(0x80000000, [11, 11, 0x300, 17, 10, 10]))
+put("process_netlink", "exit-signal", datagram(0x80000000, [11, 11, 0x89, 17]))
+put("process_netlink", "ack", nlmsg(3, cn_msg(1, 7, 8, proc_event(0, [1]))))
+put("process_netlink", "other", datagram(0x200, [1, 1]))
+put("process_netlink", "two-with-noop",
+    datagram(2, [5, 5]) + nlmsg(1, b"") + datagram(2, [6, 6]))
+put("process_netlink", "truncated", datagram(2, [5, 5])[:30])
+put("process_netlink", "other-channel", nlmsg(3, cn_msg(9, 0, 0, proc_event(2, [1, 1]))))
+
+
+# ---- connection_syn: IP + TCP headers as a cooked capture delivers them
+def tcp(sport, dport, seq, flags):
+    return struct.pack(">HHIIBBHHH", sport, dport, seq, 0, 5 << 4, flags, 64240, 0, 0)
+
+
+def ipv4(src, dst, payload, frag=0, proto=6):
+    return struct.pack(">BBHHHBBH4s4s", 0x45, 0, 20 + len(payload), 1, frag, 64, proto, 0,
+                       ipaddress.IPv4Address(src).packed,
+                       ipaddress.IPv4Address(dst).packed) + payload
+
+
+def ipv6(src, dst, next_header, payload):
+    return struct.pack(">IHBB16s16s", 6 << 28, len(payload), next_header, 64,
+                       ipaddress.IPv6Address(src).packed,
+                       ipaddress.IPv6Address(dst).packed) + payload
+
+
+put("connection_syn", "v4-syn", ipv4("192.0.2.1", "192.0.2.2", tcp(40000, 22, 1234, 0x02)))
+put("connection_syn", "v4-synack", ipv4("192.0.2.2", "192.0.2.1", tcp(22, 40000, 99, 0x12)))
+put("connection_syn", "v4-fragment",
+    ipv4("192.0.2.1", "192.0.2.2", tcp(40000, 22, 1, 0x02), frag=0x0010))
+put("connection_syn", "v4-udp", ipv4("192.0.2.1", "192.0.2.2", b"\0" * 8, proto=17))
+put("connection_syn", "v6-syn", ipv6("2001:db8::1", "2001:db8::2", 6, tcp(40000, 443, 7, 0x02)))
+hop = bytes([44, 0]) + b"\0" * 6        # hop-by-hop options, then a fragment header
+frag = bytes([6, 0, 0, 0]) + b"\0" * 4  # first fragment, then TCP
+put("connection_syn", "v6-ext-headers",
+    ipv6("2001:db8::1", "2001:db8::2", 0, hop + frag + tcp(40000, 443, 7, 0x02)))
+put("connection_syn", "v6-truncated", ipv6("::1", "::1", 6, tcp(1, 2, 3, 0x02))[:50])
+
+
+# ---- connection_diag: sock_diag replies (inet_diag_msg after the netlink header)
+def diag_msg(family, state, local, lport, remote, rport, uid, inode):
+    def addr(a):
+        b = ipaddress.ip_address(a).packed
+        return b + b"\0" * (16 - len(b))
+    head = struct.pack(">BBBB", family, state, 0, 0) + struct.pack(">HH", lport, rport)
+    body = head + addr(local) + addr(remote) + struct.pack(NE + "I", 0) + b"\xff" * 8
+    body += struct.pack(NE + "IIIII", 0, 0, 0, uid, inode)
+    assert len(body) == 72
+    return body
+
+
+put("connection_diag", "v4-socket",
+    nlmsg(20, diag_msg(2, 1, "127.0.0.1", 5000, "127.0.0.1", 80, 1000, 4242)) + nlmsg(3, b"\0" * 4))
+put("connection_diag", "v6-socket",
+    nlmsg(20, diag_msg(10, 10, "::1", 8080, "::", 0, 0, 31337)))
+put("connection_diag", "error", nlmsg(2, struct.pack(NE + "i", -2) + b"\0" * 16))
+
+# ---- listening_socket_table: the unit tests' tables
+for i, s in enumerate(rust_strings("src/collectors/listening.rs", r"local_address")):
+    put("listening_socket_table", f"table-{i}", s)
+put("listening_socket_table", "tcp4",
+    "  sl  local_address rem_address   st tx_queue rx_queue tr tm->when retrnsmt   uid  timeout inode\n"
+    "   0: 0100007F:0016 00000000:0000 0A 00000000:00000000 00:00000000 00000000     0        0 1234 1 0000000000000000 100 0 0 10 0\n"
+    "   1: 0200000A:0016 0100000A:D2F0 01 00000000:00000000 02:0000A2E4 00000000  1000        0 5678 2 0000000000000000 20 4 30 10 -1\n"
+    "   2: 00000000:0044 00000000:0000 07 00000000:00000000 00:00000000 00000000     0        0 999 2 0000000000000000 0\n")
+put("listening_socket_table", "links", "socket:[12345]\nnet:[4026531840]\n")
+
+
+# ---- login_utmp: records at the layout's offsets, as login.rs tests write them
+def utmp(layout, kind, pid, line, user, host, sec, addr):
+    size = 384 if layout == "compat32" else 400
+    b = bytearray(size)
+    b[0:2] = struct.pack(NE + "h", kind)
+    b[4:8] = struct.pack(NE + "i", pid)
+    b[8:8 + len(line)] = line
+    b[40:44] = b"ts/0"
+    b[44:44 + len(user)] = user
+    b[76:76 + len(host)] = host
+    if layout == "compat32":
+        b[336:340] = struct.pack(NE + "i", 4242)
+        b[340:344] = struct.pack(NE + "I", sec)
+        b[344:348] = struct.pack(NE + "i", 123456)
+        b[348:364] = addr
+    else:
+        b[336:344] = struct.pack(NE + "q", 4242)
+        b[344:352] = struct.pack(NE + "q", sec)
+        b[352:360] = struct.pack(NE + "q", 123456)
+        b[360:376] = addr
+    return bytes(b)
+
+
+T0 = 1_795_000_000
+v4 = ipaddress.IPv4Address("203.0.113.9").packed + b"\0" * 12
+v6 = ipaddress.IPv6Address("2001:db8::7").packed
+for layout in ("compat32", "native64"):
+    recs = [
+        utmp(layout, 2, 0, b"~", b"reboot", b"6.18.0", T0, b"\0" * 16),
+        utmp(layout, 7, 1200, b"pts/0", b"alice", b"203.0.113.9", T0 + 5, v4),
+        utmp(layout, 6, 1300, b"ssh:notty", b"root", b"2001:db8::7", T0 + 9, v6),
+        utmp(layout, 8, 1200, b"pts/0", b"", b"", T0 + 60, b"\0" * 16),
+    ]
+    put("login_utmp", f"{layout}-wtmp", b"".join(recs))
+    put("login_utmp", f"{layout}-partial", b"".join(recs[:2]) + recs[2][:100])
+put("login_utmp", "bad-type", b"\x7f\x7f" + b"\0" * 382)
+
+# ---- login_auth_log: the unit tests' auth.log lines, one file each and all together
+lines = rust_strings("src/collectors/login.rs",
+                     r"^(Jan|Feb|Mar|Apr|May|Jun|Jul|Aug|Sep|Oct|Nov|Dec|Foo|20\d\d-)")
+for i, s in enumerate(lines):
+    put("login_auth_log", f"line-{i:02}", s + "\n")
+put("login_auth_log", "all", "".join(s + "\n" for s in lines))
+
+# ---- firewall: the integration test fixtures
+for f in sorted((ROOT / "tests/fixtures/firewall").iterdir()):
+    target = "firewall_nft_json" if f.suffix == ".json" else "firewall_iptables_save"
+    shutil.copyfile(f, CORPUS / target / f.name) if (CORPUS / target).is_dir() else (
+        put(target, f.name, f.read_bytes()))
+
+# ---- baseline: sshd_config texts from the unit tests, the documented custom checks example
+for i, s in enumerate(rust_strings("src/collectors/baseline.rs",
+                                   r"^(PermitRootLogin|X11Forwarding|Include|# comment)")):
+    put("baseline", f"sshd-{i:02}", s)
+put("baseline", "sshd-full",
+    "# comment\nPermitRootLogin no\npermitrootlogin yes\nInclude sshd_config.d/*.conf\n"
+    "PasswordAuthentication=no\nMaxAuthTries   3 # trailing comment\nBanner \"/etc/issue net\"\n"
+    "LoginGraceTime 1m30s\nClientAliveInterval 300\ngarbage\nX11Forwarding \"unterminated\n"
+    "\tKbdInteractiveAuthentication   =   no\nMatch User bob\n  PasswordAuthentication yes\n")
+doc = (ROOT / "src/collectors/baseline.rs").read_text()
+m = re.search(r"//! ```json\n(.*?)//! ```", doc, re.S)
+if m:
+    put("baseline", "custom-checks.json",
+        "".join(l[4:] + "\n" if l.startswith("//! ") else "\n"
+                for l in m.group(1).splitlines()))
+
+# ---- accounts: passwd \0 group \0 shadow, from the unit tests
+put("accounts", "tests",
+    "root:x:0:0:root:/root:/bin/bash\n# comment\n\nbad line\nuser:x:1000:1000::/home/user:/bin/sh\n"
+    "neg:x:-1:0::/:/bin/sh\n+nis\nshort:x:1\n\0"
+    "root:x:0:\nadm:x:4:syslog, user\nbroken\n\0"
+    "root:!:19000:0:99999:7:::\nu:$6$abc:1::\nopen::1::\n*bad\n")
+put("accounts", "passwd-only",
+    "root:x:0:0:root:/root:/bin/bash\ndaemon:x:1:1:daemon:/usr/sbin:/usr/sbin/nologin\n"
+    "toor:x:0:0::/root:/bin/sh\nroot:x:5:5::/:/bin/sh\n")
+
+# ---- proc_files
+ID = "3f1d9c2e4b5a69788796a5b4c3d2e1f00112233445566778899aabbccddeeff0"
+put("proc_files", "cgroup-v1", f"12:pids:/docker/{ID}\n1:name=systemd:/\n")
+put("proc_files", "cgroup-v2", f"0::/kubepods.slice/kubepods-burstable.slice/cri-containerd-{ID}.scope\n")
+put("proc_files", "cgroup-podman", f"0::/machine.slice/libpod-{ID}.scope/container\n")
+put("proc_files", "status", "Name:\tbash\nUmask:\t0022\nPPid:\t12\nUid:\t1000\t0\t0\t0\n")
+put("proc_files", "cmdline", b"sh\0-c\0echo hi\0")
+put("proc_files", "cmdline-invalid", bytes([0xFF]) + b"a\0")
+for i, s in enumerate(rust_strings("src/collectors/connection.rs", r"^(Main:|0{31}1 )")):
+    put("proc_files", f"net-{i}", s)
+put("proc_files", "os-release",
+    'PRETTY_NAME="Debian GNU/Linux 13 (trixie)"\nNAME="Debian GNU/Linux"\nVERSION_ID="13"\n'
+    "ID=debian\n# comment\nHOME_URL='https://www.debian.org/'\n")
+put("proc_files", "meminfo", "MemTotal:        2014256 kB\nMemFree:          123456 kB\n")
+put("proc_files", "uptime", "12345.67 23456.78\n")
+put("proc_files", "stat", "cpu  1 2 3 4\nbtime 1795000000\nprocesses 1234\n")
+put("proc_files", "cpu-list", "0-3,5,7-8\n")

@@ -27,6 +27,8 @@ pub(super) enum Key {
     BaselineCustomChecksFilePath,
     BaselineCustomChecksFileHash,
     HubResourceId,
+    ContainerCollectionEnabled,
+    DockerSocketPath,
 }
 
 const EVENT_PRIORITY: &str = "eventPriority";
@@ -53,6 +55,8 @@ impl Key {
             BaselineCustomChecksFilePath,
             BaselineCustomChecksFileHash,
             HubResourceId,
+            ContainerCollectionEnabled,
+            DockerSocketPath,
         ];
         sizes
             .into_iter()
@@ -77,6 +81,8 @@ impl Key {
             BaselineCustomChecksFilePath => "baselineCustomChecksFilePath".into(),
             BaselineCustomChecksFileHash => "baselineCustomChecksFileHash".into(),
             HubResourceId => "hubResourceId".into(),
+            ContainerCollectionEnabled => "containerCollectionEnabled".into(),
+            DockerSocketPath => "dockerSocketPath".into(),
         }
     }
 
@@ -94,6 +100,8 @@ impl Key {
             "baselineCustomChecksFilePath" => BaselineCustomChecksFilePath,
             "baselineCustomChecksFileHash" => BaselineCustomChecksFileHash,
             "hubResourceId" => HubResourceId,
+            "containerCollectionEnabled" => ContainerCollectionEnabled,
+            "dockerSocketPath" => DockerSocketPath,
             _ => {
                 if let Some(kind) = name.strip_prefix(EVENT_PRIORITY) {
                     EventPriority(EventKind::from_name(kind)?)
@@ -126,6 +134,8 @@ impl Key {
             BaselineCustomChecksFilePath => config.baseline_custom_checks_file_path.clone().into(),
             BaselineCustomChecksFileHash => config.baseline_custom_checks_file_hash.clone().into(),
             HubResourceId => config.hub_resource_id.clone().into(),
+            ContainerCollectionEnabled => config.container_collection_enabled.into(),
+            DockerSocketPath => config.docker_socket_path.clone().into(),
         }
     }
 
@@ -174,6 +184,8 @@ impl Key {
                 config.baseline_custom_checks_file_hash = string(value)?;
             }
             HubResourceId => config.hub_resource_id = string(value)?.unwrap_or_default(),
+            ContainerCollectionEnabled => config.container_collection_enabled = boolean(value)?,
+            DockerSocketPath => config.docker_socket_path = socket_path(value)?,
         }
         Ok(())
     }
@@ -213,6 +225,10 @@ impl Key {
                 to.baseline_custom_checks_file_hash = from.baseline_custom_checks_file_hash.clone();
             }
             HubResourceId => to.hub_resource_id = from.hub_resource_id.clone(),
+            ContainerCollectionEnabled => {
+                to.container_collection_enabled = from.container_collection_enabled;
+            }
+            DockerSocketPath => to.docker_socket_path = from.docker_socket_path.clone(),
         }
     }
 }
@@ -310,6 +326,21 @@ fn string(value: &Value) -> Result<Option<String>, String> {
     }
 }
 
+/// An absolute path (a `unix://` prefix, as Docker writes `DOCKER_HOST`, is accepted and
+/// dropped). A relative path would depend on the agent's working directory.
+fn socket_path(value: &Value) -> Result<String, String> {
+    let text = value.as_str().unwrap_or_default();
+    let path = text.strip_prefix("unix://").unwrap_or(text);
+    if path.starts_with('/') && !path.contains('\0') {
+        Ok(path.to_string())
+    } else {
+        Err(format!(
+            "expected an absolute unix socket path such as /var/run/docker.sock, got {}",
+            describe(value)
+        ))
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -320,12 +351,42 @@ mod tests {
         let names: Vec<String> = Key::all().map(Key::name).collect();
         let unique: std::collections::BTreeSet<&String> = names.iter().collect();
         assert_eq!(unique.len(), names.len());
-        assert_eq!(names.len(), 5 + EventKind::ALL.len() + 6 + 4);
+        assert_eq!(names.len(), 5 + EventKind::ALL.len() + 6 + 6);
         for key in Key::all() {
             assert_eq!(Key::from_name(&key.name()), Some(key));
         }
         assert!(names.contains(&"eventPriorityConnectedHardware".to_string()));
         assert!(names.contains(&"aggregationIntervalProcessTerminate".to_string()));
+    }
+
+    #[test]
+    fn container_keys() {
+        let mut c = Config::default();
+        assert!(c.container_collection_enabled);
+        assert_eq!(c.docker_socket_path, "/var/run/docker.sock");
+        Key::DockerSocketPath
+            .set(&mut c, &json!("unix:///run/moby.sock"))
+            .unwrap();
+        assert_eq!(c.docker_socket_path, "/run/moby.sock");
+        assert_eq!(Key::DockerSocketPath.get(&c), json!("/run/moby.sock"));
+        for bad in [
+            json!("docker.sock"),
+            json!(""),
+            json!(5),
+            json!("tcp://x:2375"),
+        ] {
+            assert!(Key::DockerSocketPath.set(&mut c, &bad).is_err(), "{bad}");
+        }
+        assert_eq!(c.docker_socket_path, "/run/moby.sock");
+        Key::ContainerCollectionEnabled
+            .set(&mut c, &json!(false))
+            .unwrap();
+        assert!(!c.container_collection_enabled);
+        assert!(
+            Key::ContainerCollectionEnabled
+                .set(&mut c, &json!("no"))
+                .is_err()
+        );
     }
 
     #[test]

@@ -60,7 +60,14 @@ pub struct Config {
     pub baseline_custom_checks_file_path: Option<String>,
     pub baseline_custom_checks_file_hash: Option<String>,
     pub hub_resource_id: String,
+    /// Whether the Docker watcher, inventory and enrichment run (`containerCollectionEnabled`).
+    pub container_collection_enabled: bool,
+    /// The Docker engine's unix socket (`dockerSocketPath`), as mounted into the module.
+    pub docker_socket_path: String,
 }
+
+/// Where Docker (Moby) listens on an IoT Edge device, and where the module mounts it.
+pub const DEFAULT_DOCKER_SOCKET: &str = "/var/run/docker.sock";
 
 /// Aggregation settings of one aggregatable event kind.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -91,6 +98,8 @@ impl Default for Config {
             baseline_custom_checks_file_path: None,
             baseline_custom_checks_file_hash: None,
             hub_resource_id: String::new(),
+            container_collection_enabled: true,
+            docker_socket_path: DEFAULT_DOCKER_SOCKET.to_string(),
         }
     }
 }

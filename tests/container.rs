@@ -344,6 +344,21 @@ async fn lifecycle_events_and_posture_of_bad_and_good_containers() {
         "sleep",
         "300",
     ]);
+    // Health checks run as execs every second: they must not show up as shells.
+    let checked = names.add("health");
+    docker_ok(&[
+        "run",
+        "-d",
+        "--name",
+        &checked,
+        "--health-cmd",
+        "true",
+        "--health-interval",
+        "1s",
+        IMAGE,
+        "sleep",
+        "300",
+    ]);
     docker_ok(&["exec", &bad, "sh", "-c", "echo shell-in-container"]);
     let exits = names.add("exits");
     let (ok, _, _) = docker(&["run", "--name", &exits, IMAGE, "sh", "-c", "exit 3"]);
@@ -380,6 +395,18 @@ async fn lifecycle_events_and_posture_of_bad_and_good_containers() {
     assert!(w.records().iter().any(|r| r.action == "exec_create"
         && r.command.as_deref() == Some("sh -c echo shell-in-container")));
     assert_eq!(w.record(&exits, "die").exit_code, Some(3));
+    let health = docker_ok(&["inspect", "-f", "{{.State.Health.Status}}", &checked]);
+    assert_eq!(health, "healthy", "the health check ran");
+    let checked_execs: Vec<_> = w
+        .records()
+        .into_iter()
+        .filter(|r| r.container_name.as_deref() == Some(&checked) && r.action.starts_with("exec"))
+        .collect();
+    assert_eq!(
+        checked_execs,
+        Vec::new(),
+        "health-check execs are not reported"
+    );
     let kill = w.record(&good, "kill");
     assert_eq!(kill.signal.as_deref(), Some("9"));
     assert_eq!(w.record(&good, "die").exit_code, Some(137));

@@ -42,6 +42,9 @@ pub struct ContainerMeta {
     pub image_id: Option<String>,
     /// The IoT Edge module name, for edgeAgent's containers.
     pub module: Option<String>,
+    /// The health check's command as the engine shows it in exec events (`/bin/sh -c true`):
+    /// the engine runs it as an exec every interval, which is not a security signal.
+    pub health_cmd: Option<String>,
 }
 
 impl ContainerMeta {
@@ -62,6 +65,7 @@ impl ContainerMeta {
             image: image.filter(|i| !i.is_empty()).map(str::to_string),
             image_id: None,
             module,
+            health_cmd: None,
         }
     }
 
@@ -74,7 +78,23 @@ impl ContainerMeta {
             &|k| labels.and_then(|l| l.get(k)).cloned(),
         );
         meta.image_id = c.image.clone().filter(|i| !i.is_empty());
+        meta.health_cmd = c
+            .config
+            .as_ref()
+            .and_then(|c| c.healthcheck.as_ref())
+            .and_then(|h| h.test.as_deref())
+            .and_then(health_exec_command);
         meta
+    }
+}
+
+/// How the engine runs a health check's `Test`, joined as in its exec events: `CMD-SHELL x` runs
+/// `/bin/sh -c x`, `CMD a b` runs `a b`; `NONE` or an empty test runs nothing.
+pub fn health_exec_command(test: &[String]) -> Option<String> {
+    match test.split_first()? {
+        (kind, [shell]) if kind == "CMD-SHELL" => Some(format!("/bin/sh -c {shell}")),
+        (kind, args) if kind == "CMD" && !args.is_empty() => Some(args.join(" ")),
+        _ => None,
     }
 }
 
@@ -143,6 +163,7 @@ impl ContainerCache {
         entry.image = meta.image.or(entry.image.take());
         entry.image_id = meta.image_id.or(entry.image_id.take());
         entry.module = meta.module.or(entry.module.take());
+        entry.health_cmd = meta.health_cmd.or(entry.health_cmd.take());
     }
 
     /// Forgets a destroyed container.
@@ -249,6 +270,24 @@ mod tests {
         }
         cache.insert("z", meta("z", "i"));
         assert!(cache.get_or_request("z").is_some());
+    }
+
+    #[test]
+    fn health_check_commands_as_the_engine_runs_them() {
+        let t =
+            |v: &[&str]| health_exec_command(&v.iter().map(|s| s.to_string()).collect::<Vec<_>>());
+        assert_eq!(
+            t(&["CMD-SHELL", "curl -f localhost"]).as_deref(),
+            Some("/bin/sh -c curl -f localhost")
+        );
+        assert_eq!(
+            t(&["CMD", "/bin/check", "-q"]).as_deref(),
+            Some("/bin/check -q")
+        );
+        assert_eq!(t(&["NONE"]), None);
+        assert_eq!(t(&["CMD"]), None);
+        assert_eq!(t(&[]), None);
+        assert_eq!(t(&["CMD-SHELL", "a", "b"]), None);
     }
 
     #[test]

@@ -97,6 +97,7 @@ mod tests {
                 image: Some("nginx:1".into()),
                 image_id: None,
                 module: Some("web".into()),
+                health_cmd: None,
             },
         );
         let mut e = Event::new(Payload::ProcessCreate(vec![

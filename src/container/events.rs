@@ -159,6 +159,10 @@ pub fn to_record(msg: &EventMessage, cache: &ContainerCache) -> Option<Container
             record.exit_code = attr("exitCode").and_then(|c| c.parse().ok());
             record.signal = attr("signal").map(str::to_string);
             if action.starts_with("exec_") {
+                // The engine runs health checks as execs every interval: noise, not a shell.
+                if detail.is_some() && detail == known.health_cmd.as_deref() {
+                    return None;
+                }
                 record.command = detail.map(str::to_string);
                 if let Some(exec) = attr("execID") {
                     record.extra_details.insert("ExecId".into(), exec.into());

@@ -61,6 +61,29 @@ fn lifecycle_events_carry_container_fields_and_fill_the_cache() {
     assert_eq!(exec.command.as_deref(), Some("/bin/sh -c cat /etc/shadow"));
     assert_eq!(exec.extra_details["ExecId"], "e1");
 
+    // Once inspected, the container's health-check execs are recognised and left out.
+    cache.insert(
+        ID,
+        ContainerMeta {
+            health_cmd: Some("/bin/sh -c true".into()),
+            ..Default::default()
+        },
+    );
+    assert_eq!(
+        to_record(
+            &container("exec_start: /bin/sh -c true", json!({}), 4),
+            &cache
+        ),
+        None
+    );
+    assert!(
+        to_record(
+            &container("exec_start: /bin/sh -c id", json!({}), 4),
+            &cache
+        )
+        .is_some()
+    );
+
     assert!(to_record(&container("destroy", json!({}), 5), &cache).is_some());
     assert_eq!(cache.get(ID), None, "destroyed containers are forgotten");
 }
@@ -100,6 +123,7 @@ fn image_network_and_volume_events() {
             image: Some("nginx:1".into()),
             image_id: Some("sha256:aa".into()),
             module: None,
+            health_cmd: None,
         },
     );
     let pull = to_record(

@@ -200,7 +200,15 @@ pub async fn run_inspector(
             _ = cancel.cancelled() => return,
             id = rx.recv() => match id { Some(id) => id, None => return },
         };
-        let path = config.borrow().docker_socket_path.clone();
+        let (enabled, path) = {
+            let c = config.borrow();
+            (c.container_collection_enabled, c.docker_socket_path.clone())
+        };
+        if !enabled {
+            client = None;
+            cache.done(&id);
+            continue;
+        }
         if client.as_ref().is_none_or(|(p, _)| *p != path) {
             client = connect(&path).await.ok().map(|d| (path.clone(), d));
         }

@@ -7,9 +7,10 @@
 //! background inspect, and the event goes on as it is.
 
 use super::cache::ContainerCache;
+use crate::config::Config;
 use crate::event::{Event, ExtraDetails, Payload};
 use crate::metrics::Metrics;
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, watch};
 
 /// Adds what the cache knows to every record of `event` that has a `ContainerId`. Returns
 /// (records enriched, records from a container not known yet).
@@ -45,16 +46,23 @@ pub fn enrich(event: &mut Event, cache: &ContainerCache) -> (usize, usize) {
     counts
 }
 
-/// Forwards every event from the collectors to the pipeline, enriched, until the collectors'
-/// senders are gone. Waiting on a full pipeline is the same back-pressure the collectors had.
+/// Forwards every event from the collectors to the pipeline, enriched while
+/// `containerCollectionEnabled`, until the collectors' senders are gone. Waiting on a full
+/// pipeline is the same back-pressure the collectors had.
 pub async fn run(
     mut from_collectors: mpsc::Receiver<Event>,
     to_pipeline: mpsc::Sender<Event>,
     cache: std::sync::Arc<ContainerCache>,
+    config: watch::Receiver<std::sync::Arc<Config>>,
     metrics: std::sync::Arc<Metrics>,
 ) {
     while let Some(mut event) = from_collectors.recv().await {
-        let (enriched, missed) = enrich(&mut event, &cache);
+        let enabled = config.borrow().container_collection_enabled;
+        let (enriched, missed) = if enabled {
+            enrich(&mut event, &cache)
+        } else {
+            (0, 0)
+        };
         for _ in 0..enriched {
             metrics.container_enrichment(true);
         }
@@ -124,5 +132,50 @@ mod tests {
             extra_details: [("ContainerId".to_string(), "abc".to_string())].into(),
         }]));
         assert_eq!(enrich(&mut ports, &cache), (1, 0));
+    }
+
+    #[tokio::test]
+    async fn the_forwarder_enriches_only_while_container_collection_is_enabled() {
+        let (cache, _queue) = ContainerCache::new();
+        cache.insert(
+            "abc",
+            ContainerMeta {
+                name: Some("web".into()),
+                ..Default::default()
+            },
+        );
+        let (config_tx, config) = watch::channel(std::sync::Arc::new(Config::default()));
+        let metrics = std::sync::Arc::new(Metrics::for_tests());
+        let (tx, rx) = mpsc::channel(4);
+        let (out_tx, mut out) = mpsc::channel(4);
+        tokio::spawn(run(rx, out_tx, cache, config, metrics.clone()));
+        let name = |e: Event| match e.payload {
+            Payload::ProcessCreate(r) => r[0].extra_details.get("ContainerName").cloned(),
+            _ => None,
+        };
+        tx.send(Event::new(Payload::ProcessCreate(vec![process(Some(
+            "abc",
+        ))])))
+        .await
+        .unwrap();
+        assert_eq!(name(out.recv().await.unwrap()).as_deref(), Some("web"));
+        config_tx.send_modify(|c| {
+            std::sync::Arc::make_mut(c).container_collection_enabled = false;
+        });
+        tx.send(Event::new(Payload::ProcessCreate(vec![process(Some(
+            "abc",
+        ))])))
+        .await
+        .unwrap();
+        assert_eq!(name(out.recv().await.unwrap()), None);
+        let count = |result| {
+            metrics
+                .value(
+                    "edgeguard_container_enrichment_total",
+                    &[("result", result)],
+                )
+                .unwrap_or(0.0)
+        };
+        assert_eq!((count("enriched"), count("not_enriched")), (1.0, 0.0));
     }
 }

@@ -103,8 +103,13 @@ impl Containers {
     ) -> (Containers, mpsc::Sender<Event>) {
         let (cache, queue) = ContainerCache::new();
         let (tx, rx) = mpsc::channel(capacity);
-        tracker.spawn(cache::run_inspector(cache.clone(), queue, config, cancel));
-        tracker.spawn(enrich::run(rx, pipeline, cache.clone(), metrics));
+        tracker.spawn(cache::run_inspector(
+            cache.clone(),
+            queue,
+            config.clone(),
+            cancel,
+        ));
+        tracker.spawn(enrich::run(rx, pipeline, cache.clone(), config, metrics));
         (Containers { cache }, tx)
     }
 

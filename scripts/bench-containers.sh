@@ -68,6 +68,7 @@ import json, sys
 mode, out, ids, cpu0, cpu1, rss0, rss1, hwm, start, end = sys.argv[1:]
 ids = {l.strip() for l in open(ids) if l.strip()}
 first = [0, 0]; execd = [0, 0]; other = [0, 0]; container_events = 0
+actions = {}
 for line in open(out):
     try:
         m = json.loads(line)
@@ -76,6 +77,9 @@ for line in open(out):
     for e in m.get("Events", []):
         if e.get("Name") == "ContainerEvent":
             container_events += len(e.get("Payload", []))
+            for r in e.get("Payload", []):
+                if r.get("ContainerId") in ids:
+                    actions[r["Action"]] = actions.get(r["Action"], 0) + 1
         if e.get("Name") != "ProcessCreate":
             continue
         for p in e.get("Payload", []):
@@ -92,6 +96,8 @@ print(f"containerCollectionEnabled={mode}: {len(ids)} containers in {float(end) 
       f"(peak {int(hwm) // 1024} MiB); ContainerEvent records {container_events}")
 print(f"  enriched ProcessCreate: first process {pct(first)}, exec'd shell {pct(execd)}, "
       f"other (runc init, ...) {pct(other)}")
+if actions:
+    print("  ContainerEvent actions of these containers:", dict(sorted(actions.items())))
 EOF
 }
 

@@ -42,52 +42,64 @@ const IMAGE_ACTIONS: &[&str] = &["pull", "delete", "untag", "tag", "load", "impo
 const NETWORK_ACTIONS: &[&str] = &["connect", "disconnect"];
 const VOLUME_ACTIONS: &[&str] = &["mount"];
 
-/// Which events were already sent, for resuming with `since` without duplicates.
+/// How far before the newest event a resumed stream starts. The engine stamps an event when it
+/// happens but publishes it a little later, so concurrent operations (a `docker rm -f` of many
+/// containers) reach the stream slightly out of time order: resuming exactly at the newest time
+/// would skip an older one still in flight when the connection broke.
+const RESUME_SLACK_NANOS: i64 = 2_000_000_000;
+/// Events remembered for recognising replays; far more than the engine emits in the slack.
+const RESUME_MEMORY: usize = 4096;
+
+/// Which events were already sent, for resuming with `since` without duplicates or gaps.
 #[derive(Debug, Default)]
 pub struct Resume {
     /// Time of the newest event seen, in Unix nanoseconds.
     last_nano: i64,
-    /// Keys (actor id + action) of the events seen at exactly `last_nano`.
-    at_last: HashSet<String>,
+    /// Keys (time + type + actor id + action) of the most recent events, oldest first.
+    order: std::collections::VecDeque<String>,
+    seen: HashSet<String>,
 }
 
 impl Resume {
-    /// The `since` to ask for: the newest event's own time (its replay is filtered by
+    /// The `since` to ask for: a little before the newest event (replays are then filtered by
     /// [`Resume::is_new`]); `None` before any event, meaning "from now".
     pub fn since(&self) -> Option<String> {
         (self.last_nano > 0).then(|| {
+            let t = (self.last_nano - RESUME_SLACK_NANOS).max(1);
             format!(
                 "{}.{:09}",
-                self.last_nano.div_euclid(1_000_000_000),
-                self.last_nano.rem_euclid(1_000_000_000)
+                t.div_euclid(1_000_000_000),
+                t.rem_euclid(1_000_000_000)
             )
         })
     }
 
-    /// Whether an event is new, remembering it if so. Events without a time cannot be matched
-    /// and are taken as new.
+    /// Whether an event was not sent before, remembering it if so. Events arrive out of time
+    /// order now and then, so only an exact repeat counts as seen. Events without a time
+    /// cannot be matched and are taken as new.
     pub fn is_new(&mut self, msg: &EventMessage) -> bool {
         let Some(nano) = event_nanos(msg) else {
             return true;
         };
         let key = format!(
-            "{}\u{1f}{}\u{1f}{:?}",
+            "{nano}\u{1f}{:?}\u{1f}{}\u{1f}{}",
+            msg.typ,
             msg.actor
                 .as_ref()
                 .and_then(|a| a.id.as_deref())
                 .unwrap_or(""),
             msg.action.as_deref().unwrap_or(""),
-            msg.typ,
         );
-        if nano < self.last_nano {
+        if !self.seen.insert(key.clone()) {
             return false;
         }
-        if nano == self.last_nano {
-            return self.at_last.insert(key);
+        self.order.push_back(key);
+        if self.order.len() > RESUME_MEMORY {
+            if let Some(old) = self.order.pop_front() {
+                self.seen.remove(&old);
+            }
         }
-        self.last_nano = nano;
-        self.at_last.clear();
-        self.at_last.insert(key);
+        self.last_nano = self.last_nano.max(nano);
         true
     }
 }

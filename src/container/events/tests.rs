@@ -174,13 +174,20 @@ fn resume_skips_what_was_sent_and_keeps_what_was_not() {
     let c = container("die", json!({}), t + 5);
     assert!(r.is_new(&a));
     assert!(r.is_new(&b), "same time, other action");
-    assert_eq!(r.since().as_deref(), Some("1700000000.123456789"));
-    // Replay after a reconnect: everything up to and at the last time was sent.
+    // Resumes a little before the newest event, for events published out of time order.
+    assert_eq!(r.since().as_deref(), Some("1699999998.123456789"));
+    // A live event stamped earlier than the newest one is still new.
+    let late = container("kill", json!({}), t - 1_000);
+    assert!(r.is_new(&late));
+    assert_eq!(r.since().as_deref(), Some("1699999998.123456789"));
+    // Replay after a reconnect: what was sent is dropped, what was not is kept.
     assert!(!r.is_new(&a));
     assert!(!r.is_new(&b));
-    assert!(!r.is_new(&container("kill", json!({}), t - 1)));
+    assert!(!r.is_new(&late));
     assert!(r.is_new(&c));
     assert!(!r.is_new(&c));
+    // The same action on the same container at another time is another event.
+    assert!(r.is_new(&container("create", json!({}), t + 7)));
     // Only `time` (an old engine): seconds are enough.
     let old = msg(
         json!({"Type": "container", "Action": "start", "Actor": {"ID": "x"}, "time": 1_800_000_000}),
@@ -191,6 +198,12 @@ fn resume_skips_what_was_sent_and_keeps_what_was_not() {
     let timeless = msg(json!({"Type": "container", "Action": "start", "Actor": {"ID": "x"}}));
     assert!(r.is_new(&timeless));
     assert!(r.is_new(&timeless));
+    // Memory is bounded: the oldest keys are forgotten first.
+    for i in 0..RESUME_MEMORY as i64 {
+        assert!(r.is_new(&container("start", json!({}), t + 1_000 + i)));
+    }
+    assert_eq!(r.seen.len(), RESUME_MEMORY);
+    assert!(r.is_new(&a), "forgotten after {RESUME_MEMORY} newer events");
 }
 
 #[test]

@@ -35,6 +35,10 @@ if [ "${#packages[@]}" -gt 0 ]; then
     DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${packages[@]}"
 fi
 
+# The container tests (tests/container.rs) need a Docker daemon and busybox-static: Debian's
+# docker.io, started in the background when `docker info` fails (idempotent).
+bash scripts/dockerd-up.sh
+
 if [ ! -d ../shared/reference/asc-security-schemas ]; then
     echo "error: ../shared/reference/asc-security-schemas is missing (the tests validate against it)" >&2
     exit 1

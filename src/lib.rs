@@ -14,6 +14,7 @@
 
 pub mod collectors;
 pub mod config;
+pub mod container;
 pub mod event;
 pub mod host;
 pub mod hub;
@@ -240,9 +241,24 @@ pub async fn run(
         let _ = event_tx.send(r.to_event()).await;
     }
 
+    // Collectors send through the container enricher, which owns the pipeline's sender from here.
+    let (containers, event_tx) = container::Containers::start(
+        event_tx,
+        config_rx.clone(),
+        metrics.clone(),
+        stop_collectors.clone(),
+        &tracker,
+        EVENT_CHANNEL,
+    );
+    let periodic = |config_rx: &watch::Receiver<Arc<Config>>| {
+        let mut all = collectors::periodic_collectors(&metrics, config_rx);
+        all.push(containers.inventory(config_rx, &metrics));
+        all
+    };
+
     match mode {
         Mode::Snapshot => {
-            let mut collectors = collectors::periodic_collectors(&metrics, &config_rx);
+            let mut collectors = periodic(&config_rx);
             collectors::collect_once(&mut collectors, &opts.host_root, &event_tx, &metrics).await;
             drop(event_tx);
             // Nothing more will come (the hub, if any, stops producing too): deliver within the
@@ -279,8 +295,9 @@ pub async fn run(
                 state_dir: opts.state_dir.clone(),
             };
             collectors::start_triggered(&ctx, &tracker);
+            containers.start_watcher(&ctx, &tracker);
             tracker.spawn(collectors::run_periodic(
-                collectors::periodic_collectors(&metrics, &config_rx),
+                periodic(&config_rx),
                 ctx,
                 control_tx.clone(),
                 snapshot_now.clone(),

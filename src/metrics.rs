@@ -98,6 +98,7 @@ pub struct Metrics {
     config_version: IntGauge,
     errors: IntCounterVec,
     collector_status: IntGaugeVec,
+    container_enrichment: IntCounterVec,
     resident_memory: IntGauge,
     cpu_seconds: Counter,
     drop_log: Mutex<HashMap<DropKey, DropLog>>,
@@ -276,6 +277,12 @@ impl Metrics {
                 "edgeguard_collector_status",
                 "1 for the collector's current health (Up, Degraded, Down), 0 for the others",
                 &["collector", "status"],
+            ),
+            container_enrichment: counter_vec(
+                &r,
+                "edgeguard_container_enrichment_total",
+                "Container-scoped process, connection and port records, by whether the container's name and image were known when they passed",
+                &["result"],
             ),
             resident_memory: gauge(
                 &r,
@@ -490,6 +497,12 @@ impl Metrics {
                 .with_label_values(&[collector, s.as_str()])
                 .set((s == status) as i64);
         }
+    }
+
+    /// A record from inside a container was (or could not be) given the container's name and image.
+    pub fn container_enrichment(&self, enriched: bool) {
+        let result = if enriched { "enriched" } else { "not_enriched" };
+        self.container_enrichment.with_label_values(&[result]).inc();
     }
 
     /// Counters the `MessageStatistics` event reports: (acked, acked under 4 KiB, failed).

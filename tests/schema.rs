@@ -197,7 +197,72 @@ fn every_kind() -> Vec<Event> {
             details: Some("uid 1001 -> 0".into()),
             extra_details: extra(&[("NewUid0", "true")]),
         }])),
+        Event::new(Payload::ContainerEvent(vec![
+            ContainerEvent {
+                action: "exec_start".into(),
+                object_type: ContainerObject::Container,
+                container_id: Some("3f1d9c2e4b5a".into()),
+                container_name: Some("edgeHub".into()),
+                image: Some("mcr.microsoft.com/azureiotedge-hub:1.4".into()),
+                image_digest: Some("sha256:0123".into()),
+                module_name: Some("edgeHub".into()),
+                exit_code: Some(137),
+                command: Some("/bin/sh -c id".into()),
+                signal: Some("9".into()),
+                extra_details: extra(&[("ExecId", "e1")]),
+            },
+            ContainerEvent {
+                action: "pull".into(),
+                object_type: ContainerObject::Image,
+                container_id: None,
+                container_name: None,
+                image: None,
+                image_digest: None,
+                module_name: None,
+                exit_code: None,
+                command: None,
+                signal: None,
+                extra_details: Default::default(),
+            },
+        ])),
+        Event::new(Payload::ContainerInventory(vec![
+            ContainerInventory {
+                container_id: "3f1d9c2e4b5a".into(),
+                container_name: Some("edgeHub".into()),
+                image: Some("mcr.microsoft.com/azureiotedge-hub:1.4".into()),
+                image_id: Some("sha256:0123".into()),
+                module_name: Some("edgeHub".into()),
+                state: Some("running".into()),
+                findings: vec![PostureFinding {
+                    id: "privileged".into(),
+                    severity: BaselineSeverity::Critical,
+                    description: "runs privileged".into(),
+                    remediation: "Remove --privileged".into(),
+                    cis_id: Some("5.4".into()),
+                }],
+                extra_details: Default::default(),
+            },
+            ContainerInventory {
+                container_id: "00".into(),
+                container_name: None,
+                image: None,
+                image_id: None,
+                module_name: None,
+                state: None,
+                findings: vec![],
+                extra_details: Default::default(),
+            },
+        ])),
+        Event::new(Payload::ContainerImages(vec![ContainerImage {
+            image_id: "sha256:0123".into(),
+            tags: vec!["busybox:1".into()],
+            digests: vec![],
+            size_bytes: 1_000_000,
+            created: Some("2024-05-01T10:00:00Z".into()),
+            extra_details: Default::default(),
+        }])),
         // Periodic snapshots may be empty.
+        Event::empty_snapshot(EventKind::ContainerInventory),
         Event::empty_snapshot(EventKind::ListeningPorts),
         Event::empty_snapshot(EventKind::FirewallConfiguration),
     ]
@@ -315,5 +380,15 @@ fn the_validator_catches_what_the_old_c_agent_got_wrong() {
     let mut m = message(&[status]);
     assert!(v.is_valid(&m));
     m["Events"][0]["Payload"][0]["Status"] = json!("Sideways");
+    assert!(!v.is_valid(&m));
+    let inventory = every_kind()
+        .into_iter()
+        .find(|e| e.kind() == EventKind::ContainerInventory)
+        .unwrap();
+    let mut m = message(&[inventory]);
+    assert!(v.is_valid(&m));
+    m["Events"][0]["Payload"][0]["Findings"][0]["Severity"] = json!("Scary");
+    assert!(!v.is_valid(&m));
+    m["Events"][0]["Payload"][0]["Findings"][0] = json!({"Id": "x"});
     assert!(!v.is_valid(&m));
 }

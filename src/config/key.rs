@@ -28,6 +28,8 @@ pub(super) enum Key {
     BaselineCustomChecksFileHash,
     HubResourceId,
     LogLevel,
+    ContainerCollectionEnabled,
+    DockerSocketPath,
 }
 
 const EVENT_PRIORITY: &str = "eventPriority";
@@ -55,6 +57,8 @@ impl Key {
             BaselineCustomChecksFileHash,
             HubResourceId,
             LogLevel,
+            ContainerCollectionEnabled,
+            DockerSocketPath,
         ];
         sizes
             .into_iter()
@@ -80,6 +84,8 @@ impl Key {
             BaselineCustomChecksFileHash => "baselineCustomChecksFileHash".into(),
             HubResourceId => "hubResourceId".into(),
             LogLevel => "logLevel".into(),
+            ContainerCollectionEnabled => "containerCollectionEnabled".into(),
+            DockerSocketPath => "dockerSocketPath".into(),
         }
     }
 
@@ -98,6 +104,8 @@ impl Key {
             "baselineCustomChecksFileHash" => BaselineCustomChecksFileHash,
             "hubResourceId" => HubResourceId,
             "logLevel" => LogLevel,
+            "containerCollectionEnabled" => ContainerCollectionEnabled,
+            "dockerSocketPath" => DockerSocketPath,
             _ => {
                 if let Some(kind) = name.strip_prefix(EVENT_PRIORITY) {
                     EventPriority(EventKind::from_name(kind)?)
@@ -131,6 +139,8 @@ impl Key {
             BaselineCustomChecksFileHash => config.baseline_custom_checks_file_hash.clone().into(),
             HubResourceId => config.hub_resource_id.clone().into(),
             LogLevel => config.log_level.clone().into(),
+            ContainerCollectionEnabled => config.container_collection_enabled.into(),
+            DockerSocketPath => config.docker_socket_path.clone().into(),
         }
     }
 
@@ -180,6 +190,8 @@ impl Key {
             }
             HubResourceId => config.hub_resource_id = string(value)?.unwrap_or_default(),
             LogLevel => config.log_level = log_level(value)?,
+            ContainerCollectionEnabled => config.container_collection_enabled = boolean(value)?,
+            DockerSocketPath => config.docker_socket_path = socket_path(value)?,
         }
         Ok(())
     }
@@ -220,6 +232,10 @@ impl Key {
             }
             HubResourceId => to.hub_resource_id = from.hub_resource_id.clone(),
             LogLevel => to.log_level = from.log_level.clone(),
+            ContainerCollectionEnabled => {
+                to.container_collection_enabled = from.container_collection_enabled;
+            }
+            DockerSocketPath => to.docker_socket_path = from.docker_socket_path.clone(),
         }
     }
 }
@@ -347,6 +363,21 @@ fn log_level(value: &Value) -> Result<Option<String>, String> {
         })
 }
 
+/// An absolute path (a `unix://` prefix, as Docker writes `DOCKER_HOST`, is accepted and
+/// dropped). A relative path would depend on the agent's working directory.
+fn socket_path(value: &Value) -> Result<String, String> {
+    let text = value.as_str().unwrap_or_default();
+    let path = text.strip_prefix("unix://").unwrap_or(text);
+    if path.starts_with('/') && !path.contains('\0') {
+        Ok(path.to_string())
+    } else {
+        Err(format!(
+            "expected an absolute unix socket path such as /var/run/docker.sock, got {}",
+            describe(value)
+        ))
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -369,12 +400,42 @@ mod tests {
         let names: Vec<String> = Key::all().map(Key::name).collect();
         let unique: std::collections::BTreeSet<&String> = names.iter().collect();
         assert_eq!(unique.len(), names.len());
-        assert_eq!(names.len(), 5 + EventKind::ALL.len() + 6 + 5);
+        assert_eq!(names.len(), 5 + EventKind::ALL.len() + 6 + 7);
         for key in Key::all() {
             assert_eq!(Key::from_name(&key.name()), Some(key));
         }
         assert!(names.contains(&"eventPriorityConnectedHardware".to_string()));
         assert!(names.contains(&"aggregationIntervalProcessTerminate".to_string()));
+    }
+
+    #[test]
+    fn container_keys() {
+        let mut c = Config::default();
+        assert!(c.container_collection_enabled);
+        assert_eq!(c.docker_socket_path, "/var/run/docker.sock");
+        Key::DockerSocketPath
+            .set(&mut c, &json!("unix:///run/moby.sock"))
+            .unwrap();
+        assert_eq!(c.docker_socket_path, "/run/moby.sock");
+        assert_eq!(Key::DockerSocketPath.get(&c), json!("/run/moby.sock"));
+        for bad in [
+            json!("docker.sock"),
+            json!(""),
+            json!(5),
+            json!("tcp://x:2375"),
+        ] {
+            assert!(Key::DockerSocketPath.set(&mut c, &bad).is_err(), "{bad}");
+        }
+        assert_eq!(c.docker_socket_path, "/run/moby.sock");
+        Key::ContainerCollectionEnabled
+            .set(&mut c, &json!(false))
+            .unwrap();
+        assert!(!c.container_collection_enabled);
+        assert!(
+            Key::ContainerCollectionEnabled
+                .set(&mut c, &json!("no"))
+                .is_err()
+        );
     }
 
     #[test]

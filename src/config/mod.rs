@@ -63,7 +63,14 @@ pub struct Config {
     /// edgeguard's own key: log filter in `RUST_LOG` syntax, applied at run time; `None` keeps
     /// the one the agent started with (`RUST_LOG`, default `info`).
     pub log_level: Option<String>,
+    /// Whether the Docker watcher, inventory and enrichment run (`containerCollectionEnabled`).
+    pub container_collection_enabled: bool,
+    /// The Docker engine's unix socket (`dockerSocketPath`), as mounted into the module.
+    pub docker_socket_path: String,
 }
+
+/// Where Docker (Moby) listens on an IoT Edge device, and where the module mounts it.
+pub const DEFAULT_DOCKER_SOCKET: &str = "/var/run/docker.sock";
 
 /// Aggregation settings of one aggregatable event kind.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -95,6 +102,8 @@ impl Default for Config {
             baseline_custom_checks_file_hash: None,
             hub_resource_id: String::new(),
             log_level: None,
+            container_collection_enabled: true,
+            docker_socket_path: DEFAULT_DOCKER_SOCKET.to_string(),
         }
     }
 }

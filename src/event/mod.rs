@@ -116,6 +116,9 @@ event_kinds! {
     // edgeguard's additions (schemas in schemas/, same envelope):
     CollectorStatus => Operational, Triggered, Low;
     UserChange => Security, Triggered, High;
+    ContainerEvent => Security, Triggered, High;
+    ContainerInventory => Security, Periodic, Low;
+    ContainerImages => Security, Periodic, Low;
 }
 
 impl EventKind {

@@ -426,6 +426,105 @@ pub struct UserChange {
     pub extra_details: ExtraDetails,
 }
 
+/// Docker object an engine event is about (`ObjectType` of a `ContainerEvent` record).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub enum ContainerObject {
+    Container,
+    Image,
+    Network,
+    Volume,
+}
+
+/// Something happened to a container, image, network or volume, as the Docker engine's event
+/// stream told it. Container fields are filled from the event's own attributes and, where the
+/// engine leaves them out (network, volume and exec events), from edgeguard's container cache.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct ContainerEvent {
+    /// The engine's action without its detail (`create`, `start`, `die`, `exec_start`, `pull`, …).
+    pub action: String,
+    pub object_type: ContainerObject,
+    /// Full container id, when the event concerns a container.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub container_id: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub container_name: Option<String>,
+    /// The image as referenced (`repo:tag`, `repo@sha256:…`, or an image id).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub image: Option<String>,
+    /// Content digest or id of the image, when known.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub image_digest: Option<String>,
+    /// The IoT Edge module name, for containers that edgeAgent runs.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub module_name: Option<String>,
+    /// Exit code of `die`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub exit_code: Option<i64>,
+    /// Command line of `exec_create` / `exec_start`: a shell in a running container is a signal.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub command: Option<String>,
+    /// Signal of `kill`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub signal: Option<String>,
+    #[serde(default, skip_serializing_if = "ExtraDetails::is_empty")]
+    pub extra_details: ExtraDetails,
+}
+
+/// One security posture problem of a container.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct PostureFinding {
+    /// Stable identifier of the check (`privileged`, `docker-socket-mounted`, …).
+    pub id: String,
+    pub severity: BaselineSeverity,
+    /// What was found, for a human (`capability SYS_ADMIN added`).
+    pub description: String,
+    pub remediation: String,
+    /// CIS Docker Benchmark recommendation (`5.4`), where one applies.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cis_id: Option<String>,
+}
+
+/// One container with its security posture, from the periodic inventory.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct ContainerInventory {
+    pub container_id: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub container_name: Option<String>,
+    /// The image as referenced when the container was created.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub image: Option<String>,
+    /// The image id the container runs (`sha256:…`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub image_id: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub module_name: Option<String>,
+    /// The engine's state (`running`, `exited`, `created`, …).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub state: Option<String>,
+    pub findings: Vec<PostureFinding>,
+    #[serde(default, skip_serializing_if = "ExtraDetails::is_empty")]
+    pub extra_details: ExtraDetails,
+}
+
+/// One image present on the device, from the periodic inventory.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct ContainerImage {
+    pub image_id: String,
+    pub tags: Vec<String>,
+    /// Repository digests (`repo@sha256:…`); empty for images built or loaded locally.
+    pub digests: Vec<String>,
+    pub size_bytes: i64,
+    /// When the image was built, UTC.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub created: Option<String>,
+    #[serde(default, skip_serializing_if = "ExtraDetails::is_empty")]
+    pub extra_details: ExtraDetails,
+}
+
 macro_rules! payloads {
     ($( $kind:ident($record:ty) ),* $(,)?) => {
         /// The `Payload` array of an event: records of one kind. Serializes as the bare array.
@@ -487,6 +586,9 @@ payloads! {
     MessageStatistics(MessageStatistics),
     CollectorStatus(CollectorStatus),
     UserChange(UserChange),
+    ContainerEvent(ContainerEvent),
+    ContainerInventory(ContainerInventory),
+    ContainerImages(ContainerImage),
 }
 
 impl Payload {

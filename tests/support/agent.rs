@@ -36,7 +36,13 @@ pub struct Agent {
 impl Agent {
     /// Starts `edgeguard run --state-dir STATE ARGS…` with stdout and stderr piped.
     pub fn start(state_dir: &Path, args: &[&str]) -> Agent {
-        let mut child = command()
+        Agent::start_with(command(), state_dir, args)
+    }
+
+    /// Like [`Agent::start`], from a [`command`] the caller prepared (extra environment).
+    #[allow(dead_code)] // Not every test binary that includes the support module uses it.
+    pub fn start_with(mut cmd: Command, state_dir: &Path, args: &[&str]) -> Agent {
+        let mut child = cmd
             .arg("run")
             .arg("--state-dir")
             .arg(state_dir)

@@ -1,0 +1,696 @@
+//! Container security against a real Docker engine (Debian's docker.io): lifecycle events,
+//! posture findings, enrichment of a process started inside a container, and a dockerd restart
+//! under a running watcher.
+//!
+//! Needs root and a daemon; `scripts/dockerd-up.sh` installs and starts one when missing. The test
+//! image is built locally FROM scratch with busybox-static (no registry here). Tests share one
+//! daemon and one of them restarts it, so they run one at a time (a lock), and each removes its
+//! containers (names `eg-test-<pid>-…`) even when it fails.
+//!
+//! This machine lacks CAP_SYS_RESOURCE: `--privileged` containers can be created and inspected
+//! but not started, so the privileged finding is checked on a created container, and the started
+//! "bad" container gets its privileges piecemeal (--cap-add SYS_ADMIN, host network, sockets).
+
+mod support;
+
+use edgeguard::collectors::{Context, Periodic};
+use edgeguard::config::Config;
+use edgeguard::container::cache::{self, ContainerCache};
+use edgeguard::container::{events, inventory::InventoryCollector};
+use edgeguard::event::{
+    CollectorHealth, ContainerEvent, ContainerInventory, Event, Payload, PostureFinding,
+};
+use edgeguard::host::HostRoot;
+use edgeguard::metrics::Metrics;
+use serde_json::Value;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
+use std::time::{Duration, Instant};
+use tokio::sync::{mpsc, watch};
+use tokio_util::sync::CancellationToken;
+
+const IMAGE: &str = "edgeguard-test-busybox:1";
+
+fn repo() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+/// One test at a time (one restarts the daemon); a failed test must not block the others.
+fn serial() -> MutexGuard<'static, ()> {
+    static LOCK: Mutex<()> = Mutex::new(());
+    LOCK.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+/// Runs `docker ARGS`, returning (success, stdout, stderr).
+fn docker(args: &[&str]) -> (bool, String, String) {
+    let out = Command::new("docker")
+        .args(args)
+        .output()
+        .expect("the docker client runs");
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stdout).trim().to_string(),
+        String::from_utf8_lossy(&out.stderr).trim().to_string(),
+    )
+}
+
+fn docker_ok(args: &[&str]) -> String {
+    let (ok, out, err) = docker(args);
+    assert!(ok, "docker {args:?} failed: {err}");
+    out
+}
+
+/// The daemon is up and the test image built (once per test binary).
+fn setup() -> &'static str {
+    static IMAGE_ID: OnceLock<String> = OnceLock::new();
+    IMAGE_ID.get_or_init(|| {
+        daemon_up();
+        let dir = tempfile::tempdir().expect("a temp dir");
+        let busybox = ["/bin/busybox", "/usr/bin/busybox"]
+            .into_iter()
+            .find(|p| Path::new(p).exists())
+            .expect("busybox-static is installed (scripts/dockerd-up.sh)");
+        std::fs::copy(busybox, dir.path().join("busybox")).expect("busybox copies");
+        std::fs::write(
+            dir.path().join("Dockerfile"),
+            "FROM scratch\nCOPY busybox /bin/busybox\n\
+             RUN [\"/bin/busybox\", \"--install\", \"-s\", \"/bin\"]\n\
+             CMD [\"/bin/sleep\", \"300\"]\n",
+        )
+        .expect("Dockerfile writes");
+        let dir_str = dir.path().to_string_lossy().to_string();
+        docker_ok(&["build", "-q", "-t", IMAGE, &dir_str]);
+        docker_ok(&["image", "inspect", "-f", "{{.Id}}", IMAGE])
+    })
+}
+
+fn daemon_up() {
+    let status = Command::new("bash")
+        .arg(repo().join("scripts/dockerd-up.sh"))
+        .status()
+        .expect("scripts/dockerd-up.sh runs");
+    assert!(status.success(), "no Docker daemon");
+}
+
+/// Unique container names for this process; removes them all when dropped (also on panic).
+struct Names(Vec<String>);
+
+impl Names {
+    fn new() -> Names {
+        Names(Vec::new())
+    }
+    fn add(&mut self, what: &str) -> String {
+        static N: AtomicUsize = AtomicUsize::new(0);
+        let name = format!(
+            "eg-test-{}-{}-{what}",
+            std::process::id(),
+            N.fetch_add(1, Ordering::Relaxed)
+        );
+        self.0.push(name.clone());
+        name
+    }
+}
+
+impl Drop for Names {
+    fn drop(&mut self) {
+        if !self.0.is_empty() {
+            let mut args = vec!["rm", "-f"];
+            args.extend(self.0.iter().map(String::as_str));
+            let _ = docker(&args);
+        }
+    }
+}
+
+/// A container watcher running in this process, as the agent runs it.
+struct Watcher {
+    rx: mpsc::Receiver<Event>,
+    seen: Vec<Event>,
+    cancel: CancellationToken,
+    cache: Arc<ContainerCache>,
+    metrics: Arc<Metrics>,
+    _config: watch::Sender<Arc<Config>>,
+    _state: tempfile::TempDir,
+}
+
+impl Watcher {
+    fn start() -> Watcher {
+        let (tx, rx) = mpsc::channel(4096);
+        let (config_tx, config_rx) = watch::channel(Arc::new(Config::default()));
+        let (cache, queue) = ContainerCache::new();
+        let cancel = CancellationToken::new();
+        let metrics = Arc::new(Metrics::for_tests());
+        let state = tempfile::tempdir().expect("a temp dir");
+        tokio::spawn(cache::run_inspector(
+            cache.clone(),
+            queue,
+            config_rx.clone(),
+            cancel.clone(),
+        ));
+        let ctx = Context {
+            host: HostRoot::default(),
+            events: tx,
+            metrics: metrics.clone(),
+            config: config_rx,
+            cancel: cancel.clone(),
+            state_dir: state.path().to_path_buf(),
+        };
+        tokio::spawn(events::watch(ctx, cache.clone()));
+        Watcher {
+            rx,
+            seen: Vec::new(),
+            cancel,
+            cache,
+            metrics,
+            _config: config_tx,
+            _state: state,
+        }
+    }
+
+    /// Waits (at most `timeout`) for an event matching `pred`; every event is kept in `seen`.
+    async fn wait_for(&mut self, timeout: Duration, pred: impl Fn(&Event) -> bool) -> bool {
+        if self.seen.iter().any(&pred) {
+            return true;
+        }
+        let deadline = tokio::time::Instant::now() + timeout;
+        loop {
+            match tokio::time::timeout_at(deadline, self.rx.recv()).await {
+                Ok(Some(e)) => {
+                    let hit = pred(&e);
+                    self.seen.push(e);
+                    if hit {
+                        return true;
+                    }
+                }
+                _ => return false,
+            }
+        }
+    }
+
+    /// Takes what arrived within `quiet` of silence.
+    async fn drain(&mut self, quiet: Duration) {
+        while let Ok(Some(e)) = tokio::time::timeout(quiet, self.rx.recv()).await {
+            self.seen.push(e);
+        }
+    }
+
+    /// Waits until the watcher's stream is live: a sentinel container's `create` arrives.
+    async fn wait_live(&mut self, names: &mut Names) {
+        for _ in 0..10 {
+            let sentinel = names.add("sentinel");
+            docker_ok(&["create", "--name", &sentinel, IMAGE]);
+            if self
+                .wait_for(Duration::from_secs(2), |e| {
+                    container_events(e).any(|r| {
+                        r.action == "create" && r.container_name.as_deref() == Some(&sentinel)
+                    })
+                })
+                .await
+            {
+                return;
+            }
+        }
+        panic!("the watcher never saw a container being created");
+    }
+
+    fn records(&self) -> Vec<ContainerEvent> {
+        self.seen
+            .iter()
+            .flat_map(container_events)
+            .cloned()
+            .collect()
+    }
+
+    fn record(&self, name: &str, action: &str) -> ContainerEvent {
+        self.records()
+            .into_iter()
+            .find(|r| r.action == action && r.container_name.as_deref() == Some(name))
+            .unwrap_or_else(|| panic!("no {action} of {name} in {:#?}", self.records()))
+    }
+
+    fn statuses(&self) -> Vec<(CollectorHealth, String)> {
+        self.seen
+            .iter()
+            .filter_map(|e| match &e.payload {
+                Payload::CollectorStatus(v) => Some(v),
+                _ => None,
+            })
+            .flatten()
+            .filter(|s| s.collector == "container")
+            .map(|s| (s.status, s.message.clone()))
+            .collect()
+    }
+}
+
+impl Drop for Watcher {
+    fn drop(&mut self) {
+        self.cancel.cancel();
+    }
+}
+
+fn container_events(e: &Event) -> impl Iterator<Item = &ContainerEvent> {
+    match &e.payload {
+        Payload::ContainerEvent(v) => v.iter(),
+        _ => [].iter(),
+    }
+}
+
+fn finding_ids(r: &ContainerInventory) -> Vec<&str> {
+    r.findings.iter().map(|f| f.id.as_str()).collect()
+}
+
+fn has(r: &ContainerInventory, id: &str, description: &str) -> bool {
+    r.findings
+        .iter()
+        .any(|f: &PostureFinding| f.id == id && f.description.contains(description))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+// The lock only orders whole tests, each on its own thread and runtime: holding it across awaits
+// cannot deadlock.
+#[allow(clippy::await_holding_lock)]
+async fn lifecycle_events_and_posture_of_bad_and_good_containers() {
+    let _serial = serial();
+    let image_id = setup();
+    let mut names = Names::new();
+    let mut w = Watcher::start();
+    w.wait_live(&mut names).await;
+
+    // Started, with host network, the Docker socket and / mounted, SYS_ADMIN, root, no limits.
+    let bad = names.add("bad");
+    docker_ok(&[
+        "run",
+        "-d",
+        "--name",
+        &bad,
+        "--network",
+        "host",
+        "-v",
+        "/var/run/docker.sock:/var/run/docker.sock",
+        "-v",
+        "/:/host",
+        "--cap-add",
+        "SYS_ADMIN",
+        "--cap-add",
+        "NET_ADMIN",
+        "--security-opt",
+        "seccomp=unconfined",
+        "--restart",
+        "always",
+        IMAGE,
+        "sleep",
+        "300",
+    ]);
+    // Privileged: created only (it cannot start on this machine).
+    let privileged = names.add("privileged");
+    docker_ok(&[
+        "create",
+        "--name",
+        &privileged,
+        "--privileged",
+        "--pid",
+        "host",
+        IMAGE,
+    ]);
+    // Well configured: read-only, non-root, limits, no-new-privileges, health check, pinned
+    // image, default seccomp, no capabilities.
+    let good = names.add("good");
+    docker_ok(&[
+        "run",
+        "-d",
+        "--name",
+        &good,
+        "--read-only",
+        "--user",
+        "1000:1000",
+        "--memory",
+        "64m",
+        "--cpus",
+        "0.5",
+        "--pids-limit",
+        "64",
+        "--security-opt",
+        "no-new-privileges",
+        "--health-cmd",
+        "true",
+        "--health-interval",
+        "30s",
+        "--cap-drop",
+        "ALL",
+        "-p",
+        "127.0.0.1:18081:80",
+        image_id,
+        "sleep",
+        "300",
+    ]);
+    // Health checks run as execs every second: they must not show up as shells.
+    let checked = names.add("health");
+    docker_ok(&[
+        "run",
+        "-d",
+        "--name",
+        &checked,
+        "--health-cmd",
+        "true",
+        "--health-interval",
+        "1s",
+        IMAGE,
+        "sleep",
+        "300",
+    ]);
+    docker_ok(&["exec", &bad, "sh", "-c", "echo shell-in-container"]);
+    let exits = names.add("exits");
+    let (ok, _, _) = docker(&["run", "--name", &exits, IMAGE, "sh", "-c", "exit 3"]);
+    assert!(!ok, "the container exits with 3");
+    docker_ok(&["kill", &good]);
+
+    assert!(
+        w.wait_for(Duration::from_secs(10), |e| container_events(e)
+            .any(
+                |r| r.action == "die" && r.container_name.as_deref() == Some(&good)
+            ))
+        .await,
+        "no die of the killed container: {:#?}",
+        w.records()
+    );
+    w.drain(Duration::from_millis(500)).await;
+
+    let bad_id = docker_ok(&["inspect", "-f", "{{.Id}}", &bad]);
+    let create = w.record(&bad, "create");
+    assert_eq!(create.container_id.as_deref(), Some(bad_id.as_str()));
+    assert_eq!(create.image.as_deref(), Some(IMAGE));
+    assert!(
+        w.records()
+            .iter()
+            .any(|r| r.action == "start" && r.container_id.as_deref() == Some(bad_id.as_str()))
+    );
+    let exec = w.record(&bad, "exec_start");
+    // Not in the engine's event: filled by the background inspect that `create` queued.
+    assert_eq!(exec.image_digest.as_deref(), Some(image_id));
+    assert_eq!(
+        exec.command.as_deref(),
+        Some("sh -c echo shell-in-container")
+    );
+    assert!(w.records().iter().any(|r| r.action == "exec_create"
+        && r.command.as_deref() == Some("sh -c echo shell-in-container")));
+    assert_eq!(w.record(&exits, "die").exit_code, Some(3));
+    let health = docker_ok(&["inspect", "-f", "{{.State.Health.Status}}", &checked]);
+    assert_eq!(health, "healthy", "the health check ran");
+    let checked_execs: Vec<_> = w
+        .records()
+        .into_iter()
+        .filter(|r| r.container_name.as_deref() == Some(&checked) && r.action.starts_with("exec"))
+        .collect();
+    assert_eq!(
+        checked_execs,
+        Vec::new(),
+        "health-check execs are not reported"
+    );
+    let kill = w.record(&good, "kill");
+    assert_eq!(kill.signal.as_deref(), Some("9"));
+    assert_eq!(w.record(&good, "die").exit_code, Some(137));
+    assert!(
+        w.records().iter().any(|r| r.action == "connect"
+            && r.container_id.as_deref() == Some(bad_id.as_str())
+            && r.container_name.as_deref() == Some(bad.as_str())),
+        "network connect of the bad container, enriched from the cache"
+    );
+    // The watcher's events are schema-valid messages.
+    let v = support::schema::message_validator();
+    let encoded: Vec<Vec<u8>> = w
+        .seen
+        .iter()
+        .map(edgeguard::event::envelope::encode)
+        .collect();
+    let header = edgeguard::event::MessageHeader::new("0.1.0", uuid::Uuid::new_v4());
+    let message: Value =
+        serde_json::from_slice(&header.build(encoded.iter().map(Vec::as_slice))).unwrap();
+    assert_eq!(support::schema::errors(&v, &message), Vec::<String>::new());
+
+    // The inventory, as the periodic task runs it (on a blocking thread).
+    let (_, config_rx) = watch::channel(Arc::new(Config::default()));
+    let mut inv = InventoryCollector::new(
+        tokio::runtime::Handle::current(),
+        w.cache.clone(),
+        config_rx,
+        w.metrics.clone(),
+    );
+    let events = tokio::task::spawn_blocking(move || inv.collect(&HostRoot::default()))
+        .await
+        .expect("the inventory does not panic");
+    let records: Vec<ContainerInventory> = events
+        .iter()
+        .filter_map(|e| match &e.payload {
+            Payload::ContainerInventory(v) => Some(v.clone()),
+            _ => None,
+        })
+        .flatten()
+        .collect();
+    let by_name = |n: &str| {
+        records
+            .iter()
+            .find(|r| r.container_name.as_deref() == Some(n))
+            .unwrap_or_else(|| panic!("{n} not in the inventory"))
+            .clone()
+    };
+    let b = by_name(&bad);
+    assert_eq!(b.state.as_deref(), Some("running"));
+    for (id, what) in [
+        ("host-network", "network"),
+        ("docker-socket-mounted", "/var/run/docker.sock"),
+        ("sensitive-host-path", "host path / is"),
+        ("dangerous-capability", "SYS_ADMIN"),
+        ("dangerous-capability", "NET_ADMIN"),
+        ("seccomp-unconfined", ""),
+        ("runs-as-root", ""),
+        ("no-memory-limit", ""),
+        ("no-cpu-limit", ""),
+        ("no-pids-limit", ""),
+        ("writable-rootfs", ""),
+        ("mutable-image-tag", IMAGE),
+        ("restart-policy", "always"),
+        ("no-healthcheck", ""),
+    ] {
+        assert!(
+            has(&b, id, what),
+            "{id} ({what}) missing: {:?}",
+            finding_ids(&b)
+        );
+    }
+    assert!(
+        !has(&b, "privileged", ""),
+        "not privileged: {:?}",
+        finding_ids(&b)
+    );
+    let p = by_name(&privileged);
+    assert_eq!(p.state.as_deref(), Some("created"));
+    assert!(has(&p, "privileged", ""), "{:?}", finding_ids(&p));
+    assert!(has(&p, "host-pid", ""), "{:?}", finding_ids(&p));
+    let g = by_name(&good);
+    assert_eq!(
+        g.findings,
+        Vec::new(),
+        "no false finding on the good container"
+    );
+    assert!(
+        w.cache.get(&bad_id).is_some(),
+        "the inventory fills the cache"
+    );
+
+    let images: Vec<_> = events
+        .iter()
+        .filter_map(|e| match &e.payload {
+            Payload::ContainerImages(v) => Some(v.clone()),
+            _ => None,
+        })
+        .flatten()
+        .collect();
+    let img = images
+        .iter()
+        .find(|i| i.image_id == image_id)
+        .expect("the test image is in the inventory");
+    assert!(img.tags.iter().any(|t| t == IMAGE));
+    assert!(
+        img.size_bytes > 500_000,
+        "busybox is in it: {}",
+        img.size_bytes
+    );
+    assert!(img.created.is_some());
+}
+
+/// Pid of the running dockerd, from its pid file.
+fn dockerd_pid() -> Option<i32> {
+    std::fs::read_to_string("/var/run/docker.pid")
+        .ok()?
+        .trim()
+        .parse()
+        .ok()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+// The lock only orders whole tests, each on its own thread and runtime: holding it across awaits
+// cannot deadlock.
+#[allow(clippy::await_holding_lock)]
+async fn a_dockerd_restart_is_reported_and_the_stream_resumes_without_duplicates() {
+    let _serial = serial();
+    setup();
+    let mut names = Names::new();
+    let mut w = Watcher::start();
+    w.wait_live(&mut names).await;
+    let before = names.add("before");
+    docker_ok(&["create", "--name", &before, IMAGE]);
+    assert!(
+        w.wait_for(Duration::from_secs(5), |e| container_events(e)
+            .any(|r| r.container_name.as_deref() == Some(&before)))
+            .await
+    );
+
+    // Stop the daemon we started (by its pid), wait for it to go, start it again.
+    let pid = dockerd_pid().expect("dockerd writes its pid file");
+    let started = Instant::now();
+    // SAFETY: signalling one process by id.
+    assert_eq!(unsafe { libc::kill(pid, libc::SIGTERM) }, 0);
+    while unsafe { libc::kill(pid, 0) } == 0 {
+        assert!(
+            started.elapsed() < Duration::from_secs(30),
+            "dockerd did not stop"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    assert!(
+        w.wait_for(Duration::from_secs(10), |e| matches!(&e.payload,
+            Payload::CollectorStatus(v) if v.iter().any(|s| s.status == CollectorHealth::Down)))
+            .await,
+        "no Down status while the daemon is gone"
+    );
+    daemon_up();
+    assert!(
+        w.wait_for(Duration::from_secs(40), |e| matches!(&e.payload,
+            Payload::CollectorStatus(v) if v.iter().any(|s| s.status == CollectorHealth::Up)))
+            .await,
+        "no Up status after the daemon came back: {:?}",
+        w.statuses()
+    );
+    let after = names.add("after");
+    docker_ok(&["create", "--name", &after, IMAGE]);
+    assert!(
+        w.wait_for(Duration::from_secs(10), |e| container_events(e)
+            .any(|r| r.container_name.as_deref() == Some(&after)))
+            .await,
+        "events after the restart arrive"
+    );
+    w.drain(Duration::from_millis(500)).await;
+
+    let statuses = w.statuses();
+    assert_eq!(
+        statuses.iter().map(|s| s.0).collect::<Vec<_>>(),
+        [CollectorHealth::Down, CollectorHealth::Up],
+        "one Down while retrying, one Up: {statuses:?}"
+    );
+    let creates = |name: &str| {
+        w.records()
+            .iter()
+            .filter(|r| r.action == "create" && r.container_name.as_deref() == Some(name))
+            .count()
+    };
+    assert_eq!(creates(&before), 1, "no duplicate after resuming");
+    assert_eq!(creates(&after), 1);
+    assert!(
+        w.metrics
+            .value("edgeguard_errors_total", &[("component", "container")])
+            .unwrap_or(0.0)
+            >= 1.0
+    );
+}
+
+#[test]
+fn a_process_started_in_a_new_container_is_enriched_by_the_agent() {
+    let _serial = serial();
+    setup();
+    let mut names = Names::new();
+    let state = tempfile::tempdir().unwrap();
+    let config = r#"{"highPriorityMessageFrequency": "PT1S", "lowPriorityMessageFrequency": "PT1S",
+        "eventPriorityProcessCreate": "High", "aggregationEnabledProcessCreate": false}"#;
+    let mut cmd = support::agent::command();
+    cmd.env("EDGEGUARD_CONFIG_JSON", config);
+    let agent = support::agent::Agent::start_with(cmd, state.path(), &["--metrics-addr", "off"]);
+    let mut messages: Vec<Value> = Vec::new();
+    let events = |messages: &[Value]| -> Vec<Value> {
+        messages
+            .iter()
+            .flat_map(|m| m["Events"].as_array().cloned().unwrap_or_default())
+            .collect()
+    };
+
+    // The agent's watcher is live once it reports a sentinel container's creation.
+    let mut live = false;
+    for _ in 0..10 {
+        let sentinel = names.add("sentinel");
+        docker_ok(&["create", "--name", &sentinel, IMAGE]);
+        let deadline = Instant::now() + Duration::from_secs(3);
+        while Instant::now() < deadline {
+            if let Some(m) = agent.next_message(Duration::from_millis(200)) {
+                messages.push(m);
+            }
+            if events(&messages).iter().any(|e| {
+                e["Name"] == "ContainerEvent" && e["Payload"][0]["ContainerName"] == sentinel
+            }) {
+                live = true;
+                break;
+            }
+        }
+        if live {
+            break;
+        }
+    }
+    assert!(live, "the agent never reported a container creation");
+
+    let fresh = names.add("fresh");
+    docker_ok(&["run", "-d", "--name", &fresh, IMAGE, "sleep", "301"]);
+    // The shell lives a moment (the process collector reads /proc after the exec event), and
+    // sleep is not its last command (busybox sh would exec into it, replacing the command line).
+    docker_ok(&["exec", &fresh, "sh", "-c", "sleep 1; echo enrich-marker"]);
+    let id = docker_ok(&["inspect", "-f", "{{.Id}}", &fresh]);
+    let processes_of = |events: &[Value], needle: &str| -> Vec<Value> {
+        events
+            .iter()
+            .filter(|e| e["Name"] == "ProcessCreate")
+            .flat_map(|e| e["Payload"].as_array().cloned().unwrap_or_default())
+            .filter(|p| {
+                p["ExtraDetails"]["ContainerId"] == id.as_str()
+                    && p["CommandLine"].as_str().unwrap_or("").contains(needle)
+            })
+            .collect()
+    };
+    let deadline = Instant::now() + Duration::from_secs(15);
+    while Instant::now() < deadline {
+        if let Some(m) = agent.next_message(Duration::from_millis(200)) {
+            messages.push(m);
+        }
+        let all = events(&messages);
+        if !processes_of(&all, "enrich-marker").is_empty() && !processes_of(&all, "301").is_empty()
+        {
+            break;
+        }
+    }
+    let (_, rest, stderr) = agent.stop(Duration::from_secs(15));
+    messages.extend(rest);
+    let all = events(&messages);
+    // The exec'd shell, and the container's first process (started right after `create`).
+    for needle in ["enrich-marker", "301"] {
+        let found = processes_of(&all, needle);
+        assert!(
+            !found.is_empty(),
+            "no ProcessCreate of {needle} in {id}; stderr: {stderr}"
+        );
+        for p in found {
+            assert_eq!(p["ExtraDetails"]["ContainerName"], fresh.as_str(), "{p}");
+            assert_eq!(p["ExtraDetails"]["ContainerImage"], IMAGE, "{p}");
+        }
+    }
+    let v = support::schema::message_validator();
+    for m in &messages {
+        assert_eq!(support::schema::errors(&v, m), Vec::<String>::new());
+    }
+}

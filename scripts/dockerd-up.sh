@@ -9,7 +9,7 @@ log() { printf '==> %s\n' "$*" >&2; }
 
 packages=()
 command -v dockerd >/dev/null 2>&1 || packages+=(docker.io)
-[ -x /bin/busybox ] || [ -x /usr/bin/busybox ] || packages+=(busybox-static)
+dpkg -s busybox-static >/dev/null 2>&1 || packages+=(busybox-static)
 if [ "${#packages[@]}" -gt 0 ]; then
     log "installing ${packages[*]}"
     apt-get update -qq

@@ -38,7 +38,13 @@
 //! sock_diag finds the socket by its exact 4-tuple, with the kernel's own lookup (the one that
 //! routes packets), inside the right namespace: for `Out` the connecting socket; for `In` the
 //! accepted socket if a process already holds it, else the listening socket (whose owner is the
-//! process that accepts). Both give a uid and an inode; the inode leads to a pid through a cache
+//! process that accepts). The collector works through a queue of SYNs, so a process that
+//! accepts a burst and closes its listener within milliseconds can be gone before its SYNs are
+//! looked at: an `In` is then still reported when the connection is shown to have been
+//! established (a server socket left over, or the client's socket when the client is in the same
+//! namespace, e.g. its TIME_WAIT on loopback), attributed to the listener last seen on that
+//! address (remembered for 30 s), else unattributed, with `ExtraDetails.ListenerClosed`. Both
+//! give a uid and an inode; the inode leads to a pid through a cache
 //! of `/proc/<pid>/fd` socket links (see [`Owners`]). Containers' namespaces are reached with a
 //! netlink socket opened on a helper thread that `setns`'d into them; without that, their
 //! `/proc/<pid>/net/tcp` is searched instead.
@@ -1392,6 +1398,7 @@ struct Capture {
     owners: Owners,
     seen: Seen,
     names: UserNames,
+    listeners: RecentListeners,
 }
 
 impl Capture {
@@ -1404,6 +1411,7 @@ impl Capture {
             owners,
             seen: Seen::default(),
             names: UserNames::default(),
+            listeners: RecentListeners::default(),
         }
     }
 
@@ -1484,22 +1492,39 @@ impl Capture {
             let Some(ns) = self.namespaces.get(c.netns) else {
                 continue;
             };
-            let Some(who) = attribute(ns, &c) else {
+            let Some(owner) = attribute(ns, &c) else {
                 continue;
             };
-            let who = Attribution {
-                pid: who.inode_pid.and_then(|i| self.owners.pid(&self.host, i)),
-                uid: who.uid,
+            let mut who = Attribution {
+                pid: owner.inode_pid.and_then(|i| self.owners.pid(&self.host, i)),
+                uid: owner.uid,
             };
+            let listener_key = (c.netns, c.local);
+            match owner.via {
+                Via::Listener if who.pid.is_some() => {
+                    self.listeners.remember(listener_key, who, now);
+                }
+                Via::ListenerClosed if who.pid.is_none() => {
+                    if let Some(remembered) = self.listeners.get(&listener_key, now) {
+                        who = remembered;
+                    }
+                }
+                _ => {}
+            }
             let (netns, container) = (ns.inode, ns.container_id.clone());
-            out.push(record(
+            let mut r = record(
                 &self.host,
                 &mut self.names,
                 &c,
                 who,
                 netns,
                 container.as_deref(),
-            ));
+            );
+            if owner.via == Via::ListenerClosed {
+                r.extra_details
+                    .insert("ListenerClosed".into(), "true".into());
+            }
+            out.push(r);
         }
         out
     }
@@ -1509,14 +1534,37 @@ impl Capture {
 struct Owner {
     inode_pid: Option<u64>,
     uid: Option<u32>,
+    /// How the `In` side was found (always `Socket` for `Out`).
+    via: Via,
+}
+
+/// What an `In` candidate's lookup found.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Via {
+    /// The connection's own socket, or the listener at the time of the lookup.
+    Socket,
+    /// The live listener (its owner is the process that accepts).
+    Listener,
+    /// No listener any more, but the connection was established: the collector got to the
+    /// SYN after the listener had closed (it works through a queue, and a process may accept
+    /// a burst and close its listener within milliseconds).
+    ListenerClosed,
+}
+
+/// TCP states of a socket that prove its connection was established at some point (not
+/// `SYN_SENT`, `LISTEN` or `CLOSE`, which a refused connection also passes through).
+fn was_established(state: u8) -> bool {
+    !matches!(state, 2 | TCP_LISTEN | 7)
 }
 
 /// Looks up the socket of a connection in its namespace. `None`: an `In` with nothing listening
-/// (refused, or not for this namespace), which is not a connection.
+/// and no sign that the connection was ever established (refused, or not for this namespace),
+/// which is not a connection.
 fn attribute(ns: &mut Namespace, c: &Candidate) -> Option<Owner> {
-    let owner = |f: Found| Owner {
+    let owner = |f: Found, via: Via| Owner {
         inode_pid: (f.inode != 0).then_some(f.inode),
         uid: f.uid,
+        via,
     };
     match c.direction {
         Direction::Out => {
@@ -1524,17 +1572,21 @@ fn attribute(ns: &mut Namespace, c: &Candidate) -> Option<Owner> {
             let found = ns
                 .lookup(c.local, c.remote)
                 .filter(|f| f.state != TCP_LISTEN);
-            Some(found.map(owner).unwrap_or(Owner {
+            Some(found.map(|f| owner(f, Via::Socket)).unwrap_or(Owner {
                 inode_pid: None,
                 uid: None,
+                via: Via::Socket,
             }))
         }
         Direction::In => {
             let first = ns.lookup(c.local, c.remote);
             if let Some(f) = first {
-                if f.state == TCP_LISTEN || f.inode != 0 {
-                    // The listener (whose owner accepts), or the accepted socket itself.
-                    return Some(owner(f));
+                if f.state == TCP_LISTEN {
+                    return Some(owner(f, Via::Listener));
+                }
+                if f.inode != 0 {
+                    // The accepted socket itself.
+                    return Some(owner(f, Via::Socket));
                 }
             }
             let any = SocketAddr::new(
@@ -1544,12 +1596,61 @@ fn attribute(ns: &mut Namespace, c: &Candidate) -> Option<Owner> {
                 },
                 0,
             );
-            match ns.lookup(c.local, any).filter(|f| f.state == TCP_LISTEN) {
-                Some(listener) => Some(owner(listener)),
-                // The connection existed (its socket is there) but the listener is gone.
-                None => first.map(owner),
+            if let Some(listener) = ns.lookup(c.local, any).filter(|f| f.state == TCP_LISTEN) {
+                return Some(owner(listener, Via::Listener));
+            }
+            // The listener is gone. The connection's server end (an orphan or TIME_WAIT) proves
+            // it was accepted; so does the client end when the client is in this namespace too
+            // (loopback), where the client's TIME_WAIT outlives both server sockets.
+            if let Some(f) = first.filter(|f| was_established(f.state)) {
+                return Some(owner(f, Via::ListenerClosed));
+            }
+            let local_peer = c.remote.ip().is_loopback() || ns.addrs.contains(&c.remote.ip());
+            if local_peer {
+                let client = ns
+                    .lookup(c.remote, c.local)
+                    .filter(|f| was_established(f.state));
+                if client.is_some() {
+                    return Some(Owner {
+                        inode_pid: None,
+                        uid: None,
+                        via: Via::ListenerClosed,
+                    });
+                }
+            }
+            None
+        }
+    }
+}
+
+/// Listeners recently seen accepting, by namespace and local end: the owner of a connection
+/// whose listener closed before the collector got to its SYN (see [`Via::ListenerClosed`]).
+#[derive(Debug, Default)]
+struct RecentListeners {
+    map: HashMap<(Option<u64>, SocketAddr), (Instant, Attribution)>,
+}
+
+/// How long a closed listener is remembered for the SYNs still queued behind it.
+const LISTENER_TTL: Duration = Duration::from_secs(30);
+const LISTENERS_MAX: usize = 4096;
+
+impl RecentListeners {
+    fn remember(&mut self, key: (Option<u64>, SocketAddr), who: Attribution, now: Instant) {
+        if self.map.len() >= LISTENERS_MAX {
+            self.map
+                .retain(|_, (t, _)| now.duration_since(*t) < LISTENER_TTL);
+            if self.map.len() >= LISTENERS_MAX {
+                self.map.clear();
             }
         }
+        self.map.insert(key, (now, who));
+    }
+
+    fn get(&self, key: &(Option<u64>, SocketAddr), now: Instant) -> Option<Attribution> {
+        self.map
+            .get(key)
+            .filter(|(t, _)| now.duration_since(*t) < LISTENER_TTL)
+            .map(|(_, who)| *who)
     }
 }
 
@@ -2419,6 +2520,68 @@ mod tests {
         );
         let stopped = run.stop();
         assert!(stopped < Duration::from_secs(2), "stopped in {stopped:?}");
+    }
+
+    /// The acceptance check's pattern: a listener that accepts exactly `N` connections and is
+    /// then closed, while the collector may still be working through the queued SYNs. Every
+    /// connection must still give one `Out` and one `In`, the `In` attributed to this process.
+    #[test]
+    fn loopback_connections_to_a_listener_that_closes_are_all_reported_in_and_out() {
+        const N: usize = 200;
+        let mut run = Running::start();
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let server = listener.local_addr().unwrap();
+        let acceptor = std::thread::spawn(move || {
+            for _ in 0..N {
+                drop(listener.accept());
+            }
+            // The listener closes here, right after the last accept.
+        });
+        let clients: Vec<SocketAddr> = (0..N)
+            .map(|_| {
+                let c = TcpStream::connect(server).unwrap();
+                c.local_addr().unwrap()
+            })
+            .collect();
+        acceptor.join().unwrap();
+        run.wait(Duration::from_secs(15), |got| {
+            got.iter()
+                .filter(|g| g.remote_port == server.port())
+                .count()
+                >= N
+                && got
+                    .iter()
+                    .filter(|g| g.local_port == Some(server.port()))
+                    .count()
+                    >= N
+        });
+        // Anything late or duplicated shows up too.
+        run.wait(Duration::from_millis(300), |_| false);
+        let outs = clients
+            .iter()
+            .filter(|c| run.find(Direction::Out, **c, server).len() == 1)
+            .count();
+        let ins = clients
+            .iter()
+            .filter(|c| run.find(Direction::In, server, **c).len() == 1)
+            .count();
+        let me = std::process::id();
+        let mut in_attributed = 0;
+        for c in &clients {
+            for r in run.find(Direction::In, server, *c) {
+                if r.process_id == me {
+                    in_attributed += 1;
+                } else {
+                    // Only when the collector got to the SYN after the listener had closed,
+                    // and then never somebody else.
+                    assert_eq!(r.process_id, 0, "{r:?}");
+                    assert_eq!(r.extra_details["ListenerClosed"], "true", "{r:?}");
+                    assert_eq!(r.extra_details["Unattributed"], "true", "{r:?}");
+                }
+            }
+        }
+        eprintln!("{N} connections: Out {outs}, In {ins} (attributed {in_attributed})");
+        assert_eq!((outs, ins), (N, N), "Out and In of every connection");
     }
 
     /// Checks one client's pair of events: both reported once with the right ends; the accepting

@@ -1599,6 +1599,34 @@ mod tests {
     }
 
     #[test]
+    fn the_reader_asks_to_be_scheduled_first() {
+        if unsafe { libc::geteuid() } != 0 {
+            eprintln!("not root: the priority cannot be raised, skipping");
+            return;
+        }
+        let mut h = start(true);
+        h.wait_status(CollectorHealth::Up);
+        let mut nices = Vec::new();
+        for task in std::fs::read_dir("/proc/self/task").unwrap().flatten() {
+            let comm = std::fs::read_to_string(task.path().join("comm")).unwrap_or_default();
+            if comm.trim() != "edgeguard-proc" {
+                continue;
+            }
+            let stat = std::fs::read_to_string(task.path().join("stat")).unwrap_or_default();
+            let after = stat.rsplit_once(')').map(|(_, a)| a).unwrap_or("");
+            // Field 19 (nice); `after` starts at field 3.
+            let nice: Option<i32> = after
+                .split_whitespace()
+                .nth(16)
+                .and_then(|n| n.parse().ok());
+            nices.push(nice);
+        }
+        assert!(!nices.is_empty(), "no reader thread found");
+        assert!(nices.iter().all(|n| *n == Some(READER_NICE)), "{nices:?}");
+        h.stop();
+    }
+
+    #[test]
     fn cancel_stops_the_reader_promptly() {
         let mut h = start(true);
         h.wait_status(CollectorHealth::Up);

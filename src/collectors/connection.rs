@@ -72,7 +72,7 @@
 //! second ([`Poller`]): connections that open and close between two polls are missed.
 //!
 //! Runs on its own std thread ([`spawn`]): the socket reads block, and a packet source cannot
-//! wait for the pipeline, so events go out with [`Context::emit_now`] (a full channel is a
+//! wait long for the pipeline, so events go out with [`Context::emit_from_reader`] (a full channel is a
 //! counted drop).
 
 use super::accounts::UserNames;
@@ -1426,7 +1426,7 @@ impl Capture {
                     failures = 0;
                     for r in self.handle(&buf[..got.len], got.pkttype, ctx) {
                         let event = Event::new(Payload::ConnectionCreate(vec![r]));
-                        if !ctx.emit_now(COLLECTOR, event) {
+                        if !ctx.emit_from_reader(COLLECTOR, event) {
                             return true; // the pipeline has stopped
                         }
                     }
@@ -1744,7 +1744,7 @@ fn poll_loop(ctx: &Context) {
                 p.netns.inode,
                 container.as_deref(),
             );
-            if !ctx.emit_now(COLLECTOR, Event::new(Payload::ConnectionCreate(vec![r]))) {
+            if !ctx.emit_from_reader(COLLECTOR, Event::new(Payload::ConnectionCreate(vec![r]))) {
                 return;
             }
         }

@@ -6,7 +6,7 @@
 //! runs) and becomes a `ProcessCreate`, each exit of a process becomes a `ProcessTerminate`.
 //!
 //! The reader is a blocking loop on its own std thread ([`spawn`]): the kernel cannot be paused,
-//! so the thread never waits on the pipeline ([`Context::emit_now`] counts a full channel as a
+//! so the thread waits on the pipeline at most briefly ([`Context::emit_from_reader`] counts a full channel as a
 //! drop) and a receive timeout lets it notice cancellation within [`RECV_TIMEOUT`].
 //!
 //! When the connector is unavailable (no `CAP_NET_ADMIN`, a kernel without `CONFIG_PROC_EVENTS`,
@@ -784,7 +784,7 @@ impl Drop for Connector {
 
 /// Starts the process collector on a dedicated thread (`edgeguard-proc`).
 ///
-/// Emits `ProcessCreate` and `ProcessTerminate` (one record each) with [`Context::emit_now`],
+/// Emits `ProcessCreate` and `ProcessTerminate` (one record each) with [`Context::emit_from_reader`],
 /// and `CollectorStatus`: `Up` once the kernel acknowledged the subscription, `Degraded` when it
 /// falls back to scanning /proc. The thread ends within [`RECV_TIMEOUT`] of `ctx.cancel`, or
 /// when the pipeline's channel closes. Fails only if the thread cannot be created.
@@ -929,7 +929,7 @@ fn follow(ctx: &Context, connector: &Connector, tracker: &mut Tracker) -> Result
             if let Some(payload) = event {
                 // Events flow, so the subscription works even if the ack went missing.
                 confirm(ctx, connector, &mut confirmed);
-                if !ctx.emit_now(COLLECTOR, Event::new(payload)) {
+                if !ctx.emit_from_reader(COLLECTOR, Event::new(payload)) {
                     return Ok(());
                 }
             }
@@ -996,7 +996,7 @@ fn scan(ctx: &Context, tracker: &mut Tracker) {
                     }
                 }
                 for payload in events {
-                    if !ctx.emit_now(COLLECTOR, Event::new(payload)) {
+                    if !ctx.emit_from_reader(COLLECTOR, Event::new(payload)) {
                         return;
                     }
                 }

@@ -2584,6 +2584,70 @@ mod tests {
         assert_eq!((outs, ins), (N, N), "Out and In of every connection");
     }
 
+    /// The collector looks at a SYN only after the connection and its listener are gone (as when
+    /// it lags behind a burst): the `In` is still reported, from the connection's leftover
+    /// sockets, attributed to the listener it saw before.
+    #[test]
+    fn an_in_whose_listener_closed_before_the_lookup_is_still_reported() {
+        let host = HostRoot::default();
+        let mut capture = Capture::new(&host);
+        let me = std::process::id();
+        for remembered in [false, true] {
+            let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+            let server = listener.local_addr().unwrap();
+            let mut clients = Vec::new();
+            for i in 0..3u32 {
+                let c = TcpStream::connect(server).unwrap();
+                clients.push((c.local_addr().unwrap(), 1000 + i));
+                if remembered && i == 0 {
+                    // The first SYN is looked at while the listener still listens.
+                    let syn = Syn {
+                        src: c.local_addr().unwrap(),
+                        dst: server,
+                        seq: 1000,
+                    };
+                    let r = capture.records(&syn, PACKET_HOST);
+                    assert_eq!(r.len(), 1, "{r:?}");
+                    assert_eq!(r[0].process_id, me);
+                }
+                let (accepted, _) = listener.accept().unwrap();
+                drop(c);
+                drop(accepted);
+            }
+            drop(listener);
+            std::thread::sleep(Duration::from_millis(50));
+            for &(client, seq) in clients.iter().skip(usize::from(remembered)) {
+                let syn = Syn {
+                    src: client,
+                    dst: server,
+                    seq,
+                };
+                let r = capture.records(&syn, PACKET_HOST);
+                assert_eq!(r.len(), 1, "{client} → {server}: {r:?}");
+                assert_eq!(r[0].direction, Direction::In);
+                assert_eq!(r[0].extra_details["ListenerClosed"], "true", "{:?}", r[0]);
+                if remembered {
+                    assert_eq!(r[0].process_id, me, "{:?}", r[0]);
+                } else {
+                    assert_eq!(r[0].process_id, 0);
+                    assert_eq!(r[0].extra_details["Unattributed"], "true");
+                }
+            }
+        }
+        // A refused connection (nothing ever listened) is still not one.
+        let closed = TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap();
+        assert!(TcpStream::connect(closed).is_err());
+        let syn = Syn {
+            src: SocketAddr::new(closed.ip(), 40999),
+            dst: closed,
+            seq: 7,
+        };
+        assert!(capture.records(&syn, PACKET_HOST).is_empty());
+    }
+
     /// Checks one client's pair of events: both reported once with the right ends; the accepting
     /// side attributed to this process; the connecting side to this process or, if its socket
     /// was gone before the lookup, explicitly unattributed. Returns whether `Out` was attributed.

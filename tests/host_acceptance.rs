@@ -174,15 +174,19 @@ fn every_host_activity_is_reported_with_the_right_fields() {
     let server = TcpListener::bind("127.0.0.1:0").unwrap();
     let server_port = server.local_addr().unwrap().port();
     let server_port_text = server_port.to_string();
+    // The listener stays open until the end (a service that accepts and closes each
+    // connection); a listener that closes right after a burst is the connection collector's
+    // unit tests' case (ExtraDetails.ListenerClosed).
     let acceptor = std::thread::spawn(move || {
         for _ in 0..200 {
             drop(server.accept());
         }
+        server
     });
     for _ in 0..200 {
         drop(TcpStream::connect(("127.0.0.1", server_port)).unwrap());
     }
-    acceptor.join().unwrap();
+    let server = acceptor.join().unwrap();
     // A login and a failed login, the way sshd records them.
     let log = host.path().join("var/log");
     append(
@@ -328,6 +332,8 @@ fn every_host_activity_is_reported_with_the_right_fields() {
     );
     assert_eq!(out_total, 200, "{out:?}");
     assert_eq!(in_total, 200, "{inbound:?}");
+    // The listener is still open: the accepting side is always this process.
+    assert_eq!(attributed(&inbound), 200, "{inbound:?}");
     for r in out.iter().chain(&inbound) {
         assert_eq!(r["RemoteAddress"], "127.0.0.1", "{r}");
         assert_eq!(r["Protocol"], "TCP");
@@ -391,5 +397,5 @@ fn every_host_activity_is_reported_with_the_right_fields() {
         .collect();
     assert_eq!(added.len(), 1, "{added:?}");
     assert_eq!(added[0]["Id"], "4321");
-    drop((tcp4, tcp6, udp4, udp6));
+    drop((tcp4, tcp6, udp4, udp6, server));
 }

@@ -1204,7 +1204,12 @@ pub struct Owners {
     hot: VecDeque<u32>,
     known_pids: HashSet<u32>,
     last_full: Option<Instant>,
+    /// Listener inodes that a full scan did not find (see [`Owners::listener_pid`]).
+    missed_listeners: HashSet<u64>,
 }
+
+/// Bound of [`Owners`]' memory of listeners it could not find.
+const MISSED_LISTENERS_MAX: usize = 4096;
 
 impl Owners {
     /// Learns every process's sockets, so that later misses are new processes or new sockets.
@@ -1214,6 +1219,29 @@ impl Owners {
     }
 
     pub fn pid(&mut self, host: &HostRoot, inode: u64) -> Option<u32> {
+        self.lookup(host, inode, false)
+    }
+
+    /// Like [`Owners::pid`] for a listening socket. A listener opened by a process that was
+    /// already running is found only by a full scan, which [`Owners::pid`] allows once a second:
+    /// without this, the first connections to a new listener of a long-running service came out
+    /// unattributed. Listeners live long, so each unknown one is worth a full scan of its own;
+    /// one still not found after that is remembered and not scanned for again.
+    pub fn listener_pid(&mut self, host: &HostRoot, inode: u64) -> Option<u32> {
+        if self.missed_listeners.contains(&inode) {
+            return self.lookup(host, inode, false);
+        }
+        let pid = self.lookup(host, inode, true);
+        if pid.is_none() && inode != 0 {
+            if self.missed_listeners.len() >= MISSED_LISTENERS_MAX {
+                self.missed_listeners.clear();
+            }
+            self.missed_listeners.insert(inode);
+        }
+        pid
+    }
+
+    fn lookup(&mut self, host: &HostRoot, inode: u64, force_full: bool) -> Option<u32> {
         if inode == 0 {
             return None;
         }
@@ -1234,9 +1262,10 @@ impl Owners {
         if let Some(pid) = self.scan(host, new, inode) {
             return Some(pid);
         }
-        if self
-            .last_full
-            .is_some_and(|t| t.elapsed() < FULL_SCAN_INTERVAL)
+        if !force_full
+            && self
+                .last_full
+                .is_some_and(|t| t.elapsed() < FULL_SCAN_INTERVAL)
         {
             return None;
         }
@@ -1495,8 +1524,14 @@ impl Capture {
             let Some(owner) = attribute(ns, &c) else {
                 continue;
             };
+            let pid = match owner.via {
+                Via::Listener => owner
+                    .inode_pid
+                    .and_then(|i| self.owners.listener_pid(&self.host, i)),
+                _ => owner.inode_pid.and_then(|i| self.owners.pid(&self.host, i)),
+            };
             let mut who = Attribution {
-                pid: owner.inode_pid.and_then(|i| self.owners.pid(&self.host, i)),
+                pid,
                 uid: owner.uid,
             };
             let listener_key = (c.netns, c.local);
@@ -2582,6 +2617,26 @@ mod tests {
         }
         eprintln!("{N} connections: Out {outs}, In {ins} (attributed {in_attributed})");
         assert_eq!((outs, ins), (N, N), "Out and In of every connection");
+    }
+
+    /// A new listener of a process that was already running is found at once, even right after
+    /// a full scan (which plain lookups allow only once a second).
+    #[test]
+    fn a_new_listener_of_a_running_process_is_attributed_at_once() {
+        let host = HostRoot::default();
+        let mut owners = Owners::default();
+        owners.prime(&host);
+        // An unknown inode: a full scan now, so the next one is a second away.
+        assert_eq!(owners.pid(&host, u64::MAX - 1), None);
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let inode = std::fs::metadata(format!("/proc/self/fd/{}", listener.as_raw_fd()))
+            .unwrap()
+            .ino();
+        assert_eq!(owners.pid(&host, inode), None, "plain lookups wait");
+        assert_eq!(owners.listener_pid(&host, inode), Some(std::process::id()));
+        // A listener that no scan finds is not scanned for again and again.
+        assert_eq!(owners.listener_pid(&host, u64::MAX - 2), None);
+        assert!(owners.missed_listeners.contains(&(u64::MAX - 2)));
     }
 
     /// The collector looks at a SYN only after the connection and its listener are gone (as when

@@ -23,9 +23,14 @@ use crate::metrics::{DropReason, Metrics};
 use crate::pipeline::Control;
 use std::path::PathBuf;
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 use tokio::sync::{Notify, mpsc, watch};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
+
+/// Longest wait of a kernel reader for room in the pipeline's channel
+/// ([`Context::emit_from_reader`]).
+pub const KERNEL_EMIT_WAIT: Duration = Duration::from_millis(250);
 
 /// What every collector task is given: where the host is, where events go, and how to stop.
 #[derive(Clone)]
@@ -59,6 +64,32 @@ impl Context {
                 true
             }
             Err(mpsc::error::TrySendError::Closed(_)) => false,
+        }
+    }
+
+    /// Like [`Context::emit_now`], for the kernel readers' own threads (never call it from an
+    /// async task: it sleeps): when the channel is full it waits up to [`KERNEL_EMIT_WAIT`] for
+    /// room before dropping and counting the event. A pipeline that is only briefly behind (a
+    /// busy CPU, a snapshot being serialized) then costs no events; meanwhile the kernel keeps
+    /// queueing in the reader's socket buffer (several MiB), and overflows there are counted too.
+    pub fn emit_from_reader(&self, collector: &'static str, event: Event) -> bool {
+        self.metrics.collected(collector, event.kind());
+        let mut event = event;
+        let mut deadline = None;
+        loop {
+            match self.events.try_send(event) {
+                Ok(()) => return true,
+                Err(mpsc::error::TrySendError::Full(back)) => {
+                    let until = *deadline.get_or_insert_with(|| Instant::now() + KERNEL_EMIT_WAIT);
+                    if Instant::now() >= until || self.cancel.is_cancelled() {
+                        self.metrics.dropped(collector, DropReason::ChannelFull, 1);
+                        return true;
+                    }
+                    event = back;
+                    std::thread::sleep(Duration::from_millis(1));
+                }
+                Err(mpsc::error::TrySendError::Closed(_)) => return false,
+            }
         }
     }
 
@@ -262,5 +293,79 @@ pub async fn run_periodic(
                 }
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::event::{ExtraDetails, ProcessTerminate};
+
+    fn context(capacity: usize) -> (Context, mpsc::Receiver<Event>, Arc<Metrics>) {
+        let (events, rx) = mpsc::channel(capacity);
+        let metrics = Arc::new(Metrics::for_tests());
+        let ctx = Context {
+            host: HostRoot::default(),
+            events,
+            metrics: metrics.clone(),
+            config: watch::channel(Arc::new(Config::default())).1,
+            cancel: CancellationToken::new(),
+            state_dir: std::env::temp_dir(),
+        };
+        (ctx, rx, metrics)
+    }
+
+    fn event(pid: u32) -> Event {
+        Event::new(Payload::ProcessTerminate(vec![ProcessTerminate {
+            executable: "/bin/true".into(),
+            process_id: pid,
+            exit_status: 0,
+            extra_details: ExtraDetails::new(),
+        }]))
+    }
+
+    fn pid_of(e: &Event) -> u32 {
+        match &e.payload {
+            Payload::ProcessTerminate(r) => r[0].process_id,
+            _ => 0,
+        }
+    }
+
+    #[test]
+    fn a_reader_waits_for_a_briefly_busy_pipeline() {
+        let (ctx, mut rx, metrics) = context(1);
+        assert!(ctx.emit_from_reader("process", event(1)));
+        // The channel is full; the pipeline takes 50 ms to come back.
+        let consumer = std::thread::spawn(move || {
+            std::thread::sleep(Duration::from_millis(50));
+            let mut got = Vec::new();
+            while got.len() < 2 {
+                match rx.try_recv() {
+                    Ok(e) => got.push(pid_of(&e)),
+                    Err(_) => std::thread::sleep(Duration::from_millis(1)),
+                }
+            }
+            got
+        });
+        assert!(ctx.emit_from_reader("process", event(2)));
+        assert_eq!(consumer.join().unwrap(), [1, 2]);
+        assert_eq!(metrics.dropped_total("process", DropReason::ChannelFull), 0);
+    }
+
+    #[test]
+    fn a_reader_drops_and_counts_when_the_pipeline_stays_stuck() {
+        let (ctx, rx, metrics) = context(1);
+        assert!(ctx.emit_from_reader("process", event(1)));
+        let started = Instant::now();
+        assert!(ctx.emit_from_reader("process", event(2)));
+        let waited = started.elapsed();
+        assert!(waited >= KERNEL_EMIT_WAIT, "{waited:?}");
+        assert!(waited < KERNEL_EMIT_WAIT * 4, "{waited:?}");
+        assert_eq!(metrics.dropped_total("process", DropReason::ChannelFull), 1);
+        drop(rx);
+        assert!(
+            !ctx.emit_from_reader("process", event(3)),
+            "closed pipeline"
+        );
     }
 }

@@ -43,23 +43,27 @@ impl ProcessInfo {
 }
 
 /// Reads what can be read about `pid` (each piece independently).
+///
+/// The order matters for a process that is exiting: its executable link and command line go
+/// first (when it releases its memory), `status` only when its parent reaps it. Reading the
+/// fleeting ones first keeps more short-lived processes complete.
 pub fn read(host: &HostRoot, pid: u32) -> ProcessInfo {
     let base = format!("/proc/{pid}");
     let mut info = ProcessInfo {
         pid,
         ..Default::default()
     };
+    if let Ok(raw) = host.read(format!("{base}/cmdline")) {
+        info.cmdline = parse_cmdline(&raw);
+    }
+    info.exe = std::fs::read_link(host.path(format!("{base}/exe")))
+        .ok()
+        .map(|p| p.to_string_lossy().into_owned());
     if let Ok(status) = host.read_to_string(format!("{base}/status")) {
         let s = parse_status(&status);
         info.ppid = s.ppid;
         info.uid = s.uid;
         info.comm = s.name;
-    }
-    info.exe = std::fs::read_link(host.path(format!("{base}/exe")))
-        .ok()
-        .map(|p| p.to_string_lossy().into_owned());
-    if let Ok(raw) = host.read(format!("{base}/cmdline")) {
-        info.cmdline = parse_cmdline(&raw);
     }
     if let Ok(cg) = host.read_to_string(format!("{base}/cgroup")) {
         info.container_id = container_id_from_cgroup(&cg);

@@ -6,7 +6,7 @@
 //! runs) and becomes a `ProcessCreate`, each exit of a process becomes a `ProcessTerminate`.
 //!
 //! The reader is a blocking loop on its own std thread ([`spawn`]): the kernel cannot be paused,
-//! so the thread never waits on the pipeline ([`Context::emit_now`] counts a full channel as a
+//! so the thread waits on the pipeline at most briefly ([`Context::emit_from_reader`] counts a full channel as a
 //! drop) and a receive timeout lets it notice cancellation within [`RECV_TIMEOUT`].
 //!
 //! When the connector is unavailable (no `CAP_NET_ADMIN`, a kernel without `CONFIG_PROC_EVENTS`,
@@ -57,6 +57,10 @@ pub const RECV_BUFFER_BYTES: usize = 4 * 1024 * 1024;
 /// How long the kernel has to acknowledge the subscription. No answer means the subscription was
 /// silently ignored (agent outside the host PID/user namespace, or no `CONFIG_PROC_EVENTS`).
 pub const ACK_TIMEOUT: Duration = Duration::from_secs(2);
+
+/// How many times the subscription is sent (each waiting [`ACK_TIMEOUT`] for an answer or an
+/// event) before the collector falls back to scanning /proc.
+pub const SUBSCRIBE_ATTEMPTS: u32 = 3;
 
 /// Interval of the /proc scan used when the connector is unavailable.
 pub const SCAN_INTERVAL: Duration = Duration::from_secs(1);
@@ -600,6 +604,8 @@ struct Connector {
     /// The receive buffer the kernel granted (bytes, as it reports it), for the status message:
     /// without CAP_NET_ADMIN it is capped by `net.core.rmem_max`, and overflows come sooner.
     recv_buffer: Option<usize>,
+    /// Subscriptions sent: older kernels count listeners globally, so each is undone on drop.
+    listens: std::cell::Cell<u32>,
 }
 
 /// What one receive gave.
@@ -692,8 +698,9 @@ impl Connector {
             fd,
             seq: fastrand::u32(..),
             ack: fastrand::u32(..),
+            listens: std::cell::Cell::new(0),
         };
-        connector.send_op(PROC_CN_MCAST_LISTEN).map_err(|e| {
+        connector.listen().map_err(|e| {
             // The kernel's connector socket exists only in the initial network namespace.
             if e.raw_os_error() == Some(libc::ECONNREFUSED) {
                 Error::NotHostNetwork(e)
@@ -702,6 +709,13 @@ impl Connector {
             }
         })?;
         Ok(connector)
+    }
+
+    /// Sends the subscription (again), counting it.
+    fn listen(&self) -> io::Result<()> {
+        self.send_op(PROC_CN_MCAST_LISTEN)?;
+        self.listens.set(self.listens.get() + 1);
+        Ok(())
     }
 
     fn send_op(&self, op: u32) -> io::Result<()> {
@@ -758,7 +772,9 @@ impl Connector {
 
 impl Drop for Connector {
     fn drop(&mut self) {
-        let _ = self.send_op(PROC_CN_MCAST_IGNORE);
+        for _ in 0..self.listens.get() {
+            let _ = self.send_op(PROC_CN_MCAST_IGNORE);
+        }
     }
 }
 
@@ -768,7 +784,7 @@ impl Drop for Connector {
 
 /// Starts the process collector on a dedicated thread (`edgeguard-proc`).
 ///
-/// Emits `ProcessCreate` and `ProcessTerminate` (one record each) with [`Context::emit_now`],
+/// Emits `ProcessCreate` and `ProcessTerminate` (one record each) with [`Context::emit_from_reader`],
 /// and `CollectorStatus`: `Up` once the kernel acknowledged the subscription, `Degraded` when it
 /// falls back to scanning /proc. The thread ends within [`RECV_TIMEOUT`] of `ctx.cancel`, or
 /// when the pipeline's channel closes. Fails only if the thread cannot be created.
@@ -782,7 +798,27 @@ fn spawn_with(ctx: Context, use_connector: bool) -> io::Result<JoinHandle<()>> {
         .spawn(move || run(ctx, use_connector))
 }
 
+/// Nice value asked for the reader thread. The kernel reports an exec after the fact and the
+/// process runs on; a process that exits before the reader gets to /proc loses its command line
+/// (and, once reaped, its name). On a busy host the reader competes with everything else for the
+/// CPU, so it asks to be scheduled first. It blocks on the socket when idle, so this costs nothing
+/// then; without `CAP_SYS_NICE` the request fails and the thread keeps the normal priority.
+pub const READER_NICE: i32 = -10;
+
+/// Raises the calling thread's scheduling priority to [`READER_NICE`] (best effort).
+fn raise_priority() {
+    // SAFETY: gettid has no preconditions; setpriority on our own thread id only changes it.
+    let rc = unsafe {
+        let tid = libc::gettid();
+        libc::setpriority(libc::PRIO_PROCESS as _, tid as libc::id_t, READER_NICE)
+    };
+    if rc != 0 {
+        tracing::debug!(error = %io::Error::last_os_error(), "keeping the normal priority for the process events reader");
+    }
+}
+
 fn run(ctx: Context, use_connector: bool) {
+    raise_priority();
     let mut tracker = Tracker::new(ctx.host.clone());
     let failure = if use_connector {
         match Connector::open(RECV_BUFFER_BYTES) {
@@ -822,8 +858,16 @@ fn follow(ctx: &Context, connector: &Connector, tracker: &mut Tracker) -> Result
         let n = match connector.recv(&mut buf) {
             Ok(Received::Datagram(n)) => n,
             Ok(Received::TimedOut) => {
-                if !confirmed && started.elapsed() > ACK_TIMEOUT {
-                    return Err(Error::NoAck);
+                if !confirmed && started.elapsed() > ACK_TIMEOUT * connector.listens.get() {
+                    // A busy host can lose the first answer; ask again before falling back.
+                    if connector.listens.get() >= SUBSCRIBE_ATTEMPTS {
+                        return Err(Error::NoAck);
+                    }
+                    tracing::debug!(
+                        attempt = connector.listens.get() + 1,
+                        "no answer to the process events subscription yet; subscribing again"
+                    );
+                    connector.listen().map_err(Error::Subscribe)?;
                 }
                 continue;
             }
@@ -885,7 +929,7 @@ fn follow(ctx: &Context, connector: &Connector, tracker: &mut Tracker) -> Result
             if let Some(payload) = event {
                 // Events flow, so the subscription works even if the ack went missing.
                 confirm(ctx, connector, &mut confirmed);
-                if !ctx.emit_now(COLLECTOR, Event::new(payload)) {
+                if !ctx.emit_from_reader(COLLECTOR, Event::new(payload)) {
                     return Ok(());
                 }
             }
@@ -952,7 +996,7 @@ fn scan(ctx: &Context, tracker: &mut Tracker) {
                     }
                 }
                 for payload in events {
-                    if !ctx.emit_now(COLLECTOR, Event::new(payload)) {
+                    if !ctx.emit_from_reader(COLLECTOR, Event::new(payload)) {
                         return;
                     }
                 }
@@ -1552,6 +1596,34 @@ mod tests {
             "{stdout}{}",
             String::from_utf8_lossy(&out.stderr)
         );
+    }
+
+    #[test]
+    fn the_reader_asks_to_be_scheduled_first() {
+        if unsafe { libc::geteuid() } != 0 {
+            eprintln!("not root: the priority cannot be raised, skipping");
+            return;
+        }
+        let mut h = start(true);
+        h.wait_status(CollectorHealth::Up);
+        let mut nices = Vec::new();
+        for task in std::fs::read_dir("/proc/self/task").unwrap().flatten() {
+            let comm = std::fs::read_to_string(task.path().join("comm")).unwrap_or_default();
+            if comm.trim() != "edgeguard-proc" {
+                continue;
+            }
+            let stat = std::fs::read_to_string(task.path().join("stat")).unwrap_or_default();
+            let after = stat.rsplit_once(')').map(|(_, a)| a).unwrap_or("");
+            // Field 19 (nice); `after` starts at field 3.
+            let nice: Option<i32> = after
+                .split_whitespace()
+                .nth(16)
+                .and_then(|n| n.parse().ok());
+            nices.push(nice);
+        }
+        assert!(!nices.is_empty(), "no reader thread found");
+        assert!(nices.iter().all(|n| *n == Some(READER_NICE)), "{nices:?}");
+        h.stop();
     }
 
     #[test]

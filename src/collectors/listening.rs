@@ -681,6 +681,34 @@ pub(crate) mod tests {
                     .is_ok_and(|s| s.success())
             };
             let _ = ip(&["netns", "del", &name]);
+            // A run killed before its drop leaves its veth (holding this tag's addresses) and
+            // namespace behind; they would collide with this one.
+            let stale = |kind: &[&str], prefix: &str| -> Vec<String> {
+                std::process::Command::new("ip")
+                    .args(kind)
+                    .output()
+                    .map(|o| String::from_utf8_lossy(&o.stdout).into_owned())
+                    .unwrap_or_default()
+                    .split_whitespace()
+                    .map(|w| {
+                        w.trim_end_matches(':')
+                            .split('@')
+                            .next()
+                            .unwrap_or("")
+                            .to_string()
+                    })
+                    .filter(|w| {
+                        w.strip_prefix(prefix)
+                            .is_some_and(|n| !n.is_empty() && n.bytes().all(|b| b.is_ascii_digit()))
+                    })
+                    .collect()
+            };
+            for link in stale(&["-o", "link", "show"], &format!("eg{tag}h")) {
+                let _ = ip(&["link", "del", &link]);
+            }
+            for ns in stale(&["netns", "list"], &format!("eg{tag}n")) {
+                let _ = ip(&["netns", "del", &ns]);
+            }
             if !ip(&["netns", "add", &name]) {
                 eprintln!("skipping: cannot create a network namespace with ip(8)");
                 return None;

@@ -10,6 +10,10 @@
 //! build (a static or cross-built one under qemu, say). Prints one line per run or sample and
 //! the medians.
 
+#[path = "common/proc_stats.rs"]
+mod proc_stats;
+
+use proc_stats::{cpu_seconds, median, status_kib, stop};
 use std::io::{BufRead, BufReader};
 use std::net::{TcpListener, TcpStream};
 use std::path::PathBuf;
@@ -67,38 +71,6 @@ fn parse_args() -> Option<Args> {
     Some(args)
 }
 
-/// A `/proc/<pid>/status` field in KiB.
-fn status_kib(pid: u32, field: &str) -> u64 {
-    std::fs::read_to_string(format!("/proc/{pid}/status"))
-        .unwrap_or_default()
-        .lines()
-        .find_map(|l| l.strip_prefix(field))
-        .and_then(|v| v.split_whitespace().next()?.parse().ok())
-        .unwrap_or(0)
-}
-
-/// User + system CPU seconds of a process.
-fn cpu_seconds(pid: u32) -> f64 {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
-    let Some(rest) = stat.rfind(')').map(|i| stat[i + 1..].to_string()) else {
-        return 0.0;
-    };
-    let f: Vec<f64> = rest
-        .split_whitespace()
-        .skip(11)
-        .take(2)
-        .filter_map(|v| v.parse().ok())
-        .collect();
-    // SAFETY: sysconf has no preconditions.
-    let ticks = unsafe { libc::sysconf(libc::_SC_CLK_TCK) } as f64;
-    f.iter().sum::<f64>() / ticks
-}
-
-fn median(v: &mut [f64]) -> f64 {
-    v.sort_by(|a, b| a.total_cmp(b));
-    v[v.len() / 2]
-}
-
 /// Starts `edgeguard run` (stdout sink) with every collector at the defaults, state in `dir`.
 fn start(args: &Args, dir: &std::path::Path) -> Child {
     let mut c = match &args.runner {
@@ -122,12 +94,6 @@ fn start(args: &Args, dir: &std::path::Path) -> Child {
                 args.binary.display()
             )
         })
-}
-
-fn stop(mut child: Child) {
-    // SAFETY: signalling our own child.
-    unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
-    let _ = child.wait();
 }
 
 /// Reads stdout on a thread; reports when the first line arrived.
@@ -182,7 +148,7 @@ fn idle(args: &Args) {
         args.runs,
         median(&mut firsts),
         median(&mut rss),
-        median(&mut rss.clone()) / 1024.0,
+        median(&mut rss) / 1024.0,
         median(&mut hwm),
         median(&mut cpu),
         args.seconds

@@ -14,6 +14,10 @@
 //! ```
 //! Needs root (the collectors read the kernel). Prints one line per run and the medians.
 
+#[path = "common/proc_stats.rs"]
+mod proc_stats;
+
+use proc_stats::{cpu_seconds, median, status_kib, stop};
 use std::io::Write;
 use std::net::{TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
@@ -66,29 +70,7 @@ fn parse_args() -> Option<Args> {
 
 /// CPU seconds (user + system) and peak RSS (KiB) of a process, from /proc.
 fn usage(pid: u32) -> (f64, u64) {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
-    let cpu = stat
-        .rfind(')')
-        .map(|i| &stat[i + 1..])
-        .map(|rest| {
-            let f: Vec<f64> = rest
-                .split_whitespace()
-                .skip(11)
-                .take(2)
-                .filter_map(|v| v.parse().ok())
-                .collect();
-            f.iter().sum::<f64>()
-        })
-        .unwrap_or(0.0);
-    // SAFETY: sysconf has no preconditions.
-    let ticks = unsafe { libc::sysconf(libc::_SC_CLK_TCK) } as f64;
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
-    let hwm = status
-        .lines()
-        .find_map(|l| l.strip_prefix("VmHWM:"))
-        .and_then(|v| v.split_whitespace().next()?.parse().ok())
-        .unwrap_or(0);
-    (cpu / ticks, hwm)
+    (cpu_seconds(pid), status_kib(pid, "VmHWM:"))
 }
 
 fn start_agent(args: &Args, dir: &Path) -> (Child, PathBuf) {
@@ -121,12 +103,6 @@ fn start_agent(args: &Args, dir: &Path) -> (Child, PathBuf) {
             )
         });
     (child, out)
-}
-
-fn stop(mut child: Child) {
-    // SAFETY: signalling our own child.
-    unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
-    let _ = child.wait();
 }
 
 /// Sum of hit counts of events named `name` whose payload matches `keep`.
@@ -291,11 +267,6 @@ fn run_once(args: &Args) -> RunResult {
     }
 }
 
-fn median(mut v: Vec<f64>) -> f64 {
-    v.sort_by(|a, b| a.total_cmp(b));
-    v.get(v.len() / 2).copied().unwrap_or(f64::NAN)
-}
-
 fn main() {
     let Some(args) = parse_args() else { return };
     println!(
@@ -323,28 +294,20 @@ fn main() {
         );
         results.push(r);
     }
-    let capture = median(
-        results
-            .iter()
-            .map(|r| r.captured as f64 * 100.0 / r.generated.max(1) as f64)
-            .collect(),
-    );
-    let cpu = median(results.iter().map(|r| r.agent_cpu_ms_per_1000).collect());
-    let rss = median(
-        results
-            .iter()
-            .map(|r| r.agent_peak_rss_kib as f64)
-            .collect(),
-    );
+    let column =
+        |f: &dyn Fn(&RunResult) -> f64| median(&mut results.iter().map(f).collect::<Vec<_>>());
+    let capture = column(&|r| r.captured as f64 * 100.0 / r.generated.max(1) as f64);
+    let cpu = column(&|r| r.agent_cpu_ms_per_1000);
+    let rss = column(&|r| r.agent_peak_rss_kib as f64);
     println!(
         "median: capture {capture:.2} %, agent CPU {cpu:.1} ms/1000 events, peak RSS {rss:.0} KiB"
     );
-    let refs: Vec<f64> = results
+    let mut refs: Vec<f64> = results
         .iter()
         .filter_map(|r| r.reference_cpu_ms_per_1000)
         .collect();
     if !refs.is_empty() {
-        let r = median(refs);
+        let r = median(&mut refs);
         println!(
             "median forkstat CPU {r:.1} ms/1000 events; agent/forkstat ratio {:.2}",
             cpu / r

@@ -112,6 +112,15 @@ impl Device {
         c.spawn().expect("edgeguard starts")
     }
 
+    /// Stops an agent with SIGTERM as edgeAgent does and checks that it exits cleanly.
+    fn stop_agent(&self, agent: &mut Child) {
+        assert!(
+            terminate(agent, Duration::from_secs(15)),
+            "no clean exit after SIGTERM\n{}",
+            self.logs()
+        );
+    }
+
     fn log_path(&self, n: usize) -> PathBuf {
         self.state.path().join(format!("agent-{n}.log"))
     }
@@ -320,11 +329,7 @@ async fn a_30_second_outage_loses_nothing_and_keeps_order() {
         "{:?}",
         d.hub.protocol_errors()
     );
-    assert!(
-        terminate(&mut agent, Duration::from_secs(15)),
-        "{}",
-        d.logs()
-    );
+    d.stop_agent(&mut agent);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -385,11 +390,7 @@ async fn sigkill_mid_stream_loses_nothing_the_spool_held() {
         }
     }
     check_messages(&d.hub.telemetry());
-    assert!(
-        terminate(&mut agent, Duration::from_secs(15)),
-        "{}",
-        d.logs()
-    );
+    d.stop_agent(&mut agent);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -444,11 +445,7 @@ async fn ten_second_tokens_keep_the_module_connected_for_a_minute() {
         }
     }
     check_messages(&d.hub.telemetry());
-    assert!(
-        terminate(&mut agent, Duration::from_secs(15)),
-        "{}",
-        d.logs()
-    );
+    d.stop_agent(&mut agent);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -497,11 +494,7 @@ async fn the_log_level_follows_the_twin() {
         d.hub.reported()[object]["logLevel"],
         json!({"value": "debug"})
     );
-    assert!(
-        terminate(&mut agent, Duration::from_secs(15)),
-        "{}",
-        d.logs()
-    );
+    d.stop_agent(&mut agent);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -531,9 +524,5 @@ async fn sigterm_while_edgehub_is_away_keeps_everything_for_the_next_start() {
     let users = d.wait_logins(next, Duration::from_secs(30)).await;
     assert!(first_seen_in_order(&users), "{users:?}");
     check_messages(&d.hub.telemetry());
-    assert!(
-        terminate(&mut agent, Duration::from_secs(15)),
-        "{}",
-        d.logs()
-    );
+    d.stop_agent(&mut agent);
 }

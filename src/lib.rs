@@ -22,6 +22,7 @@ pub mod metrics;
 pub mod pipeline;
 pub mod sink;
 pub mod state;
+pub mod text;
 
 use config::{Config, Rejected};
 use event::{Event, MessageHeader, envelope::AGENT_VERSION};

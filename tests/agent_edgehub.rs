@@ -16,9 +16,10 @@ use std::io::Write;
 use std::path::PathBuf;
 use std::process::{Child, Stdio};
 use std::time::{Duration, Instant};
-use support::certs::{GATEWAY_HOST, TestPki};
+use support::certs::TestPki;
+use support::device::{EdgeDevice, ModuleIdentity, module_env};
 use support::edgehub::{EdgeHub, EdgeHubConfig, Telemetry};
-use support::workload::{Workload, WorkloadConfig};
+use support::workload::Workload;
 
 const HUB: &str = "testhub.azure-devices.net";
 const DEVICE: &str = "dev1";
@@ -30,6 +31,16 @@ const MAX_PACKET: usize = 256 * 1024;
 
 fn module_key() -> String {
     B64.encode([11u8; 32])
+}
+
+fn identity() -> ModuleIdentity {
+    ModuleIdentity {
+        hub: HUB,
+        device: DEVICE,
+        module: MODULE,
+        generation: GENERATION,
+        key: module_key(),
+    }
 }
 
 /// Desired properties: Login (High) goes out every second; kernel sources are off.
@@ -56,21 +67,15 @@ struct Device {
 
 impl Device {
     async fn new(tune: impl FnOnce(&mut EdgeHubConfig)) -> Device {
-        let pki = TestPki::new(GATEWAY_HOST);
-        let mut cfg = EdgeHubConfig::new(HUB, DEVICE, MODULE, &module_key(), pki.server_config());
-        cfg.initial_desired = desired();
-        tune(&mut cfg);
-        let hub = EdgeHub::start(cfg).await;
-        let workload = Workload::start(WorkloadConfig {
-            module_id: MODULE.into(),
-            generation_id: GENERATION.into(),
-            module_key: module_key(),
-            trust_bundle: pki.ca_pem.clone(),
+        let doubles = EdgeDevice::start(&identity(), |cfg| {
+            cfg.initial_desired = desired();
+            tune(cfg);
         })
         .await;
         let host = tempfile::tempdir().expect("host root");
         std::fs::create_dir_all(host.path().join("var/log")).expect("var/log");
         std::fs::write(host.path().join(AUTH_LOG), b"").expect("auth.log");
+        let EdgeDevice { pki, hub, workload } = doubles;
         Device {
             _pki: pki,
             hub,
@@ -87,14 +92,7 @@ impl Device {
         self.starts += 1;
         let log = std::fs::File::create(self.log_path(self.starts)).expect("agent log");
         let mut c = support::agent::command();
-        c.env("IOTEDGE_IOTHUBHOSTNAME", HUB)
-            .env("IOTEDGE_GATEWAYHOSTNAME", "localhost")
-            .env("IOTEDGE_DEVICEID", DEVICE)
-            .env("IOTEDGE_MODULEID", MODULE)
-            .env("IOTEDGE_MODULEGENERATIONID", GENERATION)
-            .env("IOTEDGE_WORKLOADURI", self.workload.uri())
-            .env("IOTEDGE_AUTHSCHEME", "sasToken")
-            .env("IOTEDGE_APIVERSION", "2022-08-03")
+        c.envs(module_env(&identity(), &self.workload.uri()))
             .env("EDGEGUARD_HUB_PORT", self.hub.port().to_string())
             .env("RUST_LOG", "info,edgeguard::collectors=warn");
         for (k, v) in extra {

@@ -19,8 +19,9 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 use support::certs::{GATEWAY_HOST, TestPki};
-use support::edgehub::{EdgeHub, EdgeHubConfig, MethodError};
-use support::workload::{Workload, WorkloadConfig};
+use support::device::{EdgeDevice, ModuleIdentity};
+use support::edgehub::{EdgeHub, MethodError};
+use support::workload::Workload;
 use tokio::sync::{Notify, mpsc, watch};
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
@@ -33,6 +34,16 @@ const T: Duration = Duration::from_secs(15);
 
 fn module_key() -> String {
     B64.encode([7u8; 32])
+}
+
+fn identity() -> ModuleIdentity {
+    ModuleIdentity {
+        hub: HUB,
+        device: DEVICE,
+        module: MODULE,
+        generation: GENERATION,
+        key: module_key(),
+    }
 }
 
 struct Harness {
@@ -61,32 +72,13 @@ fn test_options() -> HubOptions {
 }
 
 async fn start(desired: Value, opts: HubOptions) -> Harness {
-    let pki = TestPki::new(GATEWAY_HOST);
-    let mut cfg = EdgeHubConfig::new(HUB, DEVICE, MODULE, &module_key(), pki.server_config());
-    cfg.initial_desired = desired;
-    let hub = EdgeHub::start(cfg).await;
-    let workload = Workload::start(WorkloadConfig {
-        module_id: MODULE.into(),
-        generation_id: GENERATION.into(),
-        module_key: module_key(),
-        trust_bundle: pki.ca_pem.clone(),
-    })
-    .await;
-    // The environment IoT Edge gives a module, parsed by the production code. The double's
-    // certificate names "localhost", which also resolves.
-    let vars: HashMap<&str, String> = HashMap::from([
-        ("IOTEDGE_IOTHUBHOSTNAME", HUB.to_string()),
-        ("IOTEDGE_GATEWAYHOSTNAME", "localhost".to_string()),
-        ("IOTEDGE_DEVICEID", DEVICE.to_string()),
-        ("IOTEDGE_MODULEID", MODULE.to_string()),
-        ("IOTEDGE_MODULEGENERATIONID", GENERATION.to_string()),
-        ("IOTEDGE_WORKLOADURI", workload.uri()),
-        ("IOTEDGE_AUTHSCHEME", "sasToken".to_string()),
-        ("IOTEDGE_APIVERSION", "2022-08-03".to_string()),
-    ]);
+    let device = EdgeDevice::start(&identity(), |cfg| cfg.initial_desired = desired).await;
+    // The environment IoT Edge gives a module, parsed by the production code.
+    let vars: HashMap<&str, String> = device.module_env(&identity()).into_iter().collect();
     let mut env = EdgeEnvironment::from_vars(|k| vars.get(k).cloned())
         .expect("valid environment")
         .expect("an IoT Edge environment");
+    let EdgeDevice { pki, hub, workload } = device;
     env.port = hub.port();
 
     let (records_tx, records_rx) = mpsc::channel(4);

@@ -1851,15 +1851,14 @@ fn docker_checks(host: &HostRoot, out: &mut Vec<BaselineCheck>) {
     ));
 }
 
+/// `s` cut to at most `max` bytes (on a character boundary), with `…` when cut.
 fn truncate(s: &str, max: usize) -> String {
-    if s.len() <= max {
-        return s.to_string();
+    let kept = crate::text::prefix_within(s, max);
+    if kept.len() == s.len() {
+        s.to_string()
+    } else {
+        format!("{kept}…")
     }
-    let mut end = max;
-    while !s.is_char_boundary(end) {
-        end -= 1;
-    }
-    format!("{}…", &s[..end])
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -742,14 +742,7 @@ fn protocol_name(p: &str) -> String {
 
 /// Cuts `s` to at most `max` bytes, on a character boundary.
 fn truncate(s: &str, max: usize) -> String {
-    if s.len() <= max {
-        return s.to_string();
-    }
-    let mut end = max;
-    while !s.is_char_boundary(end) {
-        end -= 1;
-    }
-    s[..end].to_string()
+    crate::text::prefix_within(s, max).to_string()
 }
 
 // ---------------------------------------------------------------------------------------------

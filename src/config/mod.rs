@@ -23,6 +23,7 @@ pub use patch::{apply_patch, from_desired, reported};
 use crate::event::{
     ConfigErrorType, ConfigurationError, Event, EventKind, ExtraDetails, Payload, Priority,
 };
+use crate::text::shorten;
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::time::Duration;
@@ -175,15 +176,6 @@ pub enum Error {
     Json(#[source] serde_json::Error),
     #[error("unrecognised config document: {0}")]
     Shape(String),
-}
-
-/// `s` cut to `max` characters, with `…` if cut. Names and values in messages come from outside,
-/// and a rejection has to fit in a security message.
-fn shorten(s: &str, max: usize) -> String {
-    match s.char_indices().nth(max) {
-        Some((cut, _)) => format!("{}…", &s[..cut]),
-        None => s.to_string(),
-    }
 }
 
 #[cfg(test)]

@@ -355,10 +355,7 @@ fn check_workload_uri(uri: &str) -> Result<(), Error> {
 /// Values from the environment are shown in errors, cut short so a pasted key does not end up
 /// whole in a log.
 fn shorten(s: &str) -> String {
-    match s.char_indices().nth(40) {
-        Some((cut, _)) => format!("{}…", &s[..cut]),
-        None => s.to_string(),
-    }
+    crate::text::shorten(s, 40)
 }
 
 #[cfg(test)]

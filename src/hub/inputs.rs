@@ -12,6 +12,7 @@
 
 use crate::event::{Category, Event, EventKind, EventType, Payload};
 use crate::metrics::{DropReason, Metrics};
+use crate::text::shorten;
 use chrono::DateTime;
 use serde_json::Value;
 use std::sync::Arc;
@@ -229,13 +230,6 @@ pub async fn run(
 
 fn short_json(v: &Value) -> String {
     shorten(&v.to_string(), 60)
-}
-
-fn shorten(s: &str, max: usize) -> String {
-    match s.char_indices().nth(max) {
-        Some((cut, _)) => format!("{}…", &s[..cut]),
-        None => s.to_string(),
-    }
 }
 
 #[cfg(test)]

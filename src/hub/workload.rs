@@ -6,6 +6,7 @@
 //! connection never trips over a runtime that restarted in between.
 
 use super::Error;
+use crate::text::shorten;
 use base64::Engine;
 use http_body_util::{BodyExt, Full, Limited};
 use hyper::body::Bytes;
@@ -256,13 +257,6 @@ fn interpret(status: StatusCode, body: &[u8]) -> Result<serde_json::Value, Error
         _ => Err(Error::WorkloadResponse(format!(
             "expected a JSON object with status {status}"
         ))),
-    }
-}
-
-fn shorten(s: &str, max: usize) -> String {
-    match s.char_indices().nth(max) {
-        Some((cut, _)) => format!("{}…", &s[..cut]),
-        None => s.to_string(),
     }
 }
 

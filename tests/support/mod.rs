@@ -3,6 +3,7 @@
 
 pub mod agent;
 pub mod certs;
+pub mod device;
 pub mod edgehub;
 pub mod schema;
 pub mod workload;

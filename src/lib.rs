@@ -227,6 +227,24 @@ pub async fn run(
         }
     }
 
+    // Drops counted after a drop warning are logged when their minute is up, even if no drop
+    // follows to trigger it.
+    {
+        let metrics = metrics.clone();
+        let stop = stop_delivery.clone();
+        tracker.spawn(async move {
+            let mut tick = tokio::time::interval(Duration::from_secs(60));
+            tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            loop {
+                tokio::select! {
+                    _ = stop.cancelled() => break,
+                    _ = tick.tick() => { metrics.log_pending_drops(false); }
+                }
+            }
+            metrics.log_pending_drops(true);
+        });
+    }
+
     if let Some(control) = opts.log_control.clone() {
         tracker.spawn(follow_log_level(
             control,

@@ -389,6 +389,29 @@ impl Metrics {
         }
     }
 
+    /// Logs the drops counted since the last warning of each (stage, reason) whose minute has
+    /// passed. Without this, the tail of a burst (drops after the last warning) would never be
+    /// logged once the drops stop; `run` calls it once a minute, and with `all` at shutdown
+    /// (when everything still counted is logged). Returns how many lines it logged.
+    pub fn log_pending_drops(&self, all: bool) -> usize {
+        let mut log = self.drop_log.lock().unwrap_or_else(|p| p.into_inner());
+        let now = Instant::now();
+        let mut lines = 0;
+        for ((stage, reason), entry) in log.iter_mut() {
+            if entry.1 > 0 && (all || now.duration_since(entry.0) >= DROP_LOG_INTERVAL) {
+                tracing::warn!(
+                    stage = *stage,
+                    reason = reason.as_str(),
+                    count = entry.1,
+                    "events dropped (logged at most once a minute)"
+                );
+                *entry = (now, 0);
+                lines += 1;
+            }
+        }
+        lines
+    }
+
     /// Counts events of a `priority` message the spool dropped when full, both in the metric
     /// (`stage="spool"`, `reason="spool_full"`) and for the next `DroppedEventsStatistics`.
     pub fn spool_dropped(&self, priority: Priority, n: u64) {
@@ -636,6 +659,34 @@ mod tests {
             Some(3.0)
         );
         assert_eq!(m.dropped_total("pipeline", DropReason::CacheFull), 3);
+    }
+
+    #[test]
+    fn drops_are_logged_once_a_minute_and_the_tail_is_not_lost() {
+        let m = Metrics::for_tests();
+        let key = ("pipeline", DropReason::CacheFull);
+        let pending = |m: &Metrics| m.drop_log.lock().unwrap().get(&key).map(|e| e.1);
+        // The first drop is logged at once; the next ones within the minute are only counted.
+        m.dropped(key.0, key.1, 1);
+        assert_eq!(pending(&m), Some(0));
+        m.dropped(key.0, key.1, 4);
+        m.dropped(key.0, key.1, 1);
+        assert_eq!(pending(&m), Some(5));
+        assert_eq!(
+            m.log_pending_drops(false),
+            0,
+            "not before the minute has passed"
+        );
+        // A minute later with no new drop, the periodic call logs the 5 left over.
+        m.drop_log.lock().unwrap().get_mut(&key).unwrap().0 -= DROP_LOG_INTERVAL;
+        assert_eq!(m.log_pending_drops(false), 1);
+        assert_eq!(pending(&m), Some(0));
+        assert_eq!(m.log_pending_drops(false), 0, "nothing left to log");
+        // At shutdown whatever is counted is logged, minute or not.
+        m.dropped(key.0, key.1, 2);
+        assert_eq!(m.log_pending_drops(false), 0);
+        assert_eq!(m.log_pending_drops(true), 1);
+        assert_eq!(m.dropped_total(key.0, key.1), 8);
     }
 }
 

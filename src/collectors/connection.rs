@@ -1294,8 +1294,10 @@ impl Owners {
                 hit |= i == inode;
             });
             if hit {
-                self.touch(pid);
-                return Some(pid);
+                let owner = topmost_holder(host, pid, inode);
+                self.map.insert(inode, owner);
+                self.touch(owner);
+                return Some(owner);
             }
         }
         None
@@ -1309,6 +1311,36 @@ impl Owners {
         self.hot.push_front(pid);
         self.hot.truncate(HOT_PIDS);
     }
+}
+
+/// How far [`topmost_holder`] walks up the process tree.
+const HOLDER_DEPTH: usize = 4;
+
+/// The process that most likely made the connection of socket `inode`, found held by `pid`.
+/// A child holds every socket of its parent from fork until exec (and after, when the socket is
+/// inherited on purpose): a new child found first would take its parent's connection. So while
+/// the parent holds the same socket, the parent is the better answer; the full scan agrees
+/// (it keeps the lowest pid).
+fn topmost_holder(host: &HostRoot, pid: u32, inode: u64) -> u32 {
+    let mut owner = pid;
+    for _ in 0..HOLDER_DEPTH {
+        let Some(ppid) = std::fs::read_to_string(host.path(format!("/proc/{owner}/status")))
+            .ok()
+            .and_then(|t| proc_info::parse_status(&t).ppid)
+        else {
+            break;
+        };
+        if ppid <= 1 {
+            break;
+        }
+        let mut held = false;
+        listening::sockets_of(host, ppid, |i| held |= i == inode);
+        if !held {
+            break;
+        }
+        owner = ppid;
+    }
+    owner
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -1427,6 +1459,9 @@ struct Capture {
     owners: Owners,
     seen: Seen,
     names: UserNames,
+    /// Inbound SYNs with no listener and no trace of an accepted connection since the last
+    /// count (refused attempts, e.g. a port scan): not reported as connections, but counted.
+    refused: u64,
     listeners: RecentListeners,
 }
 
@@ -1441,6 +1476,7 @@ impl Capture {
             seen: Seen::default(),
             names: UserNames::default(),
             listeners: RecentListeners::default(),
+            refused: 0,
         }
     }
 
@@ -1458,6 +1494,9 @@ impl Capture {
                         if !ctx.emit_from_reader(COLLECTOR, event) {
                             return true; // the pipeline has stopped
                         }
+                    }
+                    for _ in 0..std::mem::take(&mut self.refused) {
+                        ctx.metrics.error(COLLECTOR, "inbound_refused");
                     }
                 }
                 Ok(None) => {}
@@ -1522,6 +1561,8 @@ impl Capture {
                 continue;
             };
             let Some(owner) = attribute(ns, &c) else {
+                tracing::debug!(local = %c.local, remote = %c.remote, "inbound SYN with no listener and no accepted connection: not reported");
+                self.refused += 1;
                 continue;
             };
             let mut pid = match owner.via {
@@ -2580,12 +2621,14 @@ mod tests {
     /// then closed, while the collector may still be working through the queued SYNs. Every
     /// connection must still give one `Out` and one `In`, the `In` attributed to this process.
     ///
-    /// Not in the test command: the `ListenerClosed` path it exercises is covered exactly by
-    /// `an_in_whose_listener_closed_before_the_lookup_is_still_reported`; this burst version
-    /// still misses 1-2 `In` of 200 now and then when run alongside the other tests (unexplained,
-    /// README Status). Run: `cargo test --lib loopback_connections_to_a_listener -- --ignored`.
+    /// Not in the test command: it passes alone (26 of 26 runs) but inside the full `--lib` run
+    /// on the loaded 2-core VM it failed 2 of ~30 runs, once with 12 `In` missing, each counted
+    /// `inbound_refused`: when the collector got to those SYNs, neither the listener nor any
+    /// socket of the connection (not even a TIME_WAIT) was there any more. Unexplained (an RST
+    /// ending both sockets would do it). Run:
+    /// `cargo test --lib loopback_connections_to_a_listener -- --ignored --nocapture`.
     #[test]
-    #[ignore = "measurement of a known gap, prints numbers"]
+    #[ignore = "measurement of a known gap under load, prints numbers"]
     fn loopback_connections_to_a_listener_that_closes_are_all_reported_in_and_out() {
         const N: usize = 200;
         let mut run = Running::start();
@@ -2640,8 +2683,93 @@ mod tests {
                 }
             }
         }
-        eprintln!("{N} connections: Out {outs}, In {ins} (attributed {in_attributed})");
-        assert_eq!((outs, ins), (N, N), "Out and In of every connection");
+        let refused = run
+            .ctx
+            .metrics
+            .value(
+                "edgeguard_errors_total",
+                &[("component", COLLECTOR), ("error_type", "inbound_refused")],
+            )
+            .unwrap_or(0.0);
+        let missing: Vec<_> = clients
+            .iter()
+            .filter(|c| run.find(Direction::In, server, **c).len() != 1)
+            .map(|c| (c, run.find(Direction::In, server, *c)))
+            .collect();
+        eprintln!(
+            "{N} connections: Out {outs}, In {ins} (attributed {in_attributed}), refused {refused}"
+        );
+        assert_eq!(
+            (outs, ins),
+            (N, N),
+            "Out and In of every connection; refused {refused}; In not once: {missing:?}"
+        );
+    }
+
+    /// A SYN to a port nobody listens on is no connection: not reported, but counted.
+    #[test]
+    fn a_refused_connection_is_counted_not_reported() {
+        let mut run = Running::start();
+        let closed = {
+            let l = TcpListener::bind("127.0.0.1:0").unwrap();
+            l.local_addr().unwrap()
+        };
+        let refused = |run: &Running| {
+            run.ctx
+                .metrics
+                .value(
+                    "edgeguard_errors_total",
+                    &[("component", COLLECTOR), ("error_type", "inbound_refused")],
+                )
+                .unwrap_or(0.0)
+        };
+        let before = refused(&run);
+        assert!(TcpStream::connect(closed).is_err(), "nothing listens there");
+        // The Out side is a real attempt and is reported; wait for it, then for the count.
+        run.wait(Duration::from_secs(5), |got| {
+            got.iter().any(|g| g.remote_port == closed.port())
+        });
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while refused(&run) <= before && Instant::now() < deadline {
+            run.wait(Duration::from_millis(50), |_| false);
+        }
+        assert!(refused(&run) > before, "the refused SYN is counted");
+        assert!(
+            run.got.iter().all(|g| g.local_port != Some(closed.port())),
+            "no In for a refused SYN: {:?}",
+            run.got
+        );
+    }
+
+    /// A child forked after a connection was made holds the socket too (from fork until exec):
+    /// the connection is still the parent's, although the newer child is scanned first.
+    #[test]
+    fn a_socket_inherited_by_a_forked_child_stays_the_parents() {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let c = TcpStream::connect(listener.local_addr().unwrap()).unwrap();
+        let inode = std::fs::metadata(format!("/proc/self/fd/{}", c.as_raw_fd()))
+            .unwrap()
+            .ino();
+        // The child only waits to be killed (async-signal-safe calls only after fork).
+        let child = unsafe { libc::fork() };
+        assert!(child >= 0, "fork");
+        if child == 0 {
+            loop {
+                unsafe { libc::pause() };
+            }
+        }
+        let child = child as u32;
+        let mut found_in_child = false;
+        listening::sockets_of(&HostRoot::default(), child, |i| {
+            found_in_child |= i == inode
+        });
+        let owner = Owners::default().pid(&HostRoot::default(), inode);
+        unsafe {
+            libc::kill(child as i32, libc::SIGKILL);
+            libc::waitpid(child as i32, std::ptr::null_mut(), 0);
+        }
+        assert!(found_in_child, "the child holds the socket too");
+        assert_eq!(owner, Some(std::process::id()));
     }
 
     /// A new listener of a process that was already running is found at once, even right after

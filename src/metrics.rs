@@ -434,11 +434,9 @@ impl Metrics {
     }
 
     pub fn set_queue(&self, priority: Priority, events: usize, bytes: usize) {
-        let p = priority.to_string();
-        self.queue_events
-            .with_label_values(&[&p])
-            .set(events as i64);
-        self.queue_bytes.with_label_values(&[&p]).set(bytes as i64);
+        let p = priority.as_str();
+        self.queue_events.with_label_values(&[p]).set(events as i64);
+        self.queue_bytes.with_label_values(&[p]).set(bytes as i64);
     }
 
     pub fn message_sent(&self) {

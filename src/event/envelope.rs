@@ -4,7 +4,8 @@
 //! of every message (`maxMessageSizeInBytes` counts the whole serialized message) and the cache can
 //! count its memory in real bytes.
 
-use super::{Category, Event, EventKind, Payload, format_local, format_utc};
+use super::timestamp::{self, Stamp};
+use super::{Category, Event, EventKind, Payload};
 use serde::Serialize;
 use serde_json::Value;
 use uuid::Uuid;
@@ -58,7 +59,18 @@ impl MessageHeader {
 
     /// Builds the message body from encoded events.
     pub fn build<'a>(&self, events: impl IntoIterator<Item = &'a [u8]>) -> Vec<u8> {
-        let mut out = self.prefix.clone();
+        self.build_sized(0, events)
+    }
+
+    /// Builds the message body into a buffer of `size` bytes reserved up front (the caller's
+    /// [`message_size`](Self::message_size)), so a 200 KB body is not copied on every doubling.
+    pub fn build_sized<'a>(
+        &self,
+        size: usize,
+        events: impl IntoIterator<Item = &'a [u8]>,
+    ) -> Vec<u8> {
+        let mut out = Vec::with_capacity(size.max(self.prefix.len() + SUFFIX.len()));
+        out.extend_from_slice(&self.prefix);
         for (i, e) in events.into_iter().enumerate() {
             if i > 0 {
                 out.push(b',');
@@ -103,9 +115,9 @@ pub enum EncodeError {
 #[serde(rename_all = "PascalCase")]
 struct Wire<'a> {
     id: Uuid,
-    timestamp_local: String,
+    timestamp_local: Stamp,
     #[serde(rename = "TimestampUTC")]
-    timestamp_utc: String,
+    timestamp_utc: Stamp,
     category: Category,
     name: &'static str,
     event_type: super::EventType,
@@ -118,8 +130,8 @@ impl Serialize for Event {
     fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
         Wire {
             id: self.id,
-            timestamp_local: format_local(&self.time),
-            timestamp_utc: format_utc(&self.time),
+            timestamp_local: timestamp::local(&self.time),
+            timestamp_utc: timestamp::utc(&self.time),
             category: self.category,
             name: self.kind().name(),
             event_type: self.kind().event_type(),
@@ -131,9 +143,22 @@ impl Serialize for Event {
     }
 }
 
+/// Room reserved by [`encode`]: most events are 0.5–1 KiB, so one allocation usually suffices.
+const ENCODE_CAPACITY: usize = 1024;
+
 /// Serializes one event object.
 pub fn encode(event: &Event) -> Vec<u8> {
-    serde_json::to_vec(event).expect("events hold only strings, numbers and maps with string keys")
+    let mut out = Vec::with_capacity(ENCODE_CAPACITY);
+    encode_into(event, &mut out);
+    out
+}
+
+/// Appends one serialized event object to `out` (no intermediate buffer or `Value`).
+pub fn encode_into(event: &Event, out: &mut Vec<u8>) {
+    let mut ser = serde_json::Serializer::new(out);
+    event
+        .serialize(&mut ser)
+        .expect("events hold only strings, numbers and maps with string keys");
 }
 
 /// Serializes an event so that each piece is at most `limit` bytes.
@@ -143,30 +168,40 @@ pub fn encode(event: &Event) -> Vec<u8> {
 /// Only when even that cannot make it fit is the event refused, for the caller to count as dropped.
 pub fn encode_fitting(event: &Event, limit: usize) -> Result<Vec<EncodedEvent>, EncodeError> {
     let mut out = Vec::with_capacity(1);
-    fit_into(event.clone(), limit, &mut out)?;
+    encode_fitting_into(event, limit, &mut Vec::new(), &mut out)?;
     Ok(out)
 }
 
-fn fit_into(event: Event, limit: usize, out: &mut Vec<EncodedEvent>) -> Result<(), EncodeError> {
-    let bytes = encode(&event);
-    if bytes.len() <= limit {
+/// [`encode_fitting`] for the hot path: serializes through the caller's `scratch` buffer (kept
+/// between calls, so encoding does not grow a fresh `Vec` per event) and appends the pieces to
+/// `out`. Each piece is copied once into an exactly sized allocation. The event is cloned only
+/// when it has to be split.
+pub fn encode_fitting_into(
+    event: &Event,
+    limit: usize,
+    scratch: &mut Vec<u8>,
+    out: &mut Vec<EncodedEvent>,
+) -> Result<(), EncodeError> {
+    scratch.clear();
+    encode_into(event, scratch);
+    if scratch.len() <= limit {
         out.push(EncodedEvent {
             kind: event.kind(),
-            bytes: bytes.into_boxed_slice(),
+            bytes: Box::from(scratch.as_slice()),
             truncated: false,
         });
         return Ok(());
     }
     if event.payload.len() > 1 {
-        let mut first = event;
+        let mut first = event.clone();
         let mut second = first.clone();
         second.id = Uuid::new_v4();
         second.payload = first.payload.split_off(first.payload.len() / 2);
-        fit_into(first, limit, out)?;
-        return fit_into(second, limit, out);
+        encode_fitting_into(&first, limit, scratch, out)?;
+        return encode_fitting_into(&second, limit, scratch, out);
     }
     let kind = event.kind();
-    match truncate(&event, limit) {
+    match truncate(event, limit) {
         Some(bytes) => {
             out.push(EncodedEvent {
                 kind,
@@ -177,7 +212,7 @@ fn fit_into(event: Event, limit: usize, out: &mut Vec<EncodedEvent>) -> Result<(
         }
         None => Err(EncodeError::TooLarge {
             kind,
-            size: bytes.len(),
+            size: scratch.len(),
             limit,
         }),
     }

@@ -7,11 +7,12 @@
 
 pub mod envelope;
 mod payload;
+mod timestamp;
 
 pub use envelope::{EncodeError, EncodedEvent, MessageHeader};
 pub use payload::*;
 
-use chrono::{DateTime, FixedOffset, Local, SecondsFormat, Utc};
+use chrono::{DateTime, FixedOffset, Local};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::fmt;
@@ -50,13 +51,21 @@ pub enum Priority {
     Off,
 }
 
-impl fmt::Display for Priority {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(match self {
+impl Priority {
+    /// The twin's spelling, without the allocation of `to_string()` (queue gauges use it as a
+    /// label on every push).
+    pub fn as_str(self) -> &'static str {
+        match self {
             Priority::High => "High",
             Priority::Low => "Low",
             Priority::Off => "Off",
-        })
+        }
+    }
+}
+
+impl fmt::Display for Priority {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
     }
 }
 
@@ -177,14 +186,16 @@ impl Event {
 
 /// Formats a local timestamp the way the old agents did: `2018-08-10T11:01:21.000+01:00`.
 pub fn format_local(t: &DateTime<FixedOffset>) -> String {
-    t.to_rfc3339_opts(SecondsFormat::Millis, false)
+    timestamp::local(t).as_str().to_owned()
 }
 
 /// Formats a UTC timestamp: `2018-08-10T10:01:21.000Z`.
 pub fn format_utc(t: &DateTime<FixedOffset>) -> String {
-    t.with_timezone(&Utc)
-        .to_rfc3339_opts(SecondsFormat::Millis, true)
+    timestamp::utc(t).as_str().to_owned()
 }
+
+#[cfg(test)]
+mod encode_tests;
 
 #[cfg(test)]
 mod tests {

@@ -5,9 +5,10 @@
 //! each kind's window holds at most `max_keys` distinct keys and is flushed early when a new key
 //! would exceed that, so memory stays bounded whatever the event mix.
 
-use crate::event::{Category, Event, EventKind, format_local, format_utc};
+use crate::event::{AggregationKey, Category, Event, EventKind, format_local, format_utc};
 use chrono::{DateTime, FixedOffset};
 use std::collections::{BTreeMap, HashMap};
+use std::hash::{BuildHasher, RandomState};
 use std::time::Duration;
 use tokio::time::Instant;
 
@@ -19,16 +20,33 @@ struct Entry {
     hits: u64,
     first: DateTime<FixedOffset>,
     last: DateTime<FixedOffset>,
+    /// The next entry whose key has the same hash (a collision chain through `entries`).
+    next_same_hash: Option<usize>,
 }
 
 struct Window {
     closes: Instant,
-    /// Entries in first-seen order; `index` maps a key to its position.
+    /// Entries in first-seen order; `index` maps a key's hash to the latest entry with that hash,
+    /// the rest of the chain follows `next_same_hash`. Keys are compared field by field along the
+    /// chain, so a hash collision never merges different events.
     entries: Vec<Entry>,
-    index: HashMap<String, usize>,
+    index: HashMap<u64, usize>,
 }
 
 impl Window {
+    /// The position of the entry with `key`, if any.
+    fn find(&self, hash: u64, key: &AggregationKey<'_>) -> Option<usize> {
+        let mut at = self.index.get(&hash).copied();
+        while let Some(i) = at {
+            let entry = &self.entries[i];
+            if entry.event.payload.aggregation_key().as_ref() == Some(key) {
+                return Some(i);
+            }
+            at = entry.next_same_hash;
+        }
+        None
+    }
+
     fn into_events(self) -> impl Iterator<Item = Event> {
         self.entries.into_iter().map(finish)
     }
@@ -60,16 +78,26 @@ pub enum Added {
     NotAggregatable(Event),
 }
 
-pub struct Aggregator {
+/// The aggregation windows; `S` hashes the keys (keyed SipHash by default, since command lines
+/// come from whoever runs processes on the device; tests pass a colliding one).
+pub struct Aggregator<S = RandomState> {
     windows: BTreeMap<EventKind, Window>,
     max_keys: usize,
+    hasher: S,
 }
 
 impl Aggregator {
     pub fn new(max_keys: usize) -> Aggregator {
+        Aggregator::with_hasher(max_keys, RandomState::new())
+    }
+}
+
+impl<S: BuildHasher> Aggregator<S> {
+    pub fn with_hasher(max_keys: usize, hasher: S) -> Aggregator<S> {
         Aggregator {
             windows: BTreeMap::new(),
             max_keys: max_keys.max(1),
+            hasher,
         }
     }
 
@@ -79,10 +107,13 @@ impl Aggregator {
         let Some(key) = event.payload.aggregation_key() else {
             return (Added::NotAggregatable(event), false);
         };
+        let hash = self.hasher.hash_one(key);
         let kind = event.kind();
         let mut flushed = Vec::new();
+        let mut found = None;
         if let Some(w) = self.windows.get(&kind) {
-            if !w.index.contains_key(&key) && w.entries.len() >= self.max_keys {
+            found = w.find(hash, &key);
+            if found.is_none() && w.entries.len() >= self.max_keys {
                 let full = self.windows.remove(&kind).expect("window checked above");
                 flushed.extend(full.into_events());
             }
@@ -92,8 +123,8 @@ impl Aggregator {
             entries: Vec::new(),
             index: HashMap::new(),
         });
-        let merged = match window.index.get(&key) {
-            Some(&i) => {
+        let merged = match found {
+            Some(i) => {
                 let entry = &mut window.entries[i];
                 entry.hits += 1;
                 entry.last = entry.last.max(event.time);
@@ -101,12 +132,13 @@ impl Aggregator {
                 true
             }
             None => {
-                window.index.insert(key, window.entries.len());
+                let next_same_hash = window.index.insert(hash, window.entries.len());
                 window.entries.push(Entry {
                     first: event.time,
                     last: event.time,
                     event,
                     hits: 1,
+                    next_same_hash,
                 });
                 false
             }
@@ -162,5 +194,76 @@ impl Aggregator {
 
     pub fn is_empty(&self) -> bool {
         self.windows.is_empty()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::event::{Payload, ProcessCreate};
+    use std::hash::{BuildHasherDefault, Hasher};
+
+    /// Hashes every key to the same value, so every lookup walks the collision chain.
+    #[derive(Default)]
+    struct Colliding;
+
+    impl Hasher for Colliding {
+        fn finish(&self) -> u64 {
+            42
+        }
+        fn write(&mut self, _: &[u8]) {}
+    }
+
+    fn process(cmd: &str, user_name: Option<&str>, pid: u32) -> Event {
+        Event::new(Payload::ProcessCreate(vec![ProcessCreate {
+            executable: "/bin/sh".into(),
+            command_line: cmd.into(),
+            process_id: pid,
+            parent_process_id: 1,
+            user_id: "0".into(),
+            user_name: user_name.map(str::to_string),
+            extra_details: Default::default(),
+        }]))
+    }
+
+    fn hits(events: &[Event]) -> Vec<(String, String)> {
+        events
+            .iter()
+            .map(|e| match &e.payload {
+                Payload::ProcessCreate(v) => (
+                    v[0].command_line.clone(),
+                    v[0].extra_details["HitCount"].clone(),
+                ),
+                other => panic!("unexpected payload {other:?}"),
+            })
+            .collect()
+    }
+
+    #[test]
+    fn colliding_hashes_do_not_merge_different_keys() {
+        let mut a = Aggregator::with_hasher(16, BuildHasherDefault::<Colliding>::default());
+        let interval = Duration::from_secs(60);
+        let now = Instant::now();
+        for (i, cmd) in ["a", "b", "a", "c", "b", "a"].into_iter().enumerate() {
+            a.add(process(cmd, Some("root"), i as u32), interval, now);
+        }
+        let out = a.drain_all();
+        let expect =
+            [("a", "3"), ("b", "2"), ("c", "1")].map(|(c, h)| (c.to_string(), h.to_string()));
+        assert_eq!(hits(&out), expect);
+    }
+
+    #[test]
+    fn absent_and_empty_user_name_are_the_same_key() {
+        let mut a = Aggregator::new(16);
+        let now = Instant::now();
+        let interval = Duration::from_secs(60);
+        let (_, merged) = a.add(process("x", None, 1), interval, now);
+        assert!(!merged);
+        let (_, merged) = a.add(process("x", Some(""), 2), interval, now);
+        assert!(merged);
+        let (_, merged) = a.add(process("x", Some("root"), 3), interval, now);
+        assert!(!merged);
+        assert_eq!(a.len(), 2);
     }
 }

@@ -203,8 +203,9 @@ impl Cache {
         } else {
             Priority::Low
         };
-        let body = header.build(parts.iter().map(|p| &*p.event.bytes));
-        debug_assert!(body.len() <= max_bytes);
+        let size = header.message_size(parts.len(), bytes);
+        let body = header.build_sized(size, parts.iter().map(|p| &*p.event.bytes));
+        debug_assert!(body.len() == size && body.len() <= max_bytes);
         (
             Some(Message {
                 priority,

@@ -25,6 +25,9 @@ use std::sync::Arc;
 use tokio::sync::{mpsc, oneshot, watch};
 use tokio::time::{Instant, sleep_until};
 
+/// Largest serialization buffer kept between events; typical events are 0.5–1 KiB.
+const SCRATCH_KEEP_BYTES: usize = 64 * 1024;
+
 /// What makes the pipeline cut messages.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Trigger {
@@ -76,6 +79,13 @@ pub struct Pipeline {
     /// A limit of the sink below the twin's maximum (edgeHub refuses packets over 256 KiB,
     /// topic and properties included).
     sink_limit: usize,
+    /// Serialization buffer reused for every event, so encoding does not grow a new `Vec`.
+    scratch: Vec<u8>,
+    /// Encoded pieces of the event being queued (reused; usually one).
+    pieces: Vec<envelope::EncodedEvent>,
+    /// Queue gauge values last written (High, Low): the gauges are only written when these
+    /// change, since every write is a labelled lookup in the metrics registry.
+    reported_queue: [(usize, usize); 2],
 }
 
 impl Pipeline {
@@ -91,6 +101,10 @@ impl Pipeline {
             config,
             stats: QueueStats::default(),
             sink_limit: usize::MAX,
+            scratch: Vec::new(),
+            pieces: Vec::new(),
+            // Not a possible count, so the first update writes both gauges.
+            reported_queue: [(usize::MAX, usize::MAX); 2],
         }
     }
 
@@ -172,9 +186,10 @@ impl Pipeline {
             _ => Lane::Low,
         };
         let limit = self.header.max_event_size(self.max_message_bytes());
-        match envelope::encode_fitting(&event, limit) {
-            Ok(pieces) => {
-                for piece in pieces {
+        let mut pieces = std::mem::take(&mut self.pieces);
+        match envelope::encode_fitting_into(&event, limit, &mut self.scratch, &mut pieces) {
+            Ok(()) => {
+                for piece in pieces.drain(..) {
                     if piece.truncated {
                         self.metrics.truncated(kind);
                     }
@@ -188,9 +203,19 @@ impl Pipeline {
                 self.metrics.dropped("pipeline", DropReason::TooLarge, 1);
             }
         }
+        // Pieces of an event refused half-way are not queued, as before.
+        pieces.clear();
+        self.pieces = pieces;
+        // One huge snapshot should not pin its buffer for the agent's lifetime.
+        if self.scratch.capacity() > SCRATCH_KEEP_BYTES {
+            self.scratch = Vec::new();
+        }
     }
 
     fn count_evicted(&mut self, evicted: Evicted) {
+        if evicted == Evicted::default() {
+            return;
+        }
         self.stats.dropped[0] += evicted.high;
         self.stats.dropped[1] += evicted.low;
         self.metrics.dropped(
@@ -200,10 +225,13 @@ impl Pipeline {
         );
     }
 
-    fn update_queue_metrics(&self) {
-        for p in [Priority::High, Priority::Low] {
-            let (n, b) = self.cache.queued(p);
-            self.metrics.set_queue(p, n, b);
+    fn update_queue_metrics(&mut self) {
+        for (i, p) in [Priority::High, Priority::Low].into_iter().enumerate() {
+            let queued = self.cache.queued(p);
+            if self.reported_queue[i] != queued {
+                self.reported_queue[i] = queued;
+                self.metrics.set_queue(p, queued.0, queued.1);
+            }
         }
     }
 

@@ -376,8 +376,8 @@ impl<V> BoundedMap<V> {
             }
         }
         // Amortised O(1): after a compaction `order` holds the live entries only, and the next
-        // one comes after at least as many insertions again.
-        if self.order.len() > 2 * self.map.len() + capacity::SLACK {
+        // one comes after at least as many insertions again. Never more than twice the bound.
+        if self.order.len() > (2 * self.map.len() + capacity::SLACK).min(2 * self.cap) {
             let map = &self.map;
             self.order
                 .retain(|(pid, stamp)| map.get(pid).is_some_and(|(s, _)| s == stamp));

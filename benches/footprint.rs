@@ -1,10 +1,12 @@
 //! Footprint of the release binary: time to the first message, idle RSS, and RSS over a soak
-//! with steady load (issue 6's budget: first message ≤ 1 s, idle RSS ≤ 6 MiB, flat RSS).
+//! with steady load, and peak RSS through an exec storm (issue 6's budget: first message ≤ 1 s,
+//! idle RSS ≤ 6 MiB, flat RSS, peak RSS ≤ 16 MiB through 5,000 execs).
 //!
 //! ```sh
 //! cargo build --release
 //! cargo bench --bench footprint -- idle --seconds 60 --runs 5
 //! cargo bench --bench footprint -- soak --minutes 10 --rate 200
+//! cargo bench --bench footprint -- storm --execs 5000 --runs 3
 //! ```
 //! Needs root (every collector is on and reads the kernel). `--binary PATH` measures another
 //! build (a static or cross-built one under qemu, say). Prints one line per run or sample and
@@ -29,6 +31,8 @@ struct Args {
     minutes: u64,
     rate: u64,
     runs: usize,
+    /// Execs of one storm run.
+    execs: u64,
     binary: PathBuf,
     /// A command prefix (e.g. `qemu-arm-static`) for a binary of another architecture.
     runner: Option<String>,
@@ -47,6 +51,7 @@ fn parse_args() -> Option<Args> {
         minutes: 10,
         rate: 200,
         runs: 5,
+        execs: 5000,
         binary: PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("target/release/edgeguard"),
         runner: None,
     };
@@ -58,11 +63,12 @@ fn parse_args() -> Option<Args> {
                 .unwrap_or_else(|| panic!("{what} needs a number"))
         };
         match a.as_str() {
-            "idle" | "soak" => args.mode = a,
+            "idle" | "soak" | "storm" => args.mode = a,
             "--seconds" => args.seconds = num("--seconds"),
             "--minutes" => args.minutes = num("--minutes"),
             "--rate" => args.rate = num("--rate"),
             "--runs" => args.runs = num("--runs") as usize,
+            "--execs" => args.execs = num("--execs"),
             "--binary" => args.binary = PathBuf::from(it.next().expect("--binary needs a path")),
             "--runner" => args.runner = Some(it.next().expect("--runner needs a command")),
             other => panic!("unknown argument {other}"),
@@ -239,10 +245,82 @@ fn soak(args: &Args) {
     );
 }
 
+/// Peak RSS through a burst: `execs` execs of /bin/true, as fast as two spawning threads go,
+/// once the agent has settled (first message plus 5 s). The peak is taken until the agent has
+/// had 10 s to work off what it heard, so it includes the processing, not just the burst.
+fn storm(args: &Args) {
+    let (mut before, mut after, mut hwm, mut rates) = (vec![], vec![], vec![], vec![]);
+    for run in 1..=args.runs {
+        let dir = tempfile::tempdir().expect("state dir");
+        let mut child = start(args, dir.path());
+        let pid = child.id();
+        let first = first_line_timer(&mut child);
+        let _ = first.recv_timeout(Duration::from_secs(30));
+        std::thread::sleep(Duration::from_secs(5));
+        let b = status_kib(pid, "VmRSS:");
+        // VmHWM is only brought up to date when the kernel unmaps memory, so a short peak can
+        // be missing from it: sample VmRSS every 20 ms as well and report the larger.
+        let sampling = Arc::new(AtomicBool::new(true));
+        let sampler = {
+            let sampling = sampling.clone();
+            std::thread::spawn(move || {
+                let mut max = 0;
+                while sampling.load(Ordering::Relaxed) {
+                    max = max.max(status_kib(pid, "VmRSS:"));
+                    std::thread::sleep(Duration::from_millis(20));
+                }
+                max
+            })
+        };
+        let started = Instant::now();
+        let per_thread = args.execs / 2;
+        let spawners: Vec<_> = [per_thread, args.execs - per_thread]
+            .into_iter()
+            .map(|n| {
+                std::thread::spawn(move || {
+                    for _ in 0..n {
+                        let _ = Command::new("/bin/true").status();
+                    }
+                })
+            })
+            .collect();
+        for s in spawners {
+            let _ = s.join();
+        }
+        let took = started.elapsed().as_secs_f64();
+        std::thread::sleep(Duration::from_secs(10));
+        let (a, h) = (status_kib(pid, "VmRSS:"), status_kib(pid, "VmHWM:"));
+        sampling.store(false, Ordering::Relaxed);
+        let sampled = sampler.join().unwrap_or(0);
+        let h = h.max(sampled);
+        stop(child);
+        let rate = args.execs as f64 / took;
+        println!(
+            "run {run}: {} execs in {took:.1} s ({rate:.0}/s): RSS before {b} KiB, after {a} KiB, peak {h} KiB (VmHWM or 20 ms samples of VmRSS, whichever is larger)",
+            args.execs
+        );
+        before.push(b as f64);
+        after.push(a as f64);
+        hwm.push(h as f64);
+        rates.push(rate);
+    }
+    println!(
+        "median of {}: {} execs at {:.0}/s, RSS before {:.0} KiB, after {:.0} KiB, peak {:.0} KiB ({:.2} MiB)",
+        args.runs,
+        args.execs,
+        median(&mut rates),
+        median(&mut before),
+        median(&mut after),
+        median(&mut hwm),
+        median(&mut hwm) / 1024.0
+    );
+}
+
 fn main() {
     let Some(args) = parse_args() else { return };
     match args.mode.as_str() {
         "idle" => idle(&args),
+        "storm" => storm(&args),
         _ => soak(&args),
     }
 }

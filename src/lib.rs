@@ -18,6 +18,7 @@ pub mod container;
 pub mod event;
 pub mod host;
 pub mod hub;
+pub mod memory;
 pub mod metrics;
 pub mod pipeline;
 pub mod sink;
@@ -304,6 +305,7 @@ pub async fn run(
                     }
                 }
             }
+            tracker.spawn(memory::keep_lean(stop_collectors.clone()));
             // The collectors own the last event senders: when they stop, the pipeline flushes.
             let ctx = collectors::Context {
                 host: opts.host_root.clone(),

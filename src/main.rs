@@ -106,7 +106,7 @@ enum ConfigCommand {
 }
 
 fn main() -> ExitCode {
-    limit_malloc_arenas();
+    edgeguard::memory::tune_allocator();
     let cli = Cli::parse();
     let log_control = init_logging(cli.log_format);
     match real_main(cli, log_control) {
@@ -116,17 +116,6 @@ fn main() -> ExitCode {
             eprintln!("edgeguard: {e:#}");
             ExitCode::FAILURE
         }
-    }
-}
-
-/// glibc gives every thread that allocates its own 64 MiB malloc arena; with the collectors'
-/// reader threads and the blocking pool that is several arenas whose freed memory stays resident.
-/// Two arenas keep RSS low and flat at no measurable cost for an agent this size.
-fn limit_malloc_arenas() {
-    #[cfg(all(target_os = "linux", target_env = "gnu"))]
-    // SAFETY: mallopt only changes a malloc tunable; called before any thread starts.
-    unsafe {
-        libc::mallopt(libc::M_ARENA_MAX, 2);
     }
 }
 

@@ -608,26 +608,46 @@ const SEEN_TTL: Duration = Duration::from_secs(130);
 const SEEN_MAX: usize = 16 * 1024;
 
 /// A bounded set of recently reported connections.
+///
+/// It holds a 64-bit keyed hash (fingerprint) of each [`SeenKey`], not the key: a key is 88
+/// bytes (two socket addresses of IPv6 size), and with the deque's copy and the set's spare
+/// room the full keys cost ~300 bytes a connection; the 200-execs/s soak's 20 connections a
+/// second (both ends of each loopback SYN are seen, for 130 s) kept 1.6 MiB of them resident,
+/// and a connection storm up to [`SEEN_MAX`] would keep ~5 MiB. Fingerprints cost ~40 bytes. Two
+/// different connections with the same fingerprint within [`SEEN_TTL`] would hide the second:
+/// with at most `SEEN_MAX` fingerprints the odds are below 1e-15 per connection, and the hash key
+/// is random per process, so a peer cannot aim at a collision.
 #[derive(Debug, Default)]
 struct Seen {
-    keys: HashSet<SeenKey>,
-    order: VecDeque<(Instant, SeenKey)>,
+    hasher: std::hash::RandomState,
+    keys: HashSet<u64>,
+    order: VecDeque<(Instant, u64)>,
 }
 
 impl Seen {
     /// True the first time `key` is seen (within [`SEEN_TTL`]).
     fn first(&mut self, key: SeenKey, now: Instant) -> bool {
+        use std::hash::BuildHasher;
+        let mut expired = false;
         while let Some(&(t, k)) = self.order.front() {
             if now.duration_since(t) < SEEN_TTL && self.order.len() < SEEN_MAX {
                 break;
             }
             self.order.pop_front();
             self.keys.remove(&k);
+            expired = true;
         }
-        if !self.keys.insert(key) {
+        if expired {
+            // A connection storm fills the set towards SEEN_MAX; the quiet host after it
+            // should not keep that capacity resident.
+            super::capacity::shrink_set(&mut self.keys);
+            super::capacity::shrink_deque(&mut self.order);
+        }
+        let fingerprint = self.hasher.hash_one(key);
+        if !self.keys.insert(fingerprint) {
             return false;
         }
-        self.order.push_back((now, key));
+        self.order.push_back((now, fingerprint));
         true
     }
 }
@@ -1737,6 +1757,7 @@ impl RecentListeners {
             if self.map.len() >= LISTENERS_MAX {
                 self.map.clear();
             }
+            super::capacity::shrink_map(&mut self.map);
         }
         self.map.insert(key, (now, who));
     }
@@ -2358,6 +2379,19 @@ mod tests {
             seen.first(SeenKey::of(&out, i + 10), t0);
         }
         assert!(seen.keys.len() <= SEEN_MAX && seen.order.len() <= SEEN_MAX);
+        // After the storm, a quiet host: the storm's entries expire and their room goes back.
+        let later = t0 + SEEN_TTL + Duration::from_secs(1);
+        for i in 0..10u32 {
+            assert!(seen.first(SeenKey::of(&out, u32::MAX - i), later));
+        }
+        assert_eq!(seen.order.len(), 10);
+        assert!(
+            seen.keys.capacity() <= 4 * crate::collectors::capacity::SLACK
+                && seen.order.capacity() <= 4 * crate::collectors::capacity::SLACK,
+            "{} {}",
+            seen.keys.capacity(),
+            seen.order.capacity()
+        );
     }
 
     #[test]

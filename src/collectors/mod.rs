@@ -7,6 +7,7 @@
 
 pub mod accounts;
 pub mod baseline;
+pub mod capacity;
 pub mod connection;
 pub mod firewall;
 pub mod listening;

@@ -31,6 +31,7 @@
 
 use super::Context;
 use super::accounts::UserNames;
+use super::capacity;
 use super::proc_info::{self, ProcessInfo};
 use crate::event::{
     CollectorHealth, Event, ExtraDetails, Payload, ProcessCreate, ProcessTerminate,
@@ -339,7 +340,11 @@ pub fn signal_name(signal: u32) -> Option<String> {
 ///
 /// Entries normally leave when their process exits; the bound is for exits that were never
 /// seen (overflow, a fallback scan that missed them). `order` may hold stale positions of
-/// re-inserted or removed pids; it is compacted when it grows past twice the bound.
+/// re-inserted or removed pids; it is compacted when it holds more than twice the live entries
+/// (not twice the bound: under a steady exec load the live set is a few hundred pids while
+/// every fork and exec adds a position, and compacting only at 2 × 16,384 positions left each
+/// map with 1 MiB of ring buffer that the soak measured as resident memory). After a burst both
+/// containers give back capacity, so memory follows the live set rather than its high mark.
 #[derive(Debug)]
 struct BoundedMap<V> {
     map: HashMap<u32, (u64, V)>,
@@ -370,10 +375,13 @@ impl<V> BoundedMap<V> {
                 self.map.remove(&old);
             }
         }
-        if self.order.len() > 2 * self.cap {
+        // Amortised O(1): after a compaction `order` holds the live entries only, and the next
+        // one comes after at least as many insertions again. Never more than twice the bound.
+        if self.order.len() > (2 * self.map.len() + capacity::SLACK).min(2 * self.cap) {
             let map = &self.map;
             self.order
                 .retain(|(pid, stamp)| map.get(pid).is_some_and(|(s, _)| s == stamp));
+            capacity::shrink_deque(&mut self.order);
         }
     }
 
@@ -382,7 +390,9 @@ impl<V> BoundedMap<V> {
     }
 
     fn remove(&mut self, pid: u32) -> Option<V> {
-        self.map.remove(&pid).map(|(_, v)| v)
+        let removed = self.map.remove(&pid).map(|(_, v)| v);
+        capacity::shrink_map(&mut self.map);
+        removed
     }
 }
 
@@ -1258,6 +1268,52 @@ mod tests {
             m.remove(7);
         }
         assert!(m.order.len() <= 2 * m.cap + 1);
+    }
+
+    #[test]
+    fn bounded_map_memory_follows_the_live_set() {
+        // The process collector's shape: a large bound, a steady exec load where each process
+        // exits soon, so only a few pids are live at a time.
+        let mut m = BoundedMap::new(CACHE_ENTRIES);
+        for pid in 0..(4 * CACHE_ENTRIES as u32) {
+            m.insert(pid, pid);
+            if pid >= 8 {
+                m.remove(pid - 8);
+            }
+        }
+        assert!(m.map.len() <= 8);
+        assert!(
+            m.order.len() <= 2 * 8 + capacity::SLACK + 1,
+            "{}",
+            m.order.len()
+        );
+        assert!(
+            m.order.capacity() <= 4 * capacity::SLACK,
+            "{}",
+            m.order.capacity()
+        );
+        // A burst of live processes, then they all exit: the capacity goes back.
+        for pid in 0..10_000 {
+            m.insert(pid, pid);
+        }
+        assert!(m.map.capacity() >= 10_000);
+        for pid in 0..10_000 {
+            m.remove(pid);
+        }
+        for pid in 0..1_000 {
+            m.insert(pid, pid);
+            m.remove(pid);
+        }
+        assert!(
+            m.map.capacity() <= 4 * capacity::SLACK,
+            "{}",
+            m.map.capacity()
+        );
+        assert!(
+            m.order.capacity() <= 4 * capacity::SLACK,
+            "{}",
+            m.order.capacity()
+        );
     }
 
     #[test]

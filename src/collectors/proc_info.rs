@@ -463,20 +463,36 @@ mod tests {
         let mut r = Reader::new(&HostRoot::default());
         // A command line longer than the first read, to exercise the growing buffer.
         let long = "x".repeat(FIRST_READ_BYTES * 2 + 17);
-        let mut child = std::process::Command::new("/bin/sleep")
-            .args(["30", &long])
+        // A shell waiting on its stdin, with the long text as its `$0`.
+        let mut child = std::process::Command::new("/bin/sh")
+            .args(["-c", "read x", &long])
+            .stdin(std::process::Stdio::piped())
             .spawn()
             .unwrap();
         let pid = child.id();
+        // spawn returns once the child's new memory is in place, which can be before the
+        // kernel has filled in its argument area: wait until /proc shows the arguments.
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+        while std::fs::read(format!("/proc/{pid}/cmdline"))
+            .unwrap_or_default()
+            .len()
+            < long.len()
+        {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "child never showed its arguments"
+            );
+            std::thread::sleep(std::time::Duration::from_millis(2));
+        }
         for _ in 0..2 {
             let info = r.read(pid, Liveness::Unknown);
-            assert_eq!(info.cmdline, Some(format!("/bin/sleep 30 {long}")));
+            assert_eq!(info.cmdline, Some(format!("/bin/sh -c read x {long}")));
             assert_eq!(
                 info.exe.as_deref().map(std::path::Path::new),
-                Some(std::fs::canonicalize("/bin/sleep").unwrap().as_path())
+                Some(std::fs::canonicalize("/bin/sh").unwrap().as_path())
             );
             assert_eq!(info.ppid, Some(std::process::id()));
-            assert_eq!(info.comm.as_deref(), Some("sleep"));
+            assert_eq!(info.comm.as_deref(), Some("sh"));
             let cg = std::fs::read_to_string(format!("/proc/{pid}/cgroup")).unwrap();
             assert_eq!(info.container_id, container_id_from_cgroup(&cg));
             // The same reader on this process gives what the std reads give.

@@ -1521,6 +1521,17 @@ mod tests {
     fn execs_of_a_batch_are_read_first_and_exited_ones_lightly() {
         let mut child = Command::new("/bin/sleep").arg("30").spawn().unwrap();
         let pid = child.id();
+        // spawn can return before the kernel has filled in the new argument area.
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while std::fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default()
+            != b"/bin/sleep\x0030\x00"
+        {
+            assert!(
+                Instant::now() < deadline,
+                "child never showed its arguments"
+            );
+            std::thread::sleep(Duration::from_millis(2));
+        }
         let mut t = Tracker::new(HostRoot::default());
         let mut early = VecDeque::new();
         let exec = ProcEvent::Exec { pid, tgid: pid };

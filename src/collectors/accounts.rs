@@ -142,6 +142,12 @@ impl UserNames {
         self.names.get(&uid).cloned()
     }
 
+    /// The name of `uid` in the table as last read, without checking the passwd file (for
+    /// callers that check it on their own schedule, like the process collector in a storm).
+    pub fn cached(&self, uid: u32) -> Option<String> {
+        self.names.get(&uid).cloned()
+    }
+
     fn refresh(&mut self, host: &HostRoot) {
         let meta = std::fs::metadata(host.path("/etc/passwd")).ok();
         let stamp = meta.and_then(|m| Some((m.modified().ok()?, m.len())));

@@ -32,7 +32,7 @@
 use super::Context;
 use super::accounts::UserNames;
 use super::capacity;
-use super::proc_info::{self, ProcessInfo};
+use super::proc_info::{self, Liveness, ProcessInfo};
 use crate::event::{
     CollectorHealth, Event, ExtraDetails, Payload, ProcessCreate, ProcessTerminate,
 };
@@ -98,6 +98,7 @@ const PROC_CN_MCAST_IGNORE: u32 = 2;
 const PROC_EVENT_NONE: u32 = 0x0000_0000;
 const PROC_EVENT_FORK: u32 = 0x0000_0001;
 const PROC_EVENT_EXEC: u32 = 0x0000_0002;
+const PROC_EVENT_UID: u32 = 0x0000_0004;
 const PROC_EVENT_EXIT: u32 = 0x8000_0000;
 
 /// One process event, as much of it as edgeguard uses.
@@ -120,6 +121,14 @@ pub enum ProcEvent {
         pid: u32,
         tgid: u32,
     },
+    /// A task's credentials changed (`setuid` family, or exec of a set-user-id program): its
+    /// real and effective uid now.
+    Uid {
+        pid: u32,
+        tgid: u32,
+        ruid: u32,
+        euid: u32,
+    },
     Exit {
         pid: u32,
         tgid: u32,
@@ -130,7 +139,7 @@ pub enum ProcEvent {
         /// Parent's tgid; `None` on kernels before 4.18, which leave the field zero.
         parent_tgid: Option<u32>,
     },
-    /// UID, GID, SID, PTRACE, COMM, COREDUMP: not used here.
+    /// GID, SID, PTRACE, COMM, COREDUMP: not used here.
     Other {
         what: u32,
     },
@@ -228,6 +237,12 @@ pub fn parse_proc_event(data: &[u8], seq: u32, ack: u32) -> Result<ProcEvent, Pa
         PROC_EVENT_EXEC => ProcEvent::Exec {
             pid: f(0)?,
             tgid: f(1)?,
+        },
+        PROC_EVENT_UID => ProcEvent::Uid {
+            pid: f(0)?,
+            tgid: f(1)?,
+            ruid: f(2)?,
+            euid: f(3)?,
         },
         PROC_EVENT_EXIT => ProcEvent::Exit {
             pid: f(0)?,
@@ -405,32 +420,96 @@ impl<V> BoundedMap<V> {
 /// /proc could be read).
 struct Tracker {
     host: HostRoot,
+    reader: proc_info::Reader,
     users: UserNames,
+    /// When the passwd file was last checked for changes (see [`USERS_RECHECK`]).
+    users_checked: Option<Instant>,
     executables: BoundedMap<Arc<str>>,
     parents: BoundedMap<u32>,
+    /// pid → real uid, followed from the kernel's events (inherited at fork, changed by UID
+    /// events), so that an exec needs `stat` rather than the far costlier `status`. Only filled
+    /// from reliable sources (a /proc read, a fork of a known parent, a UID event) and emptied
+    /// when the socket overflowed (a lost UID event would leave a wrong uid); a pid not in it
+    /// is read from `status` as before.
+    uids: BoundedMap<u32>,
 }
+
+/// How often the user-name table is checked against the host's passwd file. Checking costs a
+/// `stat` per call, which an exec storm would pay thousands of times a second; a user added
+/// less than this long ago may be reported by uid only.
+pub const USERS_RECHECK: Duration = Duration::from_secs(1);
 
 impl Tracker {
     fn new(host: HostRoot) -> Tracker {
         Tracker {
+            reader: proc_info::Reader::new(&host),
             host,
             users: UserNames::default(),
+            users_checked: None,
             executables: BoundedMap::new(CACHE_ENTRIES),
             parents: BoundedMap::new(CACHE_ENTRIES),
+            uids: BoundedMap::new(CACHE_ENTRIES),
         }
+    }
+
+    /// A task's credentials changed: only the thread-group leader's are what `status` shows.
+    fn uid_changed(&mut self, pid: u32, tgid: u32, ruid: u32) {
+        if pid == tgid {
+            self.uids.insert(tgid, ruid);
+        }
+    }
+
+    /// Events were lost: uids followed from events may be stale; read them from /proc again.
+    fn forget_uids(&mut self) {
+        self.uids = BoundedMap::new(CACHE_ENTRIES);
+    }
+
+    /// Fills what stays until the process is reaped: parent, name and cgroup, and the uid from
+    /// the followed uids when known (`stat`), else from `status`.
+    fn read_lasting(&mut self, info: &mut ProcessInfo) {
+        match self.uids.get(info.pid).copied() {
+            Some(uid) => {
+                self.reader.read_stat(info);
+                info.uid = Some(uid);
+            }
+            None => self.reader.read_status(info),
+        }
+        self.reader.read_cgroup(info);
     }
 
     /// Remembers the processes already running, so their exits name their executables.
     fn seed(&mut self) -> io::Result<()> {
         for pid in list_pids(&self.host)?.into_iter().take(CACHE_ENTRIES) {
-            self.remember(&proc_info::read(&self.host, pid));
+            let info = self.reader.read(pid, Liveness::Unknown);
+            self.remember(&info);
         }
         Ok(())
+    }
+
+    /// What /proc shows about `pid` now.
+    fn read(&mut self, pid: u32, liveness: Liveness) -> ProcessInfo {
+        self.reader.read(pid, liveness)
+    }
+
+    /// The user name of `uid`, with the passwd file checked at most every [`USERS_RECHECK`].
+    fn user_name(&mut self, uid: u32) -> Option<String> {
+        let now = Instant::now();
+        if self
+            .users_checked
+            .is_none_or(|t| now.duration_since(t) >= USERS_RECHECK)
+        {
+            self.users_checked = Some(now);
+            return self.users.name(&self.host, uid);
+        }
+        self.users.cached(uid)
     }
 
     fn remember(&mut self, info: &ProcessInfo) {
         if let Some(exe) = &info.exe {
             self.executables.insert(info.pid, Arc::from(exe.as_str()));
+        }
+        if let Some(uid) = info.uid {
+            self.uids.insert(info.pid, uid);
         }
         if let Some(ppid) = info.ppid {
             self.parents.insert(info.pid, ppid);
@@ -446,11 +525,20 @@ impl Tracker {
         if let Some(exe) = self.executables.get(parent_tgid).cloned() {
             self.executables.insert(child_tgid, exe);
         }
+        match self.uids.get(parent_tgid).copied() {
+            Some(uid) => self.uids.insert(child_tgid, uid),
+            // A recycled pid must not keep an earlier process's uid.
+            None => {
+                self.uids.remove(child_tgid);
+            }
+        }
     }
 
-    /// A `ProcessCreate` for a process that just exec'd, read from /proc now.
+    /// A `ProcessCreate` for a process that just exec'd, read from /proc now (the reader reads
+    /// a whole batch's execs first, see [`read_execs_first`]; tests use this shortcut).
+    #[cfg(test)]
     fn exec(&mut self, pid: u32) -> ProcessCreate {
-        let info = proc_info::read(&self.host, pid);
+        let info = self.read(pid, Liveness::Unknown);
         self.created(info)
     }
 
@@ -489,11 +577,11 @@ impl Tracker {
         }
         ProcessCreate {
             executable,
-            command_line: info.cmdline.clone().unwrap_or_default(),
+            command_line: info.cmdline.unwrap_or_default(),
             process_id: pid,
             parent_process_id: info.ppid.or(fork_parent).unwrap_or(0),
             user_id: info.uid.map(|u| u.to_string()).unwrap_or_default(),
-            user_name: info.uid.and_then(|u| self.users.name(&self.host, u)),
+            user_name: info.uid.and_then(|u| self.user_name(u)),
             extra_details: extra,
         }
     }
@@ -508,6 +596,7 @@ impl Tracker {
     ) -> Option<ProcessTerminate> {
         let executable = self.executables.remove(pid);
         let parent = self.parents.remove(pid).or(kernel_parent);
+        self.uids.remove(pid);
         if executable.is_none() && (pid == KTHREADD || parent == Some(KTHREADD)) {
             return None;
         }
@@ -620,7 +709,8 @@ struct Connector {
 
 /// What one receive gave.
 enum Received {
-    Datagram(usize),
+    /// At least one kernel datagram is in the batch.
+    Datagrams,
     TimedOut,
     /// `ENOBUFS`: the socket buffer was full and the kernel dropped events (how many is unknown).
     Overflow,
@@ -745,29 +835,52 @@ impl Connector {
         seq == self.seq && ack == self.ack.wrapping_add(1)
     }
 
-    /// Receives one datagram into `buf`. Datagrams not sent by the kernel (port id 0) are
-    /// discarded: only the kernel may speak for the process connector.
-    fn recv(&self, buf: &mut [u8]) -> io::Result<Received> {
+    /// Receives the datagrams waiting on the socket (at least one, at most [`BATCH_SLOTS`]) with
+    /// one `recvmmsg`: in an exec storm each fork, exec and exit is its own datagram, and one
+    /// system call per event was a large part of the reader's cost. Datagrams not sent by the
+    /// kernel (port id 0) are discarded: only the kernel may speak for the process connector.
+    fn recv_batch(&self, batch: &mut Batch) -> io::Result<Received> {
         loop {
-            // SAFETY: sockaddr_nl is plain data; all-zero is a valid value.
-            let mut from: libc::sockaddr_nl = unsafe { std::mem::zeroed() };
-            let mut from_len = size_of::<libc::sockaddr_nl>() as libc::socklen_t;
-            // SAFETY: `buf` and `from` are live and writable for the lengths given.
+            batch.count = 0;
+            // SAFETY: plain data; all-zero is a valid value of each.
+            let mut from: [libc::sockaddr_nl; BATCH_SLOTS] = unsafe { std::mem::zeroed() };
+            let mut iov: [libc::iovec; BATCH_SLOTS] = unsafe { std::mem::zeroed() };
+            let mut msgs: [libc::mmsghdr; BATCH_SLOTS] = unsafe { std::mem::zeroed() };
+            for (i, slot) in batch.buf.chunks_exact_mut(BATCH_SLOT_BYTES).enumerate() {
+                iov[i].iov_base = slot.as_mut_ptr().cast();
+                iov[i].iov_len = slot.len();
+                msgs[i].msg_hdr.msg_iov = &mut iov[i];
+                msgs[i].msg_hdr.msg_iovlen = 1;
+                msgs[i].msg_hdr.msg_name = (&mut from[i] as *mut libc::sockaddr_nl).cast();
+                msgs[i].msg_hdr.msg_namelen = size_of::<libc::sockaddr_nl>() as libc::socklen_t;
+            }
+            // SAFETY: every header points to live, writable buffers of the lengths given, which
+            // outlive the call. MSG_WAITFORONE: block (up to SO_RCVTIMEO) for the first datagram
+            // only, then take what is already queued.
             let n = unsafe {
-                libc::recvfrom(
+                libc::recvmmsg(
                     self.fd.as_raw_fd(),
-                    buf.as_mut_ptr().cast(),
-                    buf.len(),
-                    0,
-                    (&mut from as *mut libc::sockaddr_nl).cast(),
-                    &mut from_len,
+                    msgs.as_mut_ptr(),
+                    BATCH_SLOTS as libc::c_uint,
+                    libc::MSG_WAITFORONE,
+                    std::ptr::null_mut(),
                 )
             };
             if n >= 0 {
-                if from.nl_pid != 0 {
+                for (i, m) in msgs.iter().take(n as usize).enumerate() {
+                    if from[i].nl_pid != 0 {
+                        continue;
+                    }
+                    // A datagram larger than its slot arrives cut (MSG_TRUNC); parsing reports
+                    // it as truncated.
+                    batch.lens[batch.count] = (m.msg_len as usize).min(BATCH_SLOT_BYTES);
+                    batch.slots[batch.count] = i;
+                    batch.count += 1;
+                }
+                if batch.count == 0 {
                     continue;
                 }
-                return Ok(Received::Datagram(n as usize));
+                return Ok(Received::Datagrams);
             }
             let e = io::Error::last_os_error();
             return match e.raw_os_error() {
@@ -777,6 +890,40 @@ impl Connector {
                 _ => Err(e),
             };
         }
+    }
+}
+
+/// Datagrams one receive can take. Each is one event of about 80 bytes.
+const BATCH_SLOTS: usize = 64;
+/// Room per datagram: far more than a process event (the connector's own limit is 16 KiB, but
+/// the process connector's messages are all under 100 bytes).
+const BATCH_SLOT_BYTES: usize = 1024;
+
+/// Buffers for [`Connector::recv_batch`], kept across receives.
+struct Batch {
+    buf: Vec<u8>,
+    /// Slot index and length of each kernel datagram received, in order.
+    slots: [usize; BATCH_SLOTS],
+    lens: [usize; BATCH_SLOTS],
+    count: usize,
+}
+
+impl Batch {
+    fn new() -> Batch {
+        Batch {
+            buf: vec![0u8; BATCH_SLOTS * BATCH_SLOT_BYTES],
+            slots: [0; BATCH_SLOTS],
+            lens: [0; BATCH_SLOTS],
+            count: 0,
+        }
+    }
+
+    /// The kernel datagrams of the last receive, in order.
+    fn datagrams(&self) -> impl Iterator<Item = &[u8]> + '_ {
+        (0..self.count).filter_map(|i| {
+            let start = self.slots[i] * BATCH_SLOT_BYTES;
+            self.buf.get(start..start + self.lens[i])
+        })
     }
 }
 
@@ -859,14 +1006,15 @@ fn run(ctx: Context, use_connector: bool) {
 
 /// Reads the connector until cancelled (`Ok`) or until it fails (`Err`: the caller falls back).
 fn follow(ctx: &Context, connector: &Connector, tracker: &mut Tracker) -> Result<(), Error> {
-    // Far larger than any connector message (CONNECTOR_MAX_MSG_SIZE is 16 KiB).
-    let mut buf = vec![0u8; 32 * 1024];
+    let mut batch = Batch::new();
+    let mut events: Vec<ProcEvent> = Vec::with_capacity(BATCH_SLOTS);
+    let mut early: VecDeque<ProcessInfo> = VecDeque::with_capacity(BATCH_SLOTS);
     let started = Instant::now();
     let mut confirmed = false;
     let mut failures = 0u32;
     while !ctx.cancel.is_cancelled() {
-        let n = match connector.recv(&mut buf) {
-            Ok(Received::Datagram(n)) => n,
+        match connector.recv_batch(&mut batch) {
+            Ok(Received::Datagrams) => {}
             Ok(Received::TimedOut) => {
                 if !confirmed && started.elapsed() > ACK_TIMEOUT * connector.listens.get() {
                     // A busy host can lose the first answer; ask again before falling back.
@@ -885,6 +1033,7 @@ fn follow(ctx: &Context, connector: &Connector, tracker: &mut Tracker) -> Result
                 // The kernel does not say how many events it dropped: count the occurrence.
                 ctx.metrics
                     .dropped(COLLECTOR, DropReason::SourceOverflow, 1);
+                tracker.forget_uids();
                 confirm(ctx, connector, &mut confirmed);
                 continue;
             }
@@ -899,53 +1048,115 @@ fn follow(ctx: &Context, connector: &Connector, tracker: &mut Tracker) -> Result
             }
         };
         failures = 0;
-        for parsed in parse_datagram(&buf[..n.min(buf.len())]) {
-            let event = match parsed {
-                Ok(ProcEvent::Ack { seq, ack, err }) if connector.is_our_ack(seq, ack) => {
+        events.clear();
+        for datagram in batch.datagrams() {
+            for parsed in parse_datagram(datagram) {
+                match parsed {
+                    Ok(event) => events.push(event),
+                    Err(e) => {
+                        tracing::debug!(error = %e, "skipping a netlink message");
+                        ctx.metrics.error(COLLECTOR, "malformed_message");
+                    }
+                }
+            }
+        }
+        read_execs_first(tracker, &events, &mut early);
+        for event in &events {
+            let payload = match *event {
+                ProcEvent::Ack { seq, ack, err } if connector.is_our_ack(seq, ack) => {
                     if err != 0 {
                         return Err(Error::Refused(io::Error::from_raw_os_error(err as i32)));
                     }
                     confirm(ctx, connector, &mut confirmed);
                     continue;
                 }
-                Ok(ProcEvent::Fork {
-                    parent_tgid,
-                    child_pid,
-                    child_tgid,
-                    ..
-                }) => {
-                    tracker.fork(parent_tgid, child_pid, child_tgid);
-                    continue;
+                // Applied by `read_execs_first`, in order, before the execs were read.
+                ProcEvent::Fork { .. } | ProcEvent::Uid { .. } => continue,
+                ProcEvent::Exec { pid, tgid } if pid == tgid => {
+                    let info = match early.pop_front() {
+                        Some(info) if info.pid == pid => info,
+                        _ => tracker.read(pid, Liveness::Unknown),
+                    };
+                    Payload::ProcessCreate(vec![tracker.created(info)])
                 }
-                Ok(ProcEvent::Exec { pid, tgid }) if pid == tgid => {
-                    Some(Payload::ProcessCreate(vec![tracker.exec(pid)]))
-                }
-                Ok(ProcEvent::Exit {
+                ProcEvent::Exit {
                     pid,
                     tgid,
                     exit_code,
                     parent_tgid,
                     ..
-                }) if pid == tgid => tracker
-                    .terminated(pid, Some(exit_code), parent_tgid)
-                    .map(|r| Payload::ProcessTerminate(vec![r])),
-                Ok(_) => continue,
-                Err(e) => {
-                    tracing::debug!(error = %e, "skipping a netlink message");
-                    ctx.metrics.error(COLLECTOR, "malformed_message");
-                    continue;
-                }
+                } if pid == tgid => match tracker.terminated(pid, Some(exit_code), parent_tgid) {
+                    Some(r) => Payload::ProcessTerminate(vec![r]),
+                    None => continue,
+                },
+                _ => continue,
             };
-            if let Some(payload) = event {
-                // Events flow, so the subscription works even if the ack went missing.
-                confirm(ctx, connector, &mut confirmed);
-                if !ctx.emit_from_reader(COLLECTOR, Event::new(payload)) {
-                    return Ok(());
-                }
+            // Events flow, so the subscription works even if the ack went missing.
+            confirm(ctx, connector, &mut confirmed);
+            if !ctx.emit_from_reader(COLLECTOR, Event::new(payload)) {
+                return Ok(());
             }
         }
     }
     Ok(())
+}
+
+/// Reads /proc for every exec of a batch before anything else is done with the batch (building
+/// and sending records): a short-lived process loses its command line and executable link when
+/// it exits, so each microsecond before the read counts.
+///
+/// First those two are read for every exec, in order; an exec whose exit is already in the same
+/// batch is skipped (its memory is gone). Then the batch's forks and uid changes are applied to
+/// the tracker in order, and at each exec what stays until the process is reaped (parent, name,
+/// user, cgroup; see [`Tracker::read_lasting`]) is read, so that a fork earlier in the same batch
+/// already gives the uid. The caller handles everything else in a second walk, in order, and
+/// skips forks and uid changes.
+fn read_execs_first(
+    tracker: &mut Tracker,
+    events: &[ProcEvent],
+    early: &mut VecDeque<ProcessInfo>,
+) {
+    early.clear();
+    for (i, event) in events.iter().enumerate() {
+        let ProcEvent::Exec { pid, tgid } = *event else {
+            continue;
+        };
+        if pid != tgid {
+            continue;
+        }
+        let exited = events[i + 1..].iter().any(|later| {
+            matches!(*later, ProcEvent::Exit { pid: p, tgid: t, .. } if p == pid && t == pid)
+        });
+        let mut info = ProcessInfo {
+            pid,
+            ..Default::default()
+        };
+        if !exited {
+            tracker.reader.read_fleeting(&mut info);
+        }
+        early.push_back(info);
+    }
+    let mut next = 0;
+    for event in events {
+        match *event {
+            ProcEvent::Fork {
+                parent_tgid,
+                child_pid,
+                child_tgid,
+                ..
+            } => tracker.fork(parent_tgid, child_pid, child_tgid),
+            ProcEvent::Uid {
+                pid, tgid, ruid, ..
+            } => tracker.uid_changed(pid, tgid, ruid),
+            ProcEvent::Exec { pid, tgid } if pid == tgid => {
+                if let Some(info) = early.get_mut(next) {
+                    tracker.read_lasting(info);
+                }
+                next += 1;
+            }
+            _ => {}
+        }
+    }
 }
 
 /// Reports `Up` the first time the subscription shows it works (our ack, an event, an overflow).
@@ -980,7 +1191,7 @@ fn scan(ctx: &Context, tracker: &mut Tracker) {
                     if known.contains_key(&pid) {
                         continue;
                     }
-                    let info = proc_info::read(&ctx.host, pid);
+                    let info = tracker.read(pid, Liveness::Unknown);
                     if info.uid.is_none() && info.ppid.is_none() && info.exe.is_none() {
                         continue; // gone already
                     }
@@ -1127,6 +1338,15 @@ mod tests {
                 seq: 7,
                 ack: 8,
                 err: 1
+            })]
+        );
+        assert_eq!(
+            parse_all(&datagram(PROC_EVENT_UID, &[12, 11, 1000, 0])),
+            [Ok(ProcEvent::Uid {
+                pid: 12,
+                tgid: 11,
+                ruid: 1000,
+                euid: 0
             })]
         );
         assert_eq!(
@@ -1353,6 +1573,127 @@ mod tests {
         assert_eq!(t.terminated(701, Some(0), Some(KTHREADD)), None);
     }
 
+    #[test]
+    fn execs_of_a_batch_are_read_first_and_exited_ones_lightly() {
+        let mut child = Command::new("/bin/sleep").arg("30").spawn().unwrap();
+        let pid = child.id();
+        // spawn can return before the kernel has filled in the new argument area.
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while std::fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default()
+            != b"/bin/sleep\x0030\x00"
+        {
+            assert!(
+                Instant::now() < deadline,
+                "child never showed its arguments"
+            );
+            std::thread::sleep(Duration::from_millis(2));
+        }
+        let mut t = Tracker::new(HostRoot::default());
+        let mut early = VecDeque::new();
+        let exec = ProcEvent::Exec { pid, tgid: pid };
+        let exit = ProcEvent::Exit {
+            pid,
+            tgid: pid,
+            exit_code: 0,
+            exit_signal: 17,
+            parent_tgid: None,
+        };
+        let other = ProcEvent::Fork {
+            parent_pid: 1,
+            parent_tgid: 1,
+            child_pid: 5,
+            child_tgid: 5,
+        };
+        // Still running as far as the batch says: everything is read.
+        read_execs_first(&mut t, &[other, exec], &mut early);
+        assert_eq!(early.len(), 1);
+        assert_eq!(early[0].cmdline.as_deref(), Some("/bin/sleep 30"));
+        assert!(early[0].exe.is_some());
+        // Its exit is in the same batch: only what outlives the memory is asked for.
+        read_execs_first(&mut t, &[exec, other, exit], &mut early);
+        assert_eq!(early.len(), 1);
+        assert_eq!(
+            (early[0].cmdline.as_deref(), early[0].exe.as_deref()),
+            (None, None)
+        );
+        assert_eq!(early[0].ppid, Some(std::process::id()));
+        // An exit before the exec (an earlier process with that pid) does not count; threads'
+        // execs are not read.
+        read_execs_first(
+            &mut t,
+            &[
+                exit,
+                exec,
+                ProcEvent::Exec {
+                    pid: pid + 1,
+                    tgid: pid,
+                },
+            ],
+            &mut early,
+        );
+        assert_eq!(early.len(), 1);
+        assert!(early[0].cmdline.is_some());
+        child.kill().unwrap();
+        child.wait().unwrap();
+    }
+
+    #[test]
+    fn uids_follow_forks_and_credential_changes() {
+        let dir = tempfile::tempdir().unwrap();
+        // An empty host root: /proc cannot be read, so every uid below comes from the events.
+        let mut t = Tracker::new(HostRoot::new(dir.path()));
+        t.uids.insert(100, 1000);
+        let mut early = VecDeque::new();
+        let fork = |child| ProcEvent::Fork {
+            parent_pid: 100,
+            parent_tgid: 100,
+            child_pid: child,
+            child_tgid: child,
+        };
+        let exec = |pid| ProcEvent::Exec { pid, tgid: pid };
+        // Fork and exec in one batch: the child has its parent's uid.
+        read_execs_first(&mut t, &[fork(101), exec(101)], &mut early);
+        assert_eq!(early[0].uid, Some(1000));
+        let c = t.created(early.pop_front().unwrap());
+        assert_eq!(c.user_id, "1000");
+        // setuid between fork and exec; a thread's own change does not count.
+        let uid = |pid, tgid, ruid| ProcEvent::Uid {
+            pid,
+            tgid,
+            ruid,
+            euid: ruid,
+        };
+        read_execs_first(
+            &mut t,
+            &[fork(102), uid(102, 102, 0), uid(103, 102, 7), exec(102)],
+            &mut early,
+        );
+        assert_eq!(early[0].uid, Some(0));
+        // A parent whose uid is unknown, and a pid recycled from a known process: unknown
+        // (read from status, which this empty root does not have).
+        t.uids.insert(104, 55);
+        read_execs_first(
+            &mut t,
+            &[
+                ProcEvent::Fork {
+                    parent_pid: 9,
+                    parent_tgid: 9,
+                    child_pid: 104,
+                    child_tgid: 104,
+                },
+                exec(104),
+            ],
+            &mut early,
+        );
+        assert_eq!(early[0].uid, None);
+        // Exits forget; a lost event forgets everything.
+        t.terminated(101, Some(0), None);
+        assert_eq!(t.uids.get(101), None);
+        t.forget_uids();
+        read_execs_first(&mut t, &[fork(105), exec(105)], &mut early);
+        assert_eq!(early[0].uid, None);
+    }
+
     // ----- against the real kernel -----
 
     fn create_of(e: &Event) -> Option<&ProcessCreate> {
@@ -1546,6 +1887,40 @@ mod tests {
         assert_eq!(t.exit_status, 137);
         assert_eq!(t.extra_details["Signal"], "SIGKILL");
         assert_eq!(t.extra_details["SignalNumber"], "9");
+    }
+
+    /// The uid comes from the kernel's events (fork, then a UID event for the setuid between
+    /// fork and exec), not from `status`: a process that drops to `nobody` before exec'ing is
+    /// reported as `nobody`.
+    #[test]
+    fn a_process_that_changes_user_before_exec_is_reported_with_the_new_uid() {
+        use std::os::unix::process::CommandExt;
+        if unsafe { libc::geteuid() } != 0 {
+            eprintln!("not root: cannot change user, skipping");
+            return;
+        }
+        let mut h = start(true);
+        h.wait_status(CollectorHealth::Up);
+        let mut child = Command::new("/bin/sleep")
+            .arg("5")
+            .uid(65534)
+            .gid(65534)
+            .spawn()
+            .unwrap();
+        let pid = child.id();
+        let mut created = None;
+        assert!(h.until(Duration::from_secs(5), |e| {
+            if let Some(r) = create_of(e).filter(|r| r.process_id == pid) {
+                created = Some(r.clone());
+            }
+            created.is_some()
+        }));
+        child.kill().unwrap();
+        child.wait().unwrap();
+        let c = created.unwrap();
+        assert_eq!(c.user_id, "65534", "{c:?}");
+        assert_eq!(c.command_line, "/bin/sleep 5");
+        h.stop();
     }
 
     #[test]

@@ -281,15 +281,22 @@ async fn a_30_second_outage_loses_nothing_and_keeps_order() {
     let mut agent = d.start_agent(&[]);
     d.wait_ready().await;
 
-    // 5 logins a second for 45 s; edgeHub is away from 5 s to 35 s. It goes down holding a
-    // message it never acknowledged, which must be sent again.
+    // 5 logins a second for 45 s; edgeHub is away for 30 s from about 5 s on. It goes down
+    // holding a message it never acknowledged, which must be sent again.
     let writer = async {
         d.write_logins(0, 225, 5).await;
     };
     let outage = async {
         tokio::time::sleep(Duration::from_secs(4)).await;
         d.hub.set_withhold_pubacks(true);
-        tokio::time::sleep(Duration::from_secs(1) + Duration::from_millis(500)).await;
+        // Until a message is held unacknowledged (logins are read every second and batched
+        // every second, so one normally comes within 2 s; a busy machine may take longer).
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+        while !d.hub.telemetry().iter().any(|t| !t.puback_sent)
+            && tokio::time::Instant::now() < deadline
+        {
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
         d.hub.stop().await;
         let stopped_at = d.hub.telemetry().len();
         d.hub.set_withhold_pubacks(false);

@@ -16,6 +16,7 @@ use std::io::Write;
 use std::path::PathBuf;
 use std::process::{Child, Stdio};
 use std::time::{Duration, Instant};
+use support::agent::ChildGuard;
 use support::certs::TestPki;
 use support::device::{EdgeDevice, ModuleIdentity, module_env};
 use support::edgehub::{EdgeHub, EdgeHubConfig, Telemetry};
@@ -88,7 +89,7 @@ impl Device {
 
     /// Starts `edgeguard run` with the environment edgeAgent gives a module; stderr goes to
     /// `agent-<n>.log` in the state directory (printed when a test fails).
-    fn start_agent(&mut self, extra: &[(&str, &str)]) -> Child {
+    fn start_agent(&mut self, extra: &[(&str, &str)]) -> ChildGuard {
         self.starts += 1;
         let log = std::fs::File::create(self.log_path(self.starts)).expect("agent log");
         let mut c = support::agent::command();
@@ -107,7 +108,7 @@ impl Device {
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(log);
-        c.spawn().expect("edgeguard starts")
+        ChildGuard(c.spawn().expect("edgeguard starts"))
     }
 
     /// Stops an agent with SIGTERM as edgeAgent does and checks that it exits cleanly.

@@ -107,6 +107,32 @@ impl Drop for Agent {
     }
 }
 
+/// A child process killed (SIGKILL) and reaped when dropped, so that a test that panics
+/// does not leave its agent running. Derefs to the `Child` for everything else.
+pub struct ChildGuard(pub std::process::Child);
+
+impl std::ops::Deref for ChildGuard {
+    type Target = std::process::Child;
+    fn deref(&self) -> &std::process::Child {
+        &self.0
+    }
+}
+
+impl std::ops::DerefMut for ChildGuard {
+    fn deref_mut(&mut self) -> &mut std::process::Child {
+        &mut self.0
+    }
+}
+
+impl Drop for ChildGuard {
+    fn drop(&mut self) {
+        if let Ok(None) = self.0.try_wait() {
+            let _ = self.0.kill();
+            let _ = self.0.wait();
+        }
+    }
+}
+
 /// Names of the events in some messages, in order.
 pub fn event_names(messages: &[Value]) -> Vec<String> {
     messages

@@ -2037,21 +2037,11 @@ mod tests {
         }
         let mut h = start(true);
         h.wait_status(CollectorHealth::Up);
-        let mut nices = Vec::new();
-        for task in std::fs::read_dir("/proc/self/task").unwrap().flatten() {
-            let comm = std::fs::read_to_string(task.path().join("comm")).unwrap_or_default();
-            if comm.trim() != "edgeguard-proc" {
-                continue;
-            }
-            let stat = std::fs::read_to_string(task.path().join("stat")).unwrap_or_default();
-            let after = stat.rsplit_once(')').map(|(_, a)| a).unwrap_or("");
-            // Field 19 (nice); `after` starts at field 3.
-            let nice: Option<i32> = after
-                .split_whitespace()
-                .nth(16)
-                .and_then(|n| n.parse().ok());
-            nices.push(nice);
-        }
+        // Field 19 (nice); the fields start at field 3.
+        let nices: Vec<Option<i32>> = reader_stats()
+            .iter()
+            .map(|f| f.get(16).and_then(|n| n.parse().ok()))
+            .collect();
         assert!(!nices.is_empty(), "no reader thread found");
         assert!(nices.iter().all(|n| *n == Some(READER_NICE)), "{nices:?}");
         h.stop();
@@ -2095,11 +2085,10 @@ mod tests {
         assert!(metrics.dropped_total(COLLECTOR, DropReason::SourceOverflow) >= 1);
     }
 
-    /// CPU time (user + system) of the reader thread of this test process.
-    fn reader_cpu() -> Duration {
-        // SAFETY: sysconf has no preconditions.
-        let ticks = unsafe { libc::sysconf(libc::_SC_CLK_TCK) }.max(1) as f64;
-        let mut total = 0.0;
+    /// The `stat` fields from field 3 on of every reader thread (`edgeguard-proc`) of this test
+    /// process.
+    fn reader_stats() -> Vec<Vec<String>> {
+        let mut found = Vec::new();
         for task in std::fs::read_dir("/proc/self/task").unwrap().flatten() {
             let comm = std::fs::read_to_string(task.path().join("comm")).unwrap_or_default();
             if comm.trim() != "edgeguard-proc" {
@@ -2107,13 +2096,23 @@ mod tests {
             }
             let stat = std::fs::read_to_string(task.path().join("stat")).unwrap_or_default();
             let after = stat.rsplit_once(')').map(|(_, a)| a).unwrap_or("");
-            let f: Vec<f64> = after
-                .split_whitespace()
-                .map(|v| v.parse().unwrap_or(0.0))
-                .collect();
-            // Fields 14 and 15 (utime, stime); `after` starts at field 3.
-            total += (f.get(11).unwrap_or(&0.0) + f.get(12).unwrap_or(&0.0)) / ticks;
+            found.push(after.split_whitespace().map(str::to_string).collect());
         }
+        found
+    }
+
+    /// CPU time (user + system) of the reader thread of this test process.
+    fn reader_cpu() -> Duration {
+        // SAFETY: sysconf has no preconditions.
+        let ticks = unsafe { libc::sysconf(libc::_SC_CLK_TCK) }.max(1) as f64;
+        let field = |f: &[String], i: usize| -> f64 {
+            f.get(i).and_then(|v| v.parse().ok()).unwrap_or(0.0)
+        };
+        // Fields 14 and 15 (utime, stime); the fields start at field 3.
+        let total: f64 = reader_stats()
+            .iter()
+            .map(|f| (field(f, 11) + field(f, 12)) / ticks)
+            .sum();
         Duration::from_secs_f64(total)
     }
 

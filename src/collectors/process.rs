@@ -696,8 +696,8 @@ fn chain(e: &dyn std::error::Error) -> String {
 /// global listener count that only `PROC_CN_MCAST_IGNORE` lowers) and closes it.
 struct Connector {
     fd: OwnedFd,
-    /// `seq`/`ack` sent with the subscription, to recognise the kernel's answer among other
-    /// listeners' acknowledgements (all listeners receive them).
+    /// `seq`/`ack` sent with the subscription; the kernel's answer carries `ack + 1`, which
+    /// tells it from other listeners' acknowledgements (all listeners receive them).
     seq: u32,
     ack: u32,
     /// The receive buffer the kernel granted (bytes, as it reports it), for the status message:
@@ -830,9 +830,12 @@ impl Connector {
         }
     }
 
-    /// Is this the kernel's answer to our subscription?
-    fn is_our_ack(&self, seq: u32, ack: u32) -> bool {
-        seq == self.seq && ack == self.ack.wrapping_add(1)
+    /// Is this the kernel's answer to our subscription? Matched by `ack` alone (ours + 1): the
+    /// kernel echoes it, but not `seq` on every version (6.18 puts its own event counter there),
+    /// and matching both made every subscription look unanswered, so the collector reported
+    /// `Up` only once some process event happened to arrive.
+    fn is_our_ack(&self, ack: u32) -> bool {
+        ack == self.ack.wrapping_add(1)
     }
 
     /// Receives the datagrams waiting on the socket (at least one, at most [`BATCH_SLOTS`]) with
@@ -1063,7 +1066,7 @@ fn follow(ctx: &Context, connector: &Connector, tracker: &mut Tracker) -> Result
         read_execs_first(tracker, &events, &mut early);
         for event in &events {
             let payload = match *event {
-                ProcEvent::Ack { seq, ack, err } if connector.is_our_ack(seq, ack) => {
+                ProcEvent::Ack { ack, err, .. } if connector.is_our_ack(ack) => {
                     if err != 0 {
                         return Err(Error::Refused(io::Error::from_raw_os_error(err as i32)));
                     }

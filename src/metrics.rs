@@ -79,10 +79,12 @@ pub struct Metrics {
     events_collected: IntCounterVec,
     events_filtered: IntCounterVec,
     events_dropped: IntCounterVec,
-    events_aggregated: IntCounterVec,
+    /// `edgeguard_events_aggregated_total` per aggregatable kind, in
+    /// [`EventKind::AGGREGATABLE`] order.
+    aggregated_counters: [IntCounter; 3],
     events_truncated: IntCounterVec,
-    queue_bytes: IntGaugeVec,
-    queue_events: IntGaugeVec,
+    /// (`edgeguard_queue_events`, `edgeguard_queue_size_bytes`) for High and Low.
+    queue_gauges: [(IntGauge, IntGauge); 2],
     messages_sent: IntCounter,
     messages_acked: IntCounter,
     messages_failed: IntCounter,
@@ -167,6 +169,34 @@ impl Metrics {
         );
         r.register(Box::new(start_time))
             .expect("each metric is registered once");
+        let events_aggregated = counter_vec(
+            &r,
+            "edgeguard_events_aggregated_total",
+            "Events merged into an earlier event with the same aggregation key",
+            &["kind"],
+        );
+        let queue_bytes = gauge_vec(
+            &r,
+            "edgeguard_queue_size_bytes",
+            "Serialized bytes waiting in the in-memory cache",
+            &["priority"],
+        );
+        let queue_events = gauge_vec(
+            &r,
+            "edgeguard_queue_events",
+            "Events waiting in the in-memory cache",
+            &["priority"],
+        );
+        // Resolved once: the pipeline sets these on nearly every event, and each labelled lookup
+        // hashes the labels under a lock.
+        let queue_gauges = [Priority::High, Priority::Low].map(|p| {
+            (
+                queue_events.with_label_values(&[p.as_str()]),
+                queue_bytes.with_label_values(&[p.as_str()]),
+            )
+        });
+        let aggregated_counters =
+            EventKind::AGGREGATABLE.map(|k| events_aggregated.with_label_values(&[k.name()]));
         Metrics {
             events_collected: counter_vec(
                 &r,
@@ -186,30 +216,14 @@ impl Metrics {
                 "Events lost, by stage and reason",
                 &["stage", "reason"],
             ),
-            events_aggregated: counter_vec(
-                &r,
-                "edgeguard_events_aggregated_total",
-                "Events merged into an earlier event with the same aggregation key",
-                &["kind"],
-            ),
             events_truncated: counter_vec(
                 &r,
                 "edgeguard_events_truncated_total",
                 "Events whose longest fields were shortened to fit into a message",
                 &["kind"],
             ),
-            queue_bytes: gauge_vec(
-                &r,
-                "edgeguard_queue_size_bytes",
-                "Serialized bytes waiting in the in-memory cache",
-                &["priority"],
-            ),
-            queue_events: gauge_vec(
-                &r,
-                "edgeguard_queue_events",
-                "Events waiting in the in-memory cache",
-                &["priority"],
-            ),
+            queue_gauges,
+            aggregated_counters,
             messages_sent: counter(
                 &r,
                 "edgeguard_sink_messages_sent_total",
@@ -353,9 +367,9 @@ impl Metrics {
     }
 
     pub fn aggregated(&self, kind: EventKind) {
-        self.events_aggregated
-            .with_label_values(&[kind.name()])
-            .inc();
+        if let Some(i) = EventKind::AGGREGATABLE.iter().position(|k| *k == kind) {
+            self.aggregated_counters[i].inc();
+        }
     }
 
     pub fn truncated(&self, kind: EventKind) {
@@ -434,9 +448,13 @@ impl Metrics {
     }
 
     pub fn set_queue(&self, priority: Priority, events: usize, bytes: usize) {
-        let p = priority.as_str();
-        self.queue_events.with_label_values(&[p]).set(events as i64);
-        self.queue_bytes.with_label_values(&[p]).set(bytes as i64);
+        let (events_gauge, bytes_gauge) = match priority {
+            Priority::High => &self.queue_gauges[0],
+            Priority::Low => &self.queue_gauges[1],
+            Priority::Off => return,
+        };
+        events_gauge.set(events as i64);
+        bytes_gauge.set(bytes as i64);
     }
 
     pub fn message_sent(&self) {

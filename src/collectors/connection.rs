@@ -77,14 +77,14 @@
 
 use super::accounts::UserNames;
 use super::listening::{self, NetNs, SocketEntry, TCP_ESTABLISHED, TCP_LISTEN};
-use super::{Context, proc_info};
+use super::{Context, Held, proc_info, readable_within};
 use crate::event::{CollectorHealth, ConnectionCreate, Direction, Event, ExtraDetails, Payload};
 use crate::host::HostRoot;
 use crate::metrics::DropReason;
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::io;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
-use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+use std::os::fd::{AsFd, AsRawFd, FromRawFd, OwnedFd};
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
@@ -1502,16 +1502,33 @@ impl Capture {
 
     /// Reads packets until cancelled (`true`) or until the socket keeps failing (`false`).
     fn run(&mut self, ctx: &Context, socket: &PacketSocket) -> bool {
+        let mut held = Held::default();
+        let result = self.run_holding(ctx, socket, &mut held);
+        // However the loop ended, records already made are handed over.
+        ctx.release(&mut held, COLLECTOR);
+        result
+    }
+
+    fn run_holding(&mut self, ctx: &Context, socket: &PacketSocket, held: &mut Held) -> bool {
         let mut buf = [0u8; 2 * SNAP_LEN as usize];
         let mut last_stats = Instant::now();
         let mut failures = 0u32;
         while !ctx.cancel.is_cancelled() {
+            if let Some(due) = held.due_in() {
+                // Records are held: wait for more packets only until they are due.
+                if due.is_zero() || !readable_within(socket.fd.as_fd(), due) {
+                    if !ctx.release(held, COLLECTOR) {
+                        return true; // the pipeline has stopped
+                    }
+                    continue;
+                }
+            }
             match socket.recv(&mut buf) {
                 Ok(Some(got)) => {
                     failures = 0;
                     for r in self.handle(&buf[..got.len], got.pkttype, ctx) {
                         let event = Event::new(Payload::ConnectionCreate(vec![r]));
-                        if !ctx.emit_from_reader(COLLECTOR, event) {
+                        if !ctx.hold(held, COLLECTOR, event) {
                             return true; // the pipeline has stopped
                         }
                     }

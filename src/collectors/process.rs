@@ -29,10 +29,10 @@
 //! lives on, so a `ProcessTerminate` can come early; events lost to a socket overflow are gone
 //! (counted, never recovered).
 
-use super::Context;
 use super::accounts::UserNames;
 use super::capacity;
 use super::proc_info::{self, Liveness, ProcessInfo};
+use super::{Context, Held, readable_within};
 use crate::event::{
     CollectorHealth, Event, ExtraDetails, Payload, ProcessCreate, ProcessTerminate,
 };
@@ -40,7 +40,7 @@ use crate::host::HostRoot;
 use crate::metrics::DropReason;
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::io;
-use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+use std::os::fd::{AsFd, AsRawFd, FromRawFd, OwnedFd};
 use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
@@ -466,15 +466,35 @@ impl Tracker {
 
     /// Fills what stays until the process is reaped: parent, name and cgroup, and the uid from
     /// the followed uids when known (`stat`), else from `status`.
-    fn read_lasting(&mut self, info: &mut ProcessInfo) {
+    ///
+    /// `stat` is skipped too when the events already say all it would: the uid is followed, the
+    /// executable link was read (so the name is not needed), and the process was forked by a
+    /// parent that has not exited (`parent_exited` says whether its exit came earlier in this
+    /// batch; an exit in an earlier batch made the tracker forget it). Only a parent's exit
+    /// reparents a process, and the kernel sends that exit before it reparents, so this parent
+    /// is the one `stat` would show at the exec. That leaves the cgroup as the only file read
+    /// here in an exec storm; it cannot be followed from events, because runtimes move a
+    /// process into a container's cgroup between its fork and its exec.
+    fn read_lasting(&mut self, info: &mut ProcessInfo, parent_exited: impl Fn(u32) -> bool) {
         match self.uids.get(info.pid).copied() {
             Some(uid) => {
-                self.reader.read_stat(info);
+                match self.living_fork_parent(info.pid, &parent_exited) {
+                    Some(parent) if info.exe.is_some() => info.ppid = Some(parent),
+                    _ => self.reader.read_stat(info),
+                }
                 info.uid = Some(uid);
             }
             None => self.reader.read_status(info),
         }
         self.reader.read_cgroup(info);
+    }
+
+    /// The parent that forked `pid`, if it is known and has not exited.
+    fn living_fork_parent(&self, pid: u32, exited: impl Fn(u32) -> bool) -> Option<u32> {
+        let parent = self.parents.get(pid).copied()?;
+        // Known processes have a parent or an executable entry until their exit removes both.
+        let known = self.parents.get(parent).is_some() || self.executables.get(parent).is_some();
+        (known && !exited(parent)).then_some(parent)
     }
 
     /// Remembers the processes already running, so their exits name their executables.
@@ -1009,6 +1029,19 @@ fn run(ctx: Context, use_connector: bool) {
 
 /// Reads the connector until cancelled (`Ok`) or until it fails (`Err`: the caller falls back).
 fn follow(ctx: &Context, connector: &Connector, tracker: &mut Tracker) -> Result<(), Error> {
+    let mut held = Held::default();
+    let result = follow_holding(ctx, connector, tracker, &mut held);
+    // Whatever ended the loop, events already made are handed over.
+    ctx.release(&mut held, COLLECTOR);
+    result
+}
+
+fn follow_holding(
+    ctx: &Context,
+    connector: &Connector,
+    tracker: &mut Tracker,
+    held: &mut Held,
+) -> Result<(), Error> {
     let mut batch = Batch::new();
     let mut events: Vec<ProcEvent> = Vec::with_capacity(BATCH_SLOTS);
     let mut early: VecDeque<ProcessInfo> = VecDeque::with_capacity(BATCH_SLOTS);
@@ -1016,6 +1049,15 @@ fn follow(ctx: &Context, connector: &Connector, tracker: &mut Tracker) -> Result
     let mut confirmed = false;
     let mut failures = 0u32;
     while !ctx.cancel.is_cancelled() {
+        if let Some(due) = held.due_in() {
+            // Events are held: wait for more only until they are due.
+            if due.is_zero() || !readable_within(connector.fd.as_fd(), due) {
+                if !ctx.release(held, COLLECTOR) {
+                    return Ok(());
+                }
+                continue;
+            }
+        }
         match connector.recv_batch(&mut batch) {
             Ok(Received::Datagrams) => {}
             Ok(Received::TimedOut) => {
@@ -1096,7 +1138,7 @@ fn follow(ctx: &Context, connector: &Connector, tracker: &mut Tracker) -> Result
             };
             // Events flow, so the subscription works even if the ack went missing.
             confirm(ctx, connector, &mut confirmed);
-            if !ctx.emit_from_reader(COLLECTOR, Event::new(payload)) {
+            if !ctx.hold(held, COLLECTOR, Event::new(payload)) {
                 return Ok(());
             }
         }
@@ -1140,7 +1182,7 @@ fn read_execs_first(
         early.push_back(info);
     }
     let mut next = 0;
-    for event in events {
+    for (i, event) in events.iter().enumerate() {
         match *event {
             ProcEvent::Fork {
                 parent_tgid,
@@ -1153,7 +1195,13 @@ fn read_execs_first(
             } => tracker.uid_changed(pid, tgid, ruid),
             ProcEvent::Exec { pid, tgid } if pid == tgid => {
                 if let Some(info) = early.get_mut(next) {
-                    tracker.read_lasting(info);
+                    // The tracker applies this batch's exits only later.
+                    let exited_before = |parent: u32| {
+                        events[..i].iter().any(|e| {
+                            matches!(*e, ProcEvent::Exit { pid, tgid, .. } if pid == parent && tgid == parent)
+                        })
+                    };
+                    tracker.read_lasting(info, exited_before);
                 }
                 next += 1;
             }
@@ -1537,6 +1585,75 @@ mod tests {
             "{}",
             m.order.capacity()
         );
+    }
+
+    #[test]
+    fn an_exec_of_a_known_living_parent_is_read_without_stat() {
+        let dir = tempfile::tempdir().unwrap();
+        let id = "ab".repeat(32);
+        let write_proc = |pid: u32, exe: bool| {
+            let p = dir.path().join(format!("proc/{pid}"));
+            std::fs::create_dir_all(&p).unwrap();
+            if exe {
+                std::os::unix::fs::symlink("/usr/bin/python3", p.join("exe")).unwrap();
+            }
+            std::fs::write(p.join("cmdline"), b"python3\0-c\0pass\0").unwrap();
+            // `stat` names another parent, as after a reparenting, so it shows which was used.
+            std::fs::write(
+                p.join("stat"),
+                format!("{pid} (python3) S 1 {pid} {pid} 0 -1 0\n"),
+            )
+            .unwrap();
+            std::fs::write(
+                p.join("cgroup"),
+                format!("0::/system.slice/docker-{id}.scope\n"),
+            )
+            .unwrap();
+        };
+        write_proc(201, true);
+        write_proc(202, false);
+        let mut t = Tracker::new(HostRoot::new(dir.path()));
+        t.executables.insert(100, Arc::from("/bin/bash"));
+        t.uids.insert(100, 1000);
+        t.fork(100, 201, 201);
+        t.fork(100, 202, 202);
+        let read = |t: &mut Tracker, pid: u32, parent_exited: bool| {
+            let mut info = ProcessInfo {
+                pid,
+                ..Default::default()
+            };
+            t.reader.read_fleeting(&mut info);
+            t.read_lasting(&mut info, |_| parent_exited);
+            info
+        };
+
+        let info = read(&mut t, 201, false);
+        assert_eq!(info.ppid, Some(100), "the fork parent, not stat's");
+        assert_eq!(info.uid, Some(1000));
+        assert_eq!(info.comm, None, "stat was not read");
+        assert_eq!(info.exe.as_deref(), Some("/usr/bin/python3"));
+        assert_eq!(
+            info.container_id.as_deref(),
+            Some(id.as_str()),
+            "cgroup is always read"
+        );
+
+        // The parent exited earlier in the same batch: stat says who the parent is now.
+        let info = read(&mut t, 201, true);
+        assert_eq!(
+            (info.ppid, info.comm.as_deref()),
+            (Some(1), Some("python3"))
+        );
+        // No executable link (a zombie, or not allowed): stat gives the name.
+        let info = read(&mut t, 202, false);
+        assert_eq!(
+            (info.ppid, info.comm.as_deref()),
+            (Some(1), Some("python3"))
+        );
+        // The parent's exit came in an earlier batch: the tracker forgot it.
+        t.terminated(100, Some(0), None);
+        let info = read(&mut t, 201, false);
+        assert_eq!((info.ppid, info.uid), (Some(1), Some(1000)));
     }
 
     #[test]

@@ -448,3 +448,112 @@ fn truncated_single_records_fit_and_say_so() {
         assert!(v["Payload"][0]["ExtraDetails"]["Truncated"].is_string());
     }
 }
+
+mod random {
+    //! The hand-written writer of the high-rate kinds against serde_json on generated records.
+    use super::*;
+    use proptest::prelude::*;
+    use std::net::IpAddr;
+
+    fn ip() -> impl Strategy<Value = IpAddr> {
+        prop_oneof![
+            any::<[u8; 4]>().prop_map(IpAddr::from),
+            any::<[u8; 16]>().prop_map(IpAddr::from),
+            any::<[u8; 4]>().prop_map(|o| IpAddr::V6(std::net::Ipv4Addr::from(o).to_ipv6_mapped())),
+        ]
+    }
+
+    fn extra_details() -> impl Strategy<Value = ExtraDetails> {
+        proptest::collection::btree_map(any::<String>(), any::<String>(), 0..4)
+    }
+
+    fn payload() -> impl Strategy<Value = Payload> {
+        let create = (
+            any::<String>(),
+            any::<String>(),
+            any::<u32>(),
+            any::<u32>(),
+            any::<String>(),
+            any::<Option<String>>(),
+            extra_details(),
+        )
+            .prop_map(|(executable, command_line, pid, ppid, uid, name, extra)| {
+                ProcessCreate {
+                    executable,
+                    command_line,
+                    process_id: pid,
+                    parent_process_id: ppid,
+                    user_id: uid,
+                    user_name: name,
+                    extra_details: extra,
+                }
+            });
+        let terminate = (any::<String>(), any::<u32>(), any::<i32>(), extra_details()).prop_map(
+            |(executable, pid, status, extra)| ProcessTerminate {
+                executable,
+                process_id: pid,
+                exit_status: status,
+                extra_details: extra,
+            },
+        );
+        let connection = (
+            (
+                ip(),
+                any::<u16>(),
+                proptest::option::of(ip()),
+                any::<Option<u16>>(),
+            ),
+            (
+                any::<bool>(),
+                any::<String>(),
+                any::<u32>(),
+                any::<Option<String>>(),
+            ),
+            (any::<String>(), any::<Option<String>>(), extra_details()),
+        )
+            .prop_map(
+                |((ra, rp, la, lp), (inbound, proto, pid, uid), (exe, cmd, extra))| {
+                    ConnectionCreate {
+                        remote_address: ra,
+                        remote_port: rp,
+                        local_address: la,
+                        local_port: lp,
+                        direction: if inbound {
+                            Direction::In
+                        } else {
+                            Direction::Out
+                        },
+                        protocol: proto,
+                        process_id: pid,
+                        user_id: uid,
+                        executable: exe,
+                        command_line: cmd,
+                        extra_details: extra,
+                    }
+                },
+            );
+        prop_oneof![
+            proptest::collection::vec(create, 0..3).prop_map(Payload::ProcessCreate),
+            proptest::collection::vec(terminate, 0..3).prop_map(Payload::ProcessTerminate),
+            proptest::collection::vec(connection, 0..3).prop_map(Payload::ConnectionCreate),
+        ]
+    }
+
+    proptest! {
+        #[test]
+        fn generated_events_encode_as_serde_json_did(
+            payload in payload(),
+            aggregated in any::<bool>(),
+            time in 0usize..8,
+        ) {
+            let mut e = Event::new(payload);
+            e.time = times()[time];
+            if aggregated {
+                e.category = Category::Aggregated;
+            }
+            let new = envelope::encode(&e);
+            let old = reference::encode(&e);
+            prop_assert_eq!(String::from_utf8_lossy(&new), String::from_utf8_lossy(&old));
+        }
+    }
+}

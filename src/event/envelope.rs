@@ -153,12 +153,10 @@ pub fn encode(event: &Event) -> Vec<u8> {
     out
 }
 
-/// Appends one serialized event object to `out` (no intermediate buffer or `Value`).
+/// Appends one serialized event object to `out` (no intermediate buffer or `Value`); the same
+/// bytes as serde_json on [`Event`]'s `Serialize`, written by [`super::json`].
 pub fn encode_into(event: &Event, out: &mut Vec<u8>) {
-    let mut ser = serde_json::Serializer::new(out);
-    event
-        .serialize(&mut ser)
-        .expect("events hold only strings, numbers and maps with string keys");
+    super::json::event(out, event);
 }
 
 /// Serializes an event so that each piece is at most `limit` bytes.

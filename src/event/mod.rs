@@ -6,6 +6,7 @@
 //! (container id, kernel release, hit counts, …) goes into the string-valued `ExtraDetails` map.
 
 pub mod envelope;
+mod json;
 mod payload;
 mod timestamp;
 

@@ -77,7 +77,7 @@
 
 use super::accounts::UserNames;
 use super::listening::{self, NetNs, SocketEntry, TCP_ESTABLISHED, TCP_LISTEN};
-use super::{Context, Held, proc_info, readable_within};
+use super::{Context, Held, RecvTimeout, proc_info};
 use crate::event::{CollectorHealth, ConnectionCreate, Direction, Event, ExtraDetails, Payload};
 use crate::host::HostRoot;
 use crate::metrics::DropReason;
@@ -1513,16 +1513,12 @@ impl Capture {
         let mut buf = [0u8; 2 * SNAP_LEN as usize];
         let mut last_stats = Instant::now();
         let mut failures = 0u32;
+        let mut timeout = RecvTimeout::new(RECV_TIMEOUT);
         while !ctx.cancel.is_cancelled() {
-            if let Some(due) = held.due_in() {
-                // Records are held: wait for more packets only until they are due.
-                if due.is_zero() || !readable_within(socket.fd.as_fd(), due) {
-                    if !ctx.release(held, COLLECTOR) {
-                        return true; // the pipeline has stopped
-                    }
-                    continue;
-                }
+            if held.due_in().is_some_and(|d| d.is_zero()) && !ctx.release(held, COLLECTOR) {
+                return true; // the pipeline has stopped
             }
+            timeout.follow(socket.fd.as_fd(), held);
             match socket.recv(&mut buf) {
                 Ok(Some(got)) => {
                     failures = 0;
@@ -1536,7 +1532,12 @@ impl Capture {
                         ctx.metrics.error(COLLECTOR, "inbound_refused");
                     }
                 }
-                Ok(None) => {}
+                // The traffic paused (or a signal came): what is held goes over.
+                Ok(None) => {
+                    if !held.is_empty() && !ctx.release(held, COLLECTOR) {
+                        return true; // the pipeline has stopped
+                    }
+                }
                 Err(e) => {
                     failures += 1;
                     ctx.metrics.error(COLLECTOR, "packet_recv");

@@ -32,7 +32,7 @@
 use super::accounts::UserNames;
 use super::capacity;
 use super::proc_info::{self, Liveness, ProcessInfo};
-use super::{Context, Held, readable_within};
+use super::{Context, Held, RecvTimeout};
 use crate::event::{
     CollectorHealth, Event, ExtraDetails, Payload, ProcessCreate, ProcessTerminate,
 };
@@ -1048,18 +1048,21 @@ fn follow_holding(
     let started = Instant::now();
     let mut confirmed = false;
     let mut failures = 0u32;
+    let mut timeout = RecvTimeout::new(RECV_TIMEOUT);
     while !ctx.cancel.is_cancelled() {
-        if let Some(due) = held.due_in() {
-            // Events are held: wait for more only until they are due.
-            if due.is_zero() || !readable_within(connector.fd.as_fd(), due) {
+        if held.due_in().is_some_and(|d| d.is_zero()) && !ctx.release(held, COLLECTOR) {
+            return Ok(());
+        }
+        timeout.follow(connector.fd.as_fd(), held);
+        match connector.recv_batch(&mut batch) {
+            Ok(Received::Datagrams) => {}
+            // The traffic paused: what is held goes over.
+            Ok(Received::TimedOut) if !held.is_empty() => {
                 if !ctx.release(held, COLLECTOR) {
                     return Ok(());
                 }
                 continue;
             }
-        }
-        match connector.recv_batch(&mut batch) {
-            Ok(Received::Datagrams) => {}
             Ok(Received::TimedOut) => {
                 if !confirmed && started.elapsed() > ACK_TIMEOUT * connector.listens.get() {
                     // A busy host can lose the first answer; ask again before falling back.

@@ -81,6 +81,9 @@ pub struct Reader {
     /// `<pid>/<file>` and a NUL, rebuilt per read.
     path: Vec<u8>,
     buf: Vec<u8>,
+    /// The target of `/proc/1/ns/mnt`, the host's mount namespace (see
+    /// [`Reader::read_container`]): read on first use; empty when it cannot be read.
+    host_mount_ns: Option<Vec<u8>>,
 }
 
 impl Reader {
@@ -90,6 +93,7 @@ impl Reader {
             proc_dir: None,
             path: Vec::with_capacity(64),
             buf: Vec::with_capacity(FIRST_READ_BYTES),
+            host_mount_ns: None,
         }
     }
 
@@ -118,10 +122,10 @@ impl Reader {
     }
 
     /// Fills what stays readable until the process is reaped: name, parent and user (`status`),
-    /// container (`cgroup`).
+    /// container (`cgroup`, see [`Reader::read_container`]).
     pub fn read_lasting(&mut self, info: &mut ProcessInfo) {
         self.read_status(info);
-        self.read_cgroup(info);
+        self.read_container(info);
     }
 
     /// Name, parent and real uid from `status`.
@@ -143,6 +147,28 @@ impl Reader {
             let s = parse_stat(&self.buf);
             info.ppid = s.ppid;
             info.comm = s.name;
+        }
+    }
+
+    /// Container id, read from `cgroup` unless the process is in the host's mount namespace.
+    ///
+    /// Every container has a mount namespace of its own (it is what makes its file system), so a
+    /// process in the host's one is in no container, and one `readlinkat` of `ns/mnt` spares
+    /// the `openat` + `read` + `close` of `cgroup` that was the costliest read of an exec on
+    /// the host. Any process elsewhere (containers, services with a private /tmp), and any whose
+    /// namespace or the host's cannot be read, has its `cgroup` read as before.
+    pub fn read_container(&mut self, info: &mut ProcessInfo) {
+        if self.host_mount_ns.is_none() {
+            let host = self.link(1, "ns/mnt").map(String::into_bytes);
+            self.host_mount_ns = Some(host.unwrap_or_default());
+        }
+        let host = self.host_mount_ns.take().unwrap_or_default();
+        let on_host = !host.is_empty() && self.link_is(info.pid, "ns/mnt", &host);
+        self.host_mount_ns = Some(host);
+        if on_host {
+            info.container_id = None;
+        } else {
+            self.read_cgroup(info);
         }
     }
 
@@ -226,6 +252,29 @@ impl Reader {
             }
             want = (want * 4).min(max);
         }
+    }
+
+    /// Whether the link `/proc/<pid>/<name>` can be read and points to `target`.
+    fn link_is(&mut self, pid: u32, name: &str, target: &[u8]) -> bool {
+        let Some(dir) = self.dir() else { return false };
+        self.set_path(pid, name);
+        self.buf.clear();
+        self.buf.reserve(target.len() + 1);
+        // SAFETY: `path` is NUL-terminated; `buf` has room for the length given.
+        let n = unsafe {
+            libc::readlinkat(
+                dir,
+                self.path.as_ptr().cast(),
+                self.buf.as_mut_ptr().cast(),
+                self.buf.capacity(),
+            )
+        };
+        if n < 0 {
+            return false;
+        }
+        // SAFETY: the kernel wrote `n` bytes (never more than the capacity given).
+        unsafe { self.buf.set_len(n as usize) };
+        self.buf == target
     }
 
     /// The target of the link `/proc/<pid>/<name>`.
@@ -540,6 +589,47 @@ mod tests {
         assert_eq!(info.ppid, Some(std::process::id()));
         assert_eq!(info.uid, Some(unsafe { libc::getuid() }));
         child.wait().unwrap();
+    }
+
+    #[test]
+    fn cgroup_is_read_only_outside_the_hosts_mount_namespace() {
+        let dir = tempfile::tempdir().unwrap();
+        let proc = dir.path().join("proc");
+        let make = |pid: u32, mnt: Option<&str>| {
+            let p = proc.join(pid.to_string());
+            std::fs::create_dir_all(p.join("ns")).unwrap();
+            if let Some(mnt) = mnt {
+                std::os::unix::fs::symlink(mnt, p.join("ns/mnt")).unwrap();
+            }
+            std::fs::write(
+                p.join("cgroup"),
+                format!("0::/system.slice/docker-{ID}.scope\n"),
+            )
+            .unwrap();
+        };
+        make(1, Some("mnt:[4026531841]"));
+        // Same namespace as the host: the cgroup (made up here) is not even read.
+        make(10, Some("mnt:[4026531841]"));
+        // A namespace of its own, or one that cannot be read (a zombie): read as before.
+        make(11, Some("mnt:[4026532500]"));
+        make(12, None);
+        let mut r = Reader::new(&HostRoot::new(dir.path()));
+        let container = |r: &mut Reader, pid| {
+            let mut info = ProcessInfo {
+                pid,
+                ..Default::default()
+            };
+            r.read_container(&mut info);
+            info.container_id
+        };
+        assert_eq!(container(&mut r, 10), None);
+        assert_eq!(container(&mut r, 11).as_deref(), Some(ID));
+        assert_eq!(container(&mut r, 12).as_deref(), Some(ID));
+
+        // The host's namespace cannot be read: every process's cgroup is read.
+        std::fs::remove_file(proc.join("1/ns/mnt")).unwrap();
+        let mut r = Reader::new(&HostRoot::new(dir.path()));
+        assert_eq!(container(&mut r, 10).as_deref(), Some(ID));
     }
 
     #[test]

@@ -472,9 +472,9 @@ impl Tracker {
     /// parent that has not exited (`parent_exited` says whether its exit came earlier in this
     /// batch; an exit in an earlier batch made the tracker forget it). Only a parent's exit
     /// reparents a process, and the kernel sends that exit before it reparents, so this parent
-    /// is the one `stat` would show at the exec. That leaves the cgroup as the only file read
-    /// here in an exec storm; it cannot be followed from events, because runtimes move a
-    /// process into a container's cgroup between its fork and its exec.
+    /// is the one `stat` would show at the exec. The container is read, never followed from
+    /// events, because runtimes move a process into a container's cgroup between its fork and
+    /// its exec ([`proc_info::Reader::read_container`]: one link for a process on the host).
     fn read_lasting(&mut self, info: &mut ProcessInfo, parent_exited: impl Fn(u32) -> bool) {
         match self.uids.get(info.pid).copied() {
             Some(uid) => {
@@ -486,7 +486,7 @@ impl Tracker {
             }
             None => self.reader.read_status(info),
         }
-        self.reader.read_cgroup(info);
+        self.reader.read_container(info);
     }
 
     /// The parent that forked `pid`, if it is known and has not exited.

@@ -232,6 +232,117 @@ mod tests {
         }
     }
 
+    mod model {
+        //! Random pushes, takes, limit changes: every event comes out once, whole and in its
+        //! lane's order, or is counted as evicted or oversize; the counters match the contents.
+        use super::*;
+        use proptest::prelude::*;
+
+        #[derive(Debug, Clone)]
+        enum Op {
+            Push {
+                lane: usize,
+                high: bool,
+                size: usize,
+            },
+            Take {
+                max: usize,
+                lanes: usize,
+            },
+            Limit(usize),
+        }
+
+        fn encoded(bytes: Vec<u8>) -> EncodedEvent {
+            EncodedEvent {
+                kind: crate::event::EventKind::ProcessCreate,
+                bytes: bytes.into(),
+                truncated: false,
+            }
+        }
+
+        fn op() -> impl Strategy<Value = Op> {
+            prop_oneof![
+                6 => (0usize..3, any::<bool>(), 20usize..400)
+                    .prop_map(|(lane, high, size)| Op::Push { lane, high, size }),
+                2 => (150usize..3000, 0usize..3).prop_map(|(max, lanes)| Op::Take { max, lanes }),
+                1 => (200usize..5000).prop_map(Op::Limit),
+            ]
+        }
+
+        /// `{"i":N,"l":L,"p":"aaa"}` of `size` bytes or a little more.
+        fn event(i: usize, lane: usize, size: usize) -> Vec<u8> {
+            let head = format!("{{\"i\":{i},\"l\":{lane},\"p\":\"");
+            let pad = size.saturating_sub(head.len() + 2);
+            format!("{head}{}\"}}", "a".repeat(pad)).into_bytes()
+        }
+
+        proptest! {
+            #[test]
+            fn nothing_is_lost_duplicated_or_reordered(ops in proptest::collection::vec(op(), 1..200)) {
+                let h = MessageHeader::new("1", uuid::Uuid::nil());
+                let mut c = Cache::new(5_000);
+                let mut pushed = 0usize;
+                let mut gone = 0u64;
+                let mut seen: Vec<(usize, usize)> = Vec::new();
+                let take = |c: &mut Cache, max: usize, primary: &[Lane], topup: &[Lane], seen: &mut Vec<(usize, usize)>| {
+                    let (m, oversize) = c.take_message(&h, max, primary, topup);
+                    if let Some(m) = &m {
+                        prop_assert!(m.body.len() <= max);
+                        let v: serde_json::Value = serde_json::from_slice(&m.body).unwrap();
+                        let events = v["Events"].as_array().unwrap();
+                        prop_assert_eq!(events.len(), m.events);
+                        for e in events {
+                            seen.push((e["l"].as_u64().unwrap() as usize, e["i"].as_u64().unwrap() as usize));
+                        }
+                    }
+                    Ok((m.is_some(), oversize))
+                };
+                for op in ops {
+                    match op {
+                        Op::Push { lane, high, size } => {
+                            let lane = Lane::ALL[lane];
+                            let p = if high { Priority::High } else { Priority::Low };
+                            let e = c.push(lane, p, encoded(event(pushed, lane as usize, size)));
+                            gone += e.high + e.low;
+                            pushed += 1;
+                        }
+                        Op::Take { max, lanes } => {
+                            let primary = &Lane::ALL[lanes..=lanes];
+                            gone += take(&mut c, max, primary, &Lane::ALL, &mut seen)?.1;
+                        }
+                        Op::Limit(limit) => {
+                            let e = c.set_limit(limit);
+                            gone += e.high + e.low;
+                        }
+                    }
+                    let (hi, lo) = (c.queued(Priority::High), c.queued(Priority::Low));
+                    prop_assert_eq!(hi.0 + lo.0, c.len());
+                    prop_assert_eq!(hi.1 + lo.1, c.bytes());
+                    prop_assert!(c.bytes() <= c.limit);
+                }
+                loop {
+                    let (more, oversize) = take(&mut c, 1_000_000, &Lane::ALL, &[], &mut seen)?;
+                    gone += oversize;
+                    if !more {
+                        break;
+                    }
+                }
+                prop_assert!(c.is_empty());
+                prop_assert_eq!(c.queued(Priority::High), (0, 0));
+                prop_assert_eq!(c.queued(Priority::Low), (0, 0));
+                prop_assert_eq!(seen.len() as u64 + gone, pushed as u64);
+                let mut ids: Vec<usize> = seen.iter().map(|s| s.1).collect();
+                ids.sort();
+                ids.dedup();
+                prop_assert_eq!(ids.len(), seen.len(), "an event came out twice");
+                for lane in 0..3 {
+                    let order: Vec<usize> = seen.iter().filter(|s| s.0 == lane).map(|s| s.1).collect();
+                    prop_assert!(order.windows(2).all(|w| w[0] < w[1]), "lane {lane}: {order:?}");
+                }
+            }
+        }
+    }
+
     #[test]
     fn evicts_oldest_low_before_high() {
         let mut c = Cache::new(300);

@@ -77,14 +77,14 @@
 
 use super::accounts::UserNames;
 use super::listening::{self, NetNs, SocketEntry, TCP_ESTABLISHED, TCP_LISTEN};
-use super::{Context, Held, RecvTimeout, proc_info};
+use super::{Context, Held, RecvTimeout, proc_info, set_recv_timeout, setsockopt};
 use crate::event::{CollectorHealth, ConnectionCreate, Direction, Event, ExtraDetails, Payload};
 use crate::host::HostRoot;
 use crate::metrics::DropReason;
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::io;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
-use std::os::fd::{AsFd, AsRawFd, FromRawFd, OwnedFd};
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
@@ -373,24 +373,6 @@ pub struct Captured {
     pub pkttype: u8,
 }
 
-fn setsockopt<T>(fd: &OwnedFd, level: i32, name: i32, value: &T) -> io::Result<()> {
-    // SAFETY: `value` points to a live T of the size passed.
-    let rc = unsafe {
-        libc::setsockopt(
-            fd.as_raw_fd(),
-            level,
-            name,
-            (value as *const T).cast(),
-            std::mem::size_of::<T>() as libc::socklen_t,
-        )
-    };
-    if rc == 0 {
-        Ok(())
-    } else {
-        Err(io::Error::last_os_error())
-    }
-}
-
 fn socket(domain: i32, ty: i32, protocol: i32) -> io::Result<OwnedFd> {
     // SAFETY: plain syscall; a non-negative return is a new descriptor we own.
     let fd = unsafe { libc::socket(domain, ty | libc::SOCK_CLOEXEC, protocol) };
@@ -399,13 +381,6 @@ fn socket(domain: i32, ty: i32, protocol: i32) -> io::Result<OwnedFd> {
     }
     // SAFETY: `fd` was just returned by socket() and is owned by nobody else.
     Ok(unsafe { OwnedFd::from_raw_fd(fd) })
-}
-
-fn timeval(d: Duration) -> libc::timeval {
-    libc::timeval {
-        tv_sec: d.as_secs() as libc::time_t,
-        tv_usec: d.subsec_micros() as libc::suseconds_t,
-    }
 }
 
 /// How long a read waits before the thread looks at its cancel token again.
@@ -433,12 +408,7 @@ impl PacketSocket {
         if setsockopt(&fd, libc::SOL_SOCKET, libc::SO_RCVBUFFORCE, &size).is_err() {
             let _ = setsockopt(&fd, libc::SOL_SOCKET, libc::SO_RCVBUF, &size);
         }
-        setsockopt(
-            &fd,
-            libc::SOL_SOCKET,
-            libc::SO_RCVTIMEO,
-            &timeval(RECV_TIMEOUT),
-        )?;
+        set_recv_timeout(&fd, RECV_TIMEOUT)?;
         // SAFETY: sockaddr_ll is plain data; all-zero is a valid starting value.
         let mut addr: libc::sockaddr_ll = unsafe { std::mem::zeroed() };
         addr.sll_family = libc::AF_PACKET as u16;
@@ -819,12 +789,7 @@ impl Diag {
     pub fn open() -> io::Result<Diag> {
         let fd = socket(libc::AF_NETLINK, libc::SOCK_DGRAM, libc::NETLINK_SOCK_DIAG)?;
         // A kernel that does not answer must not stall the capture for long.
-        setsockopt(
-            &fd,
-            libc::SOL_SOCKET,
-            libc::SO_RCVTIMEO,
-            &timeval(Duration::from_millis(500)),
-        )?;
+        set_recv_timeout(&fd, Duration::from_millis(500))?;
         let mut diag = Diag {
             fd,
             seq: 0,
@@ -1518,7 +1483,7 @@ impl Capture {
             if held.due_in().is_some_and(|d| d.is_zero()) && !ctx.release(held, COLLECTOR) {
                 return true; // the pipeline has stopped
             }
-            timeout.follow(socket.fd.as_fd(), held);
+            timeout.follow(&socket.fd, held);
             match socket.recv(&mut buf) {
                 Ok(Some(got)) => {
                     failures = 0;

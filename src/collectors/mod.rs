@@ -22,6 +22,7 @@ use crate::event::{CollectorHealth, CollectorStatus, Event, Payload};
 use crate::host::HostRoot;
 use crate::metrics::{DropReason, Metrics};
 use crate::pipeline::Control;
+use std::os::fd::{AsFd, AsRawFd};
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -91,7 +92,7 @@ impl RecvTimeout {
     }
 
     /// Sets the timeout for what `held` holds, if that changed since the last call.
-    pub fn follow(&mut self, fd: std::os::fd::BorrowedFd<'_>, held: &Held) {
+    pub fn follow(&mut self, fd: &impl AsFd, held: &Held) {
         let holding = !held.is_empty();
         if holding != self.holding {
             let wait = if holding { READER_HOLD } else { self.idle };
@@ -104,20 +105,24 @@ impl RecvTimeout {
 }
 
 /// Sets `SO_RCVTIMEO` of a socket.
-pub fn set_recv_timeout(fd: std::os::fd::BorrowedFd<'_>, wait: Duration) -> std::io::Result<()> {
-    use std::os::fd::AsRawFd;
+pub fn set_recv_timeout(fd: &impl AsFd, wait: Duration) -> std::io::Result<()> {
     let tv = libc::timeval {
         tv_sec: wait.as_secs() as libc::time_t,
         tv_usec: wait.subsec_micros() as libc::suseconds_t,
     };
-    // SAFETY: `tv` is a live timeval of the size given; the fd is borrowed, so open.
+    setsockopt(fd, libc::SOL_SOCKET, libc::SO_RCVTIMEO, &tv)
+}
+
+/// `setsockopt(2)` with a plain-data value (the kernel readers' sockets).
+pub fn setsockopt<T>(fd: &impl AsFd, level: i32, name: i32, value: &T) -> std::io::Result<()> {
+    // SAFETY: `value` points to a live `T` of the size given; the fd is borrowed, so open.
     let rc = unsafe {
         libc::setsockopt(
-            fd.as_raw_fd(),
-            libc::SOL_SOCKET,
-            libc::SO_RCVTIMEO,
-            (&tv as *const libc::timeval).cast(),
-            size_of::<libc::timeval>() as libc::socklen_t,
+            fd.as_fd().as_raw_fd(),
+            level,
+            name,
+            (value as *const T).cast(),
+            size_of::<T>() as libc::socklen_t,
         )
     };
     if rc == 0 {
@@ -487,7 +492,6 @@ mod tests {
 
     #[test]
     fn the_receive_timeout_is_short_only_while_events_are_held() {
-        use std::os::fd::{AsFd, AsRawFd};
         let socket = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
         let current = || {
             let mut tv = libc::timeval {
@@ -509,17 +513,17 @@ mod tests {
             Duration::new(tv.tv_sec as u64, tv.tv_usec as u32 * 1000)
         };
         let idle = Duration::from_millis(200);
-        set_recv_timeout(socket.as_fd(), idle).unwrap();
+        set_recv_timeout(&socket, idle).unwrap();
         let (ctx, _rx, _) = context(8);
         let mut held = Held::default();
         let mut timeout = RecvTimeout::new(idle);
-        timeout.follow(socket.as_fd(), &held);
+        timeout.follow(&socket, &held);
         assert_eq!(current(), idle);
         assert!(ctx.hold(&mut held, "process", event(1)));
-        timeout.follow(socket.as_fd(), &held);
+        timeout.follow(&socket, &held);
         assert_eq!(current(), READER_HOLD);
         assert!(ctx.release(&mut held, "process"));
-        timeout.follow(socket.as_fd(), &held);
+        timeout.follow(&socket, &held);
         assert_eq!(current(), idle);
     }
 

@@ -32,7 +32,7 @@
 use super::accounts::UserNames;
 use super::capacity;
 use super::proc_info::{self, Liveness, ProcessInfo};
-use super::{Context, Held, RecvTimeout};
+use super::{Context, Held, RecvTimeout, set_recv_timeout, setsockopt};
 use crate::event::{
     CollectorHealth, Event, ExtraDetails, Payload, ProcessCreate, ProcessTerminate,
 };
@@ -40,7 +40,7 @@ use crate::host::HostRoot;
 use crate::metrics::DropReason;
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::io;
-use std::os::fd::{AsFd, AsRawFd, FromRawFd, OwnedFd};
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
@@ -736,24 +736,6 @@ enum Received {
     Overflow,
 }
 
-fn setsockopt<T>(fd: &OwnedFd, level: i32, name: i32, value: &T) -> io::Result<()> {
-    // SAFETY: `value` points to a live `T` of the size given, and the fd is open.
-    let rc = unsafe {
-        libc::setsockopt(
-            fd.as_raw_fd(),
-            level,
-            name,
-            (value as *const T).cast(),
-            size_of::<T>() as libc::socklen_t,
-        )
-    };
-    if rc == 0 {
-        Ok(())
-    } else {
-        Err(io::Error::last_os_error())
-    }
-}
-
 fn recv_buffer_size(fd: &OwnedFd) -> Option<usize> {
     let mut size: libc::c_int = 0;
     let mut len = size_of::<libc::c_int>() as libc::socklen_t;
@@ -792,11 +774,7 @@ impl Connector {
                 tracing::debug!(error = %e, "keeping the default netlink receive buffer");
             }
         }
-        let timeout = libc::timeval {
-            tv_sec: RECV_TIMEOUT.as_secs() as libc::time_t,
-            tv_usec: RECV_TIMEOUT.subsec_micros() as libc::suseconds_t,
-        };
-        setsockopt(&fd, libc::SOL_SOCKET, libc::SO_RCVTIMEO, &timeout).map_err(Error::Socket)?;
+        set_recv_timeout(&fd, RECV_TIMEOUT).map_err(Error::Socket)?;
 
         // SAFETY: sockaddr_nl is plain data; all-zero is a valid value.
         let mut addr: libc::sockaddr_nl = unsafe { std::mem::zeroed() };
@@ -1053,7 +1031,7 @@ fn follow_holding(
         if held.due_in().is_some_and(|d| d.is_zero()) && !ctx.release(held, COLLECTOR) {
             return Ok(());
         }
-        timeout.follow(connector.fd.as_fd(), held);
+        timeout.follow(&connector.fd, held);
         match connector.recv_batch(&mut batch) {
             Ok(Received::Datagrams) => {}
             // The traffic paused: what is held goes over.

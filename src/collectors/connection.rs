@@ -73,7 +73,7 @@
 //!
 //! Runs on its own std thread ([`spawn`]): the socket reads block, and a packet source cannot
 //! wait long for the pipeline, so events go out with [`Context::emit_from_reader`] (a full channel is a
-//! counted drop).
+//! counted drop), in groups held up to [`super::READER_HOLD`] ([`Held`]).
 
 use super::accounts::UserNames;
 use super::listening::{self, NetNs, SocketEntry, TCP_ESTABLISHED, TCP_LISTEN};

@@ -7,7 +7,9 @@
 //!
 //! The reader is a blocking loop on its own std thread ([`spawn`]): the kernel cannot be paused,
 //! so the thread waits on the pipeline at most briefly ([`Context::emit_from_reader`] counts a full channel as a
-//! drop) and a receive timeout lets it notice cancellation within [`RECV_TIMEOUT`].
+//! drop) and a receive timeout lets it notice cancellation within [`RECV_TIMEOUT`]. Records go
+//! over in groups, held up to [`super::READER_HOLD`] ([`Held`]), so that the pipeline's thread is
+//! not woken for each one.
 //!
 //! When the connector is unavailable (no `CAP_NET_ADMIN`, a kernel without `CONFIG_PROC_EVENTS`,
 //! or an agent outside the host's PID or user namespace, where the kernel ignores the

@@ -62,10 +62,6 @@ impl Held {
         self.since.map(|t| READER_HOLD.saturating_sub(t.elapsed()))
     }
 
-    pub fn len(&self) -> usize {
-        self.events.len()
-    }
-
     pub fn is_empty(&self) -> bool {
         self.events.is_empty()
     }

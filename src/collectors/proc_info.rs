@@ -256,10 +256,22 @@ impl Reader {
 
     /// Whether the link `/proc/<pid>/<name>` can be read and points to `target`.
     fn link_is(&mut self, pid: u32, name: &str, target: &[u8]) -> bool {
+        self.read_link(pid, name, target.len() + 1) && self.buf == target
+    }
+
+    /// The target of the link `/proc/<pid>/<name>`.
+    fn link(&mut self, pid: u32, name: &str) -> Option<String> {
+        self.read_link(pid, name, libc::PATH_MAX as usize)
+            .then(|| String::from_utf8_lossy(&self.buf).into_owned())
+    }
+
+    /// Reads the target of the link `/proc/<pid>/<name>` into `self.buf` (room for at least
+    /// `room` bytes); false when it cannot be read.
+    fn read_link(&mut self, pid: u32, name: &str, room: usize) -> bool {
         let Some(dir) = self.dir() else { return false };
         self.set_path(pid, name);
         self.buf.clear();
-        self.buf.reserve(target.len() + 1);
+        self.buf.reserve(room);
         // SAFETY: `path` is NUL-terminated; `buf` has room for the length given.
         let n = unsafe {
             libc::readlinkat(
@@ -274,30 +286,7 @@ impl Reader {
         }
         // SAFETY: the kernel wrote `n` bytes (never more than the capacity given).
         unsafe { self.buf.set_len(n as usize) };
-        self.buf == target
-    }
-
-    /// The target of the link `/proc/<pid>/<name>`.
-    fn link(&mut self, pid: u32, name: &str) -> Option<String> {
-        let dir = self.dir()?;
-        self.set_path(pid, name);
-        self.buf.clear();
-        self.buf.reserve(libc::PATH_MAX as usize);
-        // SAFETY: `path` is NUL-terminated; `buf` has room for the length given.
-        let n = unsafe {
-            libc::readlinkat(
-                dir,
-                self.path.as_ptr().cast(),
-                self.buf.as_mut_ptr().cast(),
-                self.buf.capacity(),
-            )
-        };
-        if n < 0 {
-            return None;
-        }
-        // SAFETY: the kernel wrote `n` bytes (never more than the capacity given).
-        unsafe { self.buf.set_len(n as usize) };
-        Some(String::from_utf8_lossy(&self.buf).into_owned())
+        true
     }
 }
 

@@ -147,6 +147,13 @@ pub enum ProcEvent {
     },
 }
 
+impl ProcEvent {
+    /// Whether this is the exit of process `pid` (its thread-group leader, not one thread).
+    fn is_exit_of(&self, pid: u32) -> bool {
+        matches!(*self, ProcEvent::Exit { pid: p, tgid: t, .. } if p == pid && t == pid)
+    }
+}
+
 /// Why a netlink message was skipped.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
 pub enum ParseError {
@@ -1152,9 +1159,7 @@ fn read_execs_first(
         if pid != tgid {
             continue;
         }
-        let exited = events[i + 1..].iter().any(|later| {
-            matches!(*later, ProcEvent::Exit { pid: p, tgid: t, .. } if p == pid && t == pid)
-        });
+        let exited = events[i + 1..].iter().any(|later| later.is_exit_of(pid));
         let mut info = ProcessInfo {
             pid,
             ..Default::default()
@@ -1179,11 +1184,8 @@ fn read_execs_first(
             ProcEvent::Exec { pid, tgid } if pid == tgid => {
                 if let Some(info) = early.get_mut(next) {
                     // The tracker applies this batch's exits only later.
-                    let exited_before = |parent: u32| {
-                        events[..i].iter().any(|e| {
-                            matches!(*e, ProcEvent::Exit { pid, tgid, .. } if pid == parent && tgid == parent)
-                        })
-                    };
+                    let exited_before =
+                        |parent: u32| events[..i].iter().any(|e| e.is_exit_of(parent));
                     tracker.read_lasting(info, exited_before);
                 }
                 next += 1;

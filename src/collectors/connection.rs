@@ -1268,16 +1268,16 @@ impl Owners {
         self.known_pids = listening::pids(host).into_iter().collect();
     }
 
+    /// Looks for `inode` among the sockets of `pids`. Only the hit is remembered, after
+    /// [`topmost_holder`]: the other sockets a scanned process holds may be its parent's,
+    /// inherited at a fork, and remembered as the child's they would be attributed to it.
     fn scan(&mut self, host: &HostRoot, pids: Vec<u32>, inode: u64) -> Option<u32> {
         if self.map.len() >= listening::MAX_OWNERS {
             self.map.clear();
         }
         for pid in pids {
             let mut hit = false;
-            listening::sockets_of(host, pid, |i| {
-                self.map.entry(i).or_insert(pid);
-                hit |= i == inode;
-            });
+            listening::sockets_of(host, pid, |i| hit |= i == inode);
             if hit {
                 let owner = topmost_holder(host, pid, inode);
                 self.map.insert(inode, owner);

@@ -14,6 +14,7 @@
 use chrono::{DateTime, Duration as ChronoDuration, FixedOffset};
 use criterion::measurement::{Measurement, ValueFormatter, WallTime};
 use criterion::{BatchSize, Criterion, Throughput, criterion_group};
+use edgeguard::collectors::READER_HOLD_EVENTS;
 use edgeguard::config::Config;
 use edgeguard::event::envelope::{AGENT_VERSION, encode};
 use edgeguard::event::{
@@ -323,6 +324,135 @@ fn bench_pipeline<M: Measurement + 'static>(
     group.finish();
 }
 
+/// The running clock of measurement `M` (thread CPU time or wall-clock time), for `iter_custom`.
+fn clock_now<M: Measurement + 'static>() -> Duration {
+    static EPOCH: std::sync::OnceLock<std::time::Instant> = std::sync::OnceLock::new();
+    if std::any::TypeId::of::<M>() == std::any::TypeId::of::<ThreadCpuTime>() {
+        thread_cpu_now()
+    } else {
+        EPOCH.get_or_init(std::time::Instant::now).elapsed()
+    }
+}
+
+/// The agent's own pattern, unlike [`run`]'s backlog of N cold events: the kernel readers hand
+/// events over in groups of at most [`READER_HOLD_EVENTS`], built moments before (so in cache);
+/// the pipeline task pushes them one by one and cuts a message as soon as the cache holds a full
+/// one (`Trigger::Full`, as `pipeline::run` does); at the end everything left is flushed.
+/// Only the pipeline's part is timed: building each group is not. Returns the timed duration.
+fn run_steady<M: Measurement + 'static>(
+    pipeline: &mut Pipeline,
+    n: usize,
+    make: impl Fn(usize) -> Event,
+    out: &mut Drained,
+) -> Duration {
+    let mut timed = Duration::ZERO;
+    let take = |p: &mut Pipeline, trigger: Trigger, out: &mut Drained| {
+        while let Some(message) = p.take_message(trigger) {
+            out.messages += 1;
+            out.events += message.events;
+            out.bytes += message.body.len();
+            black_box(&message.body);
+        }
+    };
+    let mut start = 0;
+    while start < n {
+        let end = (start + READER_HOLD_EVENTS).min(n);
+        let group: Vec<Event> = (start..end).map(&make).collect();
+        start = end;
+        let t0 = clock_now::<M>();
+        for event in group {
+            pipeline.push(event, Instant::now());
+            if pipeline.is_full() {
+                take(pipeline, Trigger::Full, out);
+            }
+        }
+        timed += clock_now::<M>().saturating_sub(t0);
+    }
+    let t0 = clock_now::<M>();
+    pipeline.flush_windows();
+    take(pipeline, Trigger::All, out);
+    timed + clock_now::<M>().saturating_sub(t0)
+}
+
+/// [`run_steady`] as a benchmark, after one checked run (like [`check`]).
+fn bench_steady<M: Measurement<Value = Duration> + 'static>(
+    c: &mut Criterion<M>,
+    name: &str,
+    config: Arc<Config>,
+    make: impl Fn(usize) -> Event + Copy,
+    expected_events: usize,
+) {
+    let n = n();
+    let (mut p, metrics) = pipeline(&config);
+    let mut out = Drained::default();
+    run_steady::<M>(&mut p, n, make, &mut out);
+    assert_eq!(
+        out.events, expected_events,
+        "{name}: events out of the pipeline"
+    );
+    assert_eq!(p.queued_events(), 0, "{name}: events left in the cache");
+    for reason in [DropReason::CacheFull, DropReason::TooLarge] {
+        assert_eq!(
+            metrics.dropped_total("pipeline", reason),
+            0,
+            "{name}: events dropped ({reason:?})"
+        );
+    }
+    eprintln!(
+        "{name}: {n} events in groups of {READER_HOLD_EVENTS} -> {} events in {} messages, {} bytes",
+        out.events, out.messages, out.bytes
+    );
+    let mut group = c.benchmark_group(format!("pipeline{}", clock_suffix::<M>()));
+    group
+        .sample_size(20)
+        .measurement_time(Duration::from_secs(5))
+        .warm_up_time(Duration::from_secs(1))
+        .throughput(Throughput::Elements(n as u64));
+    group.bench_function(name, |b| {
+        b.iter_custom(|iters| {
+            let mut total = Duration::ZERO;
+            for _ in 0..iters {
+                let (mut p, _) = pipeline(&config);
+                let mut out = Drained::default();
+                total += run_steady::<M>(&mut p, n, make, &mut out);
+                black_box(out);
+            }
+            total
+        })
+    });
+    group.finish();
+}
+
+fn steady_no_aggregation<M: Measurement<Value = Duration> + 'static>(c: &mut Criterion<M>) {
+    bench_steady(
+        c,
+        "steady_no_aggregation",
+        config(false),
+        |i| process_create(i, i),
+        n(),
+    );
+}
+
+fn steady_aggregated<M: Measurement<Value = Duration> + 'static>(c: &mut Criterion<M>) {
+    bench_steady(
+        c,
+        "steady_aggregated",
+        config(true),
+        |i| process_create(i, i % STORM_DISTINCT),
+        STORM_DISTINCT.min(n()),
+    );
+}
+
+fn steady_connections<M: Measurement<Value = Duration> + 'static>(c: &mut Criterion<M>) {
+    bench_steady(
+        c,
+        "steady_connections",
+        config(false),
+        connection_create,
+        n(),
+    );
+}
+
 /// Command lines of the generated ProcessCreate events stay within 60–120 characters.
 fn check_command_lines(events: &[Event]) {
     for e in events {
@@ -392,6 +522,9 @@ criterion_group!(
     targets = triggered_no_aggregation::<WallTime>,
         aggregated_storm::<WallTime>,
         connections::<WallTime>,
+        steady_no_aggregation::<WallTime>,
+        steady_aggregated::<WallTime>,
+        steady_connections::<WallTime>,
         encode_event::<WallTime>
 );
 
@@ -401,6 +534,9 @@ criterion_group!(
     targets = triggered_no_aggregation::<ThreadCpuTime>,
         aggregated_storm::<ThreadCpuTime>,
         connections::<ThreadCpuTime>,
+        steady_no_aggregation::<ThreadCpuTime>,
+        steady_aggregated::<ThreadCpuTime>,
+        steady_connections::<ThreadCpuTime>,
         encode_event::<ThreadCpuTime>
 );
 

@@ -81,8 +81,8 @@ pub struct Reader {
     /// `<pid>/<file>` and a NUL, rebuilt per read.
     path: Vec<u8>,
     buf: Vec<u8>,
-    /// The target of `/proc/1/ns/mnt`, the host's mount namespace (see
-    /// [`Reader::read_container`]): read on first use; empty when it cannot be read.
+    /// The host's mount namespace, the target of `/proc/1/ns/mnt` (or of kthreadd's, see
+    /// [`Reader::host_mount_ns`]): read on first use; empty when it cannot be read.
     host_mount_ns: Option<Vec<u8>>,
 }
 
@@ -159,7 +159,7 @@ impl Reader {
     /// namespace or the host's cannot be read, has its `cgroup` read as before.
     pub fn read_container(&mut self, info: &mut ProcessInfo) {
         if self.host_mount_ns.is_none() {
-            let host = self.link(1, "ns/mnt").map(String::into_bytes);
+            let host = self.host_mount_ns();
             self.host_mount_ns = Some(host.unwrap_or_default());
         }
         let host = self.host_mount_ns.take().unwrap_or_default();
@@ -170,6 +170,21 @@ impl Reader {
         } else {
             self.read_cgroup(info);
         }
+    }
+
+    /// The host's mount namespace: init's, or else kthreadd's (pid 2). Reading a process's
+    /// namespace needs ptrace-read access to it, which init can refuse where kthreadd does not
+    /// (seen on a sandbox whose init holds a capability the agent lacks); kthreadd and every
+    /// kernel thread keep the boot-time namespace, which is init's on any ordinary host. Pid 2
+    /// is trusted only when its name says it is kthreadd.
+    fn host_mount_ns(&mut self) -> Option<Vec<u8>> {
+        if let Some(ns) = self.link(1, "ns/mnt") {
+            return Some(ns.into_bytes());
+        }
+        let kthreadd = self.file(2, "comm", 64) && self.buf.as_slice() == b"kthreadd\n";
+        let ns = kthreadd.then(|| self.link(2, "ns/mnt")).flatten()?;
+        tracing::debug!("init's mount namespace cannot be read; kthreadd's stands for the host's");
+        Some(ns.into_bytes())
     }
 
     /// Container id from `cgroup`.
@@ -615,8 +630,22 @@ mod tests {
         assert_eq!(container(&mut r, 11).as_deref(), Some(ID));
         assert_eq!(container(&mut r, 12).as_deref(), Some(ID));
 
-        // The host's namespace cannot be read: every process's cgroup is read.
+        // Init's namespace cannot be read, kthreadd's can: it stands for the host's.
         std::fs::remove_file(proc.join("1/ns/mnt")).unwrap();
+        make(2, Some("mnt:[4026531841]"));
+        std::fs::write(proc.join("2/comm"), "kthreadd\n").unwrap();
+        let mut r = Reader::new(&HostRoot::new(dir.path()));
+        assert_eq!(container(&mut r, 10), None);
+        assert_eq!(container(&mut r, 11).as_deref(), Some(ID));
+
+        // Pid 2 is not kthreadd (a private pid namespace): not trusted, cgroup is read.
+        std::fs::write(proc.join("2/comm"), "sh\n").unwrap();
+        let mut r = Reader::new(&HostRoot::new(dir.path()));
+        assert_eq!(container(&mut r, 10).as_deref(), Some(ID));
+
+        // No host namespace at all: every process's cgroup is read.
+        std::fs::remove_file(proc.join("2/ns/mnt")).unwrap();
+        std::fs::write(proc.join("2/comm"), "kthreadd\n").unwrap();
         let mut r = Reader::new(&HostRoot::new(dir.path()));
         assert_eq!(container(&mut r, 10).as_deref(), Some(ID));
     }

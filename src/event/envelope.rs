@@ -193,7 +193,7 @@ pub fn encode_fitting_into(
     if event.payload.len() > 1 {
         let mut first = event.clone();
         let mut second = first.clone();
-        second.id = Uuid::new_v4();
+        second.id = super::new_id();
         second.payload = first.payload.split_off(first.payload.len() / 2);
         encode_fitting_into(&first, limit, scratch, out)?;
         return encode_fitting_into(&second, limit, scratch, out);

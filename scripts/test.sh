@@ -35,6 +35,13 @@ if [ "${#packages[@]}" -gt 0 ]; then
     DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${packages[@]}"
 fi
 
+# The process collector reads the kernel's exec tracepoint through tracefs, which systemd mounts
+# on ordinary hosts; mount it where this machine has not (as systemd's sys-kernel-tracing.mount).
+if [ ! -e /sys/kernel/tracing/events ]; then
+    log "mounting tracefs at /sys/kernel/tracing"
+    mount -t tracefs nodev /sys/kernel/tracing
+fi
+
 # The container tests (tests/container.rs) need a Docker daemon and busybox-static: Debian's
 # docker.io, started in the background when `docker info` fails (idempotent).
 bash scripts/dockerd-up.sh

@@ -9,6 +9,7 @@ pub mod accounts;
 pub mod baseline;
 pub mod capacity;
 pub mod connection;
+pub mod exec_trace;
 pub mod firewall;
 pub mod listening;
 pub mod login;

@@ -23,6 +23,9 @@ pub struct ProcessInfo {
     pub comm: Option<String>,
     /// Target of `/proc/<pid>/exe` (the path inside the process's own mount namespace).
     pub exe: Option<String>,
+    /// The file name the exec gave, from the kernel's exec tracepoint
+    /// ([`super::exec_trace`]): only looked up when `exe` could not be read.
+    pub exec_name: Option<String>,
     /// Arguments joined with spaces.
     pub cmdline: Option<String>,
     /// Full container id when the process runs in a Docker, containerd, CRI-O or podman container.
@@ -30,10 +33,12 @@ pub struct ProcessInfo {
 }
 
 impl ProcessInfo {
-    /// The best name for the executable: the exe link, else argv[0], else comm.
+    /// The best name for the executable: the exe link, else the file name the exec gave, else
+    /// argv[0], else comm.
     pub fn executable(&self) -> String {
         self.exe
             .clone()
+            .or_else(|| self.exec_name.clone())
             .or_else(|| {
                 self.cmdline
                     .as_deref()

@@ -33,6 +33,7 @@
 
 use super::accounts::UserNames;
 use super::capacity;
+use super::exec_trace::ExecTrace;
 use super::proc_info::{self, Liveness, ProcessInfo};
 use super::{Context, Held, RecvTimeout, set_recv_timeout, setsockopt};
 use crate::event::{
@@ -441,6 +442,9 @@ struct Tracker {
     /// when the socket overflowed (a lost UID event would leave a wrong uid); a pid not in it
     /// is read from `status` as before.
     uids: BoundedMap<u32>,
+    /// File names of recent execs from the kernel's tracepoint, for an exec whose /proc entry
+    /// was gone before it could be read; `None` where the tracepoint cannot be opened.
+    exec_trace: Option<ExecTrace>,
 }
 
 /// How often the user-name table is checked against the host's passwd file. Checking costs a
@@ -458,7 +462,38 @@ impl Tracker {
             executables: BoundedMap::new(CACHE_ENTRIES),
             parents: BoundedMap::new(CACHE_ENTRIES),
             uids: BoundedMap::new(CACHE_ENTRIES),
+            exec_trace: None,
         }
+    }
+
+    /// Opens the exec tracepoint ([`ExecTrace`]); says once in the log when it cannot.
+    fn open_exec_trace(&mut self) {
+        match ExecTrace::open(&self.host) {
+            Ok(t) => {
+                tracing::debug!(
+                    "exec tracepoint open: execs reaped before /proc is read keep their file names"
+                );
+                self.exec_trace = Some(t);
+            }
+            Err(e) => tracing::info!(
+                error = %e,
+                "exec tracepoint unavailable: a process reaped before /proc is read is reported without its executable"
+            ),
+        }
+    }
+
+    /// Takes the exec tracepoint's new records and names the execs `/proc` came too late for.
+    /// Returns how many tracepoint records the kernel lost since the last call.
+    fn name_from_exec_trace(&mut self, infos: &mut VecDeque<ProcessInfo>) -> u64 {
+        let Some(trace) = &mut self.exec_trace else {
+            return 0;
+        };
+        let lost = trace.lost();
+        trace.drain();
+        for info in infos.iter_mut().filter(|i| i.exe.is_none()) {
+            info.exec_name = trace.name_of(info.pid);
+        }
+        trace.lost() - lost
     }
 
     /// A task's credentials changed: only the thread-group leader's are what `status` shows.
@@ -990,6 +1025,7 @@ fn run(ctx: Context, use_connector: bool) {
     let failure = if use_connector {
         match Connector::open(RECV_BUFFER_BYTES) {
             Ok(connector) => {
+                tracker.open_exec_trace();
                 // Seed only after subscribing, so that no process slips between the two.
                 if let Err(e) = tracker.seed() {
                     tracing::warn!(error = %e, "cannot list /proc: exits of running processes will lack executables");
@@ -1095,7 +1131,9 @@ fn follow_holding(
                 }
             }
         }
-        read_execs_first(tracker, &events, &mut early);
+        if read_execs_first(tracker, &events, &mut early) > 0 {
+            ctx.metrics.error(COLLECTOR, "exec_trace_lost");
+        }
         for event in &events {
             let payload = match *event {
                 ProcEvent::Ack { ack, err, .. } if connector.is_our_ack(ack) => {
@@ -1146,11 +1184,15 @@ fn follow_holding(
 /// user, cgroup; see [`Tracker::read_lasting`]) is read, so that a fork earlier in the same batch
 /// already gives the uid. The caller handles everything else in a second walk, in order, and
 /// skips forks and uid changes.
+///
+/// An exec whose executable link could not be read (gone already) gets the file name its exec
+/// gave from the exec tracepoint, when that is open. Returns how many tracepoint records the
+/// kernel lost since the last batch.
 fn read_execs_first(
     tracker: &mut Tracker,
     events: &[ProcEvent],
     early: &mut VecDeque<ProcessInfo>,
-) {
+) -> u64 {
     early.clear();
     for (i, event) in events.iter().enumerate() {
         let ProcEvent::Exec { pid, tgid } = *event else {
@@ -1169,6 +1211,7 @@ fn read_execs_first(
         }
         early.push_back(info);
     }
+    let lost = tracker.name_from_exec_trace(early);
     let mut next = 0;
     for (i, event) in events.iter().enumerate() {
         match *event {
@@ -1193,6 +1236,7 @@ fn read_execs_first(
             _ => {}
         }
     }
+    lost
 }
 
 /// Reports `Up` the first time the subscription shows it works (our ack, an event, an overflow).
@@ -1740,6 +1784,34 @@ mod tests {
         assert!(early[0].cmdline.is_some());
         child.kill().unwrap();
         child.wait().unwrap();
+    }
+
+    /// Real kernel: needs tracefs (scripts/test.sh mounts it where the host has not).
+    #[test]
+    fn an_exec_reaped_before_its_read_keeps_its_file_name_from_the_tracepoint() {
+        let mut t = Tracker::new(HostRoot::new("/"));
+        t.open_exec_trace();
+        assert!(
+            t.exec_trace.is_some(),
+            "the exec tracepoint should open as root (is tracefs mounted at /sys/kernel/tracing?)"
+        );
+        let dir = tempfile::tempdir().unwrap();
+        let exe = dir.path().join("egreaped");
+        std::fs::copy("/bin/true", &exe).unwrap();
+        let mut child = Command::new(&exe).spawn().unwrap();
+        let pid = child.id();
+        child.wait().unwrap();
+        // Gone before the reader got to it: /proc has nothing left.
+        let mut early = VecDeque::new();
+        read_execs_first(&mut t, &[ProcEvent::Exec { pid, tgid: pid }], &mut early);
+        let info = early.pop_front().unwrap();
+        assert_eq!((info.exe.as_deref(), info.cmdline.as_deref()), (None, None));
+        let record = t.created(info);
+        assert_eq!(record.executable, exe.to_str().unwrap());
+        assert_eq!(
+            record.extra_details.get("Incomplete").map(String::as_str),
+            Some("true")
+        );
     }
 
     #[test]

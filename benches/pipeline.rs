@@ -1,10 +1,16 @@
 //! Pipeline throughput: events per second from typed `Event`s to serialized security messages.
 //!
 //! Every benchmark drives the synchronous [`Pipeline`] core directly (no tokio runtime, no
-//! channels, no sink): `push` each event (priority lookup, aggregation, encoding, cache), then
-//! `flush_windows` and `take_message(Trigger::All)` until the cache is empty. Test events are
-//! built in criterion's setup closure (`iter_batched`), outside the timed part, so the numbers
-//! measure the pipeline rather than test-data creation.
+//! channels, no sink). Two shapes:
+//! - *backlog* (`triggered_no_aggregation`, `aggregated_storm`, `connections`): `push` each of N
+//!   events built beforehand (priority lookup, aggregation, encoding, cache), then
+//!   `flush_windows` and `take_message(Trigger::All)` until the cache is empty — a pipeline that
+//!   fell N cold events behind;
+//! - *steady* (`steady_*`, [`run_steady`]): the agent's own pattern, events arriving in groups
+//!   of at most `READER_HOLD_EVENTS`, messages cut as soon as a full one is queued.
+//!
+//! Building test events is never timed, so the numbers measure the pipeline rather than
+//! test-data creation.
 //!
 //! Before each benchmark is timed, one run checks that the expected number of events came out in
 //! messages and that nothing was dropped, so a broken configuration cannot be measured as "fast".

@@ -2638,11 +2638,17 @@ mod tests {
     /// then closed, while the collector may still be working through the queued SYNs. Every
     /// connection must still give one `Out` and one `In`, the `In` attributed to this process.
     ///
-    /// Not in the test command: it passes alone (26 of 26 runs) but inside the full `--lib` run
-    /// on the loaded 2-core VM it failed 2 of ~30 runs, once with 12 `In` missing, each counted
-    /// `inbound_refused`: when the collector got to those SYNs, neither the listener nor any
-    /// socket of the connection (not even a TIME_WAIT) was there any more. Unexplained (an RST
-    /// ending both sockets would do it). Run:
+    /// Not in the test command: it passes alone on a quiet machine but fails under CPU load
+    /// (inside the full `--lib` run 2 of ~30 runs; with two or three busy loops beside it most
+    /// runs, 3–22 `In` missing), each missing one counted `inbound_refused`: when the collector
+    /// got to those SYNs, neither the listener nor any socket of the connection (not even a
+    /// TIME_WAIT) was there any more. Cause (2026-12-02): the server end sends an RST for
+    /// exactly those connections (a raw capture on `lo` during a failing run showed RSTs from
+    /// the listener's port to the three missing client ports and to no other), and an RST ends
+    /// the client's TIME_WAIT too (Linux's default `tcp_rfc1337 = 0`), so nothing is left to
+    /// look up. Why the server resets them (the listener closing right after the burst while
+    /// the last handshakes complete, probably) was not pinned down. Only capturing the
+    /// listener's SYN-ACK as proof would report them. Run:
     /// `cargo test --lib loopback_connections_to_a_listener -- --ignored --nocapture`.
     #[test]
     #[ignore = "measurement of a known gap under load, prints numbers"]

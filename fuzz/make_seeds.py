@@ -224,3 +224,16 @@ put("proc_files", "meminfo", "MemTotal:        2014256 kB\nMemFree:          123
 put("proc_files", "uptime", "12345.67 23456.78\n")
 put("proc_files", "stat", "cpu  1 2 3 4\nbtime 1795000000\nprocesses 1234\n")
 put("proc_files", "cpu-list", "0-3,5,7-8\n")
+
+# exec_trace: a sched_process_exec raw record (filename at 20, 14 bytes with its NUL; pid 4321)
+# and the kernel's format file.
+_name = b"/usr/bin/true\0"
+_rec = bytearray(20)
+_rec[8:12] = (20 | (len(_name) << 16)).to_bytes(4, "little")
+_rec[12:16] = (4321).to_bytes(4, "little")
+put("exec_trace", "record", bytes(_rec) + _name)
+put("exec_trace", "format",
+    "name: sched_process_exec\nID: 365\nformat:\n"
+    "\tfield:unsigned short common_type;\toffset:0;\tsize:2;\tsigned:0;\n"
+    "\tfield:__data_loc char[] filename;\toffset:8;\tsize:4;\tsigned:0;\n"
+    "\tfield:pid_t pid;\toffset:12;\tsize:4;\tsigned:1;\n")

@@ -1,12 +1,23 @@
-//! Captured packets (`connection::parse_syn`): any byte string from the AF_PACKET socket. Checks
-//! that a parsed SYN has non-zero ports, one address family for both ends, and the family the
-//! IP version nibble says.
+//! Captured packets (`connection::parse_syn`, and `parse_segment` for SYN-ACKs): any byte string
+//! from the AF_PACKET socket. Checks that a parsed SYN has non-zero ports, one address family for
+//! both ends, and the family the IP version nibble says, and that `parse_segment` agrees with
+//! `parse_syn`.
 #![no_main]
 
-use edgeguard::collectors::connection::parse_syn;
+use edgeguard::collectors::connection::{Segment, parse_segment, parse_syn};
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {
+    match (parse_segment(data), parse_syn(data)) {
+        (Ok(Segment::Syn(a)), Ok(b)) => assert_eq!(a, b),
+        (Ok(Segment::SynAck { server, client, .. }), Err(_)) => {
+            assert_ne!(server.port(), 0);
+            assert_ne!(client.port(), 0);
+            assert_eq!(server.is_ipv4(), client.is_ipv4());
+        }
+        (Err(a), Err(b)) => assert_eq!(a, b),
+        (a, b) => panic!("parse_segment {a:?} but parse_syn {b:?}"),
+    }
     if let Ok(syn) = parse_syn(data) {
         assert_ne!(syn.src.port(), 0);
         assert_ne!(syn.dst.port(), 0);

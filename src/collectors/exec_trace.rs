@@ -13,6 +13,7 @@
 //! a system call. Needs root (`CAP_PERFMON` or `CAP_SYS_ADMIN`) and tracefs mounted on the
 //! host; without them the collector works as before and says so once in the log.
 
+use super::{bytes_at, u16_at, u32_at, u64_at};
 use crate::host::HostRoot;
 use std::fs;
 use std::io;
@@ -89,14 +90,9 @@ impl Format {
 
     /// Pid and file name of one raw record; `None` when the record is malformed.
     pub fn read<'a>(&self, raw: &'a [u8]) -> Option<(u32, &'a [u8])> {
-        let word = |at: usize| {
-            raw.get(at..at + 4)
-                .map(|b| u32::from_ne_bytes([b[0], b[1], b[2], b[3]]))
-        };
-        let pid = word(self.pid)?;
-        let loc = word(self.filename)?;
-        let (start, len) = ((loc & 0xffff) as usize, (loc >> 16) as usize);
-        let name = raw.get(start..start.checked_add(len)?)?;
+        let pid = u32_at(raw, self.pid)?;
+        let loc = u32_at(raw, self.filename)?;
+        let name = bytes_at(raw, (loc & 0xffff) as usize, (loc >> 16) as usize)?;
         // The length counts the terminating NUL.
         let end = name.iter().position(|&b| b == 0).unwrap_or(name.len());
         Some((pid, &name[..end]))
@@ -190,11 +186,8 @@ impl ExecTrace {
                     PERF_RECORD_SAMPLE => {
                         ring.copy(tail + 8, size as usize - 8, &mut self.raw);
                         // PERF_SAMPLE_RAW: a u32 size, then the tracepoint's record.
-                        let raw_len = self
-                            .raw
-                            .get(..4)
-                            .map_or(0, |b| u32::from_ne_bytes([b[0], b[1], b[2], b[3]]) as usize);
-                        let raw = self.raw.get(4..4 + raw_len).unwrap_or(&[]);
+                        let raw_len = u32_at(&self.raw, 0).map_or(0, |n| n as usize);
+                        let raw = bytes_at(&self.raw, 4, raw_len).unwrap_or(&[]);
                         if let Some((pid, name)) = self.format.read(raw) {
                             let slot = &mut self.recent[self.next];
                             slot.0 = pid;
@@ -205,11 +198,8 @@ impl ExecTrace {
                     }
                     PERF_RECORD_LOST => {
                         ring.copy(tail + 8, 16, &mut self.raw);
-                        if let Some(b) = self.raw.get(8..16) {
-                            let mut n = [0u8; 8];
-                            n.copy_from_slice(b);
-                            self.lost += u64::from_ne_bytes(n);
-                        }
+                        // struct { u64 id; u64 lost; }
+                        self.lost += u64_at(&self.raw, 8).unwrap_or(0);
                     }
                     _ => {}
                 }
@@ -339,10 +329,8 @@ impl Ring {
         let mut h = [0u8; 8];
         h[..a.len()].copy_from_slice(a);
         h[a.len()..].copy_from_slice(b);
-        (
-            u32::from_ne_bytes([h[0], h[1], h[2], h[3]]),
-            u16::from_ne_bytes([h[6], h[7]]),
-        )
+        // Eight bytes are always there.
+        (u32_at(&h, 0).unwrap_or(0), u16_at(&h, 6).unwrap_or(0))
     }
 
     /// Copies `len` bytes of the data area from ring position `at` (wrapping) into `out`.
@@ -440,6 +428,9 @@ print fmt: \"filename=%s pid=%d old_pid=%d\", __get_str(filename), REC->pid, REC
             let got = f.read(&r[..cut]);
             assert!(got.is_none() || cut >= 20, "cut {cut}: {got:?}");
         }
+        // Offsets at the end of the address space (a hostile format file): no overflow.
+        let huge = FORMAT.replace("offset:12;", &format!("offset:{};", usize::MAX - 1));
+        assert_eq!(Format::parse(&huge).unwrap().read(&r), None);
         // A location pointing outside the record.
         let mut bad = r.clone();
         bad[8..12].copy_from_slice(&(0xffffu32 | (9 << 16)).to_ne_bytes());

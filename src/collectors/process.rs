@@ -35,7 +35,7 @@ use super::accounts::UserNames;
 use super::capacity;
 use super::exec_trace::ExecTrace;
 use super::proc_info::{self, Liveness, ProcessInfo};
-use super::{Context, Held, RecvTimeout, set_recv_timeout, setsockopt};
+use super::{Context, Held, RecvTimeout, set_recv_timeout, setsockopt, u16_at, u32_at};
 use crate::event::{
     CollectorHealth, Event, ExtraDetails, Payload, ProcessCreate, ProcessTerminate,
 };
@@ -166,14 +166,6 @@ pub enum ParseError {
     OtherChannel,
     #[error("process event too short for its kind")]
     ShortEvent,
-}
-
-fn u16_at(b: &[u8], off: usize) -> Option<u16> {
-    Some(u16::from_ne_bytes(b.get(off..off + 2)?.try_into().ok()?))
-}
-
-fn u32_at(b: &[u8], off: usize) -> Option<u32> {
-    Some(u32::from_ne_bytes(b.get(off..off + 4)?.try_into().ok()?))
 }
 
 /// The events in one received datagram (netlink may pack several messages into one). A message

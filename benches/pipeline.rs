@@ -254,6 +254,16 @@ struct Drained {
     bytes: usize,
 }
 
+/// Takes every message `trigger` gives now, counting what came out.
+fn take(pipeline: &mut Pipeline, trigger: Trigger, out: &mut Drained) {
+    while let Some(message) = pipeline.take_message(trigger) {
+        out.messages += 1;
+        out.events += message.events;
+        out.bytes += message.body.len();
+        black_box(&message.body);
+    }
+}
+
 /// The timed part: push every event, close the aggregation windows, take every message.
 fn run(pipeline: &mut Pipeline, events: Vec<Event>) -> Drained {
     for event in events {
@@ -261,12 +271,7 @@ fn run(pipeline: &mut Pipeline, events: Vec<Event>) -> Drained {
     }
     pipeline.flush_windows();
     let mut out = Drained::default();
-    while let Some(message) = pipeline.take_message(Trigger::All) {
-        out.messages += 1;
-        out.events += message.events;
-        out.bytes += message.body.len();
-        black_box(&message.body);
-    }
+    take(pipeline, Trigger::All, &mut out);
     out
 }
 
@@ -275,6 +280,18 @@ fn check(config: &Arc<Config>, events: Vec<Event>, expected_events: usize, name:
     let events_in = events.len();
     let (mut p, metrics) = pipeline(config);
     let out = run(&mut p, events);
+    verify(name, &p, &metrics, &out, expected_events);
+    eprintln!(
+        "{name}: {events_in} events in -> {} events in {} messages, {} bytes ({} bytes/event out)",
+        out.events,
+        out.messages,
+        out.bytes,
+        out.bytes / out.events.max(1)
+    );
+}
+
+/// What a checked run must show: the expected events out, none left, none dropped, some output.
+fn verify(name: &str, p: &Pipeline, metrics: &Metrics, out: &Drained, expected_events: usize) {
     assert_eq!(
         out.events, expected_events,
         "{name}: events out of the pipeline"
@@ -291,13 +308,15 @@ fn check(config: &Arc<Config>, events: Vec<Event>, expected_events: usize, name:
         out.messages >= 1 && out.bytes >= out.events,
         "{name}: no output"
     );
-    eprintln!(
-        "{name}: {events_in} events in -> {} events in {} messages, {} bytes ({} bytes/event out)",
-        out.events,
-        out.messages,
-        out.bytes,
-        out.bytes / out.events.max(1)
-    );
+}
+
+/// The settings every group here uses, with `n` events per iteration.
+fn configure<M: Measurement>(group: &mut criterion::BenchmarkGroup<'_, M>, n: usize) {
+    group
+        .sample_size(20)
+        .measurement_time(Duration::from_secs(5))
+        .warm_up_time(Duration::from_secs(1))
+        .throughput(Throughput::Elements(n as u64));
 }
 
 fn bench_pipeline<M: Measurement + 'static>(
@@ -311,11 +330,7 @@ fn bench_pipeline<M: Measurement + 'static>(
     let n = events.len();
     check(&config, events, expected_events, name);
     let mut group = c.benchmark_group(format!("pipeline{}", clock_suffix::<M>()));
-    group
-        .sample_size(20)
-        .measurement_time(Duration::from_secs(5))
-        .warm_up_time(Duration::from_secs(1))
-        .throughput(Throughput::Elements(n as u64));
+    configure(&mut group, n);
     group.bench_function(name, |b| {
         b.iter_batched(
             || (pipeline(&config).0, make()),
@@ -352,14 +367,6 @@ fn run_steady<M: Measurement + 'static>(
     out: &mut Drained,
 ) -> Duration {
     let mut timed = Duration::ZERO;
-    let take = |p: &mut Pipeline, trigger: Trigger, out: &mut Drained| {
-        while let Some(message) = p.take_message(trigger) {
-            out.messages += 1;
-            out.events += message.events;
-            out.bytes += message.body.len();
-            black_box(&message.body);
-        }
-    };
     let mut start = 0;
     while start < n {
         let end = (start + READER_HOLD_EVENTS).min(n);
@@ -392,28 +399,13 @@ fn bench_steady<M: Measurement<Value = Duration> + 'static>(
     let (mut p, metrics) = pipeline(&config);
     let mut out = Drained::default();
     run_steady::<M>(&mut p, n, make, &mut out);
-    assert_eq!(
-        out.events, expected_events,
-        "{name}: events out of the pipeline"
-    );
-    assert_eq!(p.queued_events(), 0, "{name}: events left in the cache");
-    for reason in [DropReason::CacheFull, DropReason::TooLarge] {
-        assert_eq!(
-            metrics.dropped_total("pipeline", reason),
-            0,
-            "{name}: events dropped ({reason:?})"
-        );
-    }
+    verify(name, &p, &metrics, &out, expected_events);
     eprintln!(
         "{name}: {n} events in groups of {READER_HOLD_EVENTS} -> {} events in {} messages, {} bytes",
         out.events, out.messages, out.bytes
     );
     let mut group = c.benchmark_group(format!("pipeline{}", clock_suffix::<M>()));
-    group
-        .sample_size(20)
-        .measurement_time(Duration::from_secs(5))
-        .warm_up_time(Duration::from_secs(1))
-        .throughput(Throughput::Elements(n as u64));
+    configure(&mut group, n);
     group.bench_function(name, |b| {
         b.iter_custom(|iters| {
             let mut total = Duration::ZERO;
@@ -513,11 +505,7 @@ fn encode_event<M: Measurement + 'static>(c: &mut Criterion<M>) {
     assert!(size > 300, "encoded ProcessCreate is only {size} bytes");
     eprintln!("encode/event: one ProcessCreate encodes to {size} bytes");
     let mut group = c.benchmark_group(format!("encode{}", clock_suffix::<M>()));
-    group
-        .sample_size(20)
-        .measurement_time(Duration::from_secs(5))
-        .warm_up_time(Duration::from_secs(1))
-        .throughput(Throughput::Elements(1));
+    configure(&mut group, 1);
     group.bench_function("event", |b| b.iter(|| encode(black_box(&event))));
     group.finish();
 }

@@ -106,8 +106,6 @@ pub struct ExecTrace {
     /// The latest execs seen, oldest overwritten first: (pid, file name) with reused buffers.
     recent: Vec<(u32, Vec<u8>)>,
     next: usize,
-    /// Records the kernel could not write because a ring was full.
-    lost: u64,
     raw: Vec<u8>,
 }
 
@@ -165,13 +163,14 @@ impl ExecTrace {
             rings,
             recent: (0..REMEMBERED).map(|_| (0, Vec::new())).collect(),
             next: 0,
-            lost: 0,
             raw: Vec::with_capacity(512),
         })
     }
 
     /// Copies every record written since the last drain into the table of recent execs.
-    pub fn drain(&mut self) {
+    /// Returns how many records the kernel could not write since then because a ring was full.
+    pub fn drain(&mut self) -> u64 {
+        let mut lost = 0;
         for i in 0..self.rings.len() {
             let ring = &self.rings[i];
             let (mut tail, head) = ring.bounds();
@@ -199,7 +198,7 @@ impl ExecTrace {
                     PERF_RECORD_LOST => {
                         ring.copy(tail + 8, 16, &mut self.raw);
                         // struct { u64 id; u64 lost; }
-                        self.lost += u64_at(&self.raw, 8).unwrap_or(0);
+                        lost += u64_at(&self.raw, 8).unwrap_or(0);
                     }
                     _ => {}
                 }
@@ -207,6 +206,7 @@ impl ExecTrace {
             }
             ring.set_tail(tail);
         }
+        lost
     }
 
     /// The file name the latest exec of `pid` gave (after [`ExecTrace::drain`]).
@@ -215,11 +215,6 @@ impl ExecTrace {
             .map(|k| &self.recent[(self.next + REMEMBERED - 1 - k) % REMEMBERED])
             .find(|(p, name)| *p == pid && !name.is_empty())
             .map(|(_, name)| String::from_utf8_lossy(name).into_owned())
-    }
-
-    /// Records lost so far because a ring was full.
-    pub fn lost(&self) -> u64 {
-        self.lost
     }
 }
 
@@ -462,7 +457,7 @@ print fmt: \"filename=%s pid=%d old_pid=%d\", __get_str(filename), REC->pid, REC
                 pid
             })
             .collect();
-        trace.drain();
+        assert_eq!(trace.drain(), 0, "records lost");
         for pid in pids {
             assert_eq!(
                 trace.name_of(pid).as_deref(),
@@ -470,7 +465,6 @@ print fmt: \"filename=%s pid=%d old_pid=%d\", __get_str(filename), REC->pid, REC
                 "pid {pid}"
             );
         }
-        assert_eq!(trace.lost(), 0);
     }
 
     #[test]
@@ -480,7 +474,6 @@ print fmt: \"filename=%s pid=%d old_pid=%d\", __get_str(filename), REC->pid, REC
             rings: Vec::new(),
             recent: (0..REMEMBERED).map(|_| (0, Vec::new())).collect(),
             next: 0,
-            lost: 0,
             raw: Vec::new(),
         };
         for pid in 1..=(REMEMBERED as u32 + 10) {

@@ -480,12 +480,11 @@ impl Tracker {
         let Some(trace) = &mut self.exec_trace else {
             return 0;
         };
-        let lost = trace.lost();
-        trace.drain();
+        let lost = trace.drain();
         for info in infos.iter_mut().filter(|i| i.exe.is_none()) {
             info.exec_name = trace.name_of(info.pid);
         }
-        trace.lost() - lost
+        lost
     }
 
     /// A task's credentials changed: only the thread-group leader's are what `status` shows.

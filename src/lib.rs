@@ -15,6 +15,7 @@
 pub mod collectors;
 pub mod config;
 pub mod container;
+pub mod detect;
 pub mod event;
 pub mod host;
 pub mod hub;

@@ -6,6 +6,7 @@
 //! pids, paths or error text. Methods that count a drop also log it, at most once a minute per
 //! (stage, reason), so a storm cannot flood the log.
 
+use crate::detect::Rule;
 use crate::event::{CollectorHealth, EventKind, Priority};
 use http_body_util::Full;
 use hyper::body::Bytes;
@@ -101,6 +102,9 @@ pub struct Metrics {
     errors: IntCounterVec,
     collector_status: IntGaugeVec,
     container_enrichment: IntCounterVec,
+    /// `edgeguard_alerts_total` and `edgeguard_alerts_suppressed_total` per rule, in
+    /// [`Rule::ALL`] order.
+    alerts: [(IntCounter, IntCounter); 5],
     resident_memory: IntGauge,
     cpu_seconds: Counter,
     drop_log: Mutex<HashMap<DropKey, DropLog>>,
@@ -197,6 +201,26 @@ impl Metrics {
         });
         let aggregated_counters =
             EventKind::AGGREGATABLE.map(|k| events_aggregated.with_label_values(&[k.name()]));
+        let alerts_raised = counter_vec(
+            &r,
+            "edgeguard_alerts_total",
+            "Alerts raised by on-device detection, by rule",
+            &["rule"],
+        );
+        let alerts_suppressed = counter_vec(
+            &r,
+            "edgeguard_alerts_suppressed_total",
+            "Rule matches not sent because the rule alerted on the same subject within the suppression window",
+            &["rule"],
+        );
+        // Every rule's series exists from the start (at 0), so a dashboard can tell "no alerts"
+        // from "no such rule".
+        let alerts = Rule::ALL.map(|rule| {
+            (
+                alerts_raised.with_label_values(&[rule.id()]),
+                alerts_suppressed.with_label_values(&[rule.id()]),
+            )
+        });
         Metrics {
             events_collected: counter_vec(
                 &r,
@@ -298,6 +322,7 @@ impl Metrics {
                 "Container-scoped process, connection and port records, by whether the container's name and image were known when they passed",
                 &["result"],
             ),
+            alerts,
             resident_memory: gauge(
                 &r,
                 "edgeguard_process_resident_memory_bytes",
@@ -539,6 +564,13 @@ impl Metrics {
     }
 
     /// A record from inside a container was (or could not be) given the container's name and image.
+    /// Counts a rule's match: an alert raised, or (`raised == false`) one suppressed.
+    pub fn alert(&self, rule: Rule, raised: bool) {
+        let i = Rule::ALL.iter().position(|r| *r == rule).unwrap_or(0);
+        let (sent, suppressed) = &self.alerts[i];
+        if raised { sent.inc() } else { suppressed.inc() }
+    }
+
     pub fn container_enrichment(&self, enriched: bool) {
         let result = if enriched { "enriched" } else { "not_enriched" };
         self.container_enrichment.with_label_values(&[result]).inc();

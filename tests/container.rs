@@ -605,7 +605,7 @@ async fn a_dockerd_restart_is_reported_and_the_stream_resumes_without_duplicates
 }
 
 #[test]
-fn a_process_started_in_a_new_container_is_enriched_by_the_agent() {
+fn a_process_started_in_a_new_container_is_enriched_and_a_shell_exec_raises_an_alert() {
     let _serial = serial();
     setup();
     let mut names = Names::new();
@@ -669,7 +669,9 @@ fn a_process_started_in_a_new_container_is_enriched_by_the_agent() {
             messages.push(m);
         }
         let all = events(&messages);
-        if !processes_of(&all, "enrich-marker").is_empty() && !processes_of(&all, "301").is_empty()
+        if !processes_of(&all, "enrich-marker").is_empty()
+            && !processes_of(&all, "301").is_empty()
+            && all.iter().any(|e| e["Name"] == "Alert")
         {
             break;
         }
@@ -689,6 +691,21 @@ fn a_process_started_in_a_new_container_is_enriched_by_the_agent() {
             assert_eq!(p["ExtraDetails"]["ContainerImage"], IMAGE, "{p}");
         }
     }
+    // The shell exec'd into the running container raised one alert (the engine's exec_create
+    // and the process itself do not raise more).
+    let alerts: Vec<Value> = all
+        .iter()
+        .filter(|e| e["Name"] == "Alert")
+        .flat_map(|e| e["Payload"].as_array().cloned().unwrap_or_default())
+        .filter(|a| a["ContainerId"] == id.as_str())
+        .collect();
+    assert_eq!(alerts.len(), 1, "{alerts:?}; stderr: {stderr}");
+    assert_eq!(alerts[0]["RuleId"], "shell-in-container");
+    assert_eq!(alerts[0]["ContainerName"], fresh.as_str());
+    assert_eq!(
+        alerts[0]["CommandLine"],
+        "sh -c sleep 1; echo enrich-marker"
+    );
     let v = support::schema::message_validator();
     for m in &messages {
         assert_eq!(support::schema::errors(&v, m), Vec::<String>::new());

@@ -5,6 +5,8 @@
 //! closed at once, new listening TCP and UDP ports (IPv4 and IPv6), a login and a failed login
 //! the way sshd records them, and a new local user: every one must be reported with the right
 //! fields, and the hit counts must add up to exactly 500 and 200 (both ends of each connection).
+//! Then what the detection rules are for (a uid-0 account, ten failed logins from one address,
+//! programs run from /tmp and from a memory file): one alert each, about the right subject.
 //!
 //! Needs root (the collectors read the kernel). The host root is a temporary directory whose
 //! `proc`, `sys` and `dev` are links to the real ones, so processes and sockets are real while
@@ -72,6 +74,30 @@ fn fake_host_root(root: &Path) {
     for f in ["auth.log", "wtmp", "btmp"] {
         std::fs::write(root.join("var/log").join(f), b"").unwrap();
     }
+}
+
+/// Starts `program` (an executable's bytes) with one argument from an anonymous memory file,
+/// the way fileless malware runs: `memfd_create`, then exec through `/proc/self/fd`.
+fn run_from_memfd(program: &[u8], arg: &str) -> std::process::Child {
+    use std::os::fd::FromRawFd;
+    let name = c"eg-memfd";
+    // Without MFD_CLOEXEC: the child must still have it open when it execs it.
+    let fd = unsafe { libc::memfd_create(name.as_ptr(), 0) };
+    assert!(fd >= 0, "memfd_create: {}", std::io::Error::last_os_error());
+    let mut file = unsafe { std::fs::File::from_raw_fd(fd) };
+    file.write_all(program).unwrap();
+    // A file open for writing cannot be executed (ETXTBSY): run it through a read-only
+    // descriptor (std opens everything close-on-exec, hence libc) and close the writable one.
+    let path = std::ffi::CString::new(format!("/proc/self/fd/{fd}")).unwrap();
+    let ro = unsafe { libc::open(path.as_ptr(), libc::O_RDONLY) };
+    assert!(ro >= 0, "reopen: {}", std::io::Error::last_os_error());
+    drop(file);
+    let child = std::process::Command::new(format!("/proc/self/fd/{ro}"))
+        .arg(arg)
+        .spawn()
+        .unwrap();
+    unsafe { libc::close(ro) };
+    child
 }
 
 #[test]
@@ -209,11 +235,43 @@ fn every_host_activity_is_reported_with_the_right_fields() {
             [203, 0, 113, 9],
         ),
     );
-    // A new local user.
+    // A new local user, and a second root.
     append(
         &host.path().join("etc/passwd"),
-        b"egtestuser:x:4321:4321:edgeguard test:/home/egtestuser:/bin/sh\n",
+        b"egtestuser:x:4321:4321:edgeguard test:/home/egtestuser:/bin/sh\ntoor:x:0:0::/root:/bin/sh\n",
     );
+    // What the detection rules are for: a password-guessing origin (ten failures in btmp), a
+    // program run from a temporary directory, and one run from an anonymous memory file.
+    for _ in 0..10 {
+        append(
+            &log.join("btmp"),
+            &utmp_record(
+                6,
+                4250,
+                "ssh:notty",
+                "admin",
+                "198.51.100.7",
+                [198, 51, 100, 7],
+            ),
+        );
+    }
+    let sleep = std::fs::read("/bin/sleep").unwrap();
+    let dropped = state
+        .path()
+        .join(format!("eg-dropped-{}", std::process::id()));
+    std::fs::write(&dropped, &sleep).unwrap();
+    std::fs::set_permissions(
+        &dropped,
+        std::os::unix::fs::PermissionsExt::from_mode(0o755),
+    )
+    .unwrap();
+    let mut from_tmp = std::process::Command::new(&dropped)
+        .arg("1")
+        .spawn()
+        .unwrap();
+    let mut from_memory = run_from_memfd(&sleep, "1");
+    assert!(from_tmp.wait().unwrap().success());
+    assert!(from_memory.wait().unwrap().success());
 
     // Collect until everything is there (or time runs out, and the asserts say what is missing).
     let deadline = Instant::now() + Duration::from_secs(60);
@@ -227,11 +285,13 @@ fn every_host_activity_is_reported_with_the_right_fields() {
         };
         let logins = records(messages, "Login").count();
         let users = records(messages, "UserChange").count();
+        let alerts = records(messages, "Alert").count();
         execs >= 500
             && conns("Out", "RemotePort") >= 200
             && conns("In", "LocalPort") >= 200
-            && logins >= 4
-            && users >= 1
+            && logins >= 14
+            && users >= 2
+            && alerts >= 4
     };
     while !done(&messages) && Instant::now() < deadline {
         if let Some(m) = agent.next_message(Duration::from_secs(1)) {
@@ -397,5 +457,38 @@ fn every_host_activity_is_reported_with_the_right_fields() {
         .collect();
     assert_eq!(added.len(), 1, "{added:?}");
     assert_eq!(added[0]["Id"], "4321");
+
+    // Alerts: one per rule and subject, about the right process, account or origin.
+    let alerts: Vec<&Value> = records(&messages, "Alert").collect();
+    let alert = |rule: &str, matches: &dyn Fn(&Value) -> bool| {
+        let found: Vec<&&Value> = alerts
+            .iter()
+            .filter(|a| a["RuleId"] == rule && matches(a))
+            .collect();
+        assert_eq!(found.len(), 1, "{rule}: {alerts:?}");
+        found[0].to_owned().clone()
+    };
+    let a = alert("uid0-account-added", &|a| a["UserName"] == "toor");
+    assert_eq!(
+        (&a["Severity"], &a["UserId"]),
+        (&"Critical".into(), &"0".into())
+    );
+    let a = alert("login-brute-force", &|a| {
+        a["RemoteAddress"] == "198.51.100.7"
+    });
+    assert_eq!(a["EventCount"], 10, "{a}");
+    assert_eq!(a["ExtraDetails"]["Source"], "btmp", "{a}");
+    let a = alert("exec-from-temp-dir", &|a| {
+        a["Executable"] == dropped.to_str().unwrap()
+    });
+    assert_eq!(a["ProcessId"], from_tmp.id(), "{a}");
+    let a = alert("exec-from-memory", &|a| a["ProcessId"] == from_memory.id());
+    assert!(
+        a["Executable"]
+            .as_str()
+            .unwrap()
+            .starts_with("/memfd:eg-memfd"),
+        "{a}"
+    );
     drop((tcp4, tcp6, udp4, udp6, server));
 }

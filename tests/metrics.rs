@@ -51,13 +51,45 @@ fn metrics_endpoint_serves_parseable_prometheus_text() {
     agent
         .next_message(Duration::from_secs(10))
         .expect("a first message");
-    // The acknowledgement follows the write; give it a moment.
-    std::thread::sleep(Duration::from_millis(300));
-
-    let (status, body) = get(port, "/metrics");
-    assert_eq!(status, 200);
-    let lines = body.lines().map(|l| Ok(l.to_string()));
-    let scrape = prometheus_parse::Scrape::parse(lines).expect("valid Prometheus text");
+    // A program run from a temporary directory (this test's own, under /tmp) raises an alert,
+    // counted per rule. Run until the process collector has seen one (it may still be starting).
+    let probe = dir.path().join("eg-metrics-probe");
+    std::fs::copy("/bin/true", &probe).unwrap();
+    let mut scrape = None;
+    for _ in 0..20 {
+        assert!(
+            std::process::Command::new(&probe)
+                .status()
+                .unwrap()
+                .success()
+        );
+        std::thread::sleep(Duration::from_millis(500));
+        let (status, body) = get(port, "/metrics");
+        assert_eq!(status, 200);
+        let lines = body.lines().map(|l| Ok(l.to_string()));
+        let s = prometheus_parse::Scrape::parse(lines).expect("valid Prometheus text");
+        let rule = [("rule", "exec-from-temp-dir")];
+        if value(&s, "edgeguard_alerts_total", &rule).unwrap() >= 1.0
+            && value(&s, "edgeguard_sink_messages_acked_total", &[]).unwrap() >= 1.0
+        {
+            scrape = Some(s);
+            break;
+        }
+    }
+    let scrape = scrape.expect("an alert counted for the program run from /tmp");
+    // Every rule has its series, raised and suppressed, from the start.
+    for rule in edgeguard::detect::Rule::ALL {
+        for name in [
+            "edgeguard_alerts_total",
+            "edgeguard_alerts_suppressed_total",
+        ] {
+            assert!(
+                value(&scrape, name, &[("rule", rule.id())]).is_some(),
+                "{name} {{rule={}}} missing",
+                rule.id()
+            );
+        }
+    }
     assert_eq!(
         value(
             &scrape,

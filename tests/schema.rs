@@ -261,11 +261,88 @@ fn every_kind() -> Vec<Event> {
             created: Some("2024-05-01T10:00:00Z".into()),
             extra_details: Default::default(),
         }])),
+        // Alerts as the detector raises them, one per rule.
+        alerts(),
         // Periodic snapshots may be empty.
         Event::empty_snapshot(EventKind::ContainerInventory),
         Event::empty_snapshot(EventKind::ListeningPorts),
         Event::empty_snapshot(EventKind::FirewallConfiguration),
     ]
+}
+
+/// One alert of every rule, raised by the detector from the events that trigger it.
+fn alerts() -> Event {
+    use edgeguard::detect::{BRUTE_FORCE_THRESHOLD, Detector, Finding, Rule};
+    let mut d = Detector::new();
+    let now = tokio::time::Instant::now();
+    let mut found = Vec::new();
+    let mut process = |exe: &str, container: &[(&str, &str)]| {
+        let e = Event::new(Payload::ProcessCreate(vec![ProcessCreate {
+            executable: exe.into(),
+            command_line: format!("{exe} -x"),
+            process_id: 77,
+            parent_process_id: 1,
+            user_id: "0".into(),
+            user_name: None,
+            extra_details: extra(container),
+        }]));
+        d.inspect(&e, now, &mut found);
+    };
+    process(
+        "/tmp/.x/dropper",
+        &[("ContainerId", "c0ffee"), ("ContainerName", "web")],
+    );
+    process("/memfd:stage2 (deleted)", &[]);
+    let exec = Event::new(Payload::ContainerEvent(vec![ContainerEvent {
+        action: "exec_start".into(),
+        object_type: ContainerObject::Container,
+        container_id: Some("c0ffee".into()),
+        container_name: None,
+        image: None,
+        image_digest: None,
+        module_name: None,
+        exit_code: None,
+        command: Some("/bin/bash".into()),
+        signal: None,
+        extra_details: Default::default(),
+    }]));
+    d.inspect(&exec, now, &mut found);
+    for _ in 0..BRUTE_FORCE_THRESHOLD {
+        let login = Event::new(Payload::Login(vec![Login {
+            process_id: 9,
+            user_id: None,
+            user_name: Some("root".into()),
+            operation: "sshd:password".into(),
+            executable: "/usr/sbin/sshd".into(),
+            remote_address: Some("203.0.113.9".parse().unwrap()),
+            remote_port: Some(40022),
+            local_port: Some(22),
+            result: LoginResult::Fail,
+            extra_details: Default::default(),
+        }]));
+        d.inspect(&login, now, &mut found);
+    }
+    let user = Event::new(Payload::UserChange(vec![UserChange {
+        operation: AccountOperation::UserAdded,
+        name: "toor".into(),
+        id: "0".into(),
+        details: None,
+        extra_details: extra(&[("NewUid0", "true")]),
+    }]));
+    d.inspect(&user, now, &mut found);
+    let mut rules = Vec::new();
+    let alerts = found
+        .into_iter()
+        .map(|f| match f {
+            Finding::Raised(rule, a) => {
+                rules.push(rule);
+                *a
+            }
+            other => panic!("nothing should be suppressed: {other:?}"),
+        })
+        .collect();
+    assert_eq!(rules, Rule::ALL, "one alert of every rule");
+    Event::new(Payload::Alert(alerts))
 }
 
 fn message(events: &[Event]) -> Value {

@@ -155,22 +155,38 @@ impl UserNames {
             return;
         }
         self.stamp = stamp;
-        self.names = host
-            .read_to_string("/etc/passwd")
-            .map(|t| {
-                parse_passwd(&t)
-                    .entries
-                    .into_iter()
-                    .map(|u| (u.uid, u.name))
-                    .collect()
-            })
-            .unwrap_or_default();
+        // Where several accounts share a uid (a second root), the first one names it, as
+        // getpwuid(3) does: an attacker's `toor` appended to passwd must not rename root's
+        // processes.
+        let mut names = HashMap::new();
+        if let Ok(t) = host.read_to_string("/etc/passwd") {
+            for u in parse_passwd(&t).entries {
+                names.entry(u.uid).or_insert(u.name);
+            }
+        }
+        self.names = names;
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_shared_uid_is_named_by_its_first_account() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::create_dir_all(dir.path().join("etc")).unwrap();
+        std::fs::write(
+            dir.path().join("etc/passwd"),
+            "root:x:0:0:root:/root:/bin/sh\nalice:x:1000:1000::/home/alice:/bin/sh\ntoor:x:0:0::/root:/bin/sh\n",
+        )
+        .unwrap();
+        let host = HostRoot::new(dir.path());
+        let mut names = UserNames::default();
+        assert_eq!(names.name(&host, 0).as_deref(), Some("root"));
+        assert_eq!(names.name(&host, 1000).as_deref(), Some("alice"));
+        assert_eq!(names.name(&host, 7), None);
+    }
 
     #[test]
     fn passwd_group_shadow_parse_and_skip_garbage() {

@@ -129,6 +129,7 @@ event_kinds! {
     ContainerEvent => Security, Triggered, High;
     ContainerInventory => Security, Periodic, Low;
     ContainerImages => Security, Periodic, Low;
+    Alert => Security, Triggered, High;
 }
 
 impl EventKind {

@@ -525,6 +525,43 @@ pub struct ContainerImage {
     pub extra_details: ExtraDetails,
 }
 
+/// Something on-device detection (`crate::detect`) found suspicious: which rule, how bad, and
+/// the process, account, address or container it is about. Raised once per subject and rule
+/// within the suppression window, so a repeating cause does not flood the hub.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct Alert {
+    /// Stable identifier of the rule (`shell-in-container`, …); also the metrics' `rule` label.
+    pub rule_id: String,
+    pub severity: BaselineSeverity,
+    /// What was seen, for a human.
+    pub description: String,
+    pub remediation: String,
+    /// How many events led to this alert (failed logins for a brute-force alert, else 1).
+    pub event_count: u64,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub process_id: Option<u32>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub executable: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub command_line: Option<String>,
+    /// User id, or the account name the alert is about.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub user_id: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub user_name: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub remote_address: Option<IpAddr>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub container_id: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub container_name: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub module_name: Option<String>,
+    #[serde(default, skip_serializing_if = "ExtraDetails::is_empty")]
+    pub extra_details: ExtraDetails,
+}
+
 macro_rules! payloads {
     ($( $kind:ident($record:ty) ),* $(,)?) => {
         /// The `Payload` array of an event: records of one kind. Serializes as the bare array.
@@ -589,6 +626,7 @@ payloads! {
     ContainerEvent(ContainerEvent),
     ContainerInventory(ContainerInventory),
     ContainerImages(ContainerImage),
+    Alert(Alert),
 }
 
 /// The fields that decide which events the aggregator merges (security-events.md §4), borrowed

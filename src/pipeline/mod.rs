@@ -14,6 +14,7 @@ pub mod spool;
 pub use cache::{Lane, Message};
 
 use crate::config::Config;
+use crate::detect::{Detector, Finding};
 use crate::event::{
     DroppedEventsStatistics, EncodeError, Event, EventKind, EventType, MessageHeader,
     MessageStatistics, Payload, Priority, QueueName, envelope,
@@ -86,11 +87,20 @@ pub struct Pipeline {
     /// Queue gauge values last written (High, Low): the gauges are only written when these
     /// change, since every write is a labelled lookup in the metrics registry.
     reported_queue: [(usize, usize); 2],
+    /// On-device detection, shown every event before aggregation.
+    detector: Detector,
+    /// What the detector found in the event being pushed (reused).
+    findings: Vec<Finding>,
+    /// A High-priority alert was queued since [`Pipeline::take_alert_raised`] last looked.
+    alert_raised: bool,
+    /// `eventPriorityAlert`, looked up once per configuration rather than per event.
+    alert_priority: Priority,
 }
 
 impl Pipeline {
     pub fn new(header: MessageHeader, config: Arc<Config>, metrics: Arc<Metrics>) -> Pipeline {
         let cache = Cache::new(config.max_local_cache_size_in_bytes as usize);
+        let alert_priority = config.priority(EventKind::Alert);
         Pipeline {
             header,
             aggregator: Aggregator::new(aggregator::DEFAULT_MAX_KEYS),
@@ -105,6 +115,10 @@ impl Pipeline {
             pieces: Vec::new(),
             // Not a possible count, so the first update writes both gauges.
             reported_queue: [(usize::MAX, usize::MAX); 2],
+            detector: Detector::new(),
+            findings: Vec::new(),
+            alert_raised: false,
+            alert_priority,
         }
     }
 
@@ -132,6 +146,7 @@ impl Pipeline {
     /// flushed, and a smaller cache evicts at once.
     pub fn set_config(&mut self, config: Arc<Config>) {
         self.config = config;
+        self.alert_priority = self.config.priority(EventKind::Alert);
         for kind in EventKind::AGGREGATABLE {
             if self.config.aggregation(kind).is_none() {
                 for e in self.aggregator.drain_kind(kind) {
@@ -146,9 +161,15 @@ impl Pipeline {
         self.update_queue_metrics();
     }
 
-    /// Takes one event in: filtered by priority, aggregated, or queued.
+    /// Takes one event in: shown to the detector, then filtered by priority, aggregated, or
+    /// queued.
     pub fn push(&mut self, event: Event, now: Instant) {
         let kind = event.kind();
+        // `eventPriorityAlert: Off` turns detection off; alerts from other modules are not
+        // inspected again.
+        if kind != EventKind::Alert && self.alert_priority != Priority::Off {
+            self.detect(&event, now);
+        }
         let priority = self.config.priority(kind);
         if priority == Priority::Off {
             self.metrics.filtered(kind);
@@ -170,6 +191,38 @@ impl Pipeline {
             None => self.enqueue(event),
         }
         self.update_queue_metrics();
+    }
+
+    /// Runs the detector on `event` and queues the alerts it raises.
+    fn detect(&mut self, event: &Event, now: Instant) {
+        self.detector.inspect(event, now, &mut self.findings);
+        if self.findings.is_empty() {
+            return;
+        }
+        let mut findings = std::mem::take(&mut self.findings);
+        for finding in findings.drain(..) {
+            match finding {
+                Finding::Raised(rule, alert) => {
+                    self.metrics.alert(rule, true);
+                    tracing::warn!(
+                        rule = rule.id(),
+                        severity = ?alert.severity,
+                        "alert: {}",
+                        alert.description
+                    );
+                    self.push(Event::new(Payload::Alert(vec![*alert])), now);
+                    self.alert_raised |= self.alert_priority == Priority::High;
+                }
+                Finding::Suppressed(rule) => self.metrics.alert(rule, false),
+            }
+        }
+        self.findings = findings;
+    }
+
+    /// Whether a High-priority alert was queued since the last call: the task then sends at
+    /// once rather than on the high-priority timer.
+    pub fn take_alert_raised(&mut self) -> bool {
+        std::mem::take(&mut self.alert_raised)
     }
 
     /// Serializes an event (split or truncated to fit a message) and puts it into the cache.
@@ -452,6 +505,7 @@ pub async fn run(
                 Some(event) => {
                     pipeline.push(event, Instant::now());
                     pending.full |= pipeline.is_full();
+                    pending.high |= pipeline.take_alert_raised();
                 }
                 None => break,
             },

@@ -181,6 +181,67 @@ fn priority_off_filters_and_counts() {
     );
 }
 
+/// A program run from /tmp, as the process collector reports it.
+fn dropped_program(pid: u32) -> Event {
+    let Payload::ProcessCreate(mut v) = process("dropper --x", pid).payload else {
+        unreachable!()
+    };
+    v[0].executable = "/tmp/.x/dropper".into();
+    Event::new(Payload::ProcessCreate(v))
+}
+
+#[test]
+fn detection_sees_events_before_aggregation_and_queues_high_alerts() {
+    let (mut p, metrics) = pipeline_with(|_| {});
+    let now = Instant::now();
+    p.push(dropped_program(1), now);
+    assert!(p.take_alert_raised());
+    assert!(!p.take_alert_raised(), "reported once");
+    // The same program again is suppressed (counted), and aggregated as usual.
+    p.push(dropped_program(2), now);
+    assert!(!p.take_alert_raised());
+    let rule = [("rule", "exec-from-temp-dir")];
+    assert_eq!(metrics.value("edgeguard_alerts_total", &rule), Some(1.0));
+    assert_eq!(
+        metrics.value("edgeguard_alerts_suppressed_total", &rule),
+        Some(1.0)
+    );
+    // Every rule has its series from the start.
+    let other = [("rule", "uid0-account-added")];
+    assert_eq!(metrics.value("edgeguard_alerts_total", &other), Some(0.0));
+    // The alert is in the High lane, sent by the high timer without waiting for the window.
+    let evs = events(&drain(&mut p, Trigger::High));
+    assert_eq!(evs.len(), 1, "{evs:?}");
+    assert_eq!(evs[0]["Name"], "Alert");
+    assert_eq!(evs[0]["Category"], "Triggered");
+    assert_eq!(evs[0]["Payload"][0]["RuleId"], "exec-from-temp-dir");
+    assert_eq!(evs[0]["Payload"][0]["ProcessId"], 1);
+    p.flush_windows();
+    let evs = events(&drain(&mut p, Trigger::All));
+    assert_eq!(evs[0]["Payload"][0]["ExtraDetails"]["HitCount"], "2");
+}
+
+#[test]
+fn alert_priority_off_turns_detection_off_and_low_does_not_hurry() {
+    let (mut p, metrics) = pipeline_with(|c| {
+        c.event_priorities.insert(EventKind::Alert, Priority::Off);
+    });
+    p.push(dropped_program(1), Instant::now());
+    assert!(!p.take_alert_raised());
+    let rule = [("rule", "exec-from-temp-dir")];
+    assert_eq!(metrics.value("edgeguard_alerts_total", &rule), Some(0.0));
+    // Switched to Low at run time: alerts are raised and queued Low, with no early send.
+    let mut low = p.config().clone();
+    low.event_priorities.insert(EventKind::Alert, Priority::Low);
+    p.set_config(Arc::new(low));
+    p.push(dropped_program(2), Instant::now());
+    assert!(!p.take_alert_raised());
+    assert_eq!(metrics.value("edgeguard_alerts_total", &rule), Some(1.0));
+    assert_eq!(drain(&mut p, Trigger::High), Vec::<Value>::new());
+    let evs = events(&drain(&mut p, Trigger::Low));
+    assert_eq!(evs[0]["Name"], "Alert");
+}
+
 #[test]
 fn windows_close_after_their_interval() {
     let (mut p, _) = pipeline_with(|_| {});
@@ -398,6 +459,32 @@ mod task {
         tokio::time::sleep(Duration::from_millis(10)).await;
         let m = h.out.try_recv().expect("sent without waiting for a timer");
         assert!(m.body.len() <= 8192 && m.body.len() > 6000);
+        drop(h.events);
+        h.task.await.unwrap();
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn an_alert_is_sent_at_once_not_on_the_high_timer() {
+        let mut h = start(Config::default());
+        h.events.send(ports(1)).await.unwrap(); // High, waits for the timer
+        h.events.send(dropped_program(7)).await.unwrap();
+        tokio::time::sleep(Duration::from_millis(10)).await;
+        let m = h
+            .out
+            .try_recv()
+            .expect("sent without waiting for the 7-minute timer");
+        let v: Value = serde_json::from_slice(&m.body).unwrap();
+        let names: Vec<&str> = v["Events"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|e| e["Name"].as_str().unwrap())
+            .collect();
+        assert_eq!(
+            names,
+            ["ListeningPorts", "Alert"],
+            "the High lane goes with it"
+        );
         drop(h.events);
         h.task.await.unwrap();
     }

@@ -1,0 +1,403 @@
+//! On-device detection: a few high-signal rules over the event stream, each raising an `Alert`.
+//!
+//! The pipeline shows every event to the [`Detector`] before aggregation, so a storm of one
+//! command line is still seen event by event, and alerts go out with the next high-priority
+//! message instead of waiting for a timer (the cloud side may be hours behind otherwise). Like
+//! the pipeline core, the detector does no I/O and has no clock of its own: callers pass `now`.
+//!
+//! The rules are deliberately few and need no tuning: each matches something an edge device in
+//! production should not do ([`Rule`] says what). A subject (container, executable, account,
+//! origin of logins) raises a rule's alert at most once per [`SUPPRESSION`]; repeats within it
+//! are counted, not sent. All state is bounded ([`MAX_ORIGINS`], [`MAX_SUPPRESSED`]).
+//!
+//! No learned baseline yet: rules that need one (a new listening port, a new outbound
+//! destination) are future work, and so is per-rule configuration from the twin (today
+//! `eventPriorityAlert: Off` turns detection off as a whole).
+
+use crate::event::{
+    AccountOperation, Alert, BaselineSeverity, ContainerEvent, ContainerObject, Event,
+    ExtraDetails, Login, LoginResult, Payload, ProcessCreate, UserChange,
+};
+use std::collections::{HashMap, VecDeque};
+use std::time::Duration;
+use tokio::time::Instant;
+
+/// How long a rule stays quiet about a subject after alerting on it.
+pub const SUPPRESSION: Duration = Duration::from_secs(600);
+/// Failed logins from one origin, as recorded by one source, that make a brute-force attempt…
+pub const BRUTE_FORCE_THRESHOLD: usize = 10;
+/// …within this window.
+pub const BRUTE_FORCE_WINDOW: Duration = Duration::from_secs(300);
+/// Origins of failed logins tracked at once; when full, the one seen longest ago is forgotten.
+pub const MAX_ORIGINS: usize = 1024;
+/// Subjects kept in suppression at once; when full, the entry that ends soonest is forgotten.
+pub const MAX_SUPPRESSED: usize = 4096;
+
+/// Directories anyone may write to: a program started from one was most likely dropped there.
+const TEMP_DIRS: [&str; 3] = ["/tmp/", "/var/tmp/", "/dev/shm/"];
+/// Interactive shells, by file name.
+const SHELLS: [&str; 10] = [
+    "sh", "bash", "dash", "ash", "zsh", "ksh", "mksh", "csh", "tcsh", "fish",
+];
+/// Multi-call binaries whose first argument names the program (`busybox sh`).
+const MULTI_CALL: [&str; 2] = ["busybox", "toybox"];
+
+/// The detection rules.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Rule {
+    /// A program executed from `/tmp`, `/var/tmp` or `/dev/shm` (host or container): where
+    /// droppers put their payload, and never where an edge device's software is installed.
+    ExecFromTempDir,
+    /// A program executed from an anonymous memory file (`memfd_create`): fileless malware,
+    /// nothing on disk to scan.
+    ExecFromMemory,
+    /// A shell started in a running container through the engine (`docker exec … sh`):
+    /// someone is working inside a module by hand.
+    ShellInContainer,
+    /// [`BRUTE_FORCE_THRESHOLD`] failed logins from one origin within [`BRUTE_FORCE_WINDOW`].
+    LoginBruteForce,
+    /// A new account with uid 0, or an account changed to uid 0: a second root.
+    Uid0AccountAdded,
+}
+
+impl Rule {
+    pub const ALL: [Rule; 5] = [
+        Rule::ExecFromTempDir,
+        Rule::ExecFromMemory,
+        Rule::ShellInContainer,
+        Rule::LoginBruteForce,
+        Rule::Uid0AccountAdded,
+    ];
+
+    /// The alert's `RuleId` and the metrics' `rule` label.
+    pub fn id(self) -> &'static str {
+        match self {
+            Rule::ExecFromTempDir => "exec-from-temp-dir",
+            Rule::ExecFromMemory => "exec-from-memory",
+            Rule::ShellInContainer => "shell-in-container",
+            Rule::LoginBruteForce => "login-brute-force",
+            Rule::Uid0AccountAdded => "uid0-account-added",
+        }
+    }
+
+    pub fn severity(self) -> BaselineSeverity {
+        match self {
+            Rule::ExecFromTempDir | Rule::ShellInContainer => BaselineSeverity::Warning,
+            Rule::ExecFromMemory | Rule::LoginBruteForce => BaselineSeverity::Important,
+            Rule::Uid0AccountAdded => BaselineSeverity::Critical,
+        }
+    }
+
+    fn remediation(self) -> &'static str {
+        match self {
+            Rule::ExecFromTempDir => {
+                "Find out what wrote the program there and what it does; mount temporary directories noexec"
+            }
+            Rule::ExecFromMemory => {
+                "Investigate the process and its parent; fileless execution is rarely legitimate on a device"
+            }
+            Rule::ShellInContainer => {
+                "Confirm the session was planned maintenance; restrict access to the Docker socket"
+            }
+            Rule::LoginBruteForce => {
+                "Block the origin, disable password logins, and check for a successful login from it"
+            }
+            Rule::Uid0AccountAdded => {
+                "Remove the account unless it was planned, and look for how it was added"
+            }
+        }
+    }
+}
+
+/// What [`Detector::inspect`] found.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Finding {
+    /// A new alert, to be sent.
+    Raised(Rule, Box<Alert>),
+    /// The rule matched a subject it alerted on within [`SUPPRESSION`]: counted, not sent.
+    Suppressed(Rule),
+}
+
+/// The detection state: recent failed logins per origin, and which subjects are suppressed.
+#[derive(Debug, Default)]
+pub struct Detector {
+    /// (source, origin) → times of failed logins within the window, oldest first.
+    failures: HashMap<(String, String), VecDeque<Instant>>,
+    /// (rule, subject) → end of its suppression.
+    suppressed: HashMap<(Rule, String), Instant>,
+}
+
+impl Detector {
+    pub fn new() -> Detector {
+        Detector::default()
+    }
+
+    /// Runs every rule on one event, appending what they found to `out`.
+    pub fn inspect(&mut self, event: &Event, now: Instant, out: &mut Vec<Finding>) {
+        match &event.payload {
+            Payload::ProcessCreate(v) => {
+                for r in v {
+                    if let Some(rule) = exec_rule(&r.executable) {
+                        let subject =
+                            format!("{}|{}", container_id(&r.extra_details), r.executable);
+                        self.raise(rule, subject, now, out, || process_alert(rule, r));
+                    }
+                }
+            }
+            Payload::ContainerEvent(v) => {
+                for r in v {
+                    if let Some(alert) = shell_exec(r) {
+                        let subject = r.container_id.clone().unwrap_or_default();
+                        self.raise(Rule::ShellInContainer, subject, now, out, || alert);
+                    }
+                }
+            }
+            Payload::Login(v) => {
+                for r in v.iter().filter(|r| r.result == LoginResult::Fail) {
+                    self.failed_login(r, now, out);
+                }
+            }
+            Payload::UserChange(v) => {
+                for r in v.iter().filter(|r| is_new_uid0(r)) {
+                    let rule = Rule::Uid0AccountAdded;
+                    self.raise(rule, r.name.clone(), now, out, || uid0_alert(r));
+                }
+            }
+            _ => {}
+        }
+    }
+
+    /// Sends `make()`'s alert unless the subject is suppressed; starts its suppression.
+    fn raise(
+        &mut self,
+        rule: Rule,
+        subject: String,
+        now: Instant,
+        out: &mut Vec<Finding>,
+        make: impl FnOnce() -> Alert,
+    ) {
+        let key = (rule, subject);
+        if self.suppressed.get(&key).is_some_and(|until| *until > now) {
+            out.push(Finding::Suppressed(rule));
+            return;
+        }
+        if self.suppressed.len() >= MAX_SUPPRESSED && !self.suppressed.contains_key(&key) {
+            self.suppressed.retain(|_, until| *until > now);
+            if self.suppressed.len() >= MAX_SUPPRESSED {
+                let soonest = self
+                    .suppressed
+                    .iter()
+                    .min_by_key(|(_, until)| **until)
+                    .map(|(k, _)| k.clone());
+                soonest.map(|k| self.suppressed.remove(&k));
+            }
+        }
+        self.suppressed.insert(key, now + SUPPRESSION);
+        out.push(Finding::Raised(rule, Box::new(make())));
+    }
+
+    /// Counts a failed login against its origin and raises a brute-force alert at the threshold.
+    fn failed_login(&mut self, r: &Login, now: Instant, out: &mut Vec<Finding>) {
+        // One source may record one attempt twice (sshd's "Invalid user" and "Failed password"),
+        // but two sources (auth.log and btmp) always do: counted per source, never summed.
+        let source = r
+            .operation
+            .split(':')
+            .next()
+            .unwrap_or_default()
+            .to_string();
+        let origin = match (&r.remote_address, &r.user_name) {
+            (Some(a), _) => a.to_string(),
+            (None, Some(u)) => format!("user {u}"),
+            (None, None) => "unknown".to_string(),
+        };
+        let key = (source, origin);
+        if !self.failures.contains_key(&key) && self.failures.len() >= MAX_ORIGINS {
+            self.failures.retain(|_, times| {
+                times
+                    .back()
+                    .is_some_and(|t| now.saturating_duration_since(*t) < BRUTE_FORCE_WINDOW)
+            });
+            if self.failures.len() >= MAX_ORIGINS {
+                let stalest = self
+                    .failures
+                    .iter()
+                    .min_by_key(|(_, times)| times.back().copied())
+                    .map(|(k, _)| k.clone());
+                stalest.map(|k| self.failures.remove(&k));
+            }
+        }
+        let times = self.failures.entry(key.clone()).or_default();
+        while times
+            .front()
+            .is_some_and(|t| now.saturating_duration_since(*t) >= BRUTE_FORCE_WINDOW)
+        {
+            times.pop_front();
+        }
+        times.push_back(now);
+        if times.len() < BRUTE_FORCE_THRESHOLD {
+            return;
+        }
+        let count = times.len() as u64;
+        self.failures.remove(&key);
+        let (source, origin) = key;
+        let subject = format!("{source}|{origin}");
+        self.raise(Rule::LoginBruteForce, subject, now, out, || {
+            brute_force_alert(r, &source, &origin, count)
+        });
+    }
+}
+
+/// The rule a process's executable breaks, if any.
+fn exec_rule(executable: &str) -> Option<Rule> {
+    if executable.starts_with("/memfd:") {
+        Some(Rule::ExecFromMemory)
+    } else if TEMP_DIRS.iter().any(|d| executable.starts_with(d)) {
+        Some(Rule::ExecFromTempDir)
+    } else {
+        None
+    }
+}
+
+fn container_id(extra: &ExtraDetails) -> &str {
+    extra.get("ContainerId").map(String::as_str).unwrap_or("")
+}
+
+fn base_name(path: &str) -> &str {
+    path.rsplit('/').next().unwrap_or(path)
+}
+
+/// Whether a command line starts a shell (`sh -c …`, `/bin/bash`, `busybox sh`).
+fn is_shell_command(command: &str) -> bool {
+    let mut words = command.split_whitespace().map(base_name);
+    match words.next() {
+        Some(first) if SHELLS.contains(&first) => true,
+        Some(first) if MULTI_CALL.contains(&first) => {
+            words.next().is_some_and(|w| SHELLS.contains(&w))
+        }
+        _ => false,
+    }
+}
+
+fn is_new_uid0(r: &UserChange) -> bool {
+    r.extra_details.get("NewUid0").is_some_and(|v| v == "true")
+        || (r.operation == AccountOperation::UserAdded && r.id == "0")
+}
+
+/// Fields every alert has, with the rule's severity and remediation.
+fn alert(rule: Rule, description: String, event_count: u64) -> Alert {
+    Alert {
+        rule_id: rule.id().to_string(),
+        severity: rule.severity(),
+        description,
+        remediation: rule.remediation().to_string(),
+        event_count,
+        process_id: None,
+        executable: None,
+        command_line: None,
+        user_id: None,
+        user_name: None,
+        remote_address: None,
+        container_id: None,
+        container_name: None,
+        module_name: None,
+        extra_details: ExtraDetails::new(),
+    }
+}
+
+fn process_alert(rule: Rule, r: &ProcessCreate) -> Alert {
+    let place = match r.extra_details.get("ContainerName") {
+        Some(name) => format!(" in container {name}"),
+        None if r.extra_details.contains_key("ContainerId") => " in a container".to_string(),
+        None => String::new(),
+    };
+    let what = match rule {
+        Rule::ExecFromMemory => "from an anonymous memory file",
+        _ => "from a world-writable temporary directory",
+    };
+    let mut a = alert(
+        rule,
+        format!("{} was executed {what}{place}", r.executable),
+        1,
+    );
+    a.process_id = Some(r.process_id);
+    a.executable = Some(r.executable.clone());
+    a.command_line = Some(r.command_line.clone());
+    a.user_id = Some(r.user_id.clone());
+    a.user_name = r.user_name.clone();
+    a.extra_details
+        .insert("ParentProcessId".into(), r.parent_process_id.to_string());
+    let get = |k: &str| r.extra_details.get(k).cloned();
+    a.container_id = get("ContainerId");
+    a.container_name = get("ContainerName");
+    a.module_name = get("ModuleName");
+    a
+}
+
+/// The alert for a shell exec'd into a running container, if `r` is one.
+fn shell_exec(r: &ContainerEvent) -> Option<Alert> {
+    if r.object_type != ContainerObject::Container || r.action != "exec_start" {
+        return None;
+    }
+    let command = r.command.as_deref().filter(|c| is_shell_command(c))?;
+    let name = r
+        .container_name
+        .as_deref()
+        .or(r.container_id.as_deref())
+        .unwrap_or("(unknown)");
+    let mut a = alert(
+        Rule::ShellInContainer,
+        format!("a shell was started in running container {name}: {command}"),
+        1,
+    );
+    a.command_line = Some(command.to_string());
+    a.executable = command.split_whitespace().next().map(str::to_string);
+    a.container_id = r.container_id.clone();
+    a.container_name = r.container_name.clone();
+    a.module_name = r.module_name.clone();
+    if let Some(image) = &r.image {
+        a.extra_details
+            .insert("ContainerImage".into(), image.clone());
+    }
+    Some(a)
+}
+
+fn brute_force_alert(r: &Login, source: &str, origin: &str, count: u64) -> Alert {
+    let mut a = alert(
+        Rule::LoginBruteForce,
+        format!(
+            "{count} failed logins from {origin} recorded by {source} within {} minutes",
+            BRUTE_FORCE_WINDOW.as_secs() / 60
+        ),
+        count,
+    );
+    a.remote_address = r.remote_address;
+    a.user_name = r.user_name.clone();
+    a.user_id = r.user_id.clone();
+    a.executable = Some(r.executable.clone());
+    a.extra_details.insert("Source".into(), source.to_string());
+    a.extra_details
+        .insert("LastOperation".into(), r.operation.clone());
+    a
+}
+
+fn uid0_alert(r: &UserChange) -> Alert {
+    let what = match r.operation {
+        AccountOperation::UserAdded => "was added with uid 0",
+        _ => "was changed to uid 0",
+    };
+    let mut a = alert(
+        Rule::Uid0AccountAdded,
+        format!("account {} {what}", r.name),
+        1,
+    );
+    a.user_name = Some(r.name.clone());
+    a.user_id = Some(r.id.clone());
+    if let Some(d) = &r.details {
+        a.extra_details.insert("Details".into(), d.clone());
+    }
+    a
+}
+
+#[cfg(test)]
+mod tests;

@@ -18,7 +18,9 @@ use crate::event::{
     AccountOperation, Alert, BaselineSeverity, ContainerEvent, ContainerObject, Event,
     ExtraDetails, Login, LoginResult, Payload, ProcessCreate, UserChange,
 };
+use std::collections::hash_map::RandomState;
 use std::collections::{HashMap, VecDeque};
+use std::hash::{BuildHasher, Hash};
 use std::time::Duration;
 use tokio::time::Instant;
 
@@ -123,8 +125,11 @@ pub enum Finding {
 pub struct Detector {
     /// (source, origin) → times of failed logins within the window, oldest first.
     failures: HashMap<(String, String), VecDeque<Instant>>,
-    /// (rule, subject) → end of its suppression.
-    suppressed: HashMap<(Rule, String), Instant>,
+    /// (rule, hash of the subject) → end of its suppression. A hash, not the subject's text:
+    /// a storm of one matching program looks its subject up per event, without allocating.
+    suppressed: HashMap<(Rule, u64), Instant>,
+    /// Keys the subject hashes (random per agent, so nobody can aim a collision at a subject).
+    subject_keys: RandomState,
 }
 
 impl Detector {
@@ -138,8 +143,7 @@ impl Detector {
             Payload::ProcessCreate(v) => {
                 for r in v {
                     if let Some(rule) = exec_rule(&r.executable) {
-                        let subject =
-                            format!("{}|{}", container_id(&r.extra_details), r.executable);
+                        let subject = (container_id(&r.extra_details), r.executable.as_str());
                         self.raise(rule, subject, now, out, || process_alert(rule, r));
                     }
                 }
@@ -147,7 +151,7 @@ impl Detector {
             Payload::ContainerEvent(v) => {
                 for r in v {
                     if let Some(alert) = shell_exec(r) {
-                        let subject = r.container_id.clone().unwrap_or_default();
+                        let subject = r.container_id.as_deref().unwrap_or_default();
                         self.raise(Rule::ShellInContainer, subject, now, out, || alert);
                     }
                 }
@@ -160,7 +164,7 @@ impl Detector {
             Payload::UserChange(v) => {
                 for r in v.iter().filter(|r| is_new_uid0(r)) {
                     let rule = Rule::Uid0AccountAdded;
-                    self.raise(rule, r.name.clone(), now, out, || uid0_alert(r));
+                    self.raise(rule, r.name.as_str(), now, out, || uid0_alert(r));
                 }
             }
             _ => {}
@@ -171,12 +175,12 @@ impl Detector {
     fn raise(
         &mut self,
         rule: Rule,
-        subject: String,
+        subject: impl Hash,
         now: Instant,
         out: &mut Vec<Finding>,
         make: impl FnOnce() -> Alert,
     ) {
-        let key = (rule, subject);
+        let key = (rule, self.subject_keys.hash_one(subject));
         if self.suppressed.get(&key).is_some_and(|until| *until > now) {
             out.push(Finding::Suppressed(rule));
             return;
@@ -188,7 +192,7 @@ impl Detector {
                     .suppressed
                     .iter()
                     .min_by_key(|(_, until)| **until)
-                    .map(|(k, _)| k.clone());
+                    .map(|(k, _)| *k);
                 soonest.map(|k| self.suppressed.remove(&k));
             }
         }
@@ -241,8 +245,7 @@ impl Detector {
         let count = times.len() as u64;
         self.failures.remove(&key);
         let (source, origin) = key;
-        let subject = format!("{source}|{origin}");
-        self.raise(Rule::LoginBruteForce, subject, now, out, || {
+        self.raise(Rule::LoginBruteForce, (&source, &origin), now, out, || {
             brute_force_alert(r, &source, &origin, count)
         });
     }

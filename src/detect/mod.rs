@@ -7,8 +7,9 @@
 //!
 //! The rules are deliberately few and need no tuning: each matches something an edge device in
 //! production should not do ([`Rule`] says what). A subject (container, executable, account,
-//! origin of logins) raises a rule's alert at most once per [`SUPPRESSION`]; repeats within it
-//! are counted, not sent. All state is bounded ([`MAX_ORIGINS`], [`MAX_SUPPRESSED`]).
+//! origin of logins) raises a rule's alert at most once per [`SUPPRESSION`], and a rule raises
+//! at most [`MAX_ALERTS_PER_MINUTE`]; matches beyond either are counted, not sent. All state is
+//! bounded ([`MAX_ORIGINS`], [`MAX_SUPPRESSED`]).
 //!
 //! No learned baseline yet: rules that need one (a new listening port, a new outbound
 //! destination) are future work, and so is per-rule configuration from the twin (today
@@ -32,8 +33,16 @@ pub const BRUTE_FORCE_THRESHOLD: usize = 10;
 pub const BRUTE_FORCE_WINDOW: Duration = Duration::from_secs(300);
 /// Origins of failed logins tracked at once; when full, the one seen longest ago is forgotten.
 pub const MAX_ORIGINS: usize = 1024;
-/// Subjects kept in suppression at once; when full, the entry that ends soonest is forgotten.
+/// Alerts one rule may raise per minute; beyond that its matches are suppressed (and counted)
+/// until the minute is over, so a flood of distinct subjects (a thousand programs dropped in
+/// /tmp) cannot flood the hub with alerts either.
+pub const MAX_ALERTS_PER_MINUTE: u32 = 60;
+/// Suppression entries that can be live at once: every rule's budget for a whole window.
+const MAX_LIVE_SUPPRESSED: usize =
+    Rule::ALL.len() * MAX_ALERTS_PER_MINUTE as usize * (SUPPRESSION.as_secs() / 60) as usize;
+/// Suppression entries kept before the expired ones are dropped.
 pub const MAX_SUPPRESSED: usize = 4096;
+const _: () = assert!(MAX_LIVE_SUPPRESSED < MAX_SUPPRESSED);
 
 /// Directories anyone may write to: a program started from one was most likely dropped there.
 const TEMP_DIRS: [&str; 3] = ["/tmp/", "/var/tmp/", "/dev/shm/"];
@@ -44,7 +53,7 @@ const SHELLS: [&str; 10] = [
 /// Multi-call binaries whose first argument names the program (`busybox sh`).
 const MULTI_CALL: [&str; 2] = ["busybox", "toybox"];
 
-/// The detection rules.
+/// The detection rules. Declared in [`Rule::ALL`] order (the discriminant indexes per-rule state).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Rule {
     /// A program executed from `/tmp`, `/var/tmp` or `/dev/shm` (host or container): where
@@ -130,6 +139,8 @@ pub struct Detector {
     suppressed: HashMap<(Rule, u64), Instant>,
     /// Keys the subject hashes (random per agent, so nobody can aim a collision at a subject).
     subject_keys: RandomState,
+    /// Per rule (in [`Rule::ALL`] order): start of its current minute and alerts raised in it.
+    budget: [Option<(Instant, u32)>; Rule::ALL.len()],
 }
 
 impl Detector {
@@ -181,23 +192,33 @@ impl Detector {
         make: impl FnOnce() -> Alert,
     ) {
         let key = (rule, self.subject_keys.hash_one(subject));
-        if self.suppressed.get(&key).is_some_and(|until| *until > now) {
+        if self.suppressed.get(&key).is_some_and(|until| *until > now) || !self.spend(rule, now) {
             out.push(Finding::Suppressed(rule));
             return;
         }
-        if self.suppressed.len() >= MAX_SUPPRESSED && !self.suppressed.contains_key(&key) {
+        if self.suppressed.len() >= MAX_SUPPRESSED {
+            // At most MAX_LIVE_SUPPRESSED entries are live: dropping the expired ones always
+            // makes room.
             self.suppressed.retain(|_, until| *until > now);
-            if self.suppressed.len() >= MAX_SUPPRESSED {
-                let soonest = self
-                    .suppressed
-                    .iter()
-                    .min_by_key(|(_, until)| **until)
-                    .map(|(k, _)| *k);
-                soonest.map(|k| self.suppressed.remove(&k));
-            }
         }
         self.suppressed.insert(key, now + SUPPRESSION);
         out.push(Finding::Raised(rule, Box::new(make())));
+    }
+
+    /// Takes one alert from the rule's budget for the current minute; false when it is spent.
+    fn spend(&mut self, rule: Rule, now: Instant) -> bool {
+        let minute = Duration::from_secs(60);
+        let slot = &mut self.budget[rule as usize];
+        match slot {
+            Some((start, n)) if now.saturating_duration_since(*start) < minute => {
+                if *n >= MAX_ALERTS_PER_MINUTE {
+                    return false;
+                }
+                *n += 1;
+            }
+            _ => *slot = Some((now, 1)),
+        }
+        true
     }
 
     /// Counts a failed login against its origin and raises a brute-force alert at the threshold.

@@ -35,6 +35,15 @@ fn exec_start(command: Option<&str>) -> Event {
     }]))
 }
 
+/// A shell exec'd into container `id`.
+fn shell_in(id: &str) -> Event {
+    let mut e = exec_start(Some("sh"));
+    if let Payload::ContainerEvent(v) = &mut e.payload {
+        v[0].container_id = Some(id.into());
+    }
+    e
+}
+
 fn failed_login(operation: &str, from: Option<&str>, user: &str) -> Event {
     Event::new(Payload::Login(vec![Login {
         process_id: 7,
@@ -316,14 +325,60 @@ fn other_kinds_are_ignored() {
 }
 
 #[test]
+fn a_rule_raises_at_most_its_budget_per_minute() {
+    let mut d = Detector::new();
+    let t0 = Instant::now();
+    let count = |d: &mut Detector, from: u32, at: Instant| {
+        let (mut up, mut down) = (0, 0);
+        for i in from..from + 100 {
+            for f in run(d, &process(&format!("/tmp/p{i}"), None), at) {
+                match f {
+                    Finding::Raised(..) => up += 1,
+                    Finding::Suppressed(_) => down += 1,
+                }
+            }
+        }
+        (up, down)
+    };
+    assert_eq!(
+        count(&mut d, 0, t0),
+        (MAX_ALERTS_PER_MINUTE, 100 - MAX_ALERTS_PER_MINUTE)
+    );
+    // Other rules keep their own budget.
+    let root = user_change(AccountOperation::UserAdded, "toor", "0", true);
+    assert_eq!(raised(&run(&mut d, &root, t0)).len(), 1);
+    // The next minute has a fresh budget: the subjects cut off before are raised now, the ones
+    // raised before are still in their suppression window.
+    let t1 = t0 + Duration::from_secs(60);
+    assert_eq!(
+        count(&mut d, 0, t1),
+        (100 - MAX_ALERTS_PER_MINUTE, MAX_ALERTS_PER_MINUTE)
+    );
+}
+
+#[test]
 fn state_stays_bounded_under_a_flood_of_distinct_subjects() {
     let mut d = Detector::new();
-    let now = Instant::now();
-    for i in 0..MAX_SUPPRESSED + 100 {
-        let f = run(&mut d, &process(&format!("/tmp/p{i}"), None), now);
-        assert_eq!(raised(&f).len(), 1);
+    let mut now = Instant::now();
+    let mut most = 0;
+    for i in 0..3 * MAX_SUPPRESSED {
+        // A minute apart every budget's worth, so every subject raises and is kept.
+        if i % MAX_ALERTS_PER_MINUTE as usize == 0 {
+            now += Duration::from_secs(60);
+        }
+        let rule = i % 2;
+        let e = if rule == 0 {
+            process(&format!("/tmp/p{i}"), None)
+        } else {
+            shell_in(&format!("c{i}"))
+        };
+        let f = run(&mut d, &e, now);
+        assert_eq!(raised(&f).len(), 1, "subject {i}");
+        most = most.max(d.suppressed.len());
     }
-    assert!(d.suppressed.len() <= MAX_SUPPRESSED);
+    // Full once, then purged of what had expired.
+    assert_eq!(most, MAX_SUPPRESSED);
+    assert!(d.suppressed.len() < MAX_SUPPRESSED);
     for i in 0..MAX_ORIGINS + 100 {
         let ip = format!("10.0.{}.{}", i / 256, i % 256);
         run(

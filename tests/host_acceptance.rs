@@ -6,7 +6,8 @@
 //! the way sshd records them, and a new local user: every one must be reported with the right
 //! fields, and the hit counts must add up to exactly 500 and 200 (both ends of each connection).
 //! Then what the detection rules are for (a uid-0 account, ten failed logins from one address,
-//! programs run from /tmp and from a memory file): one alert each, about the right subject.
+//! programs run from /tmp and from a memory file, the scripts themselves, which live in /tmp):
+//! one alert each, about the right subject.
 //!
 //! Needs root (the collectors read the kernel). The host root is a temporary directory whose
 //! `proc`, `sys` and `dev` are links to the real ones, so processes and sockets are real while
@@ -482,6 +483,13 @@ fn every_host_activity_is_reported_with_the_right_fields() {
         a["Executable"] == dropped.to_str().unwrap()
     });
     assert_eq!(a["ProcessId"], from_tmp.id(), "{a}");
+    // The 500 scripts, run by /bin/sh from the test's temporary directory: one alert, the
+    // other 499 suppressed within its window. (Its Executable is the shell, or the script's
+    // own path when the first one was gone before /proc could be read: the same subject.)
+    let script_text = script.to_str().unwrap();
+    alert("exec-from-temp-dir", &|a| {
+        a["ExtraDetails"]["Script"] == script_text || a["Executable"] == script_text
+    });
     let a = alert("exec-from-memory", &|a| a["ProcessId"] == from_memory.id());
     assert!(
         a["Executable"]

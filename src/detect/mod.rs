@@ -52,12 +52,16 @@ const SHELLS: [&str; 10] = [
 ];
 /// Multi-call binaries whose first argument names the program (`busybox sh`).
 const MULTI_CALL: [&str; 2] = ["busybox", "toybox"];
+/// Script interpreters besides the shells (and every `python…`): a script they run from a
+/// temporary directory is as suspicious as a program there.
+const INTERPRETERS: [&str; 5] = ["perl", "ruby", "node", "php", "lua"];
 
 /// The detection rules. Declared in [`Rule::ALL`] order (the discriminant indexes per-rule state).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Rule {
-    /// A program executed from `/tmp`, `/var/tmp` or `/dev/shm` (host or container): where
-    /// droppers put their payload, and never where an edge device's software is installed.
+    /// A program executed from `/tmp`, `/var/tmp` or `/dev/shm` (host or container), or a
+    /// script from there run by a shell or interpreter (`sh /tmp/x.sh`): where droppers put
+    /// their payload, and never where an edge device's software is installed.
     ExecFromTempDir,
     /// A program executed from an anonymous memory file (`memfd_create`): fileless malware,
     /// nothing on disk to scan.
@@ -153,9 +157,9 @@ impl Detector {
         match &event.payload {
             Payload::ProcessCreate(v) => {
                 for r in v {
-                    if let Some(rule) = exec_rule(&r.executable) {
-                        let subject = (container_id(&r.extra_details), r.executable.as_str());
-                        self.raise(rule, subject, now, out, || process_alert(rule, r));
+                    if let Some((rule, path)) = exec_rule(r) {
+                        let subject = (container_id(&r.extra_details), path);
+                        self.raise(rule, subject, now, out, || process_alert(rule, r, path));
                     }
                 }
             }
@@ -272,15 +276,53 @@ impl Detector {
     }
 }
 
-/// The rule a process's executable breaks, if any.
-fn exec_rule(executable: &str) -> Option<Rule> {
-    if executable.starts_with("/memfd:") {
-        Some(Rule::ExecFromMemory)
-    } else if TEMP_DIRS.iter().any(|d| executable.starts_with(d)) {
-        Some(Rule::ExecFromTempDir)
+/// The rule a new process breaks, if any, and the path that breaks it (its executable, or the
+/// script an interpreter was given).
+fn exec_rule(r: &ProcessCreate) -> Option<(Rule, &str)> {
+    let exe = r.executable.as_str();
+    if exe.starts_with("/memfd:") {
+        Some((Rule::ExecFromMemory, exe))
+    } else if in_temp_dir(exe) {
+        Some((Rule::ExecFromTempDir, exe))
     } else {
-        None
+        script_path(exe, &r.command_line).map(|s| (Rule::ExecFromTempDir, s))
     }
+}
+
+fn in_temp_dir(path: &str) -> bool {
+    TEMP_DIRS.iter().any(|d| path.starts_with(d))
+}
+
+/// The script in a temporary directory that a shell or interpreter was started with
+/// (`sh /tmp/x.sh`, `python3 -u /dev/shm/x.py`, `busybox sh /tmp/x`): its first argument that
+/// is not an option. The command line is split at spaces, so a script path with a space in it
+/// is not recognised.
+fn script_path<'a>(executable: &str, command_line: &'a str) -> Option<&'a str> {
+    let base = base_name(executable);
+    let multi = MULTI_CALL.contains(&base);
+    if !(multi
+        || SHELLS.contains(&base)
+        || INTERPRETERS.contains(&base)
+        || base.starts_with("python"))
+    {
+        return None;
+    }
+    let mut words = command_line.split_whitespace();
+    let argv0 = words.next()?;
+    if multi {
+        // The applet is argv[0] (`sh /tmp/x` through a link) or the next word
+        // (`busybox sh /tmp/x`); only shells run scripts.
+        let applet = match MULTI_CALL.contains(&base_name(argv0)) {
+            true => words.next()?,
+            false => argv0,
+        };
+        if !SHELLS.contains(&base_name(applet)) {
+            return None;
+        }
+    }
+    words
+        .find(|w| !w.starts_with('-'))
+        .filter(|w| in_temp_dir(w))
 }
 
 fn container_id(extra: &ExtraDetails) -> &str {
@@ -329,7 +371,7 @@ fn alert(rule: Rule, description: String, event_count: u64) -> Alert {
     }
 }
 
-fn process_alert(rule: Rule, r: &ProcessCreate) -> Alert {
+fn process_alert(rule: Rule, r: &ProcessCreate, path: &str) -> Alert {
     let place = match r.extra_details.get("ContainerName") {
         Some(name) => format!(" in container {name}"),
         None if r.extra_details.contains_key("ContainerId") => " in a container".to_string(),
@@ -339,11 +381,15 @@ fn process_alert(rule: Rule, r: &ProcessCreate) -> Alert {
         Rule::ExecFromMemory => "from an anonymous memory file",
         _ => "from a world-writable temporary directory",
     };
-    let mut a = alert(
-        rule,
-        format!("{} was executed {what}{place}", r.executable),
-        1,
-    );
+    let description = if path == r.executable {
+        format!("{path} was executed {what}{place}")
+    } else {
+        format!("script {path} was run by {} {what}{place}", r.executable)
+    };
+    let mut a = alert(rule, description, 1);
+    if path != r.executable {
+        a.extra_details.insert("Script".into(), path.to_string());
+    }
     a.process_id = Some(r.process_id);
     a.executable = Some(r.executable.clone());
     a.command_line = Some(r.command_line.clone());

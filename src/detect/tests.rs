@@ -121,6 +121,56 @@ fn programs_run_from_temporary_directories_or_memory_raise_alerts() {
     }
 }
 
+fn command(executable: &str, command_line: &str) -> Event {
+    let mut e = process(executable, None);
+    if let Payload::ProcessCreate(v) = &mut e.payload {
+        v[0].command_line = command_line.into();
+    }
+    e
+}
+
+#[test]
+fn scripts_run_from_temporary_directories_raise_alerts() {
+    let mut d = Detector::new();
+    let now = Instant::now();
+    for (exe, cmd, script) in [
+        ("/usr/bin/dash", "/bin/sh /tmp/x.sh", "/tmp/x.sh"),
+        ("/usr/bin/bash", "bash -x /var/tmp/y", "/var/tmp/y"),
+        (
+            "/usr/bin/python3.11",
+            "python3 -u /dev/shm/z.py arg",
+            "/dev/shm/z.py",
+        ),
+        ("/usr/bin/perl", "perl /tmp/p.pl", "/tmp/p.pl"),
+        ("/bin/busybox", "busybox sh /tmp/b", "/tmp/b"),
+        ("/bin/busybox", "sh /tmp/c", "/tmp/c"),
+    ] {
+        let f = run(&mut d, &command(exe, cmd), now);
+        let a = raised(&f);
+        assert_eq!(a.len(), 1, "{cmd}");
+        assert_eq!(a[0].rule_id, "exec-from-temp-dir");
+        assert_eq!(a[0].executable.as_deref(), Some(exe));
+        assert_eq!(a[0].extra_details["Script"], script);
+        assert!(
+            a[0].description
+                .starts_with(&format!("script {script} was run by {exe}")),
+            "{}",
+            a[0].description
+        );
+    }
+    for (exe, cmd) in [
+        ("/usr/bin/dash", "/bin/sh /usr/local/bin/start.sh"),
+        ("/usr/bin/python3", "python3 -m http.server /tmp/x"),
+        ("/usr/bin/cat", "cat /tmp/notes"),
+        ("/bin/busybox", "busybox cat /tmp/x"),
+        ("/bin/busybox", "cat /tmp/x"),
+        ("/usr/bin/dash", "sh"),
+        ("/usr/bin/dash", ""),
+    ] {
+        assert_eq!(run(&mut d, &command(exe, cmd), now), vec![], "{cmd}");
+    }
+}
+
 #[test]
 fn an_alert_is_suppressed_per_subject_for_the_window_and_raised_again_after() {
     let mut d = Detector::new();

@@ -510,6 +510,32 @@ fn encode_event<M: Measurement + 'static>(c: &mut Criterion<M>) {
     group.finish();
 }
 
+/// The detector alone, on the process events of the pipeline benchmarks (none matches a rule:
+/// this is the cost of looking, which every event pays in `Pipeline::push`).
+fn detect_process<M: Measurement + 'static>(c: &mut Criterion<M>) {
+    let events: Vec<Event> = (0..1_000).map(|i| process_create(i, i)).collect();
+    let mut detector = edgeguard::detect::Detector::new();
+    let now = tokio::time::Instant::now();
+    let mut found = Vec::new();
+    for e in &events {
+        detector.inspect(e, now, &mut found);
+    }
+    assert!(
+        found.is_empty(),
+        "no benchmark event matches a rule: {found:?}"
+    );
+    let mut group = c.benchmark_group(format!("detect{}", clock_suffix::<M>()));
+    configure(&mut group, events.len());
+    group.bench_function("process", |b| {
+        b.iter(|| {
+            for e in &events {
+                detector.inspect(black_box(e), now, &mut found);
+            }
+        })
+    });
+    group.finish();
+}
+
 criterion_group!(
     name = wall_clock;
     config = Criterion::default();
@@ -519,7 +545,8 @@ criterion_group!(
         steady_no_aggregation::<WallTime>,
         steady_aggregated::<WallTime>,
         steady_connections::<WallTime>,
-        encode_event::<WallTime>
+        encode_event::<WallTime>,
+        detect_process::<WallTime>
 );
 
 criterion_group!(
@@ -531,7 +558,8 @@ criterion_group!(
         steady_no_aggregation::<ThreadCpuTime>,
         steady_aggregated::<ThreadCpuTime>,
         steady_connections::<ThreadCpuTime>,
-        encode_event::<ThreadCpuTime>
+        encode_event::<ThreadCpuTime>,
+        detect_process::<ThreadCpuTime>
 );
 
 /// Wall-clock time by default (criterion's usual clock); `EDGEGUARD_BENCH_CLOCK=thread-cpu` measures

@@ -46,15 +46,31 @@ const _: () = assert!(MAX_LIVE_SUPPRESSED < MAX_SUPPRESSED);
 
 /// Directories anyone may write to: a program started from one was most likely dropped there.
 const TEMP_DIRS: [&str; 3] = ["/tmp/", "/var/tmp/", "/dev/shm/"];
-/// Interactive shells, by file name.
-const SHELLS: [&str; 10] = [
-    "sh", "bash", "dash", "ash", "zsh", "ksh", "mksh", "csh", "tcsh", "fish",
-];
+/// Whether a file name is a shell's. (`matches!` rather than a list searched: the process
+/// rules ask this of nearly every ProcessCreate, and a match on a string compiles to a switch
+/// on its length and a few compares.)
+fn is_shell(name: &str) -> bool {
+    matches!(
+        name,
+        "sh" | "bash" | "dash" | "ash" | "zsh" | "ksh" | "mksh" | "csh" | "tcsh" | "fish"
+    )
+}
+
 /// Multi-call binaries whose first argument names the program (`busybox sh`).
-const MULTI_CALL: [&str; 2] = ["busybox", "toybox"];
-/// Script interpreters besides the shells (and every `python…`): a script they run from a
-/// temporary directory is as suspicious as a program there.
-const INTERPRETERS: [&str; 5] = ["perl", "ruby", "node", "php", "lua"];
+fn is_multi_call(name: &str) -> bool {
+    matches!(name, "busybox" | "toybox")
+}
+
+/// Script interpreters besides the shells: a script they run from a temporary directory is as
+/// suspicious as a program there.
+fn is_interpreter(name: &str) -> bool {
+    matches!(name, "perl" | "ruby" | "node" | "php" | "lua") || name.starts_with("python")
+}
+
+/// The words of a command line as /proc gives it (arguments joined by single spaces).
+fn words(command_line: &str) -> impl Iterator<Item = &str> {
+    command_line.split(' ').filter(|w| !w.is_empty())
+}
 
 /// The detection rules. Declared in [`Rule::ALL`] order (the discriminant indexes per-rule state).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -299,24 +315,20 @@ fn in_temp_dir(path: &str) -> bool {
 /// is not recognised.
 fn script_path<'a>(executable: &str, command_line: &'a str) -> Option<&'a str> {
     let base = base_name(executable);
-    let multi = MULTI_CALL.contains(&base);
-    if !(multi
-        || SHELLS.contains(&base)
-        || INTERPRETERS.contains(&base)
-        || base.starts_with("python"))
-    {
+    let multi = is_multi_call(base);
+    if !(multi || is_shell(base) || is_interpreter(base)) {
         return None;
     }
-    let mut words = command_line.split_whitespace();
+    let mut words = words(command_line);
     let argv0 = words.next()?;
     if multi {
         // The applet is argv[0] (`sh /tmp/x` through a link) or the next word
         // (`busybox sh /tmp/x`); only shells run scripts.
-        let applet = match MULTI_CALL.contains(&base_name(argv0)) {
+        let applet = match is_multi_call(base_name(argv0)) {
             true => words.next()?,
             false => argv0,
         };
-        if !SHELLS.contains(&base_name(applet)) {
+        if !is_shell(base_name(applet)) {
             return None;
         }
     }
@@ -337,10 +349,8 @@ fn base_name(path: &str) -> &str {
 fn is_shell_command(command: &str) -> bool {
     let mut words = command.split_whitespace().map(base_name);
     match words.next() {
-        Some(first) if SHELLS.contains(&first) => true,
-        Some(first) if MULTI_CALL.contains(&first) => {
-            words.next().is_some_and(|w| SHELLS.contains(&w))
-        }
+        Some(first) if is_shell(first) => true,
+        Some(first) if is_multi_call(first) => words.next().is_some_and(is_shell),
         _ => false,
     }
 }

@@ -194,6 +194,7 @@ impl Pipeline {
     }
 
     /// Runs the detector on `event` and queues the alerts it raises.
+    #[inline(never)]
     fn detect(&mut self, event: &Event, now: Instant) {
         self.detector.inspect(event, now, &mut self.findings);
         if self.findings.is_empty() {

@@ -104,7 +104,7 @@ pub struct Metrics {
     container_enrichment: IntCounterVec,
     /// `edgeguard_alerts_total` and `edgeguard_alerts_suppressed_total` per rule, in
     /// [`Rule::ALL`] order.
-    alerts: [(IntCounter, IntCounter); 5],
+    alerts: [(IntCounter, IntCounter); Rule::ALL.len()],
     resident_memory: IntGauge,
     cpu_seconds: Counter,
     drop_log: Mutex<HashMap<DropKey, DropLog>>,
@@ -566,8 +566,7 @@ impl Metrics {
     /// A record from inside a container was (or could not be) given the container's name and image.
     /// Counts a rule's match: an alert raised, or (`raised == false`) one suppressed.
     pub fn alert(&self, rule: Rule, raised: bool) {
-        let i = Rule::ALL.iter().position(|r| *r == rule).unwrap_or(0);
-        let (sent, suppressed) = &self.alerts[i];
+        let (sent, suppressed) = &self.alerts[rule as usize];
         if raised { sent.inc() } else { suppressed.inc() }
     }
 

@@ -90,6 +90,16 @@ fn raised(findings: &[Finding]) -> Vec<&Alert> {
 }
 
 #[test]
+fn rules_are_declared_in_all_order_with_distinct_ids() {
+    // Per-rule state (budgets, metrics) is indexed by the discriminant.
+    for (i, rule) in Rule::ALL.iter().enumerate() {
+        assert_eq!(*rule as usize, i, "{rule:?}");
+    }
+    let ids: std::collections::HashSet<&str> = Rule::ALL.iter().map(|r| r.id()).collect();
+    assert_eq!(ids.len(), Rule::ALL.len());
+}
+
+#[test]
 fn programs_run_from_temporary_directories_or_memory_raise_alerts() {
     let mut d = Detector::new();
     let now = Instant::now();

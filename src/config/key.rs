@@ -8,6 +8,7 @@ use super::{
     Aggregation, Config, DEFAULT_AGGREGATION, MAX_MESSAGE_BYTES, MIN_SIZE_BYTES, format_duration,
     parse_duration,
 };
+use crate::detect::Rule;
 use crate::event::{EventKind, Priority};
 use serde_json::Value;
 use std::time::Duration;
@@ -30,6 +31,7 @@ pub(super) enum Key {
     LogLevel,
     ContainerCollectionEnabled,
     DockerSocketPath,
+    DetectionRulesDisabled,
 }
 
 const EVENT_PRIORITY: &str = "eventPriority";
@@ -59,6 +61,7 @@ impl Key {
             LogLevel,
             ContainerCollectionEnabled,
             DockerSocketPath,
+            DetectionRulesDisabled,
         ];
         sizes
             .into_iter()
@@ -86,6 +89,7 @@ impl Key {
             LogLevel => "logLevel".into(),
             ContainerCollectionEnabled => "containerCollectionEnabled".into(),
             DockerSocketPath => "dockerSocketPath".into(),
+            DetectionRulesDisabled => "detectionRulesDisabled".into(),
         }
     }
 
@@ -106,6 +110,7 @@ impl Key {
             "logLevel" => LogLevel,
             "containerCollectionEnabled" => ContainerCollectionEnabled,
             "dockerSocketPath" => DockerSocketPath,
+            "detectionRulesDisabled" => DetectionRulesDisabled,
             _ => {
                 if let Some(kind) = name.strip_prefix(EVENT_PRIORITY) {
                     EventPriority(EventKind::from_name(kind)?)
@@ -141,6 +146,13 @@ impl Key {
             LogLevel => config.log_level.clone().into(),
             ContainerCollectionEnabled => config.container_collection_enabled.into(),
             DockerSocketPath => config.docker_socket_path.clone().into(),
+            DetectionRulesDisabled => config
+                .detection_rules_disabled
+                .iter()
+                .map(|r| r.id())
+                .collect::<Vec<_>>()
+                .join(",")
+                .into(),
         }
     }
 
@@ -192,6 +204,7 @@ impl Key {
             LogLevel => config.log_level = log_level(value)?,
             ContainerCollectionEnabled => config.container_collection_enabled = boolean(value)?,
             DockerSocketPath => config.docker_socket_path = socket_path(value)?,
+            DetectionRulesDisabled => config.detection_rules_disabled = rules(value)?,
         }
         Ok(())
     }
@@ -236,6 +249,9 @@ impl Key {
                 to.container_collection_enabled = from.container_collection_enabled;
             }
             DockerSocketPath => to.docker_socket_path = from.docker_socket_path.clone(),
+            DetectionRulesDisabled => {
+                to.detection_rules_disabled = from.detection_rules_disabled.clone();
+            }
         }
     }
 }
@@ -319,6 +335,37 @@ fn priority(value: &Value) -> Result<Priority, String> {
         .ok_or_else(|| format!("expected High, Low or Off, got {}", describe(value)))
 }
 
+/// Detection rules by id, comma-separated (`"shell-in-container, exec-from-temp-dir"`; `""`
+/// for none): a string rather than an array, which older twin tooling cannot edit. Sorted and
+/// without duplicates, so the reported view is stable.
+fn rules(value: &Value) -> Result<Vec<Rule>, String> {
+    let known = || {
+        Rule::ALL
+            .iter()
+            .map(|r| r.id())
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
+    let text = value.as_str().ok_or_else(|| {
+        format!(
+            "expected rule ids separated by commas ({}), got {}",
+            known(),
+            describe(value)
+        )
+    })?;
+    let mut out = Vec::new();
+    for id in text.split(',').map(str::trim).filter(|id| !id.is_empty()) {
+        let rule = Rule::ALL
+            .into_iter()
+            .find(|r| r.id() == id)
+            .ok_or_else(|| format!("unknown rule {} (known: {})", quote(id), known()))?;
+        out.push(rule);
+    }
+    out.sort_by_key(|r| *r as usize);
+    out.dedup();
+    Ok(out)
+}
+
 fn boolean(value: &Value) -> Result<bool, String> {
     value
         .as_bool()
@@ -400,12 +447,44 @@ mod tests {
         let names: Vec<String> = Key::all().map(Key::name).collect();
         let unique: std::collections::BTreeSet<&String> = names.iter().collect();
         assert_eq!(unique.len(), names.len());
-        assert_eq!(names.len(), 5 + EventKind::ALL.len() + 6 + 7);
+        assert_eq!(names.len(), 5 + EventKind::ALL.len() + 6 + 8);
         for key in Key::all() {
             assert_eq!(Key::from_name(&key.name()), Some(key));
         }
         assert!(names.contains(&"eventPriorityConnectedHardware".to_string()));
         assert!(names.contains(&"aggregationIntervalProcessTerminate".to_string()));
+    }
+
+    #[test]
+    fn detection_rules_disabled_is_a_list_of_known_rule_ids() {
+        let mut c = Config::default();
+        let key = Key::DetectionRulesDisabled;
+        assert_eq!(key.get(&c), json!(""));
+        key.set(
+            &mut c,
+            &json!(" shell-in-container,exec-from-temp-dir,, shell-in-container "),
+        )
+        .unwrap();
+        assert_eq!(
+            c.detection_rules_disabled,
+            [Rule::ExecFromTempDir, Rule::ShellInContainer]
+        );
+        assert_eq!(key.get(&c), json!("exec-from-temp-dir,shell-in-container"));
+        for bad in [
+            json!("shell-in-container,nope"),
+            json!(["shell-in-container"]),
+            json!(5),
+        ] {
+            let e = key.set(&mut c, &bad).unwrap_err();
+            assert!(e.contains("login-brute-force"), "{e}");
+        }
+        assert_eq!(
+            c.detection_rules_disabled.len(),
+            2,
+            "unchanged by a bad value"
+        );
+        key.set(&mut c, &json!("")).unwrap();
+        assert!(c.detection_rules_disabled.is_empty());
     }
 
     #[test]

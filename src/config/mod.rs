@@ -20,6 +20,7 @@ pub use document::{Desired, load_file, load_str, locate};
 pub use duration::{format_duration, parse_duration};
 pub use patch::{apply_patch, from_desired, reported};
 
+use crate::detect::Rule;
 use crate::event::{
     ConfigErrorType, ConfigurationError, Event, EventKind, ExtraDetails, Payload, Priority,
 };
@@ -68,6 +69,8 @@ pub struct Config {
     pub container_collection_enabled: bool,
     /// The Docker engine's unix socket (`dockerSocketPath`), as mounted into the module.
     pub docker_socket_path: String,
+    /// Detection rules turned off (`detectionRulesDisabled`), in [`Rule::ALL`] order.
+    pub detection_rules_disabled: Vec<Rule>,
 }
 
 /// Where Docker (Moby) listens on an IoT Edge device, and where the module mounts it.
@@ -105,6 +108,7 @@ impl Default for Config {
             log_level: None,
             container_collection_enabled: true,
             docker_socket_path: DEFAULT_DOCKER_SOCKET.to_string(),
+            detection_rules_disabled: Vec::new(),
         }
     }
 }

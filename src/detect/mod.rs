@@ -12,8 +12,8 @@
 //! bounded ([`MAX_ORIGINS`], [`MAX_SUPPRESSED`]).
 //!
 //! No learned baseline yet: rules that need one (a new listening port, a new outbound
-//! destination) are future work, and so is per-rule configuration from the twin (today
-//! `eventPriorityAlert: Off` turns detection off as a whole).
+//! destination) are future work. `detectionRulesDisabled` in the twin turns single rules off,
+//! `eventPriorityAlert: Off` all of them.
 
 use crate::event::{
     AccountOperation, Alert, BaselineSeverity, ContainerEvent, ContainerObject, Event,
@@ -161,6 +161,8 @@ pub struct Detector {
     subject_keys: RandomState,
     /// Per rule (in [`Rule::ALL`] order): start of its current minute and alerts raised in it.
     budget: [Option<(Instant, u32)>; Rule::ALL.len()],
+    /// Per rule: turned off by `detectionRulesDisabled`.
+    disabled: [bool; Rule::ALL.len()],
 }
 
 impl Detector {
@@ -168,18 +170,31 @@ impl Detector {
         Detector::default()
     }
 
-    /// Runs every rule on one event, appending what they found to `out`.
+    /// Turns off exactly these rules (the others on). A disabled rule neither alerts nor counts
+    /// (failed logins seen while it is off do not count towards a later alert).
+    pub fn set_disabled(&mut self, rules: &[Rule]) {
+        self.disabled = Rule::ALL.map(|r| rules.contains(&r));
+        if self.disabled[Rule::LoginBruteForce as usize] {
+            self.failures = HashMap::new();
+        }
+    }
+
+    fn on(&self, rule: Rule) -> bool {
+        !self.disabled[rule as usize]
+    }
+
+    /// Runs every enabled rule on one event, appending what they found to `out`.
     pub fn inspect(&mut self, event: &Event, now: Instant, out: &mut Vec<Finding>) {
         match &event.payload {
             Payload::ProcessCreate(v) => {
                 for r in v {
-                    if let Some((rule, path)) = exec_rule(r) {
+                    if let Some((rule, path)) = exec_rule(r).filter(|(rule, _)| self.on(*rule)) {
                         let subject = (container_id(&r.extra_details), path);
                         self.raise(rule, subject, now, out, || process_alert(rule, r, path));
                     }
                 }
             }
-            Payload::ContainerEvent(v) => {
+            Payload::ContainerEvent(v) if self.on(Rule::ShellInContainer) => {
                 for r in v {
                     if let Some(alert) = shell_exec(r) {
                         let subject = r.container_id.as_deref().unwrap_or_default();
@@ -187,12 +202,12 @@ impl Detector {
                     }
                 }
             }
-            Payload::Login(v) => {
+            Payload::Login(v) if self.on(Rule::LoginBruteForce) => {
                 for r in v.iter().filter(|r| r.result == LoginResult::Fail) {
                     self.failed_login(r, now, out);
                 }
             }
-            Payload::UserChange(v) => {
+            Payload::UserChange(v) if self.on(Rule::Uid0AccountAdded) => {
                 for r in v.iter().filter(|r| is_new_uid0(r)) {
                     let rule = Rule::Uid0AccountAdded;
                     self.raise(rule, r.name.as_str(), now, out, || uid0_alert(r));

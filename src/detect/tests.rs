@@ -417,6 +417,28 @@ fn a_rule_raises_at_most_its_budget_per_minute() {
 }
 
 #[test]
+fn disabled_rules_neither_alert_nor_count() {
+    let mut d = Detector::new();
+    let now = Instant::now();
+    d.set_disabled(&[Rule::ExecFromTempDir, Rule::LoginBruteForce]);
+    assert_eq!(run(&mut d, &process("/tmp/x", None), now), vec![]);
+    let login = failed_login("sshd:password", Some("203.0.113.1"), "root");
+    for _ in 0..BRUTE_FORCE_THRESHOLD - 1 {
+        assert_eq!(run(&mut d, &login, now), vec![]);
+    }
+    // The others still work.
+    assert_eq!(
+        raised(&run(&mut d, &process("/memfd:x", None), now)).len(),
+        1
+    );
+    assert_eq!(raised(&run(&mut d, &shell_in("c1"), now)).len(), 1);
+    // Turned on again: alerts, and the failures seen while off did not count.
+    d.set_disabled(&[]);
+    assert_eq!(raised(&run(&mut d, &process("/tmp/x", None), now)).len(), 1);
+    assert_eq!(run(&mut d, &login, now), vec![]);
+}
+
+#[test]
 fn state_stays_bounded_under_a_flood_of_distinct_subjects() {
     let mut d = Detector::new();
     let mut now = Instant::now();

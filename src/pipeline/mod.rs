@@ -101,6 +101,8 @@ impl Pipeline {
     pub fn new(header: MessageHeader, config: Arc<Config>, metrics: Arc<Metrics>) -> Pipeline {
         let cache = Cache::new(config.max_local_cache_size_in_bytes as usize);
         let alert_priority = config.priority(EventKind::Alert);
+        let mut detector = Detector::new();
+        detector.set_disabled(&config.detection_rules_disabled);
         Pipeline {
             header,
             aggregator: Aggregator::new(aggregator::DEFAULT_MAX_KEYS),
@@ -115,7 +117,7 @@ impl Pipeline {
             pieces: Vec::new(),
             // Not a possible count, so the first update writes both gauges.
             reported_queue: [(usize::MAX, usize::MAX); 2],
-            detector: Detector::new(),
+            detector,
             findings: Vec::new(),
             alert_raised: false,
             alert_priority,
@@ -147,6 +149,8 @@ impl Pipeline {
     pub fn set_config(&mut self, config: Arc<Config>) {
         self.config = config;
         self.alert_priority = self.config.priority(EventKind::Alert);
+        self.detector
+            .set_disabled(&self.config.detection_rules_disabled);
         for kind in EventKind::AGGREGATABLE {
             if self.config.aggregation(kind).is_none() {
                 for e in self.aggregator.drain_kind(kind) {

@@ -240,6 +240,16 @@ fn alert_priority_off_turns_detection_off_and_low_does_not_hurry() {
     assert_eq!(drain(&mut p, Trigger::High), Vec::<Value>::new());
     let evs = events(&drain(&mut p, Trigger::Low));
     assert_eq!(evs[0]["Name"], "Alert");
+    // One rule off at run time: that rule only.
+    let mut off = p.config().clone();
+    off.detection_rules_disabled = vec![crate::detect::Rule::ExecFromTempDir];
+    p.set_config(Arc::new(off));
+    let Payload::ProcessCreate(mut v) = dropped_program(3).payload else {
+        unreachable!()
+    };
+    v[0].executable = "/tmp/other".into();
+    p.push(Event::new(Payload::ProcessCreate(v)), Instant::now());
+    assert_eq!(metrics.value("edgeguard_alerts_total", &rule), Some(1.0));
 }
 
 #[test]

@@ -210,7 +210,7 @@ impl Metrics {
         let alerts_suppressed = counter_vec(
             &r,
             "edgeguard_alerts_suppressed_total",
-            "Rule matches not sent because the rule alerted on the same subject within the suppression window",
+            "Rule matches not sent: the rule alerted on the same subject within the suppression window, or spent its alerts for the minute",
             &["rule"],
         );
         // Every rule's series exists from the start (at 0), so a dashboard can tell "no alerts"
@@ -563,13 +563,13 @@ impl Metrics {
         }
     }
 
-    /// A record from inside a container was (or could not be) given the container's name and image.
     /// Counts a rule's match: an alert raised, or (`raised == false`) one suppressed.
     pub fn alert(&self, rule: Rule, raised: bool) {
         let (sent, suppressed) = &self.alerts[rule as usize];
         if raised { sent.inc() } else { suppressed.inc() }
     }
 
+    /// A record from inside a container was (or could not be) given the container's name and image.
     pub fn container_enrichment(&self, enriched: bool) {
         let result = if enriched { "enriched" } else { "not_enriched" };
         self.container_enrichment.with_label_values(&[result]).inc();

@@ -145,7 +145,8 @@ impl Rule {
 pub enum Finding {
     /// A new alert, to be sent.
     Raised(Rule, Box<Alert>),
-    /// The rule matched a subject it alerted on within [`SUPPRESSION`]: counted, not sent.
+    /// The rule matched a subject it alerted on within [`SUPPRESSION`], or had spent its
+    /// [`MAX_ALERTS_PER_MINUTE`]: counted, not sent.
     Suppressed(Rule),
 }
 
@@ -406,13 +407,13 @@ fn process_alert(rule: Rule, r: &ProcessCreate, path: &str) -> Alert {
         Rule::ExecFromMemory => "from an anonymous memory file",
         _ => "from a world-writable temporary directory",
     };
-    let description = if path == r.executable {
-        format!("{path} was executed {what}{place}")
-    } else {
-        format!("script {path} was run by {} {what}{place}", r.executable)
+    let script = path != r.executable;
+    let description = match script {
+        false => format!("{path} was executed {what}{place}"),
+        true => format!("script {path} was run by {} {what}{place}", r.executable),
     };
     let mut a = alert(rule, description, 1);
-    if path != r.executable {
+    if script {
         a.extra_details.insert("Script".into(), path.to_string());
     }
     a.process_id = Some(r.process_id);

@@ -12,8 +12,8 @@ use edgeguard::event::{
 };
 use edgeguard::hub::{self, EdgeEnvironment, HubChannels, HubOptions};
 use edgeguard::metrics::{DropReason, Metrics};
-use edgeguard::pipeline::Control;
 use edgeguard::pipeline::outbox::{Delivery, Record};
+use edgeguard::pipeline::{Control, Output};
 use serde_json::{Value, json};
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -121,12 +121,17 @@ async fn start(desired: Value, opts: HubOptions) -> Harness {
 
 impl Harness {
     async fn send(&self, id: u64, priority: Priority, body: &[u8]) {
+        self.send_to(Output::Events, id, priority, body).await
+    }
+
+    async fn send_to(&self, output: Output, id: u64, priority: Priority, body: &[u8]) {
         self.records
             .as_ref()
             .expect("records open")
             .send(Record {
                 id,
                 priority,
+                output,
                 body: body.into(),
                 events: 1,
             })
@@ -285,8 +290,12 @@ async fn connects_like_a_module_and_acks_after_puback() {
     assert_eq!(h.delivery().await, Delivery::Ack(1));
     h.send(2, Priority::Low, body).await;
     assert_eq!(h.delivery().await, Delivery::Ack(2));
+    h.send_to(Output::Alerts, 3, Priority::High, body).await;
+    assert_eq!(h.delivery().await, Delivery::Ack(3));
     let telemetry = h.hub.telemetry();
-    assert_eq!(telemetry.len(), 2);
+    assert_eq!(telemetry.len(), 3);
+    assert_eq!(telemetry[2].props().get("$.on"), Some("alerts"));
+    assert_eq!(telemetry[2].props().get("MessagePriority"), Some("High"));
     let t = &telemetry[0];
     assert!(!t.device_topic);
     assert!(
@@ -716,6 +725,7 @@ async fn an_oversized_message_is_dropped_not_retried_forever() {
         .send(Record {
             id: 1,
             priority: Priority::Low,
+            output: Output::Events,
             body: vec![b'x'; hub::MAX_MESSAGE_BYTES].into(),
             events: 3,
         })

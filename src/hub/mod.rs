@@ -48,11 +48,19 @@ use std::time::Duration;
 use tokio::sync::{Notify, mpsc, watch};
 use tokio_util::sync::CancellationToken;
 
+/// The output security events leave on (the retired agents' name).
+pub const DEFAULT_OUTPUT: &str = "securityEvents";
+/// The output alerts leave on.
+pub const DEFAULT_ALERTS_OUTPUT: &str = "alerts";
+
 /// Settings of the hub connection (defaults follow the C SDK and iot-edge-protocol.md).
 #[derive(Debug, Clone)]
 pub struct HubOptions {
-    /// Output name (`$.on`) of telemetry; routes select on it.
+    /// Output name (`$.on`) of security events; routes select on it.
     pub output: String,
+    /// Output name of messages made of alerts, so a route can send them first and keep them
+    /// longer than the bulk of events.
+    pub alerts_output: String,
     /// Input on which other modules send security messages.
     pub input: String,
     /// Mark telemetry as Azure security messages (`$.ifid`); off by default.
@@ -75,7 +83,8 @@ pub struct HubOptions {
 impl Default for HubOptions {
     fn default() -> Self {
         HubOptions {
-            output: "securityEvents".into(),
+            output: DEFAULT_OUTPUT.into(),
+            alerts_output: DEFAULT_ALERTS_OUTPUT.into(),
             input: inputs::DEFAULT_INPUT.into(),
             security_interface: false,
             keep_alive: Duration::from_secs(240),
@@ -153,6 +162,7 @@ pub async fn run(
         port = env.port,
         client_id = %env.client_id(),
         output = %opts.output,
+        alerts_output = %opts.alerts_output,
         "starting the hub connection"
     );
     let start_time = format_utc(&chrono::Local::now().fixed_offset());

@@ -35,6 +35,7 @@ use super::workload::WorkloadClient;
 use super::{Error, HubOptions, tls};
 use crate::event::{Priority, format_utc};
 use crate::metrics::{DropReason, Metrics};
+use crate::pipeline::Output;
 use crate::pipeline::outbox::{Delivery, Record, backoff};
 use rumqttc::{
     AsyncClient, ConnectionError, Event, EventLoop, MqttOptions, Outgoing, Packet, Publish, QoS,
@@ -152,12 +153,21 @@ fn message_id(topic: &str) -> Option<String> {
 }
 
 /// The telemetry property bag for one message.
-pub fn telemetry_properties(opts: &HubOptions, priority: Priority, mid: &str) -> PropertyBag {
+pub fn telemetry_properties(
+    opts: &HubOptions,
+    priority: Priority,
+    output: Output,
+    mid: &str,
+) -> PropertyBag {
+    let output = match output {
+        Output::Events => opts.output.as_str(),
+        Output::Alerts => opts.alerts_output.as_str(),
+    };
     let mut bag = PropertyBag::new();
     bag.push(properties::MESSAGE_ID, mid)
         .push(properties::CONTENT_TYPE, "application/json")
         .push(properties::CONTENT_ENCODING, "utf-8")
-        .push(properties::OUTPUT_NAME, opts.output.as_str());
+        .push(properties::OUTPUT_NAME, output);
     if opts.security_interface {
         bag.push(properties::INTERFACE_ID, properties::SECURITY_INTERFACE_ID);
     }
@@ -533,7 +543,7 @@ pub(super) async fn publish_records(mut records: mpsc::Receiver<Record>, p: Publ
     } = p;
     while let Some(r) = records.recv().await {
         let mid = uuid::Uuid::new_v4().to_string();
-        let bag = telemetry_properties(&opts, r.priority, &mid);
+        let bag = telemetry_properties(&opts, r.priority, r.output, &mid);
         let topic = topics.telemetry(&bag);
         let size = message_size(&topic, &bag, r.body.len());
         if size > MAX_MESSAGE_BYTES {
@@ -650,17 +660,20 @@ mod tests {
     #[test]
     fn properties_and_sizes() {
         let opts = HubOptions::default();
-        let bag = telemetry_properties(&opts, Priority::High, "abc");
+        let bag = telemetry_properties(&opts, Priority::High, Output::Events, "abc");
         assert_eq!(
             bag.encode(),
             "%24.mid=abc&%24.ct=application%2Fjson&%24.ce=utf-8&%24.on=securityEvents&MessagePriority=High"
         );
+        let bag = telemetry_properties(&opts, Priority::High, Output::Alerts, "abc");
+        assert_eq!(bag.get("$.on"), Some("alerts"));
         let bag = telemetry_properties(
             &HubOptions {
                 security_interface: true,
                 ..HubOptions::default()
             },
             Priority::Low,
+            Output::Events,
             "abc",
         );
         assert_eq!(bag.get("$.ifid"), Some(properties::SECURITY_INTERFACE_ID));

@@ -1,9 +1,11 @@
 //! The in-memory cache of encoded events waiting to be batched, bounded by
 //! `maxLocalCacheSizeInBytes`, and the batcher that packs them into messages.
 //!
-//! Three lanes: operational events (statistics, configuration errors) ride with the next message
-//! whatever the timer, then High, then Low. When the cache is full the oldest Low event goes first,
-//! then the oldest High, and operational events last: they are small and say what was lost.
+//! Four lanes: operational events (statistics, configuration errors) ride with the next message
+//! whatever the timer, then High, then Low; alerts have a lane of their own because they travel in
+//! messages of their own (the module's `alerts` output, routed ahead of everything else). When
+//! the cache is full the oldest Low event goes first, then the oldest High, then the oldest alert,
+//! and operational events last: they are small and say what was lost.
 
 use crate::event::{EncodedEvent, MessageHeader, Priority};
 use std::collections::VecDeque;
@@ -13,11 +15,23 @@ use std::collections::VecDeque;
 pub enum Lane {
     Low = 0,
     High = 1,
-    Operational = 2,
+    Alert = 2,
+    Operational = 3,
 }
 
 impl Lane {
-    const ALL: [Lane; 3] = [Lane::Low, Lane::High, Lane::Operational];
+    const ALL: [Lane; 4] = [Lane::Low, Lane::High, Lane::Alert, Lane::Operational];
+}
+
+/// Which module output a message leaves on: routes in the deployment select on it, so alerts can
+/// travel ahead of (and be kept longer than) the bulk of security events.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash)]
+pub enum Output {
+    /// Everything but alerts (`securityEvents` by default).
+    #[default]
+    Events,
+    /// Messages made only of `Alert` events (`alerts` by default).
+    Alerts,
 }
 
 /// An event waiting in the cache with the priority it was queued under.
@@ -40,6 +54,8 @@ pub struct Message {
     pub priority: Priority,
     pub body: Vec<u8>,
     pub events: usize,
+    /// The output it leaves on (set by the pipeline, which knows which lanes it asked for).
+    pub output: Output,
 }
 
 /// Events pushed out of a full cache, by the priority they were queued with.
@@ -51,7 +67,7 @@ pub struct Evicted {
 
 #[derive(Debug)]
 pub struct Cache {
-    lanes: [LaneQueue; 3],
+    lanes: [LaneQueue; 4],
     limit: usize,
     /// (events, bytes) queued under High and under Low: kept up to date on every change, because
     /// the queue metrics read them after every push and a scan would make pushing O(n).
@@ -211,6 +227,7 @@ impl Cache {
                 priority,
                 body,
                 events: parts.len(),
+                output: Output::Events,
             }),
             oversize,
         )
@@ -262,9 +279,9 @@ mod tests {
 
         fn op() -> impl Strategy<Value = Op> {
             prop_oneof![
-                6 => (0usize..3, any::<bool>(), 20usize..400)
+                6 => (0usize..4, any::<bool>(), 20usize..400)
                     .prop_map(|(lane, high, size)| Op::Push { lane, high, size }),
-                2 => (150usize..3000, 0usize..3).prop_map(|(max, lanes)| Op::Take { max, lanes }),
+                2 => (150usize..3000, 0usize..4).prop_map(|(max, lanes)| Op::Take { max, lanes }),
                 1 => (200usize..5000).prop_map(Op::Limit),
             ]
         }
@@ -335,7 +352,7 @@ mod tests {
                 ids.sort();
                 ids.dedup();
                 prop_assert_eq!(ids.len(), seen.len(), "an event came out twice");
-                for lane in 0..3 {
+                for lane in 0..4 {
                     let order: Vec<usize> = seen.iter().filter(|s| s.0 == lane).map(|s| s.1).collect();
                     prop_assert!(order.windows(2).all(|w| w[0] < w[1]), "lane {lane}: {order:?}");
                 }
@@ -358,6 +375,21 @@ mod tests {
         assert_eq!(e, Evicted { high: 1, low: 0 });
         assert_eq!(c.queued(Priority::High), (3, 300));
         assert_eq!(c.queued(Priority::Low), (0, 0));
+    }
+
+    #[test]
+    fn alerts_are_evicted_after_high_and_before_operational() {
+        let mut c = Cache::new(300);
+        c.push(Lane::Operational, Priority::Low, ev(100));
+        c.push(Lane::Alert, Priority::High, ev(100));
+        c.push(Lane::High, Priority::High, ev(100));
+        let e = c.push(Lane::Alert, Priority::High, ev(100));
+        assert_eq!(e, Evicted { high: 1, low: 0 });
+        assert!(!c.has_any(&[Lane::High]), "the High event went first");
+        let e = c.push(Lane::Alert, Priority::High, ev(100));
+        assert_eq!(e, Evicted { high: 1, low: 0 });
+        assert!(c.has_any(&[Lane::Operational]));
+        assert_eq!(c.queued(Priority::High), (2, 200));
     }
 
     #[test]

@@ -11,7 +11,7 @@ pub mod cache;
 pub mod outbox;
 pub mod spool;
 
-pub use cache::{Lane, Message};
+pub use cache::{Lane, Message, Output};
 
 use crate::config::Config;
 use crate::detect::{Detector, Finding};
@@ -239,6 +239,7 @@ impl Pipeline {
             return;
         }
         let lane = match (kind.event_type(), priority) {
+            _ if kind == EventKind::Alert => Lane::Alert,
             (EventType::Operational, _) => Lane::Operational,
             (_, Priority::High) => Lane::High,
             _ => Lane::Low,
@@ -331,11 +332,30 @@ impl Pipeline {
     }
 
     /// Cuts the next message for `trigger`, or `None` when that trigger has nothing (more) to send.
+    ///
+    /// Queued alerts go first, in messages of their own ([`Output::Alerts`]), on the triggers of
+    /// their priority (`eventPriorityAlert`): High alerts with the high timer (which a new alert
+    /// fires at once), Low ones with the low timer, both with a full cache or a flush.
     pub fn take_message(&mut self, trigger: Trigger) -> Option<Message> {
         if trigger == Trigger::Full && !self.is_full() {
             return None;
         }
+        let alerts_go = match trigger {
+            Trigger::High => self.alert_priority == Priority::High,
+            Trigger::Low => self.alert_priority != Priority::High,
+            Trigger::Full | Trigger::All => true,
+        };
+        if alerts_go && let Some(mut m) = self.cut(&[Lane::Alert], &[]) {
+            m.output = Output::Alerts;
+            return Some(m);
+        }
         let (primary, topup) = trigger.lanes();
+        self.cut(primary, topup)
+    }
+
+    /// One message from `primary` lanes topped up from `topup` (events too large for any message
+    /// are dropped and counted on the way).
+    fn cut(&mut self, primary: &[Lane], topup: &[Lane]) -> Option<Message> {
         let max = self.max_message_bytes();
         loop {
             let (message, oversize) = self.cache.take_message(&self.header, max, primary, topup);

@@ -15,8 +15,8 @@
 //! Without a spool path ([`OutboxConfig::spool`] `None`, or a state directory that cannot hold
 //! one) the same rules run in memory, and what is unacknowledged at exit is counted as lost.
 
-use super::Message;
 use super::spool::{self, Entry, Spool};
+use super::{Message, Output};
 use crate::config::Config;
 use crate::event::Priority;
 use crate::metrics::{DropReason, Metrics};
@@ -32,6 +32,8 @@ use tokio_util::sync::CancellationToken;
 pub struct Record {
     pub id: u64,
     pub priority: Priority,
+    /// The module output it leaves on (edgeHub routes select on it).
+    pub output: Output,
     pub body: Arc<[u8]>,
     pub events: usize,
 }
@@ -247,6 +249,7 @@ pub async fn run_with_spool(
                 let record = Record {
                     id: e.id,
                     priority: e.priority,
+                    output: e.output,
                     body,
                     events: e.events,
                 };
@@ -403,7 +406,7 @@ async fn store_message(store: &Store, metrics: &Metrics, m: Message) -> Option<M
     let events = m.events;
     let result = store
         .call(move |s| {
-            let r = s.append(m.priority, &m.body, m.events);
+            let r = s.append_to(m.output, m.priority, &m.body, m.events);
             (m, r)
         })
         .await;
@@ -454,6 +457,7 @@ mod tests {
             priority: Priority::Low,
             body: vec![n; 10],
             events: 1,
+            output: Output::Events,
         }
     }
 
@@ -462,6 +466,7 @@ mod tests {
             priority,
             body: vec![n; 10],
             events,
+            output: Output::Events,
         }
     }
 

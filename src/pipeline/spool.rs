@@ -24,6 +24,7 @@
 //! `open`, `append`, `remove` and `read` do blocking file I/O (an `fsync` per commit): call them
 //! from a blocking thread (the outbox uses `spawn_blocking`).
 
+use super::Output;
 use crate::event::Priority;
 use redb::{Database, ReadableDatabase, ReadableTable, TableDefinition};
 use std::collections::{BTreeMap, HashMap};
@@ -34,16 +35,20 @@ use std::sync::Arc;
 /// The spool's file name in the state directory.
 pub const FILE_NAME: &str = "spool.redb";
 
-/// Messages by id: a small header (format, priority, event count) and the body.
+/// Messages by id: a small header (format, priority, event count, output) and the body.
 const RECORDS: TableDefinition<u64, &[u8]> = TableDefinition::new("records");
 /// Counters that must survive restarts (`next_id`).
 const META: TableDefinition<&str, u64> = TableDefinition::new("meta");
 const NEXT_ID: &str = "next_id";
 
-/// Record format version, the first header byte.
-const FORMAT: u8 = 1;
-/// Format byte, priority byte, event count (u64 little-endian).
-const HEADER: usize = 1 + 1 + 8;
+/// Record format version, the first header byte. Format 1 (before the `alerts` output) had no
+/// output byte; its records are read as [`Output::Events`], which is where they were going.
+const FORMAT: u8 = 2;
+const FORMAT_1: u8 = 1;
+/// Format 1: format byte, priority byte, event count (u64 little-endian).
+const HEADER_1: usize = 1 + 1 + 8;
+/// Format 2: format 1's header and an output byte.
+const HEADER: usize = HEADER_1 + 1;
 
 /// redb's page cache: the spool is written once and read once per send, so a small cache is
 /// plenty; a larger one only fills with pages of delivered messages (measured: part of the RSS
@@ -116,6 +121,7 @@ fn is_corruption(e: &redb::Error) -> bool {
 pub struct Entry {
     pub id: u64,
     pub priority: Priority,
+    pub output: Output,
     pub events: usize,
     /// Body length in bytes.
     pub len: usize,
@@ -135,6 +141,7 @@ pub struct Appended {
 #[derive(Debug, Clone, Copy)]
 struct Slot {
     priority: Priority,
+    output: Output,
     events: usize,
     len: usize,
     in_flight: bool,
@@ -180,29 +187,63 @@ fn priority_byte(p: Priority) -> u8 {
     }
 }
 
-fn encode(priority: Priority, events: usize, body: &[u8]) -> Vec<u8> {
+fn output_byte(o: Output) -> u8 {
+    match o {
+        Output::Events => 0,
+        Output::Alerts => 1,
+    }
+}
+
+fn encode(output: Output, priority: Priority, events: usize, body: &[u8]) -> Vec<u8> {
     let mut v = Vec::with_capacity(HEADER + body.len());
     v.push(FORMAT);
     v.push(priority_byte(priority));
     v.extend_from_slice(&(events as u64).to_le_bytes());
+    v.push(output_byte(output));
     v.extend_from_slice(body);
     v
 }
 
-/// Splits a stored record into (priority, events, body); `None` if it is not one we wrote.
-fn decode(raw: &[u8]) -> Option<(Priority, usize, &[u8])> {
-    let (header, body) = raw.split_at_checked(HEADER)?;
-    if header[0] != FORMAT {
-        return None;
-    }
+/// What a stored record's header says.
+struct Decoded<'a> {
+    output: Output,
+    priority: Priority,
+    events: usize,
+    body: &'a [u8],
+}
+
+/// Splits a stored record (format 2, or format 1 of an earlier version) into its header fields
+/// and body; `None` if it is not one we wrote.
+fn decode(raw: &[u8]) -> Option<Decoded<'_>> {
+    let (header, body, output) = match raw.first()? {
+        &FORMAT => {
+            let (header, body) = raw.split_at_checked(HEADER)?;
+            let output = match header[HEADER_1] {
+                0 => Output::Events,
+                1 => Output::Alerts,
+                _ => return None,
+            };
+            (header, body, output)
+        }
+        &FORMAT_1 => {
+            let (header, body) = raw.split_at_checked(HEADER_1)?;
+            (header, body, Output::Events)
+        }
+        _ => return None,
+    };
     let priority = match header[1] {
         0 => Priority::High,
         1 => Priority::Low,
         2 => Priority::Off,
         _ => return None,
     };
-    let events = u64::from_le_bytes(header[2..HEADER].try_into().ok()?);
-    Some((priority, usize::try_from(events).ok()?, body))
+    let events = u64::from_le_bytes(header[2..HEADER_1].try_into().ok()?);
+    Some(Decoded {
+        output,
+        priority,
+        events: usize::try_from(events).ok()?,
+        body,
+    })
 }
 
 /// What opening the file found.
@@ -235,11 +276,17 @@ fn load(path: &Path) -> Result<Loaded, redb::Error> {
                 let (k, v) = item?;
                 let id = k.value();
                 match decode(v.value()) {
-                    Some((priority, events, body)) => {
+                    Some(Decoded {
+                        output,
+                        priority,
+                        events,
+                        body,
+                    }) => {
                         index.insert(
                             id,
                             Slot {
                                 priority,
+                                output,
                                 events,
                                 len: body.len(),
                                 in_flight: false,
@@ -460,6 +507,7 @@ impl Spool {
         self.index.iter().map(|(&id, s)| Entry {
             id,
             priority: s.priority,
+            output: s.output,
             events: s.events,
             len: s.len,
         })
@@ -469,6 +517,7 @@ impl Spool {
         self.index.get(&id).map(|s| Entry {
             id,
             priority: s.priority,
+            output: s.output,
             events: s.events,
             len: s.len,
         })
@@ -482,6 +531,7 @@ impl Spool {
             .map(|(&id, s)| Entry {
                 id,
                 priority: s.priority,
+                output: s.output,
                 events: s.events,
                 len: s.len,
             })
@@ -589,10 +639,21 @@ impl Spool {
         Some(result)
     }
 
-    /// Stores a message durably (one commit), evicting older ones if the bound requires it.
-    /// When this returns `Ok`, the message survives a crash.
+    /// Stores a message for the events output durably; see [`Spool::append_to`].
     pub fn append(
         &mut self,
+        priority: Priority,
+        body: &[u8],
+        events: usize,
+    ) -> Result<Appended, Error> {
+        self.append_to(Output::Events, priority, body, events)
+    }
+
+    /// Stores a message for `output` durably (one commit), evicting older ones if the bound
+    /// requires it. When this returns `Ok`, the message survives a crash.
+    pub fn append_to(
+        &mut self,
+        output: Output,
         priority: Priority,
         body: &[u8],
         events: usize,
@@ -606,7 +667,7 @@ impl Spool {
                 for e in &evicted {
                     records.remove(e.id)?;
                 }
-                records.insert(id, encode(priority, events, body).as_slice())?;
+                records.insert(id, encode(output, priority, events, body).as_slice())?;
                 txn.open_table(META)?.insert(NEXT_ID, id + 1)?;
             }
             txn.commit()?;
@@ -628,6 +689,7 @@ impl Spool {
             id,
             Slot {
                 priority,
+                output,
                 events,
                 len: body.len(),
                 in_flight: false,
@@ -648,8 +710,8 @@ impl Spool {
         match raw {
             Some(raw) => {
                 let raw = raw.map_err(Error::Read)?.ok_or(Error::Corrupt { id })?;
-                let (_, _, body) = decode(&raw).ok_or(Error::Corrupt { id })?;
-                Ok(body.into())
+                let stored = decode(&raw).ok_or(Error::Corrupt { id })?;
+                Ok(stored.body.into())
             }
             None => match &self.backend {
                 Backend::Memory(bodies) => bodies.get(&id).cloned().ok_or(Error::Corrupt { id }),
@@ -730,6 +792,7 @@ mod tests {
             vec![Entry {
                 id: 1,
                 priority: Priority::High,
+                output: Output::Events,
                 events: 3,
                 len: 5
             }]
@@ -884,12 +947,48 @@ mod tests {
         assert!(path.exists());
     }
 
+    /// (output, priority, events, body) of a decoded record.
+    fn fields(raw: &[u8]) -> Option<(Output, Priority, usize, &[u8])> {
+        decode(raw).map(|d| (d.output, d.priority, d.events, d.body))
+    }
+
     #[test]
     fn decode_rejects_short_and_unknown_records() {
-        assert_eq!(decode(b""), None);
-        assert_eq!(decode(&[FORMAT, 0, 1, 0, 0, 0, 0, 0, 0]), None);
-        assert_eq!(decode(&[FORMAT, 5, 0, 0, 0, 0, 0, 0, 0, 0]), None);
-        let rec = encode(Priority::High, 7, b"abc");
-        assert_eq!(decode(&rec), Some((Priority::High, 7, &b"abc"[..])));
+        assert_eq!(fields(b""), None);
+        assert_eq!(fields(&[FORMAT, 0, 1, 0, 0, 0, 0, 0, 0, 0]), None);
+        assert_eq!(fields(&[FORMAT, 5, 0, 0, 0, 0, 0, 0, 0, 0, 0]), None);
+        assert_eq!(fields(&[FORMAT, 0, 0, 0, 0, 0, 0, 0, 0, 0, 2]), None);
+        assert_eq!(fields(&[FORMAT_1, 0, 1, 0, 0, 0, 0, 0, 0]), None);
+        assert_eq!(fields(&[9, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0]), None);
+        let rec = encode(Output::Alerts, Priority::High, 7, b"abc");
+        assert_eq!(
+            fields(&rec),
+            Some((Output::Alerts, Priority::High, 7, &b"abc"[..]))
+        );
+    }
+
+    #[test]
+    fn records_of_the_first_format_are_read_as_events() {
+        let mut v1 = vec![FORMAT_1, 1];
+        v1.extend_from_slice(&4u64.to_le_bytes());
+        v1.extend_from_slice(b"{}");
+        assert_eq!(
+            fields(&v1),
+            Some((Output::Events, Priority::Low, 4, &b"{}"[..]))
+        );
+    }
+
+    #[test]
+    fn the_output_survives_a_restart() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join(FILE_NAME);
+        let mut s = Spool::open(&path, 1 << 20).unwrap();
+        s.append_to(Output::Alerts, Priority::High, b"alert", 1)
+            .unwrap();
+        s.append(Priority::Low, b"events", 2).unwrap();
+        drop(s);
+        let s = Spool::open(&path, 1 << 20).unwrap();
+        let outputs: Vec<Output> = s.pending().map(|e| e.output).collect();
+        assert_eq!(outputs, vec![Output::Alerts, Output::Events]);
     }
 }

@@ -479,22 +479,26 @@ mod task {
         h.events.send(ports(1)).await.unwrap(); // High, waits for the timer
         h.events.send(dropped_program(7)).await.unwrap();
         tokio::time::sleep(Duration::from_millis(10)).await;
+        let names = |m: &Message| -> Vec<String> {
+            let v: Value = serde_json::from_slice(&m.body).unwrap();
+            v["Events"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|e| e["Name"].as_str().unwrap().to_string())
+                .collect()
+        };
         let m = h
             .out
             .try_recv()
             .expect("sent without waiting for the 7-minute timer");
-        let v: Value = serde_json::from_slice(&m.body).unwrap();
-        let names: Vec<&str> = v["Events"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .map(|e| e["Name"].as_str().unwrap())
-            .collect();
-        assert_eq!(
-            names,
-            ["ListeningPorts", "Alert"],
-            "the High lane goes with it"
-        );
+        assert_eq!(names(&m), ["Alert"], "alerts travel alone");
+        assert_eq!(m.output, Output::Alerts);
+        assert_eq!(m.priority, Priority::High);
+        tokio::time::sleep(Duration::from_millis(10)).await;
+        let m = h.out.try_recv().expect("the High lane goes with it");
+        assert_eq!(names(&m), ["ListeningPorts"]);
+        assert_eq!(m.output, Output::Events);
         drop(h.events);
         h.task.await.unwrap();
     }

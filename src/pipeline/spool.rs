@@ -215,8 +215,8 @@ struct Decoded<'a> {
 /// Splits a stored record (format 2, or format 1 of an earlier version) into its header fields
 /// and body; `None` if it is not one we wrote.
 fn decode(raw: &[u8]) -> Option<Decoded<'_>> {
-    let (header, body, output) = match raw.first()? {
-        &FORMAT => {
+    let (header, body, output) = match *raw.first()? {
+        FORMAT => {
             let (header, body) = raw.split_at_checked(HEADER)?;
             let output = match header[HEADER_1] {
                 0 => Output::Events,
@@ -225,7 +225,7 @@ fn decode(raw: &[u8]) -> Option<Decoded<'_>> {
             };
             (header, body, output)
         }
-        &FORMAT_1 => {
+        FORMAT_1 => {
             let (header, body) = raw.split_at_checked(HEADER_1)?;
             (header, body, Output::Events)
         }

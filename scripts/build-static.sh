@@ -3,9 +3,10 @@
 #
 #   scripts/build-static.sh amd64|arm32v7|arm64v8
 #
-# and prints its path (target/<triple>/release/edgeguard) on stdout. Installs what the build
-# needs when it is missing (the Rust target, Debian's cross linker). Static, so the image needs
-# no libc: `FROM scratch` with the binary copied in.
+# stages a copy at dist/<arch>/edgeguard, where Dockerfile.<arch> takes it from (the Docker build
+# context holds only dist/), and prints the staged path on stdout. Installs what the build needs
+# when it is missing (the Rust target, Debian's cross linker). Static, so the image needs no libc:
+# `FROM scratch` with the binary copied in.
 #
 #   amd64    x86_64-unknown-linux-gnu, crt-static (glibc 2.34+ has the `files` and `dns` name
 #            services inside libc, so a static binary resolves the gateway host name without NSS
@@ -15,7 +16,7 @@
 #   arm64v8  aarch64-unknown-linux-musl (static by default), C parts (ring) compiled and linked
 #            with Debian's aarch64-linux-gnu-gcc
 #
-# CARGO_TARGET_DIR is honoured; the printed path follows it.
+# CARGO_TARGET_DIR is honoured.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -64,4 +65,8 @@ if readelf --program-headers "$binary" | grep -q 'INTERP'; then
     echo "error: $binary is dynamically linked; the image needs a static binary" >&2
     exit 1
 fi
-printf '%s\n' "$binary"
+staged="dist/$arch/edgeguard"
+mkdir -p "dist/$arch"
+cp "$binary" "$staged.tmp"
+mv "$staged.tmp" "$staged"
+printf "%s\n" "$(pwd)/$staged"

@@ -51,6 +51,23 @@ if [ ! -d ../shared/reference/asc-security-schemas ]; then
     exit 1
 fi
 
+# iotedgedev (PyPI) expands and checks the deployment template (tests/deployment.rs), in a venv of
+# its own; its first run would ask about telemetry, so its settings are written beforehand.
+tools="${EDGEGUARD_TEST_TOOLS:-/var/cache/edgeguard-test}"
+if [ ! -x "$tools/iotedgedev/bin/iotedgedev" ]; then
+    log "installing iotedgedev into $tools/iotedgedev"
+    rm -rf "$tools/iotedgedev"
+    python3 -m venv "$tools/iotedgedev"
+    "$tools/iotedgedev/bin/pip" install -q iotedgedev
+fi
+export EDGEGUARD_IOTEDGEDEV="$tools/iotedgedev/bin/iotedgedev"
+
+# The module image, built as users build it (static binary, FROM scratch), for the end-to-end
+# test that runs it as edgeAgent would (tests/module_container.rs).
+log "building the amd64 module image"
+export EDGEGUARD_TEST_IMAGE=edgeguard:test-amd64
+bash scripts/build-image.sh amd64 "$EDGEGUARD_TEST_IMAGE" >/dev/null
+
 log "cargo fmt --check"
 cargo fmt --all -- --check
 

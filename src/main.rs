@@ -65,12 +65,15 @@ struct SinkArgs {
     #[arg(long, env = "EDGEGUARD_OUTPUT")]
     output: Option<PathBuf>,
 
-    /// Address for the Prometheus endpoint (`/metrics`) during `run`, or `off`.
-    #[arg(long, env = "EDGEGUARD_METRICS_ADDR", default_value = "0.0.0.0:9600", value_parser = parse_metrics_addr)]
+    /// Address for the Prometheus endpoint (`/metrics`) during `run`, or `off`. Loopback by
+    /// default: the module runs in the host's network namespace, where 0.0.0.0 would show the
+    /// device's metrics to its whole LAN.
+    #[arg(long, env = "EDGEGUARD_METRICS_ADDR", default_value = "127.0.0.1:9600", value_parser = parse_metrics_addr)]
     metrics_addr: MetricsAddr,
 
-    /// Seconds to keep delivering queued messages after SIGTERM/SIGINT.
-    #[arg(long, default_value_t = 10)]
+    /// Seconds to keep delivering queued messages after SIGTERM/SIGINT (what is left stays in
+    /// the spool for the next start).
+    #[arg(long, env = "EDGEGUARD_SHUTDOWN_GRACE", default_value_t = 10)]
     shutdown_grace: u64,
 
     /// Lifetime of the SAS tokens the module signs, in seconds; the connection is renewed at

@@ -265,7 +265,9 @@ fn aggregation_mut(config: &mut Config, kind: EventKind) -> &mut Aggregation {
 
 /// Strips the `{"value": X}` wrapper the old agents required (bare values pass through).
 /// `Ok(None)` is a null, which sends the key back to its default. Keys starting with `$` beside
-/// `value` are twin metadata and ignored.
+/// `value` are twin metadata and ignored. A wrapper without `value` (`{}`) is a null too: IoT Hub
+/// stores no nulls in a twin, so `{"value": null}` written in a deployment manifest or the
+/// portal's twin editor reaches the module as `{}`.
 pub(super) fn unwrap_value(value: &Value) -> Result<Option<&Value>, String> {
     let inner = match value {
         Value::Object(map) => {
@@ -275,8 +277,10 @@ pub(super) fn unwrap_value(value: &Value) -> Result<Option<&Value>, String> {
                     quote(other)
                 ));
             }
-            map.get("value")
-                .ok_or("expected {\"value\": …}, got an object without \"value\"")?
+            match map.get("value") {
+                Some(v) => v,
+                None => return Ok(None),
+            }
         }
         bare => bare,
     };
@@ -546,7 +550,8 @@ mod tests {
             unwrap_value(&json!({"value": {"value": 1}})),
             Ok(Some(&json!({"value": 1})))
         );
-        assert!(unwrap_value(&json!({})).is_err());
+        assert_eq!(unwrap_value(&json!({})), Ok(None), "a null IoT Hub removed");
+        assert_eq!(unwrap_value(&json!({"$version": 3})), Ok(None));
         assert!(unwrap_value(&json!({"value": 1, "unit": "s"})).is_err());
     }
 

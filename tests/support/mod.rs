@@ -5,5 +5,6 @@ pub mod agent;
 pub mod certs;
 pub mod device;
 pub mod edgehub;
+pub mod routes;
 pub mod schema;
 pub mod workload;

@@ -12,10 +12,12 @@
 //! - `GET /trust-bundle` → 200 `{"certificate": "<PEM>"}`.
 //!
 //! Differences from the real runtime, all stricter or unavoidable:
-//! - the real server checks that the caller's PID belongs to the module named in the path and
-//!   answers 403 otherwise; a double cannot map PIDs to modules, so it answers 403 when the path
-//!   names another module than the configured one (what the real one does for a module that
-//!   asks for another module's signature);
+//! - the real server checks that the caller's PID (from the socket's peer credentials) belongs to
+//!   the container of the module named in the path and answers 403 otherwise. The double answers
+//!   403 when the path names another module than the configured one; and once a test has told it
+//!   which container is the module ([`Workload::require_container`]), it checks the caller's PID
+//!   the same way: the process must be in that container's cgroup (`/proc/<pid>/cgroup` names
+//!   the container id), else 403;
 //! - a wrong generation id → 404 (aziot-edged 1.2+ ignores the generation id);
 //! - `keyId` other than `primary` or `algo` other than `HMACSHA256` → 400 (aziot-edged 1.2+
 //!   ignores both fields; the 1.0/1.1 hsm-based runtime checked them).
@@ -81,6 +83,8 @@ struct State {
     trust_bundle_ok: usize,
     forced_failure: Option<(u16, usize)>,
     requests: Vec<WorkloadRequest>,
+    /// When set, signing requests must come from a process of this container.
+    container: Option<String>,
 }
 
 struct Shared {
@@ -126,6 +130,12 @@ impl Workload {
             _dir: dir,
             _guard: cancel.drop_guard(),
         }
+    }
+
+    /// From now on, a signing request is answered only for a caller inside the container
+    /// `container_id` (the module's container, as edgeAgent created it).
+    pub fn require_container(&self, container_id: &str) {
+        self.shared.lock().container = Some(container_id.to_string());
     }
 
     /// Path of the unix socket.
@@ -181,10 +191,11 @@ async fn accept_loop(listener: UnixListener, shared: Arc<Shared>, cancel: Cancel
         };
         let shared = shared.clone();
         let cancel = cancel.clone();
+        let pid = stream.peer_cred().ok().and_then(|c| c.pid());
         tokio::spawn(async move {
             let service = hyper::service::service_fn(move |req| {
                 let shared = shared.clone();
-                async move { Ok::<_, Infallible>(handle(&shared, req).await) }
+                async move { Ok::<_, Infallible>(handle(&shared, pid, req).await) }
             });
             let conn = hyper::server::conn::http1::Builder::new()
                 .timer(TokioTimer::new())
@@ -211,7 +222,7 @@ fn error(status: StatusCode, message: &str) -> (StatusCode, Value) {
     (status, json!({ "message": message }))
 }
 
-async fn handle(shared: &Shared, req: Request<Incoming>) -> Response<Full<Bytes>> {
+async fn handle(shared: &Shared, pid: Option<i32>, req: Request<Incoming>) -> Response<Full<Bytes>> {
     let (parts, body) = req.into_parts();
     let body = match body.collect().await {
         Ok(collected) => collected.to_bytes().to_vec(),
@@ -224,6 +235,7 @@ async fn handle(shared: &Shared, req: Request<Incoming>) -> Response<Full<Bytes>
         .map(str::to_string);
     let (status, value) = route(
         shared,
+        pid,
         &parts.method,
         parts.uri.path(),
         parts.uri.query(),
@@ -261,6 +273,7 @@ fn query_pairs(query: &str) -> Vec<(String, String)> {
 
 fn route(
     shared: &Shared,
+    pid: Option<i32>,
     method: &Method,
     path: &str,
     query: Option<&str>,
@@ -311,10 +324,26 @@ fn route(
             &format!("caller is not module {module_id}"),
         );
     }
+    let container = shared.lock().container.clone();
+    if let Some(container) = container
+        && !pid.is_some_and(|pid| in_container(pid, &container))
+    {
+        return error(
+            StatusCode::FORBIDDEN,
+            &format!("caller is not module {module_id}"),
+        );
+    }
     if gen_id != shared.generation_id {
         return error(StatusCode::NOT_FOUND, "module generation id not found");
     }
     sign(shared, content_type, body)
+}
+
+/// Whether process `pid` runs in the container `id` (its cgroup path names the id, with Docker's
+/// cgroupfs and systemd drivers alike).
+fn in_container(pid: i32, id: &str) -> bool {
+    std::fs::read_to_string(format!("/proc/{pid}/cgroup"))
+        .is_ok_and(|cgroups| cgroups.lines().any(|line| line.contains(id)))
 }
 
 /// `/modules/{id}/genid/{gen}/sign` → (percent-decoded module id, generation id).

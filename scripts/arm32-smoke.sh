@@ -16,6 +16,8 @@
 # connector or sock_diag, so the process and connection collectors cannot run here (the `run`
 # mode falls back). scripts/arm32-vm-test.sh boots a real armhf kernel for those.
 set -euo pipefail
+# A BINARY given relative to the caller's directory must survive the cd below.
+binary_arg="${1:+$(realpath -m -- "$1")}"
 cd "$(dirname "$0")/.."
 
 log() { printf '==> %s\n' "$*" >&2; }
@@ -32,7 +34,7 @@ if ! command -v qemu-arm-static >/dev/null 2>&1; then
 fi
 command -v python3 >/dev/null 2>&1 || die "python3 is needed to check the snapshot's JSON"
 
-binary="${1:-}"
+binary="$binary_arg"
 if [ -z "$binary" ]; then
     binary=$(scripts/build-static.sh arm32v7)
 fi

@@ -16,30 +16,43 @@
 #      nothing;
 #   2. builds an initramfs: the binary, busybox, the sock_diag modules (inet_diag, tcp_diag,
 #      udp_diag and what they depend on; CONFIG_INET_DIAG=m in that kernel) and an /init that
-#      starts `edgeguard run` with a file sink and short timers, then makes activity:
+#      mounts proc/sys/devtmpfs/tracefs, brings up lo, loads the modules, starts `edgeguard run`
+#      with a file sink and short timers, then makes activity, each step waiting (with a
+#      deadline) until the agent has written what it expects, never a fixed sleep that assumes
+#      the agent is fast:
 #      - EXECS runs of a uniquely named script with distinctive arguments, each kept alive until
-#        the agent has reported it (the VM is slow; the agent is not assumed faster than it is),
-#        then exiting 3;
-#      - QUICK runs of a script that exits at once (informational: how many a slow CPU keeps);
+#        the agent has reported it, then exiting 3;
+#      - QUICK runs, one after another, of a script that exits at once (what a slow CPU keeps
+#        of those is informational);
 #      - CONNS TCP connections over 127.0.0.1 and CONNS6 over ::1 to a busybox `nc -ll`
-#        listener, which stays open for a ListeningPorts snapshot;
+#        listener, each held open (server and client alive) until the agent has reported both
+#        ends; then QCONNS connections to a second listener that closes each at once; both
+#        listeners stay open for a ListeningPorts snapshot;
 #      then SIGTERMs the agent, waits for it and prints /out (messages, agent log, guest facts)
 #      as base64 of a tar.gz between markers on the serial console, and powers off;
-#   3. extracts that on the host and checks it (see check_results below); prints PASS/FAIL lines,
-#      a summary with counts and the wall times, and exits non-zero on any failure.
+#   3. extracts that on the host and checks it (check_results below): the process and connection
+#      collectors Up (so: the process connector and sock_diag, not the fallbacks), the exec
+#      tracepoint open, a complete ProcessCreate (command line, user, parent) and an exit status 3
+#      ProcessTerminate for every probe, a ProcessCreate for every quick exec, exactly one Out and
+#      one In per connection with the held ones attributed to their processes, both listeners
+#      in ListeningPorts with their pids, no other collector Degraded/Down except those that
+#      cannot be Up in this VM (login: no log files; firewall: no nft/iptables), a clean exit on
+#      SIGTERM. Prints PASS/FAIL/INFO lines, a summary with counts and the wall times, and exits
+#      non-zero on any failure.
 #
 # BINARY defaults to `scripts/build-static.sh arm32v7` (CARGO_TARGET_DIR is honoured). The guest's
 # output is kept in $EDGEGUARD_ARM32_OUT (default ${CARGO_TARGET_DIR:-target}/arm32-vm):
 # console.log, messages.jsonl, agent.log, init.log, guest-info.txt, dmesg.txt.
 #
-# Knobs (environment): EXECS (20), QUICK (20), CONNS (20), CONNS6 (5), ARM32_VM_TIMEOUT
-# (seconds for the whole VM run, 480), ARM32_VM_SMP (2), ARM32_VM_QUIET (1: do not stream the
-# guest's console, only print it on failure).
+# Knobs (environment): EXECS (20), QUICK (20), CONNS (20), CONNS6 (5), QCONNS (20),
+# ARM32_VM_TIMEOUT (seconds for the VM run, 480), ARM32_VM_SMP (2), ARM32_VM_QUIET (1: do not
+# stream the guest's console; its tail is printed on failure).
 #
 # Needs root (apt-get, dpkg, mknod for /dev/console in the initramfs).
 set -euo pipefail
+# A BINARY given relative to the caller's directory must survive the cd below.
+binary_arg="${1:+$(realpath -m -- "$1")}"
 cd "$(dirname "$0")/.."
-repo=$(pwd)
 
 log() { printf '==> %s\n' "$*" >&2; }
 die() { printf 'error: %s\n' "$*" >&2; exit 1; }
@@ -124,10 +137,12 @@ kernel_ver=$(apt_field "$kernel_pkg:armhf" Version)
 busybox_ver=$(apt_field busybox-static:armhf Version)
 [ -n "$kernel_ver" ] && [ -n "$busybox_ver" ] || die "apt has no version for $kernel_pkg:armhf or busybox-static:armhf"
 
-# fetch PACKAGE VERSION: downloads and unpacks PACKAGE:armhf once; prints the unpacked directory.
-# The `.done` stamp is written last, so an interrupted unpack is redone, not trusted.
+# fetch PACKAGE VERSION STALE_GLOB: downloads and unpacks PACKAGE:armhf once; prints the unpacked
+# directory. The `.done` stamp is written last, so an interrupted unpack is redone, not trusted.
+# Older versions (directories matching STALE_GLOB) are removed so the cache does not grow with
+# every Debian point release.
 fetch() {
-    local pkg=$1 ver=$2 dir
+    local pkg=$1 ver=$2 stale=$3 dir old
     dir="$cache/${pkg}_${ver//:/%3a}"
     if [ ! -e "$dir/.done" ]; then
         log "downloading $pkg:armhf $ver into $cache"
@@ -142,12 +157,15 @@ fetch() {
         rm -rf "$cache/download"
         mv "$dir.tmp" "$dir"
         touch "$dir/.done"
+        for old in "$cache"/$stale; do
+            [ "$old" = "$dir" ] || [ ! -d "$old" ] || { log "removing $old from the cache"; rm -rf "$old"; }
+        done
     fi
     printf '%s\n' "$dir"
 }
 mkdir -p "$cache"
-kernel_dir=$(fetch "$kernel_pkg" "$kernel_ver")
-busybox_dir=$(fetch busybox-static "$busybox_ver")
+kernel_dir=$(fetch "$kernel_pkg" "$kernel_ver" 'linux-image-*-armmp_*')
+busybox_dir=$(fetch busybox-static "$busybox_ver" 'busybox-static_*')
 prep_secs=$(elapsed "$t_prep")
 
 kver=$(ls "$kernel_dir/lib/modules")
@@ -159,7 +177,7 @@ kconfig="$kernel_dir/boot/config-$kver"
 # 2. The binary
 # ---------------------------------------------------------------------------------------------
 
-binary="${1:-}"
+binary="$binary_arg"
 t_build=$(date +%s.%N)
 if [ -z "$binary" ]; then
     binary=$(scripts/build-static.sh arm32v7)
@@ -371,7 +389,7 @@ done </etc/eg-modules
 
 {
     echo "uname: $(uname -a)"
-    echo "cpu: $(grep -m1 -i -E 'model name|Processor' /proc/cpuinfo)"
+    echo "cpu: $(grep -m1 '^model name' /proc/cpuinfo)"
     echo "cpus: $(grep -c ^processor /proc/cpuinfo)"
     echo "memory: $(grep MemTotal /proc/meminfo)"
     echo "tracefs: $(ls /sys/kernel/tracing/events/sched/sched_process_exec 2>/dev/null | tr '\n' ' ')"
@@ -571,7 +589,11 @@ blob = base64.b64decode("".join(l.strip() for l in lines[begin + 1:end] if re.fu
 if len(blob) != int(size) or hashlib.sha256(blob).hexdigest() != digest:
     print(f"error: the results block is damaged ({len(blob)} bytes, want {size})", file=sys.stderr)
     sys.exit(1)
-tarfile.open(fileobj=io.BytesIO(blob), mode="r:gz").extractall(out)
+with tarfile.open(fileobj=io.BytesIO(blob), mode="r:gz") as tar:
+    try:
+        tar.extractall(out, filter="data")  # Python 3.12+: no links or paths out of `out`
+    except TypeError:
+        tar.extractall(out)
 PYEOF
 
 check_results() {
@@ -775,6 +797,10 @@ PYEOF
 
 check_rc=0
 check_results || check_rc=$?
+if [ "$check_rc" != 0 ] && [ "$quiet" = 1 ]; then
+    # The guest's own account of what it waited for and when.
+    sed 's/^/guest| /' "$out/init.log" >&2 || true
+fi
 phases=$(tr '\n' ' ' <"$out/phases" 2>/dev/null || true)
 boot=$(sed -n 's/^\[\([0-9.]*\)\] init started.*/\1/p' "$out/init.log" 2>/dev/null | head -1)
 printf '\ntimes: preparation (installs, downloads) %ss, build %ss, VM run %ss (kernel to /init %ss; guest uptime at: %s), total %ss\n' \

@@ -23,19 +23,12 @@ use edgeguard::event::{
 use edgeguard::host::HostRoot;
 use edgeguard::metrics::Metrics;
 use serde_json::Value;
-use std::path::{Path, PathBuf};
-use std::process::Command;
-use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
+use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 use tokio::sync::{mpsc, watch};
 use tokio_util::sync::CancellationToken;
 
-const IMAGE: &str = "edgeguard-test-busybox:1";
-
-fn repo() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-}
+use support::docker::{IMAGE, Names, docker, docker_ok};
 
 /// One test at a time (one restarts the daemon); a failed test must not block the others.
 fn serial() -> MutexGuard<'static, ()> {
@@ -43,84 +36,9 @@ fn serial() -> MutexGuard<'static, ()> {
     LOCK.lock().unwrap_or_else(|p| p.into_inner())
 }
 
-/// Runs `docker ARGS`, returning (success, stdout, stderr).
-fn docker(args: &[&str]) -> (bool, String, String) {
-    let out = Command::new("docker")
-        .args(args)
-        .output()
-        .expect("the docker client runs");
-    (
-        out.status.success(),
-        String::from_utf8_lossy(&out.stdout).trim().to_string(),
-        String::from_utf8_lossy(&out.stderr).trim().to_string(),
-    )
-}
-
-fn docker_ok(args: &[&str]) -> String {
-    let (ok, out, err) = docker(args);
-    assert!(ok, "docker {args:?} failed: {err}");
-    out
-}
-
 /// The daemon is up and the test image built (once per test binary).
 fn setup() -> &'static str {
-    static IMAGE_ID: OnceLock<String> = OnceLock::new();
-    IMAGE_ID.get_or_init(|| {
-        daemon_up();
-        let dir = tempfile::tempdir().expect("a temp dir");
-        let busybox = ["/bin/busybox", "/usr/bin/busybox"]
-            .into_iter()
-            .find(|p| Path::new(p).exists())
-            .expect("busybox-static is installed (scripts/dockerd-up.sh)");
-        std::fs::copy(busybox, dir.path().join("busybox")).expect("busybox copies");
-        std::fs::write(
-            dir.path().join("Dockerfile"),
-            "FROM scratch\nCOPY busybox /bin/busybox\n\
-             RUN [\"/bin/busybox\", \"--install\", \"-s\", \"/bin\"]\n\
-             CMD [\"/bin/sleep\", \"300\"]\n",
-        )
-        .expect("Dockerfile writes");
-        let dir_str = dir.path().to_string_lossy().to_string();
-        docker_ok(&["build", "-q", "-t", IMAGE, &dir_str]);
-        docker_ok(&["image", "inspect", "-f", "{{.Id}}", IMAGE])
-    })
-}
-
-fn daemon_up() {
-    let status = Command::new("bash")
-        .arg(repo().join("scripts/dockerd-up.sh"))
-        .status()
-        .expect("scripts/dockerd-up.sh runs");
-    assert!(status.success(), "no Docker daemon");
-}
-
-/// Unique container names for this process; removes them all when dropped (also on panic).
-struct Names(Vec<String>);
-
-impl Names {
-    fn new() -> Names {
-        Names(Vec::new())
-    }
-    fn add(&mut self, what: &str) -> String {
-        static N: AtomicUsize = AtomicUsize::new(0);
-        let name = format!(
-            "eg-test-{}-{}-{what}",
-            std::process::id(),
-            N.fetch_add(1, Ordering::Relaxed)
-        );
-        self.0.push(name.clone());
-        name
-    }
-}
-
-impl Drop for Names {
-    fn drop(&mut self) {
-        if !self.0.is_empty() {
-            let mut args = vec!["rm", "-f"];
-            args.extend(self.0.iter().map(String::as_str));
-            let _ = docker(&args);
-        }
-    }
+    support::docker::busybox_image()
 }
 
 /// A container watcher running in this process, as the agent runs it.
@@ -564,7 +482,7 @@ async fn a_dockerd_restart_is_reported_and_the_stream_resumes_without_duplicates
             .await,
         "no Down status while the daemon is gone"
     );
-    daemon_up();
+    support::docker::daemon_up();
     assert!(
         w.wait_for(Duration::from_secs(40), |e| matches!(&e.payload,
             Payload::CollectorStatus(v) if v.iter().any(|s| s.status == CollectorHealth::Up)))

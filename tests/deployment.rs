@@ -28,8 +28,8 @@ fn repo() -> PathBuf {
 }
 
 fn read_json(path: &Path) -> Value {
-    let text = std::fs::read_to_string(path)
-        .unwrap_or_else(|e| panic!("reading {}: {e}", path.display()));
+    let text =
+        std::fs::read_to_string(path).unwrap_or_else(|e| panic!("reading {}: {e}", path.display()));
     serde_json::from_str(&text).unwrap_or_else(|e| panic!("{} is not JSON: {e}", path.display()))
 }
 
@@ -73,7 +73,11 @@ fn assert_valid(validator: &Validator, doc: &Value, what: &str) {
         .iter_errors(doc)
         .map(|e| format!("{} at {}", e, e.instance_path()))
         .collect();
-    assert!(errors.is_empty(), "{what} is not valid:\n{}", errors.join("\n"));
+    assert!(
+        errors.is_empty(),
+        "{what} is not valid:\n{}",
+        errors.join("\n")
+    );
 }
 
 /// The edgeguard module of a manifest's `$edgeAgent`.
@@ -131,6 +135,7 @@ fn module_json_names_the_crate_version_and_three_platforms_with_their_dockerfile
             "{file}: the version label follows Cargo.toml"
         );
         for line in [
+            "COPY packaging/nsswitch.conf /etc/nsswitch.conf",
             "ENTRYPOINT [\"/edgeguard\"]",
             "CMD [\"run\"]",
             "STOPSIGNAL SIGTERM",
@@ -146,13 +151,13 @@ fn module_json_names_the_crate_version_and_three_platforms_with_their_dockerfile
             );
         }
     }
-    // The build context is the staged binaries only.
+    // The build context is the staged binaries and packaging/ only.
     let ignore = std::fs::read_to_string(repo().join(".dockerignore")).expect(".dockerignore");
     let rules: Vec<&str> = ignore
         .lines()
         .filter(|l| !l.starts_with('#') && !l.is_empty())
         .collect();
-    assert_eq!(rules, ["*", "!dist/"]);
+    assert_eq!(rules, ["*", "!dist/", "!packaging/"]);
 }
 
 #[test]
@@ -163,7 +168,10 @@ fn the_template_is_a_valid_deployment_template() {
     assert_valid(&validator, &t, "deployment.template.json");
     // The schema is in force (its references resolved): what edgeHub would refuse is refused.
     for (pointer, bad) in [
-        ("/modulesContent/$edgeHub/properties.desired/schemaVersion", json!("1.0")),
+        (
+            "/modulesContent/$edgeHub/properties.desired/schemaVersion",
+            json!("1.0"),
+        ),
         (
             "/modulesContent/$edgeHub/properties.desired/routes/edgeguardAlertsToIoTHub/priority",
             json!(12),
@@ -225,7 +233,13 @@ fn create_options_are_what_the_collectors_need_and_no_more() {
             "edgeguard-state:/var/lib/edgeguard"
         ])
     );
-    for too_much in ["Privileged", "CapDrop", "SecurityOpt", "Devices", "UsernsMode"] {
+    for too_much in [
+        "Privileged",
+        "CapDrop",
+        "SecurityOpt",
+        "Devices",
+        "UsernsMode",
+    ] {
         assert!(!host.contains_key(too_much), "{too_much} is not needed");
     }
     // iotedgedev and the portal split createOptions into 512-character chunks, at most 8.
@@ -295,7 +309,10 @@ fn check_routes(manifest: &Value, what: &str) {
     };
     for sender in ["sensor", "opcPublisher"] {
         let r = only(&origin(sender, Some("securityMessages")));
-        assert_eq!(r.sink, input, "{what}: {sender}'s security messages reach edgeguard");
+        assert_eq!(
+            r.sink, input,
+            "{what}: {sender}'s security messages reach edgeguard"
+        );
         assert!(
             routes::routes_for(&all, &origin(sender, Some("telemetry")))
                 .iter()
@@ -304,10 +321,9 @@ fn check_routes(manifest: &Value, what: &str) {
         );
     }
     assert!(
-        all.iter().filter(|r| r.sink == input).all(|r| !r.matches(&origin(
-            MODULE,
-            Some(edgeguard::hub::DEFAULT_OUTPUT)
-        ))),
+        all.iter()
+            .filter(|r| r.sink == input)
+            .all(|r| !r.matches(&origin(MODULE, Some(edgeguard::hub::DEFAULT_OUTPUT)))),
         "{what}: edgeguard's own messages do not loop back into it"
     );
 }
@@ -425,8 +441,15 @@ fn iotedgedev_expands_the_template_into_a_valid_manifest_for_every_platform() {
             log.contains("Validation for all createOptions passed"),
             "iotedgedev checked createOptions:\n{log}"
         );
-        let manifest = read_json(&dir.path().join(format!("config/deployment.{platform}.json")));
-        assert_valid(&validator, &manifest, &format!("deployment.{platform}.json"));
+        let manifest = read_json(
+            &dir.path()
+                .join(format!("config/deployment.{platform}.json")),
+        );
+        assert_valid(
+            &validator,
+            &manifest,
+            &format!("deployment.{platform}.json"),
+        );
         let m = module_of(&manifest);
         assert_eq!(
             m["settings"]["image"],
@@ -535,8 +558,14 @@ fn the_layered_deployment_adds_edgeguard_without_touching_the_base() {
     // The base's modules, routes and twins are as they were.
     let agent = |m: &Value| m["modulesContent"]["$edgeAgent"]["properties.desired"].clone();
     let hub = |m: &Value| m["modulesContent"]["$edgeHub"]["properties.desired"].clone();
-    assert_eq!(agent(&merged)["modules"]["sensor"], agent(&base)["modules"]["sensor"]);
-    assert_eq!(agent(&merged)["systemModules"], agent(&base)["systemModules"]);
+    assert_eq!(
+        agent(&merged)["modules"]["sensor"],
+        agent(&base)["modules"]["sensor"]
+    );
+    assert_eq!(
+        agent(&merged)["systemModules"],
+        agent(&base)["systemModules"]
+    );
     assert_eq!(
         hub(&merged)["routes"]["sensorToIoTHub"],
         hub(&base)["routes"]["sensorToIoTHub"]
@@ -545,13 +574,23 @@ fn the_layered_deployment_adds_edgeguard_without_touching_the_base() {
         hub(&merged)["storeAndForwardConfiguration"],
         hub(&base)["storeAndForwardConfiguration"]
     );
-    assert_eq!(merged["modulesContent"]["sensor"], base["modulesContent"]["sensor"]);
+    assert_eq!(
+        merged["modulesContent"]["sensor"],
+        base["modulesContent"]["sensor"]
+    );
 
     // edgeguard as the template describes it, with a concrete image.
     let t = template();
     let ours = module_of(&merged);
     let theirs = module_of(&t);
-    for key in ["version", "type", "status", "restartPolicy", "startupOrder", "env"] {
+    for key in [
+        "version",
+        "type",
+        "status",
+        "restartPolicy",
+        "startupOrder",
+        "env",
+    ] {
         assert_eq!(ours[key], theirs[key], "{key}");
     }
     let options: Value = serde_json::from_str(

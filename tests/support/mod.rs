@@ -4,6 +4,7 @@
 pub mod agent;
 pub mod certs;
 pub mod device;
+pub mod docker;
 pub mod edgehub;
 pub mod routes;
 pub mod schema;

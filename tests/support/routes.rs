@@ -136,9 +136,7 @@ fn parse_sink(s: &str) -> Option<Sink> {
     if s == "$upstream" {
         return Some(Sink::Upstream);
     }
-    let path = s
-        .strip_prefix("BrokeredEndpoint(\"")?
-        .strip_suffix("\")")?;
+    let path = s.strip_prefix("BrokeredEndpoint(\"")?.strip_suffix("\")")?;
     let rest = path.strip_prefix("/modules/")?;
     let (module, input) = rest.split_once("/inputs/")?;
     (!module.is_empty() && !input.is_empty() && !input.contains('/')).then(|| Sink::Input {
@@ -209,7 +207,9 @@ pub fn from_manifest(manifest: &Value) -> Result<Vec<Route>, String> {
                 r.ttl_secs = o.get("timeToLiveSecs").and_then(Value::as_u64);
                 Ok(r)
             }
-            other => Err(format!("route {name}: neither a string nor an object: {other}")),
+            other => Err(format!(
+                "route {name}: neither a string nor an object: {other}"
+            )),
         })
         .collect()
 }

@@ -222,7 +222,11 @@ fn error(status: StatusCode, message: &str) -> (StatusCode, Value) {
     (status, json!({ "message": message }))
 }
 
-async fn handle(shared: &Shared, pid: Option<i32>, req: Request<Incoming>) -> Response<Full<Bytes>> {
+async fn handle(
+    shared: &Shared,
+    pid: Option<i32>,
+    req: Request<Incoming>,
+) -> Response<Full<Bytes>> {
     let (parts, body) = req.into_parts();
     let body = match body.collect().await {
         Ok(collected) => collected.to_bytes().to_vec(),

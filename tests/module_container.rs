@@ -592,14 +592,14 @@ async fn the_module_runs_as_edge_agent_runs_it() {
     let again = hub
         .telemetry()
         .into_iter()
-        .filter(|t| {
+        .rev()
+        .find(|t| {
             records(t, "ProcessCreate").iter().any(|r| {
                 r["CommandLine"]
                     .as_str()
                     .is_some_and(|c| c.contains(&spool_marker))
             })
         })
-        .last()
         .expect("seen above");
     let body: Value = serde_json::from_slice(&again.payload).expect("JSON");
     assert_eq!(

@@ -245,7 +245,8 @@ add_module() {
     load_order+=("$name")
 }
 for m in "${modules[@]}"; do add_module "$m"; done
-printf '%s\n' "${load_order[@]}" >"$root/etc/eg-modules"
+: >"$root/etc/eg-modules"
+for m in "${load_order[@]}"; do echo "$m" >>"$root/etc/eg-modules"; done
 
 cp "$busybox_dir/bin/busybox" "$root/bin/busybox"
 ln -s busybox "$root/bin/sh"

@@ -202,6 +202,27 @@ fn edge_network_gateway() -> String {
     ])
 }
 
+/// The manifest's createOptions as the container-create body edgeAgent sends.
+fn create_body(manifest: &Value) -> ContainerCreateBody {
+    serde_json::from_value(module_of(manifest)["settings"]["createOptions"].clone())
+        .expect("createOptions is a Docker container-create body")
+}
+
+/// Creates a container named `name` from `body` with the module image (not started yet).
+async fn create(name: &str, mut body: ContainerCreateBody) -> String {
+    body.image = Some(image());
+    let _ = docker(&["rm", "-f", name]);
+    let client = Docker::connect_with_unix_defaults().expect("the Docker socket");
+    client
+        .create_container(
+            Some(CreateContainerOptionsBuilder::new().name(name).build()),
+            body,
+        )
+        .await
+        .unwrap_or_else(|e| panic!("creating {name} from the manifest: {e}"))
+        .id
+}
+
 /// Creates the module container as edgeAgent does, from the manifest (not started yet).
 async fn create_module(
     manifest: &Value,
@@ -210,9 +231,7 @@ async fn create_module(
     metrics_addr: &str,
 ) -> Module {
     let module = module_of(manifest);
-    let mut body: ContainerCreateBody =
-        serde_json::from_value(module["settings"]["createOptions"].clone())
-            .expect("createOptions is a Docker container-create body");
+    let mut body = create_body(manifest);
     let host = body.host_config.get_or_insert_with(Default::default);
     // The state volume is the manifest's; it must start empty for this test.
     let volume = host
@@ -245,7 +264,6 @@ async fn create_module(
     env.push(format!("EDGEGUARD_METRICS_ADDR={metrics_addr}"));
     env.push("RUST_LOG=info".into());
     body.env = Some(env);
-    body.image = Some(image());
     body.labels = Some(
         [
             (OWNER_LABEL.to_string(), OWNER.to_string()),
@@ -253,17 +271,8 @@ async fn create_module(
         ]
         .into(),
     );
-    let _ = docker(&["rm", "-f", MODULE]);
-    let client = Docker::connect_with_unix_defaults().expect("the Docker socket");
-    let created = client
-        .create_container(
-            Some(CreateContainerOptionsBuilder::new().name(MODULE).build()),
-            body,
-        )
-        .await
-        .expect("the module container is created from the manifest");
     Module {
-        id: created.id,
+        id: create(MODULE, body).await,
         volume,
     }
 }
@@ -289,8 +298,18 @@ fn route_of<'r>(routes: &'r [Route], module: &str, output: &str) -> &'r Route {
     hit[0]
 }
 
+/// One test at a time: they share the host's collectors' view and the Docker engine.
+fn serial() -> std::sync::MutexGuard<'static, ()> {
+    static LOCK: std::sync::Mutex<()> = std::sync::Mutex::new(());
+    LOCK.lock().unwrap_or_else(|p| p.into_inner())
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+// The lock only orders whole tests, each on its own runtime: holding it across awaits cannot
+// deadlock.
+#[allow(clippy::await_holding_lock)]
 async fn the_module_runs_as_edge_agent_runs_it() {
+    let _serial = serial();
     let image = image();
     support::docker::daemon_up();
     let busybox = support::docker::busybox_image();
@@ -615,4 +634,90 @@ async fn the_module_runs_as_edge_agent_runs_it() {
     drop(names);
     drop(module);
     let _ = image;
+}
+
+/// `CollectorStatus` records (collector, status, message) in a container's stdout messages.
+fn statuses(stdout: &str) -> Vec<(String, String, String)> {
+    stdout
+        .lines()
+        .filter_map(|l| serde_json::from_str::<Value>(l).ok())
+        .flat_map(|m| m["Events"].as_array().cloned().unwrap_or_default())
+        .filter(|e| e["Name"] == "CollectorStatus")
+        .flat_map(|e| e["Payload"].as_array().cloned().unwrap_or_default())
+        .map(|r| {
+            let s = |k: &str| r[k].as_str().unwrap_or_default().to_string();
+            (s("Collector"), s("Status"), s("Message"))
+        })
+        .collect()
+}
+
+/// The manifest's createOptions for a container of this test: its own (anonymous) state volume
+/// instead of the module's named one, and `adjust` applied.
+fn variant(
+    manifest: &Value,
+    adjust: impl FnOnce(&mut bollard::models::HostConfig),
+) -> ContainerCreateBody {
+    let mut body = create_body(manifest);
+    let host = body.host_config.get_or_insert_with(Default::default);
+    if let Some(binds) = host.binds.as_mut() {
+        binds.retain(|b| !b.ends_with(":/var/lib/edgeguard"));
+    }
+    adjust(host);
+    body
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[allow(clippy::await_holding_lock)]
+async fn without_its_create_options_the_module_says_what_it_misses() {
+    let _serial = serial();
+    support::docker::daemon_up();
+    let manifest = manifest();
+    let mut names = Names::new();
+
+    // A snapshot with the manifest's options, and one without NET_ADMIN: the firewall ruleset
+    // cannot be read without it, and the collector says so.
+    let snapshot = |name: String, body: ContainerCreateBody| async move {
+        let mut body = body;
+        body.cmd = Some(vec!["snapshot".into(), "--sink".into(), "stdout".into()]);
+        let id = create(&name, body).await;
+        docker_ok(&["start", "-a", &id])
+    };
+    let full = snapshot(names.add("caps"), variant(&manifest, |_| {})).await;
+    let no_net_admin = snapshot(
+        names.add("no-net-admin"),
+        variant(&manifest, |h| {
+            if let Some(caps) = h.cap_add.as_mut() {
+                caps.retain(|c| c != "NET_ADMIN");
+            }
+        }),
+    )
+    .await;
+    let firewall = |out: &str| -> Vec<(String, String)> {
+        statuses(out)
+            .into_iter()
+            .filter(|(c, _, _)| c == "firewall")
+            .map(|(_, s, m)| (s, m))
+            .collect()
+    };
+    assert!(
+        firewall(&no_net_admin)
+            .iter()
+            .any(|(s, m)| s == "Degraded" && m.contains("Operation not permitted")),
+        "without NET_ADMIN: {:?}",
+        firewall(&no_net_admin)
+    );
+    let rules = |out: &str| -> usize {
+        out.lines()
+            .filter_map(|l| serde_json::from_str::<Value>(l).ok())
+            .flat_map(|m| m["Events"].as_array().cloned().unwrap_or_default())
+            .filter(|e| e["Name"] == "FirewallConfiguration")
+            .map(|e| e["Payload"].as_array().map_or(0, Vec::len))
+            .sum()
+    };
+    assert!(
+        firewall(&full).iter().all(|(s, _)| s != "Degraded") && rules(&full) > 0,
+        "with the manifest's capabilities: {:?}, {} rules (Docker's own rules at least)",
+        firewall(&full),
+        rules(&full)
+    );
 }

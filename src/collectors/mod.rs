@@ -124,9 +124,10 @@ impl RecvTimeout {
 
 /// Sets `SO_RCVTIMEO` of a socket.
 pub fn set_recv_timeout(fd: &impl AsFd, wait: Duration) -> std::io::Result<()> {
+    // `as _`: the field types differ between libcs (musl's are changing to 64 bits).
     let tv = libc::timeval {
-        tv_sec: wait.as_secs() as libc::time_t,
-        tv_usec: wait.subsec_micros() as libc::suseconds_t,
+        tv_sec: wait.as_secs() as _,
+        tv_usec: wait.subsec_micros() as _,
     };
     setsockopt(fd, libc::SOL_SOCKET, libc::SO_RCVTIMEO, &tv)
 }

@@ -898,7 +898,8 @@ impl Connector {
                     self.fd.as_raw_fd(),
                     msgs.as_mut_ptr(),
                     BATCH_SLOTS as libc::c_uint,
-                    libc::MSG_WAITFORONE,
+                    // glibc declares the flags `int`, musl `unsigned int`.
+                    libc::MSG_WAITFORONE as _,
                     std::ptr::null_mut(),
                 )
             };

@@ -34,9 +34,11 @@ pub const TRIM_INTERVAL: Duration = Duration::from_secs(10);
 /// which go back to the kernel when freed. Setting it also stops glibc from raising it (up to
 /// 32 MiB) each time such a block is freed, which would move the stdout sink's and the
 /// message encoder's transient buffers (hundreds of KiB) into the heaps, where they fragment.
+#[cfg(all(target_os = "linux", target_env = "gnu"))]
 const MMAP_THRESHOLD: i32 = 128 * 1024;
 
 /// Free memory at the top of a heap beyond this goes back to the kernel at once.
+#[cfg(all(target_os = "linux", target_env = "gnu"))]
 const TRIM_THRESHOLD: i32 = 128 * 1024;
 
 /// glibc's malloc tunables for a small long-running agent. Call first thing in `main`, before

@@ -6,6 +6,7 @@ use edgeguard::config::{self, Config, Rejected};
 use edgeguard::host::HostRoot;
 use edgeguard::sink::SinkKind;
 use edgeguard::{LogControl, Mode, Options};
+use std::io::Write;
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
@@ -233,10 +234,13 @@ fn config_check(file: &std::path::Path) -> Result<ExitCode> {
     let (cfg, rejected, version) = config::load_file(file)
         .with_context(|| format!("loading the configuration from {}", file.display()))?;
     let reported = config::reported(&cfg, version, &rejected);
-    println!(
-        "{}",
-        serde_json::to_string_pretty(&reported).context("printing the configuration")?
-    );
+    let text = serde_json::to_string_pretty(&reported).context("printing the configuration")?;
+    // A reader that stops early (`| head`) is not an error worth a panic.
+    if let Err(e) = writeln!(std::io::stdout(), "{text}")
+        && e.kind() != std::io::ErrorKind::BrokenPipe
+    {
+        return Err(e).context("writing the configuration to stdout");
+    }
     for r in &rejected {
         eprintln!(
             "rejected {}: {:?}: {} (using {})",

@@ -314,3 +314,20 @@ fn run_sends_a_first_message_within_a_second_and_stops_cleanly_on_sigterm() {
         "first message after {first_after:?}"
     );
 }
+
+#[test]
+fn config_check_into_a_closed_pipe_does_not_panic() {
+    let mut child = edgeguard()
+        .args(["config", "check"])
+        .arg(twin_defaults())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    // The reader goes away before anything is written (as `| head -0` would).
+    drop(child.stdout.take());
+    let out = child.wait_with_output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!stderr.contains("panicked"), "{stderr}");
+    assert!(out.status.success(), "{stderr}");
+}

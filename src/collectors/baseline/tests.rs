@@ -1,0 +1,749 @@
+use super::*;
+use crate::collectors::Periodic;
+use crate::config::Config;
+use crate::event::{BaselineCheck, BaselineResult, BaselineSeverity, Event, Payload};
+use crate::host::HostRoot;
+use BaselineSeverity::Critical;
+use std::collections::{BTreeMap, HashMap};
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use tokio::sync::watch;
+
+/// A fake host root in a temporary directory. Needs root (it chowns files).
+struct Root {
+    dir: tempfile::TempDir,
+}
+
+impl Root {
+    fn new() -> Root {
+        Root {
+            dir: tempfile::tempdir().unwrap(),
+        }
+    }
+
+    fn host(&self) -> HostRoot {
+        HostRoot::new(self.dir.path())
+    }
+
+    fn at(&self, path: &str) -> PathBuf {
+        self.dir.path().join(path.trim_start_matches('/'))
+    }
+
+    fn write(&self, path: &str, content: &str, mode: u32) -> &Root {
+        let p = self.at(path);
+        std::fs::create_dir_all(p.parent().unwrap()).unwrap();
+        std::fs::write(&p, content).unwrap();
+        std::fs::set_permissions(&p, std::fs::Permissions::from_mode(mode)).unwrap();
+        self
+    }
+
+    fn mkdir(&self, path: &str, mode: u32) -> &Root {
+        let p = self.at(path);
+        std::fs::create_dir_all(&p).unwrap();
+        std::fs::set_permissions(&p, std::fs::Permissions::from_mode(mode)).unwrap();
+        self
+    }
+
+    fn chown(&self, path: &str, uid: u32) -> &Root {
+        std::os::unix::fs::chown(self.at(path), Some(uid), None).unwrap();
+        self
+    }
+
+    fn symlink(&self, target: &str, path: &str) -> &Root {
+        let p = self.at(path);
+        std::fs::create_dir_all(p.parent().unwrap()).unwrap();
+        std::os::unix::fs::symlink(target, p).unwrap();
+        self
+    }
+
+    fn sysctls(&self, values: &[(&str, &str)]) -> &Root {
+        for (name, value) in values {
+            self.write(
+                &format!("/proc/sys/{}", name.replace('.', "/")),
+                &format!("{value}\n"),
+                0o644,
+            );
+        }
+        self
+    }
+}
+
+fn by_id(records: &[BaselineCheck]) -> BTreeMap<String, &BaselineCheck> {
+    records.iter().map(|r| (r.cce_id.clone(), r)).collect()
+}
+
+fn actual(r: &BaselineCheck) -> &str {
+    r.extra_details
+        .get("Actual")
+        .map(String::as_str)
+        .unwrap_or("")
+}
+
+const GOOD_SYSCTLS: &[(&str, &str)] = &[
+    ("kernel.randomize_va_space", "2"),
+    ("net.ipv4.conf.all.accept_redirects", "0"),
+    ("net.ipv4.conf.all.send_redirects", "0"),
+    ("net.ipv4.conf.all.accept_source_route", "0"),
+    ("net.ipv4.tcp_syncookies", "1"),
+    ("kernel.kptr_restrict", "2"),
+    ("kernel.dmesg_restrict", "1"),
+    ("kernel.yama.ptrace_scope", "1"),
+    ("net.ipv4.conf.all.rp_filter", "2"),
+    ("net.ipv4.conf.all.log_martians", "1"),
+    ("fs.protected_hardlinks", "1"),
+    ("fs.protected_symlinks", "1"),
+    ("fs.suid_dumpable", "0"),
+    ("net.ipv6.conf.all.accept_redirects", "0"),
+    ("net.ipv6.conf.all.accept_source_route", "0"),
+];
+
+const BAD_SYSCTLS: &[(&str, &str)] = &[
+    ("kernel.randomize_va_space", "1"),
+    ("net.ipv4.conf.all.accept_redirects", "1"),
+    ("net.ipv4.conf.all.send_redirects", "1"),
+    ("net.ipv4.conf.all.accept_source_route", "1"),
+    ("net.ipv4.tcp_syncookies", "0"),
+    ("kernel.kptr_restrict", "0"),
+    ("kernel.dmesg_restrict", "0"),
+    ("kernel.yama.ptrace_scope", "0"),
+    ("net.ipv4.conf.all.rp_filter", "0"),
+    ("net.ipv4.conf.all.log_martians", "0"),
+    ("fs.protected_hardlinks", "0"),
+    ("fs.protected_symlinks", "0"),
+    ("fs.suid_dumpable", "2"),
+    ("net.ipv6.conf.all.accept_redirects", "1"),
+    ("net.ipv6.conf.all.accept_source_route", "1"),
+];
+
+/// A host where every built-in check passes.
+fn good_host() -> Root {
+    let r = Root::new();
+    r.write(
+        "/etc/ssh/sshd_config",
+        "Include /etc/ssh/sshd_config.d/*.conf\nPermitRootLogin no\nPasswordAuthentication no\n\
+         MaxAuthTries 3\nLoginGraceTime 1m\nClientAliveInterval 300\nMatch User backup\n  PasswordAuthentication yes\n",
+        0o600,
+    )
+    .write(
+        "/etc/ssh/sshd_config.d/10-edge.conf",
+        "X11Forwarding no\nIgnoreRhosts yes\n",
+        0o600,
+    )
+    .write(
+        "/etc/passwd",
+        "root:x:0:0:root:/root:/bin/bash\ndaemon:x:1:1::/usr/sbin:/usr/sbin/nologin\n\
+         sync:x:4:65534:sync:/bin:/bin/sync\naziotks:x:990:990::/nonexistent:/usr/sbin/nologin\n\
+         user:x:1000:1000::/home/user:/bin/bash\n",
+        0o644,
+    )
+    .write("/etc/group", "root:x:0:\ndaemon:x:1:\nuser:x:1000:\n", 0o644)
+    .write(
+        "/etc/shadow",
+        "root:!:19000::::::\ndaemon:*:19000::::::\nuser:$6$salt$hash:19000::::::\n",
+        0o640,
+    )
+    .write("/etc/gshadow", "root:*::\n", 0o640)
+    .write("/etc/sudoers", "root ALL=(ALL) ALL\n", 0o440)
+    .write("/etc/login.defs", "UID_MIN 1000\n", 0o644)
+    .sysctls(GOOD_SYSCTLS)
+    .mkdir("/tmp", 0o1777)
+    .mkdir("/var/tmp", 0o1777)
+    .write("/usr/bin/su", "", 0o4755)
+    .write("/usr/bin/chage", "", 0o2755)
+    .write("/usr/bin/plain", "", 0o755)
+    .symlink("usr/bin", "/bin")
+    .write(
+        "/etc/docker/daemon.json",
+        r#"{"icc": false, "userns-remap": "default", "live-restore": true,
+            "log-driver": "json-file", "log-opts": {"max-size": "10m", "max-file": "3"},
+            "hosts": ["unix:///var/run/docker.sock", "tcp://0.0.0.0:2376"], "tlsverify": true}"#,
+        0o644,
+    )
+    .write("/run/docker.sock", "", 0o660)
+    // Absolute symlink: must resolve inside the host root, not in the test machine's /run.
+    .symlink("/run", "/var/run")
+    .write("/etc/aziot/config.toml", "[provisioning]\n", 0o600)
+    .mkdir("/etc/aziot/keyd/config.d", 0o700)
+    .mkdir("/etc/aziot/keyd", 0o700)
+    .write("/etc/aziot/keyd/config.toml", "[aziot_keys]\n", 0o600)
+    .chown("/etc/aziot/keyd", 990)
+    .chown("/etc/aziot/keyd/config.d", 990)
+    .chown("/etc/aziot/keyd/config.toml", 990);
+    r
+}
+
+/// A host where every built-in check fails.
+fn bad_host() -> Root {
+    let r = Root::new();
+    r.write(
+        "/etc/ssh/sshd_config",
+        "PermitRootLogin yes\nPasswordAuthentication yes\nPermitEmptyPasswords yes\n\
+         MaxAuthTries 10\nX11Forwarding yes\nProtocol 2,1\nIgnoreRhosts no\n\
+         HostbasedAuthentication yes\nLoginGraceTime 0\n",
+        0o644,
+    )
+    .chown("/etc/ssh/sshd_config", 1000)
+    .write(
+        "/etc/passwd",
+        "root:x:0:0:root:/root:/bin/bash\ntoor:x:0:0::/root:/bin/sh\n\
+         daemon:x:1:1::/usr/sbin:/bin/bash\nnopass::1001:1001::/home/n:/bin/sh\n\
+         user:x:1000:1000::/home/user:/bin/bash\nuser:x:1002:1002::/home/user2:/bin/bash\n",
+        0o666,
+    )
+    .chown("/etc/passwd", 1000)
+    .write(
+        "/etc/group",
+        "root:x:0:\nwheel:x:0:\nuser:x:1000:\nuser:x:1001:\n",
+        0o666,
+    )
+    .chown("/etc/group", 1000)
+    .write("/etc/shadow", "root:!::\nuser::19000::\n", 0o644)
+    .chown("/etc/shadow", 1000)
+    .write("/etc/gshadow", "root:*::\n", 0o644)
+    .chown("/etc/gshadow", 1000)
+    .write("/etc/sudoers", "ALL ALL=(ALL) NOPASSWD: ALL\n", 0o666)
+    .chown("/etc/sudoers", 1000)
+    .sysctls(BAD_SYSCTLS)
+    .mkdir("/tmp", 0o1777)
+    .mkdir("/var/tmp", 0o777)
+    .mkdir("/usr/share/dropbox", 0o777)
+    .write("/usr/bin/su", "", 0o4755)
+    .write("/usr/bin/backdoor", "", 0o4755)
+    .write("/usr/local/sbin/mailer", "", 0o2755)
+    .write(
+        "/etc/docker/daemon.json",
+        r#"{"icc": true, "insecure-registries": ["10.0.0.1:5000"], "hosts": ["tcp://0.0.0.0:2375"]}"#,
+        0o666,
+    )
+    .chown("/etc/docker/daemon.json", 1000)
+    .write("/var/run/docker.sock", "", 0o666)
+    .write("/etc/aziot/config.toml", "[provisioning]\n", 0o644)
+    .chown("/etc/aziot/config.toml", 1234)
+    .mkdir("/etc/aziot/keyd", 0o755)
+    .write("/etc/aziot/keyd/config.toml", "", 0o644);
+    r
+}
+
+#[test]
+fn every_builtin_check_passes_on_a_hardened_host() {
+    let root = good_host();
+    let records = run_builtin(&root.host());
+    assert!(records.len() >= 40, "{} checks", records.len());
+    let ids = by_id(&records);
+    assert_eq!(ids.len(), records.len(), "ids are unique");
+    for r in &records {
+        assert_eq!(
+            r.result,
+            BaselineResult::Pass,
+            "{} {}: {} / {}",
+            r.cce_id,
+            r.description,
+            r.error,
+            actual(r)
+        );
+        assert!(r.error.is_empty());
+        assert!(!actual(r).is_empty(), "{} says what it found", r.cce_id);
+        assert!(!r.extra_details["Remediation"].is_empty());
+        assert!(r.cce_id.starts_with("CCE-") || r.cce_id.starts_with("EG-"));
+    }
+    assert_eq!(
+        actual(ids["CCE-83360-8"]),
+        "X11Forwarding no",
+        "read from the included file"
+    );
+    assert_eq!(
+        actual(ids["CCE-80901-2"]),
+        "PermitRootLogin no",
+        "Match block ignored"
+    );
+    assert_eq!(
+        actual(ids["CCE-80896-4"]),
+        "PermitEmptyPasswords no (default)"
+    );
+    assert!(actual(ids["EG-DOCKER-SOCKET-PERMISSIONS"]).contains("mode 0660"));
+    assert!(ids["CCE-80649-7"].extra_details["Reference"].contains("accounts_no_uid_except_zero"));
+}
+
+#[test]
+fn every_builtin_check_fails_on_a_neglected_host() {
+    let root = bad_host();
+    let records = run_builtin(&root.host());
+    for r in &records {
+        assert_eq!(
+            r.result,
+            BaselineResult::Fail,
+            "{} {}: {} / {}",
+            r.cce_id,
+            r.description,
+            r.error,
+            actual(r)
+        );
+    }
+    let ids = by_id(&records);
+    assert_eq!(actual(ids["CCE-80649-7"]), "toor");
+    assert_eq!(actual(ids["CCE-85972-8"]), "nopass, user");
+    assert_eq!(actual(ids["CCE-89903-9"]), "uid 0: root toor");
+    assert_eq!(actual(ids["EG-ACCT-DUPLICATE-USERNAME"]), "user: user user");
+    assert_eq!(actual(ids["CCE-86201-1"]), "gid 0: root wheel");
+    assert_eq!(actual(ids["CCE-86328-2"]), "user: user user");
+    assert_eq!(
+        actual(ids["CCE-80843-6"]),
+        "toor (/bin/sh), daemon (/bin/bash)",
+        "an extra uid 0 account is a system account too"
+    );
+    assert!(actual(ids["CCE-80812-1"]).contains("mode 0666 (extra bits 0022)"));
+    assert!(actual(ids["CCE-80783-4"]).starts_with("/usr/share/dropbox, /var/tmp"));
+    assert!(actual(ids["CCE-80817-0"]).starts_with("/usr/bin/backdoor ("));
+    assert!(actual(ids["CCE-80816-2"]).starts_with("/usr/local/sbin/mailer ("));
+    assert_eq!(
+        actual(ids["CCE-80906-1"]),
+        "ClientAliveInterval 0 (default)"
+    );
+    assert_eq!(
+        actual(ids["EG-DOCKER-TCP-TLS"]),
+        "tcp://0.0.0.0:2375 without tlsverify"
+    );
+    assert!(actual(ids["EG-AZIOT-SERVICE-CONFIG-PERMISSIONS"]).contains("/etc/aziot/keyd"));
+}
+
+#[test]
+fn missing_inputs_pass_or_err_as_documented() {
+    let root = Root::new();
+    let records = run_builtin(&root.host());
+    let ids = by_id(&records);
+    let result = |id: &str| ids[id].result;
+    // Nothing installed: pass.
+    for id in [
+        "CCE-80901-2",
+        "CCE-82894-7",
+        "EG-FILE-SUDOERS-MODE",
+        "CCE-80813-9",
+    ] {
+        assert_eq!(result(id), BaselineResult::Pass, "{id}");
+    }
+    assert_eq!(actual(ids["CCE-80901-2"]), "sshd not installed");
+    assert_eq!(actual(ids["EG-DOCKER-ICC"]), "docker not installed");
+    assert_eq!(
+        actual(ids["EG-AZIOT-CONFIG-PERMISSIONS"]),
+        "IoT Edge not installed"
+    );
+    assert_eq!(actual(ids["CCE-81009-3"]), "IPv6 disabled");
+    assert_eq!(result("CCE-80953-3"), BaselineResult::Fail, "no Yama");
+    // Required inputs missing: errors that say why.
+    for id in [
+        "CCE-80649-7",
+        "CCE-89903-9",
+        "CCE-86201-1",
+        "CCE-80812-1",
+        "CCE-80916-0",
+    ] {
+        assert_eq!(result(id), BaselineResult::Err, "{id}");
+        assert!(!ids[id].error.is_empty());
+    }
+    assert_eq!(ids["CCE-80812-1"].error, "/etc/passwd not found");
+    assert_eq!(
+        ids["CCE-80916-0"].error,
+        "kernel.randomize_va_space not available on this kernel"
+    );
+
+    // Unreadable sshd_config (a directory): every sshd check is Err.
+    root.mkdir("/etc/ssh/sshd_config", 0o755);
+    root.sysctls(&[("kernel.randomize_va_space", "two")]);
+    root.mkdir("/etc/docker", 0o755)
+        .write("/etc/docker/daemon.json", "{not json", 0o644);
+    let records = run_builtin(&root.host());
+    let ids = by_id(&records);
+    assert_eq!(ids["CCE-80901-2"].result, BaselineResult::Err);
+    assert!(ids["CCE-80901-2"].error.contains("sshd_config"));
+    assert!(ids["CCE-80916-0"].error.contains("unexpected value"));
+    assert_eq!(ids["EG-DOCKER-ICC"].result, BaselineResult::Err);
+    assert!(ids["EG-DOCKER-ICC"].error.contains("not valid JSON"));
+    // Docker present without daemon.json: defaults apply.
+    root.write("/etc/docker/daemon.json", "{}", 0o644);
+    let records = run_builtin(&root.host());
+    let ids = by_id(&records);
+    assert_eq!(actual(ids["EG-DOCKER-ICC"]), "icc true (default)");
+    assert_eq!(ids["EG-DOCKER-LOG-LIMITS"].result, BaselineResult::Fail);
+    assert_eq!(
+        ids["EG-DOCKER-INSECURE-REGISTRIES"].result,
+        BaselineResult::Pass
+    );
+}
+
+fn includes(map: &[(&str, &[&str])]) -> impl FnMut(&str) -> Vec<String> {
+    let map: HashMap<String, Vec<String>> = map
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.iter().map(|s| s.to_string()).collect()))
+        .collect();
+    move |p| map.get(p).cloned().unwrap_or_default()
+}
+
+#[test]
+fn sshd_config_include_match_duplicates_and_garbage() {
+    let text = "# comment\n\
+        PermitRootLogin no\n\
+        permitrootlogin yes\n\
+        Include sshd_config.d/*.conf\n\
+        PasswordAuthentication=no\n\
+        MaxAuthTries   3 # trailing comment\n\
+        Banner \"/etc/issue net\"\n\
+        garbage\n\
+        X11Forwarding \"unterminated\n\
+        \tKbdInteractiveAuthentication   =   no\n\
+        Match User bob\n\
+          PasswordAuthentication yes\n\
+          X11Forwarding yes\n\
+          Include late.conf\n";
+    let mut requested = Vec::new();
+    let mut inner = includes(&[(
+        "sshd_config.d/*.conf",
+        &[
+            "X11Forwarding no\nPermitRootLogin yes\nMatch Address 10.0.0.1\nLoginGraceTime 10\n",
+            "LoginGraceTime 30\n",
+        ],
+    )]);
+    let cfg = parse_sshd_config(text, &mut |p| {
+        requested.push(p.to_string());
+        inner(p)
+    });
+    assert_eq!(cfg.get("PermitRootLogin"), Some("no"), "first value wins");
+    assert_eq!(
+        cfg.get("x11forwarding"),
+        Some("no"),
+        "from the include, before the bad line"
+    );
+    assert_eq!(
+        cfg.get("LoginGraceTime"),
+        Some("30"),
+        "a Match in an include ends with it"
+    );
+    assert_eq!(cfg.get("PasswordAuthentication"), Some("no"));
+    assert_eq!(cfg.get("MaxAuthTries"), Some("3"));
+    assert_eq!(cfg.get("Banner"), Some("/etc/issue net"));
+    assert_eq!(cfg.get("KbdInteractiveAuthentication"), Some("no"));
+    assert_eq!(cfg.malformed, 2);
+    assert_eq!(cfg.included_files, 2);
+    assert_eq!(
+        requested,
+        ["sshd_config.d/*.conf"],
+        "Include inside Match is not read"
+    );
+
+    // An Include loop stops at the depth limit.
+    let cfg = parse_sshd_config("Include self\n", &mut |_| {
+        vec!["Include self\nPort 22\n".to_string()]
+    });
+    assert!(cfg.included_files <= MAX_INCLUDED_FILES);
+    assert_eq!(cfg.get("Port"), Some("22"));
+    assert_eq!(cfg.malformed, 1);
+
+    // Arbitrary bytes never panic.
+    let junk: String = (0..5000u32)
+        .map(|i| char::from_u32(i * 7919 % 0x2FF).unwrap_or('x'))
+        .collect();
+    let _ = parse_sshd_config(&junk, &mut |_| Vec::new());
+}
+
+#[test]
+fn sshd_includes_are_read_from_the_host_root_in_order() {
+    let r = Root::new();
+    r.write(
+        "/etc/ssh/sshd_config.d/20-b.conf",
+        "PermitRootLogin yes\n",
+        0o600,
+    )
+    .write(
+        "/etc/ssh/sshd_config.d/10-a.conf",
+        "PermitRootLogin no\n",
+        0o600,
+    )
+    .write("/etc/ssh/sshd_config.d/.hidden.conf", "Port 1\n", 0o600)
+    .write("/etc/ssh/sshd_config.d/notes.txt", "Port 2\n", 0o600)
+    .write("/etc/ssh/extra", "Port 3\n", 0o600);
+    let host = r.host();
+    let files = read_includes(&host, "/etc/ssh/sshd_config.d/*.conf");
+    assert_eq!(files, ["PermitRootLogin no\n", "PermitRootLogin yes\n"]);
+    assert_eq!(read_includes(&host, "extra"), ["Port 3\n"]);
+    assert!(read_includes(&host, "/etc/*/x").is_empty());
+    assert!(read_includes(&host, "/nonexistent/*.conf").is_empty());
+}
+
+#[test]
+fn sshd_time_and_glob_helpers() {
+    assert_eq!(parse_sshd_time("60"), Some(60));
+    assert_eq!(parse_sshd_time("1m30s"), Some(90));
+    assert_eq!(parse_sshd_time("2M"), Some(120));
+    assert_eq!(parse_sshd_time("5m10"), Some(310));
+    assert_eq!(parse_sshd_time("1h"), Some(3600));
+    assert_eq!(parse_sshd_time("x"), None);
+    assert_eq!(parse_sshd_time(""), None);
+    assert_eq!(parse_sshd_time("m"), None);
+    assert_eq!(parse_sshd_time("99999999999999999999"), None);
+    assert!(glob_match("*.conf", "a.conf"));
+    assert!(!glob_match("*.conf", ".a.conf"));
+    assert!(!glob_match("*.conf", "a.conf.bak"));
+    assert!(glob_match("a?c", "abc"));
+    assert!(glob_match("*a*b", "xaxxb"));
+    assert!(!glob_match("a*", "b"));
+    assert!(glob_match("exact", "exact"));
+}
+
+#[test]
+fn resolve_keeps_symlinks_and_dotdot_inside_the_root() {
+    let r = Root::new();
+    r.write("/a/b", "x", 0o644)
+        .symlink("/a", "/abs")
+        .symlink("a", "/rel")
+        .symlink("../../../../a", "/a/up")
+        .symlink("/l2", "/l1")
+        .symlink("/l1", "/l2");
+    let root = r.dir.path();
+    let want = root.join("a/b");
+    assert_eq!(resolve(root, Path::new("/abs/b")).unwrap(), want);
+    assert_eq!(resolve(root, Path::new("/rel/b")).unwrap(), want);
+    assert_eq!(resolve(root, Path::new("/../../a/b")).unwrap(), want);
+    assert_eq!(resolve(root, Path::new("/a/up/b")).unwrap(), want);
+    assert!(resolve(root, Path::new("/l1/x")).is_err(), "symlink loop");
+    assert!(is_not_found(
+        &resolve(root, Path::new("/a/missing")).unwrap_err()
+    ));
+}
+
+const CHECKS: &str = r##"[
+    {"id": "ACME-001", "description": "hosts.equiv absent", "severity": "Important",
+     "file_absent": "/etc/hosts.equiv"},
+    {"id": "ACME-002", "description": "app config private", "severity": "Warning",
+     "remediation": "chmod 600 /etc/app.conf",
+     "file_mode_max": {"path": "/etc/app.conf", "mode": "0640"}},
+    {"id": "ACME-003", "description": "telnet commented", "severity": "Critical",
+     "file_contains": {"path": "/etc/inetd.conf", "text": "#telnet"}},
+    {"id": "ACME-004", "description": "no forwarding", "severity": "Warning",
+     "sysctl_equals": {"name": "net.ipv4.ip_forward", "value": " 0 "}},
+    {"id": "ACME-005", "description": "agent config", "severity": "Informational",
+     "file_exists": "/../../etc/app.conf"},
+    {"id": "ACME-006", "description": "two kinds", "severity": "Warning",
+     "file_exists": "/etc/app.conf", "file_absent": "/etc/app.conf"},
+    {"id": "ACME-007", "description": "bad mode", "severity": "Warning",
+     "file_mode_max": {"path": "/etc/app.conf", "mode": "rw-r--r--"}},
+    {"id": "ACME-008", "description": "bad sysctl name", "severity": "Warning",
+     "sysctl_equals": {"name": "../../etc/passwd", "value": "0"}}
+]"##;
+
+fn custom_host() -> Root {
+    let r = Root::new();
+    r.write("/etc/app.conf", "x", 0o600)
+        .write("/etc/inetd.conf", "#telnet stream tcp\n", 0o644)
+        .sysctls(&[("net.ipv4.ip_forward", "0")])
+        .write("/etc/edgeguard/checks.json", CHECKS, 0o644);
+    r
+}
+
+#[test]
+fn custom_checks_with_a_good_hash_run() {
+    let r = custom_host();
+    let hash = sha256_hex(CHECKS.as_bytes()).to_ascii_uppercase();
+    let records = run_custom(
+        &r.host(),
+        true,
+        Some("/etc/edgeguard/checks.json"),
+        Some(&hash),
+    );
+    let ids = by_id(&records);
+    assert_eq!(records.len(), 8);
+    for id in ["ACME-001", "ACME-002", "ACME-003", "ACME-004", "ACME-005"] {
+        assert_eq!(ids[id].result, BaselineResult::Pass, "{id}: {:?}", ids[id]);
+        assert_eq!(ids[id].extra_details["Custom"], "true");
+    }
+    assert_eq!(
+        ids["ACME-002"].extra_details["Remediation"],
+        "chmod 600 /etc/app.conf"
+    );
+    assert!(!ids["ACME-001"].extra_details.contains_key("Remediation"));
+    assert_eq!(ids["ACME-003"].severity, Critical);
+    assert!(ids["ACME-006"].error.contains("exactly one"));
+    assert!(ids["ACME-007"].error.contains("invalid octal mode"));
+    assert!(ids["ACME-008"].error.contains("invalid sysctl name"));
+
+    // The same checks failing.
+    r.write("/etc/hosts.equiv", "+\n", 0o644)
+        .write("/etc/app.conf", "x", 0o666)
+        .write("/etc/inetd.conf", "telnet stream tcp\n", 0o644)
+        .sysctls(&[("net.ipv4.ip_forward", "1")]);
+    std::fs::remove_file(r.at("/etc/app.conf")).unwrap();
+    let records = run_custom(
+        &r.host(),
+        true,
+        Some("/etc/edgeguard/checks.json"),
+        Some(&hash),
+    );
+    let ids = by_id(&records);
+    for id in ["ACME-001", "ACME-003", "ACME-004", "ACME-005"] {
+        assert_eq!(ids[id].result, BaselineResult::Fail, "{id}: {:?}", ids[id]);
+    }
+    assert_eq!(
+        ids["ACME-002"].result,
+        BaselineResult::Pass,
+        "absent file has no mode"
+    );
+    r.write("/etc/app.conf", "x", 0o666);
+    let records = run_custom(
+        &r.host(),
+        true,
+        Some("/etc/edgeguard/checks.json"),
+        Some(&hash),
+    );
+    assert_eq!(by_id(&records)["ACME-002"].result, BaselineResult::Fail);
+}
+
+#[test]
+fn custom_checks_with_a_bad_hash_or_bad_file_do_not_run() {
+    let r = custom_host();
+    let host = r.host();
+    let path = Some("/etc/edgeguard/checks.json");
+    let only_error = |records: Vec<BaselineCheck>| {
+        assert_eq!(records.len(), 1, "{records:?}");
+        assert_eq!(records[0].result, BaselineResult::Err);
+        assert_eq!(records[0].cce_id, "EG-CUSTOM-CHECKS-FILE");
+        records[0].error.clone()
+    };
+    let wrong = sha256_hex(b"something else");
+    assert_eq!(
+        only_error(run_custom(&host, true, path, Some(&wrong))),
+        "custom checks file hash mismatch"
+    );
+    assert_eq!(
+        only_error(run_custom(&host, true, path, None)),
+        "custom checks file hash not set"
+    );
+    assert_eq!(
+        only_error(run_custom(&host, true, None, Some(&wrong))),
+        "custom checks file path not set"
+    );
+    assert!(
+        only_error(run_custom(&host, true, Some("/nope.json"), Some(&wrong)))
+            .starts_with("custom checks file unreadable")
+    );
+    assert!(run_custom(&host, false, path, Some(&wrong)).is_empty());
+
+    for bad in [
+        "[{\"id\": \"X\"",
+        "{\"id\": \"X\"}",
+        r#"[{"id": "X", "description": "d", "severity": "Severe", "file_exists": "/x"}]"#,
+        r#"[{"id": "X", "description": "d", "severity": "Warning", "file_exists": "/x", "typo": 1}]"#,
+    ] {
+        r.write("/etc/edgeguard/checks.json", bad, 0o644);
+        let hash = sha256_hex(bad.as_bytes());
+        let e = only_error(run_custom(&host, true, path, Some(&hash)));
+        assert!(
+            e.starts_with("custom checks file is malformed"),
+            "{bad}: {e}"
+        );
+    }
+    let many = format!(
+        "[{}]",
+        vec![r#"{"id":"X","description":"d","severity":"Warning","file_exists":"/x"}"#; 300]
+            .join(",")
+    );
+    r.write("/etc/edgeguard/checks.json", &many, 0o644);
+    let e = only_error(run_custom(
+        &host,
+        true,
+        path,
+        Some(&sha256_hex(many.as_bytes())),
+    ));
+    assert!(e.contains("more than 256"), "{e}");
+}
+
+#[test]
+fn collector_reads_custom_check_settings_from_the_config_watch() {
+    let r = custom_host();
+    let mut config = Config::default();
+    let (tx, rx) = watch::channel(Arc::new(config.clone()));
+    let mut c = BaselineCollector::new(rx);
+    assert_eq!(c.name(), "baseline");
+    let count = |events: Vec<Event>| -> (usize, usize) {
+        assert_eq!(events.len(), 1);
+        let Payload::OSBaseline(records) = &events[0].payload else {
+            panic!("not a baseline event")
+        };
+        let custom = records
+            .iter()
+            .filter(|r| r.extra_details.contains_key("Custom"))
+            .count();
+        (records.len(), custom)
+    };
+    let (builtin, custom) = count(c.collect(&r.host()));
+    assert!(builtin >= 40);
+    assert_eq!(custom, 0);
+    config.baseline_custom_checks_enabled = true;
+    config.baseline_custom_checks_file_path = Some("/etc/edgeguard/checks.json".into());
+    config.baseline_custom_checks_file_hash = Some(sha256_hex(CHECKS.as_bytes()));
+    tx.send(Arc::new(config)).unwrap();
+    assert_eq!(count(c.collect(&r.host())), (builtin + 8, 8));
+}
+
+#[test]
+fn sha256_matches_fips_vectors_and_sha256sum() {
+    assert_eq!(
+        sha256_hex(b""),
+        "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855"
+    );
+    assert_eq!(
+        sha256_hex(b"abc"),
+        "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"
+    );
+    assert_eq!(
+        sha256_hex(b"abcdbcdecdefdefgefghfghighijhijkijkljklmklmnlmnomnopnopq"),
+        "248d6a61d20638b8e5c026930c3e6039a33ce45964ff2167f6ecedd419db06c1"
+    );
+    assert_eq!(
+        sha256_hex(&vec![b'a'; 1_000_000]),
+        "cdc76e5c9914fb9281a1c7e284d73e67f1809a48a497200e046d39ccc7112cd0"
+    );
+    let dir = tempfile::tempdir().unwrap();
+    for len in [1usize, 55, 56, 57, 63, 64, 65, 119, 120, 1000] {
+        let data: Vec<u8> = (0..len).map(|i| (i * 31 % 251) as u8).collect();
+        let p = dir.path().join(format!("f{len}"));
+        std::fs::write(&p, &data).unwrap();
+        let out = std::process::Command::new("sha256sum")
+            .arg(&p)
+            .output()
+            .unwrap();
+        let want = String::from_utf8_lossy(&out.stdout);
+        assert_eq!(
+            sha256_hex(&data),
+            want.split_whitespace().next().unwrap(),
+            "{len}"
+        );
+    }
+}
+
+/// On this machine's real root: every check runs, nothing panics, every record is complete.
+#[test]
+fn real_host_baseline_runs_every_check() {
+    let started = std::time::Instant::now();
+    let records = run_builtin(&HostRoot::default());
+    let took = started.elapsed();
+    assert!(records.len() >= 40);
+    assert_eq!(by_id(&records).len(), records.len());
+    for r in &records {
+        match r.result {
+            BaselineResult::Err => assert!(!r.error.is_empty(), "{}", r.cce_id),
+            _ => assert!(!actual(r).is_empty(), "{}", r.cce_id),
+        }
+        eprintln!(
+            "{:?} {} {} | {}{}",
+            r.result,
+            r.cce_id,
+            r.description,
+            r.error,
+            actual(r)
+        );
+    }
+    eprintln!("{} checks in {took:?}", records.len());
+    // Kernel settings are readable here, so none of them errs.
+    let ids = by_id(&records);
+    assert_ne!(ids["CCE-80916-0"].result, BaselineResult::Err);
+    assert!(took < std::time::Duration::from_secs(60));
+}

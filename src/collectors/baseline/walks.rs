@@ -1,0 +1,251 @@
+//! Bounded filesystem walks: world-writable directories without the sticky bit, unexpected
+//! setuid/setgid programs.
+
+use super::{
+    Outcome, SUID_MAX_DEPTH, SUID_MAX_ENTRIES, UNEXPECTED_SGID, UNEXPECTED_SUID, WALK_MAX_DEPTH,
+    WALK_MAX_DIRS, WALK_MAX_ENTRIES, WORLD_WRITABLE_STICKY, listing, record,
+};
+use crate::event::BaselineCheck;
+use crate::host::HostRoot;
+use std::fs::Metadata;
+use std::os::unix::fs::MetadataExt;
+use std::path::{Path, PathBuf};
+
+/// What a walk saw, and whether it stopped early.
+#[derive(Debug, Default)]
+pub(super) struct Walk {
+    pub(super) found: Vec<String>,
+    dirs: usize,
+    pub(super) entries: usize,
+    truncated: bool,
+    unreadable: usize,
+}
+
+/// Walks host directories without following symlinks, calling `visit` with each entry's host
+/// path, `lstat` and whether it is a directory (files only when `files`). Stops at the limits.
+#[allow(clippy::too_many_arguments)]
+pub(super) fn walk(
+    host: &HostRoot,
+    roots: &[&str],
+    skip: &[&str],
+    files: bool,
+    max_depth: usize,
+    max_dirs: usize,
+    max_entries: usize,
+    visit: &mut dyn FnMut(&Path, &Metadata) -> bool,
+) -> Walk {
+    let mut w = Walk::default();
+    let mut stack: Vec<(PathBuf, usize)> = Vec::new();
+    for root in roots.iter().rev() {
+        // A root that is itself a symlink (`/bin -> usr/bin`) is covered by its target.
+        if let Ok(m) = std::fs::symlink_metadata(host.path(root))
+            && m.is_dir()
+        {
+            if visit(Path::new(root), &m) {
+                w.found.push((*root).to_string());
+            }
+            stack.push((PathBuf::from(root), 0));
+        }
+    }
+    'outer: while let Some((dir, depth)) = stack.pop() {
+        w.dirs += 1;
+        if w.dirs > max_dirs {
+            w.truncated = true;
+            break;
+        }
+        let Ok(rd) = std::fs::read_dir(host.path(&dir)) else {
+            w.unreadable += 1;
+            continue;
+        };
+        for entry in rd {
+            w.entries += 1;
+            if w.entries > max_entries {
+                w.truncated = true;
+                break 'outer;
+            }
+            let Ok(entry) = entry else {
+                w.unreadable += 1;
+                continue;
+            };
+            let Ok(ft) = entry.file_type() else {
+                continue;
+            };
+            if ft.is_symlink() || !(ft.is_dir() || (files && ft.is_file())) {
+                continue;
+            }
+            let child = dir.join(entry.file_name());
+            // Skipped trees, and roots nested in other roots (`/var/tmp` in `/var`), walked once.
+            if skip.iter().chain(roots).any(|s| child == Path::new(s)) {
+                continue;
+            }
+            let Ok(meta) = entry.metadata() else {
+                w.unreadable += 1;
+                continue;
+            };
+            if visit(&child, &meta) {
+                w.found.push(child.display().to_string());
+            }
+            if ft.is_dir() && depth + 1 < max_depth {
+                stack.push((child, depth + 1));
+            }
+        }
+    }
+    w.found.sort();
+    w
+}
+
+/// Directories where world-writable directories matter; `/proc`, `/sys`, `/host` and container
+/// storage are never entered (container layers are not the host's configuration).
+const WRITABLE_ROOTS: &[&str] = &["/tmp", "/var/tmp", "/dev/shm", "/etc", "/usr", "/var"];
+const WRITABLE_SKIP: &[&str] = &[
+    "/proc",
+    "/sys",
+    "/host",
+    "/var/lib/docker",
+    "/var/lib/containerd",
+    "/var/lib/containers",
+];
+
+const SUID_ROOTS: &[&str] = &[
+    "/usr/bin",
+    "/usr/sbin",
+    "/bin",
+    "/sbin",
+    "/usr/local/bin",
+    "/usr/local/sbin",
+];
+
+/// Setuid programs common distributions ship; anything else is listed.
+const SUID_ALLOWED: &[&str] = &[
+    "su",
+    "sudo",
+    "sudoedit",
+    "passwd",
+    "mount",
+    "umount",
+    "ping",
+    "ping6",
+    "chsh",
+    "chfn",
+    "newgrp",
+    "gpasswd",
+    "pkexec",
+    "fusermount",
+    "fusermount3",
+    "newuidmap",
+    "newgidmap",
+    "ntfs-3g",
+    "mount.nfs",
+    "mount.cifs",
+    "mount.ecryptfs_private",
+    "unix_chkpwd",
+    "pam_timestamp_check",
+    "userhelper",
+    "at",
+    "crontab",
+    "staprun",
+    "Xorg.wrap",
+    "traceroute6.iputils",
+    "ssh-keysign",
+];
+
+/// Setgid programs common distributions ship.
+const SGID_ALLOWED: &[&str] = &[
+    "chage",
+    "expiry",
+    "crontab",
+    "at",
+    "ssh-agent",
+    "wall",
+    "write",
+    "bsd-write",
+    "dotlockfile",
+    "dotlock.mailutils",
+    "unix_chkpwd",
+    "mlocate",
+    "plocate",
+    "locate",
+    "screen",
+    "netreport",
+    "usernetctl",
+    "lockdev",
+    "mail-lock",
+    "mail-unlock",
+    "mail-touchlock",
+    "Xorg.wrap",
+];
+
+fn walk_note(w: &Walk) -> String {
+    let mut note = format!(
+        "{} directories, {} entries examined",
+        w.dirs.min(WALK_MAX_DIRS),
+        w.entries
+    );
+    if w.truncated {
+        note.push_str("; walk limit reached, the rest was not examined");
+    }
+    note
+}
+
+pub(super) fn walk_checks(host: &HostRoot, out: &mut Vec<BaselineCheck>) {
+    let w = walk(
+        host,
+        WRITABLE_ROOTS,
+        WRITABLE_SKIP,
+        false,
+        WALK_MAX_DEPTH,
+        WALK_MAX_DIRS,
+        WALK_MAX_ENTRIES,
+        &mut |_, m| m.is_dir() && m.mode() & 0o002 != 0 && m.mode() & 0o1000 == 0,
+    );
+    out.push(record(
+        &WORLD_WRITABLE_STICKY,
+        if w.found.is_empty() {
+            Outcome::Pass(walk_note(&w))
+        } else {
+            Outcome::Fail(format!("{} ({})", listing(&w.found), walk_note(&w)))
+        },
+    ));
+
+    let mut suid = Vec::new();
+    let mut sgid = Vec::new();
+    let w = walk(
+        host,
+        SUID_ROOTS,
+        &[],
+        true,
+        SUID_MAX_DEPTH,
+        usize::MAX,
+        SUID_MAX_ENTRIES,
+        &mut |path, m| {
+            if !m.is_file() {
+                return false;
+            }
+            let name = path
+                .file_name()
+                .map(|n| n.to_string_lossy().into_owned())
+                .unwrap_or_default();
+            if m.mode() & 0o4000 != 0 && !SUID_ALLOWED.contains(&name.as_str()) {
+                suid.push(path.display().to_string());
+            }
+            if m.mode() & 0o2000 != 0 && !SGID_ALLOWED.contains(&name.as_str()) {
+                sgid.push(path.display().to_string());
+            }
+            false
+        },
+    );
+    for (meta, found) in [(&UNEXPECTED_SUID, suid), (&UNEXPECTED_SGID, sgid)] {
+        let mut note = format!("{} entries examined", w.entries);
+        if w.truncated {
+            note.push_str("; walk limit reached");
+        }
+        out.push(record(
+            meta,
+            if found.is_empty() {
+                Outcome::Pass(note)
+            } else {
+                Outcome::Fail(format!("{} ({note})", listing(&found)))
+            },
+        ));
+    }
+}

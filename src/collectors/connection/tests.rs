@@ -1,0 +1,1380 @@
+use super::*;
+use crate::collectors::Context;
+use crate::collectors::listening::tests::TestNetns;
+use crate::collectors::listening::{self, SocketEntry, TCP_ESTABLISHED, TCP_LISTEN};
+use crate::config::Config;
+use crate::event::{CollectorHealth, ConnectionCreate, Direction, Event, Payload};
+use crate::host::HostRoot;
+use crate::metrics::DropReason;
+use crate::metrics::Metrics;
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
+use std::net::{TcpListener, TcpStream};
+use std::os::fd::AsRawFd;
+use std::os::unix::fs::MetadataExt;
+use std::path::Path;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use tokio::sync::{mpsc, watch};
+use tokio_util::sync::CancellationToken;
+
+// ----- packet builders -----
+
+fn tcp(sport: u16, dport: u16, seq: u32, flags: u8) -> Vec<u8> {
+    let mut t = vec![0u8; 20];
+    t[0..2].copy_from_slice(&sport.to_be_bytes());
+    t[2..4].copy_from_slice(&dport.to_be_bytes());
+    t[4..8].copy_from_slice(&seq.to_be_bytes());
+    t[12] = 5 << 4;
+    t[13] = flags;
+    t
+}
+
+fn v4(src: [u8; 4], dst: [u8; 4], option_words: usize, payload: &[u8]) -> Vec<u8> {
+    let hl = 20 + option_words * 4;
+    let mut p = vec![0u8; hl];
+    p[0] = 0x40 | (hl / 4) as u8;
+    p[2..4].copy_from_slice(&((hl + payload.len()) as u16).to_be_bytes());
+    p[8] = 64;
+    p[9] = IPPROTO_TCP;
+    p[12..16].copy_from_slice(&src);
+    p[16..20].copy_from_slice(&dst);
+    p.extend_from_slice(payload);
+    p
+}
+
+fn v6(src: Ipv6Addr, dst: Ipv6Addr, next: u8, payload: &[u8]) -> Vec<u8> {
+    let mut p = vec![0u8; 40];
+    p[0] = 0x60;
+    p[4..6].copy_from_slice(&(payload.len() as u16).to_be_bytes());
+    p[6] = next;
+    p[7] = 64;
+    p[8..24].copy_from_slice(&src.octets());
+    p[24..40].copy_from_slice(&dst.octets());
+    p.extend_from_slice(payload);
+    p
+}
+
+/// An IPv6 extension header of `units` × 8 bytes followed by `rest`.
+fn ext(next: u8, units: u8, rest: &[u8]) -> Vec<u8> {
+    let mut h = vec![0u8; (usize::from(units) + 1) * 8];
+    h[0] = next;
+    h[1] = units;
+    h.extend_from_slice(rest);
+    h
+}
+
+fn fragment(next: u8, offset: u16, rest: &[u8]) -> Vec<u8> {
+    let mut h = vec![next, 0, 0, 0, 0, 0, 0, 1];
+    h[2..4].copy_from_slice(&(offset << 3 | 1).to_be_bytes());
+    h.extend_from_slice(rest);
+    h
+}
+
+const A6: Ipv6Addr = Ipv6Addr::new(0x2001, 0xdb8, 0, 0, 0, 0, 0, 1);
+const B6: Ipv6Addr = Ipv6Addr::new(0x2001, 0xdb8, 0, 0, 0, 0, 0, 2);
+
+fn sa(s: &str) -> SocketAddr {
+    s.parse().unwrap()
+}
+
+#[test]
+fn syn_packets_parse() {
+    let syn = tcp(40000, 443, 0xdeadbeef, TCP_SYN);
+    let want = Syn {
+        src: sa("10.0.0.1:40000"),
+        dst: sa("10.0.0.2:443"),
+        seq: 0xdeadbeef,
+    };
+    assert_eq!(
+        parse_syn(&v4([10, 0, 0, 1], [10, 0, 0, 2], 0, &syn)),
+        Ok(want)
+    );
+    // IP options, link padding after the packet.
+    let mut padded = v4([10, 0, 0, 1], [10, 0, 0, 2], 3, &syn);
+    padded.extend_from_slice(&[0xff; 10]);
+    assert_eq!(parse_syn(&padded), Ok(want));
+    // SYN with other flags (ECN, FIN from a scanner) is still a request.
+    assert!(parse_syn(&v4([10, 0, 0, 1], [10, 0, 0, 2], 0, &tcp(1, 2, 0, 0xc3))).is_ok());
+
+    let want6 = Syn {
+        src: SocketAddr::new(A6.into(), 40000),
+        dst: SocketAddr::new(B6.into(), 443),
+        seq: 0xdeadbeef,
+    };
+    assert_eq!(parse_syn(&v6(A6, B6, IPPROTO_TCP, &syn)), Ok(want6));
+    // Hop-by-hop, then destination options (2 units), then TCP.
+    let chain = ext(0x3c, 0, &ext(IPPROTO_TCP, 2, &syn));
+    assert_eq!(parse_syn(&v6(A6, B6, 0, &chain)), Ok(want6));
+    // First fragment parses; a later one does not.
+    assert_eq!(
+        parse_syn(&v6(A6, B6, 44, &fragment(IPPROTO_TCP, 0, &syn))),
+        Ok(want6)
+    );
+    assert_eq!(
+        parse_syn(&v6(A6, B6, 44, &fragment(IPPROTO_TCP, 5, &syn))),
+        Err(PacketError::Fragment)
+    );
+    // AH: (len + 2) × 4 bytes.
+    let mut ah = vec![IPPROTO_TCP, 4];
+    ah.extend_from_slice(&[0; 22]);
+    ah.extend_from_slice(&syn);
+    assert_eq!(parse_syn(&v6(A6, B6, 51, &ah)), Ok(want6));
+}
+
+#[test]
+fn other_packets_are_errors() {
+    let syn = tcp(40000, 443, 1, TCP_SYN);
+    let ip4 = |p: &[u8]| v4([10, 0, 0, 1], [10, 0, 0, 2], 0, p);
+    assert_eq!(
+        parse_syn(&ip4(&tcp(1, 2, 0, TCP_SYN | TCP_ACK))),
+        Err(PacketError::NotSyn)
+    );
+    assert_eq!(
+        parse_syn(&ip4(&tcp(1, 2, 0, TCP_ACK))),
+        Err(PacketError::NotSyn)
+    );
+    assert_eq!(
+        parse_syn(&ip4(&tcp(0, 2, 0, TCP_SYN))),
+        Err(PacketError::BadHeader)
+    );
+    let mut udp = ip4(&syn);
+    udp[9] = 17;
+    assert_eq!(parse_syn(&udp), Err(PacketError::NotTcp));
+    let mut frag = ip4(&syn);
+    frag[7] = 1;
+    assert_eq!(parse_syn(&frag), Err(PacketError::Fragment));
+    let mut short_ihl = ip4(&syn);
+    short_ihl[0] = 0x44;
+    assert_eq!(parse_syn(&short_ihl), Err(PacketError::BadHeader));
+    let mut short_total = ip4(&syn);
+    short_total[2..4].copy_from_slice(&30u16.to_be_bytes());
+    assert_eq!(parse_syn(&short_total), Err(PacketError::Truncated));
+    assert_eq!(parse_syn(&[0x10; 60]), Err(PacketError::NotIp));
+    assert_eq!(parse_syn(&[]), Err(PacketError::Truncated));
+    // ESP cannot be read; no-next-header has nothing.
+    assert_eq!(parse_syn(&v6(A6, B6, 50, &syn)), Err(PacketError::NotTcp));
+    assert_eq!(parse_syn(&v6(A6, B6, 59, &[])), Err(PacketError::NotTcp));
+    // An endless chain of hop-by-hop headers stops.
+    let mut chain = syn.clone();
+    for _ in 0..20 {
+        chain = ext(0, 0, &chain);
+    }
+    assert_eq!(
+        parse_syn(&v6(A6, B6, 0, &chain)),
+        Err(PacketError::BadHeader)
+    );
+    // An extension header claiming more than there is.
+    assert_eq!(
+        parse_syn(&v6(A6, B6, 0, &[IPPROTO_TCP, 255, 0, 0])),
+        Err(PacketError::Truncated)
+    );
+}
+
+#[test]
+fn truncated_and_random_packets_never_panic() {
+    let syn = tcp(40000, 443, 1, TCP_SYN);
+    for p in [
+        v4([10, 0, 0, 1], [10, 0, 0, 2], 2, &syn),
+        v6(A6, B6, 0, &ext(44, 1, &fragment(IPPROTO_TCP, 0, &syn))),
+    ] {
+        let whole = parse_syn(&p).unwrap();
+        for n in 0..p.len() {
+            // 14 bytes of TCP header are enough; fewer must be an error, never another SYN.
+            let cut = &p[..n];
+            assert!(
+                parse_syn(cut).is_err() || parse_syn(cut) == Ok(whole),
+                "cut at {n}"
+            );
+            let _ = candidates(
+                &Syn {
+                    src: sa("1.1.1.1:1"),
+                    dst: sa("1.1.1.1:1"),
+                    seq: 0,
+                },
+                0,
+                |_| true,
+                |_| None,
+            );
+        }
+    }
+    let mut rng = fastrand::Rng::with_seed(7);
+    for _ in 0..20_000 {
+        let mut p: Vec<u8> = (0..rng.usize(0..160)).map(|_| rng.u8(..)).collect();
+        if let Some(b) = p.first_mut() {
+            *b = (*b & 0x0f) | if rng.bool() { 0x40 } else { 0x60 };
+        }
+        let _ = parse_syn(&p);
+        let _ = parse_diag_messages(&p);
+        let _ = parse_diag_socket(&p);
+    }
+}
+
+// ----- the filter, run by a small classic-BPF interpreter -----
+
+fn run_filter(prog: &[libc::sock_filter], pkt: &[u8], ethertype: u16) -> u32 {
+    use libc::*;
+    let load = |off: usize, size: usize| -> Option<u32> {
+        let b = pkt.get(off..off.checked_add(size)?)?;
+        Some(b.iter().fold(0u32, |acc, &v| acc << 8 | u32::from(v)))
+    };
+    let (mut a, mut x, mut pc) = (0u32, 0u32, 0usize);
+    for _ in 0..prog.len() {
+        let i = prog[pc];
+        pc += 1;
+        let (k, code) = (i.k, u32::from(i.code));
+        let loaded = |v: Option<u32>| v.unwrap_or(u32::MAX);
+        match code {
+            c if c == BPF_LD | BPF_H | BPF_ABS => {
+                if k == (SKF_AD_OFF + SKF_AD_PROTOCOL) as u32 {
+                    a = u32::from(ethertype);
+                } else {
+                    match load(k as usize, 2) {
+                        Some(v) => a = v,
+                        None => return 0,
+                    }
+                }
+            }
+            c if c == BPF_LD | BPF_B | BPF_ABS => match load(k as usize, 1) {
+                Some(v) => a = v,
+                None => return 0,
+            },
+            c if c == BPF_LD | BPF_B | BPF_IND => match load((x + k) as usize, 1) {
+                Some(v) => a = v,
+                None => return 0,
+            },
+            c if c == BPF_LDX | BPF_B | BPF_MSH => {
+                let v = loaded(load(k as usize, 1));
+                if v == u32::MAX {
+                    return 0;
+                }
+                x = (v & 0xf) * 4;
+            }
+            c if c == BPF_JMP | BPF_JA => pc += k as usize,
+            c if c == BPF_JMP | BPF_JEQ | BPF_K => {
+                pc += usize::from(if a == k { i.jt } else { i.jf })
+            }
+            c if c == BPF_JMP | BPF_JSET | BPF_K => {
+                pc += usize::from(if a & k != 0 { i.jt } else { i.jf })
+            }
+            c if c == BPF_ALU | BPF_AND | BPF_K => a &= k,
+            c if c == BPF_RET | BPF_K => return k,
+            other => panic!("opcode {other:#x} at {}", pc - 1),
+        }
+    }
+    panic!("the program ran off its end");
+}
+
+#[test]
+fn filter_accepts_only_connection_requests_and_their_answers() {
+    let prog = syn_filter();
+    assert!(prog.len() <= libc::BPF_MAXINSNS as usize);
+    let syn = tcp(40000, 443, 1, TCP_SYN);
+    let synack = tcp(443, 40000, 1, TCP_SYN | TCP_ACK);
+    let ip4 = |opts, p: &[u8]| v4([10, 0, 0, 1], [10, 0, 0, 2], opts, p);
+    let cases: Vec<(Vec<u8>, u16, bool)> = vec![
+        (ip4(0, &syn), 0x0800, true),
+        (ip4(4, &syn), 0x0800, true),
+        (ip4(0, &synack), 0x0800, true),
+        (ip4(0, &tcp(443, 40000, 1, TCP_ACK | 0x01)), 0x0800, false),
+        (ip4(0, &tcp(1, 2, 0, TCP_ACK)), 0x0800, false),
+        (ip4(0, &syn), 0x0806, false),
+        (ip4(0, &syn)[..30].to_vec(), 0x0800, false),
+        (
+            {
+                let mut p = ip4(0, &syn);
+                p[9] = 17;
+                p
+            },
+            0x0800,
+            false,
+        ),
+        (
+            {
+                let mut p = ip4(0, &syn);
+                p[7] = 9;
+                p
+            },
+            0x0800,
+            false,
+        ),
+        (v6(A6, B6, IPPROTO_TCP, &syn), 0x86dd, true),
+        (v6(A6, B6, IPPROTO_TCP, &synack), 0x86dd, true),
+        (v6(A6, B6, 17, &syn), 0x86dd, false),
+        (v6(A6, B6, 58, &syn), 0x86dd, false),
+        // Extension headers go to user space.
+        (v6(A6, B6, 0, &ext(IPPROTO_TCP, 0, &syn)), 0x86dd, true),
+        (
+            v6(A6, B6, 44, &fragment(IPPROTO_TCP, 0, &syn)),
+            0x86dd,
+            true,
+        ),
+    ];
+    for (i, (pkt, ethertype, accept)) in cases.iter().enumerate() {
+        let got = run_filter(&prog, pkt, *ethertype);
+        assert_eq!(got == SNAP_LEN, *accept, "case {i}");
+        assert!(got == 0 || got == SNAP_LEN, "case {i}");
+    }
+}
+
+// ----- sock_diag messages -----
+
+fn diag_reply(
+    seq: u32,
+    family: u8,
+    state: u8,
+    local: SocketAddr,
+    remote: SocketAddr,
+    uid: u32,
+    inode: u32,
+) -> Vec<u8> {
+    let mut m = vec![0u8; NLMSG_HDRLEN + DIAG_MSG_LEN];
+    let len = m.len() as u32;
+    m[0..4].copy_from_slice(&len.to_ne_bytes());
+    m[4..6].copy_from_slice(&SOCK_DIAG_BY_FAMILY.to_ne_bytes());
+    m[8..12].copy_from_slice(&seq.to_ne_bytes());
+    let b = &mut m[NLMSG_HDRLEN..];
+    b[0] = family;
+    b[1] = state;
+    b[4..6].copy_from_slice(&local.port().to_be_bytes());
+    b[6..8].copy_from_slice(&remote.port().to_be_bytes());
+    let put = |slot: &mut [u8], ip: IpAddr| match ip {
+        IpAddr::V4(a) => slot[..4].copy_from_slice(&a.octets()),
+        IpAddr::V6(a) => slot.copy_from_slice(&a.octets()),
+    };
+    put(&mut b[8..24], local.ip());
+    put(&mut b[24..40], remote.ip());
+    b[64..68].copy_from_slice(&uid.to_ne_bytes());
+    b[68..72].copy_from_slice(&inode.to_ne_bytes());
+    m
+}
+
+#[test]
+fn diag_request_and_reply_layout() {
+    let req = encode_diag_request(7, sa("10.0.0.1:40000"), sa("10.0.0.2:443"), None);
+    assert_eq!(u32::from_ne_bytes(req[0..4].try_into().unwrap()), 72);
+    assert_eq!(
+        u16::from_ne_bytes(req[4..6].try_into().unwrap()),
+        SOCK_DIAG_BY_FAMILY
+    );
+    assert_eq!(
+        u16::from_ne_bytes(req[6..8].try_into().unwrap()),
+        NLM_F_REQUEST
+    );
+    assert_eq!(u32::from_ne_bytes(req[8..12].try_into().unwrap()), 7);
+    let r = &req[NLMSG_HDRLEN..];
+    assert_eq!((r[0], r[1]), (libc::AF_INET as u8, IPPROTO_TCP));
+    assert_eq!(&r[8..12], &[0x9c, 0x40, 0x01, 0xbb]);
+    assert_eq!(&r[12..16], &[10, 0, 0, 1]);
+    assert_eq!(&r[28..32], &[10, 0, 0, 2]);
+    assert_eq!(&r[48..56], &[0xff; 8]);
+    let req6 = encode_diag_request(
+        8,
+        SocketAddr::new(A6.into(), 1),
+        SocketAddr::new(B6.into(), 2),
+        None,
+    );
+    assert_eq!(req6[NLMSG_HDRLEN], libc::AF_INET6 as u8);
+    assert_eq!(&req6[NLMSG_HDRLEN + 12..NLMSG_HDRLEN + 28], &A6.octets());
+
+    let mut buf = diag_reply(
+        7,
+        libc::AF_INET as u8,
+        1,
+        sa("10.0.0.1:40000"),
+        sa("10.0.0.2:443"),
+        1000,
+        4242,
+    );
+    let mut err = vec![0u8; 36];
+    err[0..4].copy_from_slice(&36u32.to_ne_bytes());
+    err[4..6].copy_from_slice(&NLMSG_ERROR.to_ne_bytes());
+    err[8..12].copy_from_slice(&8u32.to_ne_bytes());
+    err[16..20].copy_from_slice(&(-libc::ENOENT).to_ne_bytes());
+    buf.extend_from_slice(&err);
+    let msgs = parse_diag_messages(&buf).unwrap();
+    assert_eq!(
+        msgs,
+        vec![
+            (
+                7,
+                DiagMessage::Socket(DiagSocket {
+                    state: 1,
+                    local: sa("10.0.0.1:40000"),
+                    remote: sa("10.0.0.2:443"),
+                    uid: 1000,
+                    inode: 4242
+                })
+            ),
+            (8, DiagMessage::Error(-libc::ENOENT)),
+        ]
+    );
+    // Bad lengths and families are errors, not panics.
+    let mut bad = buf.clone();
+    bad[0..4].copy_from_slice(&8u32.to_ne_bytes());
+    assert_eq!(parse_diag_messages(&bad), Err(DiagError::BadLength(8)));
+    bad[0..4].copy_from_slice(&9999u32.to_ne_bytes());
+    assert_eq!(parse_diag_messages(&bad), Err(DiagError::BadLength(9999)));
+    let mut fam = buf.clone();
+    fam[NLMSG_HDRLEN] = 99;
+    assert_eq!(parse_diag_messages(&fam), Err(DiagError::BadFamily(99)));
+    for n in 0..buf.len() {
+        let _ = parse_diag_messages(&buf[..n]);
+    }
+}
+
+// ----- interpretation -----
+
+#[test]
+fn candidates_follow_the_table() {
+    let ours = |ip: IpAddr| ip.is_loopback() || ip == IpAddr::from([192, 0, 2, 2]);
+    let theirs = |ip: IpAddr| (ip == IpAddr::from([172, 17, 0, 2])).then_some(9u64);
+    let s = |src: &str, dst: &str| Syn {
+        src: sa(src),
+        dst: sa(dst),
+        seq: 1,
+    };
+    let dirs = |syn: Syn, t: u8| -> Vec<(Option<u64>, Direction, u16)> {
+        candidates(&syn, t, ours, theirs)
+            .into_iter()
+            .map(|c| (c.netns, c.direction, c.local.port()))
+            .collect()
+    };
+    use Direction::{In, Out};
+    // Loopback: one Out from the sent copy, one In from the received copy.
+    let lo = s("127.0.0.1:5000", "127.0.0.1:80");
+    assert_eq!(dirs(lo, PACKET_OUTGOING), vec![(None, Out, 5000)]);
+    assert_eq!(dirs(lo, PACKET_HOST), vec![(None, In, 80)]);
+    assert_eq!(dirs(lo, 1), vec![]);
+    // Host to the internet, and back.
+    assert_eq!(
+        dirs(s("192.0.2.2:5000", "8.8.8.8:53"), PACKET_OUTGOING),
+        vec![(None, Out, 5000)]
+    );
+    assert_eq!(
+        dirs(s("8.8.8.8:5000", "192.0.2.2:22"), PACKET_HOST),
+        vec![(None, In, 22)]
+    );
+    // Spoofed: a received packet claiming our source is no Out of ours.
+    assert_eq!(dirs(s("192.0.2.2:5000", "8.8.8.8:53"), PACKET_HOST), vec![]);
+    // Container out: veth (OTHERHOST) and bridge (HOST) copies are the container's Out.
+    let c = s("172.17.0.2:5000", "8.8.8.8:53");
+    assert_eq!(dirs(c, PACKET_OTHERHOST), vec![(Some(9), Out, 5000)]);
+    assert_eq!(dirs(c, PACKET_HOST), vec![(Some(9), Out, 5000)]);
+    // Forwarded to a container (after DNAT): its In.
+    assert_eq!(
+        dirs(s("8.8.8.8:5000", "172.17.0.2:80"), PACKET_OUTGOING),
+        vec![(Some(9), In, 80)]
+    );
+    // Host to container: our Out and its In.
+    assert_eq!(
+        dirs(s("192.0.2.2:5000", "172.17.0.2:80"), PACKET_OUTGOING),
+        vec![(None, Out, 5000), (Some(9), In, 80)]
+    );
+    // Someone else's traffic.
+    assert_eq!(
+        dirs(s("8.8.4.4:5000", "8.8.8.8:53"), PACKET_OTHERHOST),
+        vec![]
+    );
+}
+
+#[test]
+fn copies_and_retransmissions_are_reported_once() {
+    let mut seen = Seen::default();
+    let t0 = Instant::now();
+    let out = Candidate {
+        netns: None,
+        direction: Direction::Out,
+        local: sa("192.0.2.2:5000"),
+        remote: sa("8.8.8.8:53"),
+    };
+    // The same SYN, masqueraded: another local end, same remote and sequence number.
+    let container = Candidate {
+        netns: Some(9),
+        local: sa("172.17.0.2:5000"),
+        ..out
+    };
+    assert!(seen.first(SeenKey::of(&container, 1), t0));
+    assert!(!seen.first(SeenKey::of(&out, 1), t0));
+    assert!(seen.first(SeenKey::of(&out, 2), t0), "a new connection");
+    let inbound = Candidate {
+        direction: Direction::In,
+        local: sa("127.0.0.1:80"),
+        remote: sa("127.0.0.1:5000"),
+        netns: None,
+    };
+    assert!(seen.first(SeenKey::of(&inbound, 1), t0));
+    assert!(!seen.first(SeenKey::of(&inbound, 1), t0 + Duration::from_secs(60)));
+    assert!(seen.first(
+        SeenKey::of(&inbound, 1),
+        t0 + SEEN_TTL + Duration::from_secs(61)
+    ));
+    // Bounded.
+    for i in 0..(SEEN_MAX as u32 * 2) {
+        seen.first(SeenKey::of(&out, i + 10), t0);
+    }
+    assert!(seen.keys.len() <= SEEN_MAX && seen.order.len() <= SEEN_MAX);
+    // After the storm, a quiet host: the storm's entries expire and their room goes back.
+    let later = t0 + SEEN_TTL + Duration::from_secs(1);
+    for i in 0..10u32 {
+        assert!(seen.first(SeenKey::of(&out, u32::MAX - i), later));
+    }
+    assert_eq!(seen.order.len(), 10);
+    assert!(
+        seen.keys.capacity() <= 4 * crate::collectors::capacity::SLACK
+            && seen.order.capacity() <= 4 * crate::collectors::capacity::SLACK,
+        "{} {}",
+        seen.keys.capacity(),
+        seen.order.capacity()
+    );
+}
+
+#[test]
+fn addresses_of_a_namespace() {
+    let trie = "Main:\n  +-- 0.0.0.0/0 3 0 5\n     |-- 0.0.0.0\n        /0 universe UNICAST\n     +-- 127.0.0.0/8 2 0 2\n        +-- 127.0.0.0/31 1 0 0\n           |-- 127.0.0.0\n              /8 host LOCAL\n           |-- 127.0.0.1\n              /32 host LOCAL\n        |-- 127.255.255.255\n           /32 link BROADCAST\n     +-- 192.0.2.0/24 2 0 2\n        +-- 192.0.2.0/30 2 0 2\n           |-- 192.0.2.0\n              /24 link UNICAST\n           |-- 192.0.2.2\n              /32 host LOCAL\nLocal:\n           |-- 192.0.2.2\n              /32 host LOCAL\n           |-- garbage\n              /32 host LOCAL\n";
+    let v4 = parse_fib_trie_local(trie);
+    assert_eq!(
+        v4,
+        [Ipv4Addr::new(127, 0, 0, 1), Ipv4Addr::new(192, 0, 2, 2)].into()
+    );
+    let v6 = parse_if_inet6(
+        "00000000000000000000000000000001 01 80 10 80       lo\nfd000000000000000000000000000002 04 40 00 82     eth0\nzz\n\n",
+    );
+    assert_eq!(v6, [Ipv6Addr::LOCALHOST, "fd00::2".parse().unwrap()].into());
+    // The real files of this host parse to something containing loopback.
+    let mine = local_addresses(Path::new("/proc/self/net"));
+    assert!(mine.contains(&IpAddr::from([127, 0, 0, 1])));
+}
+
+#[test]
+fn table_lookup_like_the_kernel() {
+    let e = |l: &str, r: &str, state, inode| SocketEntry {
+        local: sa(l),
+        remote: sa(r),
+        state,
+        uid: 0,
+        inode,
+    };
+    let table = [
+        e("0.0.0.0:80", "0.0.0.0:0", TCP_LISTEN, 1),
+        e("127.0.0.1:80", "0.0.0.0:0", TCP_LISTEN, 2),
+        e("[::]:22", "[::]:0", TCP_LISTEN, 3),
+        e("127.0.0.1:80", "127.0.0.1:5000", TCP_ESTABLISHED, 4),
+        e(
+            "[::ffff:10.0.0.1]:22",
+            "[::ffff:10.0.0.9]:6000",
+            TCP_ESTABLISHED,
+            5,
+        ),
+    ];
+    let find = |l: &str, r: &str| find_in_table(&table, sa(l), sa(r)).map(|e| e.inode);
+    assert_eq!(find("127.0.0.1:80", "127.0.0.1:5000"), Some(4));
+    assert_eq!(find("127.0.0.1:80", "127.0.0.1:5001"), None);
+    assert_eq!(
+        find("127.0.0.1:80", "0.0.0.0:0"),
+        Some(2),
+        "exact address first"
+    );
+    assert_eq!(
+        find("10.0.0.1:80", "0.0.0.0:0"),
+        Some(1),
+        "then the wildcard"
+    );
+    assert_eq!(
+        find("10.0.0.1:22", "0.0.0.0:0"),
+        Some(3),
+        "dual-stack listener"
+    );
+    assert_eq!(find("10.0.0.1:22", "10.0.0.9:6000"), Some(5), "v4-mapped");
+    assert_eq!(find("10.0.0.1:23", "0.0.0.0:0"), None);
+}
+
+// ----- against the kernel -----
+
+#[test]
+fn sock_diag_finds_both_ends_and_the_listener() {
+    let mut diag = Diag::open().expect("sock_diag");
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let server_addr = listener.local_addr().unwrap();
+    let client = TcpStream::connect(server_addr).unwrap();
+    let (server, _) = listener.accept().unwrap();
+    let client_addr = client.local_addr().unwrap();
+    let inode_of = |fd: i32| {
+        let t = std::fs::read_link(format!("/proc/self/fd/{fd}")).unwrap();
+        listening::parse_socket_link(t.to_str().unwrap()).unwrap()
+    };
+    use std::os::fd::AsRawFd;
+    let c = diag.lookup(client_addr, server_addr).unwrap().unwrap();
+    assert_eq!(
+        (c.state, c.inode),
+        (TCP_ESTABLISHED, inode_of(client.as_raw_fd()))
+    );
+    assert_eq!(c.uid, unsafe { libc::getuid() });
+    let s = diag.lookup(server_addr, client_addr).unwrap().unwrap();
+    assert_eq!(s.inode, inode_of(server.as_raw_fd()));
+    let l = diag.lookup(server_addr, sa("0.0.0.0:0")).unwrap().unwrap();
+    assert_eq!(
+        (l.state, l.inode),
+        (TCP_LISTEN, inode_of(listener.as_raw_fd()))
+    );
+    assert_eq!(
+        diag.lookup(sa("127.0.0.1:1"), sa("127.0.0.1:2")).unwrap(),
+        None
+    );
+    let mut owners = Owners::default();
+    assert_eq!(
+        owners.pid(&HostRoot::default(), l.inode),
+        Some(std::process::id())
+    );
+    assert_eq!(
+        owners.pid(&HostRoot::default(), c.inode),
+        Some(std::process::id())
+    );
+    assert_eq!(owners.pid(&HostRoot::default(), 0), None);
+}
+
+/// The collector running on its thread, with the events it has sent so far.
+struct Running {
+    ctx: Context,
+    rx: mpsc::Receiver<Event>,
+    handle: Option<std::thread::JoinHandle<()>>,
+    got: Vec<ConnectionCreate>,
+}
+
+impl Running {
+    fn start() -> Running {
+        Running::start_with(spawn, CollectorHealth::Up)
+    }
+
+    /// Starts the collector through `start` and waits for its first status, which must be
+    /// `want`.
+    fn start_with(
+        start: impl FnOnce(Context) -> std::thread::JoinHandle<()>,
+        want: CollectorHealth,
+    ) -> Running {
+        let (tx, rx) = mpsc::channel(200_000);
+        let (_config_tx, config) = watch::channel(Arc::new(Config::default()));
+        let ctx = Context {
+            host: HostRoot::default(),
+            events: tx,
+            metrics: Arc::new(Metrics::for_tests()),
+            config,
+            cancel: CancellationToken::new(),
+            state_dir: std::env::temp_dir(),
+        };
+        let handle = Some(start(ctx.clone()));
+        let mut r = Running {
+            ctx,
+            rx,
+            handle,
+            got: Vec::new(),
+        };
+        // The socket is bound once the status is out.
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            match r.rx.try_recv() {
+                Ok(e) => match e.payload {
+                    Payload::CollectorStatus(s) => {
+                        assert_eq!(s[0].status, want, "{}", s[0].message);
+                        return r;
+                    }
+                    Payload::ConnectionCreate(c) => r.got.extend(c),
+                    _ => {}
+                },
+                Err(_) if Instant::now() < deadline => std::thread::sleep(Duration::from_millis(5)),
+                Err(_) => panic!("the collector did not start"),
+            }
+        }
+    }
+
+    /// Collects events until `done` says so or `timeout` passes.
+    fn wait(&mut self, timeout: Duration, done: impl Fn(&[ConnectionCreate]) -> bool) {
+        let deadline = Instant::now() + timeout;
+        while !done(&self.got) && Instant::now() < deadline {
+            match self.rx.try_recv() {
+                Ok(e) => {
+                    if let Payload::ConnectionCreate(c) = e.payload {
+                        self.got.extend(c);
+                    }
+                }
+                Err(_) => std::thread::sleep(Duration::from_millis(5)),
+            }
+        }
+    }
+
+    fn find(
+        &self,
+        direction: Direction,
+        local: SocketAddr,
+        remote: SocketAddr,
+    ) -> Vec<&ConnectionCreate> {
+        self.got
+            .iter()
+            .filter(|r| {
+                r.direction == direction
+                    && r.local_address == Some(local.ip())
+                    && r.local_port == Some(local.port())
+                    && r.remote_address == remote.ip()
+                    && r.remote_port == remote.port()
+            })
+            .collect()
+    }
+
+    fn stop(&mut self) -> Duration {
+        let t = Instant::now();
+        self.ctx.cancel.cancel();
+        if let Some(h) = self.handle.take() {
+            h.join().unwrap();
+        }
+        t.elapsed()
+    }
+}
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+/// A listener that accepts and drops everything, so its backlog never fills.
+fn acceptor(addr: &str) -> SocketAddr {
+    let l = TcpListener::bind(addr).unwrap();
+    let a = l.local_addr().unwrap();
+    std::thread::spawn(move || {
+        for s in l.incoming() {
+            drop(s);
+        }
+    });
+    a
+}
+
+#[test]
+fn reports_200_short_connections_with_direction_and_owner() {
+    let mut run = Running::start();
+    let servers = [acceptor("127.0.0.1:0"), acceptor("[::1]:0")];
+    let mut clients = Vec::new();
+    for i in 0..200 {
+        let server = servers[i % 2];
+        let c = TcpStream::connect(server).unwrap();
+        clients.push((c.local_addr().unwrap(), server));
+        drop(c); // closed at once
+    }
+    let want = clients.clone();
+    run.wait(Duration::from_secs(15), |got| {
+        let n = |d: Direction, l: SocketAddr, r: SocketAddr| {
+            got.iter().any(|g| {
+                g.direction == d
+                    && g.local_port == Some(l.port())
+                    && g.remote_port == r.port()
+                    && g.remote_address == r.ip()
+            })
+        };
+        want.iter()
+            .all(|&(c, s)| n(Direction::Out, c, s) && n(Direction::In, s, c))
+    });
+    let attributed = clients
+        .iter()
+        .filter(|&&(client, server)| check_pair(&run, client, server))
+        .count();
+    eprintln!(
+        "200 connections closed at once: 200/200 Out and In reported; Out attributed {attributed}, unattributed {}",
+        200 - attributed
+    );
+    let stopped = run.stop();
+    assert!(stopped < Duration::from_secs(2), "stopped in {stopped:?}");
+}
+
+/// The acceptance check's pattern: a listener that accepts exactly `N` connections and is
+/// then closed, while the collector may still be working through the queued SYNs. Every
+/// connection must still give one `Out` and one `In`, the `In` attributed to this process.
+///
+/// Under CPU load (two or three busy loops beside it) the server end resets some of these
+/// connections right after the burst, and an RST ends the client's TIME_WAIT as well
+/// (Linux's default `tcp_rfc1337 = 0`): when the collector gets to those SYNs, no socket of
+/// the connection is left. A raw capture on `lo` showed RSTs for exactly the missing ones.
+/// Such an `In` is reported once the listener's SYN-ACK shows it was taken
+/// ([`Capture::proved`]); before that, 3–22 of 200 were missing in most loaded runs, after
+/// it 8 of 8 loaded runs were complete.
+#[test]
+fn loopback_connections_to_a_listener_that_closes_are_all_reported_in_and_out() {
+    const N: usize = 200;
+    let mut run = Running::start();
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let server = listener.local_addr().unwrap();
+    let acceptor = std::thread::spawn(move || {
+        for _ in 0..N {
+            drop(listener.accept());
+        }
+        // The listener closes here, right after the last accept.
+    });
+    let clients: Vec<SocketAddr> = (0..N)
+        .map(|_| {
+            let c = TcpStream::connect(server).unwrap();
+            c.local_addr().unwrap()
+        })
+        .collect();
+    acceptor.join().unwrap();
+    run.wait(Duration::from_secs(15), |got| {
+        got.iter()
+            .filter(|g| g.remote_port == server.port())
+            .count()
+            >= N
+            && got
+                .iter()
+                .filter(|g| g.local_port == Some(server.port()))
+                .count()
+                >= N
+    });
+    // Anything late or duplicated shows up too.
+    run.wait(Duration::from_millis(300), |_| false);
+    let outs = clients
+        .iter()
+        .filter(|c| run.find(Direction::Out, **c, server).len() == 1)
+        .count();
+    let ins = clients
+        .iter()
+        .filter(|c| run.find(Direction::In, server, **c).len() == 1)
+        .count();
+    let me = std::process::id();
+    let mut in_attributed = 0;
+    for c in &clients {
+        for r in run.find(Direction::In, server, *c) {
+            if r.process_id == me {
+                in_attributed += 1;
+            } else {
+                // Only when the collector got to the SYN after the listener had closed,
+                // and then never somebody else.
+                assert_eq!(r.process_id, 0, "{r:?}");
+                assert_eq!(r.extra_details["ListenerClosed"], "true", "{r:?}");
+                assert_eq!(r.extra_details["Unattributed"], "true", "{r:?}");
+            }
+        }
+    }
+    let refused = run
+        .ctx
+        .metrics
+        .value(
+            "edgeguard_errors_total",
+            &[("component", COLLECTOR), ("error_type", "inbound_refused")],
+        )
+        .unwrap_or(0.0);
+    let missing: Vec<_> = clients
+        .iter()
+        .filter(|c| run.find(Direction::In, server, **c).len() != 1)
+        .map(|c| (c, run.find(Direction::In, server, *c)))
+        .collect();
+    eprintln!(
+        "{N} connections: Out {outs}, In {ins} (attributed {in_attributed}), refused {refused}"
+    );
+    assert_eq!(
+        (outs, ins),
+        (N, N),
+        "Out and In of every connection; refused {refused}; In not once: {missing:?}"
+    );
+}
+
+#[test]
+fn a_syn_ack_parses_as_the_listeners_answer() {
+    let mut synack = tcp(443, 40000, 7, TCP_SYN | TCP_ACK);
+    synack[8..12].copy_from_slice(&1001u32.to_be_bytes());
+    let p = v4([10, 0, 0, 1], [10, 0, 0, 2], 0, &synack);
+    assert_eq!(
+        parse_segment(&p),
+        Ok(Segment::SynAck {
+            server: "10.0.0.1:443".parse().unwrap(),
+            client: "10.0.0.2:40000".parse().unwrap(),
+            ack: 1001,
+        })
+    );
+    // parse_syn keeps meaning "a connection request".
+    assert_eq!(parse_syn(&p), Err(PacketError::NotSyn));
+}
+
+/// An `In` whose sockets were all gone is reported once its listener's SYN-ACK shows up (the
+/// SYN-ACK of that very request: same ends, ack = its seq + 1), and counted as refused when
+/// none comes.
+#[test]
+fn an_in_with_no_socket_left_waits_for_its_syn_ack() {
+    let mut capture = Capture::new(&HostRoot::new("/"));
+    let server: SocketAddr = "127.0.0.1:4711".parse().unwrap();
+    let client: SocketAddr = "127.0.0.1:50001".parse().unwrap();
+    let candidate = Candidate {
+        netns: None,
+        direction: Direction::In,
+        local: server,
+        remote: client,
+    };
+    let now = Instant::now();
+    capture.await_proof(candidate, 1000, now);
+    // Another request's answer, or another client's: nothing.
+    assert!(capture.proved(server, client, 5001).is_empty());
+    let other: SocketAddr = "127.0.0.1:50002".parse().unwrap();
+    assert!(capture.proved(server, other, 1001).is_empty());
+    let got = capture.proved(server, client, 1001);
+    assert_eq!(got.len(), 1);
+    assert_eq!(got[0].direction, Direction::In);
+    assert_eq!(got[0].local_port, Some(4711));
+    assert_eq!(got[0].extra_details["ListenerClosed"], "true");
+    // Loopback shows the SYN-ACK twice: the second copy finds nothing waiting.
+    assert!(capture.proved(server, client, 1001).is_empty());
+    assert_eq!(capture.refused, 0);
+
+    // No answer within PROOF_WAIT: a refused attempt.
+    capture.await_proof(candidate, 2000, now);
+    capture.expire_unproven(now + PROOF_WAIT / 2);
+    assert_eq!(capture.refused, 0);
+    capture.expire_unproven(now + PROOF_WAIT);
+    assert_eq!(capture.refused, 1);
+    assert!(capture.proved(server, client, 2001).is_empty());
+}
+
+/// A SYN to a port nobody listens on is no connection: not reported, but counted.
+#[test]
+fn a_refused_connection_is_counted_not_reported() {
+    let mut run = Running::start();
+    let closed = {
+        let l = TcpListener::bind("127.0.0.1:0").unwrap();
+        l.local_addr().unwrap()
+    };
+    let refused = |run: &Running| {
+        run.ctx
+            .metrics
+            .value(
+                "edgeguard_errors_total",
+                &[("component", COLLECTOR), ("error_type", "inbound_refused")],
+            )
+            .unwrap_or(0.0)
+    };
+    let before = refused(&run);
+    assert!(TcpStream::connect(closed).is_err(), "nothing listens there");
+    // The Out side is a real attempt and is reported; wait for it, then for the count.
+    run.wait(Duration::from_secs(5), |got| {
+        got.iter().any(|g| g.remote_port == closed.port())
+    });
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while refused(&run) <= before && Instant::now() < deadline {
+        run.wait(Duration::from_millis(50), |_| false);
+    }
+    assert!(refused(&run) > before, "the refused SYN is counted");
+    assert!(
+        run.got.iter().all(|g| g.local_port != Some(closed.port())),
+        "no In for a refused SYN: {:?}",
+        run.got
+    );
+}
+
+/// A child forked after a connection was made holds the socket too (from fork until exec):
+/// the connection is still the parent's, although the newer child is scanned first.
+#[test]
+fn a_socket_inherited_by_a_forked_child_stays_the_parents() {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let c = TcpStream::connect(listener.local_addr().unwrap()).unwrap();
+    let inode = std::fs::metadata(format!("/proc/self/fd/{}", c.as_raw_fd()))
+        .unwrap()
+        .ino();
+    // The child only waits to be killed (async-signal-safe calls only after fork).
+    let child = unsafe { libc::fork() };
+    assert!(child >= 0, "fork");
+    if child == 0 {
+        loop {
+            unsafe { libc::pause() };
+        }
+    }
+    let child = child as u32;
+    let mut found_in_child = false;
+    listening::sockets_of(&HostRoot::default(), child, |i| {
+        found_in_child |= i == inode
+    });
+    let owner = Owners::default().pid(&HostRoot::default(), inode);
+    unsafe {
+        libc::kill(child as i32, libc::SIGKILL);
+        libc::waitpid(child as i32, std::ptr::null_mut(), 0);
+    }
+    assert!(found_in_child, "the child holds the socket too");
+    assert_eq!(owner, Some(std::process::id()));
+}
+
+/// A new listener of a process that was already running is found at once, even right after
+/// a full scan (which plain lookups allow only once a second).
+#[test]
+fn a_new_listener_of_a_running_process_is_attributed_at_once() {
+    let host = HostRoot::default();
+    let mut owners = Owners::default();
+    owners.prime(&host);
+    // An unknown inode: a full scan now, so the next one is a second away.
+    assert_eq!(owners.pid(&host, u64::MAX - 1), None);
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let inode = std::fs::metadata(format!("/proc/self/fd/{}", listener.as_raw_fd()))
+        .unwrap()
+        .ino();
+    assert_eq!(owners.pid(&host, inode), None, "plain lookups wait");
+    assert_eq!(owners.listener_pid(&host, inode), Some(std::process::id()));
+    // A listener that no scan finds is not scanned for again and again.
+    assert_eq!(owners.listener_pid(&host, u64::MAX - 2), None);
+    assert!(owners.missed_listeners.contains(&(u64::MAX - 2)));
+}
+
+/// The collector looks at a SYN only after the connection and its listener are gone (as when
+/// it lags behind a burst): the `In` is still reported, from the connection's leftover
+/// sockets, attributed to the listener it saw before.
+#[test]
+fn an_in_whose_listener_closed_before_the_lookup_is_still_reported() {
+    let host = HostRoot::default();
+    let mut capture = Capture::new(&host);
+    let me = std::process::id();
+    for remembered in [false, true] {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let server = listener.local_addr().unwrap();
+        let mut clients = Vec::new();
+        for i in 0..3u32 {
+            let c = TcpStream::connect(server).unwrap();
+            clients.push((c.local_addr().unwrap(), 1000 + i));
+            if remembered && i == 0 {
+                // The first SYN is looked at while the listener still listens.
+                let syn = Syn {
+                    src: c.local_addr().unwrap(),
+                    dst: server,
+                    seq: 1000,
+                };
+                let r = capture.records(&syn, PACKET_HOST);
+                assert_eq!(r.len(), 1, "{r:?}");
+                assert_eq!(r[0].process_id, me);
+            }
+            let (accepted, _) = listener.accept().unwrap();
+            drop(c);
+            drop(accepted);
+        }
+        drop(listener);
+        std::thread::sleep(Duration::from_millis(50));
+        for &(client, seq) in clients.iter().skip(usize::from(remembered)) {
+            let syn = Syn {
+                src: client,
+                dst: server,
+                seq,
+            };
+            let r = capture.records(&syn, PACKET_HOST);
+            assert_eq!(r.len(), 1, "{client} → {server}: {r:?}");
+            assert_eq!(r[0].direction, Direction::In);
+            assert_eq!(r[0].extra_details["ListenerClosed"], "true", "{:?}", r[0]);
+            if remembered {
+                assert_eq!(r[0].process_id, me, "{:?}", r[0]);
+            } else {
+                assert_eq!(r[0].process_id, 0);
+                assert_eq!(r[0].extra_details["Unattributed"], "true");
+            }
+        }
+    }
+    // A refused connection (nothing ever listened) is still not one.
+    let closed = TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap();
+    assert!(TcpStream::connect(closed).is_err());
+    let syn = Syn {
+        src: SocketAddr::new(closed.ip(), 40999),
+        dst: closed,
+        seq: 7,
+    };
+    assert!(capture.records(&syn, PACKET_HOST).is_empty());
+}
+
+/// Checks one client's pair of events: both reported once with the right ends; the accepting
+/// side attributed to this process; the connecting side to this process or, if its socket
+/// was gone before the lookup, explicitly unattributed. Returns whether `Out` was attributed.
+fn check_pair(run: &Running, client: SocketAddr, server: SocketAddr) -> bool {
+    let me = std::process::id();
+    let o = run.find(Direction::Out, client, server);
+    let i = run.find(Direction::In, server, client);
+    assert_eq!(o.len(), 1, "Out {client} → {server}: {o:?}");
+    assert_eq!(i.len(), 1, "In {server} ← {client}: {i:?}");
+    let i = i[0];
+    assert_eq!(i.process_id, me, "{i:?}");
+    assert!(i.executable.len() > 1 && i.command_line.is_some());
+    assert_eq!(
+        i.user_id,
+        Some(unsafe { libc::getuid() }.to_string()),
+        "{i:?}"
+    );
+    assert_eq!(i.protocol, "TCP");
+    assert!(!i.extra_details.contains_key("Unattributed"));
+    let o = o[0];
+    if o.process_id == me {
+        assert!(o.command_line.as_deref().is_some_and(|c| !c.is_empty()));
+        assert!(!o.extra_details.contains_key("Unattributed"));
+        true
+    } else {
+        assert_eq!(o.process_id, 0, "never another process: {o:?}");
+        assert_eq!(o.executable, "");
+        assert_eq!(o.extra_details["Unattributed"], "true");
+        false
+    }
+}
+
+#[test]
+fn a_connection_of_a_few_milliseconds_is_reported() {
+    let mut run = Running::start();
+    for server in [acceptor("127.0.0.1:0"), acceptor("[::1]:0")] {
+        let opened = Instant::now();
+        let c = TcpStream::connect(server).unwrap();
+        let client = c.local_addr().unwrap();
+        std::thread::sleep(Duration::from_millis(2));
+        drop(c);
+        let lived = opened.elapsed();
+        run.wait(Duration::from_secs(5), |got| {
+            got.iter()
+                .filter(|g| g.local_port == Some(client.port()) || g.remote_port == client.port())
+                .count()
+                >= 2
+        });
+        let attributed = check_pair(&run, client, server);
+        eprintln!("{client} → {server} lived {lived:?}; Out attributed: {attributed}");
+    }
+}
+
+#[test]
+fn a_syn_without_a_socket_is_reported_unattributed() {
+    let mut run = Running::start();
+    // A closed port, and a SYN sent by hand (as a port scanner would).
+    let closed = TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap();
+    let raw = socket(libc::AF_INET, libc::SOCK_RAW, libc::IPPROTO_TCP).unwrap();
+    let sport = 40000 + (std::process::id() % 20000) as u16;
+    let seg = tcp(sport, closed.port(), 12345, TCP_SYN);
+    let mut dst: libc::sockaddr_in = unsafe { std::mem::zeroed() };
+    dst.sin_family = libc::AF_INET as u16;
+    dst.sin_addr.s_addr = u32::from_ne_bytes([127, 0, 0, 1]);
+    let n = unsafe {
+        libc::sendto(
+            raw.as_raw_fd(),
+            seg.as_ptr().cast(),
+            seg.len(),
+            0,
+            (&dst as *const libc::sockaddr_in).cast(),
+            std::mem::size_of::<libc::sockaddr_in>() as u32,
+        )
+    };
+    assert_eq!(n, seg.len() as isize);
+    let client = SocketAddr::new(IpAddr::from([127, 0, 0, 1]), sport);
+    run.wait(Duration::from_secs(5), |got| {
+        got.iter().any(|g| g.local_port == Some(sport))
+    });
+    std::thread::sleep(Duration::from_millis(200));
+    run.wait(Duration::from_millis(100), |_| false);
+    let o = run.find(Direction::Out, client, closed);
+    assert_eq!(o.len(), 1);
+    assert_eq!((o[0].process_id, o[0].executable.as_str()), (0, ""));
+    assert_eq!(o[0].extra_details["Unattributed"], "true");
+    // Nothing listens there: no In.
+    assert!(run.find(Direction::In, closed, client).is_empty());
+}
+
+#[test]
+fn connections_of_another_namespace_are_attributed_there() {
+    let Some(ns) = TestNetns::create(2) else {
+        return;
+    };
+    let mut run = Running::start();
+    let me = std::process::id();
+    let inode = ns.inode.to_string();
+    // Host → namespace.
+    let ns_ip = ns.ns_ip;
+    let inside = ns.run_in(|| TcpListener::bind((ns_ip, 0)).unwrap());
+    let inside_addr = inside.local_addr().unwrap();
+    let c = TcpStream::connect(inside_addr).unwrap();
+    let client = c.local_addr().unwrap();
+    assert_eq!(client.ip(), IpAddr::from(ns.host_ip));
+    // Namespace → host.
+    let outside = TcpListener::bind((ns.host_ip, 0)).unwrap();
+    let outside_addr = outside.local_addr().unwrap();
+    let c2 = ns.run_in(|| TcpStream::connect(outside_addr).unwrap());
+    let client2 = c2.local_addr().unwrap();
+    run.wait(Duration::from_secs(10), |got| {
+        got.iter()
+            .filter(|g| {
+                [client.port(), client2.port()].contains(&g.local_port.unwrap_or(0))
+                    || [client.port(), client2.port()].contains(&g.remote_port)
+            })
+            .count()
+            >= 4
+    });
+    let out = run.find(Direction::Out, client, inside_addr);
+    let inn = run.find(Direction::In, inside_addr, client);
+    assert_eq!((out.len(), inn.len()), (1, 1), "{:?}", run.got);
+    assert_eq!(out[0].process_id, me);
+    let ours = listening::netns_of(&HostRoot::default(), me)
+        .unwrap()
+        .to_string();
+    assert_eq!(out[0].extra_details.get("NetNs"), Some(&ours));
+    assert_eq!(inn[0].process_id, me, "{:?}", inn[0]);
+    assert_eq!(inn[0].extra_details.get("NetNs"), Some(&inode));
+    let out2 = run.find(Direction::Out, client2, outside_addr);
+    let in2 = run.find(Direction::In, outside_addr, client2);
+    assert_eq!((out2.len(), in2.len()), (1, 1), "{:?}", run.got);
+    assert_eq!(out2[0].process_id, me, "{:?}", out2[0]);
+    assert_eq!(out2[0].extra_details.get("NetNs"), Some(&inode));
+    assert_eq!(in2[0].process_id, me);
+    drop((c, c2, inside, outside));
+}
+
+/// Without CAP_NET_RAW (dropped on the thread that starts the collector, which inherits
+/// it), the collector says so and polls.
+#[test]
+fn without_cap_net_raw_it_degrades_to_polling() {
+    const CAP_NET_RAW: u32 = 13;
+    let spawn_unprivileged = |ctx: Context| {
+        std::thread::spawn(move || {
+            #[repr(C)]
+            struct Header {
+                version: u32,
+                pid: i32,
+            }
+            let mut header = Header {
+                version: 0x2008_0522, // _LINUX_CAPABILITY_VERSION_3
+                pid: 0,
+            };
+            // effective, permitted, inheritable × 2 words
+            let mut data = [0u32; 6];
+            unsafe {
+                assert_eq!(
+                    libc::syscall(libc::SYS_capget, &mut header, data.as_mut_ptr()),
+                    0
+                );
+                data[0] &= !(1 << CAP_NET_RAW);
+                assert_eq!(libc::syscall(libc::SYS_capset, &header, data.as_ptr()), 0);
+            }
+            spawn(ctx)
+        })
+        .join()
+        .unwrap()
+    };
+    let mut run = Running::start_with(spawn_unprivileged, CollectorHealth::Degraded);
+    // The first poll learns what exists; give it time to run before connecting.
+    std::thread::sleep(Duration::from_millis(1500));
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let server = listener.local_addr().unwrap();
+    let c = TcpStream::connect(server).unwrap();
+    let _accepted = listener.accept().unwrap();
+    let client = c.local_addr().unwrap();
+    run.wait(Duration::from_secs(5), |got| {
+        got.iter().any(|g| g.local_port == Some(client.port()))
+    });
+    run.wait(Duration::from_secs(1), |_| false);
+    let o = run.find(Direction::Out, client, server);
+    assert_eq!(o.len(), 1, "{:?}", run.got);
+    assert_eq!(o[0].process_id, std::process::id());
+    let i = run.find(Direction::In, server, client);
+    assert_eq!(i.len(), 1, "{:?}", run.got);
+    assert_eq!(i[0].process_id, std::process::id());
+    drop(c);
+    let stopped = run.stop();
+    assert!(stopped < Duration::from_secs(2), "stopped in {stopped:?}");
+}
+
+#[test]
+fn the_fallback_poller_finds_new_connections() {
+    let host = HostRoot::default();
+    let mut poller = Poller::default();
+    let listener = TcpListener::bind("[::1]:0").unwrap();
+    assert!(poller.poll(&host).is_empty(), "the first poll only learns");
+    let c = TcpStream::connect(listener.local_addr().unwrap()).unwrap();
+    let (_s, _) = listener.accept().unwrap();
+    let new = poller.poll(&host);
+    let mine: Vec<_> = new
+        .iter()
+        .filter(|p| {
+            p.entry.local == c.local_addr().unwrap() || p.entry.remote == c.local_addr().unwrap()
+        })
+        .collect();
+    assert_eq!(mine.len(), 2, "{new:?}");
+    let out = mine
+        .iter()
+        .find(|p| p.entry.local == c.local_addr().unwrap())
+        .unwrap();
+    assert_eq!(out.direction, Direction::Out);
+    let inn = mine
+        .iter()
+        .find(|p| p.entry.remote == c.local_addr().unwrap())
+        .unwrap();
+    assert_eq!(inn.direction, Direction::In);
+    assert_eq!(
+        Owners::default().pid(&host, out.entry.inode),
+        Some(std::process::id())
+    );
+    // Already known: not again.
+    assert!(
+        poller
+            .poll(&host)
+            .iter()
+            .all(|p| p.entry.local != c.local_addr().unwrap())
+    );
+}
+
+/// Attribution of connections that live a few milliseconds:
+/// `HOLD_MS=10 cargo test --lib collectors::connection::tests::held -- --ignored --nocapture`.
+#[test]
+#[ignore = "measurement, prints numbers"]
+fn held() {
+    let hold: u64 = std::env::var("HOLD_MS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(10);
+    let mut run = Running::start();
+    let server = acceptor("127.0.0.1:0");
+    let mut clients = Vec::new();
+    for _ in 0..100 {
+        let c = TcpStream::connect(server).unwrap();
+        clients.push((c.local_addr().unwrap(), server));
+        std::thread::sleep(Duration::from_millis(hold));
+    }
+    run.wait(Duration::from_secs(10), |got| got.len() >= 200);
+    let attributed = clients
+        .iter()
+        .filter(|&&(c, s)| check_pair(&run, c, s))
+        .count();
+    eprintln!("100 connections held {hold} ms: all reported, Out attributed {attributed}/100");
+}
+
+/// Capture rate under a burst: `cargo test --lib collectors::connection::tests::burst -- --ignored --nocapture`.
+#[test]
+#[ignore = "measurement, prints numbers"]
+fn burst() {
+    let n: usize = std::env::var("BURST")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(1000);
+    let mut run = Running::start();
+    let server = acceptor("127.0.0.1:0");
+    let t = Instant::now();
+    let mut clients = Vec::with_capacity(n);
+    for _ in 0..n {
+        let c = TcpStream::connect(server).unwrap();
+        clients.push(c.local_addr().unwrap());
+    }
+    let spent = t.elapsed();
+    run.wait(Duration::from_secs(20), |got| got.len() >= 2 * n);
+    let outs = clients
+        .iter()
+        .filter(|c| !run.find(Direction::Out, **c, server).is_empty())
+        .count();
+    let ins = clients
+        .iter()
+        .filter(|c| !run.find(Direction::In, server, **c).is_empty())
+        .count();
+    let attributed = clients
+        .iter()
+        .filter(|c| {
+            run.find(Direction::Out, **c, server)
+                .iter()
+                .any(|o| o.process_id == std::process::id())
+        })
+        .count();
+    let dropped = run
+        .ctx
+        .metrics
+        .dropped_total(COLLECTOR, DropReason::SourceOverflow);
+    eprintln!(
+        "burst of {n} connections in {spent:?}: Out reported {outs}/{n} (attributed {attributed}), In reported {ins}/{n}, kernel drops {dropped}, reported in {:?}",
+        t.elapsed()
+    );
+}

@@ -1,0 +1,125 @@
+//! The collector task: polls the followed files and sends their logins.
+
+use super::{AUTH_LOG, BTMP, COLLECTOR, Error, LoginFollower, LoginOptions, SECURE, WTMP};
+use crate::collectors::Context;
+use crate::event::{CollectorHealth, Event, Payload};
+
+/// The login collector's task, with default options: follows the sources until `ctx.cancel`.
+/// Emits one `Login` event per login, failure, sudo or su use; a `CollectorStatus` (Degraded)
+/// when no source exists, and Up when one appears.
+pub async fn run(ctx: Context) {
+    run_with(ctx, LoginOptions::default()).await
+}
+
+/// [`run`] with explicit options (tests use a short poll).
+pub async fn run_with(ctx: Context, opts: LoginOptions) {
+    let host = ctx.host.clone();
+    let state_dir = ctx.state_dir.clone();
+    let first_start = opts.first_start;
+    let opened =
+        tokio::task::spawn_blocking(move || LoginFollower::open(host, &state_dir, first_start))
+            .await;
+    let Ok(mut follower) = opened else {
+        ctx.metrics.error(COLLECTOR, "panic");
+        ctx.report_status(
+            COLLECTOR,
+            CollectorHealth::Down,
+            "opening the login sources failed",
+            None,
+        );
+        return;
+    };
+    let mut degraded = false;
+    let mut save_failed = false;
+    loop {
+        // Save, then read: the positions saved are those of events already handed over (a
+        // crash in between repeats a few logins, never loses one). The first save also fixes
+        // the first start's choice, so a restart before any login does not make it again.
+        let joined = tokio::task::spawn_blocking(move || {
+            let saved = follower.save();
+            let batch = follower.poll();
+            (follower, saved, batch)
+        })
+        .await;
+        let Ok((f, saved, batch)) = joined else {
+            ctx.metrics.error(COLLECTOR, "panic");
+            ctx.report_status(
+                COLLECTOR,
+                CollectorHealth::Down,
+                "reading the login sources failed",
+                None,
+            );
+            return;
+        };
+        follower = f;
+        match saved {
+            Err(e) => {
+                ctx.metrics.error(COLLECTOR, "state_write");
+                if !save_failed {
+                    tracing::warn!(collector = COLLECTOR, error = %e, cause = %source_text(&e), "cannot save login positions; a restart may repeat or skip logins");
+                }
+                save_failed = true;
+            }
+            Ok(()) => save_failed = false,
+        }
+        let present = follower.present();
+        if present.is_empty() != degraded {
+            degraded = present.is_empty();
+            if degraded {
+                ctx.report_status(
+                    COLLECTOR,
+                    CollectorHealth::Degraded,
+                    format!(
+                        "no login source: {WTMP}, {BTMP}, {AUTH_LOG} and {SECURE} are all missing"
+                    ),
+                    Some("checking for them every poll"),
+                );
+            } else {
+                ctx.report_status(
+                    COLLECTOR,
+                    CollectorHealth::Up,
+                    format!("following {}", present.join(", ")),
+                    None,
+                );
+            }
+        }
+        for _ in 0..batch.malformed {
+            ctx.metrics.error(COLLECTOR, "malformed_record");
+        }
+        for _ in 0..batch.read_errors {
+            ctx.metrics.error(COLLECTOR, "read");
+        }
+        for login in batch.logins {
+            let event = Event::new(Payload::Login(vec![login]));
+            tokio::select! {
+                sent = ctx.emit(COLLECTOR, event) => if !sent { return },
+                // Stopping while the pipeline is full: this batch is read again next start.
+                _ = ctx.cancel.cancelled() => return,
+            }
+        }
+        if !batch.more {
+            tokio::select! {
+                _ = ctx.cancel.cancelled() => break,
+                _ = tokio::time::sleep(opts.poll) => {}
+            }
+        } else if ctx.cancel.is_cancelled() {
+            break;
+        }
+    }
+    let saved = tokio::task::spawn_blocking(move || follower.save()).await;
+    if let Ok(Err(e)) = saved {
+        ctx.metrics.error(COLLECTOR, "state_write");
+        tracing::warn!(collector = COLLECTOR, error = %e, cause = %source_text(&e), "cannot save login positions at shutdown");
+    }
+}
+
+/// The causes of an error, joined (its own message is logged separately).
+fn source_text(e: &Error) -> String {
+    let mut causes = Vec::new();
+    let mut next = std::error::Error::source(e);
+    while let Some(cause) = next {
+        causes.push(cause.to_string());
+        next = cause.source();
+    }
+    causes.join(": ")
+}

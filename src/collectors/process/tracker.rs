@@ -1,0 +1,310 @@
+//! From kernel facts to records: what the collector remembers between events (executables,
+//! fork parents, uids) and how an exec, exit or fork becomes a `ProcessCreate`/`ProcessTerminate`.
+
+use super::{BoundedMap, CACHE_ENTRIES, KTHREADD, MAX_SCAN_PIDS, decode_wait_status, signal_name};
+use crate::collectors::accounts::UserNames;
+use crate::collectors::exec_trace::ExecTrace;
+use crate::collectors::proc_info::{self, Liveness, ProcessInfo};
+use crate::event::{ExtraDetails, ProcessCreate, ProcessTerminate};
+use crate::host::HostRoot;
+use std::collections::VecDeque;
+use std::io;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+/// What the collector remembers between events: executables (for ProcessTerminate, whose
+/// process is gone by then) and fork parents (for a ProcessCreate whose process exited before
+/// /proc could be read).
+pub(super) struct Tracker {
+    host: HostRoot,
+    pub(super) reader: proc_info::Reader,
+    users: UserNames,
+    /// When the passwd file was last checked for changes (see [`USERS_RECHECK`]).
+    users_checked: Option<Instant>,
+    pub(super) executables: BoundedMap<Arc<str>>,
+    parents: BoundedMap<u32>,
+    /// pid → real uid, followed from the kernel's events (inherited at fork, changed by UID
+    /// events), so that an exec needs `stat` rather than the far costlier `status`. Only filled
+    /// from reliable sources (a /proc read, a fork of a known parent, a UID event) and emptied
+    /// when the socket overflowed (a lost UID event would leave a wrong uid); a pid not in it
+    /// is read from `status` as before.
+    pub(super) uids: BoundedMap<u32>,
+    /// File names of recent execs from the kernel's tracepoint, for an exec whose /proc entry
+    /// was gone before it could be read; `None` where the tracepoint cannot be opened.
+    pub(super) exec_trace: Option<ExecTrace>,
+}
+
+/// How often the user-name table is checked against the host's passwd file. Checking costs a
+/// `stat` per call, which an exec storm would pay thousands of times a second; a user added
+/// less than this long ago may be reported by uid only.
+pub const USERS_RECHECK: Duration = Duration::from_secs(1);
+
+impl Tracker {
+    pub(super) fn new(host: HostRoot) -> Tracker {
+        Tracker {
+            reader: proc_info::Reader::new(&host),
+            host,
+            users: UserNames::default(),
+            users_checked: None,
+            executables: BoundedMap::new(CACHE_ENTRIES),
+            parents: BoundedMap::new(CACHE_ENTRIES),
+            uids: BoundedMap::new(CACHE_ENTRIES),
+            exec_trace: None,
+        }
+    }
+
+    /// Opens the exec tracepoint ([`ExecTrace`]); says once in the log when it cannot.
+    pub(super) fn open_exec_trace(&mut self) {
+        match ExecTrace::open(&self.host) {
+            Ok(t) => {
+                tracing::debug!(
+                    "exec tracepoint open: execs reaped before /proc is read keep their file names"
+                );
+                self.exec_trace = Some(t);
+            }
+            Err(e) => tracing::info!(
+                error = %e,
+                "exec tracepoint unavailable: a process reaped before /proc is read is reported without its executable"
+            ),
+        }
+    }
+
+    /// Takes the exec tracepoint's new records and names the execs `/proc` came too late for.
+    /// Returns how many tracepoint records the kernel lost since the last call.
+    pub(super) fn name_from_exec_trace(&mut self, infos: &mut VecDeque<ProcessInfo>) -> u64 {
+        let Some(trace) = &mut self.exec_trace else {
+            return 0;
+        };
+        let lost = trace.drain();
+        for info in infos.iter_mut().filter(|i| i.exe.is_none()) {
+            info.exec_name = trace.name_of(info.pid);
+        }
+        lost
+    }
+
+    /// A task's credentials changed: only the thread-group leader's are what `status` shows.
+    pub(super) fn uid_changed(&mut self, pid: u32, tgid: u32, ruid: u32) {
+        if pid == tgid {
+            self.uids.insert(tgid, ruid);
+        }
+    }
+
+    /// Events were lost: uids followed from events may be stale; read them from /proc again.
+    pub(super) fn forget_uids(&mut self) {
+        self.uids = BoundedMap::new(CACHE_ENTRIES);
+    }
+
+    /// Fills what stays until the process is reaped: parent, name and cgroup, and the uid from
+    /// the followed uids when known (`stat`), else from `status`.
+    ///
+    /// `stat` is skipped too when the events already say all it would: the uid is followed, the
+    /// executable link was read (so the name is not needed), and the process was forked by a
+    /// parent that has not exited (`parent_exited` says whether its exit came earlier in this
+    /// batch; an exit in an earlier batch made the tracker forget it). Only a parent's exit
+    /// reparents a process, and the kernel sends that exit before it reparents, so this parent
+    /// is the one `stat` would show at the exec. The container is read, never followed from
+    /// events, because runtimes move a process into a container's cgroup between its fork and
+    /// its exec ([`proc_info::Reader::read_container`]: one link for a process on the host).
+    pub(super) fn read_lasting(
+        &mut self,
+        info: &mut ProcessInfo,
+        parent_exited: impl Fn(u32) -> bool,
+    ) {
+        match self.uids.get(info.pid).copied() {
+            Some(uid) => {
+                match self.living_fork_parent(info.pid, &parent_exited) {
+                    Some(parent) if info.exe.is_some() => info.ppid = Some(parent),
+                    _ => self.reader.read_stat(info),
+                }
+                info.uid = Some(uid);
+            }
+            None => self.reader.read_status(info),
+        }
+        self.reader.read_container(info);
+    }
+
+    /// The parent that forked `pid`, if it is known and has not exited.
+    fn living_fork_parent(&self, pid: u32, exited: impl Fn(u32) -> bool) -> Option<u32> {
+        let parent = self.parents.get(pid).copied()?;
+        // Known processes have a parent or an executable entry until their exit removes both.
+        let known = self.parents.get(parent).is_some() || self.executables.get(parent).is_some();
+        (known && !exited(parent)).then_some(parent)
+    }
+
+    /// Remembers the processes already running, so their exits name their executables.
+    pub(super) fn seed(&mut self) -> io::Result<()> {
+        for pid in list_pids(&self.host)?.into_iter().take(CACHE_ENTRIES) {
+            let info = self.reader.read(pid, Liveness::Unknown);
+            self.remember(&info);
+        }
+        Ok(())
+    }
+
+    /// What /proc shows about `pid` now.
+    pub(super) fn read(&mut self, pid: u32, liveness: Liveness) -> ProcessInfo {
+        self.reader.read(pid, liveness)
+    }
+
+    /// The user name of `uid`, with the passwd file checked at most every [`USERS_RECHECK`].
+    fn user_name(&mut self, uid: u32) -> Option<String> {
+        let now = Instant::now();
+        if self
+            .users_checked
+            .is_none_or(|t| now.duration_since(t) >= USERS_RECHECK)
+        {
+            self.users_checked = Some(now);
+            return self.users.name(&self.host, uid);
+        }
+        self.users.cached(uid)
+    }
+
+    pub(super) fn remember(&mut self, info: &ProcessInfo) {
+        if let Some(exe) = &info.exe {
+            self.executables.insert(info.pid, Arc::from(exe.as_str()));
+        }
+        if let Some(uid) = info.uid {
+            self.uids.insert(info.pid, uid);
+        }
+        if let Some(ppid) = info.ppid {
+            self.parents.insert(info.pid, ppid);
+        }
+    }
+
+    /// A new process (not a thread) inherits its parent's executable until it execs.
+    pub(super) fn fork(&mut self, parent_tgid: u32, child_pid: u32, child_tgid: u32) {
+        if child_pid != child_tgid {
+            return;
+        }
+        self.parents.insert(child_tgid, parent_tgid);
+        if let Some(exe) = self.executables.get(parent_tgid).cloned() {
+            self.executables.insert(child_tgid, exe);
+        }
+        match self.uids.get(parent_tgid).copied() {
+            Some(uid) => self.uids.insert(child_tgid, uid),
+            // A recycled pid must not keep an earlier process's uid.
+            None => {
+                self.uids.remove(child_tgid);
+            }
+        }
+    }
+
+    /// A `ProcessCreate` for a process that just exec'd, read from /proc now (the reader reads
+    /// a whole batch's execs first, see [`read_execs_first`]; tests use this shortcut).
+    #[cfg(test)]
+    pub(super) fn exec(&mut self, pid: u32) -> ProcessCreate {
+        let info = self.read(pid, Liveness::Unknown);
+        self.created(info)
+    }
+
+    /// A `ProcessCreate` from what /proc showed; remembers its executable and parent.
+    pub(super) fn created(&mut self, info: ProcessInfo) -> ProcessCreate {
+        let pid = info.pid;
+        let fork_parent = self.parents.get(pid).copied();
+        self.remember(&info);
+        let executable = info.executable();
+        if info.exe.is_none() {
+            // The cache may hold the pre-exec executable inherited at fork: replace it with
+            // the name reported here (argv[0] or comm), or forget it.
+            if executable.is_empty() {
+                self.executables.remove(pid);
+            } else {
+                self.executables.insert(pid, Arc::from(executable.as_str()));
+            }
+        }
+        let mut extra = ExtraDetails::new();
+        if let Some(id) = &info.container_id {
+            extra.insert("ContainerId".into(), id.clone());
+        }
+        if info.exe.is_none() || info.uid.is_none() {
+            // Gone (or a zombie) before /proc could be read: report what is known.
+            extra.insert("Incomplete".into(), "true".into());
+            if let Some(comm) = &info.comm {
+                extra.insert("Comm".into(), comm.clone());
+            }
+        }
+        match (info.ppid, fork_parent) {
+            (Some(now), Some(forked)) if now != forked => {
+                // Reparented between fork and exec (the forker exited): keep who started it.
+                extra.insert("OriginalParentProcessId".into(), forked.to_string());
+            }
+            _ => {}
+        }
+        ProcessCreate {
+            executable,
+            command_line: info.cmdline.unwrap_or_default(),
+            process_id: pid,
+            parent_process_id: info.ppid.or(fork_parent).unwrap_or(0),
+            user_id: info.uid.map(|u| u.to_string()).unwrap_or_default(),
+            user_name: info.uid.and_then(|u| self.user_name(u)),
+            extra_details: extra,
+        }
+    }
+
+    /// A `ProcessTerminate` for `pid`; `raw` is the kernel's wait status (`None` when a scan
+    /// only noticed the pid is gone). Kernel threads (`None`) are not reported.
+    pub(super) fn terminated(
+        &mut self,
+        pid: u32,
+        raw: Option<u32>,
+        kernel_parent: Option<u32>,
+    ) -> Option<ProcessTerminate> {
+        let executable = self.executables.remove(pid);
+        let parent = self.parents.remove(pid).or(kernel_parent);
+        self.uids.remove(pid);
+        if executable.is_none() && (pid == KTHREADD || parent == Some(KTHREADD)) {
+            return None;
+        }
+        let mut extra = ExtraDetails::new();
+        if executable.is_none() {
+            extra.insert("Incomplete".into(), "true".into());
+        }
+        if let Some(p) = parent {
+            extra.insert("ParentProcessId".into(), p.to_string());
+        }
+        let exit_status = match raw {
+            Some(raw) => {
+                let w = decode_wait_status(raw);
+                extra.insert("WaitStatus".into(), raw.to_string());
+                if let Some(sig) = w.signal {
+                    extra.insert("SignalNumber".into(), sig.to_string());
+                    if let Some(name) = signal_name(sig) {
+                        extra.insert("Signal".into(), name);
+                    }
+                }
+                if w.core_dumped {
+                    extra.insert("CoreDumped".into(), "true".into());
+                }
+                w.exit_status
+            }
+            None => {
+                extra.insert("ExitStatusUnknown".into(), "true".into());
+                -1
+            }
+        };
+        Some(ProcessTerminate {
+            executable: executable.map(|e| e.to_string()).unwrap_or_default(),
+            process_id: pid,
+            exit_status,
+            extra_details: extra,
+        })
+    }
+}
+
+pub(super) fn is_kernel_thread(info: &ProcessInfo) -> bool {
+    info.exe.is_none() && (info.pid == KTHREADD || info.ppid == Some(KTHREADD))
+}
+
+/// The pids (thread-group ids) listed in the host's /proc.
+pub(super) fn list_pids(host: &HostRoot) -> io::Result<Vec<u32>> {
+    let mut pids = Vec::new();
+    for entry in std::fs::read_dir(host.path("/proc"))? {
+        let Ok(entry) = entry else { continue };
+        if let Some(pid) = entry.file_name().to_str().and_then(|n| n.parse().ok()) {
+            pids.push(pid);
+            if pids.len() >= MAX_SCAN_PIDS {
+                break;
+            }
+        }
+    }
+    Ok(pids)
+}

@@ -24,6 +24,8 @@ pub mod metrics;
 pub mod pipeline;
 pub mod sink;
 pub mod state;
+#[cfg(test)]
+mod test_support;
 pub mod text;
 
 use config::{Config, Rejected};

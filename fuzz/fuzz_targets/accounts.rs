@@ -4,7 +4,7 @@
 //! that group members come out sorted and without duplicates.
 #![no_main]
 
-use edgeguard::collectors::accounts::{parse_group, parse_passwd, parse_shadow};
+use edgeguard::host::accounts::{parse_group, parse_passwd, parse_shadow};
 use edgeguard::collectors::users::{Accounts, diff, local_users, parse_accounts};
 use libfuzzer_sys::fuzz_target;
 

@@ -3,8 +3,9 @@
 //! that an address re-printed the way the kernel prints it parses back to itself.
 #![no_main]
 
-use edgeguard::collectors::listening::{
-    Protocol, is_listening, parse_hex_address, parse_ns_link, parse_socket_link, parse_socket_table,
+use edgeguard::host::netns::parse_ns_link;
+use edgeguard::host::sockets::{
+    Protocol, is_listening, parse_hex_address, parse_socket_link, parse_socket_table,
 };
 use libfuzzer_sys::fuzz_target;
 use std::net::{IpAddr, SocketAddr};

@@ -5,12 +5,12 @@
 //! and the command line bound.
 #![no_main]
 
-use edgeguard::collectors::connection::{parse_fib_trie_local, parse_if_inet6};
-use edgeguard::collectors::proc_info::{
-    MAX_CMDLINE_BYTES, container_id_from_cgroup, parse_cmdline, parse_status,
-};
 use edgeguard::collectors::system::{
     parse_boot_time, parse_cpu_list, parse_meminfo, parse_os_release, parse_uptime,
+};
+use edgeguard::host::netns::{parse_fib_trie_local, parse_if_inet6};
+use edgeguard::host::procfs::{
+    MAX_CMDLINE_BYTES, container_id_from_cgroup, parse_cmdline, parse_status,
 };
 use libfuzzer_sys::fuzz_target;
 

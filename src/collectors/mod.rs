@@ -5,7 +5,6 @@
 //! collector that cannot read part of its source says so in its events and in the log, counts
 //! the error, and the others carry on.
 
-pub mod accounts;
 pub mod baseline;
 pub mod capacity;
 pub mod connection;
@@ -13,7 +12,6 @@ pub mod exec_trace;
 pub mod firewall;
 pub mod listening;
 pub mod login;
-pub mod proc_info;
 pub mod process;
 pub mod system;
 pub mod users;

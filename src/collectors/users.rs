@@ -11,12 +11,12 @@
 //!   the state directory, so a change made while the agent was stopped is reported at the next
 //!   start; on the very first start there is nothing to compare with, so nothing is reported.
 
-use super::accounts::{self, PasswordState};
 use super::{Context, Periodic};
 use crate::event::{
     AccountOperation, CollectorHealth, Event, ExtraDetails, LocalUser, Payload, UserChange,
 };
 use crate::host::HostRoot;
+use crate::host::accounts::{self, PasswordState};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::os::unix::fs::MetadataExt;

@@ -6,11 +6,12 @@ use super::{
     Owners, PACKET_HOST, PACKET_OTHERHOST, PACKET_OUTGOING, POLL_FALLBACK, PacketSocket,
     RECV_TIMEOUT, SNAP_LEN, Seen, SeenKey, Segment, Syn, candidates, parse_segment, poll_loop,
 };
-use crate::collectors::accounts::UserNames;
-use crate::collectors::listening::TCP_LISTEN;
-use crate::collectors::{Context, Held, RecvTimeout, proc_info};
+use crate::collectors::{Context, Held, RecvTimeout};
 use crate::event::{CollectorHealth, ConnectionCreate, Direction, Event, ExtraDetails, Payload};
 use crate::host::HostRoot;
+use crate::host::accounts::UserNames;
+use crate::host::procfs;
+use crate::host::sockets::TCP_LISTEN;
 use crate::metrics::DropReason;
 use std::collections::{HashMap, VecDeque};
 use std::net::{Ipv4Addr, Ipv6Addr, SocketAddr};
@@ -32,7 +33,7 @@ pub(super) fn record(
     netns: u64,
     ns_container: Option<&str>,
 ) -> ConnectionCreate {
-    let info = who.pid.map(|pid| proc_info::read(host, pid));
+    let info = who.pid.map(|pid| procfs::read(host, pid));
     let uid = who.uid.or(info.as_ref().and_then(|i| i.uid));
     let mut extra = ExtraDetails::new();
     if netns != 0 {

@@ -2,9 +2,10 @@
 //! [`parse_diag_messages`]) and a socket opened inside another network namespace.
 
 use super::{IPPROTO_TCP, socket};
-use crate::collectors::listening::{NetNs, TCP_LISTEN};
 use crate::collectors::set_recv_timeout;
 use crate::host::HostRoot;
+use crate::host::netns::NetNs;
+use crate::host::sockets::TCP_LISTEN;
 use std::io;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::os::fd::{AsRawFd, OwnedFd};

@@ -2,73 +2,14 @@
 //! addresses and socket tables, and which process owns a socket inode ([`Owners`]).
 
 use super::{Diag, TCP_NEW_SYN_RECV, TCP_SYN_RECV, TCP_TIME_WAIT, open_diag_in};
-use crate::collectors::listening::{self, SocketEntry, TCP_LISTEN};
-use crate::collectors::proc_info;
 use crate::host::HostRoot;
+use crate::host::netns::local_addresses;
+use crate::host::procfs;
+use crate::host::sockets::{SocketEntry, TCP_LISTEN};
 use std::collections::{HashMap, HashSet, VecDeque};
-use std::io;
-use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
-use std::path::{Path, PathBuf};
+use std::net::{IpAddr, SocketAddr};
+use std::path::PathBuf;
 use std::time::{Duration, Instant};
-
-/// Local IPv4 addresses from `/proc/net/fib_trie`: the leaves marked `/32 host LOCAL`.
-pub fn parse_fib_trie_local(text: &str) -> HashSet<Ipv4Addr> {
-    let mut found = HashSet::new();
-    let mut leaf: Option<Ipv4Addr> = None;
-    for line in text.lines() {
-        let t = line.trim_start();
-        if let Some(addr) = t.strip_prefix("|-- ") {
-            leaf = addr.trim().parse().ok();
-        } else if t.starts_with('/') {
-            let mut f = t.split_whitespace();
-            if (f.next(), f.next(), f.next()) == (Some("/32"), Some("host"), Some("LOCAL")) {
-                if let Some(a) = leaf {
-                    found.insert(a);
-                }
-            }
-        }
-    }
-    found
-}
-
-/// IPv6 addresses from `/proc/net/if_inet6` (32 hex digits in network byte order per line).
-pub fn parse_if_inet6(text: &str) -> HashSet<Ipv6Addr> {
-    text.lines()
-        .filter_map(|l| {
-            let hex = l.split_whitespace().next()?;
-            if hex.len() != 32 || !hex.bytes().all(|b| b.is_ascii_hexdigit()) {
-                return None;
-            }
-            Some(Ipv6Addr::from(u128::from_str_radix(hex, 16).ok()?))
-        })
-        .collect()
-}
-
-/// The addresses of the namespace whose `/proc/<pid>/net` is `net_dir`.
-pub(super) fn local_addresses(net_dir: &Path) -> HashSet<IpAddr> {
-    let read = |f: &str| {
-        std::fs::File::open(net_dir.join(f))
-            .and_then(|file| {
-                let mut s = String::new();
-                io::Read::read_to_string(
-                    &mut io::Read::take(file, crate::host::MAX_FILE_BYTES),
-                    &mut s,
-                )?;
-                Ok(s)
-            })
-            .unwrap_or_default()
-    };
-    let mut addrs: HashSet<IpAddr> = parse_fib_trie_local(&read("fib_trie"))
-        .into_iter()
-        .map(IpAddr::from)
-        .collect();
-    addrs.extend(
-        parse_if_inet6(&read("if_inet6"))
-            .into_iter()
-            .map(IpAddr::from),
-    );
-    addrs
-}
 
 /// What the socket tables say about a connection's socket.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -141,12 +82,13 @@ impl Namespace {
         }
         let file = if local.is_ipv4() { "tcp" } else { "tcp6" };
         let keep = |e: &SocketEntry| e.local.port() == local.port();
-        let mut entries = listening::read_socket_table(&self.net_dir.join(file), keep)
+        let mut entries = crate::host::sockets::read_socket_table(&self.net_dir.join(file), keep)
             .map(|t| t.entries)
             .unwrap_or_default();
         if local.is_ipv4() {
             // Dual-stack sockets list IPv4 peers in tcp6.
-            if let Ok(t) = listening::read_socket_table(&self.net_dir.join("tcp6"), keep) {
+            if let Ok(t) = crate::host::sockets::read_socket_table(&self.net_dir.join("tcp6"), keep)
+            {
                 entries.extend(t.entries);
             }
         }
@@ -176,7 +118,7 @@ impl Namespaces {
         let net_dir = PathBuf::from("/proc/self/net");
         let inode = std::fs::read_link("/proc/self/ns/net")
             .ok()
-            .and_then(|t| listening::parse_ns_link(t.to_str()?))
+            .and_then(|t| crate::host::netns::parse_ns_link(t.to_str()?))
             .unwrap_or(0);
         let diag = Diag::open()
             .map_err(|e| tracing::debug!(error = %e, "sock_diag unavailable"))
@@ -219,7 +161,7 @@ impl Namespaces {
         self.refreshed = Instant::now();
         self.ours.addrs = local_addresses(&self.ours.net_dir);
         let mut others = HashMap::new();
-        for ns in listening::network_namespaces(host) {
+        for ns in crate::host::netns::network_namespaces(host) {
             if ns.inode == self.ours.inode {
                 continue;
             }
@@ -233,7 +175,7 @@ impl Namespaces {
                     let container_id = host
                         .read_to_string(format!("/proc/{}/cgroup", ns.pid))
                         .ok()
-                        .and_then(|cg| proc_info::container_id_from_cgroup(&cg));
+                        .and_then(|cg| procfs::container_id_from_cgroup(&cg));
                     Namespace {
                         inode: ns.inode,
                         net_dir: net_dir.clone(),
@@ -325,7 +267,7 @@ impl Owners {
         if let Some(pid) = self.scan(host, hot, inode) {
             return Some(pid);
         }
-        let mut new: Vec<u32> = listening::pids(host)
+        let mut new: Vec<u32> = crate::host::procfs::pids(host)
             .into_iter()
             .filter(|p| !self.known_pids.contains(p))
             .collect();
@@ -351,20 +293,20 @@ impl Owners {
     }
 
     fn full_scan(&mut self, host: &HostRoot) {
-        self.map = listening::socket_owners(host);
-        self.known_pids = listening::pids(host).into_iter().collect();
+        self.map = crate::host::sockets::socket_owners(host);
+        self.known_pids = crate::host::procfs::pids(host).into_iter().collect();
     }
 
     /// Looks for `inode` among the sockets of `pids`. Only the hit is remembered, after
     /// [`topmost_holder`]: the other sockets a scanned process holds may be its parent's,
     /// inherited at a fork, and remembered as the child's they would be attributed to it.
     fn scan(&mut self, host: &HostRoot, pids: Vec<u32>, inode: u64) -> Option<u32> {
-        if self.map.len() >= listening::MAX_OWNERS {
+        if self.map.len() >= crate::host::sockets::MAX_OWNERS {
             self.map.clear();
         }
         for pid in pids {
             let mut hit = false;
-            listening::sockets_of(host, pid, |i| hit |= i == inode);
+            crate::host::sockets::sockets_of(host, pid, |i| hit |= i == inode);
             if hit {
                 let owner = topmost_holder(host, pid, inode);
                 self.map.insert(inode, owner);
@@ -398,7 +340,7 @@ fn topmost_holder(host: &HostRoot, pid: u32, inode: u64) -> u32 {
     for _ in 0..HOLDER_DEPTH {
         let Some(ppid) = std::fs::read_to_string(host.path(format!("/proc/{owner}/status")))
             .ok()
-            .and_then(|t| proc_info::parse_status(&t).ppid)
+            .and_then(|t| procfs::parse_status(&t).ppid)
         else {
             break;
         };
@@ -406,7 +348,7 @@ fn topmost_holder(host: &HostRoot, pid: u32, inode: u64) -> u32 {
             break;
         }
         let mut held = false;
-        listening::sockets_of(host, ppid, |i| held |= i == inode);
+        crate::host::sockets::sockets_of(host, ppid, |i| held |= i == inode);
         if !held {
             break;
         }

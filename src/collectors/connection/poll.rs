@@ -1,11 +1,13 @@
 //! Fallback without a packet socket (no `CAP_NET_RAW`): the socket tables polled every second.
 
 use super::{Attribution, COLLECTOR, Candidate, Owners, RECV_TIMEOUT, find_in_table, record};
-use crate::collectors::accounts::UserNames;
-use crate::collectors::listening::{self, NetNs, SocketEntry, TCP_ESTABLISHED, TCP_LISTEN};
-use crate::collectors::{Context, proc_info};
+use crate::collectors::Context;
 use crate::event::{Direction, Event, Payload};
 use crate::host::HostRoot;
+use crate::host::accounts::UserNames;
+use crate::host::netns::NetNs;
+use crate::host::procfs;
+use crate::host::sockets::{SocketEntry, TCP_ESTABLISHED, TCP_LISTEN};
 use std::collections::HashSet;
 use std::net::SocketAddr;
 
@@ -29,12 +31,12 @@ impl Poller {
     pub fn poll(&mut self, host: &HostRoot) -> Vec<Polled> {
         let mut now_seen = HashSet::new();
         let mut new = Vec::new();
-        for ns in listening::network_namespaces(host) {
+        for ns in crate::host::netns::network_namespaces(host) {
             let mut entries = Vec::new();
             for file in ["tcp", "tcp6"] {
                 let path = host.path(format!("/proc/{}/net/{file}", ns.pid));
                 let keep = |e: &SocketEntry| e.state == TCP_ESTABLISHED || e.state == TCP_LISTEN;
-                if let Ok(t) = listening::read_socket_table(&path, keep) {
+                if let Ok(t) = crate::host::sockets::read_socket_table(&path, keep) {
                     entries.extend(t.entries);
                 }
             }
@@ -66,7 +68,7 @@ pub(super) fn poll_loop(ctx: &Context) {
     let mut poller = Poller::default();
     let mut owners = Owners::default();
     let mut names = UserNames::default();
-    let ours = listening::netns_of(&ctx.host, std::process::id());
+    let ours = crate::host::netns::netns_of(&ctx.host, std::process::id());
     while !ctx.cancel.is_cancelled() {
         for p in poller.poll(&ctx.host) {
             let c = Candidate {
@@ -84,7 +86,7 @@ pub(super) fn poll_loop(ctx: &Context) {
                     ctx.host
                         .read_to_string(format!("/proc/{}/cgroup", p.netns.pid))
                         .ok()
-                        .and_then(|cg| proc_info::container_id_from_cgroup(&cg))
+                        .and_then(|cg| procfs::container_id_from_cgroup(&cg))
                 })
                 .flatten();
             let r = record(

@@ -1,12 +1,13 @@
 use super::*;
 use crate::collectors::Context;
-use crate::collectors::listening::tests::TestNetns;
-use crate::collectors::listening::{self, SocketEntry, TCP_ESTABLISHED, TCP_LISTEN};
 use crate::config::Config;
 use crate::event::{CollectorHealth, ConnectionCreate, Direction, Event, Payload};
 use crate::host::HostRoot;
+use crate::host::netns::{local_addresses, parse_fib_trie_local, parse_if_inet6};
+use crate::host::sockets::{SocketEntry, TCP_ESTABLISHED, TCP_LISTEN};
 use crate::metrics::DropReason;
 use crate::metrics::Metrics;
+use crate::test_support::TestNetns;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::net::{TcpListener, TcpStream};
 use std::os::fd::AsRawFd;
@@ -600,7 +601,7 @@ fn sock_diag_finds_both_ends_and_the_listener() {
     let client_addr = client.local_addr().unwrap();
     let inode_of = |fd: i32| {
         let t = std::fs::read_link(format!("/proc/self/fd/{fd}")).unwrap();
-        listening::parse_socket_link(t.to_str().unwrap()).unwrap()
+        crate::host::sockets::parse_socket_link(t.to_str().unwrap()).unwrap()
     };
     use std::os::fd::AsRawFd;
     let c = diag.lookup(client_addr, server_addr).unwrap().unwrap();
@@ -981,7 +982,7 @@ fn a_socket_inherited_by_a_forked_child_stays_the_parents() {
     }
     let child = child as u32;
     let mut found_in_child = false;
-    listening::sockets_of(&HostRoot::default(), child, |i| {
+    crate::host::sockets::sockets_of(&HostRoot::default(), child, |i| {
         found_in_child |= i == inode
     });
     let owner = Owners::default().pid(&HostRoot::default(), inode);
@@ -1202,7 +1203,7 @@ fn connections_of_another_namespace_are_attributed_there() {
     let inn = run.find(Direction::In, inside_addr, client);
     assert_eq!((out.len(), inn.len()), (1, 1), "{:?}", run.got);
     assert_eq!(out[0].process_id, me);
-    let ours = listening::netns_of(&HostRoot::default(), me)
+    let ours = crate::host::netns::netns_of(&HostRoot::default(), me)
         .unwrap()
         .to_string();
     assert_eq!(out[0].extra_details.get("NetNs"), Some(&ours));

@@ -474,7 +474,7 @@ fn utmp_executable(host: &HostRoot, rec: &UtmpRecord, now: DateTime<Local>) -> S
     if fresh
         && let Ok(pid) = u32::try_from(rec.pid)
         && pid > 0
-        && let Some(exe) = crate::collectors::proc_info::read(host, pid).exe
+        && let Some(exe) = crate::host::procfs::read(host, pid).exe
     {
         return exe;
     }
@@ -618,7 +618,7 @@ impl UidLookup {
             .read_to_string("/etc/passwd")
             .map(|t| {
                 let mut map = HashMap::new();
-                for u in crate::collectors::accounts::parse_passwd(&t).entries {
+                for u in crate::host::accounts::parse_passwd(&t).entries {
                     // The first entry wins, as with getpwnam.
                     map.entry(u.name).or_insert(u.uid);
                 }

@@ -1,13 +1,13 @@
 //! The collector: the reader thread, following the connector, and the /proc scanning fallback.
 
 use super::{
-    ACK_TIMEOUT, BATCH_SLOTS, Batch, COLLECTOR, Connector, Error, ProcEvent, RECV_BUFFER_BYTES,
-    RECV_TIMEOUT, Received, SCAN_INTERVAL, SUBSCRIBE_ATTEMPTS, Tracker, chain, is_kernel_thread,
-    list_pids, parse_datagram,
+    ACK_TIMEOUT, BATCH_SLOTS, Batch, COLLECTOR, Connector, Error, MAX_SCAN_PIDS, ProcEvent,
+    RECV_BUFFER_BYTES, RECV_TIMEOUT, Received, SCAN_INTERVAL, SUBSCRIBE_ATTEMPTS, Tracker, chain,
+    is_kernel_thread, parse_datagram,
 };
-use crate::collectors::proc_info::{Liveness, ProcessInfo};
 use crate::collectors::{Context, Held, RecvTimeout};
 use crate::event::{CollectorHealth, Event, Payload};
+use crate::host::procfs::{self, Liveness, ProcessInfo};
 use crate::metrics::DropReason;
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::io;
@@ -297,7 +297,7 @@ fn scan(ctx: &Context, tracker: &mut Tracker) {
     let mut known: HashMap<u32, bool> = HashMap::new();
     let mut first = true;
     while !ctx.cancel.is_cancelled() {
-        match list_pids(&ctx.host) {
+        match procfs::list_pids(&ctx.host, MAX_SCAN_PIDS) {
             Ok(pids) => {
                 let current: HashSet<u32> = pids.into_iter().collect();
                 let mut events = Vec::new();

@@ -1,10 +1,10 @@
 use super::*;
 use crate::collectors::capacity;
-use crate::collectors::proc_info::ProcessInfo;
 use crate::collectors::{Context, u16_at, u32_at};
 use crate::config::Config;
 use crate::event::{CollectorHealth, Event, Payload, ProcessCreate, ProcessTerminate};
 use crate::host::HostRoot;
+use crate::host::procfs::ProcessInfo;
 use crate::metrics::DropReason;
 use crate::metrics::Metrics;
 use std::collections::{HashMap, HashSet, VecDeque};

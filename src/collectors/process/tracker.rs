@@ -2,11 +2,11 @@
 //! fork parents, uids) and how an exec, exit or fork becomes a `ProcessCreate`/`ProcessTerminate`.
 
 use super::{BoundedMap, CACHE_ENTRIES, KTHREADD, MAX_SCAN_PIDS, decode_wait_status, signal_name};
-use crate::collectors::accounts::UserNames;
 use crate::collectors::exec_trace::ExecTrace;
-use crate::collectors::proc_info::{self, Liveness, ProcessInfo};
 use crate::event::{ExtraDetails, ProcessCreate, ProcessTerminate};
 use crate::host::HostRoot;
+use crate::host::accounts::UserNames;
+use crate::host::procfs::{self, Liveness, ProcessInfo};
 use std::collections::VecDeque;
 use std::io;
 use std::sync::Arc;
@@ -17,7 +17,7 @@ use std::time::{Duration, Instant};
 /// /proc could be read).
 pub(super) struct Tracker {
     host: HostRoot,
-    pub(super) reader: proc_info::Reader,
+    pub(super) reader: procfs::Reader,
     users: UserNames,
     /// When the passwd file was last checked for changes (see [`USERS_RECHECK`]).
     users_checked: Option<Instant>,
@@ -42,7 +42,7 @@ pub const USERS_RECHECK: Duration = Duration::from_secs(1);
 impl Tracker {
     pub(super) fn new(host: HostRoot) -> Tracker {
         Tracker {
-            reader: proc_info::Reader::new(&host),
+            reader: procfs::Reader::new(&host),
             host,
             users: UserNames::default(),
             users_checked: None,
@@ -104,7 +104,7 @@ impl Tracker {
     /// reparents a process, and the kernel sends that exit before it reparents, so this parent
     /// is the one `stat` would show at the exec. The container is read, never followed from
     /// events, because runtimes move a process into a container's cgroup between its fork and
-    /// its exec ([`proc_info::Reader::read_container`]: one link for a process on the host).
+    /// its exec ([`procfs::Reader::read_container`]: one link for a process on the host).
     pub(super) fn read_lasting(
         &mut self,
         info: &mut ProcessInfo,
@@ -133,7 +133,10 @@ impl Tracker {
 
     /// Remembers the processes already running, so their exits name their executables.
     pub(super) fn seed(&mut self) -> io::Result<()> {
-        for pid in list_pids(&self.host)?.into_iter().take(CACHE_ENTRIES) {
+        for pid in procfs::list_pids(&self.host, MAX_SCAN_PIDS)?
+            .into_iter()
+            .take(CACHE_ENTRIES)
+        {
             let info = self.reader.read(pid, Liveness::Unknown);
             self.remember(&info);
         }
@@ -292,19 +295,4 @@ impl Tracker {
 
 pub(super) fn is_kernel_thread(info: &ProcessInfo) -> bool {
     info.exe.is_none() && (info.pid == KTHREADD || info.ppid == Some(KTHREADD))
-}
-
-/// The pids (thread-group ids) listed in the host's /proc.
-pub(super) fn list_pids(host: &HostRoot) -> io::Result<Vec<u32>> {
-    let mut pids = Vec::new();
-    for entry in std::fs::read_dir(host.path("/proc"))? {
-        let Ok(entry) = entry else { continue };
-        if let Some(pid) = entry.file_name().to_str().and_then(|n| n.parse().ok()) {
-            pids.push(pid);
-            if pids.len() >= MAX_SCAN_PIDS {
-                break;
-            }
-        }
-    }
-    Ok(pids)
 }

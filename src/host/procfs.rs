@@ -404,6 +404,26 @@ fn container_id_in_segment(segment: &str) -> Option<String> {
     (s.len() == 64 && s.bytes().all(|b| b.is_ascii_hexdigit())).then(|| s.to_ascii_lowercase())
 }
 
+/// The pids (thread-group ids) listed in the host's /proc, at most `max` of them.
+pub fn list_pids(host: &HostRoot, max: usize) -> io::Result<Vec<u32>> {
+    let mut pids = Vec::new();
+    for entry in std::fs::read_dir(host.path("/proc"))? {
+        let Ok(entry) = entry else { continue };
+        if let Some(pid) = entry.file_name().to_str().and_then(|n| n.parse().ok()) {
+            pids.push(pid);
+            if pids.len() >= max {
+                break;
+            }
+        }
+    }
+    Ok(pids)
+}
+
+/// Every process id in the host's /proc (none when it cannot be read).
+pub fn pids(host: &HostRoot) -> Vec<u32> {
+    list_pids(host, usize::MAX).unwrap_or_default()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

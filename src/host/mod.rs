@@ -5,6 +5,11 @@
 //! reads are capped so a huge or endless file (a FIFO, `/dev/zero` bind-mounted by mistake) cannot
 //! exhaust memory.
 
+pub mod accounts;
+pub mod netns;
+pub mod procfs;
+pub mod sockets;
+
 use std::io::Read;
 use std::path::{Path, PathBuf};
 

@@ -19,6 +19,7 @@ pub mod detect;
 pub mod event;
 pub mod host;
 pub mod hub;
+pub mod kernel;
 pub mod memory;
 pub mod metrics;
 pub mod pipeline;

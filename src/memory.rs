@@ -49,21 +49,13 @@ const TRIM_THRESHOLD: i32 = 128 * 1024;
 /// RSS lower at no measurable cost for an agent this size.
 pub fn tune_allocator() {
     #[cfg(all(target_os = "linux", target_env = "gnu"))]
-    // SAFETY: mallopt only changes malloc tunables; called before any other thread exists.
-    unsafe {
-        libc::mallopt(libc::M_ARENA_MAX, 2);
-        libc::mallopt(libc::M_MMAP_THRESHOLD, MMAP_THRESHOLD);
-        libc::mallopt(libc::M_TRIM_THRESHOLD, TRIM_THRESHOLD);
-    }
+    crate::kernel::sys::set_malloc_tunables(2, MMAP_THRESHOLD, TRIM_THRESHOLD);
 }
 
 /// Returns freed heap memory to the kernel (every arena, inside the heaps too).
 pub fn release_free_memory() {
     #[cfg(all(target_os = "linux", target_env = "gnu"))]
-    // SAFETY: malloc_trim takes the arenas' locks itself; it only releases free pages.
-    unsafe {
-        libc::malloc_trim(0);
-    }
+    crate::kernel::sys::malloc_trim();
 }
 
 /// Asks the kernel to reclaim the clean, read-only pages of the agent's own executable
@@ -84,11 +76,7 @@ pub fn release_startup_pages() -> u64 {
             return 0;
         };
         for (start, end) in read_only_mappings_of(&maps, &exe.to_string_lossy()) {
-            // SAFETY: the range is a whole mapping of our executable, taken from /proc/self/maps;
-            // MADV_PAGEOUT is advisory and does not change the mapping's contents.
-            unsafe {
-                libc::madvise(start as *mut libc::c_void, end - start, libc::MADV_PAGEOUT);
-            }
+            crate::kernel::sys::page_out(start, end);
         }
         before.saturating_sub(rss_file_kib())
     }

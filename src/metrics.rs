@@ -593,8 +593,7 @@ fn cpu_seconds_from_stat(stat: &str) -> Option<f64> {
     let mut fields = rest.split_whitespace().skip(11);
     let utime: f64 = fields.next()?.parse().ok()?;
     let stime: f64 = fields.next()?.parse().ok()?;
-    // SAFETY: sysconf has no preconditions.
-    let ticks = unsafe { libc::sysconf(libc::_SC_CLK_TCK) };
+    let ticks = crate::kernel::sys::clock_ticks();
     (ticks > 0).then(|| (utime + stime) / ticks as f64)
 }
 
@@ -745,7 +744,7 @@ mod process_tests {
     fn cpu_time_parses_even_with_odd_command_names() {
         let stat =
             "1234 (we ird) (name)) S 1 1 1 0 -1 4194560 100 0 0 0 250 150 0 0 20 0 1 0 100 0 0";
-        let ticks = unsafe { libc::sysconf(libc::_SC_CLK_TCK) } as f64;
+        let ticks = crate::kernel::sys::clock_ticks() as f64;
         assert_eq!(cpu_seconds_from_stat(stat), Some(400.0 / ticks));
         assert_eq!(cpu_seconds_from_stat("garbage"), None);
         assert_eq!(cpu_seconds_from_stat("1 (x) S 1"), None);

@@ -110,20 +110,8 @@ impl TestNetns {
 
     /// Runs `f` on a thread that has joined the namespace: sockets it creates live there.
     pub(crate) fn run_in<T: Send>(&self, f: impl FnOnce() -> T + Send) -> T {
-        use std::os::fd::AsRawFd;
         let file = std::fs::File::open(format!("/run/netns/{}", self.name)).unwrap();
-        std::thread::scope(|s| {
-            s.spawn(|| {
-                assert_eq!(
-                    unsafe { libc::setns(file.as_raw_fd(), libc::CLONE_NEWNET) },
-                    0,
-                    "setns"
-                );
-                f()
-            })
-            .join()
-            .unwrap()
-        })
+        crate::kernel::sys::in_network_namespace(&file, || Ok(f())).expect("setns")
     }
 }
 

@@ -4,7 +4,7 @@
 //! any record without panicking.
 #![no_main]
 
-use edgeguard::collectors::exec_trace::Format;
+use edgeguard::collectors::process::exec_trace::Format;
 use libfuzzer_sys::fuzz_target;
 
 /// `sched_process_exec`'s format on kernel 6.x.

@@ -99,22 +99,7 @@ fn first_line(s: &str) -> Option<String> {
 /// The machine name of the running kernel (`uname -m`): the device's, also from a container,
 /// unlike the architecture this binary was built for.
 pub fn machine() -> Option<String> {
-    let mut uts = std::mem::MaybeUninit::<libc::utsname>::zeroed();
-    // SAFETY: uname fills the struct it is given and returns 0 on success; the buffer is
-    // zeroed, so every field is a NUL-terminated C string even if the kernel wrote less.
-    let rc = unsafe { libc::uname(uts.as_mut_ptr()) };
-    if rc != 0 {
-        return None;
-    }
-    // SAFETY: uname returned 0, so the struct is initialised.
-    let uts = unsafe { uts.assume_init() };
-    let bytes: Vec<u8> = uts
-        .machine
-        .iter()
-        .take_while(|c| **c != 0)
-        .map(|c| *c as u8)
-        .collect();
-    String::from_utf8(bytes).ok().filter(|s| !s.is_empty())
+    crate::kernel::sys::uname_machine()
 }
 
 /// Parses os-release (`KEY=value`, values optionally quoted, `#` comments).

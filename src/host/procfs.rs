@@ -5,9 +5,10 @@
 //! the process wrote). Missing pieces stay `None`; the caller reports what it has.
 
 use crate::host::HostRoot;
-use std::ffi::CString;
+use crate::kernel::fs;
+use std::ffi::{CStr, CString};
 use std::io;
-use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
+use std::os::fd::{AsFd, OwnedFd};
 use std::os::unix::ffi::OsStrExt;
 
 /// Longest command line kept; the pipeline truncates further if a message needs it.
@@ -199,23 +200,15 @@ impl Reader {
         }
     }
 
-    fn dir(&mut self) -> Option<RawFd> {
+    /// Opens the host's /proc directory once; false when it cannot be.
+    fn open_dir(&mut self) -> bool {
         if self.proc_dir.is_none() {
-            let path = CString::new(self.proc_path.as_os_str().as_bytes()).ok()?;
-            // SAFETY: `path` is a NUL-terminated string; the result is checked.
-            let fd = unsafe {
-                libc::open(
-                    path.as_ptr(),
-                    libc::O_PATH | libc::O_DIRECTORY | libc::O_CLOEXEC,
-                )
+            let Ok(path) = CString::new(self.proc_path.as_os_str().as_bytes()) else {
+                return false;
             };
-            if fd < 0 {
-                return None;
-            }
-            // SAFETY: a fresh descriptor nothing else owns.
-            self.proc_dir = Some(unsafe { OwnedFd::from_raw_fd(fd) });
+            self.proc_dir = fs::open_dir(&path).ok();
         }
-        self.proc_dir.as_ref().map(AsRawFd::as_raw_fd)
+        self.proc_dir.is_some()
     }
 
     /// Sets `self.path` to `<pid>/<name>` and a NUL.
@@ -230,42 +223,27 @@ impl Reader {
     /// be opened or read.
     fn file(&mut self, pid: u32, name: &str, max: usize) -> bool {
         self.buf.clear();
-        let Some(dir) = self.dir() else { return false };
-        self.set_path(pid, name);
-        // SAFETY: `path` is NUL-terminated; the result is checked.
-        let fd = unsafe {
-            libc::openat(
-                dir,
-                self.path.as_ptr().cast(),
-                libc::O_RDONLY | libc::O_CLOEXEC,
-            )
-        };
-        if fd < 0 {
+        if !self.open_dir() {
             return false;
         }
-        // SAFETY: a fresh descriptor nothing else owns (closed when dropped).
-        let fd = unsafe { OwnedFd::from_raw_fd(fd) };
+        self.set_path(pid, name);
+        let (Some(dir), Ok(path)) = (&self.proc_dir, CStr::from_bytes_with_nul(&self.path)) else {
+            return false;
+        };
+        let Ok(fd) = fs::open_at(dir.as_fd(), path) else {
+            return false;
+        };
         let mut want = FIRST_READ_BYTES.min(max);
         loop {
-            if self.buf.capacity() < want {
-                self.buf.reserve(want - self.buf.len());
-            }
-            let len = self.buf.len();
-            let room = want - len;
-            // SAFETY: the spare capacity holds at least `room` bytes; the kernel writes at most
-            // that many, and only the `n` it reports are made part of the vector.
-            let n =
-                unsafe { libc::read(fd.as_raw_fd(), self.buf.as_mut_ptr().add(len).cast(), room) };
-            if n < 0 {
-                if io::Error::last_os_error().kind() == io::ErrorKind::Interrupted {
-                    continue;
+            let room = want - self.buf.len();
+            let n = match fs::read_append(&fd, &mut self.buf, room) {
+                Ok(n) => n,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(_) => {
+                    self.buf.clear();
+                    return false;
                 }
-                self.buf.clear();
-                return false;
-            }
-            let n = n as usize;
-            // SAFETY: the kernel initialised `n <= room` bytes after `len`.
-            unsafe { self.buf.set_len(len + n) };
+            };
             // A short read of a /proc file is its end; a full one may have more behind it.
             if n < room || want >= max {
                 return true;
@@ -288,25 +266,14 @@ impl Reader {
     /// Reads the target of the link `/proc/<pid>/<name>` into `self.buf` (room for at least
     /// `room` bytes); false when it cannot be read.
     fn read_link(&mut self, pid: u32, name: &str, room: usize) -> bool {
-        let Some(dir) = self.dir() else { return false };
-        self.set_path(pid, name);
-        self.buf.clear();
-        self.buf.reserve(room);
-        // SAFETY: `path` is NUL-terminated; `buf` has room for the length given.
-        let n = unsafe {
-            libc::readlinkat(
-                dir,
-                self.path.as_ptr().cast(),
-                self.buf.as_mut_ptr().cast(),
-                self.buf.capacity(),
-            )
-        };
-        if n < 0 {
+        if !self.open_dir() {
             return false;
         }
-        // SAFETY: the kernel wrote `n` bytes (never more than the capacity given).
-        unsafe { self.buf.set_len(n as usize) };
-        true
+        self.set_path(pid, name);
+        let (Some(dir), Ok(path)) = (&self.proc_dir, CStr::from_bytes_with_nul(&self.path)) else {
+            return false;
+        };
+        fs::read_link_at(dir.as_fd(), path, &mut self.buf, room).is_ok()
     }
 }
 

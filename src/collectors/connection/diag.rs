@@ -1,23 +1,22 @@
 //! sock_diag: the kernel's own socket lookup by exact 4-tuple, its wire format ([`encode_diag_request`],
 //! [`parse_diag_messages`]) and a socket opened inside another network namespace.
 
-use super::{IPPROTO_TCP, socket};
-use crate::collectors::set_recv_timeout;
+use super::IPPROTO_TCP;
 use crate::host::HostRoot;
 use crate::host::netns::NetNs;
 use crate::host::sockets::TCP_LISTEN;
+use crate::kernel::netlink::{
+    self, FramingError, NLM_F_DUMP, NLM_F_REQUEST, NLMSG_DONE, NLMSG_ERROR, NLMSG_HDRLEN,
+};
+use crate::kernel::socket::{set_recv_timeout, socket};
+use crate::kernel::sys::in_network_namespace;
 use std::io;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
-use std::os::fd::{AsRawFd, OwnedFd};
+use std::os::fd::OwnedFd;
 use std::os::unix::fs::MetadataExt;
 use std::time::Duration;
 
 pub(super) const SOCK_DIAG_BY_FAMILY: u16 = 20;
-pub(super) const NLMSG_ERROR: u16 = 2;
-pub(super) const NLMSG_DONE: u16 = 3;
-pub(super) const NLM_F_REQUEST: u16 = 0x1;
-const NLM_F_DUMP: u16 = 0x300;
-pub(super) const NLMSG_HDRLEN: usize = 16;
 /// `struct inet_diag_req_v2`.
 const DIAG_REQ_LEN: usize = 56;
 /// `struct inet_diag_msg`.
@@ -111,30 +110,21 @@ pub fn encode_diag_request(
 /// numbers. At most one message per 16 bytes: no input can make this loop long.
 pub fn parse_diag_messages(buf: &[u8]) -> Result<Vec<(u32, DiagMessage)>, DiagError> {
     let mut out = Vec::new();
-    let mut rest = buf;
-    while !rest.is_empty() {
-        let hdr = rest.get(..NLMSG_HDRLEN).ok_or(DiagError::Truncated)?;
-        let len = u32::from_ne_bytes([hdr[0], hdr[1], hdr[2], hdr[3]]);
-        let ty = u16::from_ne_bytes([hdr[4], hdr[5]]);
-        let seq = u32::from_ne_bytes([hdr[8], hdr[9], hdr[10], hdr[11]]);
-        let n = len as usize;
-        if n < NLMSG_HDRLEN || n > rest.len() {
-            return Err(DiagError::BadLength(len));
-        }
-        let body = &rest[NLMSG_HDRLEN..n];
-        let msg = match ty {
+    for message in netlink::messages(buf) {
+        let m = message.map_err(|e| match e {
+            FramingError::Short => DiagError::Truncated,
+            FramingError::BadLength(len) => DiagError::BadLength(len),
+        })?;
+        let msg = match m.kind {
             NLMSG_DONE => DiagMessage::Done,
             NLMSG_ERROR => {
-                let e = body.get(..4).ok_or(DiagError::Truncated)?;
+                let e = m.payload.get(..4).ok_or(DiagError::Truncated)?;
                 DiagMessage::Error(i32::from_ne_bytes([e[0], e[1], e[2], e[3]]))
             }
-            SOCK_DIAG_BY_FAMILY => DiagMessage::Socket(parse_diag_socket(body)?),
+            SOCK_DIAG_BY_FAMILY => DiagMessage::Socket(parse_diag_socket(m.payload)?),
             other => DiagMessage::Other(other),
         };
-        out.push((seq, msg));
-        // Messages are 4-byte aligned.
-        let next = n.div_ceil(4) * 4;
-        rest = rest.get(next..).unwrap_or(&[]);
+        out.push((m.seq, msg));
     }
     Ok(out)
 }
@@ -195,42 +185,15 @@ impl Diag {
     ) -> io::Result<u32> {
         self.seq = self.seq.wrapping_add(1);
         let req = encode_diag_request(self.seq, local, remote, dump);
-        // SAFETY: zeroed sockaddr_nl is valid; family set below, pid 0 is the kernel.
-        let mut kernel: libc::sockaddr_nl = unsafe { std::mem::zeroed() };
-        kernel.nl_family = libc::AF_NETLINK as u16;
-        // SAFETY: `req` and `kernel` are valid for the lengths passed.
-        let n = unsafe {
-            libc::sendto(
-                self.fd.as_raw_fd(),
-                req.as_ptr().cast(),
-                req.len(),
-                0,
-                (&kernel as *const libc::sockaddr_nl).cast(),
-                std::mem::size_of::<libc::sockaddr_nl>() as libc::socklen_t,
-            )
-        };
-        if n < 0 {
-            return Err(io::Error::last_os_error());
-        }
+        netlink::send_to_kernel(&self.fd, &req)?;
         Ok(self.seq)
     }
 
     /// Receives one datagram and parses it.
     fn receive(&mut self) -> io::Result<Vec<(u32, DiagMessage)>> {
-        // SAFETY: `buf` is valid for its length.
-        let n = unsafe {
-            libc::recv(
-                self.fd.as_raw_fd(),
-                self.buf.as_mut_ptr().cast(),
-                self.buf.len(),
-                0,
-            )
-        };
-        if n < 0 {
-            return Err(io::Error::last_os_error());
-        }
-        let got = &self.buf[..(n as usize).min(self.buf.len())];
-        parse_diag_messages(got).map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e))
+        let n = netlink::recv(&self.fd, &mut self.buf)?;
+        parse_diag_messages(&self.buf[..n])
+            .map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e))
     }
 
     fn dump_listeners(&mut self) -> io::Result<usize> {
@@ -290,18 +253,5 @@ pub(super) fn open_diag_in(host: &HostRoot, ns: NetNs) -> io::Result<Diag> {
             "the process left the namespace",
         ));
     }
-    std::thread::scope(|s| {
-        let helper = std::thread::Builder::new()
-            .name("edgeguard-netns".into())
-            .spawn_scoped(s, || {
-                // SAFETY: setns on this short-lived thread only; the fd is a valid ns file.
-                if unsafe { libc::setns(file.as_raw_fd(), libc::CLONE_NEWNET) } != 0 {
-                    return Err(io::Error::last_os_error());
-                }
-                Diag::open()
-            })?;
-        helper
-            .join()
-            .map_err(|_| io::Error::other("namespace helper thread failed"))?
-    })
+    in_network_namespace(&file, Diag::open)
 }

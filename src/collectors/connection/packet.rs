@@ -1,10 +1,13 @@
 //! Packets: the TCP/IP headers of a captured SYN or SYN-ACK, parsed as untrusted bytes, the classic
 //! BPF filter that lets only those through, and the `AF_PACKET` socket that reads them.
 
-use crate::collectors::{set_recv_timeout, setsockopt};
+use crate::kernel::socket::{
+    bind_packet_all, packet_drops, recv_packet, set_recv_buffer, set_recv_timeout, setsockopt,
+    socket,
+};
 use std::io;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
-use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+use std::os::fd::OwnedFd;
 use std::time::Duration;
 
 /// A TCP connection request (SYN without ACK) read from a packet.
@@ -323,16 +326,6 @@ pub struct Captured {
     pub pkttype: u8,
 }
 
-pub(super) fn socket(domain: i32, ty: i32, protocol: i32) -> io::Result<OwnedFd> {
-    // SAFETY: plain syscall; a non-negative return is a new descriptor we own.
-    let fd = unsafe { libc::socket(domain, ty | libc::SOCK_CLOEXEC, protocol) };
-    if fd < 0 {
-        return Err(io::Error::last_os_error());
-    }
-    // SAFETY: `fd` was just returned by socket() and is owned by nobody else.
-    Ok(unsafe { OwnedFd::from_raw_fd(fd) })
-}
-
 /// How long a read waits before the thread looks at its cancel token again.
 pub(super) const RECV_TIMEOUT: Duration = Duration::from_millis(200);
 
@@ -354,76 +347,19 @@ impl PacketSocket {
         };
         setsockopt(&fd, libc::SOL_SOCKET, libc::SO_ATTACH_FILTER, &prog)?;
         // Room for bursts while attribution reads /proc: ~20k SYNs.
-        let size: libc::c_int = 8 << 20;
-        if setsockopt(&fd, libc::SOL_SOCKET, libc::SO_RCVBUFFORCE, &size).is_err() {
-            let _ = setsockopt(&fd, libc::SOL_SOCKET, libc::SO_RCVBUF, &size);
-        }
+        let _ = set_recv_buffer(&fd, 8 << 20);
         set_recv_timeout(&fd, RECV_TIMEOUT)?;
-        // SAFETY: sockaddr_ll is plain data; all-zero is a valid starting value.
-        let mut addr: libc::sockaddr_ll = unsafe { std::mem::zeroed() };
-        addr.sll_family = libc::AF_PACKET as u16;
-        addr.sll_protocol = (libc::ETH_P_ALL as u16).to_be();
-        // SAFETY: `addr` is a valid sockaddr_ll of the size passed.
-        let rc = unsafe {
-            libc::bind(
-                fd.as_raw_fd(),
-                (&addr as *const libc::sockaddr_ll).cast(),
-                std::mem::size_of::<libc::sockaddr_ll>() as libc::socklen_t,
-            )
-        };
-        if rc != 0 {
-            return Err(io::Error::last_os_error());
-        }
+        bind_packet_all(&fd)?;
         Ok(PacketSocket { fd })
     }
 
     /// The next packet, or `None` when the wait timed out or was interrupted.
     pub fn recv(&self, buf: &mut [u8]) -> io::Result<Option<Captured>> {
-        // SAFETY: plain data, zero is valid.
-        let mut addr: libc::sockaddr_ll = unsafe { std::mem::zeroed() };
-        let mut addr_len = std::mem::size_of::<libc::sockaddr_ll>() as libc::socklen_t;
-        // SAFETY: `buf` and `addr` are valid for the lengths passed.
-        let n = unsafe {
-            libc::recvfrom(
-                self.fd.as_raw_fd(),
-                buf.as_mut_ptr().cast(),
-                buf.len(),
-                0,
-                (&mut addr as *mut libc::sockaddr_ll).cast(),
-                &mut addr_len,
-            )
-        };
-        if n < 0 {
-            let e = io::Error::last_os_error();
-            return match e.kind() {
-                io::ErrorKind::WouldBlock | io::ErrorKind::Interrupted => Ok(None),
-                _ => Err(e),
-            };
-        }
-        Ok(Some(Captured {
-            len: (n as usize).min(buf.len()),
-            pkttype: addr.sll_pkttype,
-        }))
+        Ok(recv_packet(&self.fd, buf)?.map(|(len, pkttype)| Captured { len, pkttype }))
     }
 
     /// Packets the kernel dropped because the socket's queue was full, since the last call.
     pub fn take_drops(&self) -> io::Result<u64> {
-        // SAFETY: plain data, zero is valid.
-        let mut stats: libc::tpacket_stats = unsafe { std::mem::zeroed() };
-        let mut len = std::mem::size_of::<libc::tpacket_stats>() as libc::socklen_t;
-        // SAFETY: `stats` is valid for `len` bytes.
-        let rc = unsafe {
-            libc::getsockopt(
-                self.fd.as_raw_fd(),
-                libc::SOL_PACKET,
-                libc::PACKET_STATISTICS,
-                (&mut stats as *mut libc::tpacket_stats).cast(),
-                &mut len,
-            )
-        };
-        if rc != 0 {
-            return Err(io::Error::last_os_error());
-        }
-        Ok(u64::from(stats.tp_drops))
+        packet_drops(&self.fd)
     }
 }

@@ -5,6 +5,8 @@ use crate::event::{CollectorHealth, ConnectionCreate, Direction, Event, Payload}
 use crate::host::HostRoot;
 use crate::host::netns::{local_addresses, parse_fib_trie_local, parse_if_inet6};
 use crate::host::sockets::{SocketEntry, TCP_ESTABLISHED, TCP_LISTEN};
+use crate::kernel::netlink::{NLM_F_REQUEST, NLMSG_ERROR, NLMSG_HDRLEN};
+use crate::kernel::socket::socket;
 use crate::metrics::DropReason;
 use crate::metrics::Metrics;
 use crate::test_support::TestNetns;

@@ -82,20 +82,9 @@ pub fn run_tool(
         .stderr(Stdio::piped());
     if chroot {
         use std::os::unix::ffi::OsStrExt;
-        use std::os::unix::process::CommandExt;
         let dir =
             std::ffi::CString::new(root.as_os_str().as_bytes()).map_err(|_| ToolError::BadRoot)?;
-        // SAFETY: the closure runs in the forked child just before exec. It only calls chroot(2)
-        // and chdir(2), which are async-signal-safe, on a C string allocated before the fork, and
-        // it allocates nothing itself (`last_os_error` reads errno).
-        unsafe {
-            cmd.pre_exec(move || {
-                if libc::chroot(dir.as_ptr()) != 0 || libc::chdir(c"/".as_ptr()) != 0 {
-                    return Err(std::io::Error::last_os_error());
-                }
-                Ok(())
-            });
-        }
+        crate::kernel::sys::chroot_before_exec(&mut cmd, dir);
     }
     let mut child = cmd.spawn().map_err(|e| match e.kind() {
         std::io::ErrorKind::NotFound => ToolError::NotFound,

@@ -39,13 +39,8 @@ pub const READER_NICE: i32 = -10;
 
 /// Raises the calling thread's scheduling priority to [`READER_NICE`] (best effort).
 fn raise_priority() {
-    // SAFETY: gettid has no preconditions; setpriority on our own thread id only changes it.
-    let rc = unsafe {
-        let tid = libc::gettid();
-        libc::setpriority(libc::PRIO_PROCESS as _, tid as libc::id_t, READER_NICE)
-    };
-    if rc != 0 {
-        tracing::debug!(error = %io::Error::last_os_error(), "keeping the normal priority for the process events reader");
+    if let Err(e) = crate::kernel::sys::set_thread_nice(READER_NICE) {
+        tracing::debug!(error = %e, "keeping the normal priority for the process events reader");
     }
 }
 
@@ -99,7 +94,7 @@ fn follow_holding(
     tracker: &mut Tracker,
     held: &mut Held,
 ) -> Result<(), Error> {
-    let mut batch = Batch::new();
+    let mut batch = Batch::default();
     let mut events: Vec<ProcEvent> = Vec::with_capacity(BATCH_SLOTS);
     let mut early: VecDeque<ProcessInfo> = VecDeque::with_capacity(BATCH_SLOTS);
     let started = Instant::now();

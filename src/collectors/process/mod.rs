@@ -33,6 +33,7 @@
 
 mod cache;
 mod collector;
+pub mod exec_trace;
 mod socket;
 #[cfg(test)]
 mod tests;

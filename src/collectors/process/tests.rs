@@ -1,10 +1,12 @@
 use super::*;
+use crate::collectors::Context;
 use crate::collectors::capacity;
-use crate::collectors::{Context, u16_at, u32_at};
 use crate::config::Config;
 use crate::event::{CollectorHealth, Event, Payload, ProcessCreate, ProcessTerminate};
 use crate::host::HostRoot;
 use crate::host::procfs::ProcessInfo;
+use crate::kernel::bytes::{u16_at, u32_at};
+use crate::kernel::netlink::{NLMSG_DONE, NLMSG_NOOP};
 use crate::metrics::DropReason;
 use crate::metrics::Metrics;
 use std::collections::{HashMap, HashSet, VecDeque};

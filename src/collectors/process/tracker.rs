@@ -1,8 +1,8 @@
 //! From kernel facts to records: what the collector remembers between events (executables,
 //! fork parents, uids) and how an exec, exit or fork becomes a `ProcessCreate`/`ProcessTerminate`.
 
+use super::exec_trace::ExecTrace;
 use super::{BoundedMap, CACHE_ENTRIES, KTHREADD, MAX_SCAN_PIDS, decode_wait_status, signal_name};
-use crate::collectors::exec_trace::ExecTrace;
 use crate::event::{ExtraDetails, ProcessCreate, ProcessTerminate};
 use crate::host::HostRoot;
 use crate::host::accounts::UserNames;

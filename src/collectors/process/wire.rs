@@ -1,16 +1,16 @@
 //! Wire format of the process-events connector: datagrams in, [`ProcEvent`]s out, the
 //! subscription message, and wait(2) statuses.
 //!
-//! Wire format (include/uapi/linux/netlink.h, connector.h, cn_proc.h). All fields are in the host's
-//! byte order. The structs are read field by field from the byte buffer: the receive buffer has no
-//! alignment guarantee and its content is not trusted.
+//! Wire format (include/uapi/linux/connector.h, cn_proc.h; the netlink framing is
+//! [`crate::kernel::netlink`]'s). All fields are in the host's byte order. The structs are read
+//! field by field from the byte buffer: the receive buffer has no alignment guarantee and its
+//! content is not trusted.
 
-use crate::collectors::{u16_at, u32_at};
+use crate::kernel::bytes::{u16_at, u32_at};
+use crate::kernel::netlink::{self, NLMSG_DONE, NLMSG_NOOP};
 
-/// `struct nlmsghdr`: len u32, type u16, flags u16, seq u32, pid u32.
-pub const NLMSG_HDRLEN: usize = 16;
-pub(super) const NLMSG_NOOP: u16 = 1;
-pub(super) const NLMSG_DONE: u16 = 3;
+/// The netlink header's length, part of every message here (and of the fuzz targets' inputs).
+pub use crate::kernel::netlink::NLMSG_HDRLEN;
 /// `struct cn_msg`: id.idx u32, id.val u32, seq u32, ack u32, len u16, flags u16, data[].
 pub const CN_MSG_LEN: usize = 20;
 pub(super) const CN_IDX_PROC: u32 = 1;
@@ -94,26 +94,16 @@ pub enum ParseError {
 /// that cannot be parsed yields an error and, when its length is unusable, ends the iteration:
 /// nothing after it can be located. Never panics, allocates nothing, always terminates.
 pub fn parse_datagram(buf: &[u8]) -> impl Iterator<Item = Result<ProcEvent, ParseError>> + '_ {
-    let mut offset = 0usize;
+    let mut messages = netlink::messages(buf);
     std::iter::from_fn(move || {
         loop {
-            let rest = buf.get(offset..).filter(|r| !r.is_empty())?;
-            if rest.len() < NLMSG_HDRLEN {
-                offset = buf.len();
-                return Some(Err(ParseError::Truncated));
-            }
-            let len = u32_at(rest, 0).map_or(0, |l| l as usize);
-            let kind = u16_at(rest, 4).unwrap_or(0);
-            if len < NLMSG_HDRLEN || len > rest.len() {
-                offset = buf.len();
-                return Some(Err(ParseError::Truncated));
-            }
-            // NLMSG_ALIGN: the next message starts on a 4-byte boundary.
-            offset = offset.saturating_add(len.saturating_add(3) & !3);
-            let payload = &rest[NLMSG_HDRLEN..len];
-            match kind {
+            let message = match messages.next()? {
+                Ok(m) => m,
+                Err(_) => return Some(Err(ParseError::Truncated)),
+            };
+            match message.kind {
                 NLMSG_NOOP => continue,
-                NLMSG_DONE => return Some(parse_connector(payload)),
+                NLMSG_DONE => return Some(parse_connector(message.payload)),
                 other => return Some(Err(ParseError::UnexpectedType(other))),
             }
         }

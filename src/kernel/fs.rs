@@ -1,0 +1,83 @@
+//! File reads relative to a directory descriptor, for `/proc`: one `openat` or `readlinkat` per
+//! file instead of resolving the whole path each time, into buffers the caller keeps.
+
+use std::ffi::CStr;
+use std::io;
+use std::os::fd::{AsRawFd, BorrowedFd, FromRawFd, OwnedFd};
+
+/// Opens a directory as an `O_PATH` descriptor, to resolve names under it.
+pub fn open_dir(path: &CStr) -> io::Result<OwnedFd> {
+    // SAFETY: `path` is a NUL-terminated string; the result is checked.
+    let fd = unsafe {
+        libc::open(
+            path.as_ptr(),
+            libc::O_PATH | libc::O_DIRECTORY | libc::O_CLOEXEC,
+        )
+    };
+    if fd < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    // SAFETY: a fresh descriptor nothing else owns.
+    Ok(unsafe { OwnedFd::from_raw_fd(fd) })
+}
+
+/// Opens `path` (relative to `dir`) for reading.
+pub fn open_at(dir: BorrowedFd<'_>, path: &CStr) -> io::Result<OwnedFd> {
+    // SAFETY: `path` is NUL-terminated; the result is checked.
+    let fd = unsafe {
+        libc::openat(
+            dir.as_raw_fd(),
+            path.as_ptr(),
+            libc::O_RDONLY | libc::O_CLOEXEC,
+        )
+    };
+    if fd < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    // SAFETY: a fresh descriptor nothing else owns (closed when dropped).
+    Ok(unsafe { OwnedFd::from_raw_fd(fd) })
+}
+
+/// Reads at most `room` bytes from `fd` and appends them to `buf` (growing its capacity first
+/// when needed), without zeroing the room beforehand. Returns how many were read.
+pub fn read_append(fd: &OwnedFd, buf: &mut Vec<u8>, room: usize) -> io::Result<usize> {
+    buf.reserve(room);
+    let len = buf.len();
+    // SAFETY: the spare capacity holds at least `room` bytes; the kernel writes at most that
+    // many, and only the `n` it reports are made part of the vector.
+    let n = unsafe { libc::read(fd.as_raw_fd(), buf.as_mut_ptr().add(len).cast(), room) };
+    if n < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    let n = n as usize;
+    // SAFETY: the kernel initialised `n <= room` bytes after `len`.
+    unsafe { buf.set_len(len + n) };
+    Ok(n)
+}
+
+/// Reads the target of the link `path` (relative to `dir`) into `buf`, replacing its content;
+/// room for at least `room` bytes is made first (a longer target comes back cut to the room).
+pub fn read_link_at(
+    dir: BorrowedFd<'_>,
+    path: &CStr,
+    buf: &mut Vec<u8>,
+    room: usize,
+) -> io::Result<()> {
+    buf.clear();
+    buf.reserve(room);
+    // SAFETY: `path` is NUL-terminated; `buf` has room for the length given.
+    let n = unsafe {
+        libc::readlinkat(
+            dir.as_raw_fd(),
+            path.as_ptr(),
+            buf.as_mut_ptr().cast(),
+            buf.capacity(),
+        )
+    };
+    if n < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    // SAFETY: the kernel wrote `n` bytes (never more than the capacity given).
+    unsafe { buf.set_len(n as usize) };
+    Ok(())
+}

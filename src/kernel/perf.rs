@@ -1,0 +1,173 @@
+//! A perf event ring (`perf_event_open` + `mmap`), opened on one CPU for a tracepoint and read
+//! without system calls: the kernel writes records behind `data_head`, the reader consumes
+//! them and moves `data_tail`.
+
+use super::bytes::{u16_at, u32_at};
+use std::io;
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+use std::sync::atomic::{Ordering, fence};
+
+const PERF_TYPE_TRACEPOINT: u32 = 2;
+const PERF_SAMPLE_RAW: u64 = 1 << 10;
+const PERF_FLAG_FD_CLOEXEC: libc::c_ulong = 8;
+/// Offsets of `data_head` and `data_tail` in `struct perf_event_mmap_page`.
+const DATA_HEAD: usize = 1024;
+const DATA_TAIL: usize = 1032;
+
+/// `PERF_RECORD_LOST`: records the kernel could not write because the ring was full.
+pub const PERF_RECORD_LOST: u32 = 2;
+/// `PERF_RECORD_SAMPLE`: a sample (here, a tracepoint's raw record).
+pub const PERF_RECORD_SAMPLE: u32 = 9;
+
+/// Online and offline CPUs the system was configured with (at least 1).
+pub fn configured_cpus() -> i32 {
+    // SAFETY: sysconf has no memory effects.
+    unsafe { libc::sysconf(libc::_SC_NPROCESSORS_CONF) }.max(1) as i32
+}
+
+/// One CPU's perf event and its mapped ring.
+pub struct Ring {
+    _fd: OwnedFd,
+    base: *mut u8,
+    len: usize,
+    page: usize,
+    data_len: usize,
+}
+
+// SAFETY: the mapping is owned by this value and only used through `&self`/`&mut self`.
+unsafe impl Send for Ring {}
+
+/// `struct perf_event_attr` as of its first version (`PERF_ATTR_SIZE_VER0`, 64 bytes), which
+/// every kernel accepts; the fields after it are zero anyway.
+#[repr(C)]
+#[derive(Default)]
+struct PerfEventAttr {
+    kind: u32,
+    size: u32,
+    config: u64,
+    sample_period: u64,
+    sample_type: u64,
+    read_format: u64,
+    flags: u64,
+    wakeup_events: u32,
+    bp_type: u32,
+    config1: u64,
+}
+
+impl Ring {
+    /// Samples every hit of tracepoint `id` (its raw record) on `cpu`, in a ring of
+    /// `data_pages` pages.
+    pub fn open_tracepoint(id: u64, cpu: i32, data_pages: usize) -> io::Result<Ring> {
+        let attr = PerfEventAttr {
+            kind: PERF_TYPE_TRACEPOINT,
+            size: std::mem::size_of::<PerfEventAttr>() as u32,
+            config: id,
+            sample_period: 1,
+            sample_type: PERF_SAMPLE_RAW,
+            ..Default::default()
+        };
+        // SAFETY: `attr` is a valid perf_event_attr of the size it states; pid -1 with a cpu
+        // means every task on that CPU; the result is checked.
+        let fd = unsafe {
+            libc::syscall(
+                libc::SYS_perf_event_open,
+                &attr as *const PerfEventAttr,
+                -1 as libc::pid_t,
+                cpu,
+                -1 as libc::c_int,
+                PERF_FLAG_FD_CLOEXEC,
+            )
+        };
+        if fd < 0 {
+            return Err(io::Error::last_os_error());
+        }
+        // SAFETY: a fresh descriptor nothing else owns.
+        let fd = unsafe { OwnedFd::from_raw_fd(fd as i32) };
+        // SAFETY: sysconf has no memory effects.
+        let page = unsafe { libc::sysconf(libc::_SC_PAGESIZE) }.max(4096) as usize;
+        let len = page * (1 + data_pages);
+        // SAFETY: maps `len` bytes of the event's ring; the result is checked. Writable so the
+        // kernel sees `data_tail` and never overwrites unread records.
+        let base = unsafe {
+            libc::mmap(
+                std::ptr::null_mut(),
+                len,
+                libc::PROT_READ | libc::PROT_WRITE,
+                libc::MAP_SHARED,
+                fd.as_raw_fd(),
+                0,
+            )
+        };
+        if base == libc::MAP_FAILED {
+            return Err(io::Error::last_os_error());
+        }
+        Ok(Ring {
+            _fd: fd,
+            base: base.cast(),
+            len,
+            page,
+            data_len: page * data_pages,
+        })
+    }
+
+    /// Our tail and the kernel's head.
+    pub fn bounds(&self) -> (u64, u64) {
+        // SAFETY: both words lie in the mapped metadata page, 8-byte aligned.
+        let head = unsafe { std::ptr::read_volatile(self.base.add(DATA_HEAD).cast::<u64>()) };
+        // The records up to `head` are visible only after it is read (the kernel's smp_wmb).
+        fence(Ordering::Acquire);
+        // SAFETY: as above.
+        let tail = unsafe { std::ptr::read_volatile(self.base.add(DATA_TAIL).cast::<u64>()) };
+        (tail, head)
+    }
+
+    /// Hands the records before `tail` back to the kernel.
+    pub fn set_tail(&self, tail: u64) {
+        // Every read of the records is done before the kernel may reuse their space.
+        fence(Ordering::Release);
+        // SAFETY: in the mapped metadata page, 8-byte aligned; only we write it.
+        unsafe { std::ptr::write_volatile(self.base.add(DATA_TAIL).cast::<u64>(), tail) };
+    }
+
+    /// Type and size of the record at `at` (`struct perf_event_header`).
+    pub fn header(&self, at: u64) -> (u32, u16) {
+        let (a, b) = self.slices(at, 8);
+        let mut h = [0u8; 8];
+        h[..a.len()].copy_from_slice(a);
+        h[a.len()..].copy_from_slice(b);
+        // Eight bytes are always there.
+        (u32_at(&h, 0).unwrap_or(0), u16_at(&h, 6).unwrap_or(0))
+    }
+
+    /// Copies `len` bytes of the data area from ring position `at` (wrapping) into `out`.
+    pub fn copy(&self, at: u64, len: usize, out: &mut Vec<u8>) {
+        out.clear();
+        let (a, b) = self.slices(at, len);
+        out.extend_from_slice(a);
+        out.extend_from_slice(b);
+    }
+
+    /// The `len` bytes (at most the data area) from ring position `at`: up to the end of the
+    /// area, and the rest from its start.
+    fn slices(&self, at: u64, len: usize) -> (&[u8], &[u8]) {
+        let len = len.min(self.data_len);
+        let start = (at % self.data_len as u64) as usize;
+        let first = len.min(self.data_len - start);
+        // SAFETY: the data area is `data_len` bytes after the first page; both ranges stay in
+        // it. The kernel does not write them until `data_tail` moves past them.
+        unsafe {
+            let data = self.base.add(self.page);
+            (
+                std::slice::from_raw_parts(data.add(start), first),
+                std::slice::from_raw_parts(data, len - first),
+            )
+        }
+    }
+}
+
+impl Drop for Ring {
+    fn drop(&mut self) {
+        // SAFETY: unmaps exactly the mapping made in `open_tracepoint`.
+        unsafe { libc::munmap(self.base.cast(), self.len) };
+    }
+}

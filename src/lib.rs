@@ -1,15 +1,16 @@
 //! edgeguard: a security agent for Azure IoT Edge devices.
 //!
-//! Collectors turn what the host shows into typed [`event::Event`]s; the [`pipeline`] prioritises,
-//! aggregates and batches them into security messages; the outbox hands each message to a
-//! [`sink`] and forgets it only once the sink acknowledges it. Configuration arrives as
-//! module-twin JSON, is validated key by key in [`config`], and reaches every component as a typed
-//! value through a watch channel.
+//! Collectors ([`registry`]) turn what the host shows into typed [`event::Event`]s; the enricher
+//! ([`container::enrich`]) adds container names; the [`pipeline`] prioritises, aggregates and
+//! batches them into security messages; the outbox hands each message to a sink ([`sink`]:
+//! stdout, file, or edgeHub through [`hub`]) and forgets it only once the sink acknowledges it.
+//! Configuration arrives as module-twin JSON, is validated key by key in [`config`], and reaches
+//! every component as a typed value through a watch channel.
 //!
 //! ```text
-//! collectors ─mpsc<Event>─▶ pipeline ─mpsc<Message>─▶ outbox ─mpsc<Record>─▶ sink
-//!                              ▲                        ▲                    │
-//!           watch<Arc<Config>>─┘                        └──mpsc<Delivery>────┘
+//! collectors ─mpsc<Event>─▶ enrich ─mpsc<Event>─▶ pipeline ─mpsc<Message>─▶ outbox ─mpsc<Record>─▶ sink
+//!                                                    ▲                        ▲                    │
+//!                                 watch<Arc<Config>>─┘                        └──mpsc<Delivery>────┘
 //! ```
 
 pub mod collectors;
@@ -23,6 +24,7 @@ pub mod kernel;
 pub mod memory;
 pub mod metrics;
 pub mod pipeline;
+pub mod registry;
 pub mod sink;
 pub mod state;
 #[cfg(test)]
@@ -162,7 +164,7 @@ pub async fn run(
     );
 
     let (config_tx, config_rx) = watch::channel(Arc::new(opts.config.clone()));
-    let (event_tx, event_rx) = mpsc::channel::<Event>(EVENT_CHANNEL);
+    let (pipeline_tx, event_rx) = mpsc::channel::<Event>(EVENT_CHANNEL);
     let (control_tx, control_rx) = mpsc::channel::<Control>(8);
     let (message_tx, message_rx) = mpsc::channel(1);
     let outbox_cfg = OutboxConfig {
@@ -208,7 +210,7 @@ pub async fn run(
             let channels = hub::HubChannels {
                 records: record_rx,
                 deliveries: delivery_tx,
-                events: event_tx.clone(),
+                events: pipeline_tx.clone(),
                 config: config_tx.clone(),
                 control: control_tx.clone(),
                 snapshot: snapshot_now.clone(),
@@ -222,9 +224,17 @@ pub async fn run(
                 }
             });
         }
-        other => {
+        SinkKind::Stdout => {
             tracker.spawn(sink::run(
-                other,
+                sink::LocalSink::Stdout,
+                record_rx,
+                delivery_tx,
+                stop_collectors.clone(),
+            ));
+        }
+        SinkKind::File(path) => {
+            tracker.spawn(sink::run(
+                sink::LocalSink::File(path),
                 record_rx,
                 delivery_tx,
                 stop_collectors.clone(),
@@ -262,29 +272,36 @@ pub async fn run(
     for r in &opts.rejected {
         tracing::warn!(key = %r.key, error_type = ?r.error_type, used = %r.used, "{}", r.message);
         metrics.config_rejected(&format!("{:?}", r.error_type));
-        let _ = event_tx.send(r.to_event()).await;
+        let _ = pipeline_tx.send(r.to_event()).await;
     }
 
-    // Collectors send through the container enricher, which owns the pipeline's sender from here.
-    let (containers, event_tx) = container::Containers::start(
-        event_tx,
+    // The enrich stage: collectors send to it, and it owns the pipeline's sender from here (the
+    // pipeline flushes once every collector, and so the enricher, has stopped).
+    let containers =
+        container::Containers::start(config_rx.clone(), stop_collectors.clone(), &tracker);
+    let (collector_tx, collector_rx) = mpsc::channel::<Event>(EVENT_CHANNEL);
+    tracker.spawn(container::enrich::run(
+        collector_rx,
+        pipeline_tx,
+        containers.cache.clone(),
         config_rx.clone(),
         metrics.clone(),
-        stop_collectors.clone(),
-        &tracker,
-        EVENT_CHANNEL,
-    );
-    let periodic = |config_rx: &watch::Receiver<Arc<Config>>| {
-        let mut all = collectors::periodic_collectors(&metrics, config_rx);
-        all.push(containers.inventory(config_rx, &metrics));
-        all
-    };
+    ));
+    let collectors::ByShape {
+        periodic,
+        triggered,
+    } = collectors::ByShape::new(registry::collectors(&registry::Parts {
+        metrics: &metrics,
+        config: &config_rx,
+        containers: &containers,
+    }));
 
     match mode {
         Mode::Snapshot => {
-            let mut collectors = periodic(&config_rx);
-            collectors::collect_once(&mut collectors, &opts.host_root, &event_tx, &metrics).await;
-            drop(event_tx);
+            drop(triggered);
+            let mut periodic = periodic;
+            collectors::collect_once(&mut periodic, &opts.host_root, &collector_tx, &metrics).await;
+            drop(collector_tx);
             // Nothing more will come (the hub, if any, stops producing too): deliver within the
             // grace period, then stop.
             stop_collectors.cancel();
@@ -313,16 +330,15 @@ pub async fn run(
             // The collectors own the last event senders: when they stop, the pipeline flushes.
             let ctx = collectors::Context {
                 host: opts.host_root.clone(),
-                events: event_tx,
+                events: collector_tx,
                 metrics: metrics.clone(),
                 config: config_rx.clone(),
                 cancel: stop_collectors.clone(),
                 state_dir: opts.state_dir.clone(),
             };
-            collectors::start_triggered(&ctx, &tracker);
-            containers.start_watcher(&ctx, &tracker);
+            collectors::start_triggered(triggered, &ctx, &tracker);
             tracker.spawn(collectors::run_periodic(
-                periodic(&config_rx),
+                periodic,
                 ctx,
                 control_tx.clone(),
                 snapshot_now.clone(),

@@ -1,9 +1,17 @@
-//! Collectors: one file per source. Each turns what the host shows into typed events.
+//! Collectors: one folder (or file) per source. Each turns what the host shows into typed events.
 //!
-//! Periodic collectors take snapshots on the `snapshotFrequency` timer; triggered collectors
-//! (processes, connections, logins: host collectors issue) stream events as they happen. A
-//! collector that cannot read part of its source says so in its events and in the log, counts
-//! the error, and the others carry on.
+//! A collector has one of two shapes:
+//! - [`Periodic`]: read as a whole on the `snapshotFrequency` timer (and once at start), on a
+//!   blocking thread: system information, listening ports, users, firewall, OS baseline, the
+//!   container inventory;
+//! - [`Triggered`]: streams events as they happen until cancelled, on a thread of its own (the
+//!   kernel readers: processes, connections) or as a task (logins, account changes, container
+//!   events).
+//!
+//! Every collector of the build is listed once, in [`crate::registry`]; the wiring in `lib.rs`
+//! starts whatever that list holds. A collector that cannot read part of its source says so in
+//! its events and in the log, counts the error, and the others carry on. What collectors read
+//! the host with is in [`crate::host`] (files) and [`crate::kernel`] (system calls).
 
 pub mod baseline;
 pub mod capacity;
@@ -21,13 +29,14 @@ mod reader;
 pub use context::Context;
 pub use reader::{Held, KERNEL_EMIT_WAIT, READER_HOLD, READER_HOLD_EVENTS, RecvTimeout};
 
-use crate::config::Config;
 use crate::event::{CollectorHealth, Event};
 use crate::host::HostRoot;
 use crate::metrics::Metrics;
 use crate::pipeline::Control;
+use std::future::Future;
+use std::pin::Pin;
 use std::sync::Arc;
-use tokio::sync::{Notify, mpsc, watch};
+use tokio::sync::{Notify, mpsc};
 use tokio_util::task::TaskTracker;
 
 /// A source that is read as a whole on a timer.
@@ -39,37 +48,79 @@ pub trait Periodic: Send + 'static {
     fn collect(&mut self, host: &HostRoot) -> Vec<Event>;
 }
 
-/// Every periodic collector this build has.
-pub fn periodic_collectors(
-    metrics: &Arc<Metrics>,
-    config: &watch::Receiver<Arc<Config>>,
-) -> Vec<Box<dyn Periodic>> {
-    vec![
-        Box::new(system::SystemInformationCollector),
-        Box::new(listening::ListeningPortsCollector),
-        Box::new(users::LocalUsersCollector),
-        Box::new(firewall::FirewallCollector::new(metrics.clone())),
-        Box::new(baseline::BaselineCollector::new(config.clone())),
-    ]
+/// A source that streams events as they happen, until its context is cancelled.
+pub trait Triggered: Send + 'static {
+    /// The collector's name (the `collector` metric label).
+    fn name(&self) -> &'static str;
+
+    /// Starts following the source. An error means the collector cannot run at all; it is then
+    /// reported `Down` and the others carry on.
+    fn start(self: Box<Self>, ctx: Context) -> std::io::Result<Running>;
 }
 
-/// Starts every triggered collector: the kernel readers on their own threads, the file
-/// followers as tasks. All of them stop when `ctx.cancel` is cancelled; `tracker` waits for them.
-pub fn start_triggered(ctx: &Context, tracker: &TaskTracker) {
-    match process::spawn(ctx.clone()) {
-        Ok(thread) => {
-            tracker.spawn(thread_finished(thread));
-        }
-        Err(e) => ctx.report_status(
-            "process",
-            CollectorHealth::Down,
-            format!("cannot start the process collector: {e}"),
-            None,
-        ),
+/// How a started [`Triggered`] collector runs.
+pub enum Running {
+    /// On a std thread of its own (a reader that blocks on a kernel socket).
+    Thread(std::thread::JoinHandle<()>),
+    /// As a task on the runtime.
+    Task(Pin<Box<dyn Future<Output = ()> + Send>>),
+}
+
+impl Running {
+    /// A task running `future`.
+    pub fn task(future: impl Future<Output = ()> + Send + 'static) -> Running {
+        Running::Task(Box::pin(future))
     }
-    tracker.spawn(thread_finished(connection::spawn(ctx.clone())));
-    tracker.spawn(login::run(ctx.clone()));
-    tracker.spawn(users::watch(ctx.clone()));
+}
+
+/// A collector of either shape (an entry of [`crate::registry`]).
+pub enum Collector {
+    Periodic(Box<dyn Periodic>),
+    Triggered(Box<dyn Triggered>),
+}
+
+/// A list of collectors split by shape, each part in list order.
+pub struct ByShape {
+    pub periodic: Vec<Box<dyn Periodic>>,
+    pub triggered: Vec<Box<dyn Triggered>>,
+}
+
+impl ByShape {
+    pub fn new(all: Vec<Collector>) -> ByShape {
+        let mut split = ByShape {
+            periodic: Vec::new(),
+            triggered: Vec::new(),
+        };
+        for c in all {
+            match c {
+                Collector::Periodic(p) => split.periodic.push(p),
+                Collector::Triggered(t) => split.triggered.push(t),
+            }
+        }
+        split
+    }
+}
+
+/// Starts the triggered collectors, in order: threads and tasks that stop when `ctx.cancel` is
+/// cancelled, and that `tracker` waits for.
+pub fn start_triggered(collectors: Vec<Box<dyn Triggered>>, ctx: &Context, tracker: &TaskTracker) {
+    for collector in collectors {
+        let name = collector.name();
+        match collector.start(ctx.clone()) {
+            Ok(Running::Thread(thread)) => {
+                tracker.spawn(thread_finished(thread));
+            }
+            Ok(Running::Task(task)) => {
+                tracker.spawn(task);
+            }
+            Err(e) => ctx.report_status(
+                name,
+                CollectorHealth::Down,
+                format!("cannot start the {name} collector: {e}"),
+                None,
+            ),
+        }
+    }
 }
 
 /// Runs every periodic collector once and sends their events. Returns `false` when the pipeline

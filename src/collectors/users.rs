@@ -533,6 +533,20 @@ fn look(host: &HostRoot, last: Option<&Accounts>) -> Result<Look, Error> {
     })
 }
 
+/// The account watcher as the registry lists it: [`watch`] as a task (`UserChange` events;
+/// the `LocalUsers` snapshot is [`LocalUsersCollector`]).
+pub struct AccountWatcher;
+
+impl super::Triggered for AccountWatcher {
+    fn name(&self) -> &'static str {
+        COLLECTOR
+    }
+
+    fn start(self: Box<Self>, ctx: Context) -> std::io::Result<super::Running> {
+        Ok(super::Running::task(watch(ctx)))
+    }
+}
+
 /// The `UserChange` task, with the default interval: until `ctx.cancel`, emits one
 /// `UserChange` event per account change. Reports Degraded while the passwd file cannot be
 /// read, and Up when it can again.

@@ -16,15 +16,14 @@ pub mod events;
 pub mod inventory;
 pub mod posture;
 
-use crate::collectors::{Context, Periodic};
+use crate::collectors::{Context, Periodic, Running, Triggered};
 use crate::config::Config;
-use crate::event::Event;
 use crate::metrics::Metrics;
 use bollard::Docker;
 use cache::ContainerCache;
 use std::sync::Arc;
 use std::time::Duration;
-use tokio::sync::{mpsc, watch};
+use tokio::sync::watch;
 use tokio_util::task::TaskTracker;
 
 /// The watcher's collector name (metrics label, `CollectorStatus.Collector`).
@@ -84,41 +83,34 @@ pub async fn connect(path: &str) -> Result<Docker, ContainerError> {
     }
 }
 
-/// The container parts that live as long as the agent: the cache, its inspector, the event
-/// watcher and the enricher between collectors and pipeline.
+/// The container parts that live as long as the agent: the id → name/image cache and its
+/// inspector. The event watcher and the inventory are collectors
+/// ([`Containers::watcher`], [`Containers::inventory`]); the enricher ([`enrich::run`]) is a
+/// stage of its own between the collectors and the pipeline, wired in `lib.rs`.
 pub struct Containers {
     pub cache: Arc<ContainerCache>,
 }
 
 impl Containers {
-    /// Starts the inspector and the enricher. Returns the parts and the sender collectors
-    /// must use instead of the pipeline's: events sent there reach `pipeline` enriched.
+    /// Starts the inspector, which fills the cache in the background until `cancel`.
     pub fn start(
-        pipeline: mpsc::Sender<Event>,
         config: watch::Receiver<Arc<Config>>,
-        metrics: Arc<Metrics>,
         cancel: tokio_util::sync::CancellationToken,
         tracker: &TaskTracker,
-        capacity: usize,
-    ) -> (Containers, mpsc::Sender<Event>) {
+    ) -> Containers {
         let (cache, queue) = ContainerCache::new();
-        let (tx, rx) = mpsc::channel(capacity);
-        tracker.spawn(cache::run_inspector(
-            cache.clone(),
-            queue,
-            config.clone(),
-            cancel,
-        ));
-        tracker.spawn(enrich::run(rx, pipeline, cache.clone(), config, metrics));
-        (Containers { cache }, tx)
+        tracker.spawn(cache::run_inspector(cache.clone(), queue, config, cancel));
+        Containers { cache }
     }
 
-    /// Starts the event watcher (a triggered collector).
-    pub fn start_watcher(&self, ctx: &Context, tracker: &TaskTracker) {
-        tracker.spawn(events::watch(ctx.clone(), self.cache.clone()));
+    /// The engine's event watcher (a triggered collector).
+    pub fn watcher(&self) -> Box<dyn Triggered> {
+        Box::new(Watcher {
+            cache: self.cache.clone(),
+        })
     }
 
-    /// The inventory, for the periodic collectors.
+    /// The inventory (a periodic collector).
     pub fn inventory(
         &self,
         config: &watch::Receiver<Arc<Config>>,
@@ -130,5 +122,20 @@ impl Containers {
             config.clone(),
             metrics.clone(),
         ))
+    }
+}
+
+/// [`events::watch`] as a triggered collector.
+struct Watcher {
+    cache: Arc<ContainerCache>,
+}
+
+impl Triggered for Watcher {
+    fn name(&self) -> &'static str {
+        COLLECTOR
+    }
+
+    fn start(self: Box<Self>, ctx: Context) -> std::io::Result<Running> {
+        Ok(Running::task(events::watch(ctx, self.cache)))
     }
 }

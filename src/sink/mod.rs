@@ -1,8 +1,13 @@
-//! Where messages go: stdout (local runs), a file, and (edgeHub issue) the module's MQTT output.
+//! Where messages go. A sink is a task that takes [`Record`]s from the outbox and answers each
+//! with a [`Delivery`]: `Ack` once the message is durably handed over (written and flushed,
+//! fsynced, or acknowledged by the broker), `Retry` otherwise. The outbox decides what to
+//! resend; a sink keeps no state of its own.
 //!
-//! A sink is a task that takes [`Record`]s and answers each with a [`Delivery`]: `Ack` once the
-//! message is durably handed over (written and flushed, or acknowledged by the broker), `Retry`
-//! otherwise. The outbox decides what to resend; a sink keeps no state of its own.
+//! There are three delivery paths, chosen by [`SinkKind`] (`--sink`):
+//! - stdout and file, the local sinks, run here by [`run`];
+//! - edgeHub, run by [`crate::hub::run`]: the module's MQTT session, which besides delivering
+//!   messages (the `securityEvents` and `alerts` outputs) carries the module twin, direct
+//!   methods and the `securityMessages` input, so it lives in `hub/` with them.
 
 use crate::pipeline::outbox::{Delivery, Record};
 use std::path::PathBuf;
@@ -17,28 +22,33 @@ pub enum SinkKind {
     Stdout,
     /// One JSON message per line appended to a file, synced before the acknowledgement.
     File(PathBuf),
-    /// The module's `securityEvents` output through edgeHub (module identity, MQTT, twin).
+    /// The module's `securityEvents` output through edgeHub (module identity, MQTT, twin):
+    /// [`crate::hub::run`].
     EdgeHub(Box<crate::hub::EdgeEnvironment>),
 }
 
-/// Runs the chosen sink until `records` closes. A sink that can never deliver again (stdout
+/// The sinks run by [`run`]; edgeHub is [`crate::hub::run`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum LocalSink {
+    /// One JSON message per line on standard output.
+    Stdout,
+    /// One JSON message per line appended to a file, synced before the acknowledgement.
+    File(PathBuf),
+}
+
+/// Runs a local sink until `records` closes. A sink that can never deliver again (stdout
 /// closed by the reader) cancels `fatal` so the agent shuts down instead of retrying forever.
 pub async fn run(
-    kind: SinkKind,
+    kind: LocalSink,
     records: mpsc::Receiver<Record>,
     deliveries: mpsc::Sender<Delivery>,
     fatal: CancellationToken,
 ) {
     match kind {
-        SinkKind::Stdout => {
+        LocalSink::Stdout => {
             write_lines(tokio::io::stdout(), false, records, deliveries, fatal).await
         }
-        SinkKind::EdgeHub(_) => {
-            // Driven by `hub::run`, which owns the MQTT session; never started through here.
-            tracing::error!("the edgeHub sink is run by the hub task");
-            fatal.cancel();
-        }
-        SinkKind::File(path) => {
+        LocalSink::File(path) => {
             match tokio::fs::OpenOptions::new()
                 .create(true)
                 .append(true)

@@ -17,6 +17,19 @@ use std::collections::{HashMap, VecDeque};
 use std::net::{Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::time::{Duration, Instant};
 
+/// The connection collector as the registry lists it: [`spawn`] on its own thread.
+pub struct ConnectionCollector;
+
+impl crate::collectors::Triggered for ConnectionCollector {
+    fn name(&self) -> &'static str {
+        COLLECTOR
+    }
+
+    fn start(self: Box<Self>, ctx: Context) -> std::io::Result<crate::collectors::Running> {
+        Ok(crate::collectors::Running::Thread(spawn(ctx)))
+    }
+}
+
 /// Who a connection belongs to, as far as is known.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub(super) struct Attribution {

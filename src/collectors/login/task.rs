@@ -4,6 +4,19 @@ use super::{AUTH_LOG, BTMP, COLLECTOR, Error, LoginFollower, LoginOptions, SECUR
 use crate::collectors::Context;
 use crate::event::{CollectorHealth, Event, Payload};
 
+/// The login collector as the registry lists it: [`run`] as a task.
+pub struct LoginCollector;
+
+impl crate::collectors::Triggered for LoginCollector {
+    fn name(&self) -> &'static str {
+        COLLECTOR
+    }
+
+    fn start(self: Box<Self>, ctx: Context) -> std::io::Result<crate::collectors::Running> {
+        Ok(crate::collectors::Running::task(run(ctx)))
+    }
+}
+
 /// The login collector's task, with default options: follows the sources until `ctx.cancel`.
 /// Emits one `Login` event per login, failure, sudo or su use; a `CollectorStatus` (Degraded)
 /// when no source exists, and Up when one appears.

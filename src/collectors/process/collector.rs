@@ -14,6 +14,19 @@ use std::io;
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
+/// The process collector as the registry lists it: [`spawn`] on its own thread.
+pub struct ProcessCollector;
+
+impl crate::collectors::Triggered for ProcessCollector {
+    fn name(&self) -> &'static str {
+        COLLECTOR
+    }
+
+    fn start(self: Box<Self>, ctx: Context) -> io::Result<crate::collectors::Running> {
+        spawn(ctx).map(crate::collectors::Running::Thread)
+    }
+}
+
 /// Starts the process collector on a dedicated thread (`edgeguard-proc`).
 ///
 /// Emits `ProcessCreate` and `ProcessTerminate` (one record each) with [`Context::emit_from_reader`],

@@ -13,6 +13,7 @@
 //!                                 watch<Arc<Config>>─┘                        └──mpsc<Delivery>────┘
 //! ```
 
+pub mod backoff;
 pub mod collectors;
 pub mod config;
 pub mod container;

@@ -1,7 +1,10 @@
 //! The state directory (a mounted volume in the container): what must survive a restart.
 //!
-//! Today that is the agent id: the envelope's `AgentId` must stay the same for a device across
-//! restarts and upgrades, or every restart would look like a new agent in the cloud.
+//! Here: the agent id (the envelope's `AgentId` must stay the same for a device across restarts
+//! and upgrades, or every restart would look like a new agent in the cloud), and the two helpers
+//! every state file is written and read with ([`write_atomic`], [`read_json`]): the login
+//! collector's file positions and the account watcher's last-seen accounts use them too. (The
+//! spool, `spool.redb`, is its own database: [`crate::pipeline::spool`].)
 
 use std::path::{Path, PathBuf};
 use uuid::Uuid;
@@ -51,24 +54,70 @@ pub fn agent_id(dir: &Path) -> Result<Uuid, Error> {
         Err(source) => return Err(Error::Read { path, source }),
     }
     let id = Uuid::new_v4();
-    write_atomic(&path, format!("{id}\n").as_bytes())?;
+    write_atomic(&path, format!("{id}\n").as_bytes()).map_err(|source| Error::Write {
+        path: path.clone(),
+        source,
+    })?;
     tracing::info!(agent_id = %id, path = %path.display(), "created a new agent id");
     Ok(id)
 }
 
-/// Writes through a temporary file and a rename, so a crash leaves the old or the new content.
-fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), Error> {
+/// Writes `bytes` to `path` through a temporary file (`path` with the extension `tmp`), an fsync
+/// and a rename, so a crash leaves the old or the new content, never a mix. Creates the parent
+/// directory when it is missing.
+pub fn write_atomic(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
     use std::io::Write;
+    if let Some(dir) = path.parent() {
+        std::fs::create_dir_all(dir)?;
+    }
     let tmp = path.with_extension("tmp");
-    let err = |source| Error::Write {
-        path: path.to_path_buf(),
-        source,
+    let mut f = std::fs::File::create(&tmp)?;
+    f.write_all(bytes)?;
+    f.sync_all()?;
+    std::fs::rename(&tmp, path)
+}
+
+/// Why a saved state file could not be used.
+#[derive(Debug, thiserror::Error)]
+pub enum LoadError {
+    #[error("cannot read it")]
+    Read(#[source] std::io::Error),
+    #[error("it is corrupt")]
+    Corrupt(#[source] serde_json::Error),
+}
+
+/// [`read_json`] for a collector that starts afresh without its state: `None` when there is
+/// none, and when it cannot be used, after a warning (`unreadable` or `corrupt`, with the path
+/// and the error).
+pub fn read_json_or_warn<T: serde::de::DeserializeOwned>(
+    path: &Path,
+    collector: &'static str,
+    unreadable: &str,
+    corrupt: &str,
+) -> Option<T> {
+    match read_json(path) {
+        Ok(state) => state,
+        Err(LoadError::Read(e)) => {
+            tracing::warn!(collector, path = %path.display(), error = %e, "{unreadable}");
+            None
+        }
+        Err(LoadError::Corrupt(e)) => {
+            tracing::warn!(collector, path = %path.display(), error = %e, "{corrupt}");
+            None
+        }
+    }
+}
+
+/// Reads a JSON state file written by [`write_atomic`]: `None` when there is none yet.
+pub fn read_json<T: serde::de::DeserializeOwned>(path: &Path) -> Result<Option<T>, LoadError> {
+    let bytes = match std::fs::read(path) {
+        Ok(b) => b,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+        Err(e) => return Err(LoadError::Read(e)),
     };
-    let mut f = std::fs::File::create(&tmp).map_err(err)?;
-    f.write_all(bytes).map_err(err)?;
-    f.sync_all().map_err(err)?;
-    std::fs::rename(&tmp, path).map_err(err)?;
-    Ok(())
+    serde_json::from_slice(&bytes)
+        .map(Some)
+        .map_err(LoadError::Corrupt)
 }
 
 #[cfg(test)]

@@ -17,6 +17,7 @@ use crate::event::{
 };
 use crate::host::HostRoot;
 use crate::host::accounts::{self, PasswordState};
+use crate::text::error_causes;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::os::unix::fs::MetadataExt;
@@ -271,7 +272,7 @@ impl Periodic for LocalUsersCollector {
             }
             Err(e) => {
                 // No event: an empty snapshot would claim the host has no users.
-                tracing::warn!(collector = COLLECTOR, error = %e, cause = %source_text(&e), "no LocalUsers snapshot");
+                tracing::warn!(collector = COLLECTOR, error = %e, cause = %error_causes(&e), "no LocalUsers snapshot");
                 Vec::new()
             }
         }
@@ -468,50 +469,21 @@ fn read_stable(host: &HostRoot) -> Result<(Accounts, Stamp), Error> {
 }
 
 fn load_state(path: &Path) -> Option<Accounts> {
-    let bytes = match std::fs::read(path) {
-        Ok(b) => b,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return None,
-        Err(e) => {
-            tracing::warn!(collector = COLLECTOR, path = %path.display(), error = %e, "cannot read the saved accounts; changes made while stopped are not reported");
-            return None;
-        }
-    };
-    match serde_json::from_slice(&bytes) {
-        Ok(a) => Some(a),
-        Err(e) => {
-            tracing::warn!(collector = COLLECTOR, path = %path.display(), error = %e, "saved accounts are corrupt; changes made while stopped are not reported");
-            None
-        }
-    }
+    crate::state::read_json_or_warn(
+        path,
+        COLLECTOR,
+        "cannot read the saved accounts; changes made while stopped are not reported",
+        "saved accounts are corrupt; changes made while stopped are not reported",
+    )
 }
 
-/// Writes through a temporary file and a rename, so a crash leaves the old or the new content.
+/// Saves the accounts ([`crate::state::write_atomic`]).
 fn save_state(path: &Path, acc: &Accounts) -> Result<(), Error> {
-    use std::io::Write;
     let bytes = serde_json::to_vec(acc).map_err(Error::StateEncode)?;
-    let err = |source| Error::StateWrite {
+    crate::state::write_atomic(path, &bytes).map_err(|source| Error::StateWrite {
         path: path.to_path_buf(),
         source,
-    };
-    if let Some(dir) = path.parent() {
-        std::fs::create_dir_all(dir).map_err(err)?;
-    }
-    let tmp = path.with_extension("tmp");
-    let mut f = std::fs::File::create(&tmp).map_err(err)?;
-    f.write_all(&bytes).map_err(err)?;
-    f.sync_all().map_err(err)?;
-    std::fs::rename(&tmp, path).map_err(err)
-}
-
-/// The causes of an error, joined (its own message is logged separately).
-fn source_text(e: &Error) -> String {
-    let mut causes = Vec::new();
-    let mut next = std::error::Error::source(e);
-    while let Some(cause) = next {
-        causes.push(cause.to_string());
-        next = cause.source();
-    }
-    causes.join(": ")
+    })
 }
 
 /// The account watcher: what one look found.
@@ -600,7 +572,7 @@ pub async fn watch_every(ctx: Context, interval: Duration) {
                     let saved = tokio::task::spawn_blocking(move || save_state(&path, &acc)).await;
                     if let Ok(Err(e)) = saved {
                         ctx.metrics.error(COLLECTOR, "state_write");
-                        tracing::warn!(collector = COLLECTOR, error = %e, cause = %source_text(&e), "cannot save the accounts; a restart may miss or repeat changes");
+                        tracing::warn!(collector = COLLECTOR, error = %e, cause = %error_causes(&e), "cannot save the accounts; a restart may miss or repeat changes");
                     }
                 }
                 last = Some(found.remember);
@@ -614,7 +586,7 @@ pub async fn watch_every(ctx: Context, interval: Duration) {
                     ctx.report_status(
                         COLLECTOR,
                         CollectorHealth::Degraded,
-                        format!("{e}: {}", source_text(&e)),
+                        format!("{e}: {}", error_causes(&e)),
                         Some("retrying every few seconds"),
                     );
                 }

@@ -14,13 +14,13 @@
 use super::HubOptions;
 use super::inputs::InputMessage;
 use super::methods::{self, MethodContext, Response};
-use super::session::chain;
 use super::topics::{self, Inbound, Topics};
 use super::twin::{Twin, Update};
+use crate::backoff;
 use crate::config::Config;
 use crate::event::Event;
 use crate::metrics::{DropReason, Metrics};
-use crate::pipeline::outbox::backoff;
+use crate::text::error_chain;
 use rumqttc::{AsyncClient, Publish, QoS};
 use serde_json::Value;
 use std::collections::HashMap;
@@ -68,7 +68,10 @@ impl Due {
     }
 
     fn failed(&mut self, opts: &HubOptions) {
-        self.at = Some(Instant::now() + backoff(opts.backoff_min, opts.backoff_max, self.failures));
+        self.at = Some(
+            Instant::now()
+                + backoff::full_jitter(opts.backoff_min, opts.backoff_max, self.failures),
+        );
         self.failures = self.failures.saturating_add(1);
     }
 
@@ -336,6 +339,6 @@ async fn answer(client: &AsyncClient, rid: &str, response: &Response) {
         )
         .await
     {
-        tracing::debug!(error = %chain(&e), "cannot answer a method: the session has stopped");
+        tracing::debug!(error = %error_chain(&e), "cannot answer a method: the session has stopped");
     }
 }

@@ -33,10 +33,12 @@ use super::sas::{self, Signer};
 use super::topics::Topics;
 use super::workload::WorkloadClient;
 use super::{Error, HubOptions, tls};
+use crate::backoff;
 use crate::event::{Priority, format_utc};
 use crate::metrics::{DropReason, Metrics};
 use crate::pipeline::Output;
-use crate::pipeline::outbox::{Delivery, Record, backoff};
+use crate::pipeline::outbox::{Delivery, Record};
+use crate::text::error_chain;
 use rumqttc::{
     AsyncClient, ConnectionError, Event, EventLoop, MqttOptions, Outgoing, Packet, Publish, QoS,
     Request, Subscribe, SubscribeFilter, SubscribeReasonCode, TlsConfiguration, Transport,
@@ -356,7 +358,7 @@ pub(super) async fn drive(mut d: Driver, mut eventloop: EventLoop) {
                 Ok(at) => renew_at = Some(at),
                 Err(e) => {
                     report(&d, &e, attempt);
-                    d.set_link("disconnected", Some(chain(&e)), false);
+                    d.set_link("disconnected", Some(error_chain(&e)), false);
                     let delay = delay_after(&d.opts, &e, attempt);
                     attempt = attempt.saturating_add(1);
                     tokio::select! {
@@ -458,20 +460,20 @@ pub(super) async fn drive(mut d: Driver, mut eventloop: EventLoop) {
                     source: Box::new(source),
                 };
                 if was_connected {
-                    tracing::warn!(error = %chain(&e), "disconnected from the hub");
+                    tracing::warn!(error = %error_chain(&e), "disconnected from the hub");
                     let _ = d.connection.send(None);
                 } else {
                     report(&d, &e, attempt);
                 }
                 d.metrics.error("hub", "reconnect");
-                d.set_link("disconnected", Some(chain(&e)), true);
+                d.set_link("disconnected", Some(error_chain(&e)), true);
                 if stopping.is_some() || d.done.is_cancelled() {
                     break;
                 }
                 // Every reconnect fetches the trust bundle and signs a token again.
                 renew_at = None;
                 let delay = if was_connected {
-                    backoff(d.opts.backoff_min, d.opts.backoff_max, 0)
+                    backoff::full_jitter(d.opts.backoff_min, d.opts.backoff_max, 0)
                 } else {
                     delay_after(&d.opts, &e, attempt)
                 };
@@ -489,7 +491,7 @@ pub(super) async fn drive(mut d: Driver, mut eventloop: EventLoop) {
 
 fn delay_after(opts: &HubOptions, e: &Error, attempt: u32) -> Duration {
     if e.is_transient() {
-        backoff(opts.backoff_min, opts.backoff_max, attempt)
+        backoff::full_jitter(opts.backoff_min, opts.backoff_max, attempt)
     } else {
         // Something must be fixed first (credentials, certificates): try again rarely.
         opts.backoff_max
@@ -499,22 +501,10 @@ fn delay_after(opts: &HubOptions, e: &Error, attempt: u32) -> Duration {
 fn report(d: &Driver, e: &Error, attempt: u32) {
     d.metrics.error("hub", e.metric_label());
     if e.is_transient() {
-        tracing::warn!(attempt, error = %chain(e), "cannot connect to the hub; retrying");
+        tracing::warn!(attempt, error = %error_chain(e), "cannot connect to the hub; retrying");
     } else {
-        tracing::error!(attempt, error = %chain(e), "cannot connect to the hub; retrying slowly until fixed");
+        tracing::error!(attempt, error = %error_chain(e), "cannot connect to the hub; retrying slowly until fixed");
     }
-}
-
-/// `error: cause: cause` on one line.
-pub(super) fn chain(e: &dyn std::error::Error) -> String {
-    let mut s = e.to_string();
-    let mut source = e.source();
-    while let Some(cause) = source {
-        s.push_str(": ");
-        s.push_str(&cause.to_string());
-        source = cause.source();
-    }
-    s
 }
 
 /// The publisher side: what it needs besides the records.
@@ -569,7 +559,7 @@ pub(super) async fn publish_records(mut records: mpsc::Receiver<Record>, p: Publ
             .publish(topic, QoS::AtLeastOnce, false, r.body.to_vec())
             .await
         {
-            tracing::error!(error = %chain(&Error::ClientClosed(e)), "cannot publish");
+            tracing::error!(error = %error_chain(&Error::ClientClosed(e)), "cannot publish");
             let _ = deliveries.send(Delivery::Retry(r.id)).await;
             break;
         }

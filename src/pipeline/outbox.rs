@@ -17,9 +17,11 @@
 
 use super::spool::{self, Entry, Spool};
 use super::{Message, Output};
+use crate::backoff;
 use crate::config::Config;
 use crate::event::Priority;
 use crate::metrics::{DropReason, Metrics};
+use crate::text::error_chain;
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::Duration;
@@ -79,28 +81,6 @@ impl Default for OutboxConfig {
     }
 }
 
-/// Exponential backoff with full jitter: a random delay in `[min, min·2^attempt]`, capped.
-pub fn backoff(min: Duration, max: Duration, attempt: u32) -> Duration {
-    let ceiling = min
-        .saturating_mul(1u32 << attempt.min(16))
-        .min(max)
-        .max(min);
-    let span = (ceiling - min).as_millis() as u64;
-    min + Duration::from_millis(fastrand::u64(0..=span))
-}
-
-/// "outer: cause: cause" for log lines (the error types keep causes in `source()`).
-fn chain(e: &dyn std::error::Error) -> String {
-    let mut s = e.to_string();
-    let mut cause = e.source();
-    while let Some(c) = cause {
-        s.push_str(": ");
-        s.push_str(&c.to_string());
-        cause = c.source();
-    }
-    s
-}
-
 /// Opens the spool `cfg` names, or an in-memory one. Never fails: a corrupt file is set aside
 /// (counted as `errors_total{component="spool",error_type="corrupt"}`), and a spool that cannot
 /// be opened at all (`error_type="open"`) is replaced by memory, so the agent runs regardless.
@@ -126,7 +106,7 @@ pub async fn open_spool(cfg: &OutboxConfig, metrics: &Metrics) -> Spool {
         Err(e) => {
             tracing::error!(
                 path = %shown,
-                error = %chain(&e),
+                error = %error_chain(&e),
                 "cannot open the spool; keeping messages in memory (lost on restart)"
             );
             metrics.error("spool", "open");
@@ -230,17 +210,18 @@ pub async fn run_with_spool(
                     Ok(body) => body,
                     Err(err) if !err.is_transient() => {
                         // Unreadable for good: drop it rather than block everything behind it.
-                        tracing::error!(id = e.id, events = e.events, error = %chain(&err), "spool record unreadable; dropping it");
+                        tracing::error!(id = e.id, events = e.events, error = %error_chain(&err), "spool record unreadable; dropping it");
                         metrics.error("spool", "corrupt_record");
                         let _ = store.call(move |s| s.remove(e.id)).await;
                         store.lock().forget(e.id);
                         continue;
                     }
                     Err(err) => {
-                        tracing::error!(id = e.id, error = %chain(&err), "cannot read the spool; retrying after backoff");
+                        tracing::error!(id = e.id, error = %error_chain(&err), "cannot read the spool; retrying after backoff");
                         metrics.error("spool", "read");
                         resume_at = Some(
-                            Instant::now() + backoff(cfg.backoff_min, cfg.backoff_max, attempt),
+                            Instant::now()
+                                + backoff::full_jitter(cfg.backoff_min, cfg.backoff_max, attempt),
                         );
                         attempt = attempt.saturating_add(1);
                         break;
@@ -282,7 +263,7 @@ pub async fn run_with_spool(
                             match store.call(move |s| s.remove(id)).await.and_then(|r| r) {
                                 Ok(_) => {}
                                 Err(err) => {
-                                    tracing::error!(id, error = %chain(&err), "cannot delete a delivered message; it may be sent again after a restart");
+                                    tracing::error!(id, error = %error_chain(&err), "cannot delete a delivered message; it may be sent again after a restart");
                                     metrics.error("spool", "write");
                                     store.lock().forget(id);
                                 }
@@ -300,7 +281,7 @@ pub async fn run_with_spool(
                     if store.lock().is_in_flight(id) {
                         // Everything from this record on goes again, in order.
                         store.lock().retry_from(id);
-                        let delay = backoff(cfg.backoff_min, cfg.backoff_max, attempt);
+                        let delay = backoff::full_jitter(cfg.backoff_min, cfg.backoff_max, attempt);
                         attempt = attempt.saturating_add(1);
                         tracing::debug!(id, ?delay, "delivery failed; retrying after backoff");
                         resume_at = Some(Instant::now() + delay);
@@ -341,7 +322,7 @@ pub async fn run_with_spool(
                 if let Some(m) = held.take() {
                     held = store_message(&store, &metrics, m).await;
                     if held.is_some() {
-                        store_at = Some(Instant::now() + backoff(cfg.backoff_min, cfg.backoff_max, held_attempt));
+                        store_at = Some(Instant::now() + backoff::full_jitter(cfg.backoff_min, cfg.backoff_max, held_attempt));
                         held_attempt = held_attempt.saturating_add(1);
                     } else {
                         held_attempt = 0;
@@ -352,7 +333,7 @@ pub async fn run_with_spool(
                 Some(m) => {
                     held = store_message(&store, &metrics, m).await;
                     if held.is_some() {
-                        store_at = Some(Instant::now() + backoff(cfg.backoff_min, cfg.backoff_max, 0));
+                        store_at = Some(Instant::now() + backoff::full_jitter(cfg.backoff_min, cfg.backoff_max, 0));
                         held_attempt = 1;
                     }
                 }
@@ -435,12 +416,12 @@ async fn store_message(store: &Store, metrics: &Metrics, m: Message) -> Option<M
             None
         }
         Ok((m, Err(err))) => {
-            tracing::error!(error = %chain(&err), "cannot store a message in the spool; retrying after backoff");
+            tracing::error!(error = %error_chain(&err), "cannot store a message in the spool; retrying after backoff");
             metrics.error("spool", "write");
             Some(m)
         }
         Err(err) => {
-            tracing::error!(error = %chain(&err), events, "spool worker failed; message dropped");
+            tracing::error!(error = %error_chain(&err), events, "spool worker failed; message dropped");
             metrics.error("spool", "worker");
             metrics.dropped("outbox", DropReason::Shutdown, events as u64);
             None
@@ -768,18 +749,5 @@ mod tests {
         assert!(!s.is_durable());
         let open = [("component", "spool"), ("error_type", "open")];
         assert_eq!(metrics.value("edgeguard_errors_total", &open), Some(1.0));
-    }
-
-    #[test]
-    fn backoff_grows_with_jitter_and_stays_capped() {
-        let min = Duration::from_millis(100);
-        let max = Duration::from_secs(5);
-        for attempt in 0..40 {
-            let d = backoff(min, max, attempt);
-            assert!(d >= min && d <= max, "{d:?}");
-        }
-        let late: Vec<Duration> = (0..50).map(|_| backoff(min, max, 10)).collect();
-        assert!(late.iter().any(|d| *d > Duration::from_secs(1)), "grows");
-        assert!(late.windows(2).any(|w| w[0] != w[1]), "jitters");
     }
 }

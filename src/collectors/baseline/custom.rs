@@ -1,11 +1,12 @@
 //! Custom checks: the operator's file, verified by its SHA-256, parsed and run.
 
 use super::{
-    COLLECTOR, CUSTOM_FILE, MAX_CUSTOM_CHECKS, Meta, Outcome, error_chain, host_meta, is_not_found,
-    read_capped, read_sysctl, record, truncate,
+    COLLECTOR, CUSTOM_FILE, MAX_CUSTOM_CHECKS, Meta, Outcome, host_meta, is_not_found, read_capped,
+    read_sysctl, record,
 };
 use crate::event::{BaselineCheck, BaselineSeverity};
 use crate::host::HostRoot;
+use crate::text::{error_chain, within_bytes_marked};
 use serde::Deserialize;
 use std::os::unix::fs::MetadataExt;
 
@@ -157,12 +158,12 @@ pub fn run_custom_check(host: &HostRoot, check: &CustomCheck) -> BaselineCheck {
         },
         outcome,
     );
-    r.cce_id = truncate(&check.id, 64);
-    r.description = truncate(&check.description, 512);
+    r.cce_id = within_bytes_marked(&check.id, 64);
+    r.description = within_bytes_marked(&check.description, 512);
     match &check.remediation {
         Some(fix) => r
             .extra_details
-            .insert("Remediation".into(), truncate(fix, 512)),
+            .insert("Remediation".into(), within_bytes_marked(fix, 512)),
         None => r.extra_details.remove("Remediation"),
     };
     r.extra_details.insert("Custom".into(), "true".into());

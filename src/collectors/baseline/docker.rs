@@ -2,11 +2,12 @@
 
 use super::{
     DOCKER_DAEMON_JSON_FILE, DOCKER_ICC, DOCKER_INSECURE_REGISTRIES, DOCKER_LIVE_RESTORE,
-    DOCKER_LOG_LIMITS, DOCKER_SOCKET, DOCKER_TCP_TLS, DOCKER_USERNS, Outcome, error_chain, exists,
-    host_meta, is_not_found, listing, record,
+    DOCKER_LOG_LIMITS, DOCKER_SOCKET, DOCKER_TCP_TLS, DOCKER_USERNS, Outcome, exists, host_meta,
+    is_not_found, listing, record,
 };
 use crate::event::BaselineCheck;
 use crate::host::HostRoot;
+use crate::text::{error_chain, within_bytes_marked};
 use serde_json::Value;
 use std::os::unix::fs::MetadataExt;
 
@@ -118,7 +119,7 @@ pub(super) fn docker_checks(host: &HostRoot, out: &mut Vec<BaselineCheck>) {
             Some(Value::Array(a)) if a.is_empty() => Outcome::Pass("insecure-registries []".into()),
             Some(v) => Outcome::Fail(format!(
                 "insecure-registries {}",
-                truncate(&v.to_string(), 200)
+                within_bytes_marked(&v.to_string(), 200)
             )),
         }),
     ));
@@ -192,14 +193,4 @@ pub(super) fn docker_checks(host: &HostRoot, out: &mut Vec<BaselineCheck>) {
             }
         },
     ));
-}
-
-/// `s` cut to at most `max` bytes (on a character boundary), with `…` when cut.
-pub(super) fn truncate(s: &str, max: usize) -> String {
-    let kept = crate::text::prefix_within(s, max);
-    if kept.len() == s.len() {
-        s.to_string()
-    } else {
-        format!("{kept}…")
-    }
 }

@@ -2,11 +2,12 @@
 
 use super::{
     ACCT_DUP_GID, ACCT_DUP_GROUP, ACCT_DUP_NAME, ACCT_DUP_UID, ACCT_EMPTY_PASSWORD,
-    ACCT_SYSTEM_SHELL, ACCT_UID0, Outcome, error_chain, listing, record,
+    ACCT_SYSTEM_SHELL, ACCT_UID0, Outcome, listing, record,
 };
 use crate::event::BaselineCheck;
 use crate::host::HostRoot;
 use crate::host::accounts::{self, PasswordState};
+use crate::text::error_chain;
 use std::collections::BTreeMap;
 
 type Loaded<T> = Result<accounts::Parsed<T>, String>;

@@ -3,10 +3,11 @@
 use super::{
     Outcome, SSH_CLIENT_ALIVE, SSH_EMPTY_PASSWORDS, SSH_GRACE_TIME, SSH_HOSTBASED,
     SSH_IGNORE_RHOSTS, SSH_MAX_AUTH_TRIES, SSH_PASSWORD_AUTH, SSH_PROTOCOL, SSH_ROOT_LOGIN,
-    SSH_X11, error_chain, record,
+    SSH_X11, record,
 };
 use crate::event::BaselineCheck;
 use crate::host::HostRoot;
+use crate::text::error_chain;
 use std::collections::HashMap;
 
 /// The global settings of an sshd configuration.

@@ -1,8 +1,9 @@
 //! Kernel settings: the `/proc/sys` values the catalogue's sysctl rules expect.
 
-use super::{Meta, Outcome, SYSCTL_RULES, error_chain, record};
+use super::{Meta, Outcome, SYSCTL_RULES, record};
 use crate::event::BaselineCheck;
 use crate::host::HostRoot;
+use crate::text::error_chain;
 
 #[derive(Debug, Clone, Copy)]
 pub(super) enum Expect {

@@ -2,9 +2,10 @@
 
 use super::{
     Backend, IpFamily, MAX_RULE_TEXT, Parsed, builtin_direction, empty_rule, policy_rule,
-    protocol_name, set_once, truncate,
+    protocol_name, set_once,
 };
 use crate::event::{FirewallAction, FirewallRule};
+use crate::text::within_bytes;
 use std::collections::HashMap;
 
 /// Parses `iptables-save` / `ip6tables-save` output. Never fails: lines that do not parse are
@@ -34,7 +35,10 @@ pub fn parse_iptables_save(bytes: &[u8], family: IpFamily, backend: Backend) -> 
             let extra = &mut rule.extra_details;
             extra.insert("Family".into(), family.as_str().into());
             extra.insert("Backend".into(), backend.as_str().into());
-            extra.insert("Rule".into(), truncate(&format!(":{chain} {policy}"), 64));
+            extra.insert(
+                "Rule".into(),
+                within_bytes(&format!(":{chain} {policy}"), 64),
+            );
             parsed.rules.push(rule);
         }
     };
@@ -159,7 +163,7 @@ fn iptables_rule(
             "--comment" => {
                 let v = take_value(&mut it, negated)?;
                 rule.extra_details
-                    .insert("Comment".into(), truncate(&v, MAX_RULE_TEXT));
+                    .insert("Comment".into(), within_bytes(&v, MAX_RULE_TEXT));
             }
             "-j" | "--jump" => target = Some(it.next()?.to_string()),
             "-g" | "--goto" => goto = Some(it.next()?.to_string()),
@@ -184,11 +188,11 @@ fn iptables_rule(
         extra.insert("Target".into(), verdict);
     }
     if !matches.is_empty() {
-        extra.insert("Matches".into(), truncate(&matches.join(","), 128));
+        extra.insert("Matches".into(), within_bytes(&matches.join(","), 128));
     }
     extra.insert("Family".into(), family.as_str().into());
     extra.insert("Backend".into(), backend.as_str().into());
-    extra.insert("Rule".into(), truncate(line, MAX_RULE_TEXT));
+    extra.insert("Rule".into(), within_bytes(line, MAX_RULE_TEXT));
     Some((chain, rule))
 }
 

@@ -2,9 +2,10 @@
 
 use super::{
     Backend, MAX_RULE_TEXT, ParseError, Parsed, empty_rule, hook_direction, iptables_target_action,
-    policy_rule, protocol_name, truncate,
+    policy_rule, protocol_name,
 };
 use crate::event::{FirewallAction, FirewallRule};
+use crate::text::within_bytes;
 use serde_json::Value;
 use std::collections::HashMap;
 
@@ -91,12 +92,12 @@ pub fn parse_nft_json(bytes: &[u8]) -> Result<Parsed, ParseError> {
             extra.insert("Handle".into(), handle.to_string());
         }
         if let Some(c) = r.get("comment").and_then(Value::as_str) {
-            extra.insert("Comment".into(), truncate(c, MAX_RULE_TEXT));
+            extra.insert("Comment".into(), within_bytes(c, MAX_RULE_TEXT));
         }
         let text = expr
             .map(|e| Value::Array(e.clone()).to_string())
             .unwrap_or_default();
-        extra.insert("Rule".into(), truncate(&text, MAX_RULE_TEXT));
+        extra.insert("Rule".into(), within_bytes(&text, MAX_RULE_TEXT));
         parsed.rules.push(rule);
     }
 
@@ -252,11 +253,11 @@ fn nft_value(v: &Value) -> String {
                 } else if let Some(s) = o.get("set") {
                     go(s, depth + 1)
                 } else {
-                    truncate(&v.to_string(), 64)
+                    within_bytes(&v.to_string(), 64)
                 }
             }
             Value::Null => String::new(),
         }
     }
-    truncate(&go(v, 0), MAX_RULE_TEXT)
+    within_bytes(&go(v, 0), MAX_RULE_TEXT)
 }

@@ -2,6 +2,7 @@
 //! protocol names.
 
 use crate::event::{Direction, ExtraDetails, FirewallAction, FirewallRule};
+use crate::text::within_bytes;
 
 pub(super) fn empty_rule(direction: Option<Direction>) -> FirewallRule {
     FirewallRule {
@@ -34,7 +35,7 @@ pub(super) fn policy_rule(
     };
     if rule.action == FirewallAction::Other {
         rule.extra_details
-            .insert("Target".into(), truncate(policy, 64));
+            .insert("Target".into(), within_bytes(policy, 64));
     }
     rule.priority = Some(priority);
     rule.chain_name = Some(chain_name);
@@ -71,11 +72,6 @@ pub(super) fn protocol_name(p: &str) -> String {
         "47" | "gre" => "GRE".into(),
         "50" | "esp" => "ESP".into(),
         "51" | "ah" => "AH".into(),
-        other => truncate(&other.to_ascii_uppercase(), 32),
+        other => within_bytes(&other.to_ascii_uppercase(), 32),
     }
-}
-
-/// Cuts `s` to at most `max` bytes, on a character boundary.
-pub(super) fn truncate(s: &str, max: usize) -> String {
-    crate::text::prefix_within(s, max).to_string()
 }

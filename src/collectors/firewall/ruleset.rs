@@ -5,6 +5,7 @@ use super::{
     parse_iptables_save, parse_nft_json,
 };
 use crate::event::{CollectorHealth, FirewallAction, FirewallRule};
+use crate::text::error_chain;
 use std::collections::HashSet;
 
 /// What one snapshot found.
@@ -118,17 +119,6 @@ fn no_firewall_record(checked: &[Backend], base_chains: usize) -> FirewallRule {
     );
     extra.insert("AcceptingBaseChains".into(), base_chains.to_string());
     rule
-}
-
-pub(super) fn error_chain(e: &dyn std::error::Error) -> String {
-    let mut s = e.to_string();
-    let mut cur = e.source();
-    while let Some(c) = cur {
-        s.push_str(": ");
-        s.push_str(&c.to_string());
-        cur = c.source();
-    }
-    s
 }
 
 /// Turns a snapshot into the records to send, and the health it implies.

@@ -1,9 +1,8 @@
 //! Running the host's own tools (chrooted into the host root when it is not `/`), with a time
 //! limit and an output cap.
 
-use super::{
-    Backend, IpFamily, MAX_TOOL_OUTPUT, TOOL_DIRS, TOOL_PATH, TOOL_TIMEOUT, ToolError, truncate,
-};
+use super::{Backend, IpFamily, MAX_TOOL_OUTPUT, TOOL_DIRS, TOOL_PATH, TOOL_TIMEOUT, ToolError};
+use crate::text::within_bytes;
 use std::io::Read;
 use std::path::Path;
 use std::process::{Command, Stdio};
@@ -149,7 +148,7 @@ pub fn run_tool(
     if !status.success() {
         return Err(ToolError::Failed {
             status: status.to_string(),
-            stderr: truncate(String::from_utf8_lossy(&err).trim(), 300),
+            stderr: within_bytes(String::from_utf8_lossy(&err).trim(), 300),
         });
     }
     Ok(out)

@@ -300,7 +300,12 @@ impl LoginFollower {
             return Ok(());
         }
         let bytes = serde_json::to_vec_pretty(&state).map_err(Error::StateEncode)?;
-        write_atomic(&self.state_path, &bytes)?;
+        crate::state::write_atomic(&self.state_path, &bytes).map_err(|source| {
+            Error::StateWrite {
+                path: self.state_path.clone(),
+                source,
+            }
+        })?;
         self.written = Some(state);
         Ok(())
     }
@@ -553,38 +558,12 @@ fn find_rotated(path: &Path, pos: &SavedPosition) -> Option<File> {
 }
 
 fn load_state(path: &Path) -> Option<SavedState> {
-    let text = match std::fs::read(path) {
-        Ok(t) => t,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return None,
-        Err(e) => {
-            tracing::warn!(collector = COLLECTOR, path = %path.display(), error = %e, "cannot read saved login positions; starting at the end of the files");
-            return None;
-        }
-    };
-    match serde_json::from_slice::<SavedState>(&text) {
-        Ok(s) => Some(s),
-        Err(e) => {
-            tracing::warn!(collector = COLLECTOR, path = %path.display(), error = %e, "saved login positions are corrupt; starting at the end of the files");
-            None
-        }
-    }
-}
-
-/// Writes through a temporary file and a rename, so a crash leaves the old or the new content.
-fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), Error> {
-    use std::io::Write;
-    let err = |source| Error::StateWrite {
-        path: path.to_path_buf(),
-        source,
-    };
-    if let Some(dir) = path.parent() {
-        std::fs::create_dir_all(dir).map_err(err)?;
-    }
-    let tmp = path.with_extension("tmp");
-    let mut f = File::create(&tmp).map_err(err)?;
-    f.write_all(bytes).map_err(err)?;
-    f.sync_all().map_err(err)?;
-    std::fs::rename(&tmp, path).map_err(err)
+    crate::state::read_json_or_warn(
+        path,
+        COLLECTOR,
+        "cannot read saved login positions; starting at the end of the files",
+        "saved login positions are corrupt; starting at the end of the files",
+    )
 }
 
 /// The host's machine name (`uname -m`): /proc/sys/kernel/arch under the host root, else the

@@ -1,8 +1,9 @@
 //! The collector task: polls the followed files and sends their logins.
 
-use super::{AUTH_LOG, BTMP, COLLECTOR, Error, LoginFollower, LoginOptions, SECURE, WTMP};
+use super::{AUTH_LOG, BTMP, COLLECTOR, LoginFollower, LoginOptions, SECURE, WTMP};
 use crate::collectors::Context;
 use crate::event::{CollectorHealth, Event, Payload};
+use crate::text::error_causes;
 
 /// The login collector as the registry lists it: [`run`] as a task.
 pub struct LoginCollector;
@@ -69,7 +70,7 @@ pub async fn run_with(ctx: Context, opts: LoginOptions) {
             Err(e) => {
                 ctx.metrics.error(COLLECTOR, "state_write");
                 if !save_failed {
-                    tracing::warn!(collector = COLLECTOR, error = %e, cause = %source_text(&e), "cannot save login positions; a restart may repeat or skip logins");
+                    tracing::warn!(collector = COLLECTOR, error = %e, cause = %error_causes(&e), "cannot save login positions; a restart may repeat or skip logins");
                 }
                 save_failed = true;
             }
@@ -122,17 +123,6 @@ pub async fn run_with(ctx: Context, opts: LoginOptions) {
     let saved = tokio::task::spawn_blocking(move || follower.save()).await;
     if let Ok(Err(e)) = saved {
         ctx.metrics.error(COLLECTOR, "state_write");
-        tracing::warn!(collector = COLLECTOR, error = %e, cause = %source_text(&e), "cannot save login positions at shutdown");
+        tracing::warn!(collector = COLLECTOR, error = %e, cause = %error_causes(&e), "cannot save login positions at shutdown");
     }
-}
-
-/// The causes of an error, joined (its own message is logged separately).
-fn source_text(e: &Error) -> String {
-    let mut causes = Vec::new();
-    let mut next = std::error::Error::source(e);
-    while let Some(cause) = next {
-        causes.push(cause.to_string());
-        next = cause.source();
-    }
-    causes.join(": ")
 }

@@ -2,13 +2,14 @@
 
 use super::{
     ACK_TIMEOUT, BATCH_SLOTS, Batch, COLLECTOR, Connector, Error, MAX_SCAN_PIDS, ProcEvent,
-    RECV_BUFFER_BYTES, RECV_TIMEOUT, Received, SCAN_INTERVAL, SUBSCRIBE_ATTEMPTS, Tracker, chain,
+    RECV_BUFFER_BYTES, RECV_TIMEOUT, Received, SCAN_INTERVAL, SUBSCRIBE_ATTEMPTS, Tracker,
     is_kernel_thread, parse_datagram,
 };
 use crate::collectors::{Context, Held, RecvTimeout};
 use crate::event::{CollectorHealth, Event, Payload};
 use crate::host::procfs::{self, Liveness, ProcessInfo};
 use crate::metrics::DropReason;
+use crate::text::error_chain;
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::io;
 use std::thread::JoinHandle;
@@ -71,10 +72,10 @@ fn run(ctx: Context, use_connector: bool) {
                 }
                 match follow(&ctx, &connector, &mut tracker) {
                     Ok(()) => return,
-                    Err(e) => chain(&e),
+                    Err(e) => error_chain(&e),
                 }
             }
-            Err(e) => chain(&e),
+            Err(e) => error_chain(&e),
         }
     } else {
         "netlink process connector not used".to_string()

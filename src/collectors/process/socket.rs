@@ -30,18 +30,6 @@ pub enum Error {
     Receive(#[source] io::Error),
 }
 
-/// The message and its causes on one line, for the status event.
-pub(super) fn chain(e: &dyn std::error::Error) -> String {
-    let mut s = e.to_string();
-    let mut cause = e.source();
-    while let Some(c) = cause {
-        s.push_str(": ");
-        s.push_str(&c.to_string());
-        cause = c.source();
-    }
-    s
-}
-
 /// A subscribed `NETLINK_CONNECTOR` socket. Dropping it unsubscribes (older kernels keep a
 /// global listener count that only `PROC_CN_MCAST_IGNORE` lowers) and closes it.
 pub(super) struct Connector {

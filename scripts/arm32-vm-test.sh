@@ -650,8 +650,8 @@ check(not panics, "no panic in the agent log" + (f": {panics[0]}" if panics else
 # they are not healthy (and on recovery), so "no non-Up status" is their Up.
 # Collectors that cannot be Up in this initramfs, and why (see the docs):
 EXPECTED_NOT_UP = {
-    "login": "the initramfs has no wtmp, btmp, auth.log or secure (src/collectors/login.rs: Degraded when every source is missing)",
-    "firewall": "the initramfs has no nft or iptables binary (src/collectors/firewall.rs: Degraded when no backend answers)",
+    "login": "the initramfs has no wtmp, btmp, auth.log or secure (src/collectors/login/: Degraded when every source is missing)",
+    "firewall": "the initramfs has no nft or iptables binary (src/collectors/firewall/: Degraded when no backend answers)",
 }
 status = {}
 for r in records("CollectorStatus"):

@@ -1,0 +1,24 @@
+use super::*;
+use crate::collectors::Context;
+use crate::collectors::capacity;
+use crate::config::Config;
+use crate::event::{CollectorHealth, Event, Payload, ProcessCreate, ProcessTerminate};
+use crate::host::HostRoot;
+use crate::host::procfs::ProcessInfo;
+use crate::kernel::bytes::{u16_at, u32_at};
+use crate::kernel::netlink::{NLMSG_DONE, NLMSG_NOOP};
+use crate::metrics::DropReason;
+use crate::metrics::Metrics;
+use std::collections::{HashMap, HashSet, VecDeque};
+use std::io::Write;
+use std::os::unix::fs::PermissionsExt;
+use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+use tokio::sync::{mpsc, watch};
+use tokio_util::sync::CancellationToken;
+
+mod kernel;
+mod tracker;
+mod wire;

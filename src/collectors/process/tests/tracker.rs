@@ -1,0 +1,327 @@
+//! Bounded caches and the tracker, from kernel facts.
+
+use super::*;
+
+#[test]
+fn bounded_map_forgets_the_oldest() {
+    let mut m = BoundedMap::new(3);
+    for pid in 1..=5 {
+        m.insert(pid, pid * 10);
+    }
+    assert_eq!(m.map.len(), 3);
+    assert_eq!(m.get(1), None);
+    assert_eq!(m.get(5), Some(&50));
+    // Re-inserting refreshes a pid's age; stale positions never evict a newer value.
+    m.insert(3, 31);
+    m.insert(6, 60);
+    assert_eq!(m.get(3), Some(&31));
+    assert_eq!(m.get(4), None);
+    assert_eq!(m.remove(3), Some(31));
+    // Churn keeps the order queue bounded.
+    for i in 0..10_000 {
+        m.insert(7, i);
+        m.remove(7);
+    }
+    assert!(m.order.len() <= 2 * m.cap + 1);
+}
+
+#[test]
+fn bounded_map_memory_follows_the_live_set() {
+    // The process collector's shape: a large bound, a steady exec load where each process
+    // exits soon, so only a few pids are live at a time.
+    let mut m = BoundedMap::new(CACHE_ENTRIES);
+    for pid in 0..(4 * CACHE_ENTRIES as u32) {
+        m.insert(pid, pid);
+        if pid >= 8 {
+            m.remove(pid - 8);
+        }
+    }
+    assert!(m.map.len() <= 8);
+    assert!(
+        m.order.len() <= 2 * 8 + capacity::SLACK + 1,
+        "{}",
+        m.order.len()
+    );
+    assert!(
+        m.order.capacity() <= 4 * capacity::SLACK,
+        "{}",
+        m.order.capacity()
+    );
+    // A burst of live processes, then they all exit: the capacity goes back.
+    for pid in 0..10_000 {
+        m.insert(pid, pid);
+    }
+    assert!(m.map.capacity() >= 10_000);
+    for pid in 0..10_000 {
+        m.remove(pid);
+    }
+    for pid in 0..1_000 {
+        m.insert(pid, pid);
+        m.remove(pid);
+    }
+    assert!(
+        m.map.capacity() <= 4 * capacity::SLACK,
+        "{}",
+        m.map.capacity()
+    );
+    assert!(
+        m.order.capacity() <= 4 * capacity::SLACK,
+        "{}",
+        m.order.capacity()
+    );
+}
+
+#[test]
+fn an_exec_of_a_known_living_parent_is_read_without_stat() {
+    let dir = tempfile::tempdir().unwrap();
+    let id = "ab".repeat(32);
+    let write_proc = |pid: u32, exe: bool| {
+        let p = dir.path().join(format!("proc/{pid}"));
+        std::fs::create_dir_all(&p).unwrap();
+        if exe {
+            std::os::unix::fs::symlink("/usr/bin/python3", p.join("exe")).unwrap();
+        }
+        std::fs::write(p.join("cmdline"), b"python3\0-c\0pass\0").unwrap();
+        // `stat` names another parent, as after a reparenting, so it shows which was used.
+        std::fs::write(
+            p.join("stat"),
+            format!("{pid} (python3) S 1 {pid} {pid} 0 -1 0\n"),
+        )
+        .unwrap();
+        std::fs::write(
+            p.join("cgroup"),
+            format!("0::/system.slice/docker-{id}.scope\n"),
+        )
+        .unwrap();
+    };
+    write_proc(201, true);
+    write_proc(202, false);
+    let mut t = Tracker::new(HostRoot::new(dir.path()));
+    t.executables.insert(100, Arc::from("/bin/bash"));
+    t.uids.insert(100, 1000);
+    t.fork(100, 201, 201);
+    t.fork(100, 202, 202);
+    let read = |t: &mut Tracker, pid: u32, parent_exited: bool| {
+        let mut info = ProcessInfo {
+            pid,
+            ..Default::default()
+        };
+        t.reader.read_fleeting(&mut info);
+        t.read_lasting(&mut info, |_| parent_exited);
+        info
+    };
+
+    let info = read(&mut t, 201, false);
+    assert_eq!(info.ppid, Some(100), "the fork parent, not stat's");
+    assert_eq!(info.uid, Some(1000));
+    assert_eq!(info.comm, None, "stat was not read");
+    assert_eq!(info.exe.as_deref(), Some("/usr/bin/python3"));
+    assert_eq!(
+        info.container_id.as_deref(),
+        Some(id.as_str()),
+        "cgroup is always read"
+    );
+
+    // The parent exited earlier in the same batch: stat says who the parent is now.
+    let info = read(&mut t, 201, true);
+    assert_eq!(
+        (info.ppid, info.comm.as_deref()),
+        (Some(1), Some("python3"))
+    );
+    // No executable link (a zombie, or not allowed): stat gives the name.
+    let info = read(&mut t, 202, false);
+    assert_eq!(
+        (info.ppid, info.comm.as_deref()),
+        (Some(1), Some("python3"))
+    );
+    // The parent's exit came in an earlier batch: the tracker forgot it.
+    t.terminated(100, Some(0), None);
+    let info = read(&mut t, 201, false);
+    assert_eq!((info.ppid, info.uid), (Some(1), Some(1000)));
+}
+
+#[test]
+fn tracker_records_from_kernel_facts() {
+    let dir = tempfile::tempdir().unwrap();
+    // An empty host root: nothing can be read from /proc, as for a process already gone.
+    let mut t = Tracker::new(HostRoot::new(dir.path()));
+    t.executables.insert(100, Arc::from("/usr/bin/dash"));
+    t.fork(100, 101, 101);
+    t.fork(100, 102, 101); // a thread: ignored
+    assert_eq!(t.executables.get(102), None);
+    t.fork(100, 103, 103);
+    // 101 execs and exits before /proc is read: reported with what the kernel said.
+    let c = t.exec(101);
+    assert_eq!(c.parent_process_id, 100);
+    assert_eq!((c.executable.as_str(), c.command_line.as_str()), ("", ""));
+    assert_eq!(c.user_id, "");
+    assert_eq!(c.extra_details["Incomplete"], "true");
+    let e = t.terminated(101, Some(0), None).unwrap();
+    assert_eq!(e.executable, "", "not the pre-exec executable");
+    assert_eq!(e.extra_details["Incomplete"], "true");
+    // A child that never execs exits with its parent's executable.
+    let e = t.terminated(103, Some(9), Some(100)).unwrap();
+    assert_eq!(e.executable, "/usr/bin/dash");
+    assert_eq!(e.exit_status, 137);
+    assert_eq!(e.extra_details["Signal"], "SIGKILL");
+    assert_eq!(e.extra_details["WaitStatus"], "9");
+    assert_eq!(e.extra_details["ParentProcessId"], "100");
+    assert!(!e.extra_details.contains_key("Incomplete"));
+    // Unknown exits are reported as such; kernel threads not at all.
+    let u = t.terminated(555, None, None).unwrap();
+    assert_eq!((u.exit_status, u.executable.as_str()), (-1, ""));
+    assert_eq!(u.extra_details["ExitStatusUnknown"], "true");
+    assert_eq!(u.extra_details["Incomplete"], "true");
+    t.fork(KTHREADD, 700, 700);
+    assert_eq!(t.terminated(700, Some(0), None), None);
+    assert_eq!(t.terminated(701, Some(0), Some(KTHREADD)), None);
+}
+
+#[test]
+fn execs_of_a_batch_are_read_first_and_exited_ones_lightly() {
+    let mut child = Command::new("/bin/sleep").arg("30").spawn().unwrap();
+    let pid = child.id();
+    // spawn can return before the kernel has filled in the new argument area.
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while std::fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default()
+        != b"/bin/sleep\x0030\x00"
+    {
+        assert!(
+            Instant::now() < deadline,
+            "child never showed its arguments"
+        );
+        std::thread::sleep(Duration::from_millis(2));
+    }
+    let mut t = Tracker::new(HostRoot::default());
+    let mut early = VecDeque::new();
+    let exec = ProcEvent::Exec { pid, tgid: pid };
+    let exit = ProcEvent::Exit {
+        pid,
+        tgid: pid,
+        exit_code: 0,
+        exit_signal: 17,
+        parent_tgid: None,
+    };
+    let other = ProcEvent::Fork {
+        parent_pid: 1,
+        parent_tgid: 1,
+        child_pid: 5,
+        child_tgid: 5,
+    };
+    // Still running as far as the batch says: everything is read.
+    read_execs_first(&mut t, &[other, exec], &mut early);
+    assert_eq!(early.len(), 1);
+    assert_eq!(early[0].cmdline.as_deref(), Some("/bin/sleep 30"));
+    assert!(early[0].exe.is_some());
+    // Its exit is in the same batch: only what outlives the memory is asked for.
+    read_execs_first(&mut t, &[exec, other, exit], &mut early);
+    assert_eq!(early.len(), 1);
+    assert_eq!(
+        (early[0].cmdline.as_deref(), early[0].exe.as_deref()),
+        (None, None)
+    );
+    assert_eq!(early[0].ppid, Some(std::process::id()));
+    // An exit before the exec (an earlier process with that pid) does not count; threads'
+    // execs are not read.
+    read_execs_first(
+        &mut t,
+        &[
+            exit,
+            exec,
+            ProcEvent::Exec {
+                pid: pid + 1,
+                tgid: pid,
+            },
+        ],
+        &mut early,
+    );
+    assert_eq!(early.len(), 1);
+    assert!(early[0].cmdline.is_some());
+    child.kill().unwrap();
+    child.wait().unwrap();
+}
+
+/// Real kernel: needs tracefs (scripts/test.sh mounts it where the host has not).
+#[test]
+fn an_exec_reaped_before_its_read_keeps_its_file_name_from_the_tracepoint() {
+    let mut t = Tracker::new(HostRoot::new("/"));
+    t.open_exec_trace();
+    assert!(
+        t.exec_trace.is_some(),
+        "the exec tracepoint should open as root (is tracefs mounted at /sys/kernel/tracing?)"
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let exe = dir.path().join("egreaped");
+    std::fs::copy("/bin/true", &exe).unwrap();
+    let mut child = Command::new(&exe).spawn().unwrap();
+    let pid = child.id();
+    child.wait().unwrap();
+    // Gone before the reader got to it: /proc has nothing left.
+    let mut early = VecDeque::new();
+    read_execs_first(&mut t, &[ProcEvent::Exec { pid, tgid: pid }], &mut early);
+    let info = early.pop_front().unwrap();
+    assert_eq!((info.exe.as_deref(), info.cmdline.as_deref()), (None, None));
+    let record = t.created(info);
+    assert_eq!(record.executable, exe.to_str().unwrap());
+    assert_eq!(
+        record.extra_details.get("Incomplete").map(String::as_str),
+        Some("true")
+    );
+}
+
+#[test]
+fn uids_follow_forks_and_credential_changes() {
+    let dir = tempfile::tempdir().unwrap();
+    // An empty host root: /proc cannot be read, so every uid below comes from the events.
+    let mut t = Tracker::new(HostRoot::new(dir.path()));
+    t.uids.insert(100, 1000);
+    let mut early = VecDeque::new();
+    let fork = |child| ProcEvent::Fork {
+        parent_pid: 100,
+        parent_tgid: 100,
+        child_pid: child,
+        child_tgid: child,
+    };
+    let exec = |pid| ProcEvent::Exec { pid, tgid: pid };
+    // Fork and exec in one batch: the child has its parent's uid.
+    read_execs_first(&mut t, &[fork(101), exec(101)], &mut early);
+    assert_eq!(early[0].uid, Some(1000));
+    let c = t.created(early.pop_front().unwrap());
+    assert_eq!(c.user_id, "1000");
+    // setuid between fork and exec; a thread's own change does not count.
+    let uid = |pid, tgid, ruid| ProcEvent::Uid {
+        pid,
+        tgid,
+        ruid,
+        euid: ruid,
+    };
+    read_execs_first(
+        &mut t,
+        &[fork(102), uid(102, 102, 0), uid(103, 102, 7), exec(102)],
+        &mut early,
+    );
+    assert_eq!(early[0].uid, Some(0));
+    // A parent whose uid is unknown, and a pid recycled from a known process: unknown
+    // (read from status, which this empty root does not have).
+    t.uids.insert(104, 55);
+    read_execs_first(
+        &mut t,
+        &[
+            ProcEvent::Fork {
+                parent_pid: 9,
+                parent_tgid: 9,
+                child_pid: 104,
+                child_tgid: 104,
+            },
+            exec(104),
+        ],
+        &mut early,
+    );
+    assert_eq!(early[0].uid, None);
+    // Exits forget; a lost event forgets everything.
+    t.terminated(101, Some(0), None);
+    assert_eq!(t.uids.get(101), None);
+    t.forget_uids();
+    read_execs_first(&mut t, &[fork(105), exec(105)], &mut early);
+    assert_eq!(early[0].uid, None);
+}

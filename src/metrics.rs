@@ -108,6 +108,8 @@ pub struct Metrics {
     resident_memory: IntGauge,
     cpu_seconds: Counter,
     drop_log: Mutex<HashMap<DropKey, DropLog>>,
+    /// What the status report needs beyond counters (reasons, times).
+    status: crate::status::StatusBoard,
 }
 
 /// (stage, reason) of a drop.
@@ -341,7 +343,57 @@ impl Metrics {
             spool_dropped: Default::default(),
             registry: r,
             drop_log: Mutex::new(HashMap::new()),
+            status: crate::status::StatusBoard::default(),
         }
+    }
+
+    /// The status board (collector reasons, hub link, last acknowledgement, recent alerts).
+    pub fn status(&self) -> &crate::status::StatusBoard {
+        &self.status
+    }
+
+    /// (events collected, messages sent, messages acknowledged, events dropped) since start,
+    /// for the periodic summary line.
+    pub fn summary_counts(&self) -> (u64, u64, u64, u64) {
+        let sum = |name: &str| -> u64 {
+            self.registry
+                .gather()
+                .iter()
+                .filter(|f| f.name() == name)
+                .flat_map(|f| f.get_metric())
+                .map(|m| m.get_counter().get_value() as u64)
+                .sum()
+        };
+        (
+            sum("edgeguard_events_collected_total"),
+            self.messages_sent.get(),
+            self.messages_acked.get(),
+            sum("edgeguard_events_dropped_total"),
+        )
+    }
+
+    /// Events dropped since start by `stage/reason` (those with a count).
+    pub fn drops(&self) -> std::collections::BTreeMap<String, u64> {
+        let mut out = std::collections::BTreeMap::new();
+        for family in self.registry.gather() {
+            if family.name() != "edgeguard_events_dropped_total" {
+                continue;
+            }
+            for m in family.get_metric() {
+                let label = |name: &str| {
+                    m.get_label()
+                        .iter()
+                        .find(|l| l.name() == name)
+                        .map(|l| l.value().to_string())
+                        .unwrap_or_default()
+                };
+                out.insert(
+                    format!("{}/{}", label("stage"), label("reason")),
+                    m.get_counter().get_value() as u64,
+                );
+            }
+        }
+        out
     }
 
     /// A registry with empty identity labels, for tests and benchmarks.
@@ -487,6 +539,7 @@ impl Metrics {
     }
 
     pub fn message_acked(&self, bytes: usize) {
+        self.status.acked();
         self.messages_acked.inc();
         self.messages_bytes.inc_by(bytes as u64);
         if bytes < 4096 {
@@ -503,9 +556,11 @@ impl Metrics {
         self.spool_bytes.set(bytes as i64);
     }
 
-    /// The hub link's state: `connected` for the gauge; `reconnect` counts a lost connection.
-    pub fn set_hub_link(&self, connected: bool, reconnect: bool) {
-        self.hub_connected.set(i64::from(connected));
+    /// The hub link's state (`connecting`, `connected`, `disconnected`) with the error that
+    /// ended the last connection, if any; `reconnect` counts a lost connection.
+    pub fn set_hub_link(&self, state: &str, error: Option<&str>, reconnect: bool) {
+        self.status.link(state, error, reconnect);
+        self.hub_connected.set(i64::from(state == "connected"));
         if reconnect {
             self.hub_reconnects.inc();
         }
@@ -551,7 +606,9 @@ impl Metrics {
         })
     }
 
-    pub fn collector_status(&self, collector: &str, status: CollectorHealth) {
+    /// A collector's state and why (the gauge, and the status report's reason).
+    pub fn collector_status(&self, collector: &str, status: CollectorHealth, message: &str) {
+        self.status.collector(collector, status, message);
         for s in [
             CollectorHealth::Up,
             CollectorHealth::Degraded,
@@ -566,7 +623,12 @@ impl Metrics {
     /// Counts a rule's match: an alert raised, or (`raised == false`) one suppressed.
     pub fn alert(&self, rule: Rule, raised: bool) {
         let (sent, suppressed) = &self.alerts[rule as usize];
-        if raised { sent.inc() } else { suppressed.inc() }
+        if raised {
+            sent.inc();
+            self.status.alert(rule);
+        } else {
+            suppressed.inc()
+        }
     }
 
     /// A record from inside a container was (or could not be) given the container's name and image.

@@ -24,6 +24,19 @@ pub fn prefix_within(s: &str, max: usize) -> &str {
     &s[..end]
 }
 
+/// `outer: cause: cause …` for log lines: the error types here keep their causes in `source()`
+/// and say only what failed in `Display`.
+pub fn error_chain(e: &dyn std::error::Error) -> String {
+    let mut s = e.to_string();
+    let mut cause = e.source();
+    while let Some(c) = cause {
+        s.push_str(": ");
+        s.push_str(&c.to_string());
+        cause = c.source();
+    }
+    s
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -212,7 +212,7 @@ pub fn format_utc(t: &DateTime<FixedOffset>) -> String {
 }
 
 #[cfg(test)]
-mod encode_tests;
+pub(crate) mod encode_tests;
 
 #[cfg(test)]
 mod tests {

@@ -27,13 +27,12 @@
 //! `session_present = false` has nothing left to retry.
 
 use super::env::{EdgeEnvironment, Trust};
-use super::methods::LinkStatus;
 use super::properties::{self, PropertyBag};
 use super::sas::{self, Signer};
 use super::topics::Topics;
 use super::workload::WorkloadClient;
 use super::{Error, HubOptions, tls};
-use crate::event::{Priority, format_utc};
+use crate::event::Priority;
 use crate::metrics::{DropReason, Metrics};
 use crate::pipeline::Output;
 use crate::pipeline::outbox::{Delivery, Record, backoff};
@@ -218,7 +217,6 @@ pub(super) struct Driver {
     pub inbound: mpsc::Sender<Publish>,
     /// Bumped on every CONNACK (the hub task then GETs the twin); `None` while disconnected.
     pub connection: watch::Sender<Option<u64>>,
-    pub link: watch::Sender<LinkStatus>,
     /// The publisher is done (the outbox closed): disconnect and stop.
     pub done: CancellationToken,
 }
@@ -272,17 +270,8 @@ impl Driver {
     }
 
     fn set_link(&self, state: &'static str, error: Option<String>, reconnect: bool) {
-        self.metrics.set_hub_link(state == "connected", reconnect);
-        self.link.send_modify(|l| {
-            l.state = state;
-            l.since = Some(format_utc(&chrono::Local::now().fixed_offset()));
-            if reconnect {
-                l.reconnects += 1;
-            }
-            if error.is_some() {
-                l.last_error = error;
-            }
-        });
+        self.metrics
+            .set_hub_link(state, error.as_deref(), reconnect);
     }
 
     async fn retry_all(&mut self, tracker: &mut Tracker, eventloop: &mut EventLoop) {

@@ -202,14 +202,19 @@ fn local_time(stamp: &str) -> String {
 }
 
 fn process(r: &Value) -> String {
+    // A process gone before it was read has no command line, perhaps no executable either: the
+    // kernel's short name then, marked as such.
+    let what = opt(r, "CommandLine")
+        .or_else(|| opt(r, "Executable"))
+        .or_else(|| {
+            r.get("ExtraDetails")
+                .and_then(|d| opt(d, "Comm"))
+                .map(|comm| format!("({comm}, gone before it was read)"))
+        });
     join([
         opt(r, "UserName").or_else(|| field("uid", r, "UserId")),
         field("pid", r, "ProcessId"),
-        r.get("CommandLine")
-            .and_then(Value::as_str)
-            .filter(|c| !c.is_empty())
-            .or_else(|| r.get("Executable").and_then(Value::as_str))
-            .map(str::to_string),
+        what,
         container(r),
     ])
 }
@@ -243,18 +248,15 @@ fn login(r: &Value) -> String {
         opt(r, "Operation"),
         opt(r, "UserName").or_else(|| field("uid", r, "UserId")),
         from,
-        r.get("Executable").and_then(Value::as_str).map(basename),
+        opt(r, "Executable").map(|e| basename(&e)),
     ])
 }
 
 fn alert(r: &Value) -> String {
-    let subject = r
-        .get("CommandLine")
-        .and_then(Value::as_str)
-        .or_else(|| r.get("Executable").and_then(Value::as_str))
-        .or_else(|| r.get("RemoteAddress").and_then(Value::as_str))
-        .or_else(|| r.get("UserName").and_then(Value::as_str))
-        .map(str::to_string);
+    let subject = opt(r, "CommandLine")
+        .or_else(|| opt(r, "Executable"))
+        .or_else(|| opt(r, "RemoteAddress"))
+        .or_else(|| opt(r, "UserName"));
     join([
         opt(r, "Severity"),
         opt(r, "RuleId"),

@@ -313,8 +313,18 @@ async fn lifecycle_events_and_posture_of_bad_and_good_containers() {
     assert!(w.records().iter().any(|r| r.action == "exec_create"
         && r.command.as_deref() == Some("sh -c echo shell-in-container")));
     assert_eq!(w.record(&exits, "die").exit_code, Some(3));
-    let health = docker_ok(&["inspect", "-f", "{{.State.Health.Status}}", &checked]);
+    // The engine runs the first check a second after start, or later on a loaded machine: wait
+    // for it (it ran when the state leaves `starting`), then take what the watcher saw meanwhile.
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let health = loop {
+        let h = docker_ok(&["inspect", "-f", "{{.State.Health.Status}}", &checked]);
+        if h != "starting" || Instant::now() > deadline {
+            break h;
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    };
     assert_eq!(health, "healthy", "the health check ran");
+    w.drain(Duration::from_millis(500)).await;
     let checked_execs: Vec<_> = w
         .records()
         .into_iter()

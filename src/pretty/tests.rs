@@ -94,11 +94,17 @@ fn empty_fields_are_left_out_and_a_vanished_process_says_so() {
         "Executable": "/tmp/x", "ProcessId": 7
     }]});
     let line = render_event(&alert, Style::Plain);
-    assert!(line.ends_with("Warning exec-from-temp-dir /tmp/x pid 7"), "{line:?}");
+    assert!(
+        line.ends_with("Warning exec-from-temp-dir /tmp/x pid 7"),
+        "{line:?}"
+    );
     let gone = serde_json::json!({"Name": "ProcessCreate", "Payload": [{
         "CommandLine": "", "Executable": "", "ProcessId": 9, "UserName": "root",
         "ExtraDetails": {"Incomplete": "true", "Comm": "sh", "HitCount": "2"}
     }]});
     let line = render_event(&gone, Style::Plain);
-    assert!(line.ends_with("root pid 9 (sh, gone before it was read) ×2"), "{line:?}");
+    assert!(
+        line.ends_with("root pid 9 (sh, gone before it was read) ×2"),
+        "{line:?}"
+    );
 }

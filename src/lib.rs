@@ -233,6 +233,15 @@ pub async fn run(
         // Room for the topic and property bag within edgeHub's packet limit.
         pipeline = pipeline.with_sink_limit(hub::MAX_MESSAGE_BYTES - 1024);
     }
+    // The spool keeps messages until they are acknowledged and, when it is on disk, the
+    // pipeline's queue and open windows too (pipeline::journal): both survive a crash.
+    let store = outbox::Store::new(outbox::open_spool(&outbox_cfg, &metrics).await);
+    let journal = store.is_durable().then(|| store.clone());
+    if journal.is_some() {
+        let rows = store.lock().take_journal();
+        pipeline = pipeline.with_journal();
+        pipeline.restore(rows);
+    }
     let snapshot_now = Arc::new(tokio::sync::Notify::new());
     tracker.spawn(pipeline::run(
         pipeline,
@@ -240,13 +249,15 @@ pub async fn run(
         control_rx,
         config_rx.clone(),
         message_tx,
+        journal,
     ));
-    tracker.spawn(outbox::run(
+    tracker.spawn(outbox::run_with_store(
         message_rx,
         record_tx,
         delivery_rx,
         metrics.clone(),
         outbox_cfg,
+        store,
         stop_delivery.clone(),
     ));
     match opts.sink.clone() {

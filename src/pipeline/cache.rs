@@ -34,11 +34,14 @@ pub enum Output {
     Alerts,
 }
 
-/// An event waiting in the cache with the priority it was queued under.
+/// An event waiting in the cache with the priority it was queued under and its sequence number
+/// (its key in the spool's queue table, where a durable agent keeps a copy until the message
+/// that carries it is stored).
 #[derive(Debug)]
 struct Queued {
     event: EncodedEvent,
     priority: Priority,
+    seq: u64,
 }
 
 #[derive(Debug, Default)]
@@ -56,6 +59,9 @@ pub struct Message {
     pub events: usize,
     /// The output it leaves on (set by the pipeline, which knows which lanes it asked for).
     pub output: Output,
+    /// Sequence numbers of the queued events it carries: the spool removes them from its queue
+    /// table in the commit that stores the message.
+    pub seqs: Vec<u64>,
 }
 
 /// Events pushed out of a full cache, by the priority they were queued with.
@@ -72,6 +78,18 @@ pub struct Cache {
     /// (events, bytes) queued under High and under Low: kept up to date on every change, because
     /// the queue metrics read them after every push and a scan would make pushing O(n).
     by_priority: [(usize, usize); 2],
+    /// Sequence numbers of events that left without a message (evicted, or too large to send),
+    /// until [`Cache::take_gone`]: a durable agent deletes them from the spool's queue table.
+    gone: Vec<u64>,
+}
+
+/// An event as the cache holds it, for restoring a durable queue after a restart.
+#[derive(Debug)]
+pub struct Restored {
+    pub lane: Lane,
+    pub priority: Priority,
+    pub seq: u64,
+    pub event: EncodedEvent,
 }
 
 fn priority_index(p: Priority) -> usize {
@@ -87,7 +105,13 @@ impl Cache {
             lanes: Default::default(),
             limit,
             by_priority: [(0, 0); 2],
+            gone: Vec::new(),
         }
+    }
+
+    /// Sequence numbers of the events that left without a message since the last call.
+    pub fn take_gone(&mut self) -> Vec<u64> {
+        std::mem::take(&mut self.gone)
     }
 
     pub fn bytes(&self) -> usize {
@@ -130,8 +154,12 @@ impl Cache {
 
     /// Queues an event; returns what had to be evicted to stay within the limit (possibly the
     /// new event itself when it is the oldest of the lowest lane).
-    pub fn push(&mut self, lane: Lane, priority: Priority, event: EncodedEvent) -> Evicted {
-        let item = Queued { event, priority };
+    pub fn push(&mut self, lane: Lane, priority: Priority, seq: u64, event: EncodedEvent) -> Evicted {
+        let item = Queued {
+            event,
+            priority,
+            seq,
+        };
         self.count_in(&item);
         let q = &mut self.lanes[lane as usize];
         q.bytes += item.event.len();
@@ -153,6 +181,7 @@ impl Cache {
             let q = lane.events.pop_front().expect("lane checked non-empty");
             lane.bytes -= q.event.len();
             self.count_out(&q);
+            self.gone.push(q.seq);
             match q.priority {
                 Priority::High => evicted.high += 1,
                 _ => evicted.low += 1,
@@ -211,6 +240,7 @@ impl Cache {
         for q in removed.iter().chain(&parts) {
             self.count_out(q);
         }
+        self.gone.extend(removed.iter().map(|q| q.seq));
         if parts.is_empty() {
             return (None, oversize);
         }
@@ -228,6 +258,7 @@ impl Cache {
                 body,
                 events: parts.len(),
                 output: Output::Events,
+                seqs: parts.iter().map(|p| p.seq).collect(),
             }),
             oversize,
         )
@@ -304,6 +335,7 @@ mod tests {
                 let take = |c: &mut Cache, max: usize, primary: &[Lane], topup: &[Lane], seen: &mut Vec<(usize, usize)>| {
                     let (m, oversize) = c.take_message(&h, max, primary, topup);
                     if let Some(m) = &m {
+                        prop_assert_eq!(m.seqs.len(), m.events);
                         prop_assert!(m.body.len() <= max);
                         let v: serde_json::Value = serde_json::from_slice(&m.body).unwrap();
                         let events = v["Events"].as_array().unwrap();
@@ -311,6 +343,8 @@ mod tests {
                         for e in events {
                             seen.push((e["l"].as_u64().unwrap() as usize, e["i"].as_u64().unwrap() as usize));
                         }
+                        let ids: Vec<u64> = events.iter().map(|e| e["i"].as_u64().unwrap()).collect();
+                        prop_assert_eq!(&m.seqs, &ids, "a message names the events it carries");
                     }
                     Ok((m.is_some(), oversize))
                 };
@@ -319,7 +353,7 @@ mod tests {
                         Op::Push { lane, high, size } => {
                             let lane = Lane::ALL[lane];
                             let p = if high { Priority::High } else { Priority::Low };
-                            let e = c.push(lane, p, encoded(event(pushed, lane as usize, size)));
+                            let e = c.push(lane, p, pushed as u64, encoded(event(pushed, lane as usize, size)));
                             gone += e.high + e.low;
                             pushed += 1;
                         }
@@ -348,6 +382,12 @@ mod tests {
                 prop_assert_eq!(c.queued(Priority::High), (0, 0));
                 prop_assert_eq!(c.queued(Priority::Low), (0, 0));
                 prop_assert_eq!(seen.len() as u64 + gone, pushed as u64);
+                // Every event that left without a message is reported once, for the spool.
+                let mut all: Vec<u64> = c.take_gone();
+                prop_assert_eq!(all.len() as u64, gone);
+                all.extend(seen.iter().map(|s| s.1 as u64));
+                all.sort();
+                prop_assert_eq!(all, (0..pushed as u64).collect::<Vec<_>>());
                 let mut ids: Vec<usize> = seen.iter().map(|s| s.1).collect();
                 ids.sort();
                 ids.dedup();
@@ -363,15 +403,15 @@ mod tests {
     #[test]
     fn evicts_oldest_low_before_high() {
         let mut c = Cache::new(300);
-        c.push(Lane::High, Priority::High, ev(100));
-        c.push(Lane::Low, Priority::Low, ev(100));
-        c.push(Lane::Low, Priority::Low, ev(100));
+        c.push(Lane::High, Priority::High, 0, ev(100));
+        c.push(Lane::Low, Priority::Low, 0, ev(100));
+        c.push(Lane::Low, Priority::Low, 0, ev(100));
         assert_eq!(c.bytes(), 300);
-        let e = c.push(Lane::High, Priority::High, ev(100));
+        let e = c.push(Lane::High, Priority::High, 0, ev(100));
         assert_eq!(e, Evicted { high: 0, low: 1 });
-        let e = c.push(Lane::High, Priority::High, ev(100));
+        let e = c.push(Lane::High, Priority::High, 0, ev(100));
         assert_eq!(e, Evicted { high: 0, low: 1 });
-        let e = c.push(Lane::High, Priority::High, ev(100));
+        let e = c.push(Lane::High, Priority::High, 0, ev(100));
         assert_eq!(e, Evicted { high: 1, low: 0 });
         assert_eq!(c.queued(Priority::High), (3, 300));
         assert_eq!(c.queued(Priority::Low), (0, 0));
@@ -380,13 +420,13 @@ mod tests {
     #[test]
     fn alerts_are_evicted_after_high_and_before_operational() {
         let mut c = Cache::new(300);
-        c.push(Lane::Operational, Priority::Low, ev(100));
-        c.push(Lane::Alert, Priority::High, ev(100));
-        c.push(Lane::High, Priority::High, ev(100));
-        let e = c.push(Lane::Alert, Priority::High, ev(100));
+        c.push(Lane::Operational, Priority::Low, 0, ev(100));
+        c.push(Lane::Alert, Priority::High, 0, ev(100));
+        c.push(Lane::High, Priority::High, 0, ev(100));
+        let e = c.push(Lane::Alert, Priority::High, 0, ev(100));
         assert_eq!(e, Evicted { high: 1, low: 0 });
         assert!(!c.has_any(&[Lane::High]), "the High event went first");
-        let e = c.push(Lane::Alert, Priority::High, ev(100));
+        let e = c.push(Lane::Alert, Priority::High, 0, ev(100));
         assert_eq!(e, Evicted { high: 1, low: 0 });
         assert!(c.has_any(&[Lane::Operational]));
         assert_eq!(c.queued(Priority::High), (2, 200));
@@ -395,9 +435,9 @@ mod tests {
     #[test]
     fn operational_events_go_last() {
         let mut c = Cache::new(200);
-        c.push(Lane::Operational, Priority::Low, ev(100));
-        c.push(Lane::High, Priority::High, ev(100));
-        let e = c.push(Lane::High, Priority::High, ev(100));
+        c.push(Lane::Operational, Priority::Low, 0, ev(100));
+        c.push(Lane::High, Priority::High, 0, ev(100));
+        let e = c.push(Lane::High, Priority::High, 0, ev(100));
         assert_eq!(e, Evicted { high: 1, low: 0 });
         assert!(c.has_any(&[Lane::Operational]));
     }
@@ -407,8 +447,8 @@ mod tests {
         let h = MessageHeader::new("1", uuid::Uuid::nil());
         let mut c = Cache::new(100_000);
         for _ in 0..3 {
-            c.push(Lane::High, Priority::High, ev(1000));
-            c.push(Lane::Low, Priority::Low, ev(1000));
+            c.push(Lane::High, Priority::High, 0, ev(1000));
+            c.push(Lane::Low, Priority::Low, 0, ev(1000));
         }
         let max = h.message_size(4, 4000);
         let (m, dropped) = c.take_message(&h, max, &[Lane::High], &[Lane::Low]);

@@ -25,6 +25,7 @@
 //! from a blocking thread (the outbox uses `spawn_blocking`).
 
 use super::Output;
+use super::journal::{Batch, Rows};
 use crate::event::Priority;
 use redb::{Database, ReadableDatabase, ReadableTable, TableDefinition};
 use std::collections::{BTreeMap, HashMap};
@@ -37,6 +38,10 @@ pub const FILE_NAME: &str = "spool.redb";
 
 /// Messages by id: a small header (format, priority, event count, output) and the body.
 const RECORDS: TableDefinition<u64, &[u8]> = TableDefinition::new("records");
+/// Events waiting in the pipeline's cache, by sequence number (see [`super::journal`]).
+const QUEUE: TableDefinition<u64, &[u8]> = TableDefinition::new("queue");
+/// Open aggregation window entries, by entry id (see [`super::journal`]).
+const WINDOWS: TableDefinition<u64, &[u8]> = TableDefinition::new("windows");
 /// Counters that must survive restarts (`next_id`).
 const META: TableDefinition<&str, u64> = TableDefinition::new("meta");
 const NEXT_ID: &str = "next_id";
@@ -165,6 +170,8 @@ pub struct Spool {
     next_id: u64,
     set_aside: Option<PathBuf>,
     repaired: usize,
+    /// What the queue and window tables held at open, until the pipeline takes it.
+    journal: Option<Rows>,
 }
 
 impl std::fmt::Debug for Spool {
@@ -252,6 +259,7 @@ struct Loaded {
     index: BTreeMap<u64, Slot>,
     next_id: u64,
     repaired: usize,
+    journal: Rows,
 }
 
 /// Opens (or creates) the database and loads the index. Panics inside redb on a damaged file
@@ -268,6 +276,7 @@ fn load(path: &Path) -> Result<Loaded, redb::Error> {
         let mut index = BTreeMap::new();
         let repaired;
         let next_id;
+        let mut journal = Rows::default();
         {
             let mut records = txn.open_table(RECORDS)?;
             let mut meta = txn.open_table(META)?;
@@ -310,6 +319,14 @@ fn load(path: &Path) -> Result<Loaded, redb::Error> {
                 .map_or(0, |id| id.saturating_add(1));
             next_id = stored.max(last).max(1);
             meta.insert(NEXT_ID, next_id)?;
+            for item in txn.open_table(QUEUE)?.iter()? {
+                let (k, v) = item?;
+                journal.queue.push((k.value(), v.value().to_vec()));
+            }
+            for item in txn.open_table(WINDOWS)?.iter()? {
+                let (k, v) = item?;
+                journal.windows.push((k.value(), v.value().to_vec()));
+            }
         }
         txn.commit()?;
         Ok(Loaded {
@@ -317,6 +334,7 @@ fn load(path: &Path) -> Result<Loaded, redb::Error> {
             index,
             next_id,
             repaired,
+            journal,
         })
     }));
     opened.unwrap_or_else(|_| {
@@ -428,12 +446,16 @@ impl Spool {
             next_id: loaded.next_id,
             set_aside,
             repaired: loaded.repaired,
+            journal: Some(loaded.journal),
         };
+        let journal = spool.journal.as_ref().expect("just set");
         tracing::info!(
             path = %path.display(),
             messages = spool.len(),
             bytes = spool.bytes,
             next_id = spool.next_id,
+            queued_events = journal.queue.len(),
+            open_windows = journal.windows.len(),
             "spool opened"
         );
         Ok(spool)
@@ -449,6 +471,41 @@ impl Spool {
             next_id: 1,
             set_aside: None,
             repaired: 0,
+            journal: None,
+        }
+    }
+
+    /// The events and open windows the last run left (once; empty for a memory spool).
+    pub fn take_journal(&mut self) -> Rows {
+        self.journal.take().unwrap_or_default()
+    }
+
+    /// Writes one journal batch in one commit. A memory spool keeps no journal.
+    pub fn write_journal(&mut self, batch: &Batch) -> Result<(), Error> {
+        let written = self.disk(|db| {
+            let txn = db.begin_write()?;
+            {
+                let mut windows = txn.open_table(WINDOWS)?;
+                for id in &batch.window_removes {
+                    windows.remove(id)?;
+                }
+                for (id, row) in &batch.window_upserts {
+                    windows.insert(id, row.as_slice())?;
+                }
+                let mut queue = txn.open_table(QUEUE)?;
+                for seq in &batch.removes {
+                    queue.remove(seq)?;
+                }
+                for (seq, row) in &batch.inserts {
+                    queue.insert(seq, row.as_slice())?;
+                }
+            }
+            txn.commit()?;
+            Ok(())
+        });
+        match written {
+            Some(result) => result.map_err(Error::Write),
+            None => Ok(()),
         }
     }
 
@@ -646,17 +703,19 @@ impl Spool {
         body: &[u8],
         events: usize,
     ) -> Result<Appended, Error> {
-        self.append_to(Output::Events, priority, body, events)
+        self.append_to(Output::Events, priority, body, events, &[])
     }
 
     /// Stores a message for `output` durably (one commit), evicting older ones if the bound
-    /// requires it. When this returns `Ok`, the message survives a crash.
+    /// requires it, and removes the queue rows of the events it carries (`consumed`) in the same
+    /// commit. When this returns `Ok`, the message survives a crash.
     pub fn append_to(
         &mut self,
         output: Output,
         priority: Priority,
         body: &[u8],
         events: usize,
+        consumed: &[u64],
     ) -> Result<Appended, Error> {
         let evicted = self.victims(body.len())?;
         let id = self.next_id;
@@ -669,6 +728,12 @@ impl Spool {
                 }
                 records.insert(id, encode(output, priority, events, body).as_slice())?;
                 txn.open_table(META)?.insert(NEXT_ID, id + 1)?;
+                if !consumed.is_empty() {
+                    let mut queue = txn.open_table(QUEUE)?;
+                    for seq in consumed {
+                        queue.remove(seq)?;
+                    }
+                }
             }
             txn.commit()?;
             Ok(())
@@ -983,7 +1048,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join(FILE_NAME);
         let mut s = Spool::open(&path, 1 << 20).unwrap();
-        s.append_to(Output::Alerts, Priority::High, b"alert", 1)
+        s.append_to(Output::Alerts, Priority::High, b"alert", 1, &[])
             .unwrap();
         s.append(Priority::Low, b"events", 2).unwrap();
         drop(s);

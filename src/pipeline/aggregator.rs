@@ -144,7 +144,11 @@ impl<S: BuildHasher> Aggregator<S> {
     pub fn take_dirty(&mut self) -> Vec<(u64, Event)> {
         let mut out = Vec::with_capacity(self.dirty.len());
         for (kind, i) in std::mem::take(&mut self.dirty) {
-            let Some(entry) = self.windows.get_mut(&kind).and_then(|w| w.entries.get_mut(i)) else {
+            let Some(entry) = self
+                .windows
+                .get_mut(&kind)
+                .and_then(|w| w.entries.get_mut(i))
+            else {
                 continue;
             };
             entry.dirty = false;

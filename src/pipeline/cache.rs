@@ -154,7 +154,13 @@ impl Cache {
 
     /// Queues an event; returns what had to be evicted to stay within the limit (possibly the
     /// new event itself when it is the oldest of the lowest lane).
-    pub fn push(&mut self, lane: Lane, priority: Priority, seq: u64, event: EncodedEvent) -> Evicted {
+    pub fn push(
+        &mut self,
+        lane: Lane,
+        priority: Priority,
+        seq: u64,
+        event: EncodedEvent,
+    ) -> Evicted {
         let item = Queued {
             event,
             priority,

@@ -204,7 +204,12 @@ mod tests {
         ] {
             assert_eq!(decode_queued(bad), None, "{bad:?}");
         }
-        for bad in [&b""[..], &[ROW_FORMAT, 0], &[2, 0, b'x'], &[ROW_FORMAT, 250, b'x']] {
+        for bad in [
+            &b""[..],
+            &[ROW_FORMAT, 0],
+            &[2, 0, b'x'],
+            &[ROW_FORMAT, 250, b'x'],
+        ] {
             assert_eq!(decode_window(bad), None, "{bad:?}");
         }
     }
@@ -222,9 +227,17 @@ mod tests {
             window_upserts: vec![(5, vec![2])],
             window_removes: vec![6],
         });
-        assert_eq!(a.inserts, vec![(2, vec![2])], "1 was inserted, then removed");
+        assert_eq!(
+            a.inserts,
+            vec![(2, vec![2])],
+            "1 was inserted, then removed"
+        );
         assert_eq!(a.removes, Vec::<u64>::new());
-        assert_eq!(a.window_upserts, vec![(5, vec![2])], "6 closed, 5 changed again");
+        assert_eq!(
+            a.window_upserts,
+            vec![(5, vec![2])],
+            "6 closed, 5 changed again"
+        );
         assert_eq!(a.window_removes, vec![6]);
         assert_eq!(a.forget_inserts(&[2, 3]), vec![2]);
         assert!(a.inserts.is_empty());

@@ -639,7 +639,9 @@ mod durable {
             "windows come back closed, with the hits committed before the crash"
         );
         assert_eq!(
-            all.iter().filter(|e| e["Name"] == "ConnectionCreate").count(),
+            all.iter()
+                .filter(|e| e["Name"] == "ConnectionCreate")
+                .count(),
             1
         );
         commit(&mut p, &mut spool);
@@ -648,7 +650,11 @@ mod durable {
         let (mut p, mut spool) = open(dir.path());
         assert_eq!(p.queued_events(), 0);
         assert!(p.take_message(Trigger::All).is_none());
-        assert_eq!(spool.pending().count(), 1, "the one message of the second run");
+        assert_eq!(
+            spool.pending().count(),
+            1,
+            "the one message of the second run"
+        );
         assert!(spool.take_journal().queue.is_empty());
     }
 
@@ -673,7 +679,11 @@ mod durable {
             commit(&mut p, &mut spool);
         }
         let (p, _spool) = open(dir.path());
-        assert_eq!(p.queued_events(), 0, "neither evicted nor sent events come back");
+        assert_eq!(
+            p.queued_events(),
+            0,
+            "neither evicted nor sent events come back"
+        );
     }
 
     #[test]
@@ -684,7 +694,10 @@ mod durable {
             let (mut p, mut spool) = open(dir.path());
             p.push(connection(Direction::Out, 50000, 443), now);
             let m = p.take_message(Trigger::All).expect("a message");
-            assert!(m.seqs.is_empty(), "its row was never written: nothing to delete");
+            assert!(
+                m.seqs.is_empty(),
+                "its row was never written: nothing to delete"
+            );
             spool
                 .append_to(m.output, m.priority, &m.body, m.events, &m.seqs)
                 .unwrap();

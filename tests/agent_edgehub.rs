@@ -467,14 +467,15 @@ async fn the_log_level_follows_the_twin() {
     let mut agent = d.start_agent(&[("RUST_LOG", "warn")]);
     d.wait_ready().await;
     let object = "ms_iotn:urn_azureiot_Security_SecurityAgentConfiguration";
-    d.hub
-        .set_desired_patch(json!({ object: {"logLevel": {"value": "debug"}} }));
     let log_has = |needle: &str| {
         std::fs::read_to_string(d.log_path(1)).is_ok_and(|text| text.contains(needle))
     };
-    let deadline = Instant::now() + Duration::from_secs(20);
-    // Started at warn: info and debug lines appear only once the twin says so.
+    // Started at warn: info and debug lines appear only once the twin says so. (Checked before
+    // the patch is sent: after it, a loaded machine may let the agent log first.)
     assert!(!log_has(" DEBUG "), "debug before the patch\n{}", d.logs());
+    d.hub
+        .set_desired_patch(json!({ object: {"logLevel": {"value": "debug"}} }));
+    let deadline = Instant::now() + Duration::from_secs(20);
     while !(log_has("log filter changed") && log_has(" DEBUG ")) {
         assert!(Instant::now() < deadline, "no debug logs\n{}", d.logs());
         tokio::time::sleep(Duration::from_millis(100)).await;

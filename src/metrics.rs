@@ -60,6 +60,9 @@ pub enum DropReason {
     /// The spool reached `maxLocalCacheSizeInBytes` while edgeHub was unreachable: its oldest
     /// Low-priority messages were evicted (or the new one, if all were in flight).
     SpoolFull,
+    /// Another module's event found its share of the cache full (it never evicts edgeguard's
+    /// own events), or its sender over its quota.
+    InputQuota,
 }
 
 impl DropReason {
@@ -71,6 +74,7 @@ impl DropReason {
             DropReason::Shutdown => "shutdown",
             DropReason::ChannelFull => "channel_full",
             DropReason::SpoolFull => "spool_full",
+            DropReason::InputQuota => "input_quota",
         }
     }
 }
@@ -102,6 +106,7 @@ pub struct Metrics {
     errors: IntCounterVec,
     collector_status: IntGaugeVec,
     container_enrichment: IntCounterVec,
+    input_events: IntCounterVec,
     /// `edgeguard_alerts_total` and `edgeguard_alerts_suppressed_total` per rule, in
     /// [`Rule::ALL`] order.
     alerts: [(IntCounter, IntCounter); Rule::ALL.len()],
@@ -323,6 +328,12 @@ impl Metrics {
                 "edgeguard_container_enrichment_total",
                 "Container-scoped process, connection and port records, by whether the container's name and image were known when they passed",
                 &["result"],
+            ),
+            input_events: counter_vec(
+                &r,
+                "edgeguard_input_events_total",
+                "Events other modules sent to the securityMessages input, by sender module and result (accepted, rejected, over_quota)",
+                &["sender", "result"],
             ),
             alerts,
             resident_memory: gauge(
@@ -628,6 +639,15 @@ impl Metrics {
             self.status.alert(rule);
         } else {
             suppressed.inc()
+        }
+    }
+
+    /// `n` events from another module (`sender`, a bounded set of names) with their outcome.
+    pub fn input_events(&self, sender: &str, result: &str, n: u64) {
+        if n > 0 {
+            self.input_events
+                .with_label_values(&[sender, result])
+                .inc_by(n);
         }
     }
 

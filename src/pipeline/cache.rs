@@ -42,7 +42,13 @@ struct Queued {
     event: EncodedEvent,
     priority: Priority,
     seq: u64,
+    /// Sent by another module (see [`Cache::admit_foreign`]).
+    foreign: bool,
 }
+
+/// The share of the cache other modules' events may take (a quarter): they are admitted only
+/// into room that is free, so they never push edgeguard's own events out.
+const FOREIGN_SHARE_DIVISOR: usize = 4;
 
 #[derive(Debug, Default)]
 struct LaneQueue {
@@ -81,6 +87,8 @@ pub struct Cache {
     /// Sequence numbers of events that left without a message (evicted, or too large to send),
     /// until [`Cache::take_gone`]: a durable agent deletes them from the spool's queue table.
     gone: Vec<u64>,
+    /// Bytes of other modules' events in the cache.
+    foreign_bytes: usize,
 }
 
 /// An event as the cache holds it, for restoring a durable queue after a restart.
@@ -106,6 +114,7 @@ impl Cache {
             limit,
             by_priority: [(0, 0); 2],
             gone: Vec::new(),
+            foreign_bytes: 0,
         }
     }
 
@@ -138,12 +147,51 @@ impl Cache {
         let c = &mut self.by_priority[priority_index(q.priority)];
         c.0 += 1;
         c.1 += q.event.len();
+        if q.foreign {
+            self.foreign_bytes += q.event.len();
+        }
     }
 
     fn count_out(&mut self, q: &Queued) {
         let c = &mut self.by_priority[priority_index(q.priority)];
         c.0 -= 1;
         c.1 -= q.event.len();
+        if q.foreign {
+            self.foreign_bytes -= q.event.len();
+        }
+    }
+
+    /// Bytes of other modules' events queued.
+    pub fn foreign_bytes(&self) -> usize {
+        self.foreign_bytes
+    }
+
+    /// Queues another module's event only where it fits without evicting anything, and within
+    /// the foreign share of the limit; `false` (not queued) otherwise.
+    pub fn admit_foreign(
+        &mut self,
+        lane: Lane,
+        priority: Priority,
+        seq: u64,
+        event: EncodedEvent,
+    ) -> bool {
+        let len = event.len();
+        if self.bytes() + len > self.limit
+            || self.foreign_bytes + len > self.limit / FOREIGN_SHARE_DIVISOR
+        {
+            return false;
+        }
+        let item = Queued {
+            event,
+            priority,
+            seq,
+            foreign: true,
+        };
+        self.count_in(&item);
+        let q = &mut self.lanes[lane as usize];
+        q.bytes += len;
+        q.events.push_back(item);
+        true
     }
 
     /// Changes the size bound, evicting at once if the cache is now over it.
@@ -165,6 +213,7 @@ impl Cache {
             event,
             priority,
             seq,
+            foreign: false,
         };
         self.count_in(&item);
         let q = &mut self.lanes[lane as usize];
@@ -404,6 +453,31 @@ mod tests {
                 }
             }
         }
+    }
+
+    #[test]
+    fn other_modules_get_a_quarter_of_free_room_and_never_evict() {
+        let mut c = Cache::new(1000);
+        assert!(c.admit_foreign(Lane::Low, Priority::Low, 1, ev(200)));
+        assert!(
+            !c.admit_foreign(Lane::Low, Priority::Low, 2, ev(100)),
+            "over the quarter"
+        );
+        assert_eq!(c.foreign_bytes(), 200);
+        for i in 0..8 {
+            c.push(Lane::Low, Priority::Low, 10 + i, ev(100));
+        }
+        assert_eq!(c.bytes(), 1000);
+        assert!(
+            !c.admit_foreign(Lane::High, Priority::High, 3, ev(10)),
+            "no free room: refused, nothing evicted"
+        );
+        assert_eq!(c.len(), 9);
+        // Own events evict as ever (the foreign one is the oldest Low).
+        let e = c.push(Lane::Low, Priority::Low, 20, ev(100));
+        assert_eq!(e, Evicted { high: 0, low: 1 });
+        assert_eq!(c.foreign_bytes(), 0);
+        assert_eq!(c.take_gone(), vec![1]);
     }
 
     #[test]

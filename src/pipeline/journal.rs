@@ -124,36 +124,48 @@ fn kind_of(b: u8) -> Option<EventKind> {
     EventKind::ALL.get(usize::from(b)).copied()
 }
 
-/// A queue row: format, lane, priority, kind, then the encoded event.
-pub fn encode_queued(lane: Lane, priority: Priority, kind: EventKind, event: &[u8]) -> Vec<u8> {
+/// Set in a queue row's priority byte for another module's event.
+const FOREIGN: u8 = 0x80;
+
+/// A queue row: format, lane, priority (with [`FOREIGN`]), kind, then the encoded event.
+pub fn encode_queued(
+    lane: Lane,
+    priority: Priority,
+    foreign: bool,
+    kind: EventKind,
+    event: &[u8],
+) -> Vec<u8> {
     let mut v = Vec::with_capacity(4 + event.len());
+    let priority = match priority {
+        Priority::High => 0,
+        _ => 1,
+    };
     v.extend_from_slice(&[
         ROW_FORMAT,
         lane_byte(lane),
-        match priority {
-            Priority::High => 0,
-            _ => 1,
-        },
+        priority | if foreign { FOREIGN } else { 0 },
         kind_byte(kind),
     ]);
     v.extend_from_slice(event);
     v
 }
 
-/// `(lane, priority, kind, event)` of a queue row; `None` for a row this version cannot read.
-pub fn decode_queued(row: &[u8]) -> Option<(Lane, Priority, EventKind, &[u8])> {
+/// `(lane, priority, foreign, kind, event)` of a queue row; `None` for a row this version
+/// cannot read.
+pub fn decode_queued(row: &[u8]) -> Option<(Lane, Priority, bool, EventKind, &[u8])> {
     let [format, lane, priority, kind, event @ ..] = row else {
         return None;
     };
     if *format != ROW_FORMAT || event.is_empty() {
         return None;
     }
-    let priority = match priority {
+    let foreign = priority & FOREIGN != 0;
+    let priority = match priority & !FOREIGN {
         0 => Priority::High,
         1 => Priority::Low,
         _ => return None,
     };
-    Some((lane_of(*lane)?, priority, kind_of(*kind)?, event))
+    Some((lane_of(*lane)?, priority, foreign, kind_of(*kind)?, event))
 }
 
 /// A window row: format, kind, then the event the window would send now.
@@ -183,11 +195,11 @@ mod tests {
     fn rows_round_trip_and_garbage_is_refused() {
         for lane in [Lane::Low, Lane::High, Lane::Alert, Lane::Operational] {
             for priority in [Priority::High, Priority::Low] {
-                for kind in EventKind::ALL.iter().copied() {
-                    let row = encode_queued(lane, priority, kind, b"{\"x\":1}");
+                for (kind, foreign) in EventKind::ALL.iter().copied().zip([false, true].into_iter().cycle()) {
+                    let row = encode_queued(lane, priority, foreign, kind, b"{\"x\":1}");
                     assert_eq!(
                         decode_queued(&row),
-                        Some((lane, priority, kind, &b"{\"x\":1}"[..]))
+                        Some((lane, priority, foreign, kind, &b"{\"x\":1}"[..]))
                     );
                     let row = encode_window(kind, b"{}");
                     assert_eq!(decode_window(&row), Some((kind, &b"{}"[..])));

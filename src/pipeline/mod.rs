@@ -149,14 +149,21 @@ impl Pipeline {
         for (seq, row) in &rows.queue {
             self.next_seq = self.next_seq.max(seq.saturating_add(1));
             match journal::decode_queued(row) {
-                Some((lane, priority, kind, bytes)) => {
+                Some((lane, priority, foreign, kind, bytes)) => {
                     let event = envelope::EncodedEvent {
                         kind,
                         bytes: bytes.into(),
                         truncated: false,
                     };
-                    let evicted = self.cache.push(lane, priority, *seq, event);
-                    self.count_evicted(evicted);
+                    if foreign {
+                        if !self.cache.admit_foreign(lane, priority, *seq, event) {
+                            removes.push(*seq);
+                            self.metrics.dropped("pipeline", DropReason::InputQuota, 1);
+                        }
+                    } else {
+                        let evicted = self.cache.push(lane, priority, *seq, event);
+                        self.count_evicted(evicted);
+                    }
                     events += 1;
                 }
                 None => {
@@ -175,7 +182,7 @@ impl Pipeline {
                             bytes: bytes.into(),
                             truncated: false,
                         };
-                        self.queue_encoded(lane, priority, event);
+                        self.queue_encoded(lane, priority, false, event);
                         windows += 1;
                     }
                     None => self.metrics.filtered(kind),
@@ -362,17 +369,34 @@ impl Pipeline {
     }
 
     /// Puts an encoded event into the cache under a new sequence number (and into the journal).
-    fn queue_encoded(&mut self, lane: Lane, priority: Priority, event: envelope::EncodedEvent) {
+    /// Another module's event goes in only where there is room for it (see
+    /// [`Cache::admit_foreign`]); one that is refused is counted and dropped.
+    fn queue_encoded(
+        &mut self,
+        lane: Lane,
+        priority: Priority,
+        foreign: bool,
+        event: envelope::EncodedEvent,
+    ) {
         let seq = self.next_seq;
         self.next_seq += 1;
-        if let Some(j) = &mut self.journal {
-            j.inserts.push((
-                seq,
-                journal::encode_queued(lane, priority, event.kind, &event.bytes),
-            ));
+        let row = self
+            .journal
+            .is_some()
+            .then(|| journal::encode_queued(lane, priority, foreign, event.kind, &event.bytes));
+        if foreign {
+            if !self.cache.admit_foreign(lane, priority, seq, event) {
+                self.stats.dropped[queue_index(priority)] += 1;
+                self.metrics.dropped("pipeline", DropReason::InputQuota, 1);
+                return;
+            }
+        } else {
+            let evicted = self.cache.push(lane, priority, seq, event);
+            self.count_evicted(evicted);
         }
-        let evicted = self.cache.push(lane, priority, seq, event);
-        self.count_evicted(evicted);
+        if let (Some(j), Some(row)) = (&mut self.journal, row) {
+            j.inserts.push((seq, row));
+        }
     }
 
     /// Serializes an event (split or truncated to fit a message) and puts it into the cache.
@@ -390,7 +414,7 @@ impl Pipeline {
                     if piece.truncated {
                         self.metrics.truncated(kind);
                     }
-                    self.queue_encoded(lane, priority, piece);
+                    self.queue_encoded(lane, priority, event.foreign, piece);
                 }
             }
             Err(e @ EncodeError::TooLarge { .. }) => {

@@ -702,3 +702,110 @@ async fn sigkills_under_load_lose_nothing_older_than_a_journal_commit() {
     check_messages(&d.hub.telemetry());
     drop(last);
 }
+
+/// libfaketime's multi-threaded library (Debian `faketime`, installed by scripts/test.sh).
+fn libfaketime() -> PathBuf {
+    [
+        "x86_64-linux-gnu",
+        "aarch64-linux-gnu",
+        "arm-linux-gnueabihf",
+    ]
+    .iter()
+    .map(|t| PathBuf::from(format!("/usr/lib/{t}/faketime/libfaketimeMT.so.1")))
+    .find(|p| p.exists())
+    .expect("libfaketime is installed (Debian faketime; scripts/test.sh installs it)")
+}
+
+/// A device without RTC: the agent's wall clock starts two hours behind (libfaketime, moved
+/// through a file while the agent runs; the monotonic clock is left alone), so its SAS tokens
+/// are expired on arrival and edgeHub refuses them. When NTP steps the clock, a token signed
+/// with the corrected time gets the module in at once, not after the refused-credentials
+/// backoff (60 s). A later step back of twenty minutes gets a fresh token too (and stays
+/// connected: it is still valid). Events made after the step carry the corrected time.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_wall_clock_step_gets_a_fresh_token_at_once() {
+    let mut d = Device::new(|_| {}).await;
+    let clock = d.state.path().join("faketime");
+    std::fs::write(&clock, "-2h\n").expect("clock file");
+    let lib = libfaketime();
+    let clock_path = clock.to_string_lossy().to_string();
+    let mut agent = d.start_agent(&[
+        ("LD_PRELOAD", lib.to_str().expect("a UTF-8 path")),
+        ("FAKETIME_TIMESTAMP_FILE", &clock_path),
+        ("FAKETIME_NO_CACHE", "1"),
+        ("FAKETIME_DONT_FAKE_MONOTONIC", "1"),
+    ]);
+    // Refused: the token expired an hour before it was made, by edgeHub's clock.
+    assert!(
+        d.hub
+            .wait_until(Duration::from_secs(30), |h| {
+                h.attempts().iter().any(|a| !a.accepted())
+            })
+            .await,
+        "no refused attempt\n{}",
+        d.logs()
+    );
+    let refused = d.hub.attempts();
+    assert!(refused.iter().all(|a| !a.accepted()), "{refused:?}");
+    assert!(
+        refused[0].reason().contains("expired"),
+        "{}",
+        refused[0].reason()
+    );
+
+    // NTP steps the clock forward two hours.
+    std::fs::write(&clock, "+0\n").expect("clock file");
+    let stepped = Instant::now();
+    assert!(
+        d.hub.wait_connected(Duration::from_secs(20)).await,
+        "not connected within 20 s of the step (the credentials backoff is 60 s)\n{}",
+        d.logs()
+    );
+    let took = stepped.elapsed();
+    let accepted = d.hub.attempts().len();
+    eprintln!("connected {took:?} after the clock step");
+
+    // Events made now are stamped with the corrected clock.
+    d.wait_ready().await;
+    d.append_logins(0, 1);
+    d.wait_logins(1, Duration::from_secs(30)).await;
+    let now = chrono::Utc::now();
+    let stamped: Vec<chrono::DateTime<chrono::Utc>> = d
+        .hub
+        .telemetry()
+        .iter()
+        .filter_map(|t| serde_json::from_slice::<Value>(&t.payload).ok())
+        .flat_map(|m| m["Events"].as_array().cloned().unwrap_or_default())
+        .filter(|e| e["Name"] == "MessageStatistics" || e["Name"] == "Login")
+        .filter_map(|e| e["TimestampUTC"].as_str()?.parse().ok())
+        .collect();
+    assert!(
+        stamped.iter().any(|t| (now - *t).num_seconds().abs() < 120),
+        "no event stamped with the corrected time: {stamped:?}"
+    );
+
+    // Stepped back twenty minutes: a new token (a new connection), still accepted.
+    std::fs::write(&clock, "-20m\n").expect("clock file");
+    assert!(
+        d.hub
+            .wait_until(Duration::from_secs(20), |h| {
+                let a = h.attempts();
+                a.len() > accepted && a.last().is_some_and(|a| a.accepted())
+            })
+            .await,
+        "no fresh token after the backward step: {:?}\n{}",
+        d.hub
+            .attempts()
+            .iter()
+            .map(|a| a.reason().to_string())
+            .collect::<Vec<_>>(),
+        d.logs()
+    );
+    assert!(
+        std::fs::read_to_string(d.log_path(1))
+            .is_ok_and(|l| l.contains("the wall clock was stepped")),
+        "the step is logged\n{}",
+        d.logs()
+    );
+    d.stop_agent(&mut agent);
+}

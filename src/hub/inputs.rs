@@ -250,7 +250,10 @@ impl Sender {
 
     /// Whether a warning about this sender is due (at most one a minute).
     fn log_due(&mut self, now: tokio::time::Instant) -> bool {
-        if self.logged.is_none_or(|t| now.duration_since(t) >= LOG_EVERY) {
+        if self
+            .logged
+            .is_none_or(|t| now.duration_since(t) >= LOG_EVERY)
+        {
             self.logged = Some(now);
             true
         } else {
@@ -529,7 +532,9 @@ mod tests {
 
     fn from(module: &str) -> PropertyBag {
         let mut props = PropertyBag::new();
-        props.push(CONNECTION_DEVICE_ID, "dev1").push(CONNECTION_MODULE_ID, module);
+        props
+            .push(CONNECTION_DEVICE_ID, "dev1")
+            .push(CONNECTION_MODULE_ID, module);
         props
     }
 
@@ -568,8 +573,14 @@ mod tests {
                 &[("sender", sender), ("result", result)],
             )
         };
-        assert_eq!(count("dev1/chatty", "accepted"), Some((MAX_EVENTS + allowed) as f64));
-        assert_eq!(count("dev1/chatty", "over_quota"), Some((10 + 100 - allowed) as f64));
+        assert_eq!(
+            count("dev1/chatty", "accepted"),
+            Some((MAX_EVENTS + allowed) as f64)
+        );
+        assert_eq!(
+            count("dev1/chatty", "over_quota"),
+            Some((10 + 100 - allowed) as f64)
+        );
         assert_eq!(count("dev1/quiet", "accepted"), Some(3.0));
         assert_eq!(
             metrics.dropped_total("inputs", DropReason::InputQuota),
@@ -599,7 +610,9 @@ mod tests {
         let text = metrics.render();
         let labelled = text
             .lines()
-            .filter(|l| l.starts_with("edgeguard_input_events_total{") && l.contains("result=\"accepted\""))
+            .filter(|l| {
+                l.starts_with("edgeguard_input_events_total{") && l.contains("result=\"accepted\"")
+            })
             .count();
         assert_eq!(labelled, MAX_SENDER_LABELS + 1, "32 names and `other`");
         assert_eq!(

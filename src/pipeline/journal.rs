@@ -195,7 +195,11 @@ mod tests {
     fn rows_round_trip_and_garbage_is_refused() {
         for lane in [Lane::Low, Lane::High, Lane::Alert, Lane::Operational] {
             for priority in [Priority::High, Priority::Low] {
-                for (kind, foreign) in EventKind::ALL.iter().copied().zip([false, true].into_iter().cycle()) {
+                for (kind, foreign) in EventKind::ALL
+                    .iter()
+                    .copied()
+                    .zip([false, true].into_iter().cycle())
+                {
                     let row = encode_queued(lane, priority, foreign, kind, b"{\"x\":1}");
                     assert_eq!(
                         decode_queued(&row),

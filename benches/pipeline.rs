@@ -169,6 +169,7 @@ fn process_create(i: usize, variant: usize) -> Event {
             user_name: Some(user_name.into()),
             extra_details: container_details(i),
         }]),
+        foreign: false,
     }
 }
 
@@ -221,6 +222,7 @@ fn connection_create(i: usize) -> Event {
             )),
             extra_details: container_details(i),
         }]),
+        foreign: false,
     }
 }
 

@@ -23,12 +23,14 @@ if [ "$(id -u)" != 0 ]; then
 fi
 
 # Debian packages the tests use: nft/iptables for the firewall collector, ip for network
-# namespaces, unshare for the process collector's fallback test.
+# namespaces, unshare for the process collector's fallback test, faketime for clock steps.
 packages=()
 command -v nft >/dev/null 2>&1 || packages+=(nftables)
 command -v iptables-save >/dev/null 2>&1 || packages+=(iptables)
 command -v ip >/dev/null 2>&1 || packages+=(iproute2)
 command -v unshare >/dev/null 2>&1 || packages+=(util-linux)
+# libfaketime steps the agent's wall clock in tests/agent_edgehub.rs.
+command -v faketime >/dev/null 2>&1 || packages+=(faketime)
 if [ "${#packages[@]}" -gt 0 ]; then
     log "installing ${packages[*]}"
     apt-get update -qq

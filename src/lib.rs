@@ -25,9 +25,11 @@ pub mod kernel;
 pub mod memory;
 pub mod metrics;
 pub mod pipeline;
+pub mod pretty;
 pub mod registry;
 pub mod sink;
 pub mod state;
+pub mod status;
 #[cfg(test)]
 mod test_support;
 pub mod text;
@@ -73,6 +75,8 @@ pub struct Options {
     pub host_root: HostRoot,
     pub state_dir: PathBuf,
     pub sink: SinkKind,
+    /// How the local sinks (stdout, file) write messages.
+    pub format: sink::Format,
     /// The starting configuration, keys rejected while building it, and its desired `$version`.
     pub config: Config,
     pub rejected: Vec<Rejected>,
@@ -98,6 +102,47 @@ pub type SetLogFilter = dyn Fn(Option<&str>) -> Result<(), String> + Send + Sync
 impl std::fmt::Debug for LogControl {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str("LogControl")
+    }
+}
+
+/// How often the one-line summary is logged.
+const SUMMARY_INTERVAL: Duration = Duration::from_secs(300);
+
+/// Logs, every [`SUMMARY_INTERVAL`], what came in and went out since the last line (nothing
+/// when nothing happened), so `iotedge logs` shows the agent at work without a line per event.
+async fn summarize(metrics: Arc<Metrics>, stop: CancellationToken) {
+    let mut tick = tokio::time::interval(SUMMARY_INTERVAL);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    tick.tick().await;
+    let mut last = metrics.summary_counts();
+    loop {
+        tokio::select! {
+            _ = stop.cancelled() => break,
+            _ = tick.tick() => {}
+        }
+        let now = metrics.summary_counts();
+        if now == last {
+            continue;
+        }
+        let report = status::report(&metrics);
+        let drops: Vec<String> = report
+            .drops
+            .iter()
+            .filter(|(_, n)| **n > 0)
+            .map(|(k, n)| format!("{k}={n}"))
+            .collect();
+        tracing::info!(
+            events_in = now.0 - last.0,
+            messages_sent = now.1 - last.1,
+            messages_acked = now.2 - last.2,
+            dropped_total = now.3,
+            drops = %drops.join(","),
+            spool_messages = report.spool.messages.unwrap_or(0),
+            spool_bytes = report.spool.bytes.unwrap_or(0),
+            "summary of the last {} minutes",
+            SUMMARY_INTERVAL.as_secs() / 60
+        );
+        last = now;
     }
 }
 
@@ -133,6 +178,7 @@ impl Default for Options {
             host_root: HostRoot::default(),
             state_dir: PathBuf::from("/var/lib/edgeguard"),
             sink: SinkKind::Stdout,
+            format: sink::Format::Json,
             config: Config::default(),
             rejected: Vec::new(),
             config_version: None,
@@ -155,11 +201,14 @@ pub async fn run(
     let agent_id = state::agent_id(&opts.state_dir)?;
     let metrics = Arc::new(Metrics::new(&Identity::from_env()));
     metrics.set_config_version(opts.config_version);
+    metrics
+        .status()
+        .set_identity(&agent_id.to_string(), &opts.sink.to_string());
     tracing::info!(
         version = AGENT_VERSION,
         %agent_id,
         host_root = %opts.host_root.root().display(),
-        sink = ?opts.sink,
+        sink = %opts.sink,
         ?mode,
         "edgeguard starting"
     );
@@ -190,6 +239,15 @@ pub async fn run(
         // Room for the topic and property bag within edgeHub's packet limit.
         pipeline = pipeline.with_sink_limit(hub::MAX_MESSAGE_BYTES - 1024);
     }
+    // The spool keeps messages until they are acknowledged and, when it is on disk, the
+    // pipeline's queue and open windows too (pipeline::journal): both survive a crash.
+    let store = outbox::Store::new(outbox::open_spool(&outbox_cfg, &metrics).await);
+    let journal = store.is_durable().then(|| store.clone());
+    if journal.is_some() {
+        let rows = store.lock().take_journal();
+        pipeline = pipeline.with_journal();
+        pipeline.restore(rows);
+    }
     let snapshot_now = Arc::new(tokio::sync::Notify::new());
     tracker.spawn(pipeline::run(
         pipeline,
@@ -197,13 +255,15 @@ pub async fn run(
         control_rx,
         config_rx.clone(),
         message_tx,
+        journal,
     ));
-    tracker.spawn(outbox::run(
+    tracker.spawn(outbox::run_with_store(
         message_rx,
         record_tx,
         delivery_rx,
         metrics.clone(),
         outbox_cfg,
+        store,
         stop_delivery.clone(),
     ));
     match opts.sink.clone() {
@@ -228,6 +288,7 @@ pub async fn run(
         SinkKind::Stdout => {
             tracker.spawn(sink::run(
                 sink::LocalSink::Stdout,
+                opts.format,
                 record_rx,
                 delivery_tx,
                 stop_collectors.clone(),
@@ -236,11 +297,17 @@ pub async fn run(
         SinkKind::File(path) => {
             tracker.spawn(sink::run(
                 sink::LocalSink::File(path),
+                opts.format,
                 record_rx,
                 delivery_tx,
                 stop_collectors.clone(),
             ));
         }
+    }
+
+    // A one-line summary every few minutes, for `iotedge logs`.
+    if mode == Mode::Run {
+        tracker.spawn(summarize(metrics.clone(), stop_delivery.clone()));
     }
 
     // Drops counted after a drop warning are logged when their minute is up, even if no drop
@@ -325,6 +392,22 @@ pub async fn run(
                         tracing::error!(%addr, error = %e, "cannot serve metrics (set --metrics-addr, or off)");
                         metrics.error("metrics", "bind");
                     }
+                }
+            }
+            let status_path = opts.state_dir.join(status::socket::FILE_NAME);
+            match status::socket::bind(&status_path) {
+                Ok(listener) => {
+                    tracker.spawn(status::socket::serve(
+                        metrics.clone(),
+                        listener,
+                        status_path,
+                        stop_delivery.clone(),
+                    ));
+                }
+                // `edgeguard status` will say nobody answers; the agent itself carries on.
+                Err(e) => {
+                    tracing::error!(error = %text::error_chain(&e), "cannot serve the status socket");
+                    metrics.error("status", "bind");
                 }
             }
             tracker.spawn(memory::keep_lean(stop_collectors.clone()));

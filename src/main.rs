@@ -51,6 +51,14 @@ enum LogFormat {
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+enum FormatArg {
+    /// One JSON security message per line, as sent upstream.
+    Json,
+    /// One readable line per event; alerts highlighted on a terminal.
+    Pretty,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 enum SinkArg {
     Stdout,
     File,
@@ -65,6 +73,10 @@ struct SinkArgs {
     /// File for `--sink file` (default: messages.jsonl in the state directory).
     #[arg(long, env = "EDGEGUARD_OUTPUT")]
     output: Option<PathBuf>,
+
+    /// How stdout and file sinks write messages (edgeHub always gets JSON).
+    #[arg(long, env = "EDGEGUARD_FORMAT", value_enum, default_value_t = FormatArg::Json)]
+    format: FormatArg,
 
     /// Address for the Prometheus endpoint (`/metrics`) during `run`, or `off`. Loopback by
     /// default: the module runs in the host's network namespace, where 0.0.0.0 would show the
@@ -100,6 +112,20 @@ enum Command {
     /// Configuration tools.
     #[command(subcommand)]
     Config(ConfigCommand),
+    /// Ask the running agent (through `STATE_DIR/status.sock`) how it is: exit 0 when healthy,
+    /// 1 when a collector is Down, edgeHub has been unreachable too long, or no agent answers.
+    Status(StatusArgs),
+}
+
+#[derive(clap::Args, Debug)]
+struct StatusArgs {
+    /// Print the report as JSON (the same document the `status` direct method returns).
+    #[arg(long)]
+    json: bool,
+
+    /// Seconds edgeHub may be unreachable before the agent counts as unhealthy.
+    #[arg(long, env = "EDGEGUARD_HUB_GRACE", default_value_t = 300)]
+    hub_grace: u64,
 }
 
 #[derive(Subcommand, Debug)]
@@ -129,7 +155,12 @@ fn init_logging(format: LogFormat) -> LogControl {
     use tracing_subscriber::{
         EnvFilter, Layer, layer::SubscriberExt, reload, util::SubscriberInitExt,
     };
-    let started = std::env::var("RUST_LOG").unwrap_or_default();
+    // Unset or blank means `info`: an empty filter would let errors through only, and an
+    // operator reading `iotedge logs` would see nothing at all.
+    let started = std::env::var("RUST_LOG")
+        .ok()
+        .filter(|v| !v.trim().is_empty())
+        .unwrap_or_else(|| "info".to_string());
     let initial = move || EnvFilter::try_new(&started).unwrap_or_else(|_| EnvFilter::new("info"));
     let (filter, handle) = reload::Layer::new(initial());
     let fmt = tracing_subscriber::fmt::layer()
@@ -152,6 +183,7 @@ fn init_logging(format: LogFormat) -> LogControl {
 fn real_main(cli: Cli, log_control: LogControl) -> Result<ExitCode> {
     let (sink_args, mode) = match cli.command {
         Command::Config(ConfigCommand::Check { file }) => return config_check(&file),
+        Command::Status(args) => return status(&cli.state_dir, &args),
         Command::Run(a) => (a, Mode::Run),
         Command::Snapshot(a) => (a, Mode::Snapshot),
     };
@@ -175,10 +207,17 @@ fn real_main(cli: Cli, log_control: LogControl) -> Result<ExitCode> {
             None => SinkKind::Stdout,
         },
     };
+    if sink_args.format == FormatArg::Pretty && matches!(sink, SinkKind::EdgeHub(_)) {
+        tracing::warn!("--format pretty applies to the stdout and file sinks; edgeHub gets JSON");
+    }
     let opts = Options {
         host_root: HostRoot::new(cli.host_root),
         state_dir: cli.state_dir,
         sink,
+        format: match sink_args.format {
+            FormatArg::Json => edgeguard::sink::Format::Json,
+            FormatArg::Pretty => edgeguard::sink::Format::Pretty,
+        },
         config,
         rejected,
         config_version,
@@ -257,6 +296,34 @@ fn config_check(file: &std::path::Path) -> Result<ExitCode> {
         );
         Ok(ExitCode::from(1))
     }
+}
+
+/// `edgeguard status`: the running agent's report, and whether it is healthy.
+fn status(state_dir: &std::path::Path, args: &StatusArgs) -> Result<ExitCode> {
+    let path = state_dir.join(edgeguard::status::socket::FILE_NAME);
+    let grace = Duration::from_secs(args.hub_grace);
+    let report = match edgeguard::status::socket::query(&path, Duration::from_secs(5)) {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("edgeguard status: {}", edgeguard::text::error_chain(&e));
+            return Ok(ExitCode::from(1));
+        }
+    };
+    let text = if args.json {
+        serde_json::to_string_pretty(&report).context("printing the report")?
+    } else {
+        report.render(grace)
+    };
+    if let Err(e) = writeln!(std::io::stdout(), "{}", text.trim_end())
+        && e.kind() != std::io::ErrorKind::BrokenPipe
+    {
+        return Err(e).context("writing the report to stdout");
+    }
+    Ok(if report.problems(grace).is_empty() {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(1)
+    })
 }
 
 /// Completes on SIGTERM (edgeAgent stopping the module) or SIGINT.

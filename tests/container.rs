@@ -313,8 +313,18 @@ async fn lifecycle_events_and_posture_of_bad_and_good_containers() {
     assert!(w.records().iter().any(|r| r.action == "exec_create"
         && r.command.as_deref() == Some("sh -c echo shell-in-container")));
     assert_eq!(w.record(&exits, "die").exit_code, Some(3));
-    let health = docker_ok(&["inspect", "-f", "{{.State.Health.Status}}", &checked]);
+    // The engine runs the first check a second after start, or later on a loaded machine: wait
+    // for it (it ran when the state leaves `starting`), then take what the watcher saw meanwhile.
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let health = loop {
+        let h = docker_ok(&["inspect", "-f", "{{.State.Health.Status}}", &checked]);
+        if h != "starting" || Instant::now() > deadline {
+            break h;
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    };
     assert_eq!(health, "healthy", "the health check ran");
+    w.drain(Duration::from_millis(500)).await;
     let checked_execs: Vec<_> = w
         .records()
         .into_iter()
@@ -628,4 +638,151 @@ fn a_process_started_in_a_new_container_is_enriched_and_a_shell_exec_raises_an_a
     for m in &messages {
         assert_eq!(support::schema::errors(&v, m), Vec::<String>::new());
     }
+}
+
+/// What a client asked of the Docker engine through [`ReadOnlyProbe`]: (method, path) per request.
+type Requests = Arc<Mutex<Vec<(String, String)>>>;
+
+/// A unix socket in front of the real engine that forwards everything and records each request
+/// line the client sends (HTTP/1.1 framing: headers, then `Content-Length` bytes of body).
+struct ReadOnlyProbe {
+    path: std::path::PathBuf,
+    requests: Requests,
+    _dir: tempfile::TempDir,
+}
+
+impl ReadOnlyProbe {
+    fn start() -> ReadOnlyProbe {
+        use std::os::unix::net::{UnixListener, UnixStream};
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("docker.sock");
+        let listener = UnixListener::bind(&path).unwrap();
+        let requests: Requests = Arc::default();
+        let seen = requests.clone();
+        std::thread::spawn(move || {
+            for client in listener.incoming() {
+                let Ok(client) = client else { break };
+                let Ok(engine) = UnixStream::connect("/var/run/docker.sock") else {
+                    continue;
+                };
+                let (mut c_read, mut e_write) =
+                    (client.try_clone().unwrap(), engine.try_clone().unwrap());
+                let (mut e_read, mut c_write) = (engine, client);
+                let seen = seen.clone();
+                std::thread::spawn(move || {
+                    use std::io::{Read, Write};
+                    let mut pending: Vec<u8> = Vec::new();
+                    let mut skip_body = 0usize;
+                    let mut buf = [0u8; 16384];
+                    while let Ok(n) = c_read.read(&mut buf) {
+                        if n == 0 || e_write.write_all(&buf[..n]).is_err() {
+                            break;
+                        }
+                        pending.extend_from_slice(&buf[..n]);
+                        loop {
+                            if skip_body > 0 {
+                                let k = skip_body.min(pending.len());
+                                pending.drain(..k);
+                                skip_body -= k;
+                                if skip_body > 0 {
+                                    break;
+                                }
+                            }
+                            let Some(end) = pending.windows(4).position(|w| w == b"\r\n\r\n")
+                            else {
+                                break;
+                            };
+                            let head = String::from_utf8_lossy(&pending[..end]).to_string();
+                            pending.drain(..end + 4);
+                            let mut parts = head.lines().next().unwrap_or("").split(' ');
+                            let method = parts.next().unwrap_or("").to_string();
+                            let target = parts.next().unwrap_or("").to_string();
+                            seen.lock().unwrap().push((method, target));
+                            skip_body = head
+                                .lines()
+                                .find_map(|l| {
+                                    let (k, v) = l.split_once(':')?;
+                                    k.eq_ignore_ascii_case("content-length")
+                                        .then(|| v.trim().parse().ok())?
+                                })
+                                .unwrap_or(0);
+                        }
+                    }
+                    let _ = e_write.shutdown(std::net::Shutdown::Write);
+                });
+                std::thread::spawn(move || {
+                    let _ = std::io::copy(&mut e_read, &mut c_write);
+                    let _ = c_write.shutdown(std::net::Shutdown::Write);
+                });
+            }
+        });
+        ReadOnlyProbe {
+            path,
+            requests,
+            _dir: dir,
+        }
+    }
+
+    fn requests(&self) -> Vec<(String, String)> {
+        self.requests.lock().unwrap().clone()
+    }
+}
+
+#[test]
+fn the_agent_only_reads_from_the_docker_engine() {
+    let _serial = serial();
+    setup();
+    let probe = ReadOnlyProbe::start();
+    let mut names = Names::new();
+    let state = tempfile::tempdir().unwrap();
+    let config = format!(
+        r#"{{"highPriorityMessageFrequency": "PT1S", "lowPriorityMessageFrequency": "PT1S",
+            "dockerSocketPath": "{}"}}"#,
+        probe.path.display()
+    );
+    let mut cmd = support::agent::command();
+    cmd.env("EDGEGUARD_CONFIG_JSON", config);
+    let agent = support::agent::Agent::start_with(cmd, state.path(), &["--metrics-addr", "off"]);
+
+    // Everything the agent does with containers: the event stream, enrichment's inspect, the
+    // inventory and images snapshot, an exec, a stop and a removal.
+    let target = names.add("readonly");
+    docker_ok(&["run", "-d", "--name", &target, IMAGE, "sleep", "300"]);
+    docker_ok(&["exec", &target, "sh", "-c", "sleep 1; true"]);
+    docker_ok(&["stop", "-t", "1", &target]);
+    docker_ok(&["rm", &target]);
+    let (mut destroyed, mut inventory) = (false, false);
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while !(destroyed && inventory) && Instant::now() < deadline {
+        if let Some(m) = agent.next_message(Duration::from_millis(200)) {
+            for e in m["Events"].as_array().into_iter().flatten() {
+                destroyed |= e["Name"] == "ContainerEvent"
+                    && e["Payload"][0]["Action"] == "destroy"
+                    && e["Payload"][0]["ContainerName"] == target.as_str();
+                inventory |= e["Name"] == "ContainerImages";
+            }
+        }
+    }
+    drop(agent);
+    assert!(
+        destroyed,
+        "the agent followed the container through the probe"
+    );
+    assert!(
+        inventory,
+        "the agent took its container inventory through the probe"
+    );
+    let requests = probe.requests();
+    let paths: Vec<&str> = requests.iter().map(|(_, p)| p.as_str()).collect();
+    for expected in ["/events", "/containers/json", "/images/json"] {
+        assert!(
+            paths.iter().any(|p| p.contains(expected)),
+            "{expected} was asked: {requests:?}"
+        );
+    }
+    let writes: Vec<&(String, String)> = requests
+        .iter()
+        .filter(|(m, _)| m != "GET" && m != "HEAD")
+        .collect();
+    assert!(writes.is_empty(), "the agent changed something: {writes:?}");
 }

@@ -139,6 +139,7 @@ fn module_json_names_the_crate_version_and_three_platforms_with_their_dockerfile
             "ENTRYPOINT [\"/edgeguard\"]",
             "CMD [\"run\"]",
             "STOPSIGNAL SIGTERM",
+            "HEALTHCHECK --interval=30s --timeout=10s --start-period=30s --retries=3 CMD [\"/edgeguard\", \"status\"]",
             "VOLUME [\"/var/lib/edgeguard\"]",
             "USER 0:0",
         ] {

@@ -555,6 +555,24 @@ async fn the_module_runs_as_edge_agent_runs_it() {
     );
     assert!(out.contains("edgeguard_"), "{out}");
 
+    // --- The image's health check (`edgeguard status` through the status socket) finds the
+    // module healthy.
+    let deadline = Instant::now() + Duration::from_secs(90);
+    let health = loop {
+        let h = docker_ok(&["inspect", "-f", "{{.State.Health.Status}}", &module.id]);
+        if h != "starting" || Instant::now() > deadline {
+            break h;
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    };
+    assert_eq!(
+        health,
+        "healthy",
+        "{}\n{}",
+        docker_ok(&["inspect", "-f", "{{json .State.Health}}", &module.id]),
+        module.logs()
+    );
+
     // --- edgeHub gone for 30 s: nothing lost.
     hub.stop().await;
     let outage = Instant::now();

@@ -110,7 +110,7 @@ impl Context {
         fallback: Option<&str>,
     ) {
         let message = message.into();
-        self.metrics.collector_status(collector, status);
+        self.metrics.collector_status(collector, status, &message);
         match status {
             CollectorHealth::Up => tracing::info!(collector, "{message}"),
             _ => tracing::warn!(collector, status = status.as_str(), fallback, "{message}"),

@@ -296,7 +296,11 @@ pub async fn watch(ctx: Context, cache: Arc<ContainerCache>) {
                     );
                     down_reported = false;
                 } else {
-                    ctx.metrics.collector_status(COLLECTOR, CollectorHealth::Up);
+                    ctx.metrics.collector_status(
+                        COLLECTOR,
+                        CollectorHealth::Up,
+                        &format!("following the Docker engine at {path}"),
+                    );
                 }
                 let started = Instant::now();
                 let ended = stream(&ctx, &mut config, &docker, &cache, &mut resume, &path).await;

@@ -62,7 +62,7 @@ fn extra(pairs: &[(&str, &str)]) -> ExtraDetails {
 }
 
 /// One event of every kind (the schema test's fixture) with `s` mixed into every string field.
-fn every_kind(s: &str) -> Vec<Event> {
+pub(crate) fn every_kind(s: &str) -> Vec<Event> {
     let container = extra(&[
         ("ContainerId", "0123456789ab"),
         ("ContainerName", "edgeHub"),

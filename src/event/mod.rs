@@ -159,6 +159,9 @@ pub struct Event {
     pub time: DateTime<FixedOffset>,
     pub category: Category,
     pub payload: Payload,
+    /// Sent by another module (the `securityMessages` input), not collected here: such events
+    /// get a bounded share of the cache and never push edgeguard's own events out of it.
+    pub foreign: bool,
 }
 
 /// A new random (version 4) event id. Drawn from a per-thread generator seeded once from the
@@ -184,6 +187,7 @@ impl Event {
             time: Local::now().fixed_offset(),
             category: payload.kind().category(),
             payload,
+            foreign: false,
         }
     }
 
@@ -212,7 +216,7 @@ pub fn format_utc(t: &DateTime<FixedOffset>) -> String {
 }
 
 #[cfg(test)]
-mod encode_tests;
+pub(crate) mod encode_tests;
 
 #[cfg(test)]
 mod tests {

@@ -169,19 +169,112 @@ fn parse_event(e: &Value) -> Result<Event, String> {
         time,
         category,
         payload,
+        foreign: true,
     })
 }
 
-/// The inputs task: validates each message and sends its events into the pipeline, waiting
-/// for room (inputs are acknowledged already; the bounded channel in front of this task is
-/// what limits a flood, and overflows there are counted by the hub task). Returns when
-/// `messages` closes.
+/// Events a sender may send at once (a full message's worth)...
+pub const QUOTA_BURST: f64 = MAX_EVENTS as f64;
+/// ...and per second after that: a module that forwards its leaf devices' security events is
+/// far below it; one that floods the input is cut off instead of filling the agent's cache.
+pub const QUOTA_PER_SECOND: f64 = 20.0;
+/// Senders tracked at once; beyond, the one heard from least recently is forgotten.
+const MAX_SENDERS: usize = 64;
+/// Senders named in metric labels; the rest are counted as `other`.
+const MAX_SENDER_LABELS: usize = 32;
+/// A sender's rejected or over-quota events are logged at most this often (with counts).
+const LOG_EVERY: std::time::Duration = std::time::Duration::from_secs(60);
+
+/// One sender's token bucket and its log state.
+#[derive(Debug)]
+struct Sender {
+    tokens: f64,
+    refilled: tokio::time::Instant,
+    label: String,
+    logged: Option<tokio::time::Instant>,
+    /// Refused since the last log line: (over quota, rejected).
+    unlogged: (u64, u64),
+}
+
+/// Per-sender quotas: a token bucket each, bounded in number.
+#[derive(Debug, Default)]
+struct Quotas {
+    senders: std::collections::HashMap<String, Sender>,
+    labels: std::collections::HashSet<String>,
+}
+
+impl Quotas {
+    fn sender(&mut self, key: &str, now: tokio::time::Instant) -> &mut Sender {
+        if !self.senders.contains_key(key) {
+            if self.senders.len() >= MAX_SENDERS
+                && let Some(oldest) = self
+                    .senders
+                    .iter()
+                    .min_by_key(|(_, s)| s.refilled)
+                    .map(|(k, _)| k.clone())
+            {
+                self.senders.remove(&oldest);
+            }
+            let label = if self.labels.contains(key) || self.labels.len() < MAX_SENDER_LABELS {
+                self.labels.insert(key.to_string());
+                key.to_string()
+            } else {
+                "other".to_string()
+            };
+            self.senders.insert(
+                key.to_string(),
+                Sender {
+                    tokens: QUOTA_BURST,
+                    refilled: now,
+                    label,
+                    logged: None,
+                    unlogged: (0, 0),
+                },
+            );
+        }
+        let s = self.senders.get_mut(key).expect("inserted above");
+        let elapsed = now.duration_since(s.refilled).as_secs_f64();
+        s.tokens = (s.tokens + elapsed * QUOTA_PER_SECOND).min(QUOTA_BURST);
+        s.refilled = now;
+        s
+    }
+}
+
+impl Sender {
+    /// Takes up to `n` tokens; returns how many events may pass.
+    fn take(&mut self, n: usize) -> usize {
+        let allowed = (self.tokens.floor() as usize).min(n);
+        self.tokens -= allowed as f64;
+        allowed
+    }
+
+    /// Whether a warning about this sender is due (at most one a minute).
+    fn log_due(&mut self, now: tokio::time::Instant) -> bool {
+        if self
+            .logged
+            .is_none_or(|t| now.duration_since(t) >= LOG_EVERY)
+        {
+            self.logged = Some(now);
+            true
+        } else {
+            false
+        }
+    }
+}
+
+/// The inputs task: validates each message, applies each sender's quota, and sends the events
+/// into the pipeline, waiting for room (inputs are acknowledged already; the bounded channel in
+/// front of this task limits a burst, and overflows there are counted by the hub task). Events
+/// beyond a sender's quota ([`QUOTA_BURST`], then [`QUOTA_PER_SECOND`]) are dropped and counted
+/// (`edgeguard_input_events_total{sender,result="over_quota"}`); warnings about one sender come
+/// at most once a minute. Returns when `messages` closes.
 pub async fn run(
     mut messages: mpsc::Receiver<InputMessage>,
     events: mpsc::Sender<Event>,
     security_input: String,
     metrics: Arc<Metrics>,
 ) {
+    let mut quotas = Quotas::default();
     while let Some(m) = messages.recv().await {
         if m.input != security_input {
             tracing::debug!(input = %m.input, bytes = m.payload.len(), "ignoring a message on an input we do not use");
@@ -189,18 +282,38 @@ pub async fn run(
         }
         let from_module = m.properties.get(CONNECTION_MODULE_ID).unwrap_or("?");
         let from_device = m.properties.get(CONNECTION_DEVICE_ID).unwrap_or("?");
+        let key = format!("{from_device}/{from_module}");
+        let now = tokio::time::Instant::now();
+        let sender = quotas.sender(&key, now);
         match parse_security_message(&m.payload) {
             Ok(parsed) => {
-                for reason in &parsed.rejected {
+                let rejected = parsed.rejected.len();
+                let offered = parsed.events.len();
+                let allowed = sender.take(offered);
+                let over = offered - allowed;
+                metrics.input_events(&sender.label, "rejected", rejected as u64);
+                metrics.input_events(&sender.label, "over_quota", over as u64);
+                metrics.input_events(&sender.label, "accepted", allowed as u64);
+                if over > 0 {
+                    metrics.dropped("inputs", DropReason::InputQuota, over as u64);
+                }
+                for _ in 0..rejected {
                     metrics.error("inputs", "rejected");
+                }
+                sender.unlogged.0 += over as u64;
+                sender.unlogged.1 += rejected as u64;
+                if sender.unlogged != (0, 0) && sender.log_due(now) {
+                    let (over_quota, rejected_events) = std::mem::take(&mut sender.unlogged);
                     tracing::warn!(
                         from_device,
                         from_module,
-                        "rejected an event from another module: {reason}"
+                        over_quota,
+                        rejected = rejected_events,
+                        first_reason = parsed.rejected.first().map(String::as_str).unwrap_or(""),
+                        "refused events from another module (counts since the last such line)"
                     );
                 }
-                let accepted = parsed.events.len();
-                for event in parsed.events {
+                for event in parsed.events.into_iter().take(allowed) {
                     metrics.collected("inputs", event.kind());
                     if events.send(event).await.is_err() {
                         metrics.dropped("inputs", DropReason::Shutdown, 1);
@@ -210,19 +323,27 @@ pub async fn run(
                 tracing::debug!(
                     from_device,
                     from_module,
-                    accepted,
-                    rejected = parsed.rejected.len(),
+                    allowed,
+                    over,
+                    rejected,
                     "security message merged"
                 );
             }
             Err(e) => {
                 metrics.error("inputs", "rejected");
-                tracing::warn!(
-                    from_device,
-                    from_module,
-                    bytes = m.payload.len(),
-                    "rejected a security message from another module: {e}"
-                );
+                metrics.input_events(&sender.label, "rejected", 1);
+                sender.unlogged.1 += 1;
+                if sender.log_due(now) {
+                    let (over_quota, rejected_events) = std::mem::take(&mut sender.unlogged);
+                    tracing::warn!(
+                        from_device,
+                        from_module,
+                        bytes = m.payload.len(),
+                        over_quota,
+                        rejected = rejected_events,
+                        "rejected a security message from another module: {e}"
+                    );
+                }
             }
         }
     }
@@ -406,6 +527,100 @@ mod tests {
                 &[("component", "inputs"), ("error_type", "rejected")]
             ),
             Some(1.0)
+        );
+    }
+
+    fn from(module: &str) -> PropertyBag {
+        let mut props = PropertyBag::new();
+        props
+            .push(CONNECTION_DEVICE_ID, "dev1")
+            .push(CONNECTION_MODULE_ID, module);
+        props
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn each_sender_has_a_quota_and_a_flood_is_cut_off() {
+        let metrics = Arc::new(Metrics::for_tests());
+        let (in_tx, in_rx) = mpsc::channel(64);
+        let (ev_tx, mut ev_rx) = mpsc::channel(8192);
+        let task = tokio::spawn(run(in_rx, ev_tx, DEFAULT_INPUT.into(), metrics.clone()));
+        let send = |module: &str, n: usize| InputMessage {
+            input: DEFAULT_INPUT.into(),
+            properties: from(module),
+            payload: message(&vec![login_event(); n]),
+        };
+        // A burst (five messages of 400 events) passes; more right after does not.
+        for _ in 0..5 {
+            in_tx.send(send("chatty", MAX_EVENTS / 5)).await.unwrap();
+        }
+        in_tx.send(send("chatty", 10)).await.unwrap();
+        // Another sender has a quota of its own.
+        in_tx.send(send("quiet", 3)).await.unwrap();
+        tokio::time::sleep(std::time::Duration::from_secs(1)).await;
+        // A second later, QUOTA_PER_SECOND more may pass.
+        in_tx.send(send("chatty", 100)).await.unwrap();
+        drop(in_tx);
+        task.await.unwrap();
+        let mut got = 0;
+        while ev_rx.try_recv().is_ok() {
+            got += 1;
+        }
+        let allowed = QUOTA_PER_SECOND as usize;
+        assert_eq!(got, MAX_EVENTS + 3 + allowed);
+        let count = |sender: &str, result: &str| {
+            metrics.value(
+                "edgeguard_input_events_total",
+                &[("sender", sender), ("result", result)],
+            )
+        };
+        assert_eq!(
+            count("dev1/chatty", "accepted"),
+            Some((MAX_EVENTS + allowed) as f64)
+        );
+        assert_eq!(
+            count("dev1/chatty", "over_quota"),
+            Some((10 + 100 - allowed) as f64)
+        );
+        assert_eq!(count("dev1/quiet", "accepted"), Some(3.0));
+        assert_eq!(
+            metrics.dropped_total("inputs", DropReason::InputQuota),
+            (110 - allowed) as u64
+        );
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn sender_labels_are_bounded() {
+        let metrics = Arc::new(Metrics::for_tests());
+        let (in_tx, in_rx) = mpsc::channel(128);
+        let (ev_tx, mut ev_rx) = mpsc::channel(128);
+        let task = tokio::spawn(run(in_rx, ev_tx, DEFAULT_INPUT.into(), metrics.clone()));
+        for i in 0..(MAX_SENDER_LABELS + 5) {
+            in_tx
+                .send(InputMessage {
+                    input: DEFAULT_INPUT.into(),
+                    properties: from(&format!("m{i}")),
+                    payload: message(&[login_event()]),
+                })
+                .await
+                .unwrap();
+        }
+        drop(in_tx);
+        task.await.unwrap();
+        while ev_rx.try_recv().is_ok() {}
+        let text = metrics.render();
+        let labelled = text
+            .lines()
+            .filter(|l| {
+                l.starts_with("edgeguard_input_events_total{") && l.contains("result=\"accepted\"")
+            })
+            .count();
+        assert_eq!(labelled, MAX_SENDER_LABELS + 1, "32 names and `other`");
+        assert_eq!(
+            metrics.value(
+                "edgeguard_input_events_total",
+                &[("sender", "other"), ("result", "accepted")]
+            ),
+            Some(5.0)
         );
     }
 }

@@ -6,14 +6,12 @@
 //! [`DEFAULT_FLUSH_TIMEOUT`] and says so (504). Unknown names get 404, payloads that are not
 //! JSON (or not an object/null) 400; the error body is `{"message": "…"}`, like IoT Hub's own.
 
-use crate::event::envelope::AGENT_VERSION;
 use crate::metrics::Metrics;
 use crate::pipeline::Control;
 use serde_json::{Value, json};
-use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
-use tokio::sync::{Notify, mpsc, oneshot, watch};
+use tokio::sync::{Notify, mpsc, oneshot};
 
 /// How long `flush` waits for the pipeline: under the callers' 30 s default with room to answer.
 pub const DEFAULT_FLUSH_TIMEOUT: Duration = Duration::from_secs(25);
@@ -53,18 +51,6 @@ impl Response {
     }
 }
 
-/// The MQTT link as the `status` method shows it; kept up to date by the session.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct LinkStatus {
-    /// `connecting`, `connected` or `disconnected`.
-    pub state: &'static str,
-    /// When the current state began (RFC 3339 UTC).
-    pub since: Option<String>,
-    pub reconnects: u64,
-    /// The last connection error, for a human.
-    pub last_error: Option<String>,
-}
-
 /// Names a request and checks its payload: empty, `null` or an object (our methods take no
 /// arguments, but the portal sends `{}` or `null`).
 pub fn parse(name: &str, payload: &[u8]) -> Result<Method, Response> {
@@ -99,7 +85,6 @@ pub struct MethodContext {
     pub snapshot: Arc<Notify>,
     pub control: mpsc::Sender<Control>,
     pub metrics: Arc<Metrics>,
-    pub link: watch::Receiver<LinkStatus>,
     pub start_time: String,
     pub flush_timeout: Duration,
 }
@@ -141,58 +126,10 @@ async fn flush(ctx: &MethodContext) -> Response {
     }
 }
 
+/// The same report `edgeguard status` prints ([`crate::status::report`]).
 fn status(ctx: &MethodContext) -> Value {
-    let m = &ctx.metrics;
-    let int = |name: &str, labels: &[(&str, &str)]| m.value(name, labels).map(|v| v as i64);
-    let link = ctx.link.borrow().clone();
-    let queue = |p: &str| {
-        json!({
-            "events": int("edgeguard_queue_events", &[("priority", p)]),
-            "bytes": int("edgeguard_queue_size_bytes", &[("priority", p)]),
-        })
-    };
-    json!({
-        "agentVersion": AGENT_VERSION,
-        "startTime": ctx.start_time,
-        "connection": {
-            "state": link.state,
-            "since": link.since,
-            "reconnects": link.reconnects,
-            "lastError": link.last_error,
-        },
-        "config": {
-            "desiredVersion": int("edgeguard_config_desired_version", &[]).filter(|v| *v >= 0),
-        },
-        "spool": {
-            "messages": int("edgeguard_spool_messages", &[]),
-            "bytes": int("edgeguard_spool_size_bytes", &[]),
-        },
-        "queue": {"High": queue("High"), "Low": queue("Low")},
-        "messages": {
-            "sent": int("edgeguard_sink_messages_sent_total", &[]),
-            "acked": int("edgeguard_sink_messages_acked_total", &[]),
-            "failed": int("edgeguard_sink_messages_failed_total", &[]),
-        },
-        "collectors": collector_health(&m.render()),
-    })
-}
-
-/// `collector → Up|Degraded|Down` from the `edgeguard_collector_status` gauges in a Prometheus
-/// text rendering (the registry offers no iteration over label values).
-pub fn collector_health(text: &str) -> BTreeMap<String, String> {
-    let label = |labels: &str, name: &str| -> Option<String> {
-        let start = labels.find(&format!("{name}=\""))? + name.len() + 2;
-        let rest = &labels[start..];
-        Some(rest[..rest.find('"')?].to_string())
-    };
-    text.lines()
-        .filter_map(|line| line.strip_prefix("edgeguard_collector_status{"))
-        .filter_map(|rest| {
-            let (labels, value) = rest.rsplit_once('}')?;
-            (value.trim().parse::<f64>().ok()? == 1.0)
-                .then(|| Some((label(labels, "collector")?, label(labels, "status")?)))?
-        })
-        .collect()
+    serde_json::to_value(crate::status::report(&ctx.metrics))
+        .unwrap_or_else(|e| json!({ "message": format!("cannot render the status: {e}") }))
 }
 
 #[cfg(test)]
@@ -202,18 +139,11 @@ mod tests {
 
     fn context() -> (MethodContext, mpsc::Receiver<Control>) {
         let (control, rx) = mpsc::channel(1);
-        let (_, link) = watch::channel(LinkStatus {
-            state: "connected",
-            since: Some("2026-01-01T00:00:00.000Z".into()),
-            reconnects: 2,
-            last_error: None,
-        });
         (
             MethodContext {
                 snapshot: Arc::new(Notify::new()),
                 control,
                 metrics: Arc::new(Metrics::for_tests()),
-                link,
                 start_time: "2026-01-01T00:00:00.000Z".into(),
                 flush_timeout: Duration::from_secs(5),
             },
@@ -283,12 +213,18 @@ mod tests {
     #[tokio::test]
     async fn status_reports_link_metrics_and_collectors() {
         let (ctx, _rx) = context();
+        for _ in 0..2 {
+            ctx.metrics
+                .set_hub_link("disconnected", Some("reset"), true);
+            ctx.metrics.set_hub_link("connected", None, false);
+        }
         ctx.metrics.set_config_version(Some(7));
         ctx.metrics.set_spool(3, 300);
         ctx.metrics.set_queue(Priority::High, 5, 500);
         ctx.metrics
-            .collector_status("process", CollectorHealth::Degraded);
-        ctx.metrics.collector_status("system", CollectorHealth::Up);
+            .collector_status("process", CollectorHealth::Degraded, "no connector");
+        ctx.metrics
+            .collector_status("system", CollectorHealth::Up, "fine");
         let r = execute(Method::Status, &ctx).await;
         assert_eq!(r.status, 200);
         let b = r.body;
@@ -300,18 +236,8 @@ mod tests {
         assert_eq!(b["queue"]["High"]["events"], 5);
         assert_eq!(b["collectors"]["process"], "Degraded");
         assert_eq!(b["collectors"]["system"], "Up");
-        assert_eq!(b["agentVersion"], AGENT_VERSION);
-    }
-
-    #[test]
-    fn collector_health_parses_only_what_it_understands() {
-        let text = "# HELP x\nedgeguard_collector_status{collector=\"a\",status=\"Up\"} 1\n\
-                    edgeguard_collector_status{collector=\"a\",status=\"Down\"} 0\n\
-                    edgeguard_collector_status{collector=\"b\"} 1\n\
-                    edgeguard_collector_status{collector=\"c\",status=\"Down\"} x\n\
-                    edgeguard_collector_status{garbage\n";
-        let h = collector_health(text);
-        assert_eq!(h.len(), 1);
-        assert_eq!(h["a"], "Up");
+        assert_eq!(b["collectorDetails"]["process"]["message"], "no connector");
+        assert_eq!(b["connection"]["lastError"], "reset");
+        assert_eq!(b["agentVersion"], crate::event::envelope::AGENT_VERSION);
     }
 }

@@ -35,7 +35,6 @@ pub mod workload;
 
 pub use env::{Credentials, EdgeEnvironment, Trust};
 pub use error::Error;
-pub use methods::LinkStatus;
 pub use session::{MAX_MESSAGE_BYTES, Tag, Tracker};
 
 use crate::config::Config;
@@ -172,10 +171,6 @@ pub async fn run(
     let (inbound_tx, inbound_rx) = mpsc::channel(INBOUND_CAPACITY);
     let (input_tx, input_rx) = mpsc::channel(INPUT_CAPACITY);
     let (connection_tx, connection_rx) = watch::channel(None);
-    let (link_tx, link_rx) = watch::channel(LinkStatus {
-        state: "connecting",
-        ..LinkStatus::default()
-    });
     let done = CancellationToken::new();
 
     let driver = session::Driver {
@@ -189,7 +184,6 @@ pub async fn run(
         deliveries: ch.deliveries.clone(),
         inbound: inbound_tx,
         connection: connection_tx,
-        link: link_tx,
         done: done.clone(),
     };
     let initial = Config::clone(&ch.config.borrow());
@@ -204,7 +198,6 @@ pub async fn run(
             snapshot: ch.snapshot,
             control: ch.control,
             metrics: metrics.clone(),
-            link: link_rx,
             start_time,
             flush_timeout: opts.flush_timeout,
         },

@@ -27,14 +27,13 @@
 //! `session_present = false` has nothing left to retry.
 
 use super::env::{EdgeEnvironment, Trust};
-use super::methods::LinkStatus;
 use super::properties::{self, PropertyBag};
 use super::sas::{self, Signer};
 use super::topics::Topics;
 use super::workload::WorkloadClient;
 use super::{Error, HubOptions, tls};
 use crate::backoff;
-use crate::event::{Priority, format_utc};
+use crate::event::Priority;
 use crate::metrics::{DropReason, Metrics};
 use crate::pipeline::Output;
 use crate::pipeline::outbox::{Delivery, Record};
@@ -220,7 +219,6 @@ pub(super) struct Driver {
     pub inbound: mpsc::Sender<Publish>,
     /// Bumped on every CONNACK (the hub task then GETs the twin); `None` while disconnected.
     pub connection: watch::Sender<Option<u64>>,
-    pub link: watch::Sender<LinkStatus>,
     /// The publisher is done (the outbox closed): disconnect and stop.
     pub done: CancellationToken,
 }
@@ -274,17 +272,8 @@ impl Driver {
     }
 
     fn set_link(&self, state: &'static str, error: Option<String>, reconnect: bool) {
-        self.metrics.set_hub_link(state == "connected", reconnect);
-        self.link.send_modify(|l| {
-            l.state = state;
-            l.since = Some(format_utc(&chrono::Local::now().fixed_offset()));
-            if reconnect {
-                l.reconnects += 1;
-            }
-            if error.is_some() {
-                l.last_error = error;
-            }
-        });
+        self.metrics
+            .set_hub_link(state, error.as_deref(), reconnect);
     }
 
     async fn retry_all(&mut self, tracker: &mut Tracker, eventloop: &mut EventLoop) {
@@ -328,6 +317,68 @@ impl Driver {
     }
 }
 
+/// How often the wall clock is compared with the monotonic one.
+const CLOCK_CHECK: Duration = Duration::from_secs(2);
+/// A difference beyond this between wall-clock and monotonic time since the last check is a
+/// step (NTP setting the clock of a device without RTC, or an operator), not drift.
+const CLOCK_STEP: Duration = Duration::from_secs(30);
+
+/// Notices when the wall clock is stepped. SAS tokens carry a wall-clock expiry: one signed
+/// before a step is wrong by the step (a device that booted at 1970 signs tokens edgeHub finds
+/// long expired), so after a step the session signs a fresh one at once rather than waiting
+/// out its backoff or the renewal time.
+struct ClockWatch {
+    wall: std::time::SystemTime,
+    mono: Instant,
+}
+
+impl ClockWatch {
+    fn new() -> ClockWatch {
+        ClockWatch {
+            wall: std::time::SystemTime::now(),
+            mono: Instant::now(),
+        }
+    }
+
+    /// The step since the last call, in seconds (positive: forward), when there was one.
+    fn stepped(&mut self) -> Option<i64> {
+        let (wall, mono) = (std::time::SystemTime::now(), Instant::now());
+        let mono_elapsed = mono.duration_since(self.mono).as_secs_f64();
+        let wall_elapsed = match wall.duration_since(self.wall) {
+            Ok(d) => d.as_secs_f64(),
+            Err(e) => -e.duration().as_secs_f64(),
+        };
+        self.wall = wall;
+        self.mono = mono;
+        let step = wall_elapsed - mono_elapsed;
+        (step.abs() > CLOCK_STEP.as_secs_f64()).then_some(step.round() as i64)
+    }
+
+    /// Checks every [`CLOCK_CHECK`] until a step; returns it.
+    async fn next_step(&mut self) -> i64 {
+        loop {
+            sleep(CLOCK_CHECK).await;
+            if let Some(step) = self.stepped() {
+                tracing::warn!(
+                    step_secs = step,
+                    "the wall clock was stepped; signing a new SAS token"
+                );
+                return step;
+            }
+        }
+    }
+}
+
+/// Waits `delay` (a reconnect backoff), or less when the session stops or the wall clock steps
+/// (then a token signed with the corrected clock may work at once).
+async fn back_off(delay: Duration, done: &CancellationToken, clock: &mut ClockWatch) {
+    tokio::select! {
+        _ = sleep(delay) => {}
+        _ = done.cancelled() => {}
+        _ = clock.next_step() => {}
+    }
+}
+
 /// The poll task. Returns when the publisher is done (after a DISCONNECT if connected), or
 /// when every client handle is gone.
 pub(super) async fn drive(mut d: Driver, mut eventloop: EventLoop) {
@@ -338,6 +389,9 @@ pub(super) async fn drive(mut d: Driver, mut eventloop: EventLoop) {
     let mut connected = false;
     let mut generation = 0u64;
     let mut stopping: Option<Instant> = None;
+    let mut clock = ClockWatch::new();
+    let mut clock_tick = tokio::time::interval(CLOCK_CHECK);
+    clock_tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
 
     loop {
         if stopping.is_none() && d.done.is_cancelled() {
@@ -361,10 +415,7 @@ pub(super) async fn drive(mut d: Driver, mut eventloop: EventLoop) {
                     d.set_link("disconnected", Some(error_chain(&e)), false);
                     let delay = delay_after(&d.opts, &e, attempt);
                     attempt = attempt.saturating_add(1);
-                    tokio::select! {
-                        _ = sleep(delay) => {}
-                        _ = d.done.cancelled() => {}
-                    }
+                    back_off(delay, &d.done, &mut clock).await;
                     continue;
                 }
             }
@@ -379,6 +430,13 @@ pub(super) async fn drive(mut d: Driver, mut eventloop: EventLoop) {
             // While connected, the publisher's DISCONNECT ends the session: cancelling poll
             // mid-write could garble the stream it is about to close cleanly.
             _ = d.done.cancelled(), if !connected && stopping.is_none() => continue,
+            _ = clock_tick.tick(), if connected && stopping.is_none() => {
+                if let Some(step) = clock.stepped() {
+                    tracing::warn!(step_secs = step, "the wall clock was stepped; signing a new SAS token");
+                    renew_at = Some(Instant::now());
+                }
+                continue;
+            }
             _ = sleep_until(renew), if connected && stopping.is_none() => {
                 // Cancelling poll here is safe: the connection is dropped right away, and what
                 // it held goes back to the outbox.
@@ -478,10 +536,7 @@ pub(super) async fn drive(mut d: Driver, mut eventloop: EventLoop) {
                     delay_after(&d.opts, &e, attempt)
                 };
                 attempt = attempt.saturating_add(1);
-                tokio::select! {
-                    _ = sleep(delay) => {}
-                    _ = d.done.cancelled() => {}
-                }
+                back_off(delay, &d.done, &mut clock).await;
             }
         }
     }

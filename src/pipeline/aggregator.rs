@@ -16,6 +16,10 @@ use tokio::time::Instant;
 pub const DEFAULT_MAX_KEYS: usize = 1024;
 
 struct Entry {
+    /// Its key in the spool's window table (a durable agent keeps open windows there).
+    id: u64,
+    /// Changed since [`Aggregator::take_dirty`] last looked.
+    dirty: bool,
     event: Event,
     hits: u64,
     first: DateTime<FixedOffset>,
@@ -48,22 +52,29 @@ impl Window {
     }
 
     fn into_events(self) -> impl Iterator<Item = Event> {
-        self.entries.into_iter().map(finish)
+        self.entries.into_iter().map(|e| {
+            let (first, last, hits) = (e.first, e.last, e.hits);
+            finish(e.event, first, last, hits)
+        })
     }
 }
 
 /// Turns a window entry into the event that is sent: the first occurrence's record, category
 /// `Aggregated`, with `HitCount` and the first and last times in `ExtraDetails`.
-fn finish(entry: Entry) -> Event {
-    let mut event = entry.event;
+fn finish(
+    mut event: Event,
+    first: DateTime<FixedOffset>,
+    last: DateTime<FixedOffset>,
+    hits: u64,
+) -> Event {
     event.category = Category::Aggregated;
-    event.time = entry.first;
+    event.time = first;
     if let Some(extra) = event.payload.first_extra_details_mut() {
-        extra.insert("HitCount".into(), entry.hits.to_string());
-        extra.insert("StartTimeLocal".into(), format_local(&entry.first));
-        extra.insert("StartTimeUtc".into(), format_utc(&entry.first));
-        extra.insert("EndTimeLocal".into(), format_local(&entry.last));
-        extra.insert("EndTimeUtc".into(), format_utc(&entry.last));
+        extra.insert("HitCount".into(), hits.to_string());
+        extra.insert("StartTimeLocal".into(), format_local(&first));
+        extra.insert("StartTimeUtc".into(), format_utc(&first));
+        extra.insert("EndTimeLocal".into(), format_local(&last));
+        extra.insert("EndTimeUtc".into(), format_utc(&last));
     }
     event
 }
@@ -84,6 +95,14 @@ pub struct Aggregator<S = RandomState> {
     windows: BTreeMap<EventKind, Window>,
     max_keys: usize,
     hasher: S,
+    /// Whether to keep track of changed and closed entries (a durable agent writes them to the
+    /// spool; without one this is skipped).
+    track: bool,
+    next_id: u64,
+    /// (kind, position) of the entries changed since the last [`Aggregator::take_dirty`].
+    dirty: Vec<(EventKind, usize)>,
+    /// Ids of entries whose window closed since the last [`Aggregator::take_closed`].
+    closed: Vec<u64>,
 }
 
 impl Aggregator {
@@ -98,7 +117,50 @@ impl<S: BuildHasher> Aggregator<S> {
             windows: BTreeMap::new(),
             max_keys: max_keys.max(1),
             hasher,
+            track: false,
+            next_id: 0,
+            dirty: Vec::new(),
+            closed: Vec::new(),
         }
+    }
+
+    /// Keeps track of changed and closed entries from now on (see [`Aggregator::take_dirty`]).
+    pub fn track_changes(&mut self) {
+        self.track = true;
+    }
+
+    /// Removes a kind's window, noting its entries as closed.
+    fn close(&mut self, kind: EventKind) -> Option<Window> {
+        let window = self.windows.remove(&kind)?;
+        if self.track {
+            self.closed.extend(window.entries.iter().map(|e| e.id));
+            self.dirty.retain(|(k, _)| *k != kind);
+        }
+        Some(window)
+    }
+
+    /// The current state of every entry changed since the last call, as the event it would
+    /// become if its window closed now, with the entry's id.
+    pub fn take_dirty(&mut self) -> Vec<(u64, Event)> {
+        let mut out = Vec::with_capacity(self.dirty.len());
+        for (kind, i) in std::mem::take(&mut self.dirty) {
+            let Some(entry) = self
+                .windows
+                .get_mut(&kind)
+                .and_then(|w| w.entries.get_mut(i))
+            else {
+                continue;
+            };
+            entry.dirty = false;
+            let event = finish(entry.event.clone(), entry.first, entry.last, entry.hits);
+            out.push((entry.id, event));
+        }
+        out
+    }
+
+    /// Ids of the entries whose windows closed since the last call.
+    pub fn take_closed(&mut self) -> Vec<u64> {
+        std::mem::take(&mut self.closed)
     }
 
     /// Adds an event to its kind's window, opening one of `interval` if none is open.
@@ -114,7 +176,7 @@ impl<S: BuildHasher> Aggregator<S> {
         if let Some(w) = self.windows.get(&kind) {
             found = w.find(hash, &key);
             if found.is_none() && w.entries.len() >= self.max_keys {
-                let full = self.windows.remove(&kind).expect("window checked above");
+                let full = self.close(kind).expect("window checked above");
                 flushed.extend(full.into_events());
             }
         }
@@ -129,11 +191,23 @@ impl<S: BuildHasher> Aggregator<S> {
                 entry.hits += 1;
                 entry.last = entry.last.max(event.time);
                 entry.first = entry.first.min(event.time);
+                if self.track && !entry.dirty {
+                    entry.dirty = true;
+                    self.dirty.push((kind, i));
+                }
                 true
             }
             None => {
-                let next_same_hash = window.index.insert(hash, window.entries.len());
+                let position = window.entries.len();
+                let next_same_hash = window.index.insert(hash, position);
+                let id = self.next_id;
+                self.next_id += 1;
+                if self.track {
+                    self.dirty.push((kind, position));
+                }
                 window.entries.push(Entry {
+                    id,
+                    dirty: self.track,
                     first: event.time,
                     last: event.time,
                     event,
@@ -161,23 +235,24 @@ impl<S: BuildHasher> Aggregator<S> {
             .collect();
         closed
             .into_iter()
-            .filter_map(|k| self.windows.remove(&k))
+            .filter_map(|k| self.close(k))
             .flat_map(Window::into_events)
             .collect()
     }
 
     /// Events of one kind's open window (when its aggregation is switched off).
     pub fn drain_kind(&mut self, kind: EventKind) -> Vec<Event> {
-        self.windows
-            .remove(&kind)
+        self.close(kind)
             .map(|w| w.into_events().collect())
             .unwrap_or_default()
     }
 
     /// Events of every open window (shutdown, flush).
     pub fn drain_all(&mut self) -> Vec<Event> {
-        std::mem::take(&mut self.windows)
-            .into_values()
+        let kinds: Vec<EventKind> = self.windows.keys().copied().collect();
+        kinds
+            .into_iter()
+            .filter_map(|k| self.close(k))
             .flat_map(Window::into_events)
             .collect()
     }
@@ -265,5 +340,73 @@ mod tests {
         let (_, merged) = a.add(process("x", Some("root"), 3), interval, now);
         assert!(!merged);
         assert_eq!(a.len(), 2);
+    }
+}
+
+#[cfg(test)]
+mod tracking {
+    use super::*;
+    use crate::event::{Payload, ProcessCreate};
+
+    fn process(cmd: &str) -> Event {
+        Event::new(Payload::ProcessCreate(vec![ProcessCreate {
+            executable: "/bin/sh".into(),
+            command_line: cmd.into(),
+            process_id: 1,
+            parent_process_id: 1,
+            user_id: "0".into(),
+            user_name: None,
+            extra_details: Default::default(),
+        }]))
+    }
+
+    fn hit_count(e: &Event) -> String {
+        match &e.payload {
+            Payload::ProcessCreate(v) => v[0].extra_details["HitCount"].clone(),
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn changed_entries_are_reported_once_until_they_change_again() {
+        let mut a = Aggregator::new(2);
+        a.track_changes();
+        let (interval, now) = (Duration::from_secs(60), Instant::now());
+        a.add(process("a"), interval, now);
+        a.add(process("a"), interval, now);
+        a.add(process("b"), interval, now);
+        let dirty = a.take_dirty();
+        assert_eq!(dirty.len(), 2, "one report per changed entry");
+        let (id_a, ev_a) = &dirty[0];
+        assert_eq!(hit_count(ev_a), "2");
+        assert!(a.take_dirty().is_empty(), "nothing changed since");
+        a.add(process("a"), interval, now);
+        let again = a.take_dirty();
+        assert_eq!(again.len(), 1);
+        assert_eq!(again[0].0, *id_a);
+        assert_eq!(hit_count(&again[0].1), "3");
+        // A third key overflows the window of two: both entries close, the new one opens.
+        a.add(process("c"), interval, now);
+        let mut closed = a.take_closed();
+        closed.sort();
+        assert_eq!(closed.len(), 2);
+        assert!(closed.contains(id_a));
+        let dirty = a.take_dirty();
+        assert_eq!(dirty.len(), 1, "only the new entry: {dirty:?}");
+        assert!(!closed.contains(&dirty[0].0), "ids are not reused");
+        assert_eq!(a.drain_all().len(), 1);
+        assert_eq!(a.take_closed(), vec![dirty[0].0]);
+        assert!(a.take_dirty().is_empty());
+    }
+
+    #[test]
+    fn without_tracking_nothing_is_kept() {
+        let mut a = Aggregator::new(2);
+        let (interval, now) = (Duration::from_secs(60), Instant::now());
+        for cmd in ["a", "b", "c", "a"] {
+            a.add(process(cmd), interval, now);
+        }
+        a.drain_all();
+        assert!(a.take_dirty().is_empty() && a.take_closed().is_empty());
     }
 }

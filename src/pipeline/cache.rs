@@ -34,12 +34,21 @@ pub enum Output {
     Alerts,
 }
 
-/// An event waiting in the cache with the priority it was queued under.
+/// An event waiting in the cache with the priority it was queued under and its sequence number
+/// (its key in the spool's queue table, where a durable agent keeps a copy until the message
+/// that carries it is stored).
 #[derive(Debug)]
 struct Queued {
     event: EncodedEvent,
     priority: Priority,
+    seq: u64,
+    /// Sent by another module (see [`Cache::admit_foreign`]).
+    foreign: bool,
 }
+
+/// The share of the cache other modules' events may take (a quarter): they are admitted only
+/// into room that is free, so they never push edgeguard's own events out.
+const FOREIGN_SHARE_DIVISOR: usize = 4;
 
 #[derive(Debug, Default)]
 struct LaneQueue {
@@ -56,6 +65,9 @@ pub struct Message {
     pub events: usize,
     /// The output it leaves on (set by the pipeline, which knows which lanes it asked for).
     pub output: Output,
+    /// Sequence numbers of the queued events it carries: the spool removes them from its queue
+    /// table in the commit that stores the message.
+    pub seqs: Vec<u64>,
 }
 
 /// Events pushed out of a full cache, by the priority they were queued with.
@@ -72,6 +84,20 @@ pub struct Cache {
     /// (events, bytes) queued under High and under Low: kept up to date on every change, because
     /// the queue metrics read them after every push and a scan would make pushing O(n).
     by_priority: [(usize, usize); 2],
+    /// Sequence numbers of events that left without a message (evicted, or too large to send),
+    /// until [`Cache::take_gone`]: a durable agent deletes them from the spool's queue table.
+    gone: Vec<u64>,
+    /// Bytes of other modules' events in the cache.
+    foreign_bytes: usize,
+}
+
+/// An event as the cache holds it, for restoring a durable queue after a restart.
+#[derive(Debug)]
+pub struct Restored {
+    pub lane: Lane,
+    pub priority: Priority,
+    pub seq: u64,
+    pub event: EncodedEvent,
 }
 
 fn priority_index(p: Priority) -> usize {
@@ -87,7 +113,14 @@ impl Cache {
             lanes: Default::default(),
             limit,
             by_priority: [(0, 0); 2],
+            gone: Vec::new(),
+            foreign_bytes: 0,
         }
+    }
+
+    /// Sequence numbers of the events that left without a message since the last call.
+    pub fn take_gone(&mut self) -> Vec<u64> {
+        std::mem::take(&mut self.gone)
     }
 
     pub fn bytes(&self) -> usize {
@@ -114,12 +147,51 @@ impl Cache {
         let c = &mut self.by_priority[priority_index(q.priority)];
         c.0 += 1;
         c.1 += q.event.len();
+        if q.foreign {
+            self.foreign_bytes += q.event.len();
+        }
     }
 
     fn count_out(&mut self, q: &Queued) {
         let c = &mut self.by_priority[priority_index(q.priority)];
         c.0 -= 1;
         c.1 -= q.event.len();
+        if q.foreign {
+            self.foreign_bytes -= q.event.len();
+        }
+    }
+
+    /// Bytes of other modules' events queued.
+    pub fn foreign_bytes(&self) -> usize {
+        self.foreign_bytes
+    }
+
+    /// Queues another module's event only where it fits without evicting anything, and within
+    /// the foreign share of the limit; `false` (not queued) otherwise.
+    pub fn admit_foreign(
+        &mut self,
+        lane: Lane,
+        priority: Priority,
+        seq: u64,
+        event: EncodedEvent,
+    ) -> bool {
+        let len = event.len();
+        if self.bytes() + len > self.limit
+            || self.foreign_bytes + len > self.limit / FOREIGN_SHARE_DIVISOR
+        {
+            return false;
+        }
+        let item = Queued {
+            event,
+            priority,
+            seq,
+            foreign: true,
+        };
+        self.count_in(&item);
+        let q = &mut self.lanes[lane as usize];
+        q.bytes += len;
+        q.events.push_back(item);
+        true
     }
 
     /// Changes the size bound, evicting at once if the cache is now over it.
@@ -130,8 +202,19 @@ impl Cache {
 
     /// Queues an event; returns what had to be evicted to stay within the limit (possibly the
     /// new event itself when it is the oldest of the lowest lane).
-    pub fn push(&mut self, lane: Lane, priority: Priority, event: EncodedEvent) -> Evicted {
-        let item = Queued { event, priority };
+    pub fn push(
+        &mut self,
+        lane: Lane,
+        priority: Priority,
+        seq: u64,
+        event: EncodedEvent,
+    ) -> Evicted {
+        let item = Queued {
+            event,
+            priority,
+            seq,
+            foreign: false,
+        };
         self.count_in(&item);
         let q = &mut self.lanes[lane as usize];
         q.bytes += item.event.len();
@@ -153,6 +236,7 @@ impl Cache {
             let q = lane.events.pop_front().expect("lane checked non-empty");
             lane.bytes -= q.event.len();
             self.count_out(&q);
+            self.gone.push(q.seq);
             match q.priority {
                 Priority::High => evicted.high += 1,
                 _ => evicted.low += 1,
@@ -211,6 +295,7 @@ impl Cache {
         for q in removed.iter().chain(&parts) {
             self.count_out(q);
         }
+        self.gone.extend(removed.iter().map(|q| q.seq));
         if parts.is_empty() {
             return (None, oversize);
         }
@@ -228,6 +313,7 @@ impl Cache {
                 body,
                 events: parts.len(),
                 output: Output::Events,
+                seqs: parts.iter().map(|p| p.seq).collect(),
             }),
             oversize,
         )
@@ -304,6 +390,7 @@ mod tests {
                 let take = |c: &mut Cache, max: usize, primary: &[Lane], topup: &[Lane], seen: &mut Vec<(usize, usize)>| {
                     let (m, oversize) = c.take_message(&h, max, primary, topup);
                     if let Some(m) = &m {
+                        prop_assert_eq!(m.seqs.len(), m.events);
                         prop_assert!(m.body.len() <= max);
                         let v: serde_json::Value = serde_json::from_slice(&m.body).unwrap();
                         let events = v["Events"].as_array().unwrap();
@@ -311,6 +398,8 @@ mod tests {
                         for e in events {
                             seen.push((e["l"].as_u64().unwrap() as usize, e["i"].as_u64().unwrap() as usize));
                         }
+                        let ids: Vec<u64> = events.iter().map(|e| e["i"].as_u64().unwrap()).collect();
+                        prop_assert_eq!(&m.seqs, &ids, "a message names the events it carries");
                     }
                     Ok((m.is_some(), oversize))
                 };
@@ -319,7 +408,7 @@ mod tests {
                         Op::Push { lane, high, size } => {
                             let lane = Lane::ALL[lane];
                             let p = if high { Priority::High } else { Priority::Low };
-                            let e = c.push(lane, p, encoded(event(pushed, lane as usize, size)));
+                            let e = c.push(lane, p, pushed as u64, encoded(event(pushed, lane as usize, size)));
                             gone += e.high + e.low;
                             pushed += 1;
                         }
@@ -348,6 +437,12 @@ mod tests {
                 prop_assert_eq!(c.queued(Priority::High), (0, 0));
                 prop_assert_eq!(c.queued(Priority::Low), (0, 0));
                 prop_assert_eq!(seen.len() as u64 + gone, pushed as u64);
+                // Every event that left without a message is reported once, for the spool.
+                let mut all: Vec<u64> = c.take_gone();
+                prop_assert_eq!(all.len() as u64, gone);
+                all.extend(seen.iter().map(|s| s.1 as u64));
+                all.sort();
+                prop_assert_eq!(all, (0..pushed as u64).collect::<Vec<_>>());
                 let mut ids: Vec<usize> = seen.iter().map(|s| s.1).collect();
                 ids.sort();
                 ids.dedup();
@@ -361,17 +456,42 @@ mod tests {
     }
 
     #[test]
+    fn other_modules_get_a_quarter_of_free_room_and_never_evict() {
+        let mut c = Cache::new(1000);
+        assert!(c.admit_foreign(Lane::Low, Priority::Low, 1, ev(200)));
+        assert!(
+            !c.admit_foreign(Lane::Low, Priority::Low, 2, ev(100)),
+            "over the quarter"
+        );
+        assert_eq!(c.foreign_bytes(), 200);
+        for i in 0..8 {
+            c.push(Lane::Low, Priority::Low, 10 + i, ev(100));
+        }
+        assert_eq!(c.bytes(), 1000);
+        assert!(
+            !c.admit_foreign(Lane::High, Priority::High, 3, ev(10)),
+            "no free room: refused, nothing evicted"
+        );
+        assert_eq!(c.len(), 9);
+        // Own events evict as ever (the foreign one is the oldest Low).
+        let e = c.push(Lane::Low, Priority::Low, 20, ev(100));
+        assert_eq!(e, Evicted { high: 0, low: 1 });
+        assert_eq!(c.foreign_bytes(), 0);
+        assert_eq!(c.take_gone(), vec![1]);
+    }
+
+    #[test]
     fn evicts_oldest_low_before_high() {
         let mut c = Cache::new(300);
-        c.push(Lane::High, Priority::High, ev(100));
-        c.push(Lane::Low, Priority::Low, ev(100));
-        c.push(Lane::Low, Priority::Low, ev(100));
+        c.push(Lane::High, Priority::High, 0, ev(100));
+        c.push(Lane::Low, Priority::Low, 0, ev(100));
+        c.push(Lane::Low, Priority::Low, 0, ev(100));
         assert_eq!(c.bytes(), 300);
-        let e = c.push(Lane::High, Priority::High, ev(100));
+        let e = c.push(Lane::High, Priority::High, 0, ev(100));
         assert_eq!(e, Evicted { high: 0, low: 1 });
-        let e = c.push(Lane::High, Priority::High, ev(100));
+        let e = c.push(Lane::High, Priority::High, 0, ev(100));
         assert_eq!(e, Evicted { high: 0, low: 1 });
-        let e = c.push(Lane::High, Priority::High, ev(100));
+        let e = c.push(Lane::High, Priority::High, 0, ev(100));
         assert_eq!(e, Evicted { high: 1, low: 0 });
         assert_eq!(c.queued(Priority::High), (3, 300));
         assert_eq!(c.queued(Priority::Low), (0, 0));
@@ -380,13 +500,13 @@ mod tests {
     #[test]
     fn alerts_are_evicted_after_high_and_before_operational() {
         let mut c = Cache::new(300);
-        c.push(Lane::Operational, Priority::Low, ev(100));
-        c.push(Lane::Alert, Priority::High, ev(100));
-        c.push(Lane::High, Priority::High, ev(100));
-        let e = c.push(Lane::Alert, Priority::High, ev(100));
+        c.push(Lane::Operational, Priority::Low, 0, ev(100));
+        c.push(Lane::Alert, Priority::High, 0, ev(100));
+        c.push(Lane::High, Priority::High, 0, ev(100));
+        let e = c.push(Lane::Alert, Priority::High, 0, ev(100));
         assert_eq!(e, Evicted { high: 1, low: 0 });
         assert!(!c.has_any(&[Lane::High]), "the High event went first");
-        let e = c.push(Lane::Alert, Priority::High, ev(100));
+        let e = c.push(Lane::Alert, Priority::High, 0, ev(100));
         assert_eq!(e, Evicted { high: 1, low: 0 });
         assert!(c.has_any(&[Lane::Operational]));
         assert_eq!(c.queued(Priority::High), (2, 200));
@@ -395,9 +515,9 @@ mod tests {
     #[test]
     fn operational_events_go_last() {
         let mut c = Cache::new(200);
-        c.push(Lane::Operational, Priority::Low, ev(100));
-        c.push(Lane::High, Priority::High, ev(100));
-        let e = c.push(Lane::High, Priority::High, ev(100));
+        c.push(Lane::Operational, Priority::Low, 0, ev(100));
+        c.push(Lane::High, Priority::High, 0, ev(100));
+        let e = c.push(Lane::High, Priority::High, 0, ev(100));
         assert_eq!(e, Evicted { high: 1, low: 0 });
         assert!(c.has_any(&[Lane::Operational]));
     }
@@ -407,8 +527,8 @@ mod tests {
         let h = MessageHeader::new("1", uuid::Uuid::nil());
         let mut c = Cache::new(100_000);
         for _ in 0..3 {
-            c.push(Lane::High, Priority::High, ev(1000));
-            c.push(Lane::Low, Priority::Low, ev(1000));
+            c.push(Lane::High, Priority::High, 0, ev(1000));
+            c.push(Lane::Low, Priority::Low, 0, ev(1000));
         }
         let max = h.message_size(4, 4000);
         let (m, dropped) = c.take_message(&h, max, &[Lane::High], &[Lane::Low]);

@@ -8,6 +8,7 @@
 
 pub mod aggregator;
 pub mod cache;
+pub mod journal;
 pub mod outbox;
 pub mod spool;
 
@@ -93,6 +94,10 @@ pub struct Pipeline {
     findings: Vec<Finding>,
     /// A High-priority alert was queued since [`Pipeline::take_alert_raised`] last looked.
     alert_raised: bool,
+    /// The next event's sequence number (its key in the spool's queue table).
+    next_seq: u64,
+    /// Changes for the spool's journal not yet committed (`None`: no durable spool).
+    journal: Option<journal::Batch>,
     /// `eventPriorityAlert`, looked up once per configuration rather than per event.
     alert_priority: Priority,
 }
@@ -121,6 +126,126 @@ impl Pipeline {
             findings: Vec::new(),
             alert_raised: false,
             alert_priority,
+            next_seq: 0,
+            journal: None,
+        }
+    }
+
+    /// Keeps a journal of the cache and the open aggregation windows for a durable spool
+    /// ([`journal`]): [`Pipeline::journal_batch`] then says what to commit.
+    pub fn with_journal(mut self) -> Pipeline {
+        self.aggregator.track_changes();
+        self.journal = Some(journal::Batch::default());
+        self
+    }
+
+    /// Puts back what the journal held at the last run's end: queued events into the cache as
+    /// they were, open windows as closed ones (their windows end at the restart). Rows this
+    /// version cannot read are deleted and counted.
+    pub fn restore(&mut self, rows: journal::Rows) {
+        let (mut events, mut windows, mut bad) = (0usize, 0usize, 0u64);
+        let mut removes = Vec::new();
+        let mut window_removes = Vec::new();
+        for (seq, row) in &rows.queue {
+            self.next_seq = self.next_seq.max(seq.saturating_add(1));
+            match journal::decode_queued(row) {
+                Some((lane, priority, foreign, kind, bytes)) => {
+                    let event = envelope::EncodedEvent {
+                        kind,
+                        bytes: bytes.into(),
+                        truncated: false,
+                    };
+                    if foreign {
+                        if !self.cache.admit_foreign(lane, priority, *seq, event) {
+                            removes.push(*seq);
+                            self.metrics.dropped("pipeline", DropReason::InputQuota, 1);
+                        }
+                    } else {
+                        let evicted = self.cache.push(lane, priority, *seq, event);
+                        self.count_evicted(evicted);
+                    }
+                    events += 1;
+                }
+                None => {
+                    removes.push(*seq);
+                    bad += 1;
+                }
+            }
+        }
+        for (id, row) in &rows.windows {
+            window_removes.push(*id);
+            match journal::decode_window(row) {
+                Some((kind, bytes)) => match self.lane_of(kind) {
+                    Some((lane, priority)) => {
+                        let event = envelope::EncodedEvent {
+                            kind,
+                            bytes: bytes.into(),
+                            truncated: false,
+                        };
+                        self.queue_encoded(lane, priority, false, event);
+                        windows += 1;
+                    }
+                    None => self.metrics.filtered(kind),
+                },
+                None => bad += 1,
+            }
+        }
+        if bad > 0 {
+            tracing::error!(rows = bad, "journal rows in an unknown format; dropped");
+            self.metrics.error("spool", "corrupt_record");
+        }
+        if let Some(j) = &mut self.journal {
+            j.removes.extend(removes);
+            j.window_removes.extend(window_removes);
+        }
+        if events + windows > 0 {
+            tracing::info!(
+                events,
+                windows,
+                "events queued before the last stop are queued again"
+            );
+        }
+        self.update_queue_metrics();
+    }
+
+    /// What changed since the last call, for one journal commit (`None` when nothing did, or
+    /// without a journal).
+    pub fn journal_batch(&mut self) -> Option<journal::Batch> {
+        let limit = self.header.max_event_size(self.max_message_bytes());
+        let journal = self.journal.as_mut()?;
+        let gone = self.cache.take_gone();
+        if !gone.is_empty() {
+            let unwritten: std::collections::HashSet<u64> =
+                journal.forget_inserts(&gone).into_iter().collect();
+            journal
+                .removes
+                .extend(gone.into_iter().filter(|s| !unwritten.contains(s)));
+        }
+        journal.window_removes.extend(self.aggregator.take_closed());
+        for (id, event) in self.aggregator.take_dirty() {
+            let kind = event.kind();
+            let mut pieces = Vec::new();
+            // An entry too large for any message is dropped when its window closes; there is
+            // nothing to keep of it.
+            if envelope::encode_fitting_into(&event, limit, &mut self.scratch, &mut pieces).is_ok()
+                && let Some(first) = pieces.first()
+            {
+                journal
+                    .window_upserts
+                    .push((id, journal::encode_window(kind, &first.bytes)));
+            }
+        }
+        if journal.is_empty() {
+            return None;
+        }
+        Some(std::mem::take(journal))
+    }
+
+    /// A batch whose commit failed: it goes again with the next one.
+    pub fn journal_failed(&mut self, batch: journal::Batch) {
+        if let Some(j) = &mut self.journal {
+            let later = std::mem::replace(j, batch);
+            j.append(later);
         }
     }
 
@@ -230,19 +355,56 @@ impl Pipeline {
         std::mem::take(&mut self.alert_raised)
     }
 
-    /// Serializes an event (split or truncated to fit a message) and puts it into the cache.
-    fn enqueue(&mut self, event: Event) {
-        let kind = event.kind();
+    /// The lane and priority events of `kind` are queued with (`None`: priority Off).
+    fn lane_of(&self, kind: EventKind) -> Option<(Lane, Priority)> {
         let priority = self.config.priority(kind);
-        if priority == Priority::Off {
-            self.metrics.filtered(kind);
-            return;
-        }
         let lane = match (kind.event_type(), priority) {
+            (_, Priority::Off) => return None,
             _ if kind == EventKind::Alert => Lane::Alert,
             (EventType::Operational, _) => Lane::Operational,
             (_, Priority::High) => Lane::High,
             _ => Lane::Low,
+        };
+        Some((lane, priority))
+    }
+
+    /// Puts an encoded event into the cache under a new sequence number (and into the journal).
+    /// Another module's event goes in only where there is room for it (see
+    /// [`Cache::admit_foreign`]); one that is refused is counted and dropped.
+    fn queue_encoded(
+        &mut self,
+        lane: Lane,
+        priority: Priority,
+        foreign: bool,
+        event: envelope::EncodedEvent,
+    ) {
+        let seq = self.next_seq;
+        self.next_seq += 1;
+        let row = self
+            .journal
+            .is_some()
+            .then(|| journal::encode_queued(lane, priority, foreign, event.kind, &event.bytes));
+        if foreign {
+            if !self.cache.admit_foreign(lane, priority, seq, event) {
+                self.stats.dropped[queue_index(priority)] += 1;
+                self.metrics.dropped("pipeline", DropReason::InputQuota, 1);
+                return;
+            }
+        } else {
+            let evicted = self.cache.push(lane, priority, seq, event);
+            self.count_evicted(evicted);
+        }
+        if let (Some(j), Some(row)) = (&mut self.journal, row) {
+            j.inserts.push((seq, row));
+        }
+    }
+
+    /// Serializes an event (split or truncated to fit a message) and puts it into the cache.
+    fn enqueue(&mut self, event: Event) {
+        let kind = event.kind();
+        let Some((lane, priority)) = self.lane_of(kind) else {
+            self.metrics.filtered(kind);
+            return;
         };
         let limit = self.header.max_event_size(self.max_message_bytes());
         let mut pieces = std::mem::take(&mut self.pieces);
@@ -252,8 +414,7 @@ impl Pipeline {
                     if piece.truncated {
                         self.metrics.truncated(kind);
                     }
-                    let evicted = self.cache.push(lane, priority, piece);
-                    self.count_evicted(evicted);
+                    self.queue_encoded(lane, priority, event.foreign, piece);
                 }
             }
             Err(e @ EncodeError::TooLarge { .. }) => {
@@ -358,7 +519,15 @@ impl Pipeline {
     fn cut(&mut self, primary: &[Lane], topup: &[Lane]) -> Option<Message> {
         let max = self.max_message_bytes();
         loop {
-            let (message, oversize) = self.cache.take_message(&self.header, max, primary, topup);
+            let (mut message, oversize) =
+                self.cache.take_message(&self.header, max, primary, topup);
+            // Events taken before their journal rows were written need no deleting.
+            if let (Some(m), Some(j)) = (&mut message, &mut self.journal) {
+                let unwritten = j.forget_inserts(&m.seqs);
+                if !unwritten.is_empty() {
+                    m.seqs.retain(|s| !unwritten.contains(s));
+                }
+            }
             if oversize > 0 {
                 self.metrics
                     .dropped("pipeline", DropReason::TooLarge, oversize);
@@ -447,16 +616,53 @@ impl Pending {
     }
 }
 
+/// How long a change to the cache or an aggregation window may wait for its journal commit: what
+/// a crash can lose of what the collectors handed over.
+pub const JOURNAL_INTERVAL: std::time::Duration = std::time::Duration::from_secs(1);
+
+/// Commits the pipeline's journal changes to the spool (a failed commit goes again with the
+/// next).
+async fn commit_journal(pipeline: &mut Pipeline, store: &outbox::Store) {
+    let Some(batch) = pipeline.journal_batch() else {
+        return;
+    };
+    let result = store
+        .call(move |s| {
+            let r = s.write_journal(&batch);
+            (batch, r)
+        })
+        .await;
+    match result {
+        Ok((_, Ok(()))) => {}
+        Ok((batch, Err(e))) => {
+            tracing::error!(error = %crate::text::error_chain(&e), "cannot write the pipeline's journal; retrying with the next commit");
+            pipeline.metrics.error("spool", "journal");
+            pipeline.journal_failed(batch);
+        }
+        Err(e) => {
+            tracing::error!(error = %crate::text::error_chain(&e), "the spool worker failed writing the journal");
+            pipeline.metrics.error("spool", "journal");
+        }
+    }
+}
+
 /// The pipeline task. Returns when `input` closes (every collector has stopped), after closing
 /// every aggregation window and handing every queued event to `output`.
+///
+/// With `journal` (a durable spool, and a pipeline [`Pipeline::with_journal`]), the cache and
+/// the open windows are committed to it at most [`JOURNAL_INTERVAL`] after they change, and
+/// always before a message is cut.
 pub async fn run(
     mut pipeline: Pipeline,
     mut input: mpsc::Receiver<Event>,
     mut control: mpsc::Receiver<Control>,
     mut config: watch::Receiver<Arc<Config>>,
     output: mpsc::Sender<Message>,
+    journal: Option<outbox::Store>,
 ) {
     let start = Instant::now();
+    let mut journal_tick = tokio::time::interval(JOURNAL_INTERVAL);
+    journal_tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut next_high = start + pipeline.config().high_priority_message_frequency;
     let mut next_low = start + pipeline.config().low_priority_message_frequency;
     let mut pending = Pending::default();
@@ -475,6 +681,9 @@ pub async fn run(
                     break;
                 };
                 let t = trigger.expect("branch enabled only with a trigger");
+                if let Some(store) = &journal {
+                    commit_journal(&mut pipeline, store).await;
+                }
                 match pipeline.take_message(t) {
                     Some(m) => permit.send(m),
                     None => {
@@ -522,6 +731,11 @@ pub async fn run(
                 }
                 pending.low = true;
             }
+            _ = journal_tick.tick(), if journal.is_some() => {
+                if let Some(store) = &journal {
+                    commit_journal(&mut pipeline, store).await;
+                }
+            }
             _ = sleep_until(window_close.unwrap_or(start)), if window_close.is_some() => {
                 pipeline.expire_windows(Instant::now());
                 pending.full |= pipeline.is_full();
@@ -541,6 +755,9 @@ pub async fn run(
     pipeline.flush_windows();
     let queued = pipeline.queued_events();
     tracing::debug!(queued, "pipeline flushing on shutdown");
+    if let Some(store) = &journal {
+        commit_journal(&mut pipeline, store).await;
+    }
     while let Some(m) = pipeline.take_message(Trigger::All) {
         let events = m.events;
         if output.send(m).await.is_err() {
@@ -551,6 +768,9 @@ pub async fn run(
             tracing::error!(lost, "outbox closed before the pipeline could flush");
             break;
         }
+    }
+    if let Some(store) = &journal {
+        commit_journal(&mut pipeline, store).await;
     }
     flush_replies.drain(..).for_each(|r| {
         let _ = r.send(());

@@ -424,7 +424,7 @@ mod task {
         let (events, ev_rx) = mpsc::channel(16);
         let (control, ctl_rx) = mpsc::channel(4);
         let (out_tx, out) = mpsc::channel(1);
-        let task = tokio::spawn(run(p, ev_rx, ctl_rx, config_rx, out_tx));
+        let task = tokio::spawn(run(p, ev_rx, ctl_rx, config_rx, out_tx, None));
         Harness {
             events,
             control,
@@ -549,5 +549,185 @@ mod task {
         assert!(h.out.try_recv().is_ok(), "the new 10 s high timer applied");
         drop(h.events);
         h.task.await.unwrap();
+    }
+}
+
+mod durable {
+    //! The journal: what the pipeline held survives a crash, exactly once.
+    use super::*;
+    use crate::pipeline::spool::{FILE_NAME, Spool};
+
+    /// A pipeline with a journal over a fresh spool file, its events Low and aggregated.
+    fn open(dir: &std::path::Path) -> (Pipeline, Spool) {
+        let mut spool = Spool::open(dir.join(FILE_NAME), 10 << 20).expect("spool");
+        let rows = spool.take_journal();
+        let (p, _) = pipeline_with(|c| {
+            c.aggregation.insert(
+                EventKind::ConnectionCreate,
+                Aggregation {
+                    enabled: false,
+                    interval: Duration::from_secs(3600),
+                },
+            );
+        });
+        let mut p = p.with_journal();
+        p.restore(rows);
+        (p, spool)
+    }
+
+    fn commit(p: &mut Pipeline, spool: &mut Spool) {
+        if let Some(batch) = p.journal_batch() {
+            spool.write_journal(&batch).expect("journal commit");
+        }
+    }
+
+    /// What a message taken now holds, stored in the spool as the outbox would.
+    fn store_all(p: &mut Pipeline, spool: &mut Spool) -> Vec<Value> {
+        let mut out = Vec::new();
+        while let Some(m) = p.take_message(Trigger::All) {
+            spool
+                .append_to(m.output, m.priority, &m.body, m.events, &m.seqs)
+                .expect("append");
+            out.push(serde_json::from_slice(&m.body).unwrap());
+        }
+        out
+    }
+
+    fn hit_counts(events: &[Value]) -> Vec<(String, String)> {
+        let mut v: Vec<(String, String)> = events
+            .iter()
+            .filter(|e| e["Name"] == "ProcessCreate")
+            .map(|e| {
+                (
+                    e["Payload"][0]["CommandLine"].as_str().unwrap().to_string(),
+                    e["Payload"][0]["ExtraDetails"]["HitCount"]
+                        .as_str()
+                        .unwrap_or("1")
+                        .to_string(),
+                )
+            })
+            .collect();
+        v.sort();
+        v
+    }
+
+    #[test]
+    fn queued_events_and_open_windows_survive_a_crash_once() {
+        let dir = tempfile::tempdir().unwrap();
+        let now = Instant::now();
+        {
+            let (mut p, mut spool) = open(dir.path());
+            for i in 0..5 {
+                p.push(process("health-check", i), now);
+            }
+            p.push(process("other", 9), now);
+            p.push(connection(Direction::Out, 50000, 443), now);
+            commit(&mut p, &mut spool);
+            // More hits after the commit: a crash loses these (the last interval) only.
+            p.push(process("health-check", 6), now);
+            // Crash: nothing else is written.
+        }
+        let (mut p, mut spool) = open(dir.path());
+        commit(&mut p, &mut spool);
+        let all = events(&store_all(&mut p, &mut spool));
+        assert_eq!(
+            hit_counts(&all),
+            vec![
+                ("health-check".to_string(), "5".to_string()),
+                ("other".to_string(), "1".to_string())
+            ],
+            "windows come back closed, with the hits committed before the crash"
+        );
+        assert_eq!(
+            all.iter()
+                .filter(|e| e["Name"] == "ConnectionCreate")
+                .count(),
+            1
+        );
+        commit(&mut p, &mut spool);
+        drop((p, spool));
+        // Everything is now in messages: a second restart queues nothing again.
+        let (mut p, mut spool) = open(dir.path());
+        assert_eq!(p.queued_events(), 0);
+        assert!(p.take_message(Trigger::All).is_none());
+        assert_eq!(
+            spool.pending().count(),
+            1,
+            "the one message of the second run"
+        );
+        assert!(spool.take_journal().queue.is_empty());
+    }
+
+    #[test]
+    fn evicted_and_sent_events_leave_the_journal() {
+        let dir = tempfile::tempdir().unwrap();
+        let now = Instant::now();
+        {
+            let (mut p, mut spool) = open(dir.path());
+            p.set_config(Arc::new(Config {
+                max_local_cache_size_in_bytes: 2_000,
+                ..p.config().clone()
+            }));
+            for port in 0..20 {
+                p.push(connection(Direction::Out, 50000 + port, 443), now);
+                commit(&mut p, &mut spool);
+            }
+            let kept = p.queued_events();
+            assert!(kept < 20, "the small cache evicted some: {kept}");
+            let stored = events(&store_all(&mut p, &mut spool));
+            assert_eq!(stored.len(), kept);
+            commit(&mut p, &mut spool);
+        }
+        let (p, _spool) = open(dir.path());
+        assert_eq!(
+            p.queued_events(),
+            0,
+            "neither evicted nor sent events come back"
+        );
+    }
+
+    #[test]
+    fn events_sent_before_their_commit_are_never_written() {
+        let dir = tempfile::tempdir().unwrap();
+        let now = Instant::now();
+        {
+            let (mut p, mut spool) = open(dir.path());
+            p.push(connection(Direction::Out, 50000, 443), now);
+            let m = p.take_message(Trigger::All).expect("a message");
+            assert!(
+                m.seqs.is_empty(),
+                "its row was never written: nothing to delete"
+            );
+            spool
+                .append_to(m.output, m.priority, &m.body, m.events, &m.seqs)
+                .unwrap();
+            commit(&mut p, &mut spool);
+        }
+        let (p, spool) = open(dir.path());
+        assert_eq!(p.queued_events(), 0);
+        assert_eq!(spool.pending().count(), 1);
+    }
+
+    #[test]
+    fn a_failed_commit_goes_again_with_the_next() {
+        let (p, _) = pipeline_with(|c| {
+            c.aggregation.insert(
+                EventKind::ConnectionCreate,
+                Aggregation {
+                    enabled: false,
+                    interval: Duration::from_secs(3600),
+                },
+            );
+        });
+        let mut p = p.with_journal();
+        let now = Instant::now();
+        p.push(connection(Direction::Out, 1, 2), now);
+        let first = p.journal_batch().expect("a batch");
+        assert_eq!(first.inserts.len(), 1);
+        p.journal_failed(first);
+        p.push(connection(Direction::Out, 3, 4), now);
+        let both = p.journal_batch().expect("a batch");
+        assert_eq!(both.inserts.len(), 2);
+        assert!(p.journal_batch().is_none());
     }
 }

@@ -15,6 +15,16 @@ use tokio::io::{AsyncWrite, AsyncWriteExt};
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
+/// How the local sinks write a message.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum Format {
+    /// The message as sent upstream, one JSON document per line (pipes, files, tools).
+    #[default]
+    Json,
+    /// One readable line per event ([`crate::pretty`]); alerts highlighted on a terminal.
+    Pretty,
+}
+
 /// The sinks selectable on the command line.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum SinkKind {
@@ -27,12 +37,29 @@ pub enum SinkKind {
     EdgeHub(Box<crate::hub::EdgeEnvironment>),
 }
 
+impl std::fmt::Display for SinkKind {
+    /// Where messages go, for the start-up line and the status report.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            SinkKind::Stdout => f.write_str("stdout"),
+            SinkKind::File(path) => write!(f, "file {}", path.display()),
+            SinkKind::EdgeHub(env) => write!(
+                f,
+                "edgeHub {}:{} as {}",
+                env.gateway_host,
+                env.port,
+                env.client_id()
+            ),
+        }
+    }
+}
+
 /// The sinks run by [`run`]; edgeHub is [`crate::hub::run`].
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum LocalSink {
-    /// One JSON message per line on standard output.
+    /// One message per line on standard output.
     Stdout,
-    /// One JSON message per line appended to a file, synced before the acknowledgement.
+    /// One message per line appended to a file, synced before the acknowledgement.
     File(PathBuf),
 }
 
@@ -40,13 +67,22 @@ pub enum LocalSink {
 /// closed by the reader) cancels `fatal` so the agent shuts down instead of retrying forever.
 pub async fn run(
     kind: LocalSink,
+    format: Format,
     records: mpsc::Receiver<Record>,
     deliveries: mpsc::Sender<Delivery>,
     fatal: CancellationToken,
 ) {
     match kind {
         LocalSink::Stdout => {
-            write_lines(tokio::io::stdout(), false, records, deliveries, fatal).await
+            let render = match format {
+                Format::Json => Render::Json,
+                Format::Pretty if std::io::IsTerminal::is_terminal(&std::io::stdout()) => {
+                    Render::Pretty(crate::pretty::Style::Color)
+                }
+                Format::Pretty => Render::Pretty(crate::pretty::Style::Plain),
+            };
+            let out = tokio::io::stdout();
+            write_lines(out, false, render, records, deliveries, fatal).await
         }
         LocalSink::File(path) => {
             match tokio::fs::OpenOptions::new()
@@ -55,7 +91,13 @@ pub async fn run(
                 .open(&path)
                 .await
             {
-                Ok(f) => write_lines(f, true, records, deliveries, fatal).await,
+                Ok(f) => {
+                    let render = match format {
+                        Format::Json => Render::Json,
+                        Format::Pretty => Render::Pretty(crate::pretty::Style::Plain),
+                    };
+                    write_lines(f, true, render, records, deliveries, fatal).await
+                }
                 Err(e) => {
                     tracing::error!(path = %path.display(), error = %e, "cannot open the output file");
                     fatal.cancel();
@@ -81,18 +123,32 @@ impl SyncWrite for tokio::fs::File {
     }
 }
 
+/// What a line holds.
+#[derive(Debug, Clone, Copy)]
+enum Render {
+    Json,
+    Pretty(crate::pretty::Style),
+}
+
 async fn write_lines<W: SyncWrite>(
     mut out: W,
     durable: bool,
+    render: Render,
     mut records: mpsc::Receiver<Record>,
     deliveries: mpsc::Sender<Delivery>,
     fatal: CancellationToken,
 ) {
     while let Some(r) = records.recv().await {
-        let mut result = out.write_all(&r.body).await;
-        if result.is_ok() {
-            result = out.write_all(b"\n").await;
-        }
+        let mut result = match render {
+            Render::Json => match out.write_all(&r.body).await {
+                Ok(()) => out.write_all(b"\n").await,
+                e => e,
+            },
+            Render::Pretty(style) => {
+                let lines = crate::pretty::render_message(&r.body, style);
+                out.write_all(lines.as_bytes()).await
+            }
+        };
         if result.is_ok() {
             result = out.flush().await;
         }

@@ -203,7 +203,7 @@ impl FirewallCollector {
             None => health != CollectorHealth::Up,
             Some((h, m)) => *h != health || (health != CollectorHealth::Up && *m != message),
         };
-        self.metrics.collector_status(COLLECTOR, health);
+        self.metrics.collector_status(COLLECTOR, health, &message);
         self.last = Some((health, message.clone()));
         if !changed {
             return None;

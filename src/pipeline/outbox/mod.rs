@@ -15,6 +15,7 @@
 //! Without a spool path ([`OutboxConfig::spool`] `None`, or a state directory that cannot hold
 //! one) the same rules run in memory, and what is unacknowledged at exit is counted as lost.
 
+use super::journal::Batch;
 use super::spool::{self, Entry, Spool};
 use super::{Message, Output};
 use crate::backoff;
@@ -115,21 +116,35 @@ pub async fn open_spool(cfg: &OutboxConfig, metrics: &Metrics) -> Spool {
     }
 }
 
-/// The spool, shared with the blocking threads that do its file I/O. Only the outbox task uses
-/// it, and it awaits every blocking call, so the lock is never contended.
-struct Store {
+/// The spool, shared by the outbox (messages) and the pipeline task (its journal) with the
+/// blocking threads that do the file I/O. Each awaits its own blocking calls, so the lock is
+/// held by at most one commit at a time and otherwise uncontended.
+#[derive(Clone)]
+pub struct Store {
     spool: Arc<Mutex<Spool>>,
     durable: bool,
 }
 
 impl Store {
-    fn lock(&self) -> MutexGuard<'_, Spool> {
+    pub fn new(spool: Spool) -> Store {
+        Store {
+            durable: spool.is_durable(),
+            spool: Arc::new(Mutex::new(spool)),
+        }
+    }
+
+    /// Whether what is written survives a restart.
+    pub fn is_durable(&self) -> bool {
+        self.durable
+    }
+
+    pub fn lock(&self) -> MutexGuard<'_, Spool> {
         self.spool.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
     /// Runs `f` on a blocking thread when it may touch the disk (an `fsync` must not stall the
     /// runtime's other tasks), inline otherwise.
-    async fn call<R: Send + 'static>(
+    pub async fn call<R: Send + 'static>(
         &self,
         f: impl FnOnce(&mut Spool) -> R + Send + 'static,
     ) -> Result<R, spool::Error> {
@@ -163,25 +178,46 @@ pub async fn run(
 
 /// [`run`] with a spool the caller opened (`cfg.spool` and `cfg.max_bytes` are not used).
 pub async fn run_with_spool(
-    mut input: mpsc::Receiver<Message>,
+    input: mpsc::Receiver<Message>,
     records: mpsc::Sender<Record>,
-    mut deliveries: mpsc::Receiver<Delivery>,
+    deliveries: mpsc::Receiver<Delivery>,
     metrics: Arc<Metrics>,
     cfg: OutboxConfig,
     spool: Spool,
     shutdown: CancellationToken,
 ) {
-    if !spool.is_empty() {
-        tracing::info!(
-            messages = spool.len(),
-            bytes = spool.bytes(),
-            "sending messages left in the spool first"
-        );
+    run_with_store(
+        input,
+        records,
+        deliveries,
+        metrics,
+        cfg,
+        Store::new(spool),
+        shutdown,
+    )
+    .await
+}
+
+/// [`run`] with a spool shared with the pipeline's journal.
+pub async fn run_with_store(
+    mut input: mpsc::Receiver<Message>,
+    records: mpsc::Sender<Record>,
+    mut deliveries: mpsc::Receiver<Delivery>,
+    metrics: Arc<Metrics>,
+    cfg: OutboxConfig,
+    store: Store,
+    shutdown: CancellationToken,
+) {
+    {
+        let spool = store.lock();
+        if !spool.is_empty() {
+            tracing::info!(
+                messages = spool.len(),
+                bytes = spool.bytes(),
+                "sending messages left in the spool first"
+            );
+        }
     }
-    let store = Store {
-        durable: spool.is_durable(),
-        spool: Arc::new(Mutex::new(spool)),
-    };
     // A message the spool could not store (I/O error); input waits until it is stored.
     let mut held: Option<Message> = None;
     let mut held_attempt = 0u32;
@@ -387,7 +423,17 @@ async fn store_message(store: &Store, metrics: &Metrics, m: Message) -> Option<M
     let events = m.events;
     let result = store
         .call(move |s| {
-            let r = s.append_to(m.output, m.priority, &m.body, m.events);
+            let mut r = s.append_to(m.output, m.priority, &m.body, m.events, &m.seqs);
+            if let Err(spool::Error::Full { .. }) = &r {
+                // Dropped, not stored: its events must not come back from the queue table.
+                let forget = Batch {
+                    removes: m.seqs.clone(),
+                    ..Batch::default()
+                };
+                if let Err(e) = s.write_journal(&forget) {
+                    r = Err(e);
+                }
+            }
             (m, r)
         })
         .await;

@@ -6,6 +6,7 @@ fn message(n: u8) -> Message {
         body: vec![n; 10],
         events: 1,
         output: Output::Events,
+        seqs: Vec::new(),
     }
 }
 
@@ -15,6 +16,7 @@ fn sized(n: u8, priority: Priority, events: usize) -> Message {
         body: vec![n; 10],
         events,
         output: Output::Events,
+        seqs: Vec::new(),
     }
 }
 

@@ -24,11 +24,17 @@
 //! `open`, `append`, `remove` and `read` do blocking file I/O (an `fsync` per commit): call them
 //! from a blocking thread (the outbox uses `spawn_blocking`).
 
+mod open;
+mod record;
+
+use open::*;
+use record::*;
+
 use super::Output;
+use super::journal::{Batch, Rows};
 use crate::event::Priority;
-use redb::{Database, ReadableDatabase, ReadableTable, TableDefinition};
+use redb::{Database, ReadableDatabase, TableDefinition};
 use std::collections::{BTreeMap, HashMap};
-use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
@@ -37,6 +43,10 @@ pub const FILE_NAME: &str = "spool.redb";
 
 /// Messages by id: a small header (format, priority, event count, output) and the body.
 const RECORDS: TableDefinition<u64, &[u8]> = TableDefinition::new("records");
+/// Events waiting in the pipeline's cache, by sequence number (see [`super::journal`]).
+const QUEUE: TableDefinition<u64, &[u8]> = TableDefinition::new("queue");
+/// Open aggregation window entries, by entry id (see [`super::journal`]).
+const WINDOWS: TableDefinition<u64, &[u8]> = TableDefinition::new("windows");
 /// Counters that must survive restarts (`next_id`).
 const META: TableDefinition<&str, u64> = TableDefinition::new("meta");
 const NEXT_ID: &str = "next_id";
@@ -165,6 +175,8 @@ pub struct Spool {
     next_id: u64,
     set_aside: Option<PathBuf>,
     repaired: usize,
+    /// What the queue and window tables held at open, until the pipeline takes it.
+    journal: Option<Rows>,
 }
 
 impl std::fmt::Debug for Spool {
@@ -176,233 +188,6 @@ impl std::fmt::Debug for Spool {
             .field("max_bytes", &self.max_bytes)
             .field("next_id", &self.next_id)
             .finish()
-    }
-}
-
-fn priority_byte(p: Priority) -> u8 {
-    match p {
-        Priority::High => 0,
-        Priority::Low => 1,
-        Priority::Off => 2,
-    }
-}
-
-fn output_byte(o: Output) -> u8 {
-    match o {
-        Output::Events => 0,
-        Output::Alerts => 1,
-    }
-}
-
-fn encode(output: Output, priority: Priority, events: usize, body: &[u8]) -> Vec<u8> {
-    let mut v = Vec::with_capacity(HEADER + body.len());
-    v.push(FORMAT);
-    v.push(priority_byte(priority));
-    v.extend_from_slice(&(events as u64).to_le_bytes());
-    v.push(output_byte(output));
-    v.extend_from_slice(body);
-    v
-}
-
-/// What a stored record's header says.
-struct Decoded<'a> {
-    output: Output,
-    priority: Priority,
-    events: usize,
-    body: &'a [u8],
-}
-
-/// Splits a stored record (format 2, or format 1 of an earlier version) into its header fields
-/// and body; `None` if it is not one we wrote.
-fn decode(raw: &[u8]) -> Option<Decoded<'_>> {
-    let (header, body, output) = match *raw.first()? {
-        FORMAT => {
-            let (header, body) = raw.split_at_checked(HEADER)?;
-            let output = match header[HEADER_1] {
-                0 => Output::Events,
-                1 => Output::Alerts,
-                _ => return None,
-            };
-            (header, body, output)
-        }
-        FORMAT_1 => {
-            let (header, body) = raw.split_at_checked(HEADER_1)?;
-            (header, body, Output::Events)
-        }
-        _ => return None,
-    };
-    let priority = match header[1] {
-        0 => Priority::High,
-        1 => Priority::Low,
-        2 => Priority::Off,
-        _ => return None,
-    };
-    let events = u64::from_le_bytes(header[2..HEADER_1].try_into().ok()?);
-    Some(Decoded {
-        output,
-        priority,
-        events: usize::try_from(events).ok()?,
-        body,
-    })
-}
-
-/// What opening the file found.
-struct Loaded {
-    db: Database,
-    index: BTreeMap<u64, Slot>,
-    next_id: u64,
-    repaired: usize,
-}
-
-/// Opens (or creates) the database and loads the index. Panics inside redb on a damaged file
-/// (its debug assertions) are caught and reported as corruption.
-fn load(path: &Path) -> Result<Loaded, redb::Error> {
-    let opened = catch_unwind(AssertUnwindSafe(|| -> Result<Loaded, redb::Error> {
-        let db = Database::builder()
-            .set_cache_size(CACHE_BYTES)
-            // Verify every page checksum, so a file damaged outside redb is reported instead
-            // of trusted (a plain open may panic on it).
-            .set_check_integrity_on_open(true)
-            .create(path)?;
-        let txn = db.begin_write()?;
-        let mut index = BTreeMap::new();
-        let repaired;
-        let next_id;
-        {
-            let mut records = txn.open_table(RECORDS)?;
-            let mut meta = txn.open_table(META)?;
-            let mut bad = Vec::new();
-            for item in records.iter()? {
-                let (k, v) = item?;
-                let id = k.value();
-                match decode(v.value()) {
-                    Some(Decoded {
-                        output,
-                        priority,
-                        events,
-                        body,
-                    }) => {
-                        index.insert(
-                            id,
-                            Slot {
-                                priority,
-                                output,
-                                events,
-                                len: body.len(),
-                                in_flight: false,
-                            },
-                        );
-                    }
-                    None => bad.push(id),
-                }
-            }
-            for id in &bad {
-                tracing::error!(id, "spool record is not in a known format; removing it");
-                records.remove(id)?;
-            }
-            repaired = bad.len();
-            let stored = meta.get(NEXT_ID)?.map(|g| g.value()).unwrap_or(1);
-            // Past every id seen, even of records just removed.
-            let last = index
-                .keys()
-                .chain(&bad)
-                .max()
-                .map_or(0, |id| id.saturating_add(1));
-            next_id = stored.max(last).max(1);
-            meta.insert(NEXT_ID, next_id)?;
-        }
-        txn.commit()?;
-        Ok(Loaded {
-            db,
-            index,
-            next_id,
-            repaired,
-        })
-    }));
-    opened.unwrap_or_else(|_| {
-        Err(redb::Error::Corrupted(
-            "redb panicked while opening the file".into(),
-        ))
-    })
-}
-
-/// `<path>.corrupt-<unix time>`, plus a counter if that exists already.
-fn set_aside_name(path: &Path) -> PathBuf {
-    let secs = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs());
-    let mut base = path.as_os_str().to_owned();
-    base.push(format!(".corrupt-{secs}"));
-    let mut candidate = PathBuf::from(&base);
-    let mut n = 1;
-    while candidate.exists() {
-        let mut next = base.clone();
-        next.push(format!(".{n}"));
-        candidate = PathBuf::from(next);
-        n += 1;
-    }
-    candidate
-}
-
-/// Deletes all but the newest `KEEP_CORRUPT` set-aside files of `path`.
-fn prune_set_aside(path: &Path) {
-    let (Some(dir), Some(name)) = (path.parent(), path.file_name()) else {
-        return;
-    };
-    let prefix = format!("{}.corrupt-", name.to_string_lossy());
-    let Ok(entries) = std::fs::read_dir(if dir.as_os_str().is_empty() {
-        Path::new(".")
-    } else {
-        dir
-    }) else {
-        return;
-    };
-    let mut old: Vec<(std::time::SystemTime, PathBuf)> = entries
-        .flatten()
-        .filter(|e| e.file_name().to_string_lossy().starts_with(&prefix))
-        .filter_map(|e| Some((e.metadata().ok()?.modified().ok()?, e.path())))
-        .collect();
-    old.sort();
-    let excess = old.len().saturating_sub(KEEP_CORRUPT);
-    for (_, p) in old.into_iter().take(excess) {
-        if let Err(e) = std::fs::remove_file(&p) {
-            tracing::warn!(path = %p.display(), error = %e, "cannot delete an old corrupt spool");
-        }
-    }
-}
-
-/// [`load`], setting a corrupt file aside and starting over once.
-fn load_or_set_aside(path: &Path) -> Result<(Loaded, Option<PathBuf>), Error> {
-    match load(path) {
-        Ok(loaded) => Ok((loaded, None)),
-        Err(e) if is_corruption(&e) => {
-            prune_set_aside(path);
-            let aside = set_aside_name(path);
-            std::fs::rename(path, &aside).map_err(|source| Error::SetAside {
-                path: path.to_path_buf(),
-                source,
-            })?;
-            tracing::error!(
-                path = %path.display(),
-                moved_to = %aside.display(),
-                error = %e,
-                "the spool is corrupt; set it aside and starting with an empty spool"
-            );
-            match load(path) {
-                Ok(loaded) => Ok((loaded, Some(aside))),
-                Err(e) if is_corruption(&e) => Err(Error::StillCorrupt {
-                    path: path.to_path_buf(),
-                }),
-                Err(source) => Err(Error::Open {
-                    path: path.to_path_buf(),
-                    source,
-                }),
-            }
-        }
-        Err(source) => Err(Error::Open {
-            path: path.to_path_buf(),
-            source,
-        }),
     }
 }
 
@@ -428,12 +213,16 @@ impl Spool {
             next_id: loaded.next_id,
             set_aside,
             repaired: loaded.repaired,
+            journal: Some(loaded.journal),
         };
+        let journal = spool.journal.as_ref().expect("just set");
         tracing::info!(
             path = %path.display(),
             messages = spool.len(),
             bytes = spool.bytes,
             next_id = spool.next_id,
+            queued_events = journal.queue.len(),
+            open_windows = journal.windows.len(),
             "spool opened"
         );
         Ok(spool)
@@ -449,6 +238,41 @@ impl Spool {
             next_id: 1,
             set_aside: None,
             repaired: 0,
+            journal: None,
+        }
+    }
+
+    /// The events and open windows the last run left (once; empty for a memory spool).
+    pub fn take_journal(&mut self) -> Rows {
+        self.journal.take().unwrap_or_default()
+    }
+
+    /// Writes one journal batch in one commit. A memory spool keeps no journal.
+    pub fn write_journal(&mut self, batch: &Batch) -> Result<(), Error> {
+        let written = self.disk(|db| {
+            let txn = db.begin_write()?;
+            {
+                let mut windows = txn.open_table(WINDOWS)?;
+                for id in &batch.window_removes {
+                    windows.remove(id)?;
+                }
+                for (id, row) in &batch.window_upserts {
+                    windows.insert(id, row.as_slice())?;
+                }
+                let mut queue = txn.open_table(QUEUE)?;
+                for seq in &batch.removes {
+                    queue.remove(seq)?;
+                }
+                for (seq, row) in &batch.inserts {
+                    queue.insert(seq, row.as_slice())?;
+                }
+            }
+            txn.commit()?;
+            Ok(())
+        });
+        match written {
+            Some(result) => result.map_err(Error::Write),
+            None => Ok(()),
         }
     }
 
@@ -646,17 +470,19 @@ impl Spool {
         body: &[u8],
         events: usize,
     ) -> Result<Appended, Error> {
-        self.append_to(Output::Events, priority, body, events)
+        self.append_to(Output::Events, priority, body, events, &[])
     }
 
     /// Stores a message for `output` durably (one commit), evicting older ones if the bound
-    /// requires it. When this returns `Ok`, the message survives a crash.
+    /// requires it, and removes the queue rows of the events it carries (`consumed`) in the same
+    /// commit. When this returns `Ok`, the message survives a crash.
     pub fn append_to(
         &mut self,
         output: Output,
         priority: Priority,
         body: &[u8],
         events: usize,
+        consumed: &[u64],
     ) -> Result<Appended, Error> {
         let evicted = self.victims(body.len())?;
         let id = self.next_id;
@@ -669,6 +495,12 @@ impl Spool {
                 }
                 records.insert(id, encode(output, priority, events, body).as_slice())?;
                 txn.open_table(META)?.insert(NEXT_ID, id + 1)?;
+                if !consumed.is_empty() {
+                    let mut queue = txn.open_table(QUEUE)?;
+                    for seq in consumed {
+                        queue.remove(seq)?;
+                    }
+                }
             }
             txn.commit()?;
             Ok(())

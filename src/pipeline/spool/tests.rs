@@ -228,7 +228,7 @@ fn the_output_survives_a_restart() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join(FILE_NAME);
     let mut s = Spool::open(&path, 1 << 20).unwrap();
-    s.append_to(Output::Alerts, Priority::High, b"alert", 1)
+    s.append_to(Output::Alerts, Priority::High, b"alert", 1, &[])
         .unwrap();
     s.append(Priority::Low, b"events", 2).unwrap();
     drop(s);

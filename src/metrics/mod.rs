@@ -60,6 +60,9 @@ pub enum DropReason {
     /// The spool reached `maxLocalCacheSizeInBytes` while edgeHub was unreachable: its oldest
     /// Low-priority messages were evicted (or the new one, if all were in flight).
     SpoolFull,
+    /// Another module's event found its share of the cache full (it never evicts edgeguard's
+    /// own events), or its sender over its quota.
+    InputQuota,
 }
 
 impl DropReason {
@@ -71,6 +74,7 @@ impl DropReason {
             DropReason::Shutdown => "shutdown",
             DropReason::ChannelFull => "channel_full",
             DropReason::SpoolFull => "spool_full",
+            DropReason::InputQuota => "input_quota",
         }
     }
 }
@@ -102,12 +106,15 @@ pub struct Metrics {
     errors: IntCounterVec,
     collector_status: IntGaugeVec,
     container_enrichment: IntCounterVec,
+    input_events: IntCounterVec,
     /// `edgeguard_alerts_total` and `edgeguard_alerts_suppressed_total` per rule, in
     /// [`Rule::ALL`] order.
     alerts: [(IntCounter, IntCounter); Rule::ALL.len()],
     resident_memory: IntGauge,
     cpu_seconds: Counter,
     drop_log: Mutex<HashMap<DropKey, DropLog>>,
+    /// What the status report needs beyond counters (reasons, times).
+    status: crate::status::StatusBoard,
 }
 
 /// (stage, reason) of a drop.
@@ -322,6 +329,12 @@ impl Metrics {
                 "Container-scoped process, connection and port records, by whether the container's name and image were known when they passed",
                 &["result"],
             ),
+            input_events: counter_vec(
+                &r,
+                "edgeguard_input_events_total",
+                "Events other modules sent to the securityMessages input, by sender module and result (accepted, rejected, over_quota)",
+                &["sender", "result"],
+            ),
             alerts,
             resident_memory: gauge(
                 &r,
@@ -341,7 +354,57 @@ impl Metrics {
             spool_dropped: Default::default(),
             registry: r,
             drop_log: Mutex::new(HashMap::new()),
+            status: crate::status::StatusBoard::default(),
         }
+    }
+
+    /// The status board (collector reasons, hub link, last acknowledgement, recent alerts).
+    pub fn status(&self) -> &crate::status::StatusBoard {
+        &self.status
+    }
+
+    /// (events collected, messages sent, messages acknowledged, events dropped) since start,
+    /// for the periodic summary line.
+    pub fn summary_counts(&self) -> (u64, u64, u64, u64) {
+        let sum = |name: &str| -> u64 {
+            self.registry
+                .gather()
+                .iter()
+                .filter(|f| f.name() == name)
+                .flat_map(|f| f.get_metric())
+                .map(|m| m.get_counter().get_value() as u64)
+                .sum()
+        };
+        (
+            sum("edgeguard_events_collected_total"),
+            self.messages_sent.get(),
+            self.messages_acked.get(),
+            sum("edgeguard_events_dropped_total"),
+        )
+    }
+
+    /// Events dropped since start by `stage/reason` (those with a count).
+    pub fn drops(&self) -> std::collections::BTreeMap<String, u64> {
+        let mut out = std::collections::BTreeMap::new();
+        for family in self.registry.gather() {
+            if family.name() != "edgeguard_events_dropped_total" {
+                continue;
+            }
+            for m in family.get_metric() {
+                let label = |name: &str| {
+                    m.get_label()
+                        .iter()
+                        .find(|l| l.name() == name)
+                        .map(|l| l.value().to_string())
+                        .unwrap_or_default()
+                };
+                out.insert(
+                    format!("{}/{}", label("stage"), label("reason")),
+                    m.get_counter().get_value() as u64,
+                );
+            }
+        }
+        out
     }
 
     /// A registry with empty identity labels, for tests and benchmarks.
@@ -487,6 +550,7 @@ impl Metrics {
     }
 
     pub fn message_acked(&self, bytes: usize) {
+        self.status.acked();
         self.messages_acked.inc();
         self.messages_bytes.inc_by(bytes as u64);
         if bytes < 4096 {
@@ -503,9 +567,11 @@ impl Metrics {
         self.spool_bytes.set(bytes as i64);
     }
 
-    /// The hub link's state: `connected` for the gauge; `reconnect` counts a lost connection.
-    pub fn set_hub_link(&self, connected: bool, reconnect: bool) {
-        self.hub_connected.set(i64::from(connected));
+    /// The hub link's state (`connecting`, `connected`, `disconnected`) with the error that
+    /// ended the last connection, if any; `reconnect` counts a lost connection.
+    pub fn set_hub_link(&self, state: &str, error: Option<&str>, reconnect: bool) {
+        self.status.link(state, error, reconnect);
+        self.hub_connected.set(i64::from(state == "connected"));
         if reconnect {
             self.hub_reconnects.inc();
         }
@@ -551,7 +617,9 @@ impl Metrics {
         })
     }
 
-    pub fn collector_status(&self, collector: &str, status: CollectorHealth) {
+    /// A collector's state and why (the gauge, and the status report's reason).
+    pub fn collector_status(&self, collector: &str, status: CollectorHealth, message: &str) {
+        self.status.collector(collector, status, message);
         for s in [
             CollectorHealth::Up,
             CollectorHealth::Degraded,
@@ -566,7 +634,21 @@ impl Metrics {
     /// Counts a rule's match: an alert raised, or (`raised == false`) one suppressed.
     pub fn alert(&self, rule: Rule, raised: bool) {
         let (sent, suppressed) = &self.alerts[rule as usize];
-        if raised { sent.inc() } else { suppressed.inc() }
+        if raised {
+            sent.inc();
+            self.status.alert(rule);
+        } else {
+            suppressed.inc()
+        }
+    }
+
+    /// `n` events from another module (`sender`, a bounded set of names) with their outcome.
+    pub fn input_events(&self, sender: &str, result: &str, n: u64) {
+        if n > 0 {
+            self.input_events
+                .with_label_values(&[sender, result])
+                .inc_by(n);
+        }
     }
 
     /// A record from inside a container was (or could not be) given the container's name and image.
@@ -669,94 +751,4 @@ fn respond<B>(metrics: &Metrics, req: &Request<B>) -> Response<Full<Bytes>> {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn renders_with_identity_labels() {
-        let m = Metrics::new(&Identity {
-            iothub: "hub.azure-devices.net".into(),
-            edge_device: "dev1".into(),
-            module_name: "edgeguard".into(),
-            instance_number: "abc".into(),
-        });
-        m.dropped("pipeline", DropReason::CacheFull, 3);
-        let text = m.render();
-        let line = text
-            .lines()
-            .find(|l| l.starts_with("edgeguard_events_dropped_total{"))
-            .expect("the drop counter is rendered");
-        for label in [
-            "iothub=\"hub.azure-devices.net\"",
-            "edge_device=\"dev1\"",
-            "module_name=\"edgeguard\"",
-            "instance_number=\"abc\"",
-            "reason=\"cache_full\"",
-            "stage=\"pipeline\"",
-        ] {
-            assert!(line.contains(label), "{label} missing in {line}");
-        }
-        assert!(line.ends_with(" 3"), "{line}");
-        assert_eq!(
-            m.value(
-                "edgeguard_events_dropped_total",
-                &[("reason", "cache_full")]
-            ),
-            Some(3.0)
-        );
-        assert_eq!(m.dropped_total("pipeline", DropReason::CacheFull), 3);
-    }
-
-    #[test]
-    fn drops_are_logged_once_a_minute_and_the_tail_is_not_lost() {
-        let m = Metrics::for_tests();
-        let key = ("pipeline", DropReason::CacheFull);
-        let pending = |m: &Metrics| m.drop_log.lock().unwrap().get(&key).map(|e| e.1);
-        // The first drop is logged at once; the next ones within the minute are only counted.
-        m.dropped(key.0, key.1, 1);
-        assert_eq!(pending(&m), Some(0));
-        m.dropped(key.0, key.1, 4);
-        m.dropped(key.0, key.1, 1);
-        assert_eq!(pending(&m), Some(5));
-        assert_eq!(
-            m.log_pending_drops(false),
-            0,
-            "not before the minute has passed"
-        );
-        // A minute later with no new drop, the periodic call logs the 5 left over.
-        m.drop_log.lock().unwrap().get_mut(&key).unwrap().0 -= DROP_LOG_INTERVAL;
-        assert_eq!(m.log_pending_drops(false), 1);
-        assert_eq!(pending(&m), Some(0));
-        assert_eq!(m.log_pending_drops(false), 0, "nothing left to log");
-        // At shutdown whatever is counted is logged, minute or not.
-        m.dropped(key.0, key.1, 2);
-        assert_eq!(m.log_pending_drops(false), 0);
-        assert_eq!(m.log_pending_drops(true), 1);
-        assert_eq!(m.dropped_total(key.0, key.1), 8);
-    }
-}
-
-#[cfg(test)]
-mod process_tests {
-    use super::*;
-
-    #[test]
-    fn cpu_time_parses_even_with_odd_command_names() {
-        let stat =
-            "1234 (we ird) (name)) S 1 1 1 0 -1 4194560 100 0 0 0 250 150 0 0 20 0 1 0 100 0 0";
-        let ticks = crate::kernel::sys::clock_ticks() as f64;
-        assert_eq!(cpu_seconds_from_stat(stat), Some(400.0 / ticks));
-        assert_eq!(cpu_seconds_from_stat("garbage"), None);
-        assert_eq!(cpu_seconds_from_stat("1 (x) S 1"), None);
-    }
-
-    #[test]
-    fn process_figures_are_real() {
-        let m = Metrics::for_tests();
-        m.render();
-        let rss = m
-            .value("edgeguard_process_resident_memory_bytes", &[])
-            .unwrap();
-        assert!(rss > 100_000.0, "{rss}");
-    }
-}
+mod tests;

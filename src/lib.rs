@@ -22,6 +22,7 @@ pub mod event;
 pub mod host;
 pub mod hub;
 pub mod kernel;
+pub mod local_http;
 pub mod memory;
 pub mod metrics;
 pub mod pipeline;

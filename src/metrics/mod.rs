@@ -16,7 +16,6 @@ use prometheus::{
     Encoder, IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry, TextEncoder,
 };
 use std::collections::HashMap;
-use std::convert::Infallible;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 use tokio_util::sync::CancellationToken;
@@ -691,43 +690,13 @@ pub async fn serve(
     listener: tokio::net::TcpListener,
     cancel: CancellationToken,
 ) {
-    let slots = Arc::new(tokio::sync::Semaphore::new(MAX_SCRAPES));
-    loop {
-        let permit = tokio::select! {
-            _ = cancel.cancelled() => return,
-            p = slots.clone().acquire_owned() => match p {
-                Ok(p) => p,
-                Err(_) => return,
-            },
-        };
-        let stream = tokio::select! {
-            _ = cancel.cancelled() => return,
-            accepted = listener.accept() => match accepted {
-                Ok((stream, _)) => stream,
-                Err(e) => {
-                    tracing::warn!(error = %e, "metrics endpoint: accept failed");
-                    metrics.error("metrics", "accept");
-                    tokio::time::sleep(Duration::from_millis(100)).await;
-                    continue;
-                }
-            },
-        };
-        let m = metrics.clone();
-        tokio::spawn(async move {
-            let _permit = permit;
-            let service = hyper::service::service_fn(move |req| {
-                let m = m.clone();
-                async move { Ok::<_, Infallible>(respond(&m, &req)) }
-            });
-            let conn = hyper::server::conn::http1::Builder::new()
-                .timer(hyper_util::rt::TokioTimer::new())
-                .header_read_timeout(Duration::from_secs(10))
-                .serve_connection(hyper_util::rt::TokioIo::new(stream), service);
-            if let Err(e) = tokio::time::timeout(Duration::from_secs(30), conn).await {
-                tracing::debug!(error = %e, "metrics connection timed out");
-            }
-        });
-    }
+    let limits = crate::local_http::Limits {
+        component: "metrics",
+        clients: MAX_SCRAPES,
+        header_timeout: Duration::from_secs(10),
+        connection_timeout: Duration::from_secs(30),
+    };
+    crate::local_http::serve(metrics, listener, limits, respond, cancel).await
 }
 
 fn respond<B>(metrics: &Metrics, req: &Request<B>) -> Response<Full<Bytes>> {

@@ -7,7 +7,6 @@ use crate::metrics::Metrics;
 use http_body_util::Full;
 use hyper::body::Bytes;
 use hyper::{Method, Request, Response, StatusCode};
-use std::convert::Infallible;
 use std::io::{Read, Write};
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
@@ -70,41 +69,13 @@ pub async fn serve(
     path: PathBuf,
     cancel: CancellationToken,
 ) {
-    let slots = Arc::new(tokio::sync::Semaphore::new(MAX_CLIENTS));
-    loop {
-        let permit = tokio::select! {
-            _ = cancel.cancelled() => break,
-            p = slots.clone().acquire_owned() => match p {
-                Ok(p) => p,
-                Err(_) => break,
-            },
-        };
-        let stream = tokio::select! {
-            _ = cancel.cancelled() => break,
-            accepted = listener.accept() => match accepted {
-                Ok((stream, _)) => stream,
-                Err(e) => {
-                    tracing::warn!(error = %e, "status socket: accept failed");
-                    metrics.error("status", "accept");
-                    tokio::time::sleep(Duration::from_millis(100)).await;
-                    continue;
-                }
-            },
-        };
-        let m = metrics.clone();
-        tokio::spawn(async move {
-            let _permit = permit;
-            let service = hyper::service::service_fn(move |req| {
-                let m = m.clone();
-                async move { Ok::<_, Infallible>(respond(&m, &req)) }
-            });
-            let conn = hyper::server::conn::http1::Builder::new()
-                .timer(hyper_util::rt::TokioTimer::new())
-                .header_read_timeout(Duration::from_secs(5))
-                .serve_connection(hyper_util::rt::TokioIo::new(stream), service);
-            let _ = tokio::time::timeout(Duration::from_secs(10), conn).await;
-        });
-    }
+    let limits = crate::local_http::Limits {
+        component: "status",
+        clients: MAX_CLIENTS,
+        header_timeout: Duration::from_secs(5),
+        connection_timeout: Duration::from_secs(10),
+    };
+    crate::local_http::serve(metrics, listener, limits, respond, cancel).await;
     let _ = std::fs::remove_file(&path);
 }
 

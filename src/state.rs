@@ -38,7 +38,7 @@ pub enum Error {
 /// A file that does not hold a GUID (truncated, edited by hand) is replaced with a fresh id and
 /// a warning: the agent must start, and the old id is unrecoverable anyway.
 pub fn agent_id(dir: &Path) -> Result<Uuid, Error> {
-    std::fs::create_dir_all(dir).map_err(|source| Error::CreateDir {
+    private_dir(dir).map_err(|source| Error::CreateDir {
         path: dir.to_path_buf(),
         source,
     })?;
@@ -62,16 +62,31 @@ pub fn agent_id(dir: &Path) -> Result<Uuid, Error> {
     Ok(id)
 }
 
-/// Writes `bytes` to `path` through a temporary file (`path` with the extension `tmp`), an fsync
+/// Creates the state directory (and its parents) and makes it the agent's alone (0700): it
+/// holds what the agent saw (queued events, login positions, account snapshots) and its
+/// identity.
+pub fn private_dir(dir: &Path) -> std::io::Result<()> {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::create_dir_all(dir)?;
+    std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700))
+}
+
+/// Writes `bytes` to `path` (mode 0600) through a temporary file (`path` with the extension `tmp`), an fsync
 /// and a rename, so a crash leaves the old or the new content, never a mix. Creates the parent
 /// directory when it is missing.
 pub fn write_atomic(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
     use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
     if let Some(dir) = path.parent() {
         std::fs::create_dir_all(dir)?;
     }
     let tmp = path.with_extension("tmp");
-    let mut f = std::fs::File::create(&tmp)?;
+    let mut f = std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(0o600)
+        .open(&tmp)?;
     f.write_all(bytes)?;
     f.sync_all()?;
     std::fs::rename(&tmp, path)

@@ -178,6 +178,14 @@ fn status_reports_a_healthy_agent_and_exits_zero() {
     assert_eq!(v["collectors"]["process"], "Up");
     assert!(v["uptimeSeconds"].as_u64().is_some());
     assert!(v["connection"].is_null(), "no hub with the stdout sink");
+    // The state directory and what is in it are the agent's alone.
+    use std::os::unix::fs::PermissionsExt;
+    let mode = |p: &Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode(state.path()), 0o700);
+    for entry in std::fs::read_dir(state.path()).unwrap() {
+        let path = entry.unwrap().path();
+        assert_eq!(mode(&path), 0o600, "{}", path.display());
+    }
     drop(agent);
 }
 

@@ -366,35 +366,26 @@ impl Report {
                 c.status, c.since, c.message
             ));
         }
-        let drops: Vec<String> = self
-            .drops
-            .iter()
-            .filter(|(_, n)| **n > 0)
-            .map(|(k, n)| format!("{k} {n}"))
-            .collect();
-        line(format!(
-            "dropped: {}",
-            if drops.is_empty() {
-                "nothing".to_string()
-            } else {
-                drops.join(", ")
-            }
-        ));
-        let alerts: Vec<String> = self
-            .alerts_last_hour
-            .iter()
-            .filter(|(_, n)| **n > 0)
-            .map(|(k, n)| format!("{k} {n}"))
-            .collect();
+        line(format!("dropped: {}", counts(&self.drops, "nothing")));
         line(format!(
             "alerts in the last hour: {}",
-            if alerts.is_empty() {
-                "none".to_string()
-            } else {
-                alerts.join(", ")
-            }
+            counts(&self.alerts_last_hour, "none")
         ));
         s
+    }
+}
+
+/// `a 3, b 1` for the non-zero counts, or `none` when there are none.
+fn counts(counts: &BTreeMap<String, u64>, none: &str) -> String {
+    let shown: Vec<String> = counts
+        .iter()
+        .filter(|(_, n)| **n > 0)
+        .map(|(k, n)| format!("{k} {n}"))
+        .collect();
+    if shown.is_empty() {
+        none.to_string()
+    } else {
+        shown.join(", ")
     }
 }
 

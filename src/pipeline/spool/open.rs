@@ -27,6 +27,12 @@ fn load(path: &Path) -> Result<Loaded, redb::Error> {
             // of trusted (a plain open may panic on it).
             .set_check_integrity_on_open(true)
             .create(path)?;
+        // Queued events and messages are the device's security record: the agent's alone.
+        {
+            use std::os::unix::fs::PermissionsExt;
+            std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600))
+                .map_err(redb::Error::Io)?;
+        }
         let txn = db.begin_write()?;
         let mut index = BTreeMap::new();
         let repaired;

@@ -356,14 +356,18 @@ pub async fn run(
         config_rx.clone(),
         metrics.clone(),
     ));
-    let collectors::ByShape {
-        periodic,
-        triggered,
-    } = collectors::ByShape::new(registry::collectors(&registry::Parts {
+    let all = collectors::ByShape::new(registry::collectors(&registry::Parts {
         metrics: &metrics,
         config: &config_rx,
         containers: &containers,
     }));
+    if mode == Mode::Run {
+        collectors::register(&all, &metrics, config_rx.borrow().snapshot_frequency);
+    }
+    let collectors::ByShape {
+        periodic,
+        triggered,
+    } = all;
 
     match mode {
         Mode::Snapshot => {

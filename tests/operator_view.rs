@@ -86,7 +86,7 @@ fn logs_speak_at_info_when_rust_log_is_unset_or_empty() {
                 .spawn()
                 .unwrap(),
         );
-        let seen = stderr_until(&mut child, "collector=\"process\"", Duration::from_secs(30));
+        let seen = stderr_until(&mut child, "collector=system", Duration::from_secs(30));
         assert!(
             seen.contains(" INFO ") && seen.contains("edgeguard starting"),
             "RUST_LOG={rust_log:?}: {seen}"
@@ -107,6 +107,14 @@ fn logs_speak_at_info_when_rust_log_is_unset_or_empty() {
             seen.contains("collector=\"process\""),
             "the process collector says how it runs: {seen}"
         );
+        // After the first round of snapshots, a line per collector with its state.
+        for collector in ["process", "connection", "login", "system", "baseline"] {
+            assert!(
+                seen.lines().any(|l| l.contains("collector state:")
+                    && l.contains(&format!("collector={collector} "))),
+                "no state line for {collector}: {seen}"
+            );
+        }
     }
 }
 

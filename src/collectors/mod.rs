@@ -101,6 +101,32 @@ impl ByShape {
     }
 }
 
+/// Every collector's state, a line each (after the first round of snapshots, when the kernel
+/// readers have said how they run): what an operator reading the start of the log needs.
+fn log_states(metrics: &Metrics) {
+    for (collector, state) in metrics.status().collectors() {
+        if state.status == CollectorHealth::Up.as_str() {
+            tracing::info!(%collector, status = %state.status, "collector state: {}", state.message);
+        } else {
+            tracing::warn!(%collector, status = %state.status, "collector state: {}", state.message);
+        }
+    }
+}
+
+/// Puts every collector on the status board before it starts (`Up`, until it reports otherwise),
+/// so `edgeguard status` and the start-up lines name them all.
+pub fn register(all: &ByShape, metrics: &Metrics, snapshot_every: std::time::Duration) {
+    let every = crate::config::format_duration(snapshot_every);
+    for p in &all.periodic {
+        metrics
+            .status()
+            .register(p.name(), &format!("snapshot every {every}"));
+    }
+    for t in &all.triggered {
+        metrics.status().register(t.name(), "following");
+    }
+}
+
 /// Starts the triggered collectors, in order: threads and tasks that stop when `ctx.cancel` is
 /// cancelled, and that `tracker` waits for.
 pub fn start_triggered(collectors: Vec<Box<dyn Triggered>>, ctx: &Context, tracker: &TaskTracker) {
@@ -220,9 +246,11 @@ pub async fn run_periodic(
     let mut first = true;
     loop {
         let flush_each = first.then_some(&control);
-        first = false;
         if !collect_round(&mut collectors, &host, &tx, &metrics, flush_each).await {
             return;
+        }
+        if std::mem::take(&mut first) {
+            log_states(&metrics);
         }
         let period = config.borrow().snapshot_frequency;
         let next = tokio::time::Instant::now() + period;

@@ -119,6 +119,28 @@ impl StatusBoard {
         );
     }
 
+    /// A collector that runs, before it has reported anything: `Up` with `message`. A state it
+    /// reports later replaces this.
+    pub fn register(&self, collector: &str, message: &str) {
+        let mut b = self.lock();
+        b.collectors
+            .entry(collector.to_string())
+            .or_insert_with(|| CollectorState {
+                status: CollectorHealth::Up.as_str().to_string(),
+                message: message.to_string(),
+                since: now_utc(),
+            });
+    }
+
+    /// Every collector's state, by name.
+    pub fn collectors(&self) -> Vec<(String, CollectorState)> {
+        self.lock()
+            .collectors
+            .iter()
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect()
+    }
+
     /// The hub link's new state.
     pub fn link(&self, state: &str, error: Option<&str>, reconnect: bool) {
         let mut b = self.lock();
@@ -362,7 +384,7 @@ impl Report {
         line("collectors:".into());
         for (name, c) in &self.collector_details {
             line(format!(
-                "  {name:<12} {:<9} since {}  {}",
+                "  {name:<20} {:<9} since {}  {}",
                 c.status, c.since, c.message
             ));
         }

@@ -60,10 +60,10 @@ impl Periodic for ListeningPortsCollector {
 /// Every listening socket of every namespace, one record per (namespace, protocol, address,
 /// port), in a stable order.
 pub fn snapshot(host: &HostRoot) -> Vec<ListeningPort> {
-    let owners = socket_owners(host);
-    // (netns, protocol, local) → (entry, owner)
-    let mut found: BTreeMap<(u64, Protocol, SocketAddr), (SocketEntry, Option<u32>)> =
-        BTreeMap::new();
+    // The socket tables first, then their owners: a listener opened between the two reads is
+    // then in both (its descriptor outlives the scan), not in the table alone, which would
+    // leave it without a process until the next snapshot, hours later.
+    let mut tables = Vec::new();
     let namespaces = network_namespaces(host);
     for ns in &namespaces {
         for (protocol, file) in TABLES {
@@ -83,20 +83,27 @@ pub fn snapshot(host: &HostRoot) -> Vec<ListeningPort> {
                     "malformed socket table lines"
                 );
             }
-            for e in table.entries {
-                let owner = owners.get(&e.inode).copied().filter(|_| e.inode != 0);
-                let slot = found
-                    .entry((ns.inode, protocol, e.local))
-                    .or_insert((e, owner));
-                // Keep the socket with a known owner, and the lowest pid among those.
-                let better = match (slot.1, owner) {
-                    (None, Some(_)) => true,
-                    (Some(a), Some(b)) => b < a,
-                    _ => false,
-                };
-                if better {
-                    *slot = (e, owner);
-                }
+            tables.push((ns.inode, protocol, table.entries));
+        }
+    }
+    let owners = socket_owners(host);
+    // (netns, protocol, local) → (entry, owner)
+    let mut found: BTreeMap<(u64, Protocol, SocketAddr), (SocketEntry, Option<u32>)> =
+        BTreeMap::new();
+    for (ns_inode, protocol, entries) in tables {
+        for e in entries {
+            let owner = owners.get(&e.inode).copied().filter(|_| e.inode != 0);
+            let slot = found
+                .entry((ns_inode, protocol, e.local))
+                .or_insert((e, owner));
+            // Keep the socket with a known owner, and the lowest pid among those.
+            let better = match (slot.1, owner) {
+                (None, Some(_)) => true,
+                (Some(a), Some(b)) => b < a,
+                _ => false,
+            };
+            if better {
+                *slot = (e, owner);
             }
         }
     }

@@ -141,13 +141,13 @@ mod tests {
     use super::*;
 
     const MAPS: &str = "\
-55d0c0000000-55d0c0100000 r--p 00000000 08:01 1234 /usr/bin/edgeguard
-55d0c0100000-55d0c0500000 r-xp 00100000 08:01 1234 /usr/bin/edgeguard
-55d0c0500000-55d0c0600000 r--p 00500000 08:01 1234 /usr/bin/edgeguard
-55d0c0600000-55d0c0610000 rw-p 00600000 08:01 1234 /usr/bin/edgeguard
-55d0c0700000-55d0c0800000 r-xp 00000000 08:01 99 /usr/bin/edgeguard-other
-7f0000000000-7f0000100000 r-xp 00000000 08:01 77 /lib/x86_64-linux-gnu/libc.so.6
-7f0000200000-7f0000300000 rw-p 00000000 00:00 0
+5d000000-5d100000 r--p 00000000 08:01 1234 /usr/bin/edgeguard
+5d100000-5d500000 r-xp 00100000 08:01 1234 /usr/bin/edgeguard
+5d500000-5d600000 r--p 00500000 08:01 1234 /usr/bin/edgeguard
+5d600000-5d610000 rw-p 00600000 08:01 1234 /usr/bin/edgeguard
+5d700000-5d800000 r-xp 00000000 08:01 99 /usr/bin/edgeguard-other
+7f000000-7f100000 r-xp 00000000 08:01 77 /lib/x86_64-linux-gnu/libc.so.6
+7f200000-7f300000 rw-p 00000000 00:00 0
 garbage line
 zz-55 r-xp 0 0 0 /usr/bin/edgeguard
 ";
@@ -158,9 +158,9 @@ zz-55 r-xp 0 0 0 /usr/bin/edgeguard
         assert_eq!(
             got,
             vec![
-                (0x55d0c0000000, 0x55d0c0100000),
-                (0x55d0c0100000, 0x55d0c0500000),
-                (0x55d0c0500000, 0x55d0c0600000),
+                (0x5d000000, 0x5d100000),
+                (0x5d100000, 0x5d500000),
+                (0x5d500000, 0x5d600000),
             ]
         );
         assert!(read_only_mappings_of(MAPS, "/nowhere").is_empty());

@@ -57,7 +57,8 @@ pub fn uname_machine() -> Option<String> {
         .machine
         .iter()
         .take_while(|c| **c != 0)
-        .map(|c| *c as u8)
+        // `c_char` is signed on x86_64 and unsigned on ARM; the cast is a no-op on ARM.
+        .map(|c| c.to_ne_bytes()[0])
         .collect();
     String::from_utf8(bytes).ok().filter(|s| !s.is_empty())
 }
@@ -66,7 +67,9 @@ pub fn uname_machine() -> Option<String> {
 /// positive when unknown.
 pub fn clock_ticks() -> i64 {
     // SAFETY: sysconf has no preconditions.
-    unsafe { libc::sysconf(libc::_SC_CLK_TCK) }
+    // `c_long` is 32 bits on armv7, 64 on x86_64 and aarch64.
+    #[allow(clippy::useless_conversion)]
+    i64::from(unsafe { libc::sysconf(libc::_SC_CLK_TCK) })
 }
 
 /// Makes `cmd` run chrooted into `dir` (with `/` as its working directory there).

@@ -60,8 +60,12 @@ impl Open {
             | match self {
                 // openat2 accepts nothing but O_DIRECTORY, O_NOFOLLOW and O_CLOEXEC with O_PATH.
                 Open::Path => libc::O_PATH,
-                Open::Dir => libc::O_RDONLY | libc::O_DIRECTORY | libc::O_NONBLOCK | libc::O_LARGEFILE,
-                Open::Read => libc::O_RDONLY | libc::O_NONBLOCK | libc::O_NOCTTY | libc::O_LARGEFILE,
+                Open::Dir => {
+                    libc::O_RDONLY | libc::O_DIRECTORY | libc::O_NONBLOCK | libc::O_LARGEFILE
+                }
+                Open::Read => {
+                    libc::O_RDONLY | libc::O_NONBLOCK | libc::O_NOCTTY | libc::O_LARGEFILE
+                }
             }
     }
 }
@@ -122,7 +126,8 @@ pub fn open_in_root(
         Resolver::Openat2 => {
             let relative = path.strip_prefix(b"/").unwrap_or(path);
             let relative = if relative.is_empty() { b"." } else { relative };
-            let c = CString::new(relative).map_err(|_| io::Error::from_raw_os_error(libc::EINVAL))?;
+            let c =
+                CString::new(relative).map_err(|_| io::Error::from_raw_os_error(libc::EINVAL))?;
             openat2(root, &c, open, magic)
         }
         Resolver::Walk => walk(root, path, open, magic),
@@ -282,7 +287,13 @@ fn push_components(todo: &mut Vec<Vec<u8>>, path: &[u8]) {
 }
 
 /// procfs's magic number (`PROC_SUPER_MAGIC`).
-const PROC_SUPER_MAGIC: i64 = 0x9fa0;
+pub const PROC_SUPER_MAGIC: i64 = 0x9fa0;
+/// sysfs's (`SYSFS_MAGIC`).
+pub const SYSFS_MAGIC: i64 = 0x6265_6572;
+/// tracefs's (`TRACEFS_MAGIC`).
+pub const TRACEFS_MAGIC: i64 = 0x7472_6163;
+/// debugfs's (`DEBUGFS_MAGIC`).
+pub const DEBUGFS_MAGIC: i64 = 0x6462_6720;
 /// procfs numbers its own entries (`self`, `mounts`, `net`, …, whose links are ordinary) from
 /// here (`PROC_DYNAMIC_FIRST`); the per-process entries, where the magic links are, get inode
 /// numbers below.
@@ -295,7 +306,7 @@ fn is_magic_link(dir: BorrowedFd<'_>, link: &Metadata) -> io::Result<bool> {
 
 /// The file system type (`f_type` of `fstatfs`) of the one `fd` is on.
 #[cfg(target_env = "gnu")]
-fn fs_type(fd: BorrowedFd<'_>) -> io::Result<i64> {
+pub fn fs_type(fd: BorrowedFd<'_>) -> io::Result<i64> {
     // fstatfs64: the 32-bit glibc targets' plain fstatfs fails on large file systems.
     let mut buf = std::mem::MaybeUninit::<libc::statfs64>::zeroed();
     // SAFETY: `buf` is a zeroed statfs64 for the call to fill; the result is checked.
@@ -310,7 +321,7 @@ fn fs_type(fd: BorrowedFd<'_>) -> io::Result<i64> {
 
 /// The file system type (`f_type` of `fstatfs`) of the one `fd` is on.
 #[cfg(not(target_env = "gnu"))]
-fn fs_type(fd: BorrowedFd<'_>) -> io::Result<i64> {
+pub fn fs_type(fd: BorrowedFd<'_>) -> io::Result<i64> {
     let mut buf = std::mem::MaybeUninit::<libc::statfs>::zeroed();
     // SAFETY: `buf` is a zeroed statfs for the call to fill; the result is checked.
     if unsafe { libc::fstatfs(fd.as_raw_fd(), buf.as_mut_ptr()) } != 0 {

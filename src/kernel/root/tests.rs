@@ -10,7 +10,13 @@ fn root_fd(path: &Path) -> OwnedFd {
 
 /// What opening `path` gave: the object (device, inode) or the errno.
 fn outcome(root: &OwnedFd, path: &str, open: Open, resolver: Resolver) -> Result<(u64, u64), i32> {
-    match open_in_root(root.as_fd(), path.as_bytes(), open, MagicLinks::Refuse, resolver) {
+    match open_in_root(
+        root.as_fd(),
+        path.as_bytes(),
+        open,
+        MagicLinks::Refuse,
+        resolver,
+    ) {
         Ok(fd) => {
             let (_, m) = metadata(fd);
             let m = m.unwrap();
@@ -47,14 +53,21 @@ impl Fixture {
         link("/l1", "l2");
         link("self", "self");
         link(outside.path().join("secret").to_str().unwrap(), "escape");
-        link(&format!("../../../../../../..{}", outside.path().display()), "dotdot");
+        link(
+            &format!("../../../../../../..{}", outside.path().display()),
+            "dotdot",
+        );
         link("/a/b", "to_file");
         link("/a/c/", "to_dir");
         link("/nowhere", "dangling");
         nix_mkfifo(&r.join("fifo"));
         // A chain of 40 links ends at a/b; 41 is one too many.
         for i in 0..41 {
-            let next = if i == 0 { "/a/b".to_string() } else { format!("/n{}", i - 1) };
+            let next = if i == 0 {
+                "/a/b".to_string()
+            } else {
+                format!("/n{}", i - 1)
+            };
             link(&next, &format!("n{i}"));
         }
         Fixture { root, outside }
@@ -85,7 +98,11 @@ fn symlinks_and_dotdot_stay_inside_the_root() {
         assert_eq!(got("a/b"), b, "{resolver:?}: relative is the same");
         assert_eq!(got("/abs/b"), b, "{resolver:?}: absolute target re-rooted");
         assert_eq!(got("/rel/b"), b, "{resolver:?}");
-        assert_eq!(got("/../../a/b"), b, "{resolver:?}: `..` clamped at the root");
+        assert_eq!(
+            got("/../../a/b"),
+            b,
+            "{resolver:?}: `..` clamped at the root"
+        );
         assert_eq!(got("/a/up/b"), b, "{resolver:?}: `..` in a target clamped");
         assert_eq!(got("/a/./c/../b"), b, "{resolver:?}");
         assert_eq!(got("/to_file"), b, "{resolver:?}: a link as the last name");
@@ -154,7 +171,13 @@ fn a_hostile_name_is_an_error_not_a_panic() {
     let fx = Fixture::new();
     let root = root_fd(fx.root.path());
     for resolver in BOTH {
-        let e = open_in_root(root.as_fd(), b"/a\0b", Open::Read, MagicLinks::Refuse, resolver);
+        let e = open_in_root(
+            root.as_fd(),
+            b"/a\0b",
+            Open::Read,
+            MagicLinks::Refuse,
+            resolver,
+        );
         assert_eq!(e.unwrap_err().raw_os_error(), Some(libc::EINVAL));
     }
 }
@@ -162,7 +185,12 @@ fn a_hostile_name_is_an_error_not_a_panic() {
 #[test]
 fn directory_entries_with_any_name() {
     let dir = tempfile::tempdir().unwrap();
-    let names: Vec<&[u8]> = vec![b"plain", b"new\nline", b"\xff\xfe-not-utf8", b"x".as_slice()];
+    let names: Vec<&[u8]> = vec![
+        b"plain",
+        b"new\nline",
+        b"\xff\xfe-not-utf8",
+        b"x".as_slice(),
+    ];
     for n in &names {
         std::fs::write(dir.path().join(std::ffi::OsStr::from_bytes(n)), "").unwrap();
     }
@@ -172,8 +200,14 @@ fn directory_entries_with_any_name() {
         std::fs::write(dir.path().join(format!("{i:0>200}")), "").unwrap();
     }
     let root = root_fd(dir.path());
-    let fd = open_in_root(root.as_fd(), b"/", Open::Dir, MagicLinks::Refuse, Resolver::Openat2)
-        .unwrap();
+    let fd = open_in_root(
+        root.as_fd(),
+        b"/",
+        Open::Dir,
+        MagicLinks::Refuse,
+        Resolver::Openat2,
+    )
+    .unwrap();
     let mut buf = Vec::new();
     let mut seen: Vec<(Vec<u8>, Option<EntryType>)> = Vec::new();
     let mut chunks = 0;
@@ -186,7 +220,11 @@ fn directory_entries_with_any_name() {
         seen.extend(entries(&buf).map(|e| (e.name.to_vec(), e.kind)));
     }
     assert!(chunks > 1, "{chunks} chunks");
-    assert_eq!(seen.len(), 2 + names.len() + 1 + 600, "`.`, `..`, the files, sub");
+    assert_eq!(
+        seen.len(),
+        2 + names.len() + 1 + 600,
+        "`.`, `..`, the files, sub"
+    );
     for n in &names {
         assert!(seen.contains(&(n.to_vec(), Some(EntryType::File))), "{n:?}");
     }

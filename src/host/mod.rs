@@ -244,19 +244,20 @@ impl HostRoot {
         if !seen.is_file() {
             return Err(self.refuse(host_path, Refusal::NotRegular(FileKind::of(&seen))));
         }
-        // A link from elsewhere into /proc or /sys (`~/.bash_history -> /proc/1/environ`) would
-        // read what the kernel says about other processes into whatever the path was for.
-        let fs = kroot::fs_type(probe.as_fd()).map_err(|e| self.read_error(host_path, e))?;
-        if let Some(home) = kernel_files_home(fs)
-            && !first_name_is(host_path, home)
-        {
-            return Err(self.refuse(host_path, Refusal::KernelFile(home)));
-        }
         drop(probe);
         let file = File::from(self.resolve(root.as_fd(), host_path, Open::Read)?);
         let meta = file.metadata().map_err(|e| self.read_error(host_path, e))?;
         if !meta.is_file() || (meta.dev(), meta.ino()) != (seen.dev(), seen.ino()) {
             return Err(self.refuse(host_path, Refusal::Changed));
+        }
+        // A link from elsewhere into /proc or /sys (`~/.bash_history -> /proc/1/environ`) would
+        // read what the kernel says about other processes into whatever the path was for.
+        // (Opening a regular file there has no effect; reading it would.)
+        let fs = kroot::fs_type(file.as_fd()).map_err(|e| self.read_error(host_path, e))?;
+        if let Some(home) = kernel_files_home(fs)
+            && !first_name_is(host_path, home)
+        {
+            return Err(self.refuse(host_path, Refusal::KernelFile(home)));
         }
         Ok((file, meta))
     }

@@ -240,8 +240,7 @@ fn walk(root: BorrowedFd<'_>, path: &[u8], open: Open, magic: MagicLinks) -> io:
         let meta = meta?;
         if meta.file_type().is_symlink() {
             hops += 1;
-            if hops > MAX_SYMLINK_HOPS
-                || (magic == MagicLinks::Refuse && is_magic_link(dir, &meta)?)
+            if hops > MAX_SYMLINK_HOPS || (magic == MagicLinks::Refuse && is_magic_link(dir, &meta))
             {
                 return Err(io::Error::from_raw_os_error(libc::ELOOP));
             }
@@ -299,9 +298,11 @@ pub const DEBUGFS_MAGIC: i64 = 0x6462_6720;
 /// numbers below.
 const PROC_DYNAMIC_FIRST: u64 = 0xF000_0000;
 
-/// Whether the symlink `link` found in `dir` is a /proc magic link.
-fn is_magic_link(dir: BorrowedFd<'_>, link: &Metadata) -> io::Result<bool> {
-    Ok(fs_type(dir)? == PROC_SUPER_MAGIC && link.ino() < PROC_DYNAMIC_FIRST)
+/// Whether the symlink `link` found in `dir` is a /proc magic link. A kernel that cannot tell
+/// (`fstatfs` of an `O_PATH` descriptor needs Linux 3.12) gets `false`: the walk then reads the
+/// link as text, inside the root, like any other.
+fn is_magic_link(dir: BorrowedFd<'_>, link: &Metadata) -> bool {
+    fs_type(dir).is_ok_and(|t| t == PROC_SUPER_MAGIC) && link.ino() < PROC_DYNAMIC_FIRST
 }
 
 /// The file system type (`f_type` of `fstatfs`) of the one `fd` is on.

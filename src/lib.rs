@@ -106,6 +106,40 @@ impl std::fmt::Debug for LogControl {
     }
 }
 
+/// How often a kind of refused host file is logged at most.
+const HOST_SKIP_LOG_INTERVAL: Duration = Duration::from_secs(60);
+
+/// What the host root tells of every host file refused or too large: counted in
+/// `edgeguard_errors_total{component="host", error_type}` and logged at `warn`, at most once a
+/// [`HOST_SKIP_LOG_INTERVAL`] per kind (with how many more there were since the last line), so a
+/// FIFO read every second does not flood the log.
+fn host_reporter(metrics: Arc<Metrics>) -> host::Reporter {
+    type Last = std::collections::HashMap<&'static str, (Option<std::time::Instant>, u64)>;
+    let last = std::sync::Mutex::new(Last::new());
+    Arc::new(move |error_type: &'static str, path: &std::path::Path| {
+        metrics.error(host::COMPONENT, error_type);
+        let mut last = last
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let (at, more) = last.entry(error_type).or_insert((None, 0));
+        let now = std::time::Instant::now();
+        if at.is_none_or(|t| now.duration_since(t) >= HOST_SKIP_LOG_INTERVAL) {
+            // Debug formatting: a path may hold newlines or invalid UTF-8.
+            tracing::warn!(
+                component = host::COMPONENT,
+                error_type,
+                ?path,
+                more_since_last_line = *more,
+                "host file skipped"
+            );
+            *at = Some(now);
+            *more = 0;
+        } else {
+            *more += 1;
+        }
+    })
+}
+
 /// How often the one-line summary is logged.
 const SUMMARY_INTERVAL: Duration = Duration::from_secs(300);
 
@@ -199,6 +233,7 @@ pub async fn run(
     mode: Mode,
     shutdown: impl Future<Output = ()>,
 ) -> Result<(), Error> {
+    let mut shutdown = std::pin::pin!(shutdown);
     let agent_id = state::agent_id(&opts.state_dir)?;
     let metrics = Arc::new(Metrics::new(&Identity::from_env()));
     metrics.set_config_version(opts.config_version);
@@ -213,6 +248,11 @@ pub async fn run(
         ?mode,
         "edgeguard starting"
     );
+
+    let host_root = opts
+        .host_root
+        .clone()
+        .with_reporter(host_reporter(metrics.clone()));
 
     let (config_tx, config_rx) = watch::channel(Arc::new(opts.config.clone()));
     let (pipeline_tx, event_rx) = mpsc::channel::<Event>(EVENT_CHANNEL);
@@ -373,7 +413,11 @@ pub async fn run(
         Mode::Snapshot => {
             drop(triggered);
             let mut periodic = periodic;
-            collectors::collect_once(&mut periodic, &opts.host_root, &collector_tx, &metrics).await;
+            // SIGTERM ends a snapshot too: what was collected so far is delivered.
+            tokio::select! {
+                _ = collectors::collect_once(&mut periodic, &host_root, &collector_tx, &metrics) => {}
+                _ = &mut shutdown => tracing::info!("shutdown requested during the snapshot; delivering what was collected"),
+            }
             drop(collector_tx);
             // Nothing more will come (the hub, if any, stops producing too): deliver within the
             // grace period, then stop.
@@ -418,7 +462,7 @@ pub async fn run(
             tracker.spawn(memory::keep_lean(stop_collectors.clone()));
             // The collectors own the last event senders: when they stop, the pipeline flushes.
             let ctx = collectors::Context {
-                host: opts.host_root.clone(),
+                host: host_root.clone(),
                 events: collector_tx,
                 metrics: metrics.clone(),
                 config: config_rx.clone(),
@@ -433,7 +477,7 @@ pub async fn run(
                 snapshot_now.clone(),
             ));
             tokio::select! {
-                _ = shutdown => tracing::info!("shutdown requested; flushing"),
+                _ = &mut shutdown => tracing::info!("shutdown requested; flushing"),
                 _ = stop_collectors.cancelled() => tracing::error!("the sink failed for good; shutting down"),
             }
             stop_collectors.cancel();

@@ -211,7 +211,7 @@ fn real_main(cli: Cli, log_control: LogControl) -> Result<ExitCode> {
         tracing::warn!("--format pretty applies to the stdout and file sinks; edgeHub gets JSON");
     }
     let opts = Options {
-        host_root: HostRoot::new(cli.host_root),
+        host_root: host_root(cli.host_root),
         state_dir: cli.state_dir,
         sink,
         format: match sink_args.format {
@@ -235,12 +235,26 @@ fn real_main(cli: Cli, log_control: LogControl) -> Result<ExitCode> {
         .max_blocking_threads(4)
         .build()
         .context("starting the async runtime")?;
-    runtime.block_on(async {
+    let result = runtime.block_on(async {
         let shutdown = shutdown_signal()?;
         edgeguard::run(opts, mode, shutdown).await?;
         Ok::<_, anyhow::Error>(())
-    })?;
+    });
+    // A read stuck in the kernel on a blocking thread (a hung network file system under the host
+    // root) must not keep the process from exiting once everything else has stopped.
+    runtime.shutdown_timeout(Duration::from_secs(2));
+    result?;
     Ok(ExitCode::SUCCESS)
+}
+
+/// The host root, resolved by the walk instead of openat2 when `EDGEGUARD_HOST_RESOLVER=walk`
+/// (what kernels before 5.6 get; for tests on newer ones).
+fn host_root(root: std::path::PathBuf) -> HostRoot {
+    let host = HostRoot::new(root);
+    match std::env::var("EDGEGUARD_HOST_RESOLVER").as_deref() {
+        Ok("walk") => host.with_resolver(edgeguard::kernel::root::Resolver::Walk),
+        _ => host,
+    }
 }
 
 /// A socket address, or none for `off`.

@@ -64,6 +64,9 @@ struct Device {
     host: tempfile::TempDir,
     state: tempfile::TempDir,
     starts: usize,
+    /// The machine's own trees the host root shows (`proc`), bind-mounted in the agent's own
+    /// mount namespace ([`support::agent::command_with_trees`]).
+    trees: Vec<&'static str>,
 }
 
 impl Device {
@@ -84,6 +87,7 @@ impl Device {
             host,
             state: tempfile::tempdir().expect("state dir"),
             starts: 0,
+            trees: Vec::new(),
         }
     }
 
@@ -92,7 +96,11 @@ impl Device {
     fn start_agent(&mut self, extra: &[(&str, &str)]) -> ChildGuard {
         self.starts += 1;
         let log = std::fs::File::create(self.log_path(self.starts)).expect("agent log");
-        let mut c = support::agent::command();
+        let mut c = if self.trees.is_empty() {
+            support::agent::command()
+        } else {
+            support::agent::command_with_trees(self.host.path(), &self.trees)
+        };
         c.envs(module_env(&identity(), &self.workload.uri()))
             .env("EDGEGUARD_HUB_PORT", self.hub.port().to_string())
             .env("RUST_LOG", "info,edgeguard::collectors=warn");
@@ -584,7 +592,7 @@ async fn sigkills_under_load_lose_nothing_older_than_a_journal_commit() {
     })
     .await;
     // The process collector reads the host's /proc through the host root.
-    std::os::unix::fs::symlink("/proc", d.host.path().join("proc")).expect("proc link");
+    d.trees = vec!["proc"];
     let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("a listener");
     let port = listener.local_addr().expect("bound").port();
     std::thread::spawn(move || {

@@ -61,10 +61,10 @@ fn append(path: &Path, bytes: &[u8]) {
     f.write_all(bytes).unwrap();
 }
 
+/// The machine's own trees the fake host root shows ([`support::agent::command_with_trees`]).
+const TREES: [&str; 3] = ["proc", "sys", "dev"];
+
 fn fake_host_root(root: &Path) {
-    for dir in ["proc", "sys", "dev"] {
-        std::os::unix::fs::symlink(format!("/{dir}"), root.join(dir)).unwrap();
-    }
     std::fs::create_dir_all(root.join("etc")).unwrap();
     std::fs::create_dir_all(root.join("var/log")).unwrap();
     for f in ["passwd", "group", "shadow", "os-release", "hostname"] {
@@ -128,7 +128,8 @@ fn every_host_activity_is_reported_with_the_right_fields() {
     let (tcp4_port, tcp6_port) = (port(tcp4.local_addr()), port(tcp6.local_addr()));
     let (udp4_port, udp6_port) = (port(udp4.local_addr()), port(udp6.local_addr()));
 
-    let agent = Agent::start(
+    let agent = Agent::start_with(
+        support::agent::command_with_trees(host.path(), &TREES),
         state.path(),
         &[
             "--host-root",

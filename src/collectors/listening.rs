@@ -67,18 +67,18 @@ pub fn snapshot(host: &HostRoot) -> Vec<ListeningPort> {
     let namespaces = network_namespaces(host);
     for ns in &namespaces {
         for (protocol, file) in TABLES {
-            let path = host.path(format!("/proc/{}/net/{file}", ns.pid));
-            let table = match read_socket_table(&path, |e| is_listening(protocol, e)) {
+            let path = format!("/proc/{}/net/{file}", ns.pid);
+            let table = match read_socket_table(host, &path, |e| is_listening(protocol, e)) {
                 Ok(t) => t,
                 Err(e) => {
                     // The process exited, or the kernel has no IPv6: skip this table.
-                    tracing::debug!(path = %path.display(), error = %e, "socket table unreadable");
+                    tracing::debug!(path, error = %e, "socket table unreadable");
                     continue;
                 }
             };
             if table.malformed > 0 {
                 tracing::debug!(
-                    path = %path.display(),
+                    path,
                     lines = table.malformed,
                     "malformed socket table lines"
                 );

@@ -22,18 +22,24 @@ impl Periodic for SystemInformationCollector {
     }
 }
 
-/// Reads everything it can; what could not be read is named in `ExtraDetails.Unavailable`.
+/// Reads everything it can; what could not be read is named in `ExtraDetails.Unavailable`
+/// (comma-separated; a file that is there but was refused or unreadable has the reason after it
+/// in parentheses: `/etc/hostname (not a regular file but a FIFO)`).
 pub fn read(host: &HostRoot) -> SystemInformation {
-    let mut unavailable: Vec<&str> = Vec::new();
+    let mut unavailable: Vec<String> = Vec::new();
     let mut extra = ExtraDetails::new();
     let mut info = SystemInformation::default();
     let mut read = |path: &'static str| match host.read_to_string(path) {
         Ok(s) => Some(s),
         Err(e) => {
-            if !e.is_not_found() {
-                tracing::debug!(error = %e, "system information source unreadable");
+            if e.is_not_found() {
+                unavailable.push(path.to_string());
+            } else {
+                tracing::debug!(error = %crate::text::error_chain(&e), "system information source unreadable");
+                // Commas separate the entries.
+                let reason = e.reason().replace(',', ";");
+                unavailable.push(format!("{path} ({reason})"));
             }
-            unavailable.push(path);
             None
         }
     };

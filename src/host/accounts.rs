@@ -149,7 +149,7 @@ impl UserNames {
     }
 
     fn refresh(&mut self, host: &HostRoot) {
-        let meta = std::fs::metadata(host.path("/etc/passwd")).ok();
+        let meta = host.metadata("/etc/passwd").ok();
         let stamp = meta.and_then(|m| Some((m.modified().ok()?, m.len())));
         if stamp.is_some() && stamp == self.stamp {
             return;

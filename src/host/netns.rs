@@ -4,9 +4,7 @@
 use super::HostRoot;
 use super::procfs::pids;
 use std::collections::{BTreeMap, HashSet};
-use std::io;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
-use std::path::Path;
 
 /// The target of a `/proc/<pid>/ns/net` link: `net:[4026531840]` → 4026531840.
 pub fn parse_ns_link(target: &str) -> Option<u64> {
@@ -19,7 +17,7 @@ pub fn parse_ns_link(target: &str) -> Option<u64> {
 
 /// The network namespace inode of `pid`.
 pub fn netns_of(host: &HostRoot, pid: u32) -> Option<u64> {
-    let target = std::fs::read_link(host.path(format!("/proc/{pid}/ns/net"))).ok()?;
+    let target = host.read_link(format!("/proc/{pid}/ns/net")).ok()?;
     parse_ns_link(target.to_str()?)
 }
 
@@ -78,18 +76,12 @@ pub fn parse_if_inet6(text: &str) -> HashSet<Ipv6Addr> {
         .collect()
 }
 
-/// The addresses of the namespace whose `/proc/<pid>/net` is `net_dir`.
-pub fn local_addresses(net_dir: &Path) -> HashSet<IpAddr> {
+/// The addresses of the namespace whose `/proc/<pid>/net` is `net_dir` under `host` (ours:
+/// `/proc/self/net` under `/`).
+pub fn local_addresses(host: &HostRoot, net_dir: &str) -> HashSet<IpAddr> {
     let read = |f: &str| {
-        std::fs::File::open(net_dir.join(f))
-            .and_then(|file| {
-                let mut s = String::new();
-                io::Read::read_to_string(
-                    &mut io::Read::take(file, crate::host::MAX_FILE_BYTES),
-                    &mut s,
-                )?;
-                Ok(s)
-            })
+        host.read_prefix(format!("{net_dir}/{f}"), crate::host::MAX_FILE_BYTES)
+            .map(|b| String::from_utf8_lossy(&b).into_owned())
             .unwrap_or_default()
     };
     let mut addrs: HashSet<IpAddr> = parse_fib_trie_local(&read("fib_trie"))

@@ -139,13 +139,14 @@ pub fn parse_socket_table(text: &str) -> SocketTable {
     table
 }
 
-/// Reads a socket table line by line (a busy host's table can be larger than what
-/// [`HostRoot::read`] accepts), keeping only the entries `keep` wants.
+/// Reads the socket table at `path` under the host root line by line (a busy host's table can be
+/// larger than what [`HostRoot::read`] accepts), keeping only the entries `keep` wants.
 pub fn read_socket_table(
-    path: &Path,
+    host: &HostRoot,
+    path: impl AsRef<Path>,
     keep: impl Fn(&SocketEntry) -> bool,
 ) -> std::io::Result<SocketTable> {
-    let file = std::fs::File::open(path)?;
+    let (file, _) = host.open(path)?;
     let mut table = SocketTable::default();
     let mut reader = std::io::BufReader::new(file);
     let mut line = Vec::new();
@@ -178,14 +179,17 @@ pub fn parse_socket_link(target: &str) -> Option<u64> {
 
 /// Calls `found` with the inode of every socket `pid` holds open.
 pub fn sockets_of(host: &HostRoot, pid: u32, mut found: impl FnMut(u64)) {
-    let Ok(dir) = std::fs::read_dir(host.path(format!("/proc/{pid}/fd"))) else {
+    let Ok(mut dir) = host.read_dir(format!("/proc/{pid}/fd")) else {
         return;
     };
-    for entry in dir.flatten() {
-        if let Ok(target) = std::fs::read_link(entry.path()) {
-            if let Some(inode) = target.to_str().and_then(parse_socket_link) {
-                found(inode);
-            }
+    let mut target = Vec::new();
+    while let Some(Ok(entry)) = dir.next() {
+        if dir.read_link(&entry.name, &mut target).is_ok()
+            && let Some(inode) = std::str::from_utf8(&target)
+                .ok()
+                .and_then(parse_socket_link)
+        {
+            found(inode);
         }
     }
 }
@@ -369,8 +373,7 @@ mod tests {
             ("tcp", l4.local_addr().unwrap()),
             ("tcp6", l6.local_addr().unwrap()),
         ] {
-            let path = host.path(format!("/proc/self/net/{file}"));
-            let t = read_socket_table(&path, |_| true).unwrap();
+            let t = read_socket_table(&host, format!("/proc/self/net/{file}"), |_| true).unwrap();
             assert_eq!(t.malformed, 0, "{file}");
             assert!(
                 t.entries

@@ -21,14 +21,16 @@ pub fn open_dir(path: &CStr) -> io::Result<OwnedFd> {
     Ok(unsafe { OwnedFd::from_raw_fd(fd) })
 }
 
-/// Opens `path` (relative to `dir`) for reading.
+/// Opens `path` (relative to `dir`) for reading: never a symlink as its last name, never
+/// blocking (`O_NONBLOCK`), never a controlling terminal. For `/proc/<pid>/<file>` reads, whose
+/// files are all regular.
 pub fn open_at(dir: BorrowedFd<'_>, path: &CStr) -> io::Result<OwnedFd> {
     // SAFETY: `path` is NUL-terminated; the result is checked.
     let fd = unsafe {
         libc::openat(
             dir.as_raw_fd(),
             path.as_ptr(),
-            libc::O_RDONLY | libc::O_CLOEXEC,
+            libc::O_RDONLY | libc::O_CLOEXEC | libc::O_NOFOLLOW | libc::O_NONBLOCK | libc::O_NOCTTY,
         )
     };
     if fd < 0 {

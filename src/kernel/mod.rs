@@ -15,6 +15,8 @@
 //! - [`netlink`]: the `nlmsghdr` framing walked by every netlink parser, and sending to and
 //!   receiving from the kernel (one datagram, or a batch with `recvmmsg`);
 //! - [`fs`]: `/proc` reads relative to a directory descriptor (`openat`, `readlinkat`);
+//! - [`root`]: opening host files inside the host root (`openat2` with `RESOLVE_IN_ROOT`, or a
+//!   component-by-component walk where the kernel has no openat2), and listing directories;
 //! - [`perf`]: a tracepoint's perf ring, mapped and read;
 //! - [`sys`]: the rest (thread priority, network namespaces, `uname`, clock ticks, `chroot`
 //!   before `exec`, glibc's allocator).
@@ -23,5 +25,6 @@ pub mod bytes;
 pub mod fs;
 pub mod netlink;
 pub mod perf;
+pub mod root;
 pub mod socket;
 pub mod sys;

@@ -10,6 +10,34 @@ use std::time::{Duration, Instant};
 /// The binary with an environment cleaned of anything that would change its behaviour.
 pub fn command() -> Command {
     let mut c = Command::new(env!("CARGO_BIN_EXE_edgeguard"));
+    clean_env(&mut c);
+    c
+}
+
+/// [`command`] for a fake host root that shows some of this machine's own trees (`proc`, `sys`,
+/// `dev`): the binary runs in a private mount namespace of its own (`unshare --mount`, as root)
+/// in which each tree is bind-mounted (recursively) at `root/<tree>`. A symlink
+/// `root/proc -> /proc` would not do: it points outside the host root, and the agent resolves
+/// every host path inside it. A bind mount in the test's own namespace would be seen by the
+/// whole machine, and removing the temporary root would descend into it; this one goes away
+/// with the agent.
+pub fn command_with_trees(root: &Path, trees: &[&str]) -> Command {
+    let mut script = String::new();
+    for t in trees {
+        script.push_str(&format!(
+            r#"mkdir -p "$0/{t}" && mount --rbind /{t} "$0/{t}" && "#
+        ));
+    }
+    script.push_str(r#"exec "$@""#);
+    let mut c = Command::new("unshare");
+    c.args(["--mount", "--propagation", "private", "sh", "-c", &script])
+        .arg(root)
+        .arg(env!("CARGO_BIN_EXE_edgeguard"));
+    clean_env(&mut c);
+    c
+}
+
+fn clean_env(c: &mut Command) {
     for var in [
         "IOTEDGE_MODULEID",
         "EdgeHubConnectionString",
@@ -24,7 +52,6 @@ pub fn command() -> Command {
         c.env_remove(var);
     }
     c.env("RUST_LOG", "info");
-    c
 }
 
 /// A running `edgeguard run`, its stdout read line by line on a thread.

@@ -5,7 +5,7 @@ use super::{
     record, walk,
 };
 use crate::event::BaselineCheck;
-use crate::host::HostRoot;
+use crate::host::{FileKind, HostRoot};
 use std::fs::Metadata;
 use std::os::unix::fs::MetadataExt;
 
@@ -42,22 +42,23 @@ pub(super) fn aziot_checks(host: &HostRoot, acc: &Accounts, out: &mut Vec<Baseli
                 }
             }
             Err(e) if is_not_found(&e) => Outcome::Pass("no /etc/aziot/config.toml".into()),
-            Err(e) => Outcome::Err(format!("/etc/aziot/config.toml: {e}")),
+            Err(e) => Outcome::Err(format!("/etc/aziot/config.toml: {}", e.reason())),
         },
     ));
 
     // Every service directory (/etc/aziot/keyd, identityd, …) and what is inside, two levels.
-    let mut roots: Vec<String> = match std::fs::read_dir(host.path("/etc/aziot")) {
+    let mut roots: Vec<String> = match host.read_dir("/etc/aziot") {
         Ok(rd) => rd
-            .filter_map(Result::ok)
-            .filter(|e| e.file_type().is_ok_and(|t| t.is_dir()))
-            .map(|e| format!("/etc/aziot/{}", e.file_name().to_string_lossy()))
+            .map_while(Result::ok)
+            .filter(|e| e.kind == FileKind::Dir)
+            .filter_map(|e| e.name.into_string().ok())
+            .map(|name| format!("/etc/aziot/{name}"))
             .take(64)
             .collect(),
         Err(e) => {
             out.push(record(
                 &AZIOT_SERVICE_CONFIG,
-                Outcome::Err(format!("/etc/aziot: {e}")),
+                Outcome::Err(format!("/etc/aziot: {}", e.reason())),
             ));
             return;
         }

@@ -99,13 +99,13 @@ pub fn run_custom_check(host: &HostRoot, check: &CustomCheck) -> BaselineCheck {
         match host_meta(host, path) {
             Ok(_) => Outcome::Pass(format!("{path} exists")),
             Err(e) if is_not_found(&e) => Outcome::Fail(format!("{path} not found")),
-            Err(e) => Outcome::Err(format!("{path}: {e}")),
+            Err(e) => Outcome::Err(format!("{path}: {}", e.reason())),
         }
     } else if let Some(path) = &check.file_absent {
         match host_meta(host, path) {
             Ok(_) => Outcome::Fail(format!("{path} exists")),
             Err(e) if is_not_found(&e) => Outcome::Pass(format!("{path} not found")),
-            Err(e) => Outcome::Err(format!("{path}: {e}")),
+            Err(e) => Outcome::Err(format!("{path}: {}", e.reason())),
         }
     } else if let Some(FileModeMax { path, mode }) = &check.file_mode_max {
         match u32::from_str_radix(mode.trim(), 8) {
@@ -120,7 +120,7 @@ pub fn run_custom_check(host: &HostRoot, check: &CustomCheck) -> BaselineCheck {
                     }
                 }
                 Err(e) if is_not_found(&e) => Outcome::Pass(format!("{path} not found")),
-                Err(e) => Outcome::Err(format!("{path}: {e}")),
+                Err(e) => Outcome::Err(format!("{path}: {}", e.reason())),
             },
             _ => Outcome::Err(format!("invalid octal mode {mode:?}")),
         }
@@ -135,7 +135,7 @@ pub fn run_custom_check(host: &HostRoot, check: &CustomCheck) -> BaselineCheck {
                 }
             }
             Err(e) if is_not_found(&e) => Outcome::Fail(format!("{path} not found")),
-            Err(e) => Outcome::Err(format!("{path}: {e}")),
+            Err(e) => Outcome::Err(format!("{path}: {}", e.reason())),
         }
     } else if let Some(SysctlEquals { name, value }) = &check.sysctl_equals {
         let want = value.split_whitespace().collect::<Vec<_>>().join(" ");
@@ -187,15 +187,17 @@ pub fn run_custom(
     let Some(expected) = hash.map(str::trim).filter(|h| !h.is_empty()) else {
         return fail("custom checks file hash not set".into());
     };
-    let bytes = match read_capped(host, path, crate::host::MAX_FILE_BYTES + 1) {
-        Ok(b) if b.len() as u64 > crate::host::MAX_FILE_BYTES => {
+    let bytes = match host.read(path) {
+        Ok(b) => b,
+        Err(e @ crate::host::Error::TooLarge { .. }) => {
+            return fail(format!("custom checks file {}", e.reason()));
+        }
+        Err(e) => {
             return fail(format!(
-                "custom checks file larger than {} bytes",
-                crate::host::MAX_FILE_BYTES
+                "custom checks file unreadable: {path}: {}",
+                e.reason()
             ));
         }
-        Ok(b) => b,
-        Err(e) => return fail(format!("custom checks file unreadable: {path}: {e}")),
     };
     if !sha256_hex(&bytes).eq_ignore_ascii_case(expected) {
         tracing::warn!(

@@ -79,7 +79,7 @@ pub(super) fn docker_checks(host: &HostRoot, out: &mut Vec<BaselineCheck>) {
                     }
                 }
                 Err(e) if is_not_found(&e) => Outcome::Pass("no /etc/docker/daemon.json".into()),
-                Err(e) => Outcome::Err(format!("/etc/docker/daemon.json: {e}")),
+                Err(e) => Outcome::Err(format!("/etc/docker/daemon.json: {}", e.reason())),
             }
         },
     ));
@@ -180,7 +180,7 @@ pub(super) fn docker_checks(host: &HostRoot, out: &mut Vec<BaselineCheck>) {
                 .find(|(_, m)| !matches!(m, Err(e) if is_not_found(e)));
             match found {
                 None => Outcome::Pass("no docker socket".into()),
-                Some((p, Err(e))) => Outcome::Err(format!("{p}: {e}")),
+                Some((p, Err(e))) => Outcome::Err(format!("{p}: {}", e.reason())),
                 Some((p, Ok(m))) => {
                     let actual =
                         format!("{p} mode {:04o}, owner uid {}", m.mode() & 0o7777, m.uid());

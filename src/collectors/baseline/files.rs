@@ -101,7 +101,7 @@ pub(super) fn file_checks(host: &HostRoot, out: &mut Vec<BaselineCheck>) {
                 }
             },
             Err(e) => {
-                let e = format!("{}: {e}", rule.path);
+                let e = format!("{}: {}", rule.path, e.reason());
                 (Outcome::Err(e.clone()), Outcome::Err(e))
             }
         };

@@ -73,7 +73,7 @@ pub use custom::*;
 use docker::*;
 use files::*;
 use passwd::*;
-pub use paths::*;
+use paths::*;
 pub use sshd::*;
 use sysctl::*;
 use walks::*;
@@ -102,9 +102,6 @@ const SUID_MAX_DEPTH: usize = 3;
 
 /// Findings listed in `Actual`; the total is always given.
 const MAX_LISTED: usize = 10;
-
-/// Symlinks followed while resolving one host path (Linux's own limit).
-const MAX_SYMLINK_HOPS: usize = 40;
 
 /// Every built-in check, in a stable order.
 pub fn run_builtin(host: &HostRoot) -> Vec<BaselineCheck> {

@@ -221,11 +221,11 @@ pub(super) fn read_includes(host: &HostRoot, pattern: &str) -> Vec<String> {
         return Vec::new();
     }
     let mut names: Vec<String> = if name.contains(['*', '?']) {
-        let Ok(rd) = std::fs::read_dir(host.path(dir)) else {
+        let Ok(rd) = host.read_dir(dir) else {
             return Vec::new();
         };
-        rd.filter_map(Result::ok)
-            .filter_map(|e| e.file_name().into_string().ok())
+        rd.map_while(Result::ok)
+            .filter_map(|e| e.name.into_string().ok())
             .filter(|n| glob_match(name, n))
             .take(MAX_INCLUDED_FILES)
             .collect()

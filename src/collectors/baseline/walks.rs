@@ -6,7 +6,7 @@ use super::{
     WALK_MAX_DIRS, WALK_MAX_ENTRIES, WORLD_WRITABLE_STICKY, listing, record,
 };
 use crate::event::BaselineCheck;
-use crate::host::HostRoot;
+use crate::host::{FileKind, HostRoot};
 use std::fs::Metadata;
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
@@ -38,7 +38,7 @@ pub(super) fn walk(
     let mut stack: Vec<(PathBuf, usize)> = Vec::new();
     for root in roots.iter().rev() {
         // A root that is itself a symlink (`/bin -> usr/bin`) is covered by its target.
-        if let Ok(m) = std::fs::symlink_metadata(host.path(root))
+        if let Ok(m) = host.symlink_metadata(root)
             && m.is_dir()
         {
             if visit(Path::new(root), &m) {
@@ -53,11 +53,12 @@ pub(super) fn walk(
             w.truncated = true;
             break;
         }
-        let Ok(rd) = std::fs::read_dir(host.path(&dir)) else {
+        // Opened inside the host root; its entries are looked at relative to it.
+        let Ok(mut rd) = host.read_dir(&dir) else {
             w.unreadable += 1;
             continue;
         };
-        for entry in rd {
+        while let Some(entry) = rd.next() {
             w.entries += 1;
             if w.entries > max_entries {
                 w.truncated = true;
@@ -65,27 +66,42 @@ pub(super) fn walk(
             }
             let Ok(entry) = entry else {
                 w.unreadable += 1;
-                continue;
+                break;
             };
-            let Ok(ft) = entry.file_type() else {
-                continue;
+            let meta = if entry.kind == FileKind::Unknown {
+                match rd.symlink_metadata(&entry.name) {
+                    Ok(m) => Some(m),
+                    Err(_) => {
+                        w.unreadable += 1;
+                        continue;
+                    }
+                }
+            } else {
+                None
             };
-            if ft.is_symlink() || !(ft.is_dir() || (files && ft.is_file())) {
+            let kind = meta.as_ref().map_or(entry.kind, FileKind::of);
+            if !(kind == FileKind::Dir || (files && kind == FileKind::File)) {
                 continue;
             }
-            let child = dir.join(entry.file_name());
+            let child = dir.join(&entry.name);
             // Skipped trees, and roots nested in other roots (`/var/tmp` in `/var`), walked once.
             if skip.iter().chain(roots).any(|s| child == Path::new(s)) {
                 continue;
             }
-            let Ok(meta) = entry.metadata() else {
-                w.unreadable += 1;
-                continue;
+            let meta = match meta {
+                Some(m) => m,
+                None => match rd.symlink_metadata(&entry.name) {
+                    Ok(m) => m,
+                    Err(_) => {
+                        w.unreadable += 1;
+                        continue;
+                    }
+                },
             };
             if visit(&child, &meta) {
                 w.found.push(child.display().to_string());
             }
-            if ft.is_dir() && depth + 1 < max_depth {
+            if meta.is_dir() && depth + 1 < max_depth {
                 stack.push((child, depth + 1));
             }
         }

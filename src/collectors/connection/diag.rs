@@ -245,7 +245,7 @@ impl Diag {
 /// Opens a sock_diag socket inside `ns`: a helper thread joins the namespace, opens the socket
 /// (which stays bound to that namespace) and ends.
 pub(super) fn open_diag_in(host: &HostRoot, ns: NetNs) -> io::Result<Diag> {
-    let file = std::fs::File::open(host.path(format!("/proc/{}/ns/net", ns.pid)))?;
+    let file = host.open_namespace(format!("/proc/{}/ns/net", ns.pid))?;
     // The pid may have moved on since the namespace list was made.
     if file.metadata()?.ino() != ns.inode {
         return Err(io::Error::new(

@@ -8,7 +8,6 @@ use crate::host::procfs;
 use crate::host::sockets::{SocketEntry, TCP_LISTEN};
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::net::{IpAddr, SocketAddr};
-use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 /// What the socket tables say about a connection's socket.
@@ -63,8 +62,10 @@ pub fn find_in_table(
 /// One network namespace: how to tell its addresses and how to look up its sockets.
 pub(super) struct Namespace {
     pub(super) inode: u64,
-    /// Its `/proc/<pid>/net` directory (ours: `/proc/self/net`).
-    net_dir: PathBuf,
+    /// Where its `/proc/<pid>/net` directory is read: the host root (ours: `/`).
+    host: HostRoot,
+    /// That directory (ours: `/proc/self/net`).
+    net_dir: String,
     pub(super) addrs: HashSet<IpAddr>,
     /// sock_diag in this namespace; `None`: search `net_dir`'s socket tables instead.
     diag: Option<Diag>,
@@ -82,13 +83,14 @@ impl Namespace {
         }
         let file = if local.is_ipv4() { "tcp" } else { "tcp6" };
         let keep = |e: &SocketEntry| e.local.port() == local.port();
-        let mut entries = crate::host::sockets::read_socket_table(&self.net_dir.join(file), keep)
-            .map(|t| t.entries)
-            .unwrap_or_default();
+        let table = |file: &str| {
+            let path = format!("{}/{file}", self.net_dir);
+            crate::host::sockets::read_socket_table(&self.host, path, keep)
+        };
+        let mut entries = table(file).map(|t| t.entries).unwrap_or_default();
         if local.is_ipv4() {
             // Dual-stack sockets list IPv4 peers in tcp6.
-            if let Ok(t) = crate::host::sockets::read_socket_table(&self.net_dir.join("tcp6"), keep)
-            {
+            if let Ok(t) = table("tcp6") {
                 entries.extend(t.entries);
             }
         }
@@ -115,8 +117,10 @@ impl Namespaces {
     pub(super) fn new(host: &HostRoot) -> Namespaces {
         // Our own namespace is where the packet socket listens: read it from /proc/self (not
         // through the host root, which may be another PID namespace's /proc).
-        let net_dir = PathBuf::from("/proc/self/net");
-        let inode = std::fs::read_link("/proc/self/ns/net")
+        let own = HostRoot::default();
+        let net_dir = "/proc/self/net".to_string();
+        let inode = own
+            .read_link("/proc/self/ns/net")
             .ok()
             .and_then(|t| crate::host::netns::parse_ns_link(t.to_str()?))
             .unwrap_or(0);
@@ -127,7 +131,8 @@ impl Namespaces {
         let mut ns = Namespaces {
             ours: Namespace {
                 inode,
-                addrs: local_addresses(&net_dir),
+                addrs: local_addresses(&own, &net_dir),
+                host: own,
                 net_dir,
                 diag,
                 container_id: None,
@@ -159,13 +164,13 @@ impl Namespaces {
     /// Re-reads the namespace list and every namespace's addresses; opens sock_diag in new ones.
     pub(super) fn refresh(&mut self, host: &HostRoot) {
         self.refreshed = Instant::now();
-        self.ours.addrs = local_addresses(&self.ours.net_dir);
+        self.ours.addrs = local_addresses(&self.ours.host, &self.ours.net_dir);
         let mut others = HashMap::new();
         for ns in crate::host::netns::network_namespaces(host) {
             if ns.inode == self.ours.inode {
                 continue;
             }
-            let net_dir = host.path(format!("/proc/{}/net", ns.pid));
+            let net_dir = format!("/proc/{}/net", ns.pid);
             let mut entry = match self.others.remove(&ns.inode) {
                 Some(known) => known,
                 None => {
@@ -178,6 +183,7 @@ impl Namespaces {
                         .and_then(|cg| procfs::container_id_from_cgroup(&cg));
                     Namespace {
                         inode: ns.inode,
+                        host: host.clone(),
                         net_dir: net_dir.clone(),
                         addrs: HashSet::new(),
                         diag,
@@ -186,7 +192,7 @@ impl Namespaces {
                 }
             };
             entry.net_dir = net_dir;
-            entry.addrs = local_addresses(&entry.net_dir);
+            entry.addrs = local_addresses(host, &entry.net_dir);
             others.insert(ns.inode, entry);
         }
         // Namespaces that are gone drop here, and their netlink sockets with them (a socket
@@ -338,7 +344,8 @@ const HOLDER_DEPTH: usize = 4;
 fn topmost_holder(host: &HostRoot, pid: u32, inode: u64) -> u32 {
     let mut owner = pid;
     for _ in 0..HOLDER_DEPTH {
-        let Some(ppid) = std::fs::read_to_string(host.path(format!("/proc/{owner}/status")))
+        let Some(ppid) = host
+            .read_to_string(format!("/proc/{owner}/status"))
             .ok()
             .and_then(|t| procfs::parse_status(&t).ppid)
         else {

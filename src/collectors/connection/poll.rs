@@ -34,9 +34,9 @@ impl Poller {
         for ns in crate::host::netns::network_namespaces(host) {
             let mut entries = Vec::new();
             for file in ["tcp", "tcp6"] {
-                let path = host.path(format!("/proc/{}/net/{file}", ns.pid));
+                let path = format!("/proc/{}/net/{file}", ns.pid);
                 let keep = |e: &SocketEntry| e.state == TCP_ESTABLISHED || e.state == TCP_LISTEN;
-                if let Ok(t) = crate::host::sockets::read_socket_table(&path, keep) {
+                if let Ok(t) = crate::host::sockets::read_socket_table(host, path, keep) {
                     entries.extend(t.entries);
                 }
             }

@@ -55,8 +55,11 @@ pub struct ToolRun {
 pub(super) fn find_tool(root: &Path, program: &str) -> Option<String> {
     TOOL_DIRS.iter().find_map(|dir| {
         let inside = format!("{dir}/{program}");
-        let outside = root.join(inside.trim_start_matches('/'));
-        std::fs::symlink_metadata(outside).ok().map(|_| inside)
+        // Looked up inside the root (the directories on the way resolved as the host would).
+        crate::host::HostRoot::new(root)
+            .symlink_metadata(&inside)
+            .ok()
+            .map(|_| inside)
     })
 }
 

@@ -9,12 +9,18 @@ use super::{
 };
 use crate::event::Login;
 use crate::host::HostRoot;
+use crate::text::error_chain;
 use chrono::{DateTime, Local};
 use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, HashMap};
 use std::fs::File;
 use std::os::unix::fs::{FileExt, MetadataExt};
 use std::path::{Path, PathBuf};
+
+/// Chunks read from a file rotated away twice before it is let go (in one poll).
+const FINAL_CHUNKS: usize = 4;
+/// Names looked at when searching for a rotated file.
+const MAX_ROTATED_SCAN: usize = 10_000;
 use std::time::SystemTime;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -150,6 +156,8 @@ pub struct Batch {
     pub read_errors: u64,
     /// A file had more data than one poll reads: poll again without waiting.
     pub more: bool,
+    /// Files rotated away twice before they were read to their end, whose rest was skipped.
+    pub skipped: u64,
 }
 
 /// Follows every login source under a host root, remembering positions in a state file.
@@ -207,9 +215,9 @@ impl LoginFollower {
     /// Positions source `i`: `entry` is its saved state, `None` on a first start ever.
     fn position(&mut self, i: usize, entry: Option<SavedFile>, first_start: StartAt) {
         let hint = self.hint;
-        let path = self.host.path(self.sources[i].path);
+        let path = self.sources[i].path;
         let kind = self.sources[i].kind;
-        let opened = open_file(&path);
+        let opened = open_file(&self.host, path);
         let src = &mut self.sources[i];
         let Some(entry) = entry else {
             // First start ever.
@@ -245,7 +253,8 @@ impl LoginFollower {
         // A file rotated away before the last stop, or while we were stopped, may still hold
         // unread data: find it next to the path. (Should both exist, the older is read.)
         let unread = entry.rotated.or(entry.current.filter(|_| !restored));
-        src.rotated = unread.and_then(|pos| find_rotated(&path, &pos).map(|f| restore(f, &pos)));
+        src.rotated =
+            unread.and_then(|pos| find_rotated(&self.host, path, &pos).map(|f| restore(f, &pos)));
         if let Some(c) = &mut src.current {
             c.refresh_head();
         }
@@ -332,9 +341,8 @@ enum Eof {
 }
 
 fn poll_source(src: &mut Source, env: &ReadEnv<'_>, batch: &mut Batch) {
-    let path = env.host.path(src.path);
     // Has the path been replaced or truncated?
-    let meta = std::fs::metadata(&path).ok();
+    let meta = env.host.metadata(src.path).ok();
     if let Some(cur) = &mut src.current {
         match &meta {
             Some(m) if m.ino() == cur.inode => {
@@ -344,14 +352,28 @@ fn poll_source(src: &mut Source, env: &ReadEnv<'_>, batch: &mut Batch) {
                 }
             }
             _ => {
-                // Renamed or deleted: read the old file to its end, then the new one.
+                // Renamed or deleted: read the old file to its end (within a budget, so one
+                // file cannot hold up the others or fill memory), then the new one.
                 if let Some(mut older) = src.rotated.take() {
-                    loop {
+                    for _ in 0..FINAL_CHUNKS {
                         let before = older.offset;
                         read_cursor(&mut older, src.kind, src.path, Eof::Final, env, batch);
                         if older.offset == before {
                             break;
                         }
+                    }
+                    let left = older
+                        .file
+                        .metadata()
+                        .map_or(0, |m| m.len().saturating_sub(older.offset));
+                    if left > 0 {
+                        tracing::warn!(
+                            collector = COLLECTOR,
+                            source = src.path,
+                            bytes = left,
+                            "a file rotated twice before it was read: the rest of it is skipped"
+                        );
+                        batch.skipped += 1;
                     }
                 }
                 src.rotated = src.current.take();
@@ -360,7 +382,7 @@ fn poll_source(src: &mut Source, env: &ReadEnv<'_>, batch: &mut Batch) {
     }
     if src.current.is_none()
         && meta.is_some()
-        && let Some((file, inode, _)) = open_file(&path)
+        && let Some((file, inode, _)) = open_file(env.host, src.path)
     {
         src.current = Some(Cursor::new(file, inode, 0));
     }
@@ -513,20 +535,18 @@ fn ends_with_newline(file: &File, len: u64) -> bool {
     len == 0 || (file.read_exact_at(&mut b, len - 1).is_ok() && b[0] == b'\n')
 }
 
-/// Opens a regular file: (file, inode, length). FIFOs and devices are refused (a read could
-/// block forever).
-fn open_file(path: &Path) -> Option<(File, u64, u64)> {
-    let file = match File::open(path) {
-        Ok(f) => f,
+/// Opens a regular file under the host root: (file, inode, length). FIFOs and devices are
+/// refused by [`HostRoot::open`] (and counted there).
+fn open_file(host: &HostRoot, path: &str) -> Option<(File, u64, u64)> {
+    match host.open(path) {
+        Ok((file, meta)) => Some((file, meta.ino(), meta.len())),
         Err(e) => {
-            if e.kind() != std::io::ErrorKind::NotFound {
-                tracing::debug!(collector = COLLECTOR, path = %path.display(), error = %e, "cannot open a login source");
+            if !e.is_not_found() {
+                tracing::debug!(collector = COLLECTOR, error = %error_chain(&e), "cannot open a login source");
             }
-            return None;
+            None
         }
-    };
-    let meta = file.metadata().ok()?;
-    meta.is_file().then(|| (file, meta.ino(), meta.len()))
+    }
 }
 
 fn restore(file: File, pos: &SavedPosition) -> Cursor {
@@ -539,22 +559,33 @@ fn restore(file: File, pos: &SavedPosition) -> Cursor {
 
 /// The rotated predecessor of `path` (`auth.log.1`, `secure-20261123`, `wtmp.1`): a file next
 /// to it whose name starts with the same name and that is the saved file.
-fn find_rotated(path: &Path, pos: &SavedPosition) -> Option<File> {
-    let dir = path.parent()?;
-    let name = path.file_name()?.to_str()?;
-    std::fs::read_dir(dir).ok()?.flatten().find_map(|entry| {
-        let candidate = entry.file_name();
-        let candidate = candidate.to_str()?;
+fn find_rotated(host: &HostRoot, path: &str, pos: &SavedPosition) -> Option<File> {
+    let (dir, name) = path.rsplit_once('/')?;
+    let mut listing = host.read_dir(dir).ok()?;
+    // A directory of millions of names is not looked through to its end.
+    let mut looked = 0;
+    while let Some(Ok(entry)) = listing.next() {
+        looked += 1;
+        if looked > MAX_ROTATED_SCAN {
+            break;
+        }
+        let Some(candidate) = entry.name.to_str() else {
+            continue;
+        };
         if candidate == name || !candidate.starts_with(name) {
-            return None;
+            continue;
         }
-        if entry.metadata().ok()?.ino() != pos.inode {
-            return None;
+        if !listing
+            .symlink_metadata(&entry.name)
+            .is_ok_and(|m| m.ino() == pos.inode)
+        {
+            continue;
         }
-        let (file, inode, len) = open_file(&entry.path())?;
+        let (file, inode, len) = open_file(host, &format!("{dir}/{candidate}"))?;
         let c = Cursor::new(file, inode, 0);
-        (c.matches(pos) && pos.offset <= len).then_some(c.file)
-    })
+        return (c.matches(pos) && pos.offset <= len).then_some(c.file);
+    }
+    None
 }
 
 fn load_state(path: &Path) -> Option<SavedState> {
@@ -586,7 +617,8 @@ struct UidLookup {
 
 impl UidLookup {
     pub(super) fn refresh(&mut self, host: &HostRoot) {
-        let stamp = std::fs::metadata(host.path("/etc/passwd"))
+        let stamp = host
+            .metadata("/etc/passwd")
             .ok()
             .and_then(|m| Some((m.modified().ok()?, m.len())));
         if stamp.is_some() && stamp == self.stamp {

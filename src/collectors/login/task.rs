@@ -103,6 +103,9 @@ pub async fn run_with(ctx: Context, opts: LoginOptions) {
         for _ in 0..batch.read_errors {
             ctx.metrics.error(COLLECTOR, "read");
         }
+        for _ in 0..batch.skipped {
+            ctx.metrics.error(COLLECTOR, "rotated_unread");
+        }
         for login in batch.logins {
             let event = Event::new(Payload::Login(vec![login]));
             tokio::select! {

@@ -16,9 +16,9 @@
 use crate::host::HostRoot;
 use crate::kernel::bytes::{bytes_at, u32_at, u64_at};
 use crate::kernel::perf::{PERF_RECORD_LOST, PERF_RECORD_SAMPLE, Ring, configured_cpus};
+#[cfg(test)]
 use std::fs;
 use std::io;
-use std::path::{Path, PathBuf};
 
 /// Where tracefs may be mounted (under the host root).
 const TRACEFS: [&str; 2] = ["/sys/kernel/tracing", "/sys/kernel/debug/tracing"];
@@ -105,8 +105,8 @@ impl ExecTrace {
     pub fn open(host: &HostRoot) -> io::Result<ExecTrace> {
         let dir = TRACEFS
             .iter()
-            .map(|t| host.path(t).join(EVENT_DIR))
-            .find(|d| d.join("id").exists())
+            .map(|t| format!("{t}/{EVENT_DIR}"))
+            .find(|d| host.metadata(format!("{d}/id")).is_ok())
             .ok_or_else(|| {
                 io::Error::new(
                     io::ErrorKind::NotFound,
@@ -116,22 +116,19 @@ impl ExecTrace {
                     ),
                 )
             })?;
-        Self::open_dir(&dir)
-    }
-
-    fn open_dir(dir: &Path) -> io::Result<ExecTrace> {
-        let invalid = |what: &str, path: PathBuf| {
+        let invalid = |what: &str, file: &str| {
             io::Error::new(
                 io::ErrorKind::InvalidData,
-                format!("{what} in {}", path.display()),
+                format!("{what} in {}", host.path(format!("{dir}/{file}")).display()),
             )
         };
-        let id: u64 = fs::read_to_string(dir.join("id"))?
+        let id: u64 = host
+            .read_to_string(format!("{dir}/id"))?
             .trim()
             .parse()
-            .map_err(|_| invalid("no tracepoint id", dir.join("id")))?;
-        let format = Format::parse(&fs::read_to_string(dir.join("format"))?)
-            .ok_or_else(|| invalid("no filename and pid fields", dir.join("format")))?;
+            .map_err(|_| invalid("no tracepoint id", "id"))?;
+        let format = Format::parse(&host.read_to_string(format!("{dir}/format"))?)
+            .ok_or_else(|| invalid("no filename and pid fields", "format"))?;
         let cpus = configured_cpus();
         let mut rings = Vec::new();
         let mut first_error = None;

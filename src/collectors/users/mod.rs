@@ -451,7 +451,7 @@ type Stamp = [Option<(u64, u64, i64, i64)>; 3];
 
 fn stamp(host: &HostRoot) -> Stamp {
     [PASSWD, GROUP, SHADOW].map(|p| {
-        std::fs::metadata(host.path(p))
+        host.metadata(p)
             .ok()
             .map(|m| (m.ino(), m.len(), m.mtime(), m.mtime_nsec()))
     })

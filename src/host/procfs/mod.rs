@@ -6,10 +6,9 @@
 
 use crate::host::HostRoot;
 use crate::kernel::fs;
-use std::ffi::{CStr, CString};
+use std::ffi::CStr;
 use std::io;
 use std::os::fd::{AsFd, OwnedFd};
-use std::os::unix::ffi::OsStrExt;
 
 /// Longest command line kept; the pipeline truncates further if a message needs it.
 pub const MAX_CMDLINE_BYTES: usize = 16 * 1024;
@@ -81,7 +80,7 @@ const FIRST_READ_BYTES: usize = 4 * 1024;
 /// one `read` into a kept buffer (a short read of a /proc file means its end), and one `close`;
 /// the executable link is one `readlinkat`. Contents are parsed from the buffer without copies.
 pub struct Reader {
-    proc_path: std::path::PathBuf,
+    host: HostRoot,
     /// The host's /proc, opened on first use (and again after a failure).
     proc_dir: Option<OwnedFd>,
     /// `<pid>/<file>` and a NUL, rebuilt per read.
@@ -95,7 +94,7 @@ pub struct Reader {
 impl Reader {
     pub fn new(host: &HostRoot) -> Reader {
         Reader {
-            proc_path: host.path("/proc"),
+            host: host.clone(),
             proc_dir: None,
             path: Vec::with_capacity(64),
             buf: Vec::with_capacity(FIRST_READ_BYTES),
@@ -200,13 +199,11 @@ impl Reader {
         }
     }
 
-    /// Opens the host's /proc directory once; false when it cannot be.
+    /// Opens the host's /proc directory once (resolved inside the host root); false when it
+    /// cannot be.
     fn open_dir(&mut self) -> bool {
         if self.proc_dir.is_none() {
-            let Ok(path) = CString::new(self.proc_path.as_os_str().as_bytes()) else {
-                return false;
-            };
-            self.proc_dir = fs::open_dir(&path).ok();
+            self.proc_dir = self.host.open_dir_path("/proc").ok();
         }
         self.proc_dir.is_some()
     }
@@ -374,9 +371,9 @@ fn container_id_in_segment(segment: &str) -> Option<String> {
 /// The pids (thread-group ids) listed in the host's /proc, at most `max` of them.
 pub fn list_pids(host: &HostRoot, max: usize) -> io::Result<Vec<u32>> {
     let mut pids = Vec::new();
-    for entry in std::fs::read_dir(host.path("/proc"))? {
-        let Ok(entry) = entry else { continue };
-        if let Some(pid) = entry.file_name().to_str().and_then(|n| n.parse().ok()) {
+    for entry in host.read_dir("/proc")? {
+        let Ok(entry) = entry else { break };
+        if let Some(pid) = entry.name.to_str().and_then(|n| n.parse().ok()) {
             pids.push(pid);
             if pids.len() >= max {
                 break;

@@ -119,7 +119,7 @@ fn addresses_of_a_namespace() {
     );
     assert_eq!(v6, [Ipv6Addr::LOCALHOST, "fd00::2".parse().unwrap()].into());
     // The real files of this host parse to something containing loopback.
-    let mine = local_addresses(Path::new("/proc/self/net"));
+    let mine = local_addresses(&crate::host::HostRoot::default(), "/proc/self/net");
     assert!(mine.contains(&IpAddr::from([127, 0, 0, 1])));
 }
 

@@ -160,8 +160,33 @@ impl Device {
             );
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
-        // The first poll after the first save.
-        tokio::time::sleep(Duration::from_millis(1500)).await;
+        // The follower saves where it starts (the end of each file, on a first start) before
+        // its first read, so anything appended from now on is read.
+    }
+
+    /// Waits until `edgeguard status` says the spool holds at least `messages` messages.
+    async fn wait_spooled(&self, messages: u64, timeout: Duration) {
+        let deadline = Instant::now() + timeout;
+        loop {
+            let out = support::agent::command()
+                .args(["status", "--json", "--state-dir"])
+                .arg(self.state.path())
+                .output()
+                .expect("edgeguard status runs");
+            let held = serde_json::from_slice::<Value>(&out.stdout)
+                .ok()
+                .and_then(|r| r["spool"]["messages"].as_u64())
+                .unwrap_or(0);
+            if held >= messages {
+                return;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "the spool held {held} messages, not {messages}, after {timeout:?}\n{}",
+                self.logs()
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
     }
 
     /// Appends the failed logins of users `u<from>` … `u<to - 1>`, the way sshd logs them.
@@ -364,9 +389,8 @@ async fn sigkill_mid_stream_loses_nothing_the_spool_held() {
     let next = d.write_logins(0, 50, 20).await;
     d.hub.set_withhold_pubacks(true);
     let next = d.write_logins(next, 100, 20).await;
-    // Long enough for the last logins to be read (1 s polls) and batched (1 s): they are then in
-    // the spool, not in memory, which SIGKILL would take with it.
-    tokio::time::sleep(Duration::from_secs(3)).await;
+    // Until the spool holds at least two messages (the one in flight and one waiting).
+    d.wait_spooled(2, Duration::from_secs(60)).await;
     kill(&mut agent);
     let before_kill = d.hub.telemetry().len();
 

@@ -145,8 +145,19 @@ fn every_host_activity_is_reported_with_the_right_fields() {
             .next_message(Duration::from_secs(20))
             .expect("a first message"),
     ];
-    // Let the followers take their first look (they start at the end of existing files).
-    std::thread::sleep(Duration::from_secs(3));
+    // Until the followers have taken their first look (they start at the end of existing files
+    // and save where they start before reading; the account watcher saves its first view).
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    while !["login-positions.json", "accounts.json"]
+        .iter()
+        .all(|f| state.path().join(f).exists())
+    {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the login follower and the account watcher did not start in 60 s"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
 
     // 500 executions of a uniquely named script that exits 3, in batches of 100 paced by the
     // agent: each batch waits on its standard input until the agent has reported it (or 20 s

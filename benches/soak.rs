@@ -22,9 +22,13 @@
 //! rest of the twin is at its defaults. At the end the harness calls the `flush` direct method and
 //! waits for every marked event; whatever is missing must be matched by drops the agent counted
 //! (`edgeguard status --json`). It prints a sample a minute (RSS, descriptors, threads), the
-//! verdict, and exits 1 when an event is unaccounted for or RSS / descriptors grew after warm-up
-//! (the first `--warmup` minutes, default 10: RSS may rise by at most 10 % over the warm-up
-//! level, descriptors by at most 8).
+//! verdict, and exits 1 when an event is unaccounted for or memory / descriptors grew after
+//! warm-up (the first `--warmup` minutes, default 10: the anonymous part of RSS may rise by at
+//! most 10 % over the warm-up level, descriptors by at most 8). The verdict is on anonymous
+//! memory (heap, stacks) because the file-backed rest is the binary's own clean pages, which
+//! `src/memory.rs` hands back after start-up and which come back as code paths run for the
+//! first time: they are shared and reclaimable, and they grow with coverage, not with time.
+//! Both are printed.
 //!
 //! The host root is a temporary directory in which the machine's `proc`, `sys`, `dev` and `etc`
 //! are bind-mounted in the agent's own mount namespace (`tests/support/agent.rs`), so the kernel
@@ -113,6 +117,7 @@ fn agent_config(low: &str) -> Value {
 struct Sample {
     minute: f64,
     rss_kib: u64,
+    anon_kib: u64,
     fds: usize,
     threads: u64,
 }
@@ -131,6 +136,7 @@ fn sample(pid: u32, started: Instant) -> Option<Sample> {
     Some(Sample {
         minute: started.elapsed().as_secs_f64() / 60.0,
         rss_kib: field("VmRSS:")?,
+        anon_kib: field("RssAnon:")?,
         fds: std::fs::read_dir(format!("/proc/{pid}/fd")).ok()?.count(),
         threads: field("Threads:")?,
     })
@@ -378,9 +384,10 @@ async fn soak(args: &Args) -> bool {
                 Some(s) => {
                     if samples.len() % 6 == 0 {
                         println!(
-                            "minute {:>6.1}: RSS {:>6} KiB, {:>3} fds, {:>2} threads, {} messages",
+                            "minute {:>6.1}: RSS {:>6} KiB ({:>6} anonymous), {:>3} fds, {:>2} threads, {} messages",
                             s.minute,
                             s.rss_kib,
+                            s.anon_kib,
                             s.fds,
                             s.threads,
                             hub.telemetry().len()
@@ -504,16 +511,15 @@ async fn soak(args: &Args) -> bool {
         .filter(|s| s.minute >= args.warmup as f64)
         .collect();
     let (rss_min, rss_max) = min_max(warm.iter().map(|s| s.rss_kib));
+    let (anon_min, anon_max) = min_max(warm.iter().map(|s| s.anon_kib));
     let (fd_min, fd_max) = min_max(warm.iter().map(|s| s.fds as u64));
     let at_warmup = warm.first().copied();
     let last = samples.last().copied();
-    let tail: Vec<u64> = warm
-        .iter()
-        .rev()
-        .take(60)
-        .map(|s| s.rss_kib)
-        .collect::<Vec<_>>();
-    let tail_median = median(tail);
+    // Medians of the first and the last 10 minutes after warm-up (60 samples each).
+    let first_anon = median(warm.iter().take(60).map(|s| s.anon_kib).collect());
+    let last_anon = median(warm.iter().rev().take(60).map(|s| s.anon_kib).collect());
+    let first_rss = median(warm.iter().take(60).map(|s| s.rss_kib).collect());
+    let last_rss = median(warm.iter().rev().take(60).map(|s| s.rss_kib).collect());
     println!("---");
     println!(
         "generated: {} logins, {} execs, {} containers ({} docker run failures), {} connections; {} twin changes, {} edgeHub outages",
@@ -539,18 +545,8 @@ async fn soak(args: &Args) -> bool {
     );
     if let (Some(w), Some(l)) = (at_warmup, last) {
         println!(
-            "after warm-up ({} min): RSS {}..{} KiB (at warm-up {}, last {}, median of the last 10 min {}), fds {}..{} (at warm-up {}, last {}), threads {}",
-            args.warmup,
-            rss_min,
-            rss_max,
-            w.rss_kib,
-            l.rss_kib,
-            tail_median,
-            fd_min,
-            fd_max,
-            w.fds,
-            l.fds,
-            l.threads
+            "after warm-up ({} min), medians of the first and last 10 min: anonymous {first_anon} → {last_anon} KiB (range {anon_min}..{anon_max}), RSS {first_rss} → {last_rss} KiB (range {rss_min}..{rss_max}); fds {fd_min}..{fd_max} (at warm-up {}, last {}), threads {}",
+            args.warmup, w.fds, l.fds, l.threads
         );
     }
     println!("agent exit after SIGTERM: {exited:?}");
@@ -564,10 +560,9 @@ async fn soak(args: &Args) -> bool {
         ok = false;
     }
     if let Some(w) = at_warmup {
-        if tail_median > w.rss_kib + w.rss_kib / 10 {
+        if last_anon > first_anon + first_anon / 10 {
             println!(
-                "FAIL: RSS grew after warm-up: {} → {} KiB (median of the last 10 min)",
-                w.rss_kib, tail_median
+                "FAIL: anonymous memory grew after warm-up: {first_anon} → {last_anon} KiB (medians of the first and last 10 min)"
             );
             ok = false;
         }

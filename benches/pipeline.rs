@@ -27,6 +27,7 @@ use edgeguard::event::{
     ConnectionCreate, Direction, Event, ExtraDetails, MessageHeader, Payload, ProcessCreate,
 };
 use edgeguard::metrics::{DropReason, Metrics};
+use edgeguard::pipeline::spool::Spool;
 use edgeguard::pipeline::{Pipeline, Trigger};
 use std::hint::black_box;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
@@ -453,6 +454,147 @@ fn steady_connections<M: Measurement<Value = Duration> + 'static>(c: &mut Criter
     );
 }
 
+/// [`run_steady`] with the outbox's durable spool in the loop, as `run` with a state directory
+/// has it: every message cut is appended to a spool on disk (a redb commit, fsynced), and with
+/// a journal the pipeline commits it every `commit_every` (the agent: once a second,
+/// [`edgeguard::pipeline::JOURNAL_INTERVAL`]; events a message takes before their commit are
+/// never written to the journal). Comparing with and without gives the journal's cost on top
+/// of what storing messages already cost.
+fn run_steady_durable<M: Measurement + 'static>(
+    pipeline: &mut Pipeline,
+    spool: &mut Spool,
+    n: usize,
+    make: impl Fn(usize) -> Event,
+    out: &mut Drained,
+    commit_every: Duration,
+) -> Duration {
+    let mut last_commit = std::time::Instant::now();
+    let mut timed = Duration::ZERO;
+    let mut start = 0;
+    let commit = |p: &mut Pipeline, spool: &mut Spool| {
+        if let Some(batch) = p.journal_batch() {
+            spool.write_journal(&batch).expect("journal commit");
+        }
+    };
+    let store = |p: &mut Pipeline, spool: &mut Spool, trigger: Trigger, out: &mut Drained| {
+        while let Some(m) = p.take_message(trigger) {
+            spool
+                .append_to(m.output, m.priority, &m.body, m.events, &m.seqs)
+                .expect("spool append");
+            out.messages += 1;
+            out.events += m.events;
+            out.bytes += m.body.len();
+        }
+    };
+    while start < n {
+        let end = (start + READER_HOLD_EVENTS).min(n);
+        let group: Vec<Event> = (start..end).map(&make).collect();
+        start = end;
+        let t0 = clock_now::<M>();
+        for event in group {
+            pipeline.push(event, Instant::now());
+            if pipeline.is_full() {
+                store(pipeline, spool, Trigger::Full, out);
+            }
+        }
+        if last_commit.elapsed() >= commit_every {
+            commit(pipeline, spool);
+            last_commit = std::time::Instant::now();
+        }
+        timed += clock_now::<M>().saturating_sub(t0);
+    }
+    let t0 = clock_now::<M>();
+    pipeline.flush_windows();
+    store(pipeline, spool, Trigger::All, out);
+    commit(pipeline, spool);
+    timed + clock_now::<M>().saturating_sub(t0)
+}
+
+/// [`run_steady_durable`] as a benchmark: `spooled_*` without the journal, `journaled_*` with.
+fn bench_durable<M: Measurement<Value = Duration> + 'static>(
+    c: &mut Criterion<M>,
+    name: &str,
+    config: Arc<Config>,
+    make: impl Fn(usize) -> Event + Copy,
+    expected_events: usize,
+) {
+    let n = n();
+    let fresh = |journal: bool| {
+        let dir = tempfile::tempdir().expect("a temp dir");
+        let spool = Spool::open(dir.path().join("spool.redb"), 1 << 30).expect("spool opens");
+        let (p, metrics) = pipeline(&config);
+        let p = if journal { p.with_journal() } else { p };
+        (dir, spool, p, metrics)
+    };
+    // (label, journal, commit every): the agent's once a second, and a hundred times as often
+    // (commits then fall inside a 10,000-event run, which takes well under a second).
+    let variants = [
+        ("spooled", false, Duration::MAX),
+        ("journaled", true, edgeguard::pipeline::JOURNAL_INTERVAL),
+        ("journaled_10ms", true, Duration::from_millis(10)),
+    ];
+    for (_, journal, every) in variants {
+        let (dir, mut spool, mut p, metrics) = fresh(journal);
+        let mut out = Drained::default();
+        run_steady_durable::<M>(&mut p, &mut spool, n, make, &mut out, every);
+        verify(name, &p, &metrics, &out, expected_events);
+        assert_eq!(spool.len(), out.messages, "{name}: every message stored");
+        // Reopened, the spool holds every message and no journal row: each event is in
+        // exactly one place.
+        drop(spool);
+        let mut again = Spool::open(dir.path().join("spool.redb"), 1 << 30).expect("reopens");
+        let rows = again.take_journal();
+        assert_eq!(
+            again.len(),
+            out.messages,
+            "{name}: messages after reopening"
+        );
+        assert!(
+            rows.queue.is_empty() && rows.windows.is_empty(),
+            "{name}: {} queued and {} window rows left in the journal",
+            rows.queue.len(),
+            rows.windows.len()
+        );
+    }
+    let mut group = c.benchmark_group(format!("durable{}", clock_suffix::<M>()));
+    configure(&mut group, n);
+    for (label, journal, every) in variants {
+        group.bench_function(format!("{label}_{name}"), |b| {
+            b.iter_custom(|iters| {
+                let mut total = Duration::ZERO;
+                for _ in 0..iters {
+                    let (_dir, mut spool, mut p, _) = fresh(journal);
+                    let mut out = Drained::default();
+                    total += run_steady_durable::<M>(&mut p, &mut spool, n, make, &mut out, every);
+                    black_box(out);
+                }
+                total
+            })
+        });
+    }
+    group.finish();
+}
+
+fn durable_no_aggregation<M: Measurement<Value = Duration> + 'static>(c: &mut Criterion<M>) {
+    bench_durable(
+        c,
+        "no_aggregation",
+        config(false),
+        |i| process_create(i, i),
+        n(),
+    );
+}
+
+fn durable_aggregated<M: Measurement<Value = Duration> + 'static>(c: &mut Criterion<M>) {
+    bench_durable(
+        c,
+        "aggregated",
+        config(true),
+        |i| process_create(i, i % STORM_DISTINCT),
+        STORM_DISTINCT.min(n()),
+    );
+}
+
 /// Command lines of the generated ProcessCreate events stay within 60–120 characters.
 fn check_command_lines(events: &[Event]) {
     for e in events {
@@ -547,6 +689,8 @@ criterion_group!(
         steady_no_aggregation::<WallTime>,
         steady_aggregated::<WallTime>,
         steady_connections::<WallTime>,
+        durable_no_aggregation::<WallTime>,
+        durable_aggregated::<WallTime>,
         encode_event::<WallTime>,
         detect_process::<WallTime>
 );
@@ -560,6 +704,8 @@ criterion_group!(
         steady_no_aggregation::<ThreadCpuTime>,
         steady_aggregated::<ThreadCpuTime>,
         steady_connections::<ThreadCpuTime>,
+        durable_no_aggregation::<ThreadCpuTime>,
+        durable_aggregated::<ThreadCpuTime>,
         encode_event::<ThreadCpuTime>,
         detect_process::<ThreadCpuTime>
 );

@@ -217,19 +217,7 @@ fn agent(root: &Path, walk: bool, args: &[&str]) -> Command {
         .arg("--host-root")
         .arg(root)
         .args(args);
-    for var in [
-        "IOTEDGE_MODULEID",
-        "EdgeHubConnectionString",
-        "EDGEGUARD_CONFIG",
-        "EDGEGUARD_CONFIG_JSON",
-        "EDGEGUARD_SINK",
-        "EDGEGUARD_HOST_ROOT",
-        "EDGEGUARD_STATE_DIR",
-        "EDGEGUARD_METRICS_ADDR",
-    ] {
-        c.env_remove(var);
-    }
-    c.env("RUST_LOG", "info");
+    support::agent::clean_env(&mut c);
     if walk {
         c.env("EDGEGUARD_HOST_RESOLVER", "walk");
     } else {

@@ -37,7 +37,8 @@ pub fn command_with_trees(root: &Path, trees: &[&str]) -> Command {
     c
 }
 
-fn clean_env(c: &mut Command) {
+/// Removes from `c`'s environment what would change the agent's behaviour, and logs at info.
+pub fn clean_env(c: &mut Command) {
     for var in [
         "IOTEDGE_MODULEID",
         "EdgeHubConnectionString",

@@ -12,6 +12,7 @@ use base64::Engine;
 use base64::engine::general_purpose::STANDARD as B64;
 use edgeguard::pipeline::spool::{self, Spool};
 use serde_json::{Value, json};
+use std::collections::HashSet;
 use std::io::Write;
 use std::path::PathBuf;
 use std::process::{Child, Stdio};
@@ -574,7 +575,26 @@ async fn sigterm_while_edgehub_is_away_keeps_everything_for_the_next_start() {
 }
 
 /// Whether any ProcessCreate in `telemetry` (acknowledged) carries `marker` in its command line.
-fn exec_markers(telemetry: &[Telemetry]) -> std::collections::HashSet<String> {
+fn exec_markers(telemetry: &[Telemetry]) -> HashSet<String> {
+    exec_payloads(telemetry)
+        .filter_map(|p| {
+            let cmd = p["CommandLine"].as_str()?;
+            let at = cmd.find("eg-kill-")?;
+            Some(cmd[at..].split(' ').next()?.to_string())
+        })
+        .collect()
+}
+
+/// Process ids of acknowledged `ProcessCreate` events that carry no command line (the process
+/// was a zombie before /proc could be read): such an event was delivered, only incomplete.
+fn incomplete_exec_pids(telemetry: &[Telemetry]) -> HashSet<u64> {
+    exec_payloads(telemetry)
+        .filter(|p| p["CommandLine"].as_str().unwrap_or("").is_empty())
+        .filter_map(|p| p["ProcessId"].as_u64())
+        .collect()
+}
+
+fn exec_payloads(telemetry: &[Telemetry]) -> impl Iterator<Item = Value> + '_ {
     telemetry
         .iter()
         .filter(|t| t.puback_sent)
@@ -582,12 +602,6 @@ fn exec_markers(telemetry: &[Telemetry]) -> std::collections::HashSet<String> {
         .flat_map(|m| m["Events"].as_array().cloned().unwrap_or_default())
         .filter(|e| e["Name"] == "ProcessCreate")
         .flat_map(|e| e["Payload"].as_array().cloned().unwrap_or_default())
-        .filter_map(|p| {
-            let cmd = p["CommandLine"].as_str()?;
-            let at = cmd.find("eg-kill-")?;
-            Some(cmd[at..].split(' ').next()?.to_string())
-        })
-        .collect()
 }
 
 /// Steady load while agents are killed and restarted: a failed login and an exec with a unique
@@ -598,7 +612,9 @@ fn exec_markers(telemetry: &[Telemetry]) -> std::collections::HashSet<String> {
 /// An event must arrive when it was made while an agent was following, at least
 /// [`AT_RISK`] before that agent was killed: one journal commit interval (1 s) plus the time to
 /// be read (the auth log is polled every second; an exec is read at once). Events made later,
-/// or while no agent ran (execs then are not seen at all), are counted apart.
+/// or while no agent ran (execs then are not seen at all), are counted apart. An exec whose
+/// event arrived without its command line (under load the shell can exit before /proc is
+/// read; issue 19's subject) is matched by its pid: it was delivered, only incomplete.
 /// `EDGEGUARD_KILLS` sets the number of kills (default 5; 20 for the published figure).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sigkills_under_load_lose_nothing_older_than_a_journal_commit() {
@@ -630,6 +646,7 @@ async fn sigkills_under_load_lose_nothing_older_than_a_journal_commit() {
         n: u64,
         at: Instant,
         exec: String,
+        pid: Option<u32>,
     }
     let run = uuid::Uuid::new_v4().simple().to_string();
     let mut made: Vec<Made> = Vec::new();
@@ -651,15 +668,18 @@ async fn sigkills_under_load_lose_nothing_older_than_a_journal_commit() {
         while ready.elapsed() < live_for {
             let exec = format!("eg-kill-{run}-{n}");
             d.append_logins(n, n + 1);
-            let _ = std::process::Command::new("/bin/sh")
+            let pid = std::process::Command::new("/bin/sh")
                 .args(["-c", "sleep 0.3; true", &exec])
                 .stdin(Stdio::null())
-                .spawn();
+                .spawn()
+                .ok()
+                .map(|child| child.id());
             let _ = std::net::TcpStream::connect(("127.0.0.1", port));
             made.push(Made {
                 n,
                 at: Instant::now(),
                 exec,
+                pid,
             });
             n += 1;
             tokio::time::sleep(Duration::from_millis(100)).await;
@@ -688,18 +708,24 @@ async fn sigkills_under_load_lose_nothing_older_than_a_journal_commit() {
             .iter()
             .any(|(ready, killed)| m.at >= *ready && m.at + AT_RISK <= *killed)
     };
+    // An exec arrived when its marker did, or when an event for its pid came without a command
+    // line (read too late, after the shell had exited: a collector limit, not a loss).
+    let exec_arrived = |m: &Made, execs: &HashSet<String>, bare: &HashSet<u64>| {
+        execs.contains(&m.exec) || m.pid.is_some_and(|p| bare.contains(&u64::from(p)))
+    };
     let deadline = Instant::now() + Duration::from_secs(60);
-    let (logins, execs) = loop {
+    let (logins, execs, bare) = loop {
         let telemetry = d.hub.telemetry();
         let logins = login_users(&telemetry);
         let execs = exec_markers(&telemetry);
+        let bare = incomplete_exec_pids(&telemetry);
         let missing = made
             .iter()
             .filter(|m| required(m))
-            .filter(|m| !logins.contains(&m.n) || !execs.contains(&m.exec))
+            .filter(|m| !logins.contains(&m.n) || !exec_arrived(m, &execs, &bare))
             .count();
         if missing == 0 || Instant::now() > deadline {
-            break (logins, execs);
+            break (logins, execs, bare);
         }
         tokio::time::sleep(Duration::from_millis(200)).await;
     };
@@ -711,13 +737,18 @@ async fn sigkills_under_load_lose_nothing_older_than_a_journal_commit() {
         .collect();
     let lost_execs: Vec<&str> = req
         .iter()
-        .filter(|m| !execs.contains(&m.exec))
+        .filter(|m| !exec_arrived(m, &execs, &bare))
         .map(|m| m.exec.as_str())
         .collect();
+    let without_command_line =
+        req.iter().filter(|m| !execs.contains(&m.exec)).count() - lost_execs.len();
     let risky_logins = risk.iter().filter(|m| logins.contains(&m.n)).count();
-    let risky_execs = risk.iter().filter(|m| execs.contains(&m.exec)).count();
+    let risky_execs = risk
+        .iter()
+        .filter(|m| exec_arrived(m, &execs, &bare))
+        .count();
     eprintln!(
-        "kills: {kills}; required: {} logins + {} execs, lost {} + {}; at risk: {} of each, arrived {} logins and {} execs",
+        "kills: {kills}; required: {} logins + {} execs, lost {} + {} ({without_command_line} execs arrived without their command line); at risk: {} of each, arrived {} logins and {} execs",
         req.len(),
         req.len(),
         lost_logins.len(),

@@ -19,6 +19,7 @@ pub mod config;
 pub mod container;
 pub mod detect;
 pub mod event;
+pub mod heartbeat;
 pub mod host;
 pub mod hub;
 pub mod kernel;
@@ -460,6 +461,12 @@ pub async fn run(
                 }
             }
             tracker.spawn(memory::keep_lean(stop_collectors.clone()));
+            tracker.spawn(heartbeat::run(
+                metrics.clone(),
+                config_rx.clone(),
+                collector_tx.clone(),
+                stop_collectors.clone(),
+            ));
             // The collectors own the last event senders: when they stop, the pipeline flushes.
             let ctx = collectors::Context {
                 host: host_root.clone(),

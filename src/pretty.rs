@@ -160,6 +160,17 @@ pub fn render_event(event: &Value, style: Style) -> String {
             })
             .collect::<Vec<_>>()
             .join("; "),
+        "Heartbeat" => format!(
+            "#{} up {} s, collectors {} up {} degraded {} down, spool {} messages, {} queued, {} dropped",
+            number(first, "Sequence"),
+            number(first, "UptimeSeconds"),
+            number(first, "CollectorsUp"),
+            number(first, "CollectorsDegraded"),
+            number(first, "CollectorsDown"),
+            number(first, "SpoolMessages"),
+            number(first, "QueuedEvents"),
+            number(first, "DroppedEvents")
+        ),
         "MessageStatistics" => format!(
             "{} sent, {} under 4 KB, {} failed",
             number(first, "MessagesSent"),

@@ -544,6 +544,74 @@ async fn the_log_level_follows_the_twin() {
     d.stop_agent(&mut agent);
 }
 
+/// Heartbeats as edgeHub sees them: `(Sequence, UptimeSeconds)` of every acknowledged one.
+fn heartbeats(telemetry: &[Telemetry]) -> Vec<(u64, u64)> {
+    telemetry
+        .iter()
+        .filter(|t| t.puback_sent)
+        .filter_map(|t| serde_json::from_slice::<Value>(&t.payload).ok())
+        .flat_map(|m| m["Events"].as_array().cloned().unwrap_or_default())
+        .filter(|e| e["Name"] == "Heartbeat")
+        .filter_map(|e| {
+            let r = &e["Payload"][0];
+            Some((r["Sequence"].as_u64()?, r["UptimeSeconds"].as_u64()?))
+        })
+        .collect()
+}
+
+/// With the twin's `heartbeatFrequency` set, heartbeats arrive upstream on that interval by
+/// themselves (the high timer is the default 7 minutes, so nothing else would send them), and
+/// a twin change of the interval applies without restart.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn heartbeats_arrive_on_the_twin_interval_without_a_flush() {
+    let object = "ms_iotn:urn_azureiot_Security_SecurityAgentConfiguration";
+    let mut d = Device::new(|cfg| {
+        cfg.initial_desired = json!({ object: {"heartbeatFrequency": {"value": "PT2S"}} });
+    })
+    .await;
+    let mut agent = d.start_agent(&[]);
+    d.wait_ready().await;
+    assert!(
+        d.hub
+            .wait_until(Duration::from_secs(60), |h| heartbeats(&h.telemetry())
+                .len()
+                >= 3)
+            .await,
+        "three heartbeats within a minute: {:?}\n{}",
+        heartbeats(&d.hub.telemetry()),
+        d.logs()
+    );
+    let beats = heartbeats(&d.hub.telemetry());
+    let sequences: Vec<u64> = beats.iter().map(|b| b.0).collect();
+    assert_eq!(
+        &sequences[..3],
+        &[1, 2, 3],
+        "in order, none lost: {beats:?}"
+    );
+    assert!(beats[2].1 >= beats[0].1 + 2, "uptime grows: {beats:?}");
+    // A long interval from the twin stops them (the next would be an hour away).
+    d.hub
+        .set_desired_patch(json!({ object: {"heartbeatFrequency": "PT1H"}}));
+    assert!(
+        d.hub
+            .wait_until(Duration::from_secs(20), |h| {
+                h.reported()[object]["heartbeatFrequency"] == json!({"value": "PT1H"})
+            })
+            .await,
+        "reported: {}",
+        d.hub.reported()
+    );
+    // One may have been on its way when the patch arrived; after that, none for 5 s.
+    let settled = heartbeats(&d.hub.telemetry()).len() + 1;
+    tokio::time::sleep(Duration::from_secs(5)).await;
+    assert!(
+        heartbeats(&d.hub.telemetry()).len() <= settled,
+        "heartbeats kept coming after the interval was raised: {:?}",
+        heartbeats(&d.hub.telemetry())
+    );
+    d.stop_agent(&mut agent);
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sigterm_while_edgehub_is_away_keeps_everything_for_the_next_start() {
     let mut d = Device::new(|_| {}).await;

@@ -32,6 +32,7 @@ pub(super) enum Key {
     ContainerCollectionEnabled,
     DockerSocketPath,
     DetectionRulesDisabled,
+    HeartbeatFrequency,
 }
 
 const EVENT_PRIORITY: &str = "eventPriority";
@@ -62,6 +63,7 @@ impl Key {
             ContainerCollectionEnabled,
             DockerSocketPath,
             DetectionRulesDisabled,
+            HeartbeatFrequency,
         ];
         sizes
             .into_iter()
@@ -90,6 +92,7 @@ impl Key {
             ContainerCollectionEnabled => "containerCollectionEnabled".into(),
             DockerSocketPath => "dockerSocketPath".into(),
             DetectionRulesDisabled => "detectionRulesDisabled".into(),
+            HeartbeatFrequency => "heartbeatFrequency".into(),
         }
     }
 
@@ -111,6 +114,7 @@ impl Key {
             "containerCollectionEnabled" => ContainerCollectionEnabled,
             "dockerSocketPath" => DockerSocketPath,
             "detectionRulesDisabled" => DetectionRulesDisabled,
+            "heartbeatFrequency" => HeartbeatFrequency,
             _ => {
                 if let Some(kind) = name.strip_prefix(EVENT_PRIORITY) {
                     EventPriority(EventKind::from_name(kind)?)
@@ -153,6 +157,7 @@ impl Key {
                 .collect::<Vec<_>>()
                 .join(",")
                 .into(),
+            HeartbeatFrequency => duration(config.heartbeat_frequency),
         }
     }
 
@@ -205,6 +210,7 @@ impl Key {
             ContainerCollectionEnabled => config.container_collection_enabled = boolean(value)?,
             DockerSocketPath => config.docker_socket_path = socket_path(value)?,
             DetectionRulesDisabled => config.detection_rules_disabled = rules(value)?,
+            HeartbeatFrequency => config.heartbeat_frequency = duration(value)?,
         }
         Ok(())
     }
@@ -252,6 +258,7 @@ impl Key {
             DetectionRulesDisabled => {
                 to.detection_rules_disabled = from.detection_rules_disabled.clone();
             }
+            HeartbeatFrequency => to.heartbeat_frequency = from.heartbeat_frequency,
         }
     }
 }
@@ -451,7 +458,7 @@ mod tests {
         let names: Vec<String> = Key::all().map(Key::name).collect();
         let unique: std::collections::BTreeSet<&String> = names.iter().collect();
         assert_eq!(unique.len(), names.len());
-        assert_eq!(names.len(), 5 + EventKind::ALL.len() + 6 + 8);
+        assert_eq!(names.len(), 5 + EventKind::ALL.len() + 6 + 9);
         for key in Key::all() {
             assert_eq!(Key::from_name(&key.name()), Some(key));
         }

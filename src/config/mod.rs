@@ -71,7 +71,13 @@ pub struct Config {
     pub docker_socket_path: String,
     /// Detection rules turned off (`detectionRulesDisabled`), in [`Rule::ALL`] order.
     pub detection_rules_disabled: Vec<Rule>,
+    /// How often a `Heartbeat` is sent (`heartbeatFrequency`, edgeguard's own key).
+    pub heartbeat_frequency: Duration,
 }
+
+/// Five minutes: a silent device is noticed within minutes, not at the next low-priority timer
+/// hours later.
+pub const DEFAULT_HEARTBEAT: Duration = Duration::from_secs(5 * 60);
 
 /// Where Docker (Moby) listens on an IoT Edge device, and where the module mounts it.
 pub const DEFAULT_DOCKER_SOCKET: &str = "/var/run/docker.sock";
@@ -109,6 +115,7 @@ impl Default for Config {
             container_collection_enabled: true,
             docker_socket_path: DEFAULT_DOCKER_SOCKET.to_string(),
             detection_rules_disabled: Vec::new(),
+            heartbeat_frequency: DEFAULT_HEARTBEAT,
         }
     }
 }

@@ -562,6 +562,32 @@ pub struct Alert {
     pub extra_details: ExtraDetails,
 }
 
+/// The agent is alive: sent every `heartbeatFrequency` (default 5 minutes) and at once, so an
+/// upstream "device silent" rule can tell a silent device from one with nothing to report.
+/// Never aggregated; off with `eventPriorityHeartbeat: Off`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct Heartbeat {
+    pub agent_version: String,
+    pub uptime_seconds: u64,
+    /// Sequence number of this heartbeat since the agent started (1, 2, …): a gap upstream
+    /// means heartbeats were lost, a restart starts over.
+    pub sequence: u64,
+    /// Messages waiting in the spool for edgeHub's acknowledgement.
+    pub spool_messages: u64,
+    pub spool_bytes: u64,
+    /// Events waiting in the cache (both priorities).
+    pub queued_events: u64,
+    pub collectors_up: u32,
+    pub collectors_degraded: u32,
+    pub collectors_down: u32,
+    /// Events dropped since start (every stage and reason).
+    pub dropped_events: u64,
+    /// Each collector that is not `Up`, as `collector.<name>` → `Degraded`/`Down`.
+    #[serde(default, skip_serializing_if = "ExtraDetails::is_empty")]
+    pub extra_details: ExtraDetails,
+}
+
 macro_rules! payloads {
     ($( $kind:ident($record:ty) ),* $(,)?) => {
         /// The `Payload` array of an event: records of one kind. Serializes as the bare array.
@@ -627,6 +653,7 @@ payloads! {
     ContainerInventory(ContainerInventory),
     ContainerImages(ContainerImage),
     Alert(Alert),
+    Heartbeat(Heartbeat),
 }
 
 /// The fields that decide which events the aggregator merges (security-events.md §4), borrowed

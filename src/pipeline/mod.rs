@@ -92,7 +92,8 @@ pub struct Pipeline {
     detector: Detector,
     /// What the detector found in the event being pushed (reused).
     findings: Vec<Finding>,
-    /// A High-priority alert was queued since [`Pipeline::take_alert_raised`] last looked.
+    /// A High-priority alert (or heartbeat) was queued since [`Pipeline::take_alert_raised`]
+    /// last looked.
     alert_raised: bool,
     /// The next event's sequence number (its key in the spool's queue table).
     next_seq: u64,
@@ -305,6 +306,8 @@ impl Pipeline {
             return;
         }
         self.stats.collected[queue_index(priority)] += 1;
+        // A heartbeat is only worth anything on time: a High one goes out at once, like an alert.
+        self.alert_raised |= kind == EventKind::Heartbeat && priority == Priority::High;
         match self.config.aggregation(kind) {
             Some(agg) => {
                 let (added, merged) = self.aggregator.add(event, agg.interval, now);

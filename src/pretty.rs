@@ -171,6 +171,20 @@ pub fn render_event(event: &Value, style: Style) -> String {
             number(first, "QueuedEvents"),
             number(first, "DroppedEvents")
         ),
+        "SoftwareInventory" => listing(records, |r| {
+            format!("{} {}", text(r, "Name"), text(r, "Version"))
+        }),
+        "SoftwareChange" => listing(records, |r| {
+            let previous = opt(r, "PreviousVersion")
+                .map(|p| format!(" (was {p})"))
+                .unwrap_or_default();
+            format!(
+                "{} {} {}{previous}",
+                text(r, "Operation"),
+                text(r, "Name"),
+                text(r, "Version")
+            )
+        }),
         "MessageStatistics" => format!(
             "{} sent, {} under 4 KB, {} failed",
             number(first, "MessagesSent"),

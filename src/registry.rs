@@ -8,7 +8,7 @@
 //! which walks directories, comes late.
 
 use crate::collectors::{
-    Collector, baseline, connection, firewall, listening, login, process, system, users,
+    Collector, baseline, connection, firewall, inventory, listening, login, process, system, users,
 };
 use crate::config::Config;
 use crate::container::Containers;
@@ -33,12 +33,14 @@ pub fn collectors(p: &Parts<'_>) -> Vec<Collector> {
         Periodic(Box::new(firewall::FirewallCollector::new(
             p.metrics.clone(),
         ))),
+        Periodic(Box::new(inventory::SoftwareInventoryCollector)),
         Periodic(Box::new(baseline::BaselineCollector::new(p.config.clone()))),
         Periodic(p.containers.inventory(p.config, p.metrics)),
         Triggered(Box::new(process::ProcessCollector)),
         Triggered(Box::new(connection::ConnectionCollector)),
         Triggered(Box::new(login::LoginCollector)),
         Triggered(Box::new(users::AccountWatcher)),
+        Triggered(Box::new(inventory::PackageWatcher)),
         Triggered(p.containers.watcher()),
     ]
 }

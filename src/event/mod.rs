@@ -131,6 +131,8 @@ event_kinds! {
     ContainerImages => Security, Periodic, Low;
     Alert => Security, Triggered, High;
     Heartbeat => Operational, Periodic, High;
+    SoftwareInventory => Security, Periodic, Low;
+    SoftwareChange => Security, Triggered, High;
 }
 
 impl EventKind {

@@ -588,6 +588,48 @@ pub struct Heartbeat {
     pub extra_details: ExtraDetails,
 }
 
+/// One installed package (`SoftwareInventory` record).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct SoftwarePackage {
+    pub name: String,
+    pub version: String,
+    /// Empty when the database does not say.
+    pub architecture: String,
+    /// `dpkg`, `opkg` or `apk`.
+    pub package_manager: String,
+    /// The source package or origin, when it differs from the name.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub source: Option<String>,
+    #[serde(default, skip_serializing_if = "ExtraDetails::is_empty")]
+    pub extra_details: ExtraDetails,
+}
+
+/// What happened to a package (`Operation` of a `SoftwareChange` record).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub enum SoftwareOperation {
+    Installed,
+    Removed,
+    /// Upgraded or downgraded: `PreviousVersion` says from what.
+    VersionChanged,
+}
+
+/// A package installed, removed or changed since the last look (`SoftwareChange` record).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct SoftwareChange {
+    pub operation: SoftwareOperation,
+    pub name: String,
+    /// The version now (the removed version for `Removed`).
+    pub version: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub previous_version: Option<String>,
+    pub architecture: String,
+    pub package_manager: String,
+    #[serde(default, skip_serializing_if = "ExtraDetails::is_empty")]
+    pub extra_details: ExtraDetails,
+}
+
 macro_rules! payloads {
     ($( $kind:ident($record:ty) ),* $(,)?) => {
         /// The `Payload` array of an event: records of one kind. Serializes as the bare array.
@@ -654,6 +696,8 @@ payloads! {
     ContainerImages(ContainerImage),
     Alert(Alert),
     Heartbeat(Heartbeat),
+    SoftwareInventory(SoftwarePackage),
+    SoftwareChange(SoftwareChange),
 }
 
 /// The fields that decide which events the aggregator merges (security-events.md §4), borrowed

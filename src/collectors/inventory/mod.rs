@@ -1,0 +1,389 @@
+//! Software inventory: which packages, in which versions, are installed on the host.
+//!
+//! What a fleet asks after every advisory ("which devices run the vulnerable openssl?") is
+//! answered from the package managers' own databases under the host root:
+//!
+//! | manager | database | format |
+//! |---|---|---|
+//! | dpkg (Debian, Ubuntu, Raspberry Pi OS) | `/var/lib/dpkg/status` | RFC 822 stanzas |
+//! | opkg (Yocto, OpenWrt) | `/var/lib/opkg/status`, `/usr/lib/opkg/status` | the same stanzas |
+//! | apk (Alpine) | `/lib/apk/db/installed` | `P:`/`V:`/`A:`/`o:` lines |
+//! | rpm (Fedora, RHEL, SUSE, Yocto with rpm) | `rpmdb.sqlite`, `Packages`, `Packages.db` | **not read yet**: found databases are named in the snapshot (`ExtraDetails.Unsupported`) and the collector reports `Degraded` |
+//!
+//! Two parts, like the account collector:
+//! - [`SoftwareInventoryCollector`] (periodic, `snapshotFrequency`): one `SoftwareInventory`
+//!   record per installed package (large inventories are split across messages by the pipeline);
+//! - [`PackageWatcher`] (its own task): every [`WATCH_INTERVAL`] a stat of each database; when
+//!   one changed and has stayed unchanged for a whole interval (a package manager rewrites its
+//!   database many times during one transaction), the packages are compared with the last ones
+//!   seen and one `SoftwareChange` event lists what was installed, removed or changed version.
+//!   The last inventory is kept in the state directory, so what changed while the agent was
+//!   stopped is reported at the next start; on the very first start nothing is reported.
+//!
+//! Bounds: a database larger than [`MAX_DATABASE_BYTES`] is read up to that size and at most
+//! [`MAX_PACKAGES`] packages per manager are kept (both counted as `truncated` errors and
+//! said in the snapshot), so a hostile database cannot exhaust memory.
+
+mod parse;
+
+pub use parse::{Manager, Package, parse_apk, parse_deb_status};
+
+use super::{Context, Periodic};
+use crate::event::{
+    CollectorHealth, Event, ExtraDetails, Payload, SoftwareChange, SoftwareOperation,
+    SoftwarePackage,
+};
+use crate::host::HostRoot;
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+use std::io::Read;
+use std::os::unix::fs::MetadataExt;
+use std::path::Path;
+use std::time::Duration;
+
+/// The collector's name (metric label, `CollectorStatus.Collector`).
+pub const COLLECTOR: &str = "inventory";
+
+/// How often the watcher stats the databases.
+pub const WATCH_INTERVAL: Duration = Duration::from_secs(5);
+
+/// The most of one database read: Debian's status file is under 1 MiB on a server and a few
+/// MiB on a desktop with thousands of packages.
+pub const MAX_DATABASE_BYTES: u64 = 64 * 1024 * 1024;
+
+/// The most packages kept per manager.
+pub const MAX_PACKAGES: usize = 50_000;
+
+/// The last inventory, in the state directory.
+const STATE_FILE: &str = "packages.json";
+
+/// Where each manager keeps its database (host paths; the first that exists is read).
+const DATABASES: &[(Manager, &[&str])] = &[
+    (Manager::Dpkg, &["/var/lib/dpkg/status"]),
+    (
+        Manager::Opkg,
+        &[
+            "/var/lib/opkg/status",
+            "/usr/lib/opkg/status",
+            "/var/opkg-lib/status",
+        ],
+    ),
+    (Manager::Apk, &["/lib/apk/db/installed"]),
+];
+
+/// rpm databases: found and named, not read yet.
+const RPM_DATABASES: &[&str] = &[
+    "/var/lib/rpm/rpmdb.sqlite",
+    "/var/lib/rpm/Packages",
+    "/var/lib/rpm/Packages.db",
+    "/usr/lib/sysimage/rpm/rpmdb.sqlite",
+    "/usr/lib/sysimage/rpm/Packages.db",
+];
+
+/// Packages keyed by (manager, name, architecture): dpkg's multi-arch installs one name for
+/// several architectures.
+pub type Packages = BTreeMap<(Manager, String, String), Package>;
+
+/// What one look at the host's package databases found.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Inventory {
+    /// The managers whose database was read (a manager absent here is not compared).
+    pub managers: Vec<Manager>,
+    #[serde(with = "packages_as_list")]
+    pub packages: Packages,
+    /// Databases found that cannot be read (rpm), or could not be (errors), by host path.
+    #[serde(skip)]
+    pub unreadable: Vec<String>,
+    /// Databases cut at [`MAX_DATABASE_BYTES`] or [`MAX_PACKAGES`].
+    #[serde(skip)]
+    pub truncated: Vec<String>,
+}
+
+/// The package map as a list in the state file (JSON keys must be strings).
+mod packages_as_list {
+    use super::{Package, Packages};
+    use serde::{Deserialize, Deserializer, Serialize, Serializer};
+
+    pub fn serialize<S: Serializer>(p: &Packages, s: S) -> Result<S::Ok, S::Error> {
+        p.values().collect::<Vec<_>>().serialize(s)
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Packages, D::Error> {
+        Ok(Vec::<Package>::deserialize(d)?
+            .into_iter()
+            .map(|p| (p.key(), p))
+            .collect())
+    }
+}
+
+/// Reads every database under the host root.
+pub fn read_inventory(host: &HostRoot) -> Inventory {
+    let mut inv = Inventory::default();
+    for (manager, paths) in DATABASES {
+        let Some((path, file)) = paths.iter().find_map(|p| match host.open(p) {
+            Ok((file, _)) => Some((*p, file)),
+            Err(e) => {
+                if !e.is_not_found() {
+                    inv.unreadable.push(format!("{p}: {}", e.reason()));
+                }
+                None
+            }
+        }) else {
+            continue;
+        };
+        let mut bytes = Vec::new();
+        if let Err(e) = file.take(MAX_DATABASE_BYTES + 1).read_to_end(&mut bytes) {
+            inv.unreadable.push(format!("{path}: {e}"));
+            continue;
+        }
+        if bytes.len() as u64 > MAX_DATABASE_BYTES {
+            bytes.truncate(MAX_DATABASE_BYTES as usize);
+            inv.truncated.push(path.to_string());
+        }
+        let text = String::from_utf8_lossy(&bytes);
+        let parsed = match manager {
+            Manager::Apk => parse_apk(&text),
+            _ => parse_deb_status(&text, *manager),
+        };
+        if parsed.len() > MAX_PACKAGES && !inv.truncated.iter().any(|t| t == path) {
+            inv.truncated.push(path.to_string());
+        }
+        inv.managers.push(*manager);
+        for p in parsed.into_iter().take(MAX_PACKAGES) {
+            inv.packages.insert(p.key(), p);
+        }
+    }
+    for p in RPM_DATABASES {
+        if host.symlink_metadata(p).is_ok() {
+            inv.unreadable
+                .push(format!("{p}: rpm databases are not read yet"));
+        }
+    }
+    inv
+}
+
+fn record(p: &Package) -> SoftwarePackage {
+    SoftwarePackage {
+        name: p.name.clone(),
+        version: p.version.clone(),
+        architecture: p.architecture.clone(),
+        package_manager: p.manager.as_str().to_string(),
+        source: p.source.clone(),
+        extra_details: ExtraDetails::new(),
+    }
+}
+
+/// The periodic `SoftwareInventory` snapshot.
+pub struct SoftwareInventoryCollector;
+
+impl Periodic for SoftwareInventoryCollector {
+    fn name(&self) -> &'static str {
+        COLLECTOR
+    }
+
+    fn collect(&mut self, host: &HostRoot) -> Vec<Event> {
+        let inv = read_inventory(host);
+        let mut records: Vec<SoftwarePackage> = inv.packages.values().map(record).collect();
+        if !inv.unreadable.is_empty() || !inv.truncated.is_empty() {
+            tracing::warn!(collector = COLLECTOR, unreadable = ?inv.unreadable, truncated = ?inv.truncated, "package databases not (fully) read");
+        }
+        if inv.managers.is_empty() && inv.unreadable.is_empty() {
+            // No package manager at all (a scratch or busybox image): say so once per snapshot
+            // with an empty snapshot rather than nothing.
+            return vec![Event::empty_snapshot(
+                crate::event::EventKind::SoftwareInventory,
+            )];
+        }
+        // Which databases were read and which not go with the first record, so a query can
+        // tell "no openssl" from "could not look".
+        if let Some(first) = records.first_mut() {
+            let managers: Vec<&str> = inv.managers.iter().map(|m| m.as_str()).collect();
+            first
+                .extra_details
+                .insert("Managers".into(), managers.join(","));
+            if !inv.unreadable.is_empty() {
+                first
+                    .extra_details
+                    .insert("Unsupported".into(), inv.unreadable.join("; "));
+            }
+            if !inv.truncated.is_empty() {
+                first
+                    .extra_details
+                    .insert("Truncated".into(), inv.truncated.join(","));
+            }
+        }
+        vec![Event::new(Payload::SoftwareInventory(records))]
+    }
+}
+
+/// The changes from `old` to `new`, for the managers read both times.
+pub fn diff(old: &Inventory, new: &Inventory) -> Vec<SoftwareChange> {
+    let compared = |m: &Manager| old.managers.contains(m) && new.managers.contains(m);
+    let mut out = Vec::new();
+    for (key, p) in &new.packages {
+        if !compared(&key.0) {
+            continue;
+        }
+        match old.packages.get(key) {
+            None => out.push(change(SoftwareOperation::Installed, p, None)),
+            Some(o) if o.version != p.version => out.push(change(
+                SoftwareOperation::VersionChanged,
+                p,
+                Some(o.version.clone()),
+            )),
+            Some(_) => {}
+        }
+    }
+    for (key, o) in &old.packages {
+        if compared(&key.0) && !new.packages.contains_key(key) {
+            out.push(change(SoftwareOperation::Removed, o, None));
+        }
+    }
+    out
+}
+
+fn change(operation: SoftwareOperation, p: &Package, previous: Option<String>) -> SoftwareChange {
+    SoftwareChange {
+        operation,
+        name: p.name.clone(),
+        version: p.version.clone(),
+        previous_version: previous,
+        architecture: p.architecture.clone(),
+        package_manager: p.manager.as_str().to_string(),
+        extra_details: ExtraDetails::new(),
+    }
+}
+
+/// Identity of every database file (inode, size, modification time), to notice changes with
+/// a stat.
+type Stamp = Vec<Option<(u64, u64, i64, i64)>>;
+
+fn stamp(host: &HostRoot) -> Stamp {
+    DATABASES
+        .iter()
+        .flat_map(|(_, paths)| paths.iter())
+        .map(|p| {
+            host.metadata(p)
+                .ok()
+                .map(|m| (m.ino(), m.len(), m.mtime(), m.mtime_nsec()))
+        })
+        .collect()
+}
+
+fn load_state(path: &Path) -> Option<Inventory> {
+    crate::state::read_json_or_warn(
+        path,
+        COLLECTOR,
+        "cannot read the saved package list; changes made while stopped are not reported",
+        "saved package list is corrupt; changes made while stopped are not reported",
+    )
+}
+
+fn save_state(path: &Path, inv: &Inventory) -> std::io::Result<()> {
+    let bytes = serde_json::to_vec(inv).map_err(std::io::Error::other)?;
+    crate::state::write_atomic(path, &bytes)
+}
+
+/// The package watcher as the registry lists it: [`watch`] as a task.
+pub struct PackageWatcher;
+
+impl super::Triggered for PackageWatcher {
+    fn name(&self) -> &'static str {
+        COLLECTOR
+    }
+
+    fn start(self: Box<Self>, ctx: Context) -> std::io::Result<super::Running> {
+        Ok(super::Running::task(watch_every(ctx, WATCH_INTERVAL)))
+    }
+}
+
+/// Until `ctx.cancel`: one `SoftwareChange` event per settled change of the package databases.
+pub async fn watch_every(ctx: Context, interval: Duration) {
+    let state_path = ctx.state_dir.join(STATE_FILE);
+    let path = state_path.clone();
+    let mut last = tokio::task::spawn_blocking(move || load_state(&path))
+        .await
+        .unwrap_or_default();
+    // The stamp the last inventory was read at, and one seen since that has not settled yet.
+    let mut read_at: Option<Stamp> = None;
+    let mut pending: Option<Stamp> = None;
+    let mut degraded = false;
+    loop {
+        let host = ctx.host.clone();
+        let now = tokio::task::spawn_blocking(move || stamp(&host)).await;
+        let Ok(now) = now else {
+            ctx.metrics.error(COLLECTOR, "panic");
+            return;
+        };
+        // Read at start, and when a change has held still for one interval.
+        let settled =
+            read_at.is_none() || (Some(&now) != read_at.as_ref() && pending.as_ref() == Some(&now));
+        if Some(&now) != read_at.as_ref() {
+            pending = Some(now.clone());
+        }
+        if settled {
+            let host = ctx.host.clone();
+            let Ok(inv) = tokio::task::spawn_blocking(move || read_inventory(&host)).await else {
+                ctx.metrics.error(COLLECTOR, "panic");
+                return;
+            };
+            let unreadable = inv.unreadable.iter().any(|u| !u.contains("not read yet"));
+            if unreadable != degraded {
+                degraded = unreadable;
+                if degraded {
+                    ctx.metrics.error(COLLECTOR, "read");
+                    ctx.report_status(
+                        COLLECTOR,
+                        CollectorHealth::Degraded,
+                        format!("cannot read {}", inv.unreadable.join("; ")),
+                        Some("retrying when the database changes"),
+                    );
+                } else {
+                    ctx.report_status(
+                        COLLECTOR,
+                        CollectorHealth::Up,
+                        "reading the package databases again",
+                        None,
+                    );
+                }
+            }
+            if !inv.truncated.is_empty() {
+                ctx.metrics.error(COLLECTOR, "truncated");
+            }
+            let changes = last.as_ref().map(|old| diff(old, &inv)).unwrap_or_default();
+            if !changes.is_empty() {
+                tracing::info!(
+                    collector = COLLECTOR,
+                    changes = changes.len(),
+                    "installed packages changed"
+                );
+                let event = Event::new(Payload::SoftwareChange(changes));
+                tokio::select! {
+                    sent = ctx.emit(COLLECTOR, event) => if !sent { return },
+                    // Not saved: the change is reported again at the next start.
+                    _ = ctx.cancel.cancelled() => return,
+                }
+            }
+            if last.as_ref() != Some(&inv) {
+                let path = state_path.clone();
+                let save = inv.clone();
+                if let Ok(Err(e)) =
+                    tokio::task::spawn_blocking(move || save_state(&path, &save)).await
+                {
+                    ctx.metrics.error(COLLECTOR, "state_write");
+                    tracing::warn!(collector = COLLECTOR, error = %e, "cannot save the package list; a restart may miss or repeat changes");
+                }
+            }
+            last = Some(inv);
+            read_at = Some(now);
+            pending = None;
+        }
+        tokio::select! {
+            _ = ctx.cancel.cancelled() => return,
+            _ = tokio::time::sleep(interval) => {}
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -185,6 +185,22 @@ pub fn render_event(event: &Value, style: Style) -> String {
                 text(r, "Version")
             )
         }),
+        "FirewallChange" => listing(records, |r| {
+            let chain = opt(r, "Chain").map(|c| format!("/{c}")).unwrap_or_default();
+            let by = r
+                .get("ExtraDetails")
+                .and_then(|d| d.get("ProcessName"))
+                .and_then(Value::as_str)
+                .map(|p| format!(" by {p}"))
+                .unwrap_or_default();
+            format!(
+                "{} {} {}{chain} ×{}{by}",
+                text(r, "Operation"),
+                text(r, "Family"),
+                text(r, "Table"),
+                number(r, "Count")
+            )
+        }),
         "MessageStatistics" => format!(
             "{} sent, {} under 4 KB, {} failed",
             number(first, "MessagesSent"),

@@ -41,6 +41,7 @@ pub fn collectors(p: &Parts<'_>) -> Vec<Collector> {
         Triggered(Box::new(login::LoginCollector)),
         Triggered(Box::new(users::AccountWatcher)),
         Triggered(Box::new(inventory::PackageWatcher)),
+        Triggered(Box::new(firewall::monitor::FirewallMonitor)),
         Triggered(p.containers.watcher()),
     ]
 }

@@ -241,6 +241,28 @@ fn every_kind() -> Vec<Event> {
                 extra_details: Default::default(),
             },
         ])),
+        Event::new(Payload::FirewallChange(vec![
+            FirewallChange {
+                operation: "RuleDeleted".into(),
+                family: "inet".into(),
+                table: "filter".into(),
+                chain: Some("input".into()),
+                count: 42,
+                extra_details: extra(&[
+                    ("ProcessName", "nft"),
+                    ("ProcessId", "4242"),
+                    ("Backend", "nftables"),
+                ]),
+            },
+            FirewallChange {
+                operation: "RulesetChanged".into(),
+                family: "ip".into(),
+                table: "filter".into(),
+                chain: None,
+                count: 1,
+                extra_details: extra(&[("EntriesBefore", "9"), ("EntriesAfter", "3")]),
+            },
+        ])),
         Event::new(Payload::UserChange(vec![UserChange {
             operation: AccountOperation::UserChanged,
             name: "backdoor".into(),

@@ -361,6 +361,14 @@ pub(crate) fn every_kind(s: &str) -> Vec<Event> {
             package_manager: "dpkg".into(),
             extra_details: Default::default(),
         }])),
+        Event::new(Payload::FirewallChange(vec![FirewallChange {
+            operation: "RuleDeleted".into(),
+            family: text(s, "inet"),
+            table: text(s, "filter"),
+            chain: Some(text(s, "input")),
+            count: 42,
+            extra_details: extra(&[("ProcessName", "nft"), (s, "x")]),
+        }])),
         // Periodic snapshots may be empty.
         Event::empty_snapshot(EventKind::ContainerInventory),
         Event::empty_snapshot(EventKind::ListeningPorts),

@@ -133,6 +133,7 @@ event_kinds! {
     Heartbeat => Operational, Periodic, High;
     SoftwareInventory => Security, Periodic, Low;
     SoftwareChange => Security, Triggered, High;
+    FirewallChange => Security, Triggered, High;
 }
 
 impl EventKind {

@@ -630,6 +630,25 @@ pub struct SoftwareChange {
     pub extra_details: ExtraDetails,
 }
 
+/// A packet-filter ruleset change as it happened (`FirewallChange` record): one per operation,
+/// family, table and chain of a committed transaction, with how many objects it touched.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct FirewallChange {
+    /// `RuleAdded`, `RuleDeleted`, `ChainAdded` (also a policy change), `ChainDeleted`,
+    /// `TableAdded`, `TableDeleted`, `Set…`, `Object…`, `Flowtable…`, `RulesetChanged`
+    /// (iptables-legacy), `ChangesLost`.
+    pub operation: String,
+    /// `ip`, `ip6`, `inet`, `arp`, `bridge`, `netdev`.
+    pub family: String,
+    pub table: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub chain: Option<String>,
+    pub count: u64,
+    #[serde(default, skip_serializing_if = "ExtraDetails::is_empty")]
+    pub extra_details: ExtraDetails,
+}
+
 macro_rules! payloads {
     ($( $kind:ident($record:ty) ),* $(,)?) => {
         /// The `Payload` array of an event: records of one kind. Serializes as the bare array.
@@ -698,6 +717,7 @@ payloads! {
     Heartbeat(Heartbeat),
     SoftwareInventory(SoftwarePackage),
     SoftwareChange(SoftwareChange),
+    FirewallChange(FirewallChange),
 }
 
 /// The fields that decide which events the aggregator merges (security-events.md §4), borrowed

@@ -37,6 +37,7 @@
 //! found nothing" differs from "could not check" (an empty snapshot plus a `Degraded` status).
 
 mod iptables;
+pub mod monitor;
 mod nft;
 mod rule;
 mod ruleset;

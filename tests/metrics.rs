@@ -78,7 +78,7 @@ fn metrics_endpoint_serves_parseable_prometheus_text() {
     }
     let scrape = scrape.expect("an alert counted for the program run from /tmp");
     // Every rule has its series, raised and suppressed, from the start.
-    for rule in edgeguard::detect::Rule::ALL {
+    for rule in edgeguard::detect::Rule::all() {
         for name in [
             "edgeguard_alerts_total",
             "edgeguard_alerts_suppressed_total",

@@ -403,6 +403,17 @@ fn alerts() -> Event {
         extra_details: extra(&[("NewUid0", "true")]),
     }]));
     d.inspect(&user, now, &mut found);
+    // And one data rule's, with its evidence fields.
+    let shadow = Event::new(Payload::ProcessCreate(vec![ProcessCreate {
+        executable: "/usr/bin/cat".into(),
+        command_line: "cat /etc/shadow".into(),
+        process_id: 78,
+        parent_process_id: 1,
+        user_id: "0".into(),
+        user_name: Some("root".into()),
+        extra_details: extra(&[]),
+    }]));
+    d.inspect(&shadow, now, &mut found);
     let mut rules = Vec::new();
     let alerts = found
         .into_iter()
@@ -414,7 +425,14 @@ fn alerts() -> Event {
             other => panic!("nothing should be suppressed: {other:?}"),
         })
         .collect();
-    assert_eq!(rules, Rule::ALL, "one alert of every rule");
+    assert_eq!(
+        rules,
+        Rule::all()
+            .take(5)
+            .chain(Rule::from_id("credential-file-access"))
+            .collect::<Vec<_>>(),
+        "one alert of every code rule, and one of a data rule"
+    );
     Event::new(Payload::Alert(alerts))
 }
 

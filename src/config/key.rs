@@ -350,13 +350,7 @@ fn priority(value: &Value) -> Result<Priority, String> {
 /// for none): a string rather than an array, which older twin tooling cannot edit. Sorted and
 /// without duplicates, so the reported view is stable.
 fn rules(value: &Value) -> Result<Vec<Rule>, String> {
-    let known = || {
-        Rule::ALL
-            .iter()
-            .map(|r| r.id())
-            .collect::<Vec<_>>()
-            .join(", ")
-    };
+    let known = || Rule::all().map(|r| r.id()).collect::<Vec<_>>().join(", ");
     let text = value.as_str().ok_or_else(|| {
         format!(
             "expected rule ids separated by commas ({}), got {}",
@@ -366,13 +360,11 @@ fn rules(value: &Value) -> Result<Vec<Rule>, String> {
     })?;
     let mut out = Vec::new();
     for id in text.split(',').map(str::trim).filter(|id| !id.is_empty()) {
-        let rule = Rule::ALL
-            .into_iter()
-            .find(|r| r.id() == id)
+        let rule = Rule::from_id(id)
             .ok_or_else(|| format!("unknown rule {} (known: {})", quote(id), known()))?;
         out.push(rule);
     }
-    out.sort_by_key(|r| *r as usize);
+    out.sort();
     out.dedup();
     Ok(out)
 }

@@ -69,7 +69,7 @@ pub struct Config {
     pub container_collection_enabled: bool,
     /// The Docker engine's unix socket (`dockerSocketPath`), as mounted into the module.
     pub docker_socket_path: String,
-    /// Detection rules turned off (`detectionRulesDisabled`), in [`Rule::ALL`] order.
+    /// Detection rules turned off (`detectionRulesDisabled`), in [`Rule::all`] order.
     pub detection_rules_disabled: Vec<Rule>,
     /// How often a `Heartbeat` is sent (`heartbeatFrequency`, edgeguard's own key).
     pub heartbeat_frequency: Duration,

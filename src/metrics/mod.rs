@@ -107,8 +107,8 @@ pub struct Metrics {
     container_enrichment: IntCounterVec,
     input_events: IntCounterVec,
     /// `edgeguard_alerts_total` and `edgeguard_alerts_suppressed_total` per rule, in
-    /// [`Rule::ALL`] order.
-    alerts: [(IntCounter, IntCounter); Rule::ALL.len()],
+    /// [`Rule::all`] order.
+    alerts: Vec<(IntCounter, IntCounter)>,
     resident_memory: IntGauge,
     cpu_seconds: Counter,
     drop_log: Mutex<HashMap<DropKey, DropLog>>,
@@ -221,12 +221,14 @@ impl Metrics {
         );
         // Every rule's series exists from the start (at 0), so a dashboard can tell "no alerts"
         // from "no such rule".
-        let alerts = Rule::ALL.map(|rule| {
-            (
-                alerts_raised.with_label_values(&[rule.id()]),
-                alerts_suppressed.with_label_values(&[rule.id()]),
-            )
-        });
+        let alerts = Rule::all()
+            .map(|rule| {
+                (
+                    alerts_raised.with_label_values(&[rule.id()]),
+                    alerts_suppressed.with_label_values(&[rule.id()]),
+                )
+            })
+            .collect();
         Metrics {
             events_collected: counter_vec(
                 &r,
@@ -632,7 +634,7 @@ impl Metrics {
 
     /// Counts a rule's match: an alert raised, or (`raised == false`) one suppressed.
     pub fn alert(&self, rule: Rule, raised: bool) {
-        let (sent, suppressed) = &self.alerts[rule as usize];
+        let (sent, suppressed) = &self.alerts[rule.index()];
         if raised {
             sent.inc();
             self.status.alert(rule);

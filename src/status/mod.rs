@@ -245,8 +245,7 @@ pub fn report(metrics: &Metrics) -> Report {
     let status = metrics.status();
     let b = status.lock();
     let now = Instant::now();
-    let mut alerts: BTreeMap<String, u64> =
-        Rule::ALL.iter().map(|r| (r.id().to_string(), 0)).collect();
+    let mut alerts: BTreeMap<String, u64> = Rule::all().map(|r| (r.id().to_string(), 0)).collect();
     for (t, rule) in &b.alerts {
         if now.duration_since(*t) <= ALERT_WINDOW {
             *alerts.entry(rule.id().to_string()).or_default() += 1;

@@ -1,0 +1,1021 @@
+//! The rule catalog: every rule's metadata, and the match language of the data rules.
+//!
+//! The built-in catalog is `rules.json` next to this file, compiled in and parsed once (on first
+//! use, which is the agent's start: the metrics registry lists every rule). A test proves it
+//! valid, so the `expect` in [`catalog`] cannot fire in a released build. Code rules (the five
+//! hand-written ones in `mod.rs`) have an entry with `"code": true` and no match, so titles,
+//! severities and techniques of all rules are reviewed in one place; they come first, in
+//! [`Rule`]'s constant order.
+//!
+//! Data rules name the event kind they read and a condition over the fields of its records,
+//! named as in the JSON payload (`CommandLine`, `UserId`, `ExtraDetails.ContainerId`) plus
+//! `Program` (the executable's file name, or for busybox/toybox the applet it runs). Conditions
+//! are compiled once: needles lower-cased for `nocase`, CIDRs parsed, field names checked
+//! against the kind. Rules are indexed by kind and, when their condition requires one of a few
+//! program names, by that name, so an ordinary exec is tested against a handful of rules only.
+//! See docs/detection.md for the language.
+
+use super::Rule;
+use crate::event::{
+    BaselineSeverity, ConnectionCreate, ContainerEvent, EventKind, ExtraDetails, FirewallChange,
+    Login, ProcessCreate, ProcessTerminate, SoftwareChange, UserChange,
+};
+use serde_json::Value;
+use std::borrow::Cow;
+use std::collections::HashMap;
+use std::net::IpAddr;
+use std::sync::LazyLock;
+use std::time::Duration;
+
+/// Rules in one catalog: code rules plus data rules. A rule index is a `u16`.
+pub const MAX_RULES: usize = 512;
+/// Keys a correlation rule (threshold or sequence) tracks at once; when full, the entries whose
+/// window has passed are dropped, then the one seen longest ago.
+pub const MAX_CORRELATION_KEYS: usize = 1024;
+/// Longest correlation window a rule may ask for.
+pub const MAX_WINDOW: Duration = Duration::from_secs(3600);
+/// Largest threshold count (the per-key times kept are bounded by it).
+pub const MAX_THRESHOLD: usize = 1000;
+/// Longest needle list, and deepest nesting of `all`/`any`/`not`, one rule may have.
+const MAX_VALUES: usize = 256;
+const MAX_DEPTH: usize = 8;
+
+/// The ids of the code rules, in [`Rule`]'s constant order.
+pub(super) const CODE_RULES: [&str; 5] = [
+    "exec-from-temp-dir",
+    "exec-from-memory",
+    "shell-in-container",
+    "login-brute-force",
+    "uid0-account-added",
+];
+
+/// The built-in catalog, parsed on first use.
+pub fn catalog() -> &'static Catalog {
+    static CATALOG: LazyLock<Catalog> = LazyLock::new(|| {
+        Catalog::parse(include_str!("rules.json"))
+            .expect("the built-in rule catalog is valid (src/detect/tests.rs proves it)")
+    });
+    &CATALOG
+}
+
+/// One rule's description, as alerts, metrics and docs show it.
+#[derive(Debug)]
+pub struct RuleDef {
+    pub id: String,
+    pub title: String,
+    pub severity: BaselineSeverity,
+    /// MITRE ATT&CK technique ids (`T1070.003`).
+    pub techniques: Vec<String>,
+    pub description: String,
+    pub remediation: String,
+    /// `None` for a code rule.
+    pub data: Option<DataRule>,
+}
+
+/// What a data rule matches, and how matches are correlated.
+#[derive(Debug)]
+pub struct DataRule {
+    pub kind: EventKind,
+    pub cond: Cond,
+    /// Fields whose values make the subject of its suppression.
+    pub subject: Vec<Field>,
+    pub correlation: Correlation,
+}
+
+#[derive(Debug)]
+pub enum Correlation {
+    /// Every match alerts.
+    None,
+    /// `count` matches with the same `key` within `window`.
+    Threshold {
+        count: usize,
+        window: Duration,
+        key: Field,
+    },
+    /// A match of the rule's condition, then one of `then` with the same `key` within `window`.
+    Sequence {
+        then: Cond,
+        window: Duration,
+        key: Field,
+    },
+}
+
+/// A compiled condition.
+#[derive(Debug)]
+pub enum Cond {
+    All(Vec<Cond>),
+    Any(Vec<Cond>),
+    Not(Box<Cond>),
+    Leaf { field: Field, op: Op, nocase: bool },
+}
+
+/// A field of a record: a top-level one (a name from the kind's list), one of its
+/// `ExtraDetails`, or the virtual `Program`.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Field {
+    Top(&'static str),
+    Extra(Box<str>),
+    Program,
+}
+
+#[derive(Debug)]
+pub enum Op {
+    Equals(Vec<Box<str>>),
+    Prefix(Vec<Box<str>>),
+    Suffix(Vec<Box<str>>),
+    Contains(Vec<Box<str>>),
+    Glob(Vec<Box<str>>),
+    /// A whole word or phrase (bounded by the start, the end, white space or shell
+    /// punctuation); a needle with `*` or `?` is a glob matched against each word.
+    Word(Vec<Box<str>>),
+    Cidr(Vec<(IpAddr, u8)>),
+    Num(Cmp, f64),
+    Exists(bool),
+}
+
+#[derive(Debug, Clone, Copy)]
+pub enum Cmp {
+    Gt,
+    Ge,
+    Lt,
+    Le,
+}
+
+/// The catalog: rules in index order, and the data rules indexed by kind.
+#[derive(Debug)]
+pub struct Catalog {
+    pub rules: Vec<RuleDef>,
+    /// Per event kind (by discriminant): which data rules to try.
+    pub(super) kinds: Vec<KindRules>,
+}
+
+/// The data rules of one kind: those that require one of a few program names, by name, and the
+/// others, tried on every record.
+#[derive(Debug, Default)]
+pub(super) struct KindRules {
+    pub by_program: HashMap<Box<str>, Vec<Rule>>,
+    pub always: Vec<Rule>,
+}
+
+impl KindRules {
+    pub fn is_empty(&self) -> bool {
+        self.by_program.is_empty() && self.always.is_empty()
+    }
+}
+
+/// The kinds data rules may read, with their fields (as in the JSON payload).
+const KINDS: &[(EventKind, &[&str])] = &[
+    (
+        EventKind::ProcessCreate,
+        &[
+            "Executable",
+            "CommandLine",
+            "ProcessId",
+            "ParentProcessId",
+            "UserId",
+            "UserName",
+        ],
+    ),
+    (
+        EventKind::ProcessTerminate,
+        &["Executable", "ProcessId", "ExitStatus"],
+    ),
+    (
+        EventKind::ConnectionCreate,
+        &[
+            "RemoteAddress",
+            "RemotePort",
+            "LocalAddress",
+            "LocalPort",
+            "Direction",
+            "Protocol",
+            "ProcessId",
+            "UserId",
+            "Executable",
+            "CommandLine",
+        ],
+    ),
+    (
+        EventKind::Login,
+        &[
+            "ProcessId",
+            "UserId",
+            "UserName",
+            "Operation",
+            "Executable",
+            "RemoteAddress",
+            "RemotePort",
+            "LocalPort",
+            "Result",
+        ],
+    ),
+    (
+        EventKind::UserChange,
+        &["Operation", "Name", "Id", "Details"],
+    ),
+    (
+        EventKind::ContainerEvent,
+        &[
+            "Action",
+            "ObjectType",
+            "ContainerId",
+            "ContainerName",
+            "Image",
+            "ImageDigest",
+            "ModuleName",
+            "ExitCode",
+            "Command",
+            "Signal",
+        ],
+    ),
+    (
+        EventKind::FirewallChange,
+        &["Operation", "Family", "Table", "Chain", "Count"],
+    ),
+    (
+        EventKind::SoftwareChange,
+        &[
+            "Operation",
+            "Name",
+            "Version",
+            "PreviousVersion",
+            "Architecture",
+            "PackageManager",
+        ],
+    ),
+];
+
+/// The fields of a kind data rules may read; `None` if they cannot read it.
+pub fn kind_fields(kind: EventKind) -> Option<&'static [&'static str]> {
+    KINDS.iter().find(|(k, _)| *k == kind).map(|(_, f)| *f)
+}
+
+/// Whether `Program` exists for the kind (it has an executable and a command line).
+fn has_program(kind: EventKind) -> bool {
+    matches!(kind, EventKind::ProcessCreate | EventKind::ConnectionCreate)
+}
+
+/// The default suppression subject of a kind: what makes two matches "the same thing".
+fn default_subject(kind: EventKind) -> &'static [&'static str] {
+    match kind {
+        EventKind::ProcessCreate => &["ExtraDetails.ContainerId", "CommandLine"],
+        EventKind::ProcessTerminate => &["Executable"],
+        EventKind::ConnectionCreate => &["Executable", "RemoteAddress", "RemotePort"],
+        EventKind::Login => &["RemoteAddress", "UserName"],
+        EventKind::UserChange => &["Operation", "Name"],
+        EventKind::ContainerEvent => &["ContainerId", "Action"],
+        EventKind::FirewallChange => &["Operation", "Family", "Table", "Chain"],
+        EventKind::SoftwareChange => &["Operation", "Name", "Version"],
+        _ => &[],
+    }
+}
+
+impl Catalog {
+    /// Parses and compiles a catalog: a JSON array of rules. The first entries must be the code
+    /// rules, in order; ids must be unique.
+    pub fn parse(text: &str) -> Result<Catalog, String> {
+        let value: Value = serde_json::from_str(text).map_err(|e| format!("not JSON: {e}"))?;
+        let list = value.as_array().ok_or("expected an array of rules")?;
+        if list.len() > MAX_RULES {
+            return Err(format!("{} rules, at most {MAX_RULES}", list.len()));
+        }
+        let mut rules = Vec::with_capacity(list.len());
+        for (i, v) in list.iter().enumerate() {
+            let def = rule_def(v).map_err(|e| {
+                let id = v.get("id").and_then(Value::as_str).unwrap_or("?");
+                format!("rule {i} ({id}): {e}")
+            })?;
+            match CODE_RULES.get(i) {
+                Some(id) if def.id != *id || def.data.is_some() => {
+                    return Err(format!("rule {i} must be code rule {id}, is {}", def.id));
+                }
+                None if def.data.is_none() => {
+                    return Err(format!("rule {i} ({}): unknown code rule", def.id));
+                }
+                _ => {}
+            }
+            if rules.iter().any(|r: &RuleDef| r.id == def.id) {
+                return Err(format!("rule {i}: duplicate id {}", def.id));
+            }
+            rules.push(def);
+        }
+        if rules.len() < CODE_RULES.len() {
+            return Err("the code rules are missing".into());
+        }
+        let mut kinds: Vec<KindRules> = EventKind::ALL.iter().map(|_| Default::default()).collect();
+        for (i, def) in rules.iter().enumerate() {
+            let Some(data) = &def.data else { continue };
+            let rule = Rule(i as u16);
+            let slot = &mut kinds[data.kind as usize];
+            let gate = match &data.correlation {
+                Correlation::Sequence { then, .. } => {
+                    gate(&data.cond).zip(gate(then)).map(|(mut a, b)| {
+                        a.extend(b);
+                        a
+                    })
+                }
+                _ => gate(&data.cond),
+            };
+            match gate {
+                Some(mut names) => {
+                    names.sort();
+                    names.dedup();
+                    for name in names {
+                        slot.by_program.entry(name.into()).or_default().push(rule);
+                    }
+                }
+                None => slot.always.push(rule),
+            }
+        }
+        Ok(Catalog { rules, kinds })
+    }
+}
+
+/// Program names a condition requires one of, if it does: the rule is then only tried on
+/// records of those programs.
+fn gate(c: &Cond) -> Option<Vec<&str>> {
+    match c {
+        Cond::Leaf {
+            field: Field::Program,
+            op: Op::Equals(names),
+            nocase: false,
+        } => Some(names.iter().map(|n| &**n).collect()),
+        Cond::All(cs) => cs.iter().find_map(gate),
+        Cond::Any(cs) => cs.iter().try_fold(Vec::new(), |mut all, c| {
+            all.extend(gate(c)?);
+            Some(all)
+        }),
+        _ => None,
+    }
+}
+
+fn text<'a>(v: &'a Value, key: &str) -> Result<&'a str, String> {
+    match v.get(key) {
+        Some(Value::String(s)) if !s.trim().is_empty() => Ok(s),
+        _ => Err(format!("`{key}` must be a non-empty string")),
+    }
+}
+
+fn rule_def(v: &Value) -> Result<RuleDef, String> {
+    let obj = v.as_object().ok_or("a rule must be an object")?;
+    const KEYS: [&str; 12] = [
+        "id",
+        "title",
+        "severity",
+        "techniques",
+        "description",
+        "remediation",
+        "code",
+        "kind",
+        "match",
+        "subject",
+        "threshold",
+        "sequence",
+    ];
+    if let Some(k) = obj.keys().find(|k| !KEYS.contains(&k.as_str())) {
+        return Err(format!("unknown key `{k}`"));
+    }
+    let id = text(v, "id")?;
+    if !id
+        .bytes()
+        .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+        || id.len() > 64
+    {
+        return Err("`id` must be lower-case letters, digits and dashes (at most 64)".into());
+    }
+    let severity = serde_json::from_value(v.get("severity").cloned().unwrap_or_default())
+        .map_err(|_| "`severity` must be Critical, Important, Warning or Informational")?;
+    let techniques = match v.get("techniques") {
+        Some(Value::Array(list)) => list
+            .iter()
+            .map(|t| match t.as_str() {
+                Some(t) if is_technique(t) => Ok(t.to_string()),
+                _ => Err(format!("bad technique {t} (expected T1234 or T1234.001)")),
+            })
+            .collect::<Result<Vec<_>, _>>()?,
+        None => Vec::new(),
+        _ => return Err("`techniques` must be an array of ATT&CK ids".into()),
+    };
+    let code = match v.get("code") {
+        None => false,
+        Some(Value::Bool(b)) => *b,
+        _ => return Err("`code` must be true or false".into()),
+    };
+    let data = match code {
+        true => {
+            if ["kind", "match", "subject", "threshold", "sequence"]
+                .iter()
+                .any(|k| obj.contains_key(*k))
+            {
+                return Err("a code rule has no kind, match or correlation".into());
+            }
+            None
+        }
+        false => Some(data_rule(v)?),
+    };
+    Ok(RuleDef {
+        id: id.to_string(),
+        title: text(v, "title")?.to_string(),
+        severity,
+        techniques,
+        description: text(v, "description")?.to_string(),
+        remediation: text(v, "remediation")?.to_string(),
+        data,
+    })
+}
+
+/// `T1234` or `T1234.001`.
+fn is_technique(t: &str) -> bool {
+    let b = t.as_bytes();
+    let digits = |s: &[u8]| s.iter().all(u8::is_ascii_digit);
+    match b.len() {
+        5 => b[0] == b'T' && digits(&b[1..]),
+        9 => b[0] == b'T' && digits(&b[1..5]) && b[5] == b'.' && digits(&b[6..]),
+        _ => false,
+    }
+}
+
+fn data_rule(v: &Value) -> Result<DataRule, String> {
+    let kind_name = text(v, "kind")?;
+    let kind = EventKind::from_name(kind_name)
+        .filter(|k| kind_fields(*k).is_some())
+        .ok_or_else(|| {
+            let known: Vec<_> = KINDS.iter().map(|(k, _)| k.name()).collect();
+            format!("`kind` {kind_name} is not one of {}", known.join(", "))
+        })?;
+    let matcher = cond(kind, v.get("match").ok_or("`match` is missing")?, 0)?;
+    let subject = match v.get("subject") {
+        None => default_subject(kind)
+            .iter()
+            .map(|f| field(kind, f))
+            .collect::<Result<_, _>>()?,
+        Some(Value::Array(list)) if !list.is_empty() && list.len() <= 8 => list
+            .iter()
+            .map(|f| field(kind, f.as_str().ok_or("`subject` must list field names")?))
+            .collect::<Result<_, _>>()?,
+        _ => return Err("`subject` must be a list of 1 to 8 field names".into()),
+    };
+    let window = |c: &Value| -> Result<Duration, String> {
+        let secs = c.get("within_secs").and_then(Value::as_u64).unwrap_or(0);
+        let d = Duration::from_secs(secs);
+        if d.is_zero() || d > MAX_WINDOW {
+            return Err(format!(
+                "`within_secs` must be from 1 to {}",
+                MAX_WINDOW.as_secs()
+            ));
+        }
+        Ok(d)
+    };
+    let key = |c: &Value| field(kind, text(c, "key")?);
+    let correlation = match (v.get("threshold"), v.get("sequence")) {
+        (None, None) => Correlation::None,
+        (Some(t), None) => {
+            let count = t.get("count").and_then(Value::as_u64).unwrap_or(0) as usize;
+            if !(2..=MAX_THRESHOLD).contains(&count) {
+                return Err(format!(
+                    "threshold `count` must be from 2 to {MAX_THRESHOLD}"
+                ));
+            }
+            Correlation::Threshold {
+                count,
+                window: window(t)?,
+                key: key(t)?,
+            }
+        }
+        (None, Some(s)) => Correlation::Sequence {
+            then: cond(kind, s.get("then").ok_or("sequence `then` is missing")?, 0)?,
+            window: window(s)?,
+            key: key(s)?,
+        },
+        (Some(_), Some(_)) => return Err("a rule has a threshold or a sequence, not both".into()),
+    };
+    Ok(DataRule {
+        kind,
+        cond: matcher,
+        subject,
+        correlation,
+    })
+}
+
+fn field(kind: EventKind, name: &str) -> Result<Field, String> {
+    if let Some(extra) = name.strip_prefix("ExtraDetails.") {
+        if extra.is_empty() {
+            return Err("`ExtraDetails.` needs a key".into());
+        }
+        return Ok(Field::Extra(extra.into()));
+    }
+    if name == "Program" && has_program(kind) {
+        return Ok(Field::Program);
+    }
+    let fields = kind_fields(kind).unwrap_or_default();
+    fields
+        .iter()
+        .find(|f| **f == name)
+        .map(|f| Field::Top(f))
+        .ok_or_else(|| {
+            let program = if has_program(kind) { ", Program" } else { "" };
+            format!(
+                "{kind} has no field {name} (known: {}{program}, ExtraDetails.X)",
+                fields.join(", ")
+            )
+        })
+}
+
+const OPS: [&str; 14] = [
+    "equals", "in", "prefix", "suffix", "contains", "glob", "word", "cidr", "gt", "ge", "lt", "le",
+    "exists", "nocase",
+];
+
+fn cond(kind: EventKind, v: &Value, depth: usize) -> Result<Cond, String> {
+    if depth > MAX_DEPTH {
+        return Err(format!("conditions nested deeper than {MAX_DEPTH}"));
+    }
+    let obj = v.as_object().ok_or("a condition must be an object")?;
+    let list = |x: &Value| -> Result<Vec<Cond>, String> {
+        match x.as_array() {
+            Some(l) if !l.is_empty() && l.len() <= MAX_VALUES => {
+                l.iter().map(|c| cond(kind, c, depth + 1)).collect()
+            }
+            _ => Err(format!(
+                "`all`/`any` need a list of 1 to {MAX_VALUES} conditions"
+            )),
+        }
+    };
+    if obj.len() == 1 {
+        if let Some(x) = obj.get("all") {
+            return Ok(Cond::All(list(x)?));
+        }
+        if let Some(x) = obj.get("any") {
+            return Ok(Cond::Any(list(x)?));
+        }
+        if let Some(x) = obj.get("not") {
+            return Ok(Cond::Not(Box::new(cond(kind, x, depth + 1)?)));
+        }
+    }
+    let name = obj
+        .get("field")
+        .and_then(Value::as_str)
+        .ok_or("a condition is `all`, `any`, `not`, or has a `field`")?;
+    let field = field(kind, name)?;
+    let nocase = match obj.get("nocase") {
+        None => false,
+        Some(Value::Bool(b)) => *b,
+        _ => return Err("`nocase` must be true or false".into()),
+    };
+    let ops: Vec<&str> = obj
+        .keys()
+        .map(String::as_str)
+        .filter(|k| *k != "field" && *k != "nocase")
+        .collect();
+    let [op] = ops.as_slice() else {
+        return Err(format!(
+            "condition on {name} needs exactly one operator of {}",
+            OPS[..13].join(", ")
+        ));
+    };
+    let op = *op;
+    let arg = &obj[op];
+    let needles = || -> Result<Vec<Box<str>>, String> {
+        let raw: Vec<&str> = match arg {
+            Value::String(s) => vec![s],
+            Value::Array(l) if !l.is_empty() && l.len() <= MAX_VALUES => l
+                .iter()
+                .map(|x| x.as_str().ok_or(format!("`{op}` takes strings")))
+                .collect::<Result<_, _>>()?,
+            _ => {
+                return Err(format!(
+                    "`{op}` takes a string or a list of 1 to {MAX_VALUES} strings"
+                ));
+            }
+        };
+        if raw.iter().any(|s| s.is_empty()) {
+            return Err(format!("`{op}` with an empty string"));
+        }
+        Ok(raw
+            .into_iter()
+            .map(|s| match nocase {
+                true => s.to_ascii_lowercase().into(),
+                false => s.into(),
+            })
+            .collect())
+    };
+    let number = || arg.as_f64().ok_or_else(|| format!("`{op}` takes a number"));
+    let op = match op {
+        "equals" | "in" => Op::Equals(needles()?),
+        "prefix" => Op::Prefix(needles()?),
+        "suffix" => Op::Suffix(needles()?),
+        "contains" => Op::Contains(needles()?),
+        "glob" => Op::Glob(needles()?),
+        "word" => Op::Word(needles()?),
+        "cidr" => Op::Cidr(
+            needles()?
+                .iter()
+                .map(|c| cidr(c).ok_or_else(|| format!("bad CIDR {c}")))
+                .collect::<Result<_, _>>()?,
+        ),
+        "gt" => Op::Num(Cmp::Gt, number()?),
+        "ge" => Op::Num(Cmp::Ge, number()?),
+        "lt" => Op::Num(Cmp::Lt, number()?),
+        "le" => Op::Num(Cmp::Le, number()?),
+        "exists" => Op::Exists(arg.as_bool().ok_or("`exists` takes true or false")?),
+        other => {
+            return Err(format!(
+                "unknown operator `{other}` (known: {})",
+                OPS.join(", ")
+            ));
+        }
+    };
+    Ok(Cond::Leaf { field, op, nocase })
+}
+
+/// `10.0.0.0/8`, `fe80::/10`, or an address alone (a host).
+fn cidr(text: &str) -> Option<(IpAddr, u8)> {
+    let (addr, len) = match text.split_once('/') {
+        Some((a, l)) => (a.parse::<IpAddr>().ok()?, Some(l.parse::<u8>().ok()?)),
+        None => (text.parse::<IpAddr>().ok()?, None),
+    };
+    let max = if addr.is_ipv4() { 32 } else { 128 };
+    let len = len.unwrap_or(max);
+    (len <= max).then_some((addr, len))
+}
+
+fn in_cidr(ip: IpAddr, (net, len): (IpAddr, u8)) -> bool {
+    match (ip, net) {
+        (IpAddr::V4(a), IpAddr::V4(n)) => {
+            let mask = u32::MAX.checked_shl(32 - len as u32).unwrap_or(0);
+            u32::from(a) & mask == u32::from(n) & mask
+        }
+        (IpAddr::V6(a), IpAddr::V6(n)) => {
+            let mask = u128::MAX.checked_shl(128 - len as u32).unwrap_or(0);
+            u128::from(a) & mask == u128::from(n) & mask
+        }
+        // An IPv4-mapped IPv6 address is its IPv4 address.
+        (IpAddr::V6(a), IpAddr::V4(_)) => a
+            .to_ipv4_mapped()
+            .is_some_and(|a| in_cidr(IpAddr::V4(a), (net, len))),
+        _ => false,
+    }
+}
+
+/// A field's value: text, or a number or address (turned into text only if a text operator
+/// asks for it).
+#[derive(Debug)]
+pub enum Val<'a> {
+    Str(Cow<'a, str>),
+    Num(i64),
+    Ip(IpAddr),
+}
+
+impl Val<'_> {
+    pub fn text(&self) -> Cow<'_, str> {
+        match self {
+            Val::Str(s) => Cow::Borrowed(s),
+            Val::Num(n) => Cow::Owned(n.to_string()),
+            Val::Ip(ip) => Cow::Owned(ip.to_string()),
+        }
+    }
+}
+
+/// A record a data rule reads.
+#[derive(Debug, Clone, Copy)]
+pub enum Rec<'a> {
+    Process(&'a ProcessCreate),
+    Terminate(&'a ProcessTerminate),
+    Connection(&'a ConnectionCreate),
+    Login(&'a Login),
+    User(&'a UserChange),
+    Container(&'a ContainerEvent),
+    Firewall(&'a FirewallChange),
+    Software(&'a SoftwareChange),
+}
+
+fn s(v: &str) -> Option<Val<'_>> {
+    Some(Val::Str(Cow::Borrowed(v)))
+}
+
+fn os(v: &Option<String>) -> Option<Val<'_>> {
+    v.as_deref().and_then(s)
+}
+
+/// An enum field as its JSON name (`Out`, `UserAdded`).
+fn named<T: serde::Serialize>(v: &T) -> Option<Val<'static>> {
+    match serde_json::to_value(v) {
+        Ok(Value::String(t)) => Some(Val::Str(Cow::Owned(t))),
+        _ => None,
+    }
+}
+
+impl<'a> Rec<'a> {
+    pub fn extra(&self) -> &'a ExtraDetails {
+        match *self {
+            Rec::Process(r) => &r.extra_details,
+            Rec::Terminate(r) => &r.extra_details,
+            Rec::Connection(r) => &r.extra_details,
+            Rec::Login(r) => &r.extra_details,
+            Rec::User(r) => &r.extra_details,
+            Rec::Container(r) => &r.extra_details,
+            Rec::Firewall(r) => &r.extra_details,
+            Rec::Software(r) => &r.extra_details,
+        }
+    }
+
+    /// The names of the program a process record is about: the executable's file name, and
+    /// argv[0]'s when it differs (`/usr/bin/kmod` run as `insmod`, `x86_64-linux-gnu-gcc-12` as
+    /// `cc`); for a multi-call binary, the applet it runs (`busybox rm …` and a `rm` link to
+    /// busybox are both `rm`). A condition on `Program` holds if it holds for either name: the
+    /// executable's name cannot be changed by the caller, argv[0]'s can.
+    pub fn programs(&self) -> [Option<&'a str>; 2] {
+        let (exe, cmd) = match *self {
+            Rec::Process(r) => (r.executable.as_str(), Some(r.command_line.as_str())),
+            Rec::Connection(r) => (r.executable.as_str(), r.command_line.as_deref()),
+            _ => return [None, None],
+        };
+        let name = super::base_name(exe);
+        let mut words = super::words(cmd.unwrap_or_default());
+        let argv0 = words.next().map(super::base_name);
+        if !super::is_multi_call(name) {
+            let alias = argv0.filter(|a| *a != name && !a.is_empty());
+            return [Some(name).filter(|n| !n.is_empty()), alias];
+        }
+        let applet = match argv0 {
+            Some(a) if super::is_multi_call(a) => words.next().map(super::base_name),
+            other => other,
+        };
+        [applet, None]
+    }
+
+    pub fn get(&self, f: &Field) -> Option<Val<'a>> {
+        let name = match f {
+            Field::Top(name) => *name,
+            Field::Extra(k) => return self.extra().get(&**k).and_then(|v| s(v)),
+            Field::Program => return self.programs()[0].and_then(s),
+        };
+        let num = |n: i64| Some(Val::Num(n));
+        match *self {
+            Rec::Process(r) => match name {
+                "Executable" => s(&r.executable),
+                "CommandLine" => s(&r.command_line),
+                "ProcessId" => num(r.process_id.into()),
+                "ParentProcessId" => num(r.parent_process_id.into()),
+                "UserId" => s(&r.user_id),
+                "UserName" => os(&r.user_name),
+                _ => None,
+            },
+            Rec::Terminate(r) => match name {
+                "Executable" => s(&r.executable),
+                "ProcessId" => num(r.process_id.into()),
+                "ExitStatus" => num(r.exit_status.into()),
+                _ => None,
+            },
+            Rec::Connection(r) => match name {
+                "RemoteAddress" => Some(Val::Ip(r.remote_address)),
+                "RemotePort" => num(r.remote_port.into()),
+                "LocalAddress" => r.local_address.map(Val::Ip),
+                "LocalPort" => r.local_port.map(|p| Val::Num(p.into())),
+                "Direction" => named(&r.direction),
+                "Protocol" => s(&r.protocol),
+                "ProcessId" => num(r.process_id.into()),
+                "UserId" => os(&r.user_id),
+                "Executable" => s(&r.executable),
+                "CommandLine" => os(&r.command_line),
+                _ => None,
+            },
+            Rec::Login(r) => match name {
+                "ProcessId" => num(r.process_id.into()),
+                "UserId" => os(&r.user_id),
+                "UserName" => os(&r.user_name),
+                "Operation" => s(&r.operation),
+                "Executable" => s(&r.executable),
+                "RemoteAddress" => r.remote_address.map(Val::Ip),
+                "RemotePort" => r.remote_port.map(|p| Val::Num(p.into())),
+                "LocalPort" => r.local_port.map(|p| Val::Num(p.into())),
+                "Result" => named(&r.result),
+                _ => None,
+            },
+            Rec::User(r) => match name {
+                "Operation" => named(&r.operation),
+                "Name" => s(&r.name),
+                "Id" => s(&r.id),
+                "Details" => os(&r.details),
+                _ => None,
+            },
+            Rec::Container(r) => match name {
+                "Action" => s(&r.action),
+                "ObjectType" => named(&r.object_type),
+                "ContainerId" => os(&r.container_id),
+                "ContainerName" => os(&r.container_name),
+                "Image" => os(&r.image),
+                "ImageDigest" => os(&r.image_digest),
+                "ModuleName" => os(&r.module_name),
+                "ExitCode" => r.exit_code.map(Val::Num),
+                "Command" => os(&r.command),
+                "Signal" => os(&r.signal),
+                _ => None,
+            },
+            Rec::Firewall(r) => match name {
+                "Operation" => s(&r.operation),
+                "Family" => s(&r.family),
+                "Table" => s(&r.table),
+                "Chain" => os(&r.chain),
+                "Count" => num(r.count.min(i64::MAX as u64) as i64),
+                _ => None,
+            },
+            Rec::Software(r) => match name {
+                "Operation" => named(&r.operation),
+                "Name" => s(&r.name),
+                "Version" => s(&r.version),
+                "PreviousVersion" => os(&r.previous_version),
+                "Architecture" => s(&r.architecture),
+                "PackageManager" => s(&r.package_manager),
+                _ => None,
+            },
+        }
+    }
+}
+
+impl Cond {
+    /// Whether the record satisfies the condition.
+    pub fn matches(&self, r: &Rec<'_>) -> bool {
+        match self {
+            Cond::All(cs) => cs.iter().all(|c| c.matches(r)),
+            Cond::Any(cs) => cs.iter().any(|c| c.matches(r)),
+            Cond::Not(c) => !c.matches(r),
+            Cond::Leaf {
+                field: Field::Program,
+                op,
+                nocase,
+            } => {
+                let names = r.programs();
+                if names[0].is_none() {
+                    return matches!(op, Op::Exists(false));
+                }
+                let names = names.into_iter().flatten();
+                names
+                    .map(|n| Val::Str(Cow::Borrowed(n)))
+                    .any(|v| leaf(op, *nocase, &v))
+            }
+            Cond::Leaf { field, op, nocase } => {
+                let value = r.get(field);
+                let Some(value) = value else {
+                    return matches!(op, Op::Exists(false));
+                };
+                leaf(op, *nocase, &value)
+            }
+        }
+    }
+}
+
+fn leaf(op: &Op, nocase: bool, value: &Val<'_>) -> bool {
+    match op {
+        Op::Exists(want) => *want,
+        Op::Num(cmp, n) => {
+            let v = match value {
+                Val::Num(v) => *v as f64,
+                Val::Str(t) => match t.trim().parse::<f64>() {
+                    Ok(v) => v,
+                    Err(_) => return false,
+                },
+                Val::Ip(_) => return false,
+            };
+            match cmp {
+                Cmp::Gt => v > *n,
+                Cmp::Ge => v >= *n,
+                Cmp::Lt => v < *n,
+                Cmp::Le => v <= *n,
+            }
+        }
+        Op::Cidr(nets) => {
+            let ip = match value {
+                Val::Ip(ip) => *ip,
+                Val::Str(t) => match t.trim().parse() {
+                    Ok(ip) => ip,
+                    Err(_) => return false,
+                },
+                Val::Num(_) => return false,
+            };
+            nets.iter().any(|n| in_cidr(ip, *n))
+        }
+        Op::Equals(ns) => text_op(value, nocase, ns, |h, n| h == n),
+        Op::Prefix(ns) => text_op(value, nocase, ns, |h, n| h.starts_with(n)),
+        Op::Suffix(ns) => text_op(value, nocase, ns, |h, n| h.ends_with(n)),
+        Op::Contains(ns) => text_op(value, nocase, ns, |h, n| h.contains(n)),
+        Op::Glob(ns) => text_op(value, nocase, ns, |h, n| glob(n.as_bytes(), h.as_bytes())),
+        Op::Word(ns) => text_op(value, nocase, ns, word),
+    }
+}
+
+/// Tries each needle on the value's text (lower-cased first for `nocase`, once per leaf; the
+/// needles were lower-cased when compiled).
+fn text_op(
+    value: &Val<'_>,
+    nocase: bool,
+    needles: &[Box<str>],
+    f: impl Fn(&str, &str) -> bool,
+) -> bool {
+    let text = value.text();
+    let text = match nocase && text.bytes().any(|b| b.is_ascii_uppercase()) {
+        true => Cow::Owned(text.to_ascii_lowercase()),
+        false => text,
+    };
+    needles.iter().any(|n| f(&text, n))
+}
+
+/// Characters that end a word on a command line: white space and shell punctuation.
+fn is_boundary(b: u8) -> bool {
+    b.is_ascii_whitespace() || b";|&()<>'\"`=,".contains(&b)
+}
+
+/// Whether `needle` occurs in `hay` as a whole word or phrase; a needle with `*` or `?` is a
+/// glob matched against each word (split at white space) instead.
+fn word(hay: &str, needle: &str) -> bool {
+    if needle.contains(['*', '?']) {
+        return hay
+            .split(|c: char| c.is_ascii_whitespace())
+            .any(|w| glob(needle.as_bytes(), w.as_bytes()));
+    }
+    let h = hay.as_bytes();
+    let mut from = 0;
+    while let Some(at) = hay[from..].find(needle) {
+        let start = from + at;
+        let end = start + needle.len();
+        let before = start == 0 || is_boundary(h[start - 1]);
+        let after = end == h.len() || is_boundary(h[end]);
+        if before && after {
+            return true;
+        }
+        // The next char boundary after `start` (needles may start with a multi-byte char).
+        from = start + hay[start..].chars().next().map_or(1, char::len_utf8);
+    }
+    false
+}
+
+/// `*` (any run) and `?` (any one byte) against the whole text, linear in practice: the usual
+/// backtrack to the last star only.
+fn glob(pattern: &[u8], text: &[u8]) -> bool {
+    let (mut p, mut t) = (0, 0);
+    let mut star: Option<(usize, usize)> = None;
+    while t < text.len() {
+        match pattern.get(p) {
+            Some(b'*') => {
+                star = Some((p, t));
+                p += 1;
+            }
+            Some(c) if *c == b'?' || *c == text[t] => {
+                p += 1;
+                t += 1;
+            }
+            _ => match star {
+                Some((sp, st)) => {
+                    p = sp + 1;
+                    t = st + 1;
+                    star = Some((sp, st + 1));
+                }
+                None => return false,
+            },
+        }
+    }
+    pattern[p..].iter().all(|c| *c == b'*')
+}
+
+#[cfg(test)]
+pub(super) mod language_tests {
+    use super::*;
+
+    #[test]
+    fn glob_and_word_matching() {
+        assert!(glob(b"*", b""));
+        assert!(glob(b"a*c", b"abbbc"));
+        assert!(glob(b"*.ko", b"/tmp/x.ko"));
+        assert!(!glob(b"*.ko", b"/tmp/x.ko.bak"));
+        assert!(glob(b"4???", b"4755"));
+        assert!(!glob(b"4???", b"47555"));
+        assert!(glob(b"*> *_history", b"sh -c : > ~/.bash_history"));
+        assert!(word("iptables -F", "-F"));
+        assert!(word("iptables -P INPUT ACCEPT", "-P INPUT ACCEPT"));
+        assert!(!word("iptables -FX", "-F"));
+        assert!(!word("systemctl is-enabled x", "enable"));
+        assert!(word("a;enable;b", "enable"));
+        assert!(word("chmod u+s /bin/x", "*+*s"));
+        assert!(!word("ünïcode ü", "n"));
+        assert!(word("ünïcode ü", "ü"));
+    }
+
+    #[test]
+    fn cidr_matching() {
+        let net = cidr("10.0.0.0/8").unwrap();
+        assert!(in_cidr("10.1.2.3".parse().unwrap(), net));
+        assert!(!in_cidr("11.1.2.3".parse().unwrap(), net));
+        assert!(in_cidr("::ffff:10.1.2.3".parse().unwrap(), net));
+        assert!(in_cidr(
+            "1.2.3.4".parse().unwrap(),
+            cidr("0.0.0.0/0").unwrap()
+        ));
+        assert!(in_cidr(
+            "fe80::1".parse().unwrap(),
+            cidr("fe80::/10").unwrap()
+        ));
+        assert!(!in_cidr("fe80::1".parse().unwrap(), net));
+        assert_eq!(cidr("10.0.0.0/33"), None);
+        assert_eq!(cidr("nope"), None);
+    }
+}

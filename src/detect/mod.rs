@@ -5,11 +5,14 @@
 //! message instead of waiting for a timer (the cloud side may be hours behind otherwise). Like
 //! the pipeline core, the detector does no I/O and has no clock of its own: callers pass `now`.
 //!
-//! The rules are deliberately few and need no tuning: each matches something an edge device in
-//! production should not do ([`Rule`] says what). A subject (container, executable, account,
-//! origin of logins) raises a rule's alert at most once per [`SUPPRESSION`], and a rule raises
-//! at most [`MAX_ALERTS_PER_MINUTE`]; matches beyond either are counted, not sent. All state is
-//! bounded ([`MAX_ORIGINS`], [`MAX_SUPPRESSED`]).
+//! Each rule matches something an edge device in production should rarely do. Five are code
+//! rules (below: the script an interpreter was given, login origins across sources); the others
+//! are data, `rules.json`, compiled in and matched by [`catalog`]'s engine (one list, reviewed
+//! in one place, mapped to MITRE ATT&CK; docs/detection.md describes every rule and the match
+//! language). Both sorts share the rest: a subject (container, command line, account, origin)
+//! raises a rule's alert at most once per [`SUPPRESSION`], and a rule raises at most
+//! [`MAX_ALERTS_PER_MINUTE`]; matches beyond either are counted, not sent. All state is bounded
+//! ([`MAX_ORIGINS`], [`MAX_SUPPRESSED`], [`MAX_CORRELATION_KEYS`] per correlation rule).
 //!
 //! No learned baseline yet: rules that need one (a new listening port, a new outbound
 //! destination) are future work. `detectionRulesDisabled` in the twin turns single rules off,
@@ -312,22 +315,23 @@ impl Detector {
         now: Instant,
         out: &mut Vec<Finding>,
     ) {
+        let programs = rec.programs();
         if !rules.by_program.is_empty() {
             // A rule gated under both names (`dash` run as `sh`) is tried once.
-            let [name, alias] = rec.programs();
+            let [name, alias] = programs;
             let first = name.and_then(|p| rules.by_program.get(p));
             let second = alias.and_then(|p| rules.by_program.get(p));
             for rule in first.into_iter().flatten() {
-                self.data_rule(*rule, rec, event, now, out);
+                self.data_rule(*rule, rec, &programs, event, now, out);
             }
             for rule in second.into_iter().flatten() {
                 if !first.is_some_and(|f| f.contains(rule)) {
-                    self.data_rule(*rule, rec, event, now, out);
+                    self.data_rule(*rule, rec, &programs, event, now, out);
                 }
             }
         }
         for rule in &rules.always {
-            self.data_rule(*rule, rec, event, now, out);
+            self.data_rule(*rule, rec, &programs, event, now, out);
         }
     }
 
@@ -336,6 +340,7 @@ impl Detector {
         &mut self,
         rule: Rule,
         rec: Rec<'_>,
+        programs: &[Option<&str>; 2],
         event: &Event,
         now: Instant,
         out: &mut Vec<Finding>,
@@ -344,12 +349,12 @@ impl Detector {
             return;
         };
         let count = match &data.correlation {
-            Correlation::None => match data.cond.matches(&rec) {
+            Correlation::None => match data.cond.matches(&rec, programs) {
                 true => 1,
                 false => return,
             },
             Correlation::Threshold { count, window, key } => {
-                if !data.cond.matches(&rec) {
+                if !data.cond.matches(&rec, programs) {
                     return;
                 }
                 let key = self.hash_fields(&rec, std::slice::from_ref(key));
@@ -363,7 +368,10 @@ impl Detector {
                 n
             }
             Correlation::Sequence { then, window, key } => {
-                let (first, second) = (data.cond.matches(&rec), then.matches(&rec));
+                let (first, second) = (
+                    data.cond.matches(&rec, programs),
+                    then.matches(&rec, programs),
+                );
                 if !first && !second {
                     return;
                 }

@@ -33,7 +33,7 @@ pub use catalog::{
     Catalog, MAX_CORRELATION_KEYS, MAX_RULES, MAX_THRESHOLD, MAX_WINDOW, RuleDef, catalog,
     kind_fields,
 };
-use catalog::{Correlation, Field, KindRules, Rec};
+use catalog::{Context, Correlation, Field, KindRules, Rec};
 
 /// How long a rule stays quiet about a subject after alerting on it.
 pub const SUPPRESSION: Duration = Duration::from_secs(600);
@@ -315,23 +315,24 @@ impl Detector {
         now: Instant,
         out: &mut Vec<Finding>,
     ) {
-        let programs = rec.programs();
+        let cx = Context::new(&rec, catalog());
         if !rules.by_program.is_empty() {
             // A rule gated under both names (`dash` run as `sh`) is tried once.
-            let [name, alias] = programs;
-            let first = name.and_then(|p| rules.by_program.get(p));
-            let second = alias.and_then(|p| rules.by_program.get(p));
-            for rule in first.into_iter().flatten() {
-                self.data_rule(*rule, rec, &programs, event, now, out);
+            let [name, alias] = cx.program_ids;
+            let first = rules.gated(name);
+            for rule in first {
+                self.data_rule(*rule, rec, &cx, event, now, out);
             }
-            for rule in second.into_iter().flatten() {
-                if !first.is_some_and(|f| f.contains(rule)) {
-                    self.data_rule(*rule, rec, &programs, event, now, out);
+            if alias != name {
+                for rule in rules.gated(alias) {
+                    if !first.contains(rule) {
+                        self.data_rule(*rule, rec, &cx, event, now, out);
+                    }
                 }
             }
         }
         for rule in &rules.always {
-            self.data_rule(*rule, rec, &programs, event, now, out);
+            self.data_rule(*rule, rec, &cx, event, now, out);
         }
     }
 
@@ -340,7 +341,7 @@ impl Detector {
         &mut self,
         rule: Rule,
         rec: Rec<'_>,
-        programs: &[Option<&str>; 2],
+        cx: &Context<'_>,
         event: &Event,
         now: Instant,
         out: &mut Vec<Finding>,
@@ -349,12 +350,12 @@ impl Detector {
             return;
         };
         let count = match &data.correlation {
-            Correlation::None => match data.cond.matches(&rec, programs) {
+            Correlation::None => match data.cond.matches(&rec, cx) {
                 true => 1,
                 false => return,
             },
             Correlation::Threshold { count, window, key } => {
-                if !data.cond.matches(&rec, programs) {
+                if !data.cond.matches(&rec, cx) {
                     return;
                 }
                 let key = self.hash_fields(&rec, std::slice::from_ref(key));
@@ -368,10 +369,7 @@ impl Detector {
                 n
             }
             Correlation::Sequence { then, window, key } => {
-                let (first, second) = (
-                    data.cond.matches(&rec, programs),
-                    then.matches(&rec, programs),
-                );
+                let (first, second) = (data.cond.matches(&rec, cx), then.matches(&rec, cx));
                 if !first && !second {
                     return;
                 }

@@ -899,6 +899,15 @@ impl<'a> Rec<'a> {
         [applet, None]
     }
 
+    /// The command line of a process or connection record, straight (the hot field).
+    fn command_line(&self) -> Option<&'a str> {
+        match *self {
+            Rec::Process(r) => Some(&r.command_line),
+            Rec::Connection(r) => r.command_line.as_deref(),
+            _ => None,
+        }
+    }
+
     pub fn get(&self, f: &Field) -> Option<Val<'a>> {
         let name = match f {
             Field::Top(name) => *name,
@@ -1020,17 +1029,19 @@ impl Cond {
                 field: Field::Top("CommandLine"),
                 op,
                 nocase,
-            } => match r.get(&Field::Top("CommandLine")) {
-                Some(Val::Str(text)) => {
+            } => match r.command_line() {
+                Some(text) => {
                     let grams = cx.command_line.get().unwrap_or_else(|| {
                         let g = Grams::of(text.as_bytes());
                         cx.command_line.set(Some(g));
                         g
                     });
-                    leaf(op, *nocase, &Val::Str(text), Some(&grams))
+                    leaf(op, *nocase, &Val::Str(Cow::Borrowed(text)), Some(&grams))
                 }
-                Some(other) => leaf(op, *nocase, &other, None),
-                None => matches!(op, Op::Exists(false)),
+                None => match r.get(&Field::Top("CommandLine")) {
+                    Some(v) => leaf(op, *nocase, &v, None),
+                    None => matches!(op, Op::Exists(false)),
+                },
             },
             Cond::Leaf { field, op, nocase } => {
                 let value = r.get(field);

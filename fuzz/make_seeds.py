@@ -168,11 +168,18 @@ for layout in ("compat32", "native64"):
     put("login_utmp", f"{layout}-partial", b"".join(recs[:2]) + recs[2][:100])
 put("login_utmp", "bad-type", b"\x7f\x7f" + b"\0" * 382)
 
-# ---- login_auth_log: the unit tests' auth.log lines, one file each and all together
-lines = rust_strings("src/collectors/login.rs",
-                     r"^(Jan|Feb|Mar|Apr|May|Jun|Jul|Aug|Sep|Oct|Nov|Dec|Foo|20\d\d-)")
+# ---- login_auth_log: the unit tests' auth.log lines (and the sshd messages of their tables,
+# under a syslog header), one file each and all together
+header = r"^(<\d+>1 |Jan|Feb|Mar|Apr|May|Jun|Jul|Aug|Sep|Oct|Nov|Dec|Foo|20\d\d-)"
+lines = []
+for f in sorted((ROOT / "src/collectors/login/tests").glob("*.rs")):
+    rel = f.relative_to(ROOT)
+    lines += rust_strings(rel, header)
+    lines += ["Nov 23 17:42:57 edge sshd[77]: " + m for m in rust_strings(
+        rel, r"^(Accepted|Failed|ROOT|Invalid|Illegal|input_|User |Disconnect|error: |fatal: |"
+             r"Connection|Received|refused|Did not|Bad protocol|banner|pam_|Address )")]
 for i, s in enumerate(lines):
-    put("login_auth_log", f"line-{i:02}", s + "\n")
+    put("login_auth_log", f"line-{i:03}", s + "\n")
 put("login_auth_log", "all", "".join(s + "\n" for s in lines))
 
 # ---- firewall: the integration test fixtures

@@ -2,7 +2,7 @@
 //! appended, the saved state.
 
 use super::{
-    AUTH_LOG, AuthLine, BTMP, CHUNK_BYTES, COLLECTOR, EMPTY, Error, HEAD_BYTES,
+    AUTH_LOG, Attempts, AuthLogin, BTMP, CHUNK_BYTES, COLLECTOR, EMPTY, Error, HEAD_BYTES,
     LAYOUT_SAMPLE_BYTES, PROC_LOOKUP_MAX_AGE_SECS, ROTATED_QUIET_POLLS, SECURE, STATE_FILE,
     StartAt, USER_PROCESS, UtmpLayout, UtmpRecord, WTMP, detect_layout, executable_for_line,
     parse_auth_line, parse_utmp, split_lines, utmp_login,
@@ -144,6 +144,8 @@ struct Source {
     kind: Kind,
     current: Option<Cursor>,
     rotated: Option<Cursor>,
+    /// sshd lines held to count one attempt once (auth logs only).
+    attempts: Attempts,
 }
 
 /// What one poll found.
@@ -194,6 +196,7 @@ impl LoginFollower {
                 kind,
                 current: None,
                 rotated: None,
+                attempts: Attempts::default(),
             })
             .collect(),
             hint,
@@ -279,10 +282,35 @@ impl LoginFollower {
             uids: &self.uids,
             now: Local::now(),
         };
+        let mono = std::time::Instant::now();
         for src in &mut self.sources {
-            poll_source(src, &env, &mut batch);
+            poll_source(src, &env, mono, &mut batch);
+            let mut held = Vec::new();
+            src.attempts.flush_expired(mono, &mut held);
+            for a in held {
+                push_auth(a, src.path, &env, &mut batch);
+            }
         }
         batch
+    }
+
+    /// Everything the auth-log sources still hold back (see [`Attempts`]), for shutdown.
+    pub fn flush_held(&mut self) -> Vec<Login> {
+        let mut batch = Batch::default();
+        let env = ReadEnv {
+            host: &self.host,
+            hint: self.hint,
+            uids: &self.uids,
+            now: Local::now(),
+        };
+        for src in &mut self.sources {
+            let mut held = Vec::new();
+            src.attempts.flush_all(&mut held);
+            for a in held {
+                push_auth(a, src.path, &env, &mut batch);
+            }
+        }
+        batch.logins
     }
 
     fn state(&self) -> SavedState {
@@ -340,7 +368,13 @@ enum Eof {
     Final,
 }
 
-fn poll_source(src: &mut Source, env: &ReadEnv<'_>, batch: &mut Batch) {
+fn push_auth(a: AuthLogin, source: &str, env: &ReadEnv<'_>, batch: &mut Batch) {
+    let login = a.to_login(source, env.now, |name| env.uids.uid(name));
+    batch.logins.push(login);
+}
+
+fn poll_source(src: &mut Source, env: &ReadEnv<'_>, mono: std::time::Instant, batch: &mut Batch) {
+    let attempts = &mut src.attempts;
     // Has the path been replaced or truncated?
     let meta = env.host.metadata(src.path).ok();
     if let Some(cur) = &mut src.current {
@@ -357,7 +391,15 @@ fn poll_source(src: &mut Source, env: &ReadEnv<'_>, batch: &mut Batch) {
                 if let Some(mut older) = src.rotated.take() {
                     for _ in 0..FINAL_CHUNKS {
                         let before = older.offset;
-                        read_cursor(&mut older, src.kind, src.path, Eof::Final, env, batch);
+                        read_cursor(
+                            &mut older,
+                            src.kind,
+                            src.path,
+                            Eof::Final,
+                            env,
+                            (attempts, mono),
+                            batch,
+                        );
                         if older.offset == before {
                             break;
                         }
@@ -387,13 +429,29 @@ fn poll_source(src: &mut Source, env: &ReadEnv<'_>, batch: &mut Batch) {
         src.current = Some(Cursor::new(file, inode, 0));
     }
     if let Some(old) = &mut src.rotated {
-        read_cursor(old, src.kind, src.path, Eof::Rotated, env, batch);
+        read_cursor(
+            old,
+            src.kind,
+            src.path,
+            Eof::Rotated,
+            env,
+            (attempts, mono),
+            batch,
+        );
         if old.quiet >= ROTATED_QUIET_POLLS {
             src.rotated = None;
         }
     }
     if let Some(cur) = &mut src.current {
-        read_cursor(cur, src.kind, src.path, Eof::Growing, env, batch);
+        read_cursor(
+            cur,
+            src.kind,
+            src.path,
+            Eof::Growing,
+            env,
+            (attempts, mono),
+            batch,
+        );
     }
 }
 
@@ -404,6 +462,7 @@ fn read_cursor(
     source: &str,
     eof: Eof,
     env: &ReadEnv<'_>,
+    (attempts, mono): (&mut Attempts, std::time::Instant),
     batch: &mut Batch,
 ) {
     if kind != Kind::AuthLog && c.layout.is_none() {
@@ -447,15 +506,16 @@ fn read_cursor(
         (Kind::AuthLog, _) => {
             let (lines, consumed, too_long) = split_lines(&buf, &mut c.skip_line, at_eof);
             batch.malformed += too_long as u64;
+            let mut out = Vec::new();
             for line in lines {
-                match parse_auth_line(&String::from_utf8_lossy(line)) {
-                    AuthLine::Login(a) => {
-                        let login = a.to_login(source, env.now, |name| env.uids.uid(name));
-                        batch.logins.push(login);
-                    }
-                    AuthLine::Other => {}
-                    AuthLine::Malformed => batch.malformed += 1,
+                let parsed = parse_auth_line(&String::from_utf8_lossy(line));
+                if parsed == super::AuthLine::Malformed {
+                    batch.malformed += 1;
                 }
+                attempts.feed(parsed, mono, env.now, &mut out);
+            }
+            for a in out {
+                push_auth(a, source, env, batch);
             }
             c.offset += consumed as u64;
         }

@@ -22,13 +22,16 @@
 //!
 //! The collector runs as one task, [`run`]; every file read happens on a blocking thread.
 
+mod attempts;
 mod authlog;
 mod follow;
+mod sshd;
 mod task;
 #[cfg(test)]
 mod tests;
 mod utmp;
 
+pub use attempts::*;
 pub use authlog::*;
 pub use follow::*;
 pub use task::*;

@@ -123,6 +123,23 @@ pub async fn run_with(ctx: Context, opts: LoginOptions) {
             break;
         }
     }
+    // sshd lines held back to count one attempt once: hand them over now, without waiting
+    // (the pipeline may be stopping too).
+    let (follower, held) = match tokio::task::spawn_blocking(move || {
+        let held = follower.flush_held();
+        (follower, held)
+    })
+    .await
+    {
+        Ok(r) => r,
+        Err(_) => return,
+    };
+    for login in held {
+        if !ctx.emit_now(COLLECTOR, Event::new(Payload::Login(vec![login]))) {
+            break;
+        }
+    }
+    let mut follower = follower;
     let saved = tokio::task::spawn_blocking(move || follower.save()).await;
     if let Ok(Err(e)) = saved {
         ctx.metrics.error(COLLECTOR, "state_write");

@@ -100,4 +100,5 @@ fn v4(a: [u8; 4]) -> [u8; 16] {
 
 mod authlog;
 mod follow;
+mod sshd;
 mod utmp;

@@ -17,6 +17,8 @@ use std::fs::File;
 use std::os::unix::fs::{FileExt, MetadataExt};
 use std::path::{Path, PathBuf};
 
+/// `Source` of logins read from the journal.
+pub const JOURNAL_SOURCE: &str = "journal";
 /// Chunks read from a file rotated away twice before it is let go (in one poll).
 const FINAL_CHUNKS: usize = 4;
 /// Names looked at when searching for a rotated file.
@@ -160,6 +162,10 @@ pub struct Batch {
     pub more: bool,
     /// Files rotated away twice before they were read to their end, whose rest was skipped.
     pub skipped: u64,
+    /// Journal files that failed a check (corrupt, truncated, not a journal).
+    pub journal_corrupt: u64,
+    /// Journal fields skipped: compressed (not decoded) or oversized.
+    pub journal_skipped: u64,
 }
 
 /// Follows every login source under a host root, remembering positions in a state file.
@@ -172,6 +178,8 @@ pub struct LoginFollower {
     uids: UidLookup,
     /// The state last written (to skip writing an unchanged one).
     written: Option<SavedState>,
+    /// The systemd journal, read when there is no auth log.
+    journal: super::JournalFollower,
 }
 
 impl LoginFollower {
@@ -202,6 +210,7 @@ impl LoginFollower {
             hint,
             uids: UidLookup::default(),
             written: None,
+            journal: super::JournalFollower::open(state_dir, first_start),
         };
         for i in 0..follower.sources.len() {
             let entry = saved.as_ref().map(|s| {
@@ -265,11 +274,24 @@ impl LoginFollower {
 
     /// Host paths of the sources that exist now.
     pub fn present(&self) -> Vec<&'static str> {
-        self.sources
+        let mut v: Vec<_> = self
+            .sources
             .iter()
             .filter(|s| s.current.is_some())
             .map(|s| s.path)
-            .collect()
+            .collect();
+        if self.journal.present() {
+            v.push(JOURNAL_SOURCE);
+        }
+        v
+    }
+
+    /// Whether an auth log (auth.log or secure) exists: then the journal is not read, since
+    /// rsyslog copied the same messages into it.
+    fn has_auth_log(&self) -> bool {
+        self.sources
+            .iter()
+            .any(|s| s.kind == Kind::AuthLog && s.current.is_some())
     }
 
     /// Reads whatever is new in every source.
@@ -291,6 +313,15 @@ impl LoginFollower {
                 push_auth(a, src.path, &env, &mut batch);
             }
         }
+        if !self.has_auth_log() {
+            let j = self.journal.poll(&self.host, env.now, mono);
+            batch.journal_corrupt += j.corrupt;
+            batch.journal_skipped += j.compressed_skipped + j.oversized;
+            batch.more |= j.more;
+            for a in j.logins {
+                push_auth(a, JOURNAL_SOURCE, &env, &mut batch);
+            }
+        }
         batch
     }
 
@@ -309,6 +340,9 @@ impl LoginFollower {
             for a in held {
                 push_auth(a, src.path, &env, &mut batch);
             }
+        }
+        for a in self.journal.flush_held() {
+            push_auth(a, JOURNAL_SOURCE, &env, &mut batch);
         }
         batch.logins
     }
@@ -332,6 +366,7 @@ impl LoginFollower {
 
     /// Writes the positions if they changed since the last write.
     pub fn save(&mut self) -> Result<(), Error> {
+        self.journal.save()?;
         let state = self.state();
         if self.written.as_ref() == Some(&state) {
             return Ok(());

@@ -84,7 +84,7 @@ pub async fn run_with(ctx: Context, opts: LoginOptions) {
                     COLLECTOR,
                     CollectorHealth::Degraded,
                     format!(
-                        "no login source: {WTMP}, {BTMP}, {AUTH_LOG} and {SECURE} are all missing"
+                        "no login source: {WTMP}, {BTMP}, {AUTH_LOG}, {SECURE} and the journal are all missing"
                     ),
                     Some("checking for them every poll"),
                 );
@@ -105,6 +105,12 @@ pub async fn run_with(ctx: Context, opts: LoginOptions) {
         }
         for _ in 0..batch.skipped {
             ctx.metrics.error(COLLECTOR, "rotated_unread");
+        }
+        for _ in 0..batch.journal_corrupt {
+            ctx.metrics.error(COLLECTOR, "journal_corrupt");
+        }
+        for _ in 0..batch.journal_skipped {
+            ctx.metrics.error(COLLECTOR, "journal_field_skipped");
         }
         for login in batch.logins {
             let event = Event::new(Payload::Login(vec![login]));

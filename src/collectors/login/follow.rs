@@ -366,7 +366,13 @@ impl LoginFollower {
 
     /// Writes the positions if they changed since the last write.
     pub fn save(&mut self) -> Result<(), Error> {
-        self.journal.save()?;
+        // Both are attempted; the first error is returned.
+        let journal = self.journal.save();
+        self.save_files()?;
+        journal
+    }
+
+    fn save_files(&mut self) -> Result<(), Error> {
         let state = self.state();
         if self.written.as_ref() == Some(&state) {
             return Ok(());

@@ -144,9 +144,11 @@ impl JournalFollower {
             };
             read_file(t, &mut self.attempts, wall, mono, &mut out, &mut batch);
         }
-        // Files gone from the directory (vacuumed) and read to their end are let go.
-        self.files
-            .retain(|_, t| t.present || t.walk.taken < t.jf.header.n_entries);
+        // Files gone from the directory (vacuumed) are let go once read to their end, or at
+        // once when they failed a check (they will not be fixed).
+        self.files.retain(|_, t| {
+            t.present || (t.broken_at.is_none() && t.walk.taken < t.jf.header.n_entries)
+        });
         self.attempts.flush_expired(mono, &mut out);
         batch.logins = out;
         batch

@@ -140,7 +140,7 @@ impl AuthLogin {
         for (k, v) in &self.details {
             extra.insert((*k).to_string(), v.clone());
         }
-        let user_id = if self.invalid_user {
+        let user_id = if self.invalid_user || self.user.is_empty() {
             None
         } else {
             uid(&self.user).map(|u| u.to_string())
@@ -148,7 +148,8 @@ impl AuthLogin {
         Login {
             process_id: self.pid.unwrap_or(0),
             user_id,
-            user_name: Some(self.user.clone()),
+            // Probes before any user name (no identification, negotiation failures) have none.
+            user_name: (!self.user.is_empty()).then(|| self.user.clone()),
             operation: self.operation.clone(),
             executable: self.service.executable().to_string(),
             remote_address,

@@ -507,6 +507,12 @@ fn sshd_forms() {
         "Nov 23 17:42:57 edge sshd[1]: Accepted publickey for git from 192.0.2.1 port 5 ssh2: ED25519 SHA256:abc",
     );
     assert_eq!(a.details, vec![("Key", "ED25519 SHA256:abc".to_string())]);
+    // A probe names no user: the Login has no UserName rather than an empty one.
+    let a = auth(
+        "Nov 23 17:42:57 edge sshd[1]: Did not receive identification string from 192.0.2.1 port 5",
+    );
+    let login = a.to_login(AUTH_LOG, Local::now(), |_| Some(0));
+    assert_eq!((login.user_name, login.user_id), (None, None));
 }
 
 #[test]

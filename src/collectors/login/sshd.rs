@@ -325,6 +325,11 @@ fn parse(msg: &str) -> Option<Sshd<'_>> {
                 return Some(with_host(p, Some(host), Some(port)));
             }
         }
+        // The end of a session: `Disconnected from user alice 192.0.2.1 port 5`.
+        if let Some(r) = rest.strip_prefix("user ") {
+            let (_, host, port) = split_user_host_port(r)?;
+            return Some(hint(Some(host), Some(port), true));
+        }
         let (host, port) = host_port(rest)?;
         return Some(hint(Some(host), port, true));
     }

@@ -576,6 +576,19 @@ fn sshd_hints() {
 }
 
 #[test]
+fn session_end_is_a_hint() {
+    match parse_auth_line(
+        "Nov 23 17:42:57 edge sshd[9]: Disconnected from user alice 198.51.100.1 port 5",
+    ) {
+        AuthLine::Hint(h) => assert_eq!(
+            (h.remote_host.as_deref(), h.remote_port, h.ends),
+            (Some("198.51.100.1"), Some(5), true)
+        ),
+        other => panic!("{other:?}"),
+    }
+}
+
+#[test]
 fn user_names_cannot_move_the_source() {
     for (msg, user, host) in [
         (

@@ -58,6 +58,8 @@ mod check;
 mod custom;
 mod docker;
 mod files;
+mod kv;
+mod modprobe;
 mod passwd;
 mod paths;
 mod sshd;
@@ -72,6 +74,8 @@ pub use check::*;
 pub use custom::*;
 use docker::*;
 use files::*;
+use kv::*;
+use modprobe::*;
 use passwd::*;
 use paths::*;
 pub use sshd::*;
@@ -105,12 +109,14 @@ const MAX_LISTED: usize = 10;
 
 /// Every built-in check, in a stable order.
 pub fn run_builtin(host: &HostRoot) -> Vec<BaselineCheck> {
-    let mut out = Vec::with_capacity(64);
+    let mut out = Vec::with_capacity(256);
     let accounts = Accounts::load(host);
     sshd_checks(host, &mut out);
     account_checks(&accounts, &mut out);
-    file_checks(host, &mut out);
+    file_checks(host, &accounts, &mut out);
     sysctl_checks(host, &mut out);
+    module_checks(host, &mut out);
+    kv_checks(host, &mut out);
     walk_checks(host, &mut out);
     docker_checks(host, &mut out);
     aziot_checks(host, &accounts, &mut out);

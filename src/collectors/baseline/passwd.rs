@@ -42,6 +42,16 @@ impl Accounts {
         }
     }
 
+    /// gid → group name, for group-owner checks.
+    pub(super) fn group_name(&self, gid: u32) -> Option<&str> {
+        let group = self.group.as_ref().ok()?;
+        group
+            .entries
+            .iter()
+            .find(|g| g.gid == gid)
+            .map(|g| g.name.as_str())
+    }
+
     /// uid → name, for owner checks.
     pub(super) fn name_of(&self, uid: u32) -> Option<&str> {
         let passwd = self.passwd.as_ref().ok()?;

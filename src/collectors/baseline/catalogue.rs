@@ -2,8 +2,8 @@
 //! check, in one place (the order of the checks in a snapshot is set by `run_builtin`).
 
 use super::{
-    Absent, Cmp, Expect, FileRule, KvFile, KvRule, Meta, Missing, ModuleRule, Sep, SshdExpect,
-    SshdRule, SysctlRule, Unset,
+    Absent, Cmp, Expect, FileRule, KvFile, KvRule, Meta, Missing, ModuleRule, MountRule, PathRule,
+    Sep, SshdExpect, SshdRule, SysctlRule, Unset, Want,
 };
 use crate::event::BaselineSeverity;
 use BaselineSeverity::{Critical, Important, Informational, Warning};
@@ -1891,3 +1891,629 @@ pub(super) const SSHD_RULES: &[SshdRule] = &[
         )
     ),
 ];
+macro_rules! path_rule {
+    ($paths:expr, $want:ident, $only_if:expr, $not_installed:literal, $meta:expr) => {
+        PathRule {
+            paths: $paths,
+            want: Want::$want,
+            only_if: $only_if,
+            not_installed: $not_installed,
+            meta: $meta,
+        }
+    };
+}
+
+/// Programs and files that should be present or absent (a program stands for its package:
+/// the check reads files, never the package database).
+pub(super) const PATH_RULES: &[PathRule] = &[
+    path_rule!(
+        &["/sbin/auditd", "/usr/sbin/auditd"],
+        Present,
+        &[],
+        "",
+        new_meta!(
+            "CCE-81043-2",
+            Warning,
+            "The audit daemon is installed (auditd)",
+            "Install auditd (apt install auditd / dnf install audit) and enable it.",
+            "ComplianceAsCode package_audit_installed"
+        )
+    ),
+    path_rule!(
+        &["/etc/systemd/system/multi-user.target.wants/auditd.service"],
+        Present,
+        &["/sbin/auditd", "/usr/sbin/auditd"],
+        "auditd not installed",
+        new_meta!(
+            "CCE-80872-5",
+            Warning,
+            "The audit daemon starts at boot (auditd.service enabled)",
+            "systemctl enable --now auditd",
+            "ComplianceAsCode service_auditd_enabled"
+        )
+    ),
+    path_rule!(
+        &["/usr/sbin/accton", "/sbin/accton"],
+        Present,
+        &[],
+        "",
+        new_meta!(
+            "CCE-82404-5",
+            Informational,
+            "Process accounting is installed (acct/psacct)",
+            "Install process accounting (apt install acct / dnf install psacct) where its disk use is acceptable.",
+            "ComplianceAsCode package_psacct_installed"
+        )
+    ),
+    path_rule!(
+        &["/etc/cron.allow"],
+        Present,
+        &["/usr/bin/crontab", "/etc/crontab"],
+        "cron not installed",
+        new_meta!(
+            "CCE-86184-9",
+            Warning,
+            "cron is restricted to the users in /etc/cron.allow",
+            "echo root > /etc/cron.allow && chmod 0600 /etc/cron.allow",
+            "ComplianceAsCode file_cron_allow_exists"
+        )
+    ),
+    path_rule!(
+        &["/etc/cron.deny"],
+        Absent,
+        &["/usr/bin/crontab", "/etc/crontab"],
+        "cron not installed",
+        new_meta!(
+            "CCE-86849-7",
+            Warning,
+            "/etc/cron.deny does not exist (cron.allow decides)",
+            "rm /etc/cron.deny",
+            "ComplianceAsCode file_cron_deny_not_exist"
+        )
+    ),
+    path_rule!(
+        &["/etc/at.allow"],
+        Present,
+        &["/usr/bin/at"],
+        "at not installed",
+        new_meta!(
+            "CCE-86861-2",
+            Warning,
+            "at is restricted to the users in /etc/at.allow",
+            "echo root > /etc/at.allow && chmod 0600 /etc/at.allow",
+            "ComplianceAsCode file_at_allow_exists"
+        )
+    ),
+    path_rule!(
+        &["/etc/at.deny"],
+        Absent,
+        &["/usr/bin/at"],
+        "at not installed",
+        new_meta!(
+            "CCE-86945-3",
+            Warning,
+            "/etc/at.deny does not exist (at.allow decides)",
+            "rm /etc/at.deny",
+            "ComplianceAsCode file_at_deny_not_exist"
+        )
+    ),
+    path_rule!(
+        &[
+            "/usr/bin/gcc",
+            "/usr/bin/cc",
+            "/usr/bin/g++",
+            "/usr/bin/clang"
+        ],
+        Absent,
+        &[],
+        "",
+        new_meta!(
+            "EG-COMPILER-PRESENT",
+            Informational,
+            "No compiler is installed on the device (gcc, cc, g++, clang)",
+            "Remove compilers from production devices (apt purge gcc g++ clang).",
+            ""
+        )
+    ),
+    path_rule!(
+        &["/usr/sbin/xinetd", "/sbin/xinetd"],
+        Absent,
+        &[],
+        "",
+        new_meta!(
+            "CCE-80850-1",
+            Warning,
+            "xinetd is not installed",
+            "Remove xinetd.",
+            "ComplianceAsCode package_xinetd_removed"
+        )
+    ),
+    path_rule!(
+        &["/usr/sbin/in.telnetd", "/usr/sbin/telnetd"],
+        Absent,
+        &[],
+        "",
+        new_meta!(
+            "CCE-82182-7",
+            Critical,
+            "No telnet server is installed",
+            "Remove the telnet server (telnetd, inetutils-telnetd).",
+            "ComplianceAsCode package_telnet-server_removed"
+        )
+    ),
+    path_rule!(
+        &[
+            "/usr/sbin/in.rshd",
+            "/usr/sbin/in.rlogind",
+            "/usr/sbin/in.rexecd"
+        ],
+        Absent,
+        &[],
+        "",
+        new_meta!(
+            "CCE-82184-3",
+            Critical,
+            "No rsh, rlogin or rexec server is installed",
+            "Remove rsh-server.",
+            "ComplianceAsCode package_rsh-server_removed"
+        )
+    ),
+    path_rule!(
+        &["/usr/sbin/in.tftpd", "/usr/sbin/tftpd"],
+        Absent,
+        &[],
+        "",
+        new_meta!(
+            "CCE-82436-7",
+            Important,
+            "No TFTP server is installed",
+            "Remove the TFTP server (tftpd-hpa, tftp-server).",
+            "ComplianceAsCode package_tftp-server_removed"
+        )
+    ),
+    path_rule!(
+        &["/usr/sbin/ypserv"],
+        Absent,
+        &[],
+        "",
+        new_meta!(
+            "CCE-82432-6",
+            Important,
+            "No NIS server is installed (ypserv)",
+            "Remove ypserv.",
+            "ComplianceAsCode package_ypserv_removed"
+        )
+    ),
+    path_rule!(
+        &["/usr/sbin/ypbind", "/sbin/ypbind"],
+        Absent,
+        &[],
+        "",
+        new_meta!(
+            "CCE-82181-9",
+            Warning,
+            "No NIS client is installed (ypbind)",
+            "Remove the NIS client (nis, ypbind).",
+            "ComplianceAsCode package_ypbind_removed"
+        )
+    ),
+    path_rule!(
+        &["/usr/bin/talk", "/usr/sbin/in.talkd", "/usr/sbin/in.ntalkd"],
+        Absent,
+        &[],
+        "",
+        new_meta!(
+            "CCE-80848-5",
+            Warning,
+            "talk is not installed",
+            "Remove talk and talkd.",
+            "ComplianceAsCode package_talk_removed"
+        )
+    ),
+    path_rule!(
+        &["/usr/bin/telnet", "/usr/bin/telnet.netkit"],
+        Absent,
+        &[],
+        "",
+        new_meta!(
+            "CCE-80849-3",
+            Informational,
+            "No telnet client is installed",
+            "Remove the telnet client (telnet, inetutils-telnet); use ssh.",
+            "ComplianceAsCode package_telnet_removed"
+        )
+    ),
+    path_rule!(
+        &["/usr/sbin/avahi-daemon"],
+        Absent,
+        &[],
+        "",
+        new_meta!(
+            "CCE-86512-1",
+            Warning,
+            "The Avahi (mDNS) daemon is not installed",
+            "Remove avahi-daemon unless service discovery is required.",
+            "ComplianceAsCode package_avahi_removed"
+        )
+    ),
+    path_rule!(
+        &["/usr/sbin/cupsd"],
+        Absent,
+        &[],
+        "",
+        new_meta!(
+            "CCE-86299-5",
+            Warning,
+            "The CUPS print server is not installed",
+            "Remove cups.",
+            "ComplianceAsCode package_cups_removed"
+        )
+    ),
+    path_rule!(
+        &["/usr/sbin/dhcpd", "/usr/sbin/kea-dhcp4"],
+        Absent,
+        &[],
+        "",
+        new_meta!(
+            "CCE-83385-5",
+            Warning,
+            "No DHCP server is installed",
+            "Remove the DHCP server unless the device serves addresses.",
+            "ComplianceAsCode package_dhcp_removed"
+        )
+    ),
+    path_rule!(
+        &["/usr/sbin/slapd"],
+        Absent,
+        &[],
+        "",
+        new_meta!(
+            "CCE-82415-1",
+            Warning,
+            "No LDAP server is installed (slapd)",
+            "Remove slapd.",
+            "ComplianceAsCode package_openldap-servers_removed"
+        )
+    ),
+    path_rule!(
+        &["/usr/sbin/named"],
+        Absent,
+        &[],
+        "",
+        new_meta!(
+            "CCE-82408-6",
+            Warning,
+            "No DNS server is installed (named)",
+            "Remove bind unless the device serves DNS.",
+            "ComplianceAsCode package_bind_removed"
+        )
+    ),
+    path_rule!(
+        &["/usr/sbin/vsftpd"],
+        Absent,
+        &[],
+        "",
+        new_meta!(
+            "CCE-82414-4",
+            Important,
+            "No FTP server is installed (vsftpd)",
+            "Remove vsftpd.",
+            "ComplianceAsCode package_vsftpd_removed"
+        )
+    ),
+    path_rule!(
+        &["/usr/sbin/httpd", "/usr/sbin/apache2"],
+        Absent,
+        &[],
+        "",
+        new_meta!(
+            "CCE-85970-2",
+            Informational,
+            "No Apache web server is installed",
+            "Remove Apache unless the device serves web pages.",
+            "ComplianceAsCode package_httpd_removed"
+        )
+    ),
+    path_rule!(
+        &["/usr/sbin/dovecot"],
+        Absent,
+        &[],
+        "",
+        new_meta!(
+            "CCE-85976-9",
+            Warning,
+            "No IMAP/POP3 server is installed (dovecot)",
+            "Remove dovecot.",
+            "ComplianceAsCode package_dovecot_removed"
+        )
+    ),
+    path_rule!(
+        &["/usr/sbin/smbd"],
+        Absent,
+        &[],
+        "",
+        new_meta!(
+            "CCE-85978-5",
+            Warning,
+            "No Samba server is installed (smbd)",
+            "Remove samba unless the device shares files.",
+            "ComplianceAsCode package_samba_removed"
+        )
+    ),
+    path_rule!(
+        &["/usr/sbin/squid"],
+        Absent,
+        &[],
+        "",
+        new_meta!(
+            "CCE-82189-2",
+            Warning,
+            "No HTTP proxy is installed (squid)",
+            "Remove squid.",
+            "ComplianceAsCode package_squid_removed"
+        )
+    ),
+    path_rule!(
+        &["/usr/sbin/snmpd"],
+        Absent,
+        &[],
+        "",
+        new_meta!(
+            "CCE-85980-1",
+            Warning,
+            "No SNMP daemon is installed (snmpd)",
+            "Remove snmpd unless the device is monitored over SNMP (then use SNMPv3).",
+            "ComplianceAsCode package_net-snmp_removed"
+        )
+    ),
+    path_rule!(
+        &["/usr/sbin/rpcbind", "/sbin/rpcbind"],
+        Absent,
+        &[],
+        "",
+        new_meta!(
+            "EG-RPCBIND-PRESENT",
+            Warning,
+            "rpcbind is not installed",
+            "Remove rpcbind unless NFS is required.",
+            ""
+        )
+    ),
+    path_rule!(
+        &["/usr/sbin/rpc.nfsd"],
+        Absent,
+        &[],
+        "",
+        new_meta!(
+            "EG-NFS-SERVER-PRESENT",
+            Warning,
+            "No NFS server is installed",
+            "Remove the NFS server (nfs-kernel-server, nfs-utils) unless the device exports files.",
+            ""
+        )
+    ),
+];
+
+/// Mount points and options, read from the host's `/proc/1/mountinfo`.
+pub(super) const MOUNT_RULES: &[MountRule] = &[
+    MountRule {
+        mountpoint: "/tmp",
+        option: None,
+        meta: new_meta!(
+            "CCE-80851-9",
+            Warning,
+            "/tmp is a separate mount (tmpfs or its own partition)",
+            "Mount /tmp separately: systemctl enable tmp.mount, or a tmpfs line in /etc/fstab.",
+            "ComplianceAsCode partition_for_tmp"
+        ),
+    },
+    MountRule {
+        mountpoint: "/tmp",
+        option: Some("nodev"),
+        meta: new_meta!(
+            "CCE-82623-0",
+            Warning,
+            "/tmp is mounted nodev",
+            "Add nodev to /tmp's options in /etc/fstab (or tmp.mount) and remount.",
+            "ComplianceAsCode mount_option_tmp_nodev"
+        ),
+    },
+    MountRule {
+        mountpoint: "/tmp",
+        option: Some("nosuid"),
+        meta: new_meta!(
+            "CCE-82140-5",
+            Warning,
+            "/tmp is mounted nosuid",
+            "Add nosuid to /tmp's options in /etc/fstab (or tmp.mount) and remount.",
+            "ComplianceAsCode mount_option_tmp_nosuid"
+        ),
+    },
+    MountRule {
+        mountpoint: "/tmp",
+        option: Some("noexec"),
+        meta: new_meta!(
+            "CCE-82139-7",
+            Warning,
+            "/tmp is mounted noexec",
+            "Add noexec to /tmp's options in /etc/fstab (or tmp.mount) and remount.",
+            "ComplianceAsCode mount_option_tmp_noexec"
+        ),
+    },
+    MountRule {
+        mountpoint: "/dev/shm",
+        option: Some("nodev"),
+        meta: new_meta!(
+            "CCE-80837-8",
+            Warning,
+            "/dev/shm is mounted nodev",
+            "Add nodev to /dev/shm's options in /etc/fstab and remount.",
+            "ComplianceAsCode mount_option_dev_shm_nodev"
+        ),
+    },
+    MountRule {
+        mountpoint: "/dev/shm",
+        option: Some("nosuid"),
+        meta: new_meta!(
+            "CCE-80839-4",
+            Warning,
+            "/dev/shm is mounted nosuid",
+            "Add nosuid to /dev/shm's options in /etc/fstab and remount.",
+            "ComplianceAsCode mount_option_dev_shm_nosuid"
+        ),
+    },
+    MountRule {
+        mountpoint: "/dev/shm",
+        option: Some("noexec"),
+        meta: new_meta!(
+            "CCE-80838-6",
+            Warning,
+            "/dev/shm is mounted noexec",
+            "Add noexec to /dev/shm's options in /etc/fstab and remount.",
+            "ComplianceAsCode mount_option_dev_shm_noexec"
+        ),
+    },
+    MountRule {
+        mountpoint: "/var/tmp",
+        option: Some("nodev"),
+        meta: new_meta!(
+            "CCE-82068-8",
+            Warning,
+            "/var/tmp is mounted nodev (when it is a separate mount)",
+            "Add nodev to /var/tmp's options in /etc/fstab and remount.",
+            "ComplianceAsCode mount_option_var_tmp_nodev"
+        ),
+    },
+    MountRule {
+        mountpoint: "/var/tmp",
+        option: Some("nosuid"),
+        meta: new_meta!(
+            "CCE-82154-6",
+            Warning,
+            "/var/tmp is mounted nosuid (when it is a separate mount)",
+            "Add nosuid to /var/tmp's options in /etc/fstab and remount.",
+            "ComplianceAsCode mount_option_var_tmp_nosuid"
+        ),
+    },
+    MountRule {
+        mountpoint: "/var/tmp",
+        option: Some("noexec"),
+        meta: new_meta!(
+            "CCE-82151-2",
+            Warning,
+            "/var/tmp is mounted noexec (when it is a separate mount)",
+            "Add noexec to /var/tmp's options in /etc/fstab and remount.",
+            "ComplianceAsCode mount_option_var_tmp_noexec"
+        ),
+    },
+    MountRule {
+        mountpoint: "/home",
+        option: Some("nodev"),
+        meta: new_meta!(
+            "CCE-81048-1",
+            Informational,
+            "/home is mounted nodev (when it is a separate mount)",
+            "Add nodev to /home's options in /etc/fstab and remount.",
+            "ComplianceAsCode mount_option_home_nodev"
+        ),
+    },
+];
+
+meta!(
+    AUDIT_CMDLINE,
+    "CCE-80825-3",
+    Warning,
+    "Processes that start before auditd are audited (audit=1 on the kernel command line)",
+    "Add audit=1 to GRUB_CMDLINE_LINUX in /etc/default/grub and run update-grub (or grub2-mkconfig).",
+    "ComplianceAsCode grub2_audit_argument"
+);
+
+meta!(
+    AUDIT_BACKLOG,
+    "CCE-80943-4",
+    Informational,
+    "The audit backlog holds at least 8192 records (audit_backlog_limit on the kernel command line)",
+    "Add audit_backlog_limit=8192 to GRUB_CMDLINE_LINUX in /etc/default/grub and regenerate the GRUB configuration.",
+    "ComplianceAsCode grub2_audit_backlog_limit_argument"
+);
+
+meta!(
+    LSM_ENABLED,
+    "EG-LSM-ENABLED",
+    Important,
+    "A mandatory access control LSM is active (AppArmor or SELinux)",
+    "Enable AppArmor (apparmor=1 security=apparmor) or SELinux on the kernel command line and load its policy.",
+    ""
+);
+
+meta!(
+    TIME_SYNC,
+    "EG-TIME-SYNC",
+    Warning,
+    "Time synchronisation is configured (chrony, ntpd or systemd-timesyncd)",
+    "Install and enable chrony or systemd-timesyncd (systemctl enable --now systemd-timesyncd).",
+    ""
+);
+
+meta!(
+    SYSLOG,
+    "EG-LOG-SYSLOG",
+    Warning,
+    "Logs are kept: a syslog daemon is configured or the journal is persistent",
+    "Install rsyslog or syslog-ng, or create /var/log/journal for a persistent journal.",
+    ""
+);
+
+meta!(
+    CORE_LIMIT,
+    "CCE-81038-2",
+    Warning,
+    "Core dumps are disabled for all users ('* hard core 0' in limits.conf or limits.d)",
+    "Add '* hard core 0' to /etc/security/limits.d/99-coredump.conf.",
+    "ComplianceAsCode disable_users_coredumps"
+);
+
+meta!(
+    BANNER_ISSUE,
+    "CCE-86160-9",
+    Informational,
+    "The local login banner (/etc/issue) does not reveal the OS or kernel (\\m \\r \\s \\v, OS name)",
+    "Replace /etc/issue with a warning text without getty escapes or the OS name.",
+    "ComplianceAsCode banner_etc_issue_cis"
+);
+
+meta!(
+    BANNER_ISSUE_NET,
+    "CCE-86167-4",
+    Informational,
+    "The remote login banner (/etc/issue.net) does not reveal the OS or kernel (\\m \\r \\s \\v, OS name)",
+    "Replace /etc/issue.net with a warning text without getty escapes or the OS name.",
+    "ComplianceAsCode banner_etc_issue_net_cis"
+);
+
+meta!(
+    BANNER_MOTD,
+    "CCE-86145-0",
+    Informational,
+    "The message of the day (/etc/motd) does not reveal the OS or kernel (\\m \\r \\s \\v, OS name)",
+    "Remove OS details and getty escapes from /etc/motd.",
+    "ComplianceAsCode banner_etc_motd_cis"
+);
+
+meta!(
+    SUDO_USE_PTY,
+    "CCE-83798-9",
+    Warning,
+    "sudo runs commands in a pseudo-terminal (Defaults use_pty)",
+    "Add 'Defaults use_pty' to /etc/sudoers.d/hardening (visudo -f).",
+    "ComplianceAsCode sudo_add_use_pty"
+);
+
+meta!(
+    SUDO_LOGFILE,
+    "CCE-83601-5",
+    Informational,
+    "sudo keeps its own log file (Defaults logfile=)",
+    "Add 'Defaults logfile=\"/var/log/sudo.log\"' to /etc/sudoers.d/hardening (visudo -f).",
+    "ComplianceAsCode sudo_custom_logfile"
+);

@@ -64,6 +64,7 @@ mod passwd;
 mod paths;
 mod sshd;
 mod sysctl;
+mod system;
 #[cfg(test)]
 mod tests;
 mod walks;
@@ -80,6 +81,7 @@ use passwd::*;
 use paths::*;
 pub use sshd::*;
 use sysctl::*;
+use system::*;
 use walks::*;
 
 use super::Periodic;
@@ -117,6 +119,7 @@ pub fn run_builtin(host: &HostRoot) -> Vec<BaselineCheck> {
     sysctl_checks(host, &mut out);
     module_checks(host, &mut out);
     kv_checks(host, &mut out);
+    system_checks(host, &mut out);
     walk_checks(host, &mut out);
     docker_checks(host, &mut out);
     aziot_checks(host, &accounts, &mut out);

@@ -196,8 +196,8 @@ fn cmdline_checks(host: &HostRoot, out: &mut Vec<BaselineCheck>) {
     let arg = |name: &str| -> Result<Option<String>, String> {
         let c = cmdline.as_ref().map_err(Clone::clone)?;
         Ok(c.split_whitespace()
-            .filter_map(|a| a.strip_prefix(name)?.strip_prefix('='))
-            .last()
+            .rev()
+            .find_map(|a| a.strip_prefix(name)?.strip_prefix('='))
             .map(str::to_string))
     };
     let check = |name: &str, ok: &dyn Fn(&str) -> bool| -> Outcome {

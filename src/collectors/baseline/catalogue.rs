@@ -2517,3 +2517,192 @@ meta!(
     "Add 'Defaults logfile=\"/var/log/sudo.log\"' to /etc/sudoers.d/hardening (visudo -f).",
     "ComplianceAsCode sudo_custom_logfile"
 );
+
+meta!(
+    ACCT_PLUS_PASSWD,
+    "CCE-82890-5",
+    Important,
+    "/etc/passwd has no legacy NIS '+' entries",
+    "Remove lines starting with + or - from /etc/passwd (vipw).",
+    "ComplianceAsCode no_legacy_plus_entries_etc_passwd"
+);
+
+meta!(
+    ACCT_PLUS_SHADOW,
+    "CCE-84290-6",
+    Important,
+    "/etc/shadow has no legacy NIS '+' entries",
+    "Remove lines starting with + or - from /etc/shadow (vipw -s).",
+    "ComplianceAsCode no_legacy_plus_entries_etc_shadow"
+);
+
+meta!(
+    ACCT_PLUS_GROUP,
+    "CCE-83389-7",
+    Important,
+    "/etc/group has no legacy NIS '+' entries",
+    "Remove lines starting with + or - from /etc/group (vigr).",
+    "ComplianceAsCode no_legacy_plus_entries_etc_group"
+);
+
+meta!(
+    ACCT_ROOT_GID,
+    "CCE-86297-9",
+    Warning,
+    "root's primary group is gid 0",
+    "usermod -g 0 root",
+    "ComplianceAsCode accounts_root_gid_zero"
+);
+
+meta!(
+    ACCT_GROUPS_EXIST,
+    "CCE-80822-0",
+    Warning,
+    "Every primary group in /etc/passwd exists in /etc/group",
+    "Create the missing groups (groupadd -g <gid>) or correct the accounts' gids.",
+    "ComplianceAsCode gid_passwd_group_same"
+);
+
+meta!(
+    ACCT_SHADOW_GROUP,
+    "EG-ACCT-SHADOW-GROUP-EMPTY",
+    Important,
+    "The shadow group has no members (it can read /etc/shadow)",
+    "Remove the users from the shadow group (gpasswd -d <user> shadow) and give them another primary group.",
+    ""
+);
+
+meta!(
+    ACCT_SHADOWED,
+    "CCE-80651-3",
+    Critical,
+    "No password hash is stored in the world-readable /etc/passwd",
+    "Run pwconv to move the hashes to /etc/shadow.",
+    "ComplianceAsCode accounts_password_all_shadowed"
+);
+
+meta!(
+    ACCT_AGING_MAX,
+    "CCE-82473-0",
+    Warning,
+    "Every password expires within 365 days (maximum age in /etc/shadow)",
+    "chage --maxdays 365 <user> for each listed account.",
+    "ComplianceAsCode accounts_password_set_max_life_existing"
+);
+
+meta!(
+    ACCT_AGING_MIN,
+    "CCE-82472-2",
+    Warning,
+    "No password can be changed again within a day (minimum age in /etc/shadow)",
+    "chage --mindays 1 <user> for each listed account.",
+    "ComplianceAsCode accounts_password_set_min_life_existing"
+);
+
+meta!(
+    ACCT_AGING_WARN,
+    "CCE-86914-9",
+    Informational,
+    "Every user is warned at least 7 days before the password expires (warning age in /etc/shadow)",
+    "chage --warndays 7 <user> for each listed account.",
+    "ComplianceAsCode accounts_password_set_warn_age_existing"
+);
+
+meta!(
+    ACCT_AGING_INACTIVE,
+    "EG-ACCT-INACTIVE-EXISTING",
+    Warning,
+    "Every account with a password is disabled within 30 days of its password expiring (inactive days in /etc/shadow)",
+    "chage --inactive 30 <user> for each listed account.",
+    ""
+);
+
+meta!(
+    ACCT_AGING_LAST,
+    "CCE-86525-3",
+    Warning,
+    "No password was last changed in the future",
+    "Set a new password for each listed account (passwd <user>) and check the clock.",
+    "ComplianceAsCode accounts_password_last_change_is_in_past"
+);
+
+meta!(
+    ROOT_PATH_RELATIVE,
+    "CCE-85914-0",
+    Important,
+    "root's PATH has no empty, '.' or relative entries (from /etc/environment and root's profiles; approximate)",
+    "Remove empty entries, '.' and relative directories from PATH in /etc/environment and /root/.profile, .bashrc.",
+    "ComplianceAsCode root_path_no_dot"
+);
+
+meta!(
+    ROOT_PATH_WRITABLE,
+    "CCE-80672-9",
+    Important,
+    "No directory in root's PATH is group- or world-writable (from /etc/environment and root's profiles; approximate)",
+    "chmod go-w each listed directory, or remove it from root's PATH.",
+    "ComplianceAsCode accounts_root_path_dirs_no_write"
+);
+
+meta!(
+    HOME_EXISTS,
+    "CCE-83424-2",
+    Warning,
+    "Every interactive user's home directory exists",
+    "Create the home directory (mkhomedir_helper <user>) or correct the account's home in /etc/passwd.",
+    "ComplianceAsCode accounts_user_interactive_home_directory_exists"
+);
+
+meta!(
+    HOME_MODE,
+    "CCE-84038-9",
+    Warning,
+    "Interactive users' home directories are mode 0750 or stricter",
+    "chmod 0750 each listed home directory.",
+    "ComplianceAsCode file_permissions_home_directories"
+);
+
+meta!(
+    HOME_OWNER,
+    "CCE-86131-0",
+    Warning,
+    "Interactive users' home directories are owned by their users",
+    "chown <user> each listed home directory.",
+    "ComplianceAsCode file_ownership_home_directories"
+);
+
+meta!(
+    HOME_DOTFILES,
+    "EG-HOME-DOTFILES-WRITABLE",
+    Important,
+    "No dot file in an interactive user's home is group- or world-writable",
+    "chmod go-w each listed file.",
+    ""
+);
+
+meta!(
+    HOME_NETRC,
+    "CCE-83444-0",
+    Important,
+    "No user has a .netrc file (plain-text remote passwords)",
+    "Remove each listed .netrc file.",
+    "ComplianceAsCode no_netrc_files"
+);
+
+meta!(
+    HOME_RHOSTS,
+    "CCE-80842-8",
+    Critical,
+    "No user has a .rhosts or .shosts file (host-based trust)",
+    "Remove each listed .rhosts and .shosts file.",
+    "ComplianceAsCode no_rsh_trust_files"
+);
+
+meta!(
+    HOME_FORWARD,
+    "CCE-86755-6",
+    Warning,
+    "No user has a .forward file (mail forwarded, or programs run, on delivery)",
+    "Remove each listed .forward file.",
+    "ComplianceAsCode no_forward_files"
+);

@@ -115,6 +115,7 @@ pub fn run_builtin(host: &HostRoot) -> Vec<BaselineCheck> {
     let accounts = Accounts::load(host);
     sshd_checks(host, &mut out);
     account_checks(&accounts, &mut out);
+    account_extra_checks(host, &accounts, &mut out);
     file_checks(host, &accounts, &mut out);
     sysctl_checks(host, &mut out);
     module_checks(host, &mut out);

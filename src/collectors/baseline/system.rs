@@ -305,14 +305,15 @@ fn core_limit_outcome(host: &HostRoot) -> Outcome {
     }
 }
 
-/// A banner that names the system: getty escapes for the OS and kernel, or the OS's name.
+/// A banner that names the system: getty escapes for the OS and kernel (`\S` is agetty's
+/// os-release name), or the OS's name.
 fn banner_outcome(host: &HostRoot, path: &str, os_id: Option<&str>) -> Outcome {
     let text = match read_capped(host, path, MAX_CONF_BYTES) {
         Ok(b) => String::from_utf8_lossy(&b).into_owned(),
         Err(e) if e.is_not_found() => return Outcome::Pass(format!("no {path}")),
         Err(e) => return Outcome::Err(format!("{path}: {}", error_chain(&e))),
     };
-    let mut found: Vec<String> = ["\\m", "\\r", "\\s", "\\v"]
+    let mut found: Vec<String> = ["\\m", "\\r", "\\s", "\\S", "\\v"]
         .iter()
         .filter(|e| text.contains(*e))
         .map(|e| e.to_string())

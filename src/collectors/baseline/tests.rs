@@ -202,10 +202,23 @@ fn good_host() -> Root {
          user:x:1000:1000::/home/user:/bin/bash\n",
         0o644,
     )
-    .write("/etc/group", "root:x:0:\ndaemon:x:1:\nuser:x:1000:\n", 0o644)
+    .write(
+        "/etc/group",
+        "root:x:0:\ndaemon:x:1:\nshadow:x:42:\nnogroup:x:65534:\naziotks:x:990:\nuser:x:1000:\n",
+        0o644,
+    )
+    .mkdir("/home/user", 0o750)
+    .chown("/home/user", 1000)
+    .write("/home/user/.profile", "", 0o644)
+    .write(
+        "/root/.profile",
+        "PATH=/usr/sbin:/usr/bin\nexport PATH=\"$PATH:/usr/local/bin\"\n",
+        0o644,
+    )
+    .write("/etc/environment", "PATH=\"/usr/local/sbin:/usr/bin\"\n", 0o644)
     .write(
         "/etc/shadow",
-        "root:!:19000::::::\ndaemon:*:19000::::::\nuser:$6$salt$hash:19000::::::\n",
+        "root:!:19000::::::\ndaemon:*:19000::::::\nuser:$6$salt$hash:19000:1:365:7:30::\n",
         0o640,
     )
     .write("/etc/gshadow", "root:*::\n", 0o640)
@@ -361,19 +374,29 @@ fn bad_host() -> Root {
     .write("/etc/motd", "\\S kernel \\r on \\m\n", 0o666)
     .write(
         "/etc/passwd",
-        "root:x:0:0:root:/root:/bin/bash\ntoor:x:0:0::/root:/bin/sh\n\
-         daemon:x:1:1::/usr/sbin:/bin/bash\nnopass::1001:1001::/home/n:/bin/sh\n\
-         user:x:1000:1000::/home/user:/bin/bash\nuser:x:1002:1002::/home/user2:/bin/bash\n",
+        "root:x:0:10:root:/root:/bin/bash\ntoor:x:0:0::/root:/bin/sh\n\
+         daemon:$1$abc:1:1::/usr/sbin:/bin/bash\nnopass::1001:1001::/home/n:/bin/sh\n\
+         user:x:1000:1000::/home/user:/bin/bash\nuser:x:1002:1002::/home/user2:/bin/bash\n+::::::\n",
         0o666,
     )
     .chown_group("/etc/passwd", 1000, 1000)
     .write(
         "/etc/group",
-        "root:x:0:\nwheel:x:0:\nuser:x:1000:\nuser:x:1001:\n",
+        "root:x:0:\nwheel:x:0:\nuser:x:1000:\nuser:x:1001:\nshadow:x:42:user\n+:::\n",
         0o666,
     )
     .chown_group("/etc/group", 1000, 1000)
-    .write("/etc/shadow", "root:!::\nuser::19000::\n", 0o644)
+    .write(
+        "/etc/shadow",
+        "root:!::\nuser::19000::\ntoor:$6$x:99999:0:99999:3:::\n+::::::::\n",
+        0o644,
+    )
+    .mkdir("/home/user", 0o777)
+    .write("/home/user/.bashrc", "", 0o666)
+    .write("/home/user/.netrc", "", 0o600)
+    .write("/home/user/.rhosts", "", 0o600)
+    .write("/home/user/.forward", "", 0o600)
+    .write("/etc/environment", "PATH=\"/usr/bin:.:/tmp::\"\n", 0o644)
     .chown_group("/etc/shadow", 1000, 1000)
     .write("/etc/gshadow", "root:*::\n", 0o644)
     .chown_group("/etc/gshadow", 1000, 1000)
@@ -527,6 +550,52 @@ fn every_builtin_check_fails_on_a_neglected_host() {
         "tcp://0.0.0.0:2375 without tlsverify"
     );
     assert!(actual(ids["EG-AZIOT-SERVICE-CONFIG-PERMISSIONS"]).contains("/etc/aziot/keyd"));
+    // Accounts, homes and root's PATH.
+    assert_eq!(actual(ids["CCE-82890-5"]), "+");
+    assert_eq!(actual(ids["CCE-86297-9"]), "root gid 10");
+    assert_eq!(actual(ids["EG-ACCT-SHADOW-GROUP-EMPTY"]), "user");
+    assert_eq!(actual(ids["CCE-80651-3"]), "daemon");
+    assert_eq!(actual(ids["CCE-82473-0"]), "toor (max 99999)");
+    assert!(actual(ids["CCE-86525-3"]).starts_with("toor (changed on day 99999"));
+    assert_eq!(
+        actual(ids["EG-ACCT-INACTIVE-EXISTING"]),
+        "toor (inactive unset)"
+    );
+    assert_eq!(
+        actual(ids["CCE-85914-0"]),
+        "/etc/environment: \".\", /etc/environment: \"\", /etc/environment: \"\""
+    );
+    assert_eq!(actual(ids["CCE-80672-9"]), "/etc/environment: /tmp (1777)");
+    assert_eq!(
+        actual(ids["CCE-83424-2"]),
+        "nopass (/home/n), user (/home/user2)"
+    );
+    assert_eq!(actual(ids["CCE-84038-9"]), "/home/user (0777)");
+    assert_eq!(
+        actual(ids["EG-HOME-DOTFILES-WRITABLE"]),
+        "/home/user/.bashrc (0666)"
+    );
+    assert_eq!(actual(ids["CCE-80842-8"]), "/home/user/.rhosts");
+    // Kernel modules, files and settings.
+    assert_eq!(
+        actual(ids["CCE-80835-2"]),
+        "usb-storage can be loaded (1 modprobe files read)"
+    );
+    assert_eq!(actual(ids["CCE-80892-3"]), "ENCRYPT_METHOD MD5");
+    assert_eq!(actual(ids["CCE-82888-9"]), "UMASK 022");
+    assert_eq!(actual(ids["CCE-82252-8"]), "Storage external (default)");
+    assert!(actual(ids["CCE-83332-7"]).contains("/etc/passwd- mode 0666"));
+    assert_eq!(
+        actual(ids["CCE-86518-8"]),
+        "KexAlgorithms ^diffie-hellman-group1-sha1 (weak: diffie-hellman-group1-sha1)"
+    );
+    assert_eq!(actual(ids["CCE-86160-9"]), "/etc/issue shows \\S, \\v");
+    assert_eq!(
+        actual(ids["CCE-86167-4"]),
+        "/etc/issue.net shows OS name \"debian\""
+    );
+    assert_eq!(actual(ids["CCE-81038-2"]), "* hard core unlimited");
+    assert_eq!(actual(ids["CCE-82139-7"]), "/tmp mounted rw,rw");
 }
 
 #[test]

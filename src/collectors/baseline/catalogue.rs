@@ -2706,3 +2706,66 @@ meta!(
     "Remove each listed .forward file.",
     "ComplianceAsCode no_forward_files"
 );
+
+meta!(
+    PAM_QUALITY,
+    "CCE-85872-0",
+    Warning,
+    "New passwords are checked for quality (pam_pwquality or pam_cracklib in the password stack)",
+    "Add 'password requisite pam_pwquality.so retry=3' before pam_unix in /etc/pam.d/common-password (system-auth).",
+    "ComplianceAsCode accounts_password_pam_pwquality_system_auth"
+);
+
+meta!(
+    PAM_MINLEN,
+    "CCE-80656-2",
+    Warning,
+    "New passwords have at least 14 characters (minlen in pwquality.conf or the module's arguments)",
+    "Set 'minlen = 14' in /etc/security/pwquality.conf.",
+    "ComplianceAsCode accounts_password_pam_minlen"
+);
+
+meta!(
+    PAM_COMPLEXITY,
+    "CCE-82046-4",
+    Informational,
+    "New passwords mix all four character classes (minclass 4, or every credit -1)",
+    "Set 'minclass = 4' in /etc/security/pwquality.conf.",
+    "ComplianceAsCode accounts_password_pam_minclass"
+);
+
+meta!(
+    PAM_LOCKOUT,
+    "CCE-80667-9",
+    Important,
+    "Accounts lock after at most 5 failed logins (pam_faillock or pam_tally2 deny)",
+    "Add pam_faillock to the auth stack (authselect enable-feature with-faillock, or pam-auth-update) and set 'deny = 5' in /etc/security/faillock.conf.",
+    "ComplianceAsCode accounts_passwords_pam_faillock_deny"
+);
+
+meta!(
+    PAM_UNLOCK,
+    "CCE-80670-3",
+    Warning,
+    "Locked accounts stay locked for at least 15 minutes (unlock_time 0 or >= 900)",
+    "Set 'unlock_time = 900' in /etc/security/faillock.conf.",
+    "ComplianceAsCode accounts_passwords_pam_faillock_unlock_time"
+);
+
+meta!(
+    PAM_REMEMBER,
+    "CCE-80666-1",
+    Warning,
+    "The last 5 passwords cannot be reused (pam_pwhistory or pam_unix remember >= 5)",
+    "Add 'password required pam_pwhistory.so remember=5 use_authtok' before pam_unix in /etc/pam.d/common-password (system-auth).",
+    "ComplianceAsCode accounts_password_pam_unix_remember"
+);
+
+meta!(
+    PAM_HASH,
+    "CCE-80893-1",
+    Important,
+    "pam_unix hashes new passwords with SHA-512 or yescrypt",
+    "Add sha512 (or yescrypt) to the pam_unix password line in /etc/pam.d/common-password (system-auth).",
+    "ComplianceAsCode set_password_hashing_algorithm_systemauth"
+);

@@ -217,6 +217,22 @@ fn good_host() -> Root {
     )
     .write("/etc/environment", "PATH=\"/usr/local/sbin:/usr/bin\"\n", 0o644)
     .write(
+        "/etc/pam.d/common-password",
+        "# comment\npassword\t[success=1 default=ignore]\tpam_unix.so obscure yescrypt\n\
+         password requisite pam_pwquality.so retry=3\n\
+         password required /lib/security/pam_pwhistory.so use_authtok\n",
+        0o644,
+    )
+    .write("/etc/security/pwquality.conf", "minlen = 8\nminclass = 4\n", 0o644)
+    .write("/etc/security/pwquality.conf.d/cis.conf", "minlen = 14\n", 0o644)
+    .write(
+        "/etc/pam.d/common-auth",
+        "auth required pam_faillock.so preauth\nauth [success=1 default=ignore] pam_unix.so\n\
+         auth [default=die] pam_faillock.so authfail\n",
+        0o644,
+    )
+    .write("/etc/security/faillock.conf", "deny = 5\nunlock_time = 900\n", 0o644)
+    .write(
         "/etc/shadow",
         "root:!:19000::::::\ndaemon:*:19000::::::\nuser:$6$salt$hash:19000:1:365:7:30::\n",
         0o640,
@@ -397,6 +413,11 @@ fn bad_host() -> Root {
     .write("/home/user/.rhosts", "", 0o600)
     .write("/home/user/.forward", "", 0o600)
     .write("/etc/environment", "PATH=\"/usr/bin:.:/tmp::\"\n", 0o644)
+    .write(
+        "/etc/pam.d/system-auth",
+        "auth required pam_tally2.so onerr=fail\npassword sufficient pam_unix.so md5 shadow remember=3\n",
+        0o644,
+    )
     .chown_group("/etc/shadow", 1000, 1000)
     .write("/etc/gshadow", "root:*::\n", 0o644)
     .chown_group("/etc/gshadow", 1000, 1000)
@@ -1219,4 +1240,53 @@ fn mounts_not_separate_are_failures_or_not_applicable() {
     let ids = by_id(&records);
     assert_eq!(ids["CCE-80851-9"].result, BaselineResult::Err);
     assert!(ids["CCE-80851-9"].error.starts_with("/proc/1/mountinfo"));
+}
+
+#[test]
+fn pam_stacks_defaults_and_module_arguments() {
+    let lines = parse_pam(
+        "-password [success=1 default=ignore new_authtok_reqd=done] pam_unix.so sha512\n\
+         @include common-auth\nauth required\n",
+    );
+    assert_eq!(lines.len(), 1, "{lines:?}");
+    assert_eq!(lines[0].kind, "password");
+    assert_eq!(lines[0].module, "pam_unix.so");
+    assert!(lines[0].args.contains_key("sha512"));
+
+    let r = Root::new();
+    r.write(
+        "/etc/pam.d/system-auth",
+        "auth required pam_faillock.so preauth silent\n\
+         password requisite pam_cracklib.so minlen=15 dcredit=-1 ucredit=-1 lcredit=-1 ocredit=-1\n\
+         password sufficient pam_unix.so sha512 remember=5\n",
+        0o644,
+    );
+    let records = run_builtin(&r.host());
+    let ids = by_id(&records);
+    let check = |id: &str, result: BaselineResult, text: &str| {
+        assert_eq!(ids[id].result, result, "{id}: {:?}", ids[id]);
+        assert_eq!(actual(ids[id]), text, "{id}");
+    };
+    check("CCE-80656-2", BaselineResult::Pass, "minlen 15");
+    check(
+        "CCE-82046-4",
+        BaselineResult::Pass,
+        "minclass 0, dcredit -1, ucredit -1, lcredit -1, ocredit -1",
+    );
+    check(
+        "CCE-80667-9",
+        BaselineResult::Pass,
+        "pam_faillock.so deny=3",
+    );
+    check(
+        "CCE-80670-3",
+        BaselineResult::Fail,
+        "pam_faillock.so unlock_time=600",
+    );
+    check("CCE-80666-1", BaselineResult::Pass, "pam_unix remember=5");
+    check("CCE-80893-1", BaselineResult::Pass, "pam_unix sha512");
+
+    let empty = Root::new();
+    let records = run_builtin(&empty.host());
+    assert!(actual(by_id(&records)["CCE-80667-9"]).starts_with("no PAM password stack"));
 }

@@ -1,6 +1,6 @@
 //! Modes and owners of files and directories: the account databases and their backups, sudoers,
 //! sshd, cron and at, the login banners and the bootloader configuration. The table is
-//! [`FILE_RULES`] in the catalogue; every rule gives a mode check, an owner check and (most) a
+//! `FILE_RULES` in the catalogue; every rule gives a mode check, an owner check and (most) a
 //! group-owner check.
 
 use super::{Accounts, FILE_RULES, Meta, Outcome, host_meta, is_not_found, record};

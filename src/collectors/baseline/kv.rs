@@ -1,5 +1,5 @@
 //! Settings in `key value` and `key=value` files: login.defs, useradd defaults, auditd.conf,
-//! journald and coredump configuration. The table is [`KV_RULES`] in the catalogue.
+//! journald and coredump configuration. The table is `KV_RULES` in the catalogue.
 
 use super::{KV_RULES, Meta, Outcome, glob_match, read_capped, record};
 use crate::event::BaselineCheck;

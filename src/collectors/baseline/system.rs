@@ -1,5 +1,5 @@
-//! Whole-system checks: programs and files that should (not) be there ([`PATH_RULES`]), mount
-//! options ([`MOUNT_RULES`]), the kernel command line, the LSM, time synchronisation, logging,
+//! Whole-system checks: programs and files that should (not) be there (`PATH_RULES`), mount
+//! options (`MOUNT_RULES`), the kernel command line, the LSM, time synchronisation, logging,
 //! core-dump limits, login banners and sudo defaults.
 
 use super::{

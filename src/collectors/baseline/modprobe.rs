@@ -1,7 +1,9 @@
 //! Kernel modules that should not load: uncommon network protocols, uncommon filesystems, USB
 //! storage. A module is disabled by `install <m> /bin/false` (or `/bin/true`, or any `false`/`true`
 //! binary) or `blacklist <m>` in a modprobe configuration file, or by not being in the kernel at
-//! all; a module loaded right now fails whatever the configuration says.
+//! all (not in `modules.dep`/`modules.builtin`, or no `/lib/modules/<release>`: a monolithic
+//! kernel loads nothing; a module built into it is not seen then); a module loaded right now
+//! fails whatever the configuration says.
 
 use super::{MODULE_RULES, Meta, Outcome, glob_match, read_capped, record};
 use crate::event::BaselineCheck;
@@ -86,27 +88,45 @@ fn load_modprobe(host: &HostRoot) -> ModprobeConfig {
     cfg
 }
 
-/// The modules this kernel has (loadable and built in), or `None` when its lists are unreadable.
-fn kernel_modules(host: &HostRoot) -> Option<String> {
-    let release = host.read_to_string("/proc/sys/kernel/osrelease").ok()?;
+/// What the host says about this kernel's modules.
+enum KernelModules {
+    /// The text of `modules.dep` and `modules.builtin`.
+    Listed(String),
+    /// No `/lib/modules/<release>` at all: nothing can be loaded (a monolithic kernel).
+    NoneLoadable(String),
+    /// The release or the lists could not be read.
+    Unknown,
+}
+
+fn kernel_modules(host: &HostRoot) -> KernelModules {
+    let Ok(release) = host.read_to_string("/proc/sys/kernel/osrelease") else {
+        return KernelModules::Unknown;
+    };
     let release = release.trim();
     if release.is_empty() || release.contains('/') {
-        return None;
+        return KernelModules::Unknown;
+    }
+    let dirs: Vec<String> = ["/lib/modules", "/usr/lib/modules"]
+        .iter()
+        .map(|b| format!("{b}/{release}"))
+        .collect();
+    if !dirs.iter().any(|d| super::exists(host, d)) {
+        return KernelModules::NoneLoadable(release.to_string());
     }
     let mut all = String::new();
     for list in ["modules.dep", "modules.builtin"] {
-        for base in ["/lib/modules", "/usr/lib/modules"] {
-            if let Ok(b) = read_capped(
-                host,
-                &format!("{base}/{release}/{list}"),
-                MAX_MODULES_LIST_BYTES,
-            ) {
+        for dir in &dirs {
+            if let Ok(b) = read_capped(host, &format!("{dir}/{list}"), MAX_MODULES_LIST_BYTES) {
                 all.push_str(&String::from_utf8_lossy(&b));
                 break;
             }
         }
     }
-    (!all.is_empty()).then_some(all)
+    if all.is_empty() {
+        KernelModules::Unknown
+    } else {
+        KernelModules::Listed(all)
+    }
 }
 
 /// Whether the kernel's module lists name `module` (`…/dccp.ko`, `…/dccp.ko.zst`).
@@ -148,11 +168,14 @@ pub(super) fn module_checks(host: &HostRoot, out: &mut Vec<BaselineCheck>) {
                     Outcome::Fail(format!("{} is loaded", rule.name))
                 } else if let Some((_, d)) = directive {
                     Outcome::Pass(d.clone())
-                } else if available
-                    .as_deref()
-                    .is_some_and(|l| !kernel_has(l, rule.name))
+                } else if let KernelModules::Listed(l) = &available
+                    && !kernel_has(l, rule.name)
                 {
                     Outcome::Pass(format!("{} is not in this kernel", rule.name))
+                } else if let KernelModules::NoneLoadable(release) = &available {
+                    Outcome::Pass(format!(
+                        "kernel {release} has no loadable modules (no /lib/modules/{release})"
+                    ))
                 } else {
                     Outcome::Fail(format!(
                         "{} can be loaded ({} modprobe files read)",

@@ -1131,6 +1131,17 @@ fn modules_loaded_or_absent_from_the_kernel() {
             .extra_details
             .contains_key("NotApplicable")
     );
+
+    // A monolithic kernel (no /lib/modules/<release>) loads nothing.
+    std::fs::remove_dir_all(r.at("/lib/modules")).unwrap();
+    let records = run_builtin(&r.host());
+    let ids = by_id(&records);
+    assert_eq!(ids["CCE-82297-3"].result, BaselineResult::Pass);
+    assert_eq!(
+        actual(ids["CCE-82297-3"]),
+        "kernel 6.1.0-test has no loadable modules (no /lib/modules/6.1.0-test)"
+    );
+    assert_eq!(ids["CCE-80833-7"].result, BaselineResult::Fail, "loaded");
 }
 
 #[test]

@@ -8,7 +8,7 @@
 //! which walks directories, comes late.
 
 use crate::collectors::{
-    Collector, baseline, connection, firewall, listening, login, process, system, users,
+    Collector, baseline, connection, firewall, hardware, listening, login, process, system, users,
 };
 use crate::config::Config;
 use crate::container::Containers;
@@ -40,5 +40,9 @@ pub fn collectors(p: &Parts<'_>) -> Vec<Collector> {
         Triggered(Box::new(login::LoginCollector)),
         Triggered(Box::new(users::AccountWatcher)),
         Triggered(p.containers.watcher()),
+        Periodic(Box::new(hardware::HardwareCollector::new(
+            p.metrics.clone(),
+        ))),
+        Triggered(Box::new(hardware::HardwareWatcher)),
     ]
 }

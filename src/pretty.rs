@@ -132,7 +132,9 @@ pub fn render_event(event: &Value, style: Style) -> String {
                 opt(details, "Action"),
                 opt(first, "HardwareCategory"),
                 opt(first, "HardwareName"),
-                opt(details, "KernelName").map(|n| format!("({n})")),
+                opt(details, "KernelName")
+                    .filter(|n| Some(n) != opt(first, "HardwareName").as_ref())
+                    .map(|n| format!("({n})")),
             ])
         }
         "KernelModule" => {

@@ -461,6 +461,7 @@ fn kernel_uevents_are_parsed() {
         "ACTION=remove",
         "SUBSYSTEM=module",
         "WEIRD=a=b\u{1b}[2J",
+        "SYNTH_ARG_lower=1",
     ]);
     buf.pop();
     let ev = uevent::parse(&buf).unwrap();
@@ -469,6 +470,7 @@ fn kernel_uevents_are_parsed() {
         (Action::Remove, "module")
     );
     assert_eq!(ev.var("WEIRD"), Some("a=b?[2J"));
+    assert_eq!(ev.var("SYNTH_ARG_lower"), Some("1"), "synthetic uevents keep their case");
 }
 
 #[test]
@@ -496,7 +498,9 @@ fn udev_messages_and_malformed_datagrams_are_rejected() {
         ),
         (b"add@/devices//x\0SUBSYSTEM=net\0", ParseError::BadDevpath),
         (b"add@/devices/x\0SUBSYSTEM\0", ParseError::BadVariable),
-        (b"add@/devices/x\0lower=1\0", ParseError::BadVariable),
+        (b"add@/devices/x\0BAD KEY=1\0", ParseError::BadVariable),
+        (b"add@/devices/x\0\x01K=1\0", ParseError::BadVariable),
+        (b"add@/devices/x\0K\xc3\xa9=1\0", ParseError::BadVariable),
         (b"add@/devices/x\0=1\0", ParseError::BadVariable),
         (b"add@/devices/x\0ACTION=add\0", ParseError::NoSubsystem),
         (

@@ -100,7 +100,7 @@ pub enum ParseError {
     UnknownAction,
     #[error("a device path that is not absolute or has empty, `.` or `..` components")]
     BadDevpath,
-    #[error("a variable without `=` or with an invalid name")]
+    #[error("a variable without `=`, or a name that is not printable ASCII")]
     BadVariable,
     #[error("more than {MAX_VARS} variables")]
     TooManyVariables,
@@ -147,11 +147,10 @@ pub fn parse(buf: &[u8]) -> Result<Uevent, ParseError> {
             .position(|b| *b == b'=')
             .ok_or(ParseError::BadVariable)?;
         let key = &field[..eq];
-        if key.is_empty()
-            || !key
-                .iter()
-                .all(|b| b.is_ascii_uppercase() || b.is_ascii_digit() || *b == b'_')
-        {
+        // Kernel keys are upper case (`DEVTYPE`, `PCI_CLASS`), but synthetic uevents (written
+        // to a `uevent` file) carry `SYNTH_ARG_<name>` with the writer's case: any printable
+        // ASCII is accepted, so such an event is not lost.
+        if key.is_empty() || !key.iter().all(u8::is_ascii_graphic) {
             return Err(ParseError::BadVariable);
         }
         let key = String::from_utf8_lossy(key).into_owned();

@@ -470,7 +470,11 @@ fn kernel_uevents_are_parsed() {
         (Action::Remove, "module")
     );
     assert_eq!(ev.var("WEIRD"), Some("a=b?[2J"));
-    assert_eq!(ev.var("SYNTH_ARG_lower"), Some("1"), "synthetic uevents keep their case");
+    assert_eq!(
+        ev.var("SYNTH_ARG_lower"),
+        Some("1"),
+        "synthetic uevents keep their case"
+    );
 }
 
 #[test]
@@ -1147,4 +1151,91 @@ fn a_loop_device_is_listed_and_its_attach_and_detach_are_reported() {
             .is_some(),
         "no Removed event for {name}"
     );
+}
+
+#[test]
+fn a_flapping_interface_makes_at_most_the_limit_of_events_and_the_rest_are_counted() {
+    if !is_root() {
+        eprintln!("skipping: needs root");
+        return;
+    }
+    let mut w = Watcher::start(Source::Uevents);
+    assert!(
+        w.wait_for(Duration::from_secs(10), |e| is_status(
+            e,
+            CollectorHealth::Up
+        ))
+        .is_some()
+    );
+    let n = std::process::id() % 100_000;
+    let (a, b) = (format!("egfa{n}"), format!("egfb{n}"));
+    let _ = run_ok("ip", &["link", "del", &a]);
+    // Deletes the pair should the test stop halfway.
+    let _cleanup = Veth(a.clone());
+    let cycles = 10;
+    // Every uevent of the pair ends as an event or a drop; counted together, they pace the
+    // flapping so that each add is read while the interface still exists.
+    let outcome = |w: &mut Watcher| {
+        while let Ok(e) = w.rx.try_recv() {
+            w.seen.push(e);
+        }
+        let events = w
+            .seen
+            .iter()
+            .filter(|e| {
+                [&a, &b]
+                    .iter()
+                    .any(|name| is_hotplug(e, name, "Added") || is_hotplug(e, name, "Removed"))
+            })
+            .count();
+        let drops = w.metrics.dropped_total(COLLECTOR, DropReason::RateLimited) as usize;
+        (events, drops)
+    };
+    let wait_total = |w: &mut Watcher, want: usize| {
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            let (events, drops) = outcome(w);
+            if events + drops >= want {
+                return;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "{events} events and {drops} drops, wanted {want} in all"
+            );
+            std::thread::sleep(Duration::from_millis(5));
+        }
+    };
+    for i in 0..cycles {
+        assert!(
+            run_ok(
+                "ip",
+                &["link", "add", &a, "type", "veth", "peer", "name", &b]
+            )
+            .is_some()
+        );
+        wait_total(&mut w, 4 * i + 2);
+        assert!(run_ok("ip", &["link", "del", &a]).is_some());
+        wait_total(&mut w, 4 * i + 4);
+    }
+    let (events, drops) = outcome(&mut w);
+    let per_name = PER_DEVICE_PER_MINUTE as usize;
+    assert_eq!(events, 2 * per_name, "{per_name} events per interface");
+    assert_eq!(drops, 4 * cycles - 2 * per_name);
+    for name in [&a, &b] {
+        let first: Vec<&str> = w
+            .seen
+            .iter()
+            .filter_map(|e| match &e.payload {
+                Payload::ConnectedHardware(r) if r[0].hardware_name == *name => {
+                    r[0].extra_details.get("Action").map(String::as_str)
+                }
+                _ => None,
+            })
+            .collect();
+        assert_eq!(
+            first,
+            ["Added", "Removed", "Added", "Removed", "Added", "Removed"],
+            "{name}: the first events go out, in order"
+        );
+    }
 }

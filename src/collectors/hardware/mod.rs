@@ -79,6 +79,13 @@ impl Periodic for HardwareCollector {
     }
 
     fn collect(&mut self, host: &HostRoot) -> Vec<Event> {
+        // No sysfs under the root (not mounted into the container): an empty snapshot would
+        // claim the host has no devices at all, so none is sent.
+        if let Err(e) = host.metadata("/sys/class") {
+            self.metrics.error(COLLECTOR, "no_sysfs");
+            tracing::warn!(collector = COLLECTOR, error = %e, "no ConnectedHardware snapshot: the host's /sys is not visible");
+            return Vec::new();
+        }
         let (devices, problems, cut) = scan(host);
         count_problems(&self.metrics, &problems, cut);
         let records = devices.iter().map(Device::record).collect();

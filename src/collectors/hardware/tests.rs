@@ -296,7 +296,7 @@ fn a_fixture_tree_gives_every_kind_of_device_with_its_details() {
 }
 
 #[test]
-fn the_periodic_collector_sends_one_snapshot_and_an_empty_root_gives_an_empty_one() {
+fn the_periodic_collector_sends_one_snapshot_and_none_without_sysfs() {
     let dir = fixture();
     let metrics = Arc::new(Metrics::for_tests());
     let mut c = HardwareCollector::new(metrics.clone());
@@ -308,13 +308,25 @@ fn the_periodic_collector_sends_one_snapshot_and_an_empty_root_gives_an_empty_on
     };
     assert_eq!(records.len(), 11, "{records:#?}");
 
-    // A host root without /sys (or a kernel without those buses): empty, and no errors.
-    let empty = tempfile::tempdir().unwrap();
-    let events = c.collect(&HostRoot::new(empty.path()));
+    // A host without those buses: an empty snapshot, and no errors.
+    let bare = tempfile::tempdir().unwrap();
+    std::fs::create_dir_all(bare.path().join("sys/class")).unwrap();
+    let events = c.collect(&HostRoot::new(bare.path()));
     assert!(events[0].is_empty());
     assert_eq!(
         metrics.value("edgeguard_errors_total", &[("component", COLLECTOR)]),
         None
+    );
+    // A host root without /sys at all (not mounted): no snapshot, which would claim there is
+    // no hardware; counted.
+    let empty = tempfile::tempdir().unwrap();
+    assert!(c.collect(&HostRoot::new(empty.path())).is_empty());
+    assert_eq!(
+        metrics.value(
+            "edgeguard_errors_total",
+            &[("component", COLLECTOR), ("error_type", "no_sysfs")]
+        ),
+        Some(1.0)
     );
 }
 

@@ -120,6 +120,32 @@ pub fn render_event(event: &Value, style: Style) -> String {
         "FirewallConfiguration" => {
             listing(records, |r| join([opt(r, "ChainName"), opt(r, "Action")]))
         }
+        // A hotplug event (Triggered): one device and what happened to it.
+        "ConnectedHardware"
+            if first
+                .get("ExtraDetails")
+                .and_then(|d| d.get("Action"))
+                .is_some() =>
+        {
+            let details = first.get("ExtraDetails").unwrap_or(&Value::Null);
+            join([
+                opt(details, "Action"),
+                opt(first, "HardwareCategory"),
+                opt(first, "HardwareName"),
+                opt(details, "KernelName")
+                    .filter(|n| Some(n) != opt(first, "HardwareName").as_ref())
+                    .map(|n| format!("({n})")),
+            ])
+        }
+        "KernelModule" => {
+            let details = first.get("ExtraDetails").unwrap_or(&Value::Null);
+            join([
+                opt(first, "Action"),
+                opt(first, "Name"),
+                opt(first, "Size").map(|s| format!("{s} bytes")),
+                field("taint", details, "Taint"),
+            ])
+        }
         "ConnectedHardware" => listing(records, |r| {
             join([opt(r, "HardwareCategory"), opt(r, "HardwareName")])
         }),

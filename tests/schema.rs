@@ -154,6 +154,31 @@ fn every_kind() -> Vec<Event> {
             hardware_name: "Flash drive".into(),
             extra_details: Default::default(),
         }])),
+        {
+            // A hotplug event: the snapshot kind, Triggered.
+            let mut e = Event::new(Payload::ConnectedHardware(vec![ConnectedHardware {
+                hardware_category: "Network".into(),
+                hardware_sub_category: "Virtual Adapter".into(),
+                hardware_name: "veth0".into(),
+                extra_details: extra(&[("Action", "Added"), ("Bus", "net")]),
+            }]));
+            e.category = Category::Triggered;
+            e
+        },
+        Event::new(Payload::KernelModule(vec![
+            KernelModule {
+                name: "usb_storage".into(),
+                action: ModuleAction::Loaded,
+                size: Some(81920),
+                extra_details: extra(&[("Taint", "OE"), ("Source", "proc_modules")]),
+            },
+            KernelModule {
+                name: "loop".into(),
+                action: ModuleAction::Removed,
+                size: None,
+                extra_details: Default::default(),
+            },
+        ])),
         Event::new(Payload::Diagnostic(vec![Diagnostic {
             severity: DiagnosticSeverity::Warning,
             message: "netlink unavailable".into(),

@@ -17,6 +17,7 @@ pub mod baseline;
 pub mod capacity;
 pub mod connection;
 pub mod firewall;
+pub mod hardware;
 pub mod inventory;
 pub mod listening;
 pub mod login;

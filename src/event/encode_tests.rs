@@ -369,6 +369,35 @@ pub(crate) fn every_kind(s: &str) -> Vec<Event> {
             count: 42,
             extra_details: extra(&[("ProcessName", "nft"), (s, "x")]),
         }])),
+        Event::new(Payload::KernelModule(vec![
+            KernelModule {
+                name: text(s, "rootkit_mod"),
+                action: ModuleAction::Loaded,
+                size: Some(16384),
+                extra_details: [(text(s, "Taint"), text(s, "OE"))].into(),
+            },
+            KernelModule {
+                name: text(s, "loop"),
+                action: ModuleAction::Removed,
+                size: None,
+                extra_details: Default::default(),
+            },
+        ])),
+        {
+            // A hotplug event: the snapshot kind, Triggered.
+            let mut e = Event::new(Payload::ConnectedHardware(vec![ConnectedHardware {
+                hardware_category: text(s, "Network"),
+                hardware_sub_category: text(s, "Virtual Adapter"),
+                hardware_name: text(s, "veth0"),
+                extra_details: [
+                    (text(s, "Action"), text(s, "Added")),
+                    (text(s, "KernelName"), text(s, "veth0")),
+                ]
+                .into(),
+            }]));
+            e.category = Category::Triggered;
+            e
+        },
         // Periodic snapshots may be empty.
         Event::empty_snapshot(EventKind::ContainerInventory),
         Event::empty_snapshot(EventKind::ListeningPorts),

@@ -649,6 +649,27 @@ pub struct FirewallChange {
     pub extra_details: ExtraDetails,
 }
 
+/// What happened to a kernel module (`Action` of a `KernelModule` record).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub enum ModuleAction {
+    Loaded,
+    Removed,
+}
+
+/// A kernel module was loaded or removed: code running in the kernel changed, which is what a
+/// rootkit does and what an appliance rarely does after boot.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct KernelModule {
+    pub name: String,
+    pub action: ModuleAction,
+    /// Size in bytes, from `/proc/modules` (a module uevent does not carry it).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub size: Option<u64>,
+    #[serde(default, skip_serializing_if = "ExtraDetails::is_empty")]
+    pub extra_details: ExtraDetails,
+}
+
 macro_rules! payloads {
     ($( $kind:ident($record:ty) ),* $(,)?) => {
         /// The `Payload` array of an event: records of one kind. Serializes as the bare array.
@@ -718,6 +739,7 @@ payloads! {
     SoftwareInventory(SoftwarePackage),
     SoftwareChange(SoftwareChange),
     FirewallChange(FirewallChange),
+    KernelModule(KernelModule),
 }
 
 /// The fields that decide which events the aggregator merges (security-events.md §4), borrowed

@@ -62,6 +62,8 @@ pub enum DropReason {
     /// Another module's event found its share of the cache full (it never evicts edgeguard's
     /// own events), or its sender over its quota.
     InputQuota,
+    /// A source over its rate limit (a flapping device's hotplug events).
+    RateLimited,
 }
 
 impl DropReason {
@@ -74,6 +76,7 @@ impl DropReason {
             DropReason::ChannelFull => "channel_full",
             DropReason::SpoolFull => "spool_full",
             DropReason::InputQuota => "input_quota",
+            DropReason::RateLimited => "rate_limited",
         }
     }
 }

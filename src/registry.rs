@@ -8,7 +8,7 @@
 //! which walks directories, comes late.
 
 use crate::collectors::{
-    Collector, baseline, connection, firewall, listening, login, process, system, users,
+    Collector, baseline, connection, files, firewall, listening, login, process, system, users,
 };
 use crate::config::Config;
 use crate::container::Containers;
@@ -40,5 +40,6 @@ pub fn collectors(p: &Parts<'_>) -> Vec<Collector> {
         Triggered(Box::new(login::LoginCollector)),
         Triggered(Box::new(users::AccountWatcher)),
         Triggered(p.containers.watcher()),
+        Triggered(Box::new(files::FileIntegrityCollector)),
     ]
 }

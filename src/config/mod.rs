@@ -71,6 +71,12 @@ pub struct Config {
     pub docker_socket_path: String,
     /// Detection rules turned off (`detectionRulesDisabled`), in [`Rule::ALL`] order.
     pub detection_rules_disabled: Vec<Rule>,
+    /// Whether the file integrity collector runs (`fileIntegrityEnabled`).
+    pub file_integrity_enabled: bool,
+    /// Host paths the file integrity collector watches (`fileIntegrityPaths`), replacing its
+    /// defaults; `None`: the defaults ([`crate::collectors::files::DEFAULT_PATHS`] and every
+    /// home's shell and ssh files).
+    pub file_integrity_paths: Option<Vec<String>>,
 }
 
 /// Where Docker (Moby) listens on an IoT Edge device, and where the module mounts it.
@@ -109,6 +115,8 @@ impl Default for Config {
             container_collection_enabled: true,
             docker_socket_path: DEFAULT_DOCKER_SOCKET.to_string(),
             detection_rules_disabled: Vec::new(),
+            file_integrity_enabled: true,
+            file_integrity_paths: None,
         }
     }
 }

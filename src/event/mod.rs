@@ -130,6 +130,7 @@ event_kinds! {
     ContainerInventory => Security, Periodic, Low;
     ContainerImages => Security, Periodic, Low;
     Alert => Security, Triggered, High;
+    FileChange => Security, Triggered, High;
 }
 
 impl EventKind {

@@ -116,7 +116,7 @@ fn config(state: &Path) -> std::path::PathBuf {
 }
 
 fn start(host: &Path, state: &Path, config: &Path) -> Agent {
-    let agent = Agent::start(
+    Agent::start(
         state,
         &[
             "--host-root",
@@ -126,8 +126,7 @@ fn start(host: &Path, state: &Path, config: &Path) -> Agent {
             "--metrics-addr",
             "off",
         ],
-    );
-    agent
+    )
 }
 
 /// Waits until the collector has taken its first look (it saves it before following).

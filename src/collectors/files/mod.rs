@@ -393,6 +393,8 @@ impl Monitor {
                     recursive: false,
                 });
                 merge(d);
+                ctx.metrics
+                    .set_fim_watches(self.dirs.len(), self.unwatched.len() + self.homes_over);
             }
             Err(e) => {
                 let kind = if e.raw_os_error() == Some(libc::ENOSPC) {
@@ -496,14 +498,11 @@ impl Monitor {
                     overflow = true;
                     continue;
                 }
-                match self.handle(ctx, ev) {
-                    Some(flushed) => {
-                        notifications += 1;
-                        if !self.report(ctx, flushed) {
-                            return false;
-                        }
+                if let Some(flushed) = self.handle(ctx, ev) {
+                    notifications += 1;
+                    if !self.report(ctx, flushed) {
+                        return false;
                     }
-                    None => {}
                 }
             }
         }
@@ -684,6 +683,19 @@ impl Monitor {
                     None
                 }
                 Look::Gone => None,
+            };
+            // Opened for writing and closed without a change (`touch`, an editor's save of the
+            // same text): the content is what it was.
+            let operation = match (&before, &after) {
+                (Some(b), Some(a))
+                    if operation == FileOperation::Modified
+                        && b.hash.is_some()
+                        && b.hash == a.hash =>
+                {
+                    extra.insert("ContentUnchanged".into(), "true".into());
+                    FileOperation::Attributes
+                }
+                _ => operation,
             };
             let record = self.record(&path, operation, before.as_ref(), after.as_ref(), extra);
             match &after {

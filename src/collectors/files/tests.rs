@@ -315,13 +315,13 @@ impl Host {
 
     /// Runs the collector over `/etc/cron.d`, `/etc/passwd` and `/etc/ld.so.preload`.
     fn start(&self) -> Running_ {
+        self.start_with(&["/etc/cron.d", "/etc/passwd", "/etc/ld.so.preload"])
+    }
+
+    fn start_with(&self, paths: &[&str]) -> Running_ {
         let (tx, rx) = mpsc::channel(1024);
         let config = Config {
-            file_integrity_paths: Some(vec![
-                "/etc/cron.d".into(),
-                "/etc/passwd".into(),
-                "/etc/ld.so.preload".into(),
-            ]),
+            file_integrity_paths: Some(paths.iter().map(|p| p.to_string()).collect()),
             ..Config::default()
         };
         let (cfg, config) = watch::channel(Arc::new(config));
@@ -491,5 +491,45 @@ fn a_fifo_at_a_watched_path_is_reported_without_hanging() {
         .next(Duration::from_secs(10))
         .expect("a file after the FIFO");
     assert_eq!(c.path, "/etc/cron.d/after");
+    r.stop();
+}
+
+#[test]
+fn a_watched_directory_created_later_is_watched_with_what_it_already_holds() {
+    let h = Host::new();
+    let mut r = h.start_with(&["/etc/sudoers.d", "/var/spool/cron/**"]);
+    // Created and filled at once: the file may be there before the directory's watch is.
+    std::fs::create_dir_all(h.path("/etc/sudoers.d")).unwrap();
+    std::fs::write(h.path("/etc/sudoers.d/x"), "x ALL=(ALL) NOPASSWD: ALL\n").unwrap();
+    let mut seen = Vec::new();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while seen.len() < 2 && Instant::now() < deadline {
+        if let Some(c) = r.next(Duration::from_millis(100)) {
+            seen.push((c.path, c.operation));
+        }
+    }
+    seen.sort_by(|a, b| a.0.cmp(&b.0));
+    assert_eq!(
+        seen,
+        [
+            ("/etc/sudoers.d".to_string(), FileOperation::Created),
+            ("/etc/sudoers.d/x".to_string(), FileOperation::Created),
+        ]
+    );
+    // Later changes inside it are followed.
+    std::fs::write(h.path("/etc/sudoers.d/x"), "changed\n").unwrap();
+    let c = r.next(Duration::from_secs(10)).expect("a change inside");
+    assert_eq!(
+        (c.path.as_str(), c.operation),
+        ("/etc/sudoers.d/x", FileOperation::Modified)
+    );
+    // A touch (open for writing, close, nothing written) is not a content change.
+    std::fs::OpenOptions::new()
+        .write(true)
+        .open(h.path("/etc/sudoers.d/x"))
+        .unwrap();
+    let c = r.next(Duration::from_secs(10)).expect("the touch");
+    assert_eq!(c.operation, FileOperation::Attributes);
+    assert_eq!(c.extra_details["ContentUnchanged"], "true");
     r.stop();
 }

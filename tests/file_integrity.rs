@@ -116,6 +116,10 @@ fn config(state: &Path) -> std::path::PathBuf {
 }
 
 fn start(host: &Path, state: &Path, config: &Path) -> Agent {
+    start_with_metrics(host, state, config, "off")
+}
+
+fn start_with_metrics(host: &Path, state: &Path, config: &Path, metrics: &str) -> Agent {
     Agent::start(
         state,
         &[
@@ -124,9 +128,24 @@ fn start(host: &Path, state: &Path, config: &Path) -> Agent {
             "--config",
             config.to_str().unwrap(),
             "--metrics-addr",
-            "off",
+            metrics,
         ],
     )
+}
+
+/// One sample of the agent's /metrics (the first series of `name` whose labels include
+/// `labels`), read over a plain HTTP/1.0 request.
+fn metric(port: u16, name: &str, labels: &[&str]) -> Option<f64> {
+    use std::io::Read;
+    let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).ok()?;
+    s.write_all(b"GET /metrics HTTP/1.0\r\nHost: x\r\n\r\n")
+        .ok()?;
+    let mut body = String::new();
+    s.read_to_string(&mut body).ok()?;
+    body.lines()
+        .filter(|l| l.starts_with(name) && l[name.len()..].starts_with(['{', ' ']))
+        .find(|l| labels.iter().all(|x| l.contains(x)))
+        .and_then(|l| l.rsplit(' ').next()?.parse().ok())
 }
 
 /// Waits until the collector has taken its first look (it saves it before following).
@@ -156,7 +175,8 @@ fn every_persistence_change_is_reported_storms_are_coalesced_and_restarts_report
     fake_host_root(h);
     let config = config(state.path());
     let t0 = std::time::SystemTime::now() - Duration::from_secs(1);
-    let agent = start(h, state.path(), &config);
+    let port = support::agent::free_port();
+    let agent = start_with_metrics(h, state.path(), &config, &format!("127.0.0.1:{port}"));
     wait_ready(state.path(), t0);
     let mut all = Vec::new();
 
@@ -258,6 +278,23 @@ fn every_persistence_change_is_reported_storms_are_coalesced_and_restarts_report
         storm_events <= 30,
         "coalesced: {storm_events} events for 2,000 writes"
     );
+
+    // Counted: watches in use, notifications (two per append at least: the write and the
+    // close), events as collected.
+    assert!(metric(port, "edgeguard_fim_watches", &[]).unwrap() >= 5.0);
+    assert_eq!(metric(port, "edgeguard_fim_unwatched", &[]), Some(0.0));
+    assert!(metric(port, "edgeguard_fim_notifications_total", &[]).unwrap() >= 4000.0);
+    assert_eq!(
+        metric(port, "edgeguard_fim_overflows_total", &[]),
+        Some(0.0)
+    );
+    let collected = metric(
+        port,
+        "edgeguard_events_collected_total",
+        &["collector=\"files\"", "kind=\"FileChange\""],
+    )
+    .unwrap();
+    assert!(collected >= r.len() as f64, "{collected} < {}", r.len());
 
     // Hostile entries at watched paths: reported, not opened, and the collector carries on.
     let fifo = std::ffi::CString::new(h.join("etc/cron.d/pipe").to_str().unwrap()).unwrap();

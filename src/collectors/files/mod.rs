@@ -162,6 +162,9 @@ struct Monitor {
     watched: HashMap<PathBuf, i32>,
     unwatched: BTreeSet<PathBuf>,
     homes_over: usize,
+    /// How many directories could not be watched when the status was last reported: it is
+    /// reported again only when that changes (a re-arm every few minutes is not news).
+    reported_unwatched: Option<usize>,
     table: Table,
     pending: Coalescer,
     cookies: VecDeque<(u32, String)>,
@@ -207,6 +210,7 @@ impl Monitor {
             watched: HashMap::new(),
             unwatched: BTreeSet::new(),
             homes_over,
+            reported_unwatched: None,
             table: Table::default(),
             pending: Coalescer::default(),
             cookies: VecDeque::new(),
@@ -252,9 +256,12 @@ impl Monitor {
         Ok(m)
     }
 
-    fn report_watches(&self, ctx: &Context) {
+    fn report_watches(&mut self, ctx: &Context) {
         let unwatched = self.unwatched.len() + self.homes_over;
         ctx.metrics.set_fim_watches(self.dirs.len(), unwatched);
+        if self.reported_unwatched.replace(unwatched) == Some(unwatched) {
+            return;
+        }
         if unwatched == 0 {
             ctx.report_status(
                 COLLECTOR,

@@ -79,6 +79,22 @@ pub fn render_event(event: &Value, style: Style) -> String {
             field("id", first, "Id"),
             opt(first, "Details"),
         ]),
+        "FileChange" => join([
+            opt(first, "Operation"),
+            opt(first, "Path"),
+            field("mode", first, "Mode"),
+            first
+                .get("ExtraDetails")
+                .and_then(|d| d.get("RenamedFrom"))
+                .and_then(Value::as_str)
+                .map(|f| format!("from {f}")),
+            first
+                .get("ExtraDetails")
+                .and_then(|d| d.get("Count"))
+                .and_then(Value::as_str)
+                .filter(|c| *c != "1")
+                .map(|c| format!("x{c}")),
+        ]),
         "ContainerEvent" => join([
             opt(first, "Action"),
             opt(first, "ObjectType"),

@@ -8,8 +8,8 @@
 //! which walks directories, comes late.
 
 use crate::collectors::{
-    Collector, baseline, connection, firewall, hardware, inventory, listening, login, process,
-    system, users,
+    Collector, baseline, connection, files, firewall, hardware, inventory, listening, login,
+    process, system, users,
 };
 use crate::config::Config;
 use crate::container::Containers;
@@ -48,5 +48,6 @@ pub fn collectors(p: &Parts<'_>) -> Vec<Collector> {
         Triggered(Box::new(firewall::monitor::FirewallMonitor)),
         Triggered(Box::new(hardware::HardwareWatcher)),
         Triggered(p.containers.watcher()),
+        Triggered(Box::new(files::FileIntegrityCollector)),
     ]
 }

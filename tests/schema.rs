@@ -288,6 +288,38 @@ fn every_kind() -> Vec<Event> {
                 extra_details: extra(&[("EntriesBefore", "9"), ("EntriesAfter", "3")]),
             },
         ])),
+        Event::new(Payload::FileChange(vec![
+            FileChange {
+                path: "/usr/bin/sudo2".into(),
+                operation: FileOperation::Attributes,
+                owner_id: Some("0".into()),
+                owner_name: Some("root".into()),
+                mode: Some("4755".into()),
+                size: Some(232_416),
+                hash_before: Some(
+                    "9a3a45d01531a20e89ac6ae10b0b0beb0492acd7216a368aa062d1a5fecaf9cd".into(),
+                ),
+                hash_after: Some(
+                    "9a3a45d01531a20e89ac6ae10b0b0beb0492acd7216a368aa062d1a5fecaf9cd".into(),
+                ),
+                extra_details: extra(&[
+                    ("Count", "1"),
+                    ("SetuidGained", "true"),
+                    ("ModeBefore", "0755"),
+                ]),
+            },
+            FileChange {
+                path: "/etc/ld.so.preload".into(),
+                operation: FileOperation::Deleted,
+                owner_id: None,
+                owner_name: None,
+                mode: None,
+                size: None,
+                hash_before: None,
+                hash_after: None,
+                extra_details: Default::default(),
+            },
+        ])),
         Event::new(Payload::UserChange(vec![UserChange {
             operation: AccountOperation::UserChanged,
             name: "backdoor".into(),

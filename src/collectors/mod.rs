@@ -16,6 +16,7 @@
 pub mod baseline;
 pub mod capacity;
 pub mod connection;
+pub mod files;
 pub mod firewall;
 pub mod hardware;
 pub mod inventory;

@@ -398,6 +398,30 @@ pub(crate) fn every_kind(s: &str) -> Vec<Event> {
             e.category = Category::Triggered;
             e
         },
+        Event::new(Payload::FileChange(vec![
+            FileChange {
+                path: text(s, "/etc/cron.d/job"),
+                operation: FileOperation::Modified,
+                owner_id: Some(text(s, "0")),
+                owner_name: Some(text(s, "root")),
+                mode: Some(text(s, "4755")),
+                size: Some(u64::MAX),
+                hash_before: Some(text(s, "aa")),
+                hash_after: Some(text(s, "bb")),
+                extra_details: [(text(s, "Count"), text(s, "3"))].into(),
+            },
+            FileChange {
+                path: String::new(),
+                operation: FileOperation::Deleted,
+                owner_id: None,
+                owner_name: None,
+                mode: None,
+                size: None,
+                hash_before: None,
+                hash_after: None,
+                extra_details: Default::default(),
+            },
+        ])),
         // Periodic snapshots may be empty.
         Event::empty_snapshot(EventKind::ContainerInventory),
         Event::empty_snapshot(EventKind::ListeningPorts),

@@ -135,6 +135,7 @@ event_kinds! {
     SoftwareChange => Security, Triggered, High;
     FirewallChange => Security, Triggered, High;
     KernelModule => Security, Triggered, High;
+    FileChange => Security, Triggered, High;
 }
 
 impl EventKind {

@@ -18,6 +18,13 @@ pub struct Inotify {
     fd: OwnedFd,
 }
 
+impl AsRawFd for Inotify {
+    /// For waiting on it from an async task (`tokio::io::unix::AsyncFd`).
+    fn as_raw_fd(&self) -> std::os::fd::RawFd {
+        self.fd.as_raw_fd()
+    }
+}
+
 /// One event as the kernel reported it; `name` is the entry of a watched directory it is about
 /// (empty for events about the directory itself).
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -161,7 +161,7 @@ fn main() {
         }
     }
     let cpu = cpu_seconds(pid) - cpu_before;
-    let peak_kib = status_kib(pid, "VmHWM");
+    let peak_kib = status_kib(pid, "VmHWM:");
     stop(child);
     println!(
         "fim: {total} writes to {} file(s) in {:.1} s ({:.0}/s): {events} FileChange events, \

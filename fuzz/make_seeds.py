@@ -168,12 +168,64 @@ for layout in ("compat32", "native64"):
     put("login_utmp", f"{layout}-partial", b"".join(recs[:2]) + recs[2][:100])
 put("login_utmp", "bad-type", b"\x7f\x7f" + b"\0" * 382)
 
-# ---- login_auth_log: the unit tests' auth.log lines, one file each and all together
-lines = rust_strings("src/collectors/login.rs",
-                     r"^(Jan|Feb|Mar|Apr|May|Jun|Jul|Aug|Sep|Oct|Nov|Dec|Foo|20\d\d-)")
+# ---- login_auth_log: the unit tests' auth.log lines (and the sshd messages of their tables,
+# under a syslog header), one file each and all together
+header = r"^(<\d+>1 |Jan|Feb|Mar|Apr|May|Jun|Jul|Aug|Sep|Oct|Nov|Dec|Foo|20\d\d-)"
+lines = []
+for f in sorted((ROOT / "src/collectors/login/tests").glob("*.rs")):
+    rel = f.relative_to(ROOT)
+    lines += rust_strings(rel, header)
+    lines += ["Nov 23 17:42:57 edge sshd[77]: " + m for m in rust_strings(
+        rel, r"^(Accepted|Failed|ROOT|Invalid|Illegal|input_|User |Disconnect|error: |fatal: |"
+             r"Connection|Received|refused|Did not|Bad protocol|banner|pam_|Address )")]
 for i, s in enumerate(lines):
-    put("login_auth_log", f"line-{i:02}", s + "\n")
+    put("login_auth_log", f"line-{i:03}", s + "\n")
 put("login_auth_log", "all", "".join(s + "\n" for s in lines))
+
+# ---- login_journal: small journal files built to systemd's "Journal File Format" (the reader
+# needs no hash tables), regular and compact, as login/tests/journal.rs reads real ones
+def journal(compact, entries):
+    """entries: [(seqnum, realtime, [b"FIELD=value", ...])]"""
+    def obj(kind, body):
+        size = 16 + len(body)
+        return struct.pack("<BB6xQ", kind, 0, size) + body + b"\0" * (-size % 8)
+    out = bytearray(264)
+    offsets = {}
+    data_payload_at = 72 if compact else 64
+    for _, _, fields in entries:
+        for f in fields:
+            if f not in offsets:
+                offsets[f] = len(out)
+                body = b"\0" * (48 + (8 if compact else 0)) + f
+                out += obj(1, body)
+    entry_offsets = []
+    for seq, rt, fields in entries:
+        entry_offsets.append(len(out))
+        body = struct.pack("<QQQ", seq, rt, 1000 + seq) + b"\x01" * 16 + struct.pack("<Q", 0)
+        for f in fields:
+            body += struct.pack("<I", offsets[f]) if compact else struct.pack("<QQ", offsets[f], 0)
+        out += obj(3, body)
+    array_at = len(out)
+    items = b"".join(struct.pack("<I" if compact else "<Q", o) for o in entry_offsets)
+    out += obj(6, struct.pack("<Q", 0) + items + b"\0" * (4 if compact else 8))  # one spare slot
+    header = struct.pack("<8sII8x", b"LPKSHHRH", 0, 16 if compact else 0)
+    header += b"\x11" * 16 + b"\x22" * 16 + b"\x01" * 16 + b"\x33" * 16
+    header += struct.pack("<QQQQQQQQQQQQQQQ", 264, len(out) - 264, 0, 0, 0, 0, array_at,
+                          len(entry_offsets) * 2 + len(offsets) + 1, len(entries),
+                          entries[-1][0], entries[0][0], array_at, entries[0][1],
+                          entries[-1][1], 0)
+    out[:len(header)] = header
+    return bytes(out)
+
+
+sshd_entries = [
+    (1, 1795000000000000, [b"_HOSTNAME=edge", b"SYSLOG_IDENTIFIER=sshd", b"_PID=1234",
+                           b"MESSAGE=Failed password for root from 192.0.2.1 port 5 ssh2"]),
+    (2, 1795000001000000, [b"_HOSTNAME=edge", b"SYSLOG_IDENTIFIER=sshd", b"_PID=1234",
+                           b"MESSAGE=Accepted password for alice from 192.0.2.1 port 5 ssh2"]),
+]
+put("login_journal", "regular", journal(False, sshd_entries))
+put("login_journal", "compact", journal(True, sshd_entries))
 
 # ---- firewall: the integration test fixtures
 for f in sorted((ROOT / "tests/fixtures/firewall").iterdir()):

@@ -652,6 +652,7 @@ check(not panics, "no panic in the agent log" + (f": {panics[0]}" if panics else
 EXPECTED_NOT_UP = {
     "login": "the initramfs has no wtmp, btmp, auth.log or secure (src/collectors/login/: Degraded when every source is missing)",
     "firewall": "the initramfs has no nft or iptables binary (src/collectors/firewall/: Degraded when no backend answers)",
+    "firewall_changes": "the armmp kernel builds nfnetlink and nf_tables as modules and the initramfs loads none (src/collectors/firewall/monitor.rs: Degraded, iptables-legacy digest only)",
 }
 status = {}
 for r in records("CollectorStatus"):

@@ -31,6 +31,10 @@ command -v ip >/dev/null 2>&1 || packages+=(iproute2)
 command -v unshare >/dev/null 2>&1 || packages+=(util-linux)
 # libfaketime steps the agent's wall clock in tests/agent_edgehub.rs.
 command -v faketime >/dev/null 2>&1 || packages+=(faketime)
+# systemd-journal-remote writes real journal files for the login collector's journal tests
+# (src/collectors/login/tests/journal.rs); journalctl (systemd) checks them.
+[ -x /lib/systemd/systemd-journal-remote ] || packages+=(systemd-journal-remote)
+command -v journalctl >/dev/null 2>&1 || packages+=(systemd)
 if [ "${#packages[@]}" -gt 0 ]; then
     log "installing ${packages[*]}"
     apt-get update -qq

@@ -79,6 +79,22 @@ pub fn render_event(event: &Value, style: Style) -> String {
             field("id", first, "Id"),
             opt(first, "Details"),
         ]),
+        "FileChange" => join([
+            opt(first, "Operation"),
+            opt(first, "Path"),
+            field("mode", first, "Mode"),
+            first
+                .get("ExtraDetails")
+                .and_then(|d| d.get("RenamedFrom"))
+                .and_then(Value::as_str)
+                .map(|f| format!("from {f}")),
+            first
+                .get("ExtraDetails")
+                .and_then(|d| d.get("Count"))
+                .and_then(Value::as_str)
+                .filter(|c| *c != "1")
+                .map(|c| format!("x{c}")),
+        ]),
         "ContainerEvent" => join([
             opt(first, "Action"),
             opt(first, "ObjectType"),
@@ -119,6 +135,32 @@ pub fn render_event(event: &Value, style: Style) -> String {
         "LocalUsers" => listing(records, |r| text(r, "UserName")),
         "FirewallConfiguration" => {
             listing(records, |r| join([opt(r, "ChainName"), opt(r, "Action")]))
+        }
+        // A hotplug event (Triggered): one device and what happened to it.
+        "ConnectedHardware"
+            if first
+                .get("ExtraDetails")
+                .and_then(|d| d.get("Action"))
+                .is_some() =>
+        {
+            let details = first.get("ExtraDetails").unwrap_or(&Value::Null);
+            join([
+                opt(details, "Action"),
+                opt(first, "HardwareCategory"),
+                opt(first, "HardwareName"),
+                opt(details, "KernelName")
+                    .filter(|n| Some(n) != opt(first, "HardwareName").as_ref())
+                    .map(|n| format!("({n})")),
+            ])
+        }
+        "KernelModule" => {
+            let details = first.get("ExtraDetails").unwrap_or(&Value::Null);
+            join([
+                opt(first, "Action"),
+                opt(first, "Name"),
+                opt(first, "Size").map(|s| format!("{s} bytes")),
+                field("taint", details, "Taint"),
+            ])
         }
         "ConnectedHardware" => listing(records, |r| {
             join([opt(r, "HardwareCategory"), opt(r, "HardwareName")])

@@ -8,7 +8,8 @@
 //! which walks directories, comes late.
 
 use crate::collectors::{
-    Collector, baseline, connection, firewall, inventory, listening, login, process, system, users,
+    Collector, baseline, connection, files, firewall, hardware, inventory, listening, login,
+    process, system, users,
 };
 use crate::config::Config;
 use crate::container::Containers;
@@ -33,6 +34,9 @@ pub fn collectors(p: &Parts<'_>) -> Vec<Collector> {
         Periodic(Box::new(firewall::FirewallCollector::new(
             p.metrics.clone(),
         ))),
+        Periodic(Box::new(hardware::HardwareCollector::new(
+            p.metrics.clone(),
+        ))),
         Periodic(Box::new(inventory::SoftwareInventoryCollector)),
         Periodic(Box::new(baseline::BaselineCollector::new(p.config.clone()))),
         Periodic(p.containers.inventory(p.config, p.metrics)),
@@ -42,6 +46,8 @@ pub fn collectors(p: &Parts<'_>) -> Vec<Collector> {
         Triggered(Box::new(users::AccountWatcher)),
         Triggered(Box::new(inventory::PackageWatcher)),
         Triggered(Box::new(firewall::monitor::FirewallMonitor)),
+        Triggered(Box::new(hardware::HardwareWatcher)),
         Triggered(p.containers.watcher()),
+        Triggered(Box::new(files::FileIntegrityCollector)),
     ]
 }

@@ -63,6 +63,7 @@ fn snapshot_prints_one_schema_valid_message_about_this_host() {
         "LocalUsers",
         "FirewallConfiguration",
         "OSBaseline",
+        "ConnectedHardware",
     ] {
         assert!(
             names.iter().any(|n| n == kind),

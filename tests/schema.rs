@@ -154,6 +154,31 @@ fn every_kind() -> Vec<Event> {
             hardware_name: "Flash drive".into(),
             extra_details: Default::default(),
         }])),
+        {
+            // A hotplug event: the snapshot kind, Triggered.
+            let mut e = Event::new(Payload::ConnectedHardware(vec![ConnectedHardware {
+                hardware_category: "Network".into(),
+                hardware_sub_category: "Virtual Adapter".into(),
+                hardware_name: "veth0".into(),
+                extra_details: extra(&[("Action", "Added"), ("Bus", "net")]),
+            }]));
+            e.category = Category::Triggered;
+            e
+        },
+        Event::new(Payload::KernelModule(vec![
+            KernelModule {
+                name: "usb_storage".into(),
+                action: ModuleAction::Loaded,
+                size: Some(81920),
+                extra_details: extra(&[("Taint", "OE"), ("Source", "proc_modules")]),
+            },
+            KernelModule {
+                name: "loop".into(),
+                action: ModuleAction::Removed,
+                size: None,
+                extra_details: Default::default(),
+            },
+        ])),
         Event::new(Payload::Diagnostic(vec![Diagnostic {
             severity: DiagnosticSeverity::Warning,
             message: "netlink unavailable".into(),
@@ -261,6 +286,38 @@ fn every_kind() -> Vec<Event> {
                 chain: None,
                 count: 1,
                 extra_details: extra(&[("EntriesBefore", "9"), ("EntriesAfter", "3")]),
+            },
+        ])),
+        Event::new(Payload::FileChange(vec![
+            FileChange {
+                path: "/usr/bin/sudo2".into(),
+                operation: FileOperation::Attributes,
+                owner_id: Some("0".into()),
+                owner_name: Some("root".into()),
+                mode: Some("4755".into()),
+                size: Some(232_416),
+                hash_before: Some(
+                    "9a3a45d01531a20e89ac6ae10b0b0beb0492acd7216a368aa062d1a5fecaf9cd".into(),
+                ),
+                hash_after: Some(
+                    "9a3a45d01531a20e89ac6ae10b0b0beb0492acd7216a368aa062d1a5fecaf9cd".into(),
+                ),
+                extra_details: extra(&[
+                    ("Count", "1"),
+                    ("SetuidGained", "true"),
+                    ("ModeBefore", "0755"),
+                ]),
+            },
+            FileChange {
+                path: "/etc/ld.so.preload".into(),
+                operation: FileOperation::Deleted,
+                owner_id: None,
+                owner_name: None,
+                mode: None,
+                size: None,
+                hash_before: None,
+                hash_after: None,
+                extra_details: Default::default(),
             },
         ])),
         Event::new(Payload::UserChange(vec![UserChange {

@@ -1,11 +1,14 @@
 //! auth.log / secure text (`login::split_lines`, `parse_auth_line`, `AuthLogin::to_login`). The
 //! text is written by sshd, sudo and su from what remote clients send (user names). Checks that
-//! line splitting never returns more than it was given, and that a login's user, host and
-//! operation come from the line itself.
+//! line splitting never returns more than it was given, that a login's user, host and
+//! operation come from the line itself, and that counting attempts once (`login::Attempts`)
+//! never reports more than the lines it was given nor holds more than its bound.
 #![no_main]
 
 use chrono::{Local, TimeZone};
-use edgeguard::collectors::login::{AuthLine, MAX_LINE_BYTES, parse_auth_line, split_lines};
+use edgeguard::collectors::login::{
+    Attempts, AuthLine, MAX_CONNECTIONS, MAX_LINE_BYTES, parse_auth_line, split_lines,
+};
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {
@@ -13,7 +16,11 @@ fuzz_target!(|data: &[u8]| {
     let Some(now) = Local.timestamp_opt(1_795_000_000, 0).single() else {
         return;
     };
+    let mono = std::time::Instant::now();
     for at_eof in [false, true] {
+        let mut attempts = Attempts::default();
+        let mut reported = Vec::new();
+        let mut logins = 0;
         let mut skip_first = false;
         let (lines, consumed, _too_long) = split_lines(data, &mut skip_first, at_eof);
         assert!(consumed <= data.len());
@@ -26,7 +33,13 @@ fuzz_target!(|data: &[u8]| {
             assert!(raw.len() <= MAX_LINE_BYTES);
             assert!(!raw.contains(&b'\n'));
             let line = String::from_utf8_lossy(raw);
-            if let AuthLine::Login(a) = parse_auth_line(&line) {
+            let parsed = parse_auth_line(&line);
+            if matches!(parsed, AuthLine::Login(_)) {
+                logins += 1;
+            }
+            attempts.feed(parsed.clone(), mono, now, &mut reported);
+            assert!(attempts.len() <= MAX_CONNECTIONS);
+            if let AuthLine::Login(a) = parsed {
                 assert!(
                     line.contains(a.user.as_str()),
                     "user {:?} not in {line:?}",
@@ -41,5 +54,7 @@ fuzz_target!(|data: &[u8]| {
                 assert_eq!(login.remote_port, a.remote_port);
             }
         }
+        attempts.flush_all(&mut reported);
+        assert!(reported.len() <= logins, "more reported than login lines");
     }
 });

@@ -16,7 +16,9 @@
 pub mod baseline;
 pub mod capacity;
 pub mod connection;
+pub mod files;
 pub mod firewall;
+pub mod hardware;
 pub mod inventory;
 pub mod listening;
 pub mod login;

@@ -33,6 +33,8 @@ pub(super) enum Key {
     DockerSocketPath,
     DetectionRulesDisabled,
     HeartbeatFrequency,
+    FileIntegrityEnabled,
+    FileIntegrityPaths,
 }
 
 const EVENT_PRIORITY: &str = "eventPriority";
@@ -64,6 +66,8 @@ impl Key {
             DockerSocketPath,
             DetectionRulesDisabled,
             HeartbeatFrequency,
+            FileIntegrityEnabled,
+            FileIntegrityPaths,
         ];
         sizes
             .into_iter()
@@ -93,6 +97,8 @@ impl Key {
             DockerSocketPath => "dockerSocketPath".into(),
             DetectionRulesDisabled => "detectionRulesDisabled".into(),
             HeartbeatFrequency => "heartbeatFrequency".into(),
+            FileIntegrityEnabled => "fileIntegrityEnabled".into(),
+            FileIntegrityPaths => "fileIntegrityPaths".into(),
         }
     }
 
@@ -115,6 +121,8 @@ impl Key {
             "dockerSocketPath" => DockerSocketPath,
             "detectionRulesDisabled" => DetectionRulesDisabled,
             "heartbeatFrequency" => HeartbeatFrequency,
+            "fileIntegrityEnabled" => FileIntegrityEnabled,
+            "fileIntegrityPaths" => FileIntegrityPaths,
             _ => {
                 if let Some(kind) = name.strip_prefix(EVENT_PRIORITY) {
                     EventPriority(EventKind::from_name(kind)?)
@@ -158,6 +166,11 @@ impl Key {
                 .join(",")
                 .into(),
             HeartbeatFrequency => duration(config.heartbeat_frequency),
+            FileIntegrityEnabled => config.file_integrity_enabled.into(),
+            FileIntegrityPaths => match &config.file_integrity_paths {
+                Some(paths) => paths.join(",").into(),
+                None => Value::Null,
+            },
         }
     }
 
@@ -211,6 +224,8 @@ impl Key {
             DockerSocketPath => config.docker_socket_path = socket_path(value)?,
             DetectionRulesDisabled => config.detection_rules_disabled = rules(value)?,
             HeartbeatFrequency => config.heartbeat_frequency = duration(value)?,
+            FileIntegrityEnabled => config.file_integrity_enabled = boolean(value)?,
+            FileIntegrityPaths => config.file_integrity_paths = Some(file_paths(value)?),
         }
         Ok(())
     }
@@ -259,6 +274,8 @@ impl Key {
                 to.detection_rules_disabled = from.detection_rules_disabled.clone();
             }
             HeartbeatFrequency => to.heartbeat_frequency = from.heartbeat_frequency,
+            FileIntegrityEnabled => to.file_integrity_enabled = from.file_integrity_enabled,
+            FileIntegrityPaths => to.file_integrity_paths = from.file_integrity_paths.clone(),
         }
     }
 }
@@ -369,6 +386,53 @@ fn rules(value: &Value) -> Result<Vec<Rule>, String> {
     Ok(out)
 }
 
+/// The most paths `fileIntegrityPaths` may name: each is at least one inotify watch, and the
+/// watch budget is shared ([`crate::collectors::files`]).
+pub(super) const MAX_FILE_INTEGRITY_PATHS: usize = 256;
+
+/// Host paths to watch, comma-separated (`"/etc/passwd, /opt/app/conf"`): absolute, without
+/// `.` or `..` components (a path is resolved inside the host root anyway; these would only
+/// make the reported paths ambiguous); a trailing `/**` watches a directory's subdirectories
+/// too. A string, like `detectionRulesDisabled`, which older twin tooling can edit. Kept in
+/// the order given, without duplicates.
+fn file_paths(value: &Value) -> Result<Vec<String>, String> {
+    let text = value.as_str().ok_or_else(|| {
+        format!(
+            "expected absolute paths separated by commas, got {}",
+            describe(value)
+        )
+    })?;
+    let mut out: Vec<String> = Vec::new();
+    for path in text.split(',').map(str::trim).filter(|p| !p.is_empty()) {
+        let bare = path.strip_suffix("/**").unwrap_or(path);
+        let bad = !bare.starts_with('/')
+            || path.len() > 4096
+            || path.contains('\0')
+            || bare.split('/').any(|c| c == "." || c == ".." || c == "**");
+        if bad {
+            return Err(format!(
+                "expected absolute paths without . or .. separated by commas, got {}",
+                quote(path)
+            ));
+        }
+        if !out.iter().any(|p| p == path) {
+            out.push(path.to_string());
+        }
+    }
+    if out.is_empty() {
+        return Err(
+            "expected at least one path (set fileIntegrityEnabled to false to watch none)".into(),
+        );
+    }
+    if out.len() > MAX_FILE_INTEGRITY_PATHS {
+        return Err(format!(
+            "expected at most {MAX_FILE_INTEGRITY_PATHS} paths, got {}",
+            out.len()
+        ));
+    }
+    Ok(out)
+}
+
 fn boolean(value: &Value) -> Result<bool, String> {
     value
         .as_bool()
@@ -450,7 +514,7 @@ mod tests {
         let names: Vec<String> = Key::all().map(Key::name).collect();
         let unique: std::collections::BTreeSet<&String> = names.iter().collect();
         assert_eq!(unique.len(), names.len());
-        assert_eq!(names.len(), 5 + EventKind::ALL.len() + 6 + 9);
+        assert_eq!(names.len(), 5 + EventKind::ALL.len() + 6 + 11);
         for key in Key::all() {
             assert_eq!(Key::from_name(&key.name()), Some(key));
         }
@@ -488,6 +552,47 @@ mod tests {
         );
         key.set(&mut c, &json!("")).unwrap();
         assert!(c.detection_rules_disabled.is_empty());
+    }
+
+    #[test]
+    fn file_integrity_paths_are_absolute_and_deduplicated() {
+        let mut c = Config::default();
+        let key = Key::FileIntegrityPaths;
+        assert_eq!(key.get(&c), Value::Null, "defaults");
+        key.set(&mut c, &json!(" /etc/passwd,, /opt/app/** ,/etc/passwd"))
+            .unwrap();
+        assert_eq!(
+            c.file_integrity_paths.as_deref(),
+            Some(&["/etc/passwd".to_string(), "/opt/app/**".to_string()][..])
+        );
+        assert_eq!(key.get(&c), json!("/etc/passwd,/opt/app/**"));
+        let too_many = (0..=MAX_FILE_INTEGRITY_PATHS)
+            .map(|i| format!("/p{i}"))
+            .collect::<Vec<_>>()
+            .join(",");
+        for bad in [
+            json!("etc/passwd"),
+            json!("/etc/../root"),
+            json!("/etc/./x"),
+            json!("/a/**/b"),
+            json!(""),
+            json!(" , "),
+            json!(["/etc"]),
+            json!(true),
+            json!(too_many),
+        ] {
+            assert!(key.set(&mut c, &bad).is_err(), "{bad}");
+        }
+        assert_eq!(
+            c.file_integrity_paths.as_ref().unwrap().len(),
+            2,
+            "unchanged"
+        );
+        let on = Key::FileIntegrityEnabled;
+        assert_eq!(on.get(&c), json!(true));
+        on.set(&mut c, &json!(false)).unwrap();
+        assert!(!c.file_integrity_enabled);
+        assert!(on.set(&mut c, &json!("no")).is_err());
     }
 
     #[test]

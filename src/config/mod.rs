@@ -73,6 +73,12 @@ pub struct Config {
     pub detection_rules_disabled: Vec<Rule>,
     /// How often a `Heartbeat` is sent (`heartbeatFrequency`, edgeguard's own key).
     pub heartbeat_frequency: Duration,
+    /// Whether the file integrity collector runs (`fileIntegrityEnabled`).
+    pub file_integrity_enabled: bool,
+    /// Host paths the file integrity collector watches (`fileIntegrityPaths`), replacing its
+    /// defaults; `None`: the defaults ([`crate::collectors::files::DEFAULT_PATHS`] and every
+    /// home's shell and ssh files).
+    pub file_integrity_paths: Option<Vec<String>>,
 }
 
 /// Five minutes: a silent device is noticed within minutes, not at the next low-priority timer
@@ -116,6 +122,8 @@ impl Default for Config {
             docker_socket_path: DEFAULT_DOCKER_SOCKET.to_string(),
             detection_rules_disabled: Vec::new(),
             heartbeat_frequency: DEFAULT_HEARTBEAT,
+            file_integrity_enabled: true,
+            file_integrity_paths: None,
         }
     }
 }

@@ -373,6 +373,59 @@ pub(crate) fn every_kind(s: &str) -> Vec<Event> {
             count: 42,
             extra_details: extra(&[("ProcessName", "nft"), (s, "x")]),
         }])),
+        Event::new(Payload::KernelModule(vec![
+            KernelModule {
+                name: text(s, "rootkit_mod"),
+                action: ModuleAction::Loaded,
+                size: Some(16384),
+                extra_details: [(text(s, "Taint"), text(s, "OE"))].into(),
+            },
+            KernelModule {
+                name: text(s, "loop"),
+                action: ModuleAction::Removed,
+                size: None,
+                extra_details: Default::default(),
+            },
+        ])),
+        {
+            // A hotplug event: the snapshot kind, Triggered.
+            let mut e = Event::new(Payload::ConnectedHardware(vec![ConnectedHardware {
+                hardware_category: text(s, "Network"),
+                hardware_sub_category: text(s, "Virtual Adapter"),
+                hardware_name: text(s, "veth0"),
+                extra_details: [
+                    (text(s, "Action"), text(s, "Added")),
+                    (text(s, "KernelName"), text(s, "veth0")),
+                ]
+                .into(),
+            }]));
+            e.category = Category::Triggered;
+            e
+        },
+        Event::new(Payload::FileChange(vec![
+            FileChange {
+                path: text(s, "/etc/cron.d/job"),
+                operation: FileOperation::Modified,
+                owner_id: Some(text(s, "0")),
+                owner_name: Some(text(s, "root")),
+                mode: Some(text(s, "4755")),
+                size: Some(u64::MAX),
+                hash_before: Some(text(s, "aa")),
+                hash_after: Some(text(s, "bb")),
+                extra_details: [(text(s, "Count"), text(s, "3"))].into(),
+            },
+            FileChange {
+                path: String::new(),
+                operation: FileOperation::Deleted,
+                owner_id: None,
+                owner_name: None,
+                mode: None,
+                size: None,
+                hash_before: None,
+                hash_after: None,
+                extra_details: Default::default(),
+            },
+        ])),
         // Periodic snapshots may be empty.
         Event::empty_snapshot(EventKind::ContainerInventory),
         Event::empty_snapshot(EventKind::ListeningPorts),

@@ -134,6 +134,8 @@ event_kinds! {
     SoftwareInventory => Security, Periodic, Low;
     SoftwareChange => Security, Triggered, High;
     FirewallChange => Security, Triggered, High;
+    KernelModule => Security, Triggered, High;
+    FileChange => Security, Triggered, High;
 }
 
 impl EventKind {

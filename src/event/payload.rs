@@ -657,6 +657,68 @@ pub struct FirewallChange {
     pub extra_details: ExtraDetails,
 }
 
+/// What happened to a kernel module (`Action` of a `KernelModule` record).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub enum ModuleAction {
+    Loaded,
+    Removed,
+}
+
+/// A kernel module was loaded or removed: code running in the kernel changed, which is what a
+/// rootkit does and what an appliance rarely does after boot.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct KernelModule {
+    pub name: String,
+    pub action: ModuleAction,
+    /// Size in bytes, from `/proc/modules` (a module uevent does not carry it).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub size: Option<u64>,
+    #[serde(default, skip_serializing_if = "ExtraDetails::is_empty")]
+    pub extra_details: ExtraDetails,
+}
+
+/// What happened to a watched file (`Operation` of a `FileChange` record).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub enum FileOperation {
+    Created,
+    Modified,
+    Deleted,
+    /// Moved to or from this path (`RenamedFrom` / `RenamedTo` in `ExtraDetails`).
+    Renamed,
+    /// Mode, owner, timestamps or extended attributes changed, not the content.
+    Attributes,
+}
+
+/// A watched host file or directory changed (file integrity monitoring). Several changes of
+/// one path within a short window are one record (`Count` in `ExtraDetails`). Owner, mode,
+/// size and hash are what the file is after the change (absent when it is gone or could not
+/// be read); `HashBefore` is the last hash seen, where one was kept.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct FileChange {
+    /// The host path (`/etc/passwd`), not the path under the agent's host root.
+    pub path: String,
+    pub operation: FileOperation,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub owner_id: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub owner_name: Option<String>,
+    /// Permission bits in octal, setuid/setgid/sticky included (`4755`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mode: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub size: Option<u64>,
+    /// SHA-256, lowercase hex, of the content before the change.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub hash_before: Option<String>,
+    /// SHA-256, lowercase hex, of the content after the change.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub hash_after: Option<String>,
+    #[serde(default, skip_serializing_if = "ExtraDetails::is_empty")]
+    pub extra_details: ExtraDetails,
+}
+
 macro_rules! payloads {
     ($( $kind:ident($record:ty) ),* $(,)?) => {
         /// The `Payload` array of an event: records of one kind. Serializes as the bare array.
@@ -726,6 +788,8 @@ payloads! {
     SoftwareInventory(SoftwarePackage),
     SoftwareChange(SoftwareChange),
     FirewallChange(FirewallChange),
+    KernelModule(KernelModule),
+    FileChange(FileChange),
 }
 
 /// The fields that decide which events the aggregator merges (security-events.md §4), borrowed

@@ -17,12 +17,14 @@
 //! - [`fs`]: `/proc` reads relative to a directory descriptor (`openat`, `readlinkat`);
 //! - [`root`]: opening host files inside the host root (`openat2` with `RESOLVE_IN_ROOT`, or a
 //!   component-by-component walk where the kernel has no openat2), and listing directories;
+//! - [`inotify`]: file change notifications (the file integrity collector);
 //! - [`perf`]: a tracepoint's perf ring, mapped and read;
 //! - [`sys`]: the rest (thread priority, network namespaces, `uname`, clock ticks, `chroot`
 //!   before `exec`, glibc's allocator).
 
 pub mod bytes;
 pub mod fs;
+pub mod inotify;
 pub mod netlink;
 pub mod perf;
 pub mod root;

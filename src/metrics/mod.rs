@@ -62,6 +62,8 @@ pub enum DropReason {
     /// Another module's event found its share of the cache full (it never evicts edgeguard's
     /// own events), or its sender over its quota.
     InputQuota,
+    /// A source over its rate limit (a flapping device's hotplug events).
+    RateLimited,
 }
 
 impl DropReason {
@@ -74,6 +76,7 @@ impl DropReason {
             DropReason::ChannelFull => "channel_full",
             DropReason::SpoolFull => "spool_full",
             DropReason::InputQuota => "input_quota",
+            DropReason::RateLimited => "rate_limited",
         }
     }
 }
@@ -111,6 +114,10 @@ pub struct Metrics {
     alerts: Vec<(IntCounter, IntCounter)>,
     resident_memory: IntGauge,
     cpu_seconds: Counter,
+    /// The file integrity collector: (`edgeguard_fim_watches`, `edgeguard_fim_unwatched`).
+    fim_watches: (IntGauge, IntGauge),
+    fim_overflows: IntCounter,
+    fim_notifications: IntCounter,
     drop_log: Mutex<HashMap<DropKey, DropLog>>,
     /// What the status report needs beyond counters (reasons, times).
     status: crate::status::StatusBoard,
@@ -352,6 +359,28 @@ impl Metrics {
                     .expect("each metric is registered once");
                 c
             },
+            fim_watches: (
+                gauge(
+                    &r,
+                    "edgeguard_fim_watches",
+                    "Directories the file integrity collector watches (inotify watches in use)",
+                ),
+                gauge(
+                    &r,
+                    "edgeguard_fim_unwatched",
+                    "Directories the file integrity collector could not watch (over its watch cap, or refused)",
+                ),
+            ),
+            fim_overflows: counter(
+                &r,
+                "edgeguard_fim_overflows_total",
+                "inotify queue overflows (each followed by a rescan of the watched paths)",
+            ),
+            fim_notifications: counter(
+                &r,
+                "edgeguard_fim_notifications_total",
+                "Kernel file change notifications of watched paths, before coalescing into FileChange events",
+            ),
             spool_dropped: Default::default(),
             registry: r,
             drop_log: Mutex::new(HashMap::new()),
@@ -616,6 +645,22 @@ impl Metrics {
                 Some(m.get_gauge().get_value())
             }
         })
+    }
+
+    /// The file integrity collector's watches: in use, and wanted but not watched.
+    pub fn set_fim_watches(&self, watching: usize, unwatched: usize) {
+        self.fim_watches.0.set(watching as i64);
+        self.fim_watches.1.set(unwatched as i64);
+    }
+
+    /// An inotify queue overflow (changes were lost; a rescan follows).
+    pub fn fim_overflow(&self) {
+        self.fim_overflows.inc();
+    }
+
+    /// `n` kernel notifications about watched paths (coalesced into fewer events).
+    pub fn fim_notifications(&self, n: u64) {
+        self.fim_notifications.inc_by(n);
     }
 
     /// A collector's state and why (the gauge, and the status report's reason).

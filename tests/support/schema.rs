@@ -17,8 +17,9 @@ pub fn schema_dir() -> PathBuf {
         .join("../shared/reference/asc-security-schemas/security_message")
 }
 
-/// Loads one schema file, gives it an absolute id, and lets the aggregatable kinds and the
-/// envelope accept the `Aggregated` category the old agents actually sent.
+/// Loads one schema file, gives it an absolute id, lets the aggregatable kinds and the
+/// envelope accept the `Aggregated` category the old agents actually sent, and
+/// `ConnectedHardware` the `Triggered` category of edgeguard's hotplug events.
 fn load(name: &str) -> Result<Value, String> {
     let own = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
         .join("schemas")
@@ -56,6 +57,14 @@ fn load(name: &str) -> Result<Value, String> {
             for own in own_schemas() {
                 kinds.push(json!({ "$ref": format!("{own}#") }));
             }
+        }
+        // edgeguard sends hotplug events (a device plugged in or removed) as ConnectedHardware
+        // of category Triggered; the published schema lists only the periodic snapshot.
+        "messageEventSecurityConnectedHardware_v1_0.json" => {
+            v["properties"]["Category"]["enum"]
+                .as_array_mut()
+                .ok_or("ConnectedHardware Category enum moved")?
+                .push(json!("Triggered"));
         }
         "messageEventSecurityProcessCreate_v1_0.json"
         | "messageEventSecurityProcessTerminate_v1_0.json"

@@ -20,6 +20,10 @@ pub enum Outcome {
     Pass(String),
     Fail(String),
     Err(String),
+    /// The check cannot apply to this host (a separate partition on an embedded image, a
+    /// container host's forwarding): reported as `Pass` with `ExtraDetails.NotApplicable = "true"`
+    /// and the reason in `Actual`, because the schema's results are only Pass/Fail/Error.
+    NotApplicable(String),
 }
 
 pub(super) fn record(meta: &Meta, outcome: Outcome) -> BaselineCheck {
@@ -32,6 +36,10 @@ pub(super) fn record(meta: &Meta, outcome: Outcome) -> BaselineCheck {
         Outcome::Pass(actual) => (BaselineResult::Pass, String::new(), actual),
         Outcome::Fail(actual) => (BaselineResult::Fail, String::new(), actual),
         Outcome::Err(e) => (BaselineResult::Err, e, String::new()),
+        Outcome::NotApplicable(why) => {
+            extra.insert("NotApplicable".into(), "true".into());
+            (BaselineResult::Pass, String::new(), why)
+        }
     };
     if !actual.is_empty() {
         extra.insert("Actual".into(), actual);

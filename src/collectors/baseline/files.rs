@@ -1,85 +1,70 @@
-//! Modes and owners of the account, sudoers and sshd files.
+//! Modes and owners of files and directories: the account databases and their backups, sudoers,
+//! sshd, cron and at, the login banners and the bootloader configuration. The table is
+//! `FILE_RULES` in the catalogue; every rule gives a mode check, an owner check and (most) a
+//! group-owner check.
 
-use super::{
-    GROUP_MODE, GROUP_OWNER, GSHADOW_MODE, GSHADOW_OWNER, Meta, Outcome, PASSWD_MODE, PASSWD_OWNER,
-    SHADOW_MODE, SHADOW_OWNER, SSHD_CONFIG_MODE, SSHD_CONFIG_OWNER, SUDOERS_MODE, SUDOERS_OWNER,
-    host_meta, is_not_found, record,
-};
+use super::{Accounts, FILE_RULES, Meta, Outcome, host_meta, is_not_found, record};
 use crate::event::BaselineCheck;
 use crate::host::HostRoot;
 use std::os::unix::fs::MetadataExt;
 
 /// What a mode/owner check does when its file is absent.
 #[derive(Debug, Clone, Copy)]
-enum Missing {
+pub(super) enum Missing {
     /// Nothing to protect: pass with this note.
     Pass(&'static str),
     /// The file must exist: the check cannot be done.
     Err,
 }
 
-struct FileRule {
-    path: &'static str,
+pub(super) struct FileRule {
+    /// Where the file may be; the first that exists is checked (`/boot/grub/grub.cfg` or
+    /// `/boot/grub2/grub.cfg`).
+    pub(super) paths: &'static [&'static str],
     /// No permission bit beyond these may be set.
-    max_mode: u32,
-    missing: Missing,
-    mode: Meta,
-    owner: Meta,
+    pub(super) max_mode: u32,
+    /// Group names allowed as group owner besides gid 0 (`shadow` for `/etc/shadow`).
+    pub(super) groups: &'static [&'static str],
+    pub(super) missing: Missing,
+    pub(super) mode: Meta,
+    pub(super) owner: Meta,
+    pub(super) group: Option<Meta>,
 }
 
-const FILE_RULES: &[FileRule] = &[
-    FileRule {
-        path: "/etc/passwd",
-        max_mode: 0o644,
-        missing: Missing::Err,
-        mode: PASSWD_MODE,
-        owner: PASSWD_OWNER,
-    },
-    FileRule {
-        path: "/etc/shadow",
-        max_mode: 0o640,
-        missing: Missing::Pass("no /etc/shadow"),
-        mode: SHADOW_MODE,
-        owner: SHADOW_OWNER,
-    },
-    FileRule {
-        path: "/etc/group",
-        max_mode: 0o644,
-        missing: Missing::Err,
-        mode: GROUP_MODE,
-        owner: GROUP_OWNER,
-    },
-    FileRule {
-        path: "/etc/gshadow",
-        max_mode: 0o640,
-        missing: Missing::Pass("no /etc/gshadow"),
-        mode: GSHADOW_MODE,
-        owner: GSHADOW_OWNER,
-    },
-    FileRule {
-        path: "/etc/sudoers",
-        max_mode: 0o440,
-        missing: Missing::Pass("sudo not installed"),
-        mode: SUDOERS_MODE,
-        owner: SUDOERS_OWNER,
-    },
-    FileRule {
-        path: "/etc/ssh/sshd_config",
-        max_mode: 0o600,
-        missing: Missing::Pass("sshd not installed"),
-        mode: SSHD_CONFIG_MODE,
-        owner: SSHD_CONFIG_OWNER,
-    },
-];
-
-pub(super) fn file_checks(host: &HostRoot, out: &mut Vec<BaselineCheck>) {
+pub(super) fn file_checks(host: &HostRoot, accounts: &Accounts, out: &mut Vec<BaselineCheck>) {
     for rule in FILE_RULES {
-        let (mode, owner) = match host_meta(host, rule.path) {
-            Ok(m) => {
+        let mut found = None;
+        let mut error = None;
+        for path in rule.paths {
+            match host_meta(host, path) {
+                Ok(m) => {
+                    found = Some((*path, m));
+                    break;
+                }
+                Err(e) if is_not_found(&e) => {}
+                Err(e) => {
+                    error = Some(format!("{path}: {}", e.reason()));
+                    break;
+                }
+            }
+        }
+        let (mode, owner, group) = match (found, error) {
+            (_, Some(e)) => (
+                Outcome::Err(e.clone()),
+                Outcome::Err(e.clone()),
+                Outcome::Err(e),
+            ),
+            (Some((path, m)), None) => {
                 let mode = m.mode() & 0o7777;
                 let extra = mode & !rule.max_mode;
-                let mode_actual = format!("{} mode {mode:04o}", rule.path);
-                let owner_actual = format!("{} owner uid {}", rule.path, m.uid());
+                let mode_actual = format!("{path} mode {mode:04o}");
+                let owner_actual = format!("{path} owner uid {}", m.uid());
+                let group_name = accounts.group_name(m.gid());
+                let group_actual = match group_name {
+                    Some(name) => format!("{path} group {name} (gid {})", m.gid()),
+                    None => format!("{path} group gid {}", m.gid()),
+                };
+                let group_ok = m.gid() == 0 || group_name.is_some_and(|n| rule.groups.contains(&n));
                 (
                     if extra == 0 {
                         Outcome::Pass(mode_actual)
@@ -91,21 +76,33 @@ pub(super) fn file_checks(host: &HostRoot, out: &mut Vec<BaselineCheck>) {
                     } else {
                         Outcome::Fail(owner_actual)
                     },
+                    if group_ok {
+                        Outcome::Pass(group_actual)
+                    } else {
+                        Outcome::Fail(group_actual)
+                    },
                 )
             }
-            Err(e) if is_not_found(&e) => match rule.missing {
-                Missing::Pass(note) => (Outcome::Pass(note.into()), Outcome::Pass(note.into())),
+            (None, None) => match rule.missing {
+                Missing::Pass(note) => (
+                    Outcome::Pass(note.into()),
+                    Outcome::Pass(note.into()),
+                    Outcome::Pass(note.into()),
+                ),
                 Missing::Err => {
-                    let e = format!("{} not found", rule.path);
-                    (Outcome::Err(e.clone()), Outcome::Err(e))
+                    let e = format!("{} not found", rule.paths.join(" or "));
+                    (
+                        Outcome::Err(e.clone()),
+                        Outcome::Err(e.clone()),
+                        Outcome::Err(e),
+                    )
                 }
             },
-            Err(e) => {
-                let e = format!("{}: {}", rule.path, e.reason());
-                (Outcome::Err(e.clone()), Outcome::Err(e))
-            }
         };
         out.push(record(&rule.mode, mode));
         out.push(record(&rule.owner, owner));
+        if let Some(meta) = &rule.group {
+            out.push(record(meta, group));
+        }
     }
 }

@@ -8,13 +8,39 @@
 //! rule has no RHEL 8 id, the platform the id comes from). Each record carries
 //! `ExtraDetails.Remediation`, and `ExtraDetails.Actual` says what was found.
 //!
+//! **Areas** (toward the CIS Distribution Independent Linux benchmark, Level 1 server; the count
+//! is pinned by `tests::every_builtin_check_passes_on_a_hardened_host`): sshd settings and host
+//! keys (sshd.rs, `SSHD_RULES`); accounts, password aging, root's PATH and interactive users'
+//! homes (passwd.rs); PAM password quality, lockout, reuse and hashing (pam.rs); modes, owners
+//! and groups of account files and their backups, sudoers, sshd_config, cron, at, banners and
+//! grub.cfg (files.rs, `FILE_RULES`); kernel settings (sysctl.rs, `SYSCTL_RULES`); kernel
+//! modules that should not load (modprobe.rs, `MODULE_RULES`); login.defs, useradd, auditd,
+//! journald and coredump settings (kv.rs, `KV_RULES`); programs and files that should be
+//! present or absent, mount options, the kernel command line, LSM, time sync, logging, core
+//! limits, banner contents and sudo defaults (system.rs, `PATH_RULES`, `MOUNT_RULES`);
+//! bounded walks (walks.rs); Docker; IoT Edge. Where many checks share a shape they are rows of
+//! a table in catalogue.rs, evaluated by one generic function.
+//!
+//! **Not applicable.** The schema's results are only Pass/Fail/Error, so a check that cannot
+//! apply passes with `ExtraDetails.NotApplicable = "true"` and the reason in `Actual`: mount
+//! options of a mount point that is not a separate mount, a separate `/tmp` on a read-only root
+//! (an embedded image), IP forwarding on a container host (Docker, containerd or IoT Edge
+//! present), squashfs and jffs2 while they are in use.
+//!
 //! **Missing inputs.** A check whose subject is not installed passes ("nothing to misconfigure"):
 //! no `/etc/ssh/sshd_config` → every sshd check passes with `Actual: sshd not installed`; no
 //! `/etc/shadow`, `/etc/gshadow`, `/etc/sudoers` → their mode and owner checks pass; no Docker →
 //! Docker checks pass; no `/etc/aziot` → IoT Edge checks pass; no `net.ipv6` sysctls → IPv6 is off
 //! and its checks pass. A missing `/etc/passwd` or `/etc/group`, a missing kernel setting (other
 //! than IPv6 and Yama), and any read error are `Err` with the reason in `Error`. Without Yama, ptrace
-//! is unrestricted, so that check fails.
+//! is unrestricted, so that check fails. Likewise absent subjects pass for the newer checks: no
+//! PAM stack, no `login.defs`, no auditd (its settings and the `audit=` arguments), no
+//! systemd-coredump, no cron or at, no GRUB, no pam_limits. The mount checks need the host's
+//! `/proc/1/mountinfo` and are `Err` without it; the module checks read the modprobe
+//! configuration, `/proc/modules` and, to pass modules the kernel does not have, the kernel's
+//! `modules.dep` and `modules.builtin`. Programs are recognised by their usual paths (a daemon
+//! stands for its package: the package database is not read), so a program installed elsewhere
+//! is missed.
 //!
 //! **sshd_config.** Parsed the way sshd reads it for settings outside `Match`: keywords are
 //! case-insensitive, `Keyword value` or `Keyword=value`, the first value of a keyword wins,
@@ -58,10 +84,14 @@ mod check;
 mod custom;
 mod docker;
 mod files;
+mod kv;
+mod modprobe;
+mod pam;
 mod passwd;
 mod paths;
 mod sshd;
 mod sysctl;
+mod system;
 #[cfg(test)]
 mod tests;
 mod walks;
@@ -72,10 +102,14 @@ pub use check::*;
 pub use custom::*;
 use docker::*;
 use files::*;
+use kv::*;
+use modprobe::*;
+use pam::*;
 use passwd::*;
 use paths::*;
 pub use sshd::*;
 use sysctl::*;
+use system::*;
 use walks::*;
 
 use super::Periodic;
@@ -105,12 +139,17 @@ const MAX_LISTED: usize = 10;
 
 /// Every built-in check, in a stable order.
 pub fn run_builtin(host: &HostRoot) -> Vec<BaselineCheck> {
-    let mut out = Vec::with_capacity(64);
+    let mut out = Vec::with_capacity(256);
     let accounts = Accounts::load(host);
     sshd_checks(host, &mut out);
     account_checks(&accounts, &mut out);
-    file_checks(host, &mut out);
+    account_extra_checks(host, &accounts, &mut out);
+    pam_checks(host, &mut out);
+    file_checks(host, &accounts, &mut out);
     sysctl_checks(host, &mut out);
+    module_checks(host, &mut out);
+    kv_checks(host, &mut out);
+    system_checks(host, &mut out);
     walk_checks(host, &mut out);
     docker_checks(host, &mut out);
     aziot_checks(host, &accounts, &mut out);

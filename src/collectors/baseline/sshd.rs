@@ -1,14 +1,11 @@
 //! sshd_config: parsed the way sshd reads it outside `Match`, and the sshd checks.
 
-use super::{
-    Outcome, SSH_CLIENT_ALIVE, SSH_EMPTY_PASSWORDS, SSH_GRACE_TIME, SSH_HOSTBASED,
-    SSH_IGNORE_RHOSTS, SSH_MAX_AUTH_TRIES, SSH_PASSWORD_AUTH, SSH_PROTOCOL, SSH_ROOT_LOGIN,
-    SSH_X11, record,
-};
+use super::{Meta, Outcome, SSH_HOST_KEYS, SSHD_RULES, listing, record};
 use crate::event::BaselineCheck;
 use crate::host::HostRoot;
 use crate::text::error_chain;
 use std::collections::HashMap;
+use std::os::unix::fs::MetadataExt;
 
 /// The global settings of an sshd configuration.
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
@@ -251,78 +248,170 @@ fn load_sshd(host: &HostRoot) -> Sshd {
     }
 }
 
-/// Evaluates one sshd keyword (its default when unset) with `ok`.
-fn sshd_setting(sshd: &Sshd, keyword: &str, default: &str, ok: impl Fn(&str) -> bool) -> Outcome {
-    match sshd {
-        Err(e) => Outcome::Err(e.clone()),
-        Ok(None) => Outcome::Pass("sshd not installed".into()),
-        Ok(Some(c)) => {
-            let (value, note) = match c.get(keyword) {
-                Some(v) => (v, ""),
-                None => (default, " (default)"),
-            };
-            let actual = format!("{keyword} {value}{note}");
-            if ok(value) {
-                Outcome::Pass(actual)
-            } else {
-                Outcome::Fail(actual)
-            }
-        }
+/// What an sshd keyword's value must be.
+#[derive(Debug, Clone, Copy)]
+pub(super) enum SshdExpect {
+    /// One of these words (any case).
+    Is(&'static [&'static str]),
+    /// A number no larger than this.
+    NumAtMost(u64),
+    /// A time (sshd's format) in this range of seconds.
+    TimeWithin(u64, u64),
+    /// Only protocol 2.
+    Protocol2,
+    /// A comma-separated algorithm list (with sshd's `+`, `-`, `^` forms applied to the default)
+    /// containing none of these; `*` at the end of one matches any suffix.
+    NoneOf(&'static [&'static str]),
+    /// `MaxStartups start:rate:full` (or one number) with start and full at most these.
+    MaxStartups(u64, u64),
+    /// Any value (not `none`).
+    Set,
+}
+
+pub(super) struct SshdRule {
+    pub(super) keyword: &'static str,
+    /// OpenSSH's default when unset.
+    pub(super) default: &'static str,
+    /// Other keywords that satisfy the rule when any of them is set (`AllowUsers` for
+    /// `AllowGroups`), or that satisfy it with this value (`DisableForwarding yes`).
+    pub(super) alternatives: &'static [(&'static str, Option<&'static str>)],
+    pub(super) expect: SshdExpect,
+    pub(super) meta: Meta,
+}
+
+/// The algorithm list sshd uses: `+x` appends to, `-x` removes from and `^x` prepends to the
+/// default.
+fn effective_list(value: &str, default: &str) -> Vec<String> {
+    let split = |s: &str| -> Vec<String> {
+        s.split(',')
+            .map(|a| a.trim().to_ascii_lowercase())
+            .filter(|a| !a.is_empty())
+            .collect()
+    };
+    if let Some(add) = value.strip_prefix('+') {
+        let mut l = split(default);
+        l.extend(split(add));
+        l
+    } else if let Some(remove) = value.strip_prefix('-') {
+        let remove = split(remove);
+        split(default)
+            .into_iter()
+            .filter(|a| !remove.iter().any(|r| pattern_match(r, a)))
+            .collect()
+    } else if let Some(first) = value.strip_prefix('^') {
+        let mut l = split(first);
+        l.extend(split(default));
+        l
+    } else {
+        split(value)
     }
 }
 
-fn is(value: &str, expected: &str) -> bool {
-    value.eq_ignore_ascii_case(expected)
+fn pattern_match(pattern: &str, name: &str) -> bool {
+    match pattern.strip_suffix('*') {
+        Some(prefix) => name.starts_with(prefix),
+        None => name == pattern,
+    }
+}
+
+fn evaluate(expect: SshdExpect, value: &str, default: &str) -> Result<(), String> {
+    let ok = match expect {
+        SshdExpect::Is(words) => words.iter().any(|w| w.eq_ignore_ascii_case(value)),
+        SshdExpect::NumAtMost(max) => value.parse::<u64>().is_ok_and(|n| n <= max),
+        SshdExpect::TimeWithin(lo, hi) => {
+            parse_sshd_time(value).is_some_and(|t| (lo..=hi).contains(&t))
+        }
+        SshdExpect::Protocol2 => value.split(',').all(|p| p.trim() == "2"),
+        SshdExpect::NoneOf(weak) => {
+            let bad: Vec<String> = effective_list(value, default)
+                .into_iter()
+                .filter(|a| weak.iter().any(|w| pattern_match(w, a)))
+                .collect();
+            if !bad.is_empty() {
+                return Err(format!("weak: {}", bad.join(",")));
+            }
+            true
+        }
+        SshdExpect::MaxStartups(start_max, full_max) => {
+            let parts: Vec<Option<u64>> = value.split(':').map(|p| p.parse().ok()).collect();
+            match parts.as_slice() {
+                [Some(start)] => *start <= start_max,
+                [Some(start), Some(_), Some(full)] => *start <= start_max && *full <= full_max,
+                _ => false,
+            }
+        }
+        SshdExpect::Set => !value.eq_ignore_ascii_case("none"),
+    };
+    if ok { Ok(()) } else { Err(String::new()) }
+}
+
+fn sshd_rule(sshd: &Sshd, rule: &SshdRule) -> Outcome {
+    let c = match sshd {
+        Err(e) => return Outcome::Err(e.clone()),
+        Ok(None) => return Outcome::Pass("sshd not installed".into()),
+        Ok(Some(c)) => c,
+    };
+    for (keyword, want) in rule.alternatives {
+        if let Some(v) = c.get(keyword)
+            && want.is_none_or(|w| w.eq_ignore_ascii_case(v))
+        {
+            return Outcome::Pass(format!("{keyword} {v}"));
+        }
+    }
+    let (value, note) = match c.get(rule.keyword) {
+        Some(v) => (v, ""),
+        None => (rule.default, " (default)"),
+    };
+    let actual = format!("{} {value}{note}", rule.keyword);
+    match evaluate(rule.expect, value, rule.default) {
+        Ok(()) => Outcome::Pass(actual),
+        Err(why) if why.is_empty() => Outcome::Fail(actual),
+        Err(why) => Outcome::Fail(format!("{actual} ({why})")),
+    }
 }
 
 pub(super) fn sshd_checks(host: &HostRoot, out: &mut Vec<BaselineCheck>) {
     let sshd = load_sshd(host);
-    let num_at_most = |max: u64| move |v: &str| v.parse::<u64>().is_ok_and(|n| n <= max);
-    let time_within = |lo: u64, hi: u64| {
-        move |v: &str| parse_sshd_time(v).is_some_and(|t| (lo..=hi).contains(&t))
+    for rule in SSHD_RULES {
+        out.push(record(&rule.meta, sshd_rule(&sshd, rule)));
+    }
+    out.push(record(&SSH_HOST_KEYS, host_key_outcome(host, &sshd)));
+}
+
+/// Host private keys (`/etc/ssh/ssh_host_*_key`) readable by root alone (0640 allows the
+/// `ssh_keys` group some distributions use).
+fn host_key_outcome(host: &HostRoot, sshd: &Sshd) -> Outcome {
+    if matches!(sshd, Ok(None)) {
+        return Outcome::Pass("sshd not installed".into());
+    }
+    let Ok(rd) = host.read_dir("/etc/ssh") else {
+        return Outcome::Pass("no /etc/ssh".into());
     };
-    out.push(record(
-        &SSH_ROOT_LOGIN,
-        sshd_setting(&sshd, "PermitRootLogin", "prohibit-password", |v| {
-            is(v, "no")
-        }),
-    ));
-    out.push(record(
-        &SSH_PASSWORD_AUTH,
-        sshd_setting(&sshd, "PasswordAuthentication", "yes", |v| is(v, "no")),
-    ));
-    out.push(record(
-        &SSH_EMPTY_PASSWORDS,
-        sshd_setting(&sshd, "PermitEmptyPasswords", "no", |v| is(v, "no")),
-    ));
-    out.push(record(
-        &SSH_MAX_AUTH_TRIES,
-        sshd_setting(&sshd, "MaxAuthTries", "6", num_at_most(4)),
-    ));
-    out.push(record(
-        &SSH_X11,
-        sshd_setting(&sshd, "X11Forwarding", "no", |v| is(v, "no")),
-    ));
-    out.push(record(
-        &SSH_PROTOCOL,
-        sshd_setting(&sshd, "Protocol", "2", |v| {
-            v.split(',').all(|p| p.trim() == "2")
-        }),
-    ));
-    out.push(record(
-        &SSH_IGNORE_RHOSTS,
-        sshd_setting(&sshd, "IgnoreRhosts", "yes", |v| is(v, "yes")),
-    ));
-    out.push(record(
-        &SSH_HOSTBASED,
-        sshd_setting(&sshd, "HostbasedAuthentication", "no", |v| is(v, "no")),
-    ));
-    out.push(record(
-        &SSH_GRACE_TIME,
-        sshd_setting(&sshd, "LoginGraceTime", "120", time_within(1, 60)),
-    ));
-    out.push(record(
-        &SSH_CLIENT_ALIVE,
-        sshd_setting(&sshd, "ClientAliveInterval", "0", time_within(1, 600)),
-    ));
+    let mut names: Vec<String> = rd
+        .map_while(Result::ok)
+        .filter_map(|e| e.name.into_string().ok())
+        .filter(|n| glob_match("ssh_host_*_key", n))
+        .take(MAX_INCLUDED_FILES)
+        .collect();
+    names.sort();
+    let mut bad = Vec::new();
+    for n in &names {
+        let path = format!("/etc/ssh/{n}");
+        match host.symlink_metadata(&path) {
+            Ok(m) => {
+                let mode = m.mode() & 0o7777;
+                if mode & !0o640 != 0 || m.uid() != 0 {
+                    bad.push(format!("{path} mode {mode:04o} uid {}", m.uid()));
+                }
+            }
+            Err(e) => bad.push(format!("{path}: {}", e.reason())),
+        }
+    }
+    if names.is_empty() {
+        Outcome::Pass("no host keys in /etc/ssh".into())
+    } else if bad.is_empty() {
+        Outcome::Pass(format!("{} host keys, all 0600/0640 root", names.len()))
+    } else {
+        Outcome::Fail(listing(&bad))
+    }
 }

@@ -24,6 +24,8 @@ pub(super) struct SysctlRule {
     pub(super) name: &'static str,
     pub(super) expect: Expect,
     pub(super) absent: Absent,
+    /// A failing value is reported not applicable on a container host.
+    pub(super) container_na: bool,
     pub(super) meta: Meta,
 }
 
@@ -50,6 +52,23 @@ pub(super) fn read_sysctl(host: &HostRoot, name: &str) -> Result<Option<String>,
     }
 }
 
+/// Paths whose presence marks a container host (Docker, containerd, IoT Edge): such a host
+/// forwards packets for its containers by design.
+const CONTAINER_HOST_MARKERS: &[&str] = &[
+    "/var/lib/docker",
+    "/var/lib/containerd",
+    "/etc/aziot",
+    "/etc/docker",
+];
+
+/// Why this host is a container host, if it is one.
+pub(super) fn container_host(host: &HostRoot) -> Option<String> {
+    CONTAINER_HOST_MARKERS
+        .iter()
+        .find(|p| super::exists(host, p))
+        .map(|p| format!("container host ({p} exists), forwarding is required"))
+}
+
 pub(super) fn sysctl_checks(host: &HostRoot, out: &mut Vec<BaselineCheck>) {
     for rule in SYSCTL_RULES {
         let outcome = match read_sysctl(host, rule.name) {
@@ -70,6 +89,10 @@ pub(super) fn sysctl_checks(host: &HostRoot, out: &mut Vec<BaselineCheck>) {
                     let actual = format!("{} = {n}", rule.name);
                     if ok {
                         Outcome::Pass(actual)
+                    } else if let Some(why) =
+                        rule.container_na.then(|| container_host(host)).flatten()
+                    {
+                        Outcome::NotApplicable(format!("{actual}: {why}"))
                     } else {
                         Outcome::Fail(actual)
                     }

@@ -239,9 +239,21 @@ impl Batch {
 
 /// A socket subscribed to the nftables multicast group.
 fn nft_socket() -> io::Result<OwnedFd> {
-    let fd = socket(libc::AF_NETLINK, libc::SOCK_RAW, libc::NETLINK_NETFILTER)?;
+    let fd = socket(libc::AF_NETLINK, libc::SOCK_RAW, libc::NETLINK_NETFILTER).map_err(|e| {
+        io::Error::new(
+            e.kind(),
+            format!("no netfilter netlink in this kernel (nfnetlink not loaded?): {e}"),
+        )
+    })?;
     netlink::bind(&fd, 0)?;
-    setsockopt(&fd, SOL_NETLINK, NETLINK_ADD_MEMBERSHIP, &NFNLGRP_NFTABLES)?;
+    setsockopt(&fd, SOL_NETLINK, NETLINK_ADD_MEMBERSHIP, &NFNLGRP_NFTABLES).map_err(|e| {
+        io::Error::new(
+            e.kind(),
+            format!(
+                "cannot join the nftables group (nf_tables not loaded, or no CAP_NET_ADMIN): {e}"
+            ),
+        )
+    })?;
     // Room for a large transaction (a flush of thousands of rules) between two reads.
     let _ = set_recv_buffer(&fd, 4 * 1024 * 1024);
     set_recv_timeout(&fd, Duration::from_millis(250))?;
@@ -388,12 +400,12 @@ impl Triggered for FirewallMonitor {
     }
 
     fn start(self: Box<Self>, ctx: Context) -> io::Result<Running> {
-        let nft = match nft_socket() {
-            Ok(fd) => Some(fd),
+        let (nft, nft_error) = match nft_socket() {
+            Ok(fd) => (Some(fd), None),
             Err(e) => {
                 ctx.metrics.error(COLLECTOR, "socket");
                 tracing::warn!(collector = COLLECTOR, error = %e, "cannot follow nftables changes");
-                None
+                (None, Some(e))
             }
         };
         let legacy = Legacy::open();
@@ -402,17 +414,22 @@ impl Triggered for FirewallMonitor {
                 "neither the nftables netlink group nor the iptables-legacy tables can be read (CAP_NET_ADMIN?)",
             ));
         }
-        let (status, message) = match &nft {
-            Some(_) => (
-                CollectorHealth::Up,
-                "following nftables changes; comparing iptables-legacy tables every second",
-            ),
+        // The reason goes into the status: "not followed" alone does not tell an operator whether
+        // the kernel lacks nf_tables (a module not loaded) or the agent lacks CAP_NET_ADMIN.
+        let (status, message) = match &nft_error {
             None => (
+                CollectorHealth::Up,
+                "following nftables changes; comparing iptables-legacy tables every second"
+                    .to_string(),
+            ),
+            Some(e) => (
                 CollectorHealth::Degraded,
-                "comparing iptables-legacy tables every second; nftables changes not followed",
+                format!(
+                    "comparing iptables-legacy tables every second; nftables changes not followed ({e})"
+                ),
             ),
         };
-        ctx.report_status(COLLECTOR, status, message, None);
+        ctx.report_status(COLLECTOR, status, &message, None);
         let thread = std::thread::Builder::new()
             .name("firewall-changes".into())
             .spawn(move || follow(ctx, nft, legacy))?;

@@ -49,6 +49,8 @@ pub enum Service {
     Sshd,
     Sudo,
     Su,
+    /// login(1) on a console or serial line.
+    Login,
 }
 
 impl Service {
@@ -57,6 +59,7 @@ impl Service {
             Service::Sshd => "/usr/sbin/sshd",
             Service::Sudo => "/usr/bin/sudo",
             Service::Su => "/bin/su",
+            Service::Login => "/bin/login",
         }
     }
 }
@@ -83,6 +86,25 @@ pub struct AuthLogin {
     pub details: Vec<(&'static str, String)>,
     /// rsyslog's "message repeated N times": the line stands for this many attempts.
     pub repeat: Option<u32>,
+    /// How the line relates to one authentication attempt (sshd logs several lines for one).
+    pub role: Role,
+}
+
+/// What an sshd line is within a connection, for counting one attempt once
+/// (see [`super::Attempts`]). sudo, su and login lines are all [`Role::Immediate`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Role {
+    /// Stands on its own: a success, or a sudo/su/login line.
+    Immediate,
+    /// One failed authentication (`Failed password for …`): always counted.
+    Attempt,
+    /// A PAM module's report of the failure sshd reports next as `Failed …` for the same pid:
+    /// counted only when that line does not follow.
+    PamFailure,
+    /// A failure of the whole connection (invalid user, not allowed, too many failures,
+    /// pre-authentication disconnects, probes): counted once per connection, and only when no
+    /// attempt of that connection was counted.
+    Connection,
 }
 
 impl AuthLogin {
@@ -118,7 +140,7 @@ impl AuthLogin {
         for (k, v) in &self.details {
             extra.insert((*k).to_string(), v.clone());
         }
-        let user_id = if self.invalid_user {
+        let user_id = if self.invalid_user || self.user.is_empty() {
             None
         } else {
             uid(&self.user).map(|u| u.to_string())
@@ -126,7 +148,8 @@ impl AuthLogin {
         Login {
             process_id: self.pid.unwrap_or(0),
             user_id,
-            user_name: Some(self.user.clone()),
+            // Probes before any user name (no identification, negotiation failures) have none.
+            user_name: (!self.user.is_empty()).then(|| self.user.clone()),
             operation: self.operation.clone(),
             executable: self.service.executable().to_string(),
             remote_address,
@@ -142,6 +165,9 @@ impl AuthLogin {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum AuthLine {
     Login(Box<AuthLogin>),
+    /// An sshd line that is no failure itself but says which remote host a connection (pid) is
+    /// from, or that it ended; [`super::Attempts`] uses it to complete held failures.
+    Hint(SshdHint),
     /// A well-formed line about something else.
     Other,
     /// Not a syslog line.
@@ -154,26 +180,48 @@ pub fn parse_auth_line(line: &str) -> AuthLine {
     let Some(h) = parse_header(line) else {
         return AuthLine::Malformed;
     };
-    let (repeat, message) = strip_repeated(h.message);
-    let service = match h.program {
+    parse_auth_message(h.time, h.hostname, h.program, h.pid, h.message)
+}
+
+/// Parses a message whose syslog header was already taken apart: by [`parse_auth_line`], or
+/// from the journal's `SYSLOG_IDENTIFIER`/`_COMM`, `_PID` and `MESSAGE` fields.
+pub fn parse_auth_message(
+    time: SyslogTime,
+    hostname: &str,
+    program: &str,
+    pid: Option<u32>,
+    message: &str,
+) -> AuthLine {
+    let (repeat, message) = strip_repeated(message.trim());
+    let service = match program {
         "sshd" | "sshd-session" | "sshd-auth" => Service::Sshd,
         "sudo" => Service::Sudo,
         "su" => Service::Su,
+        "login" => Service::Login,
         _ => return AuthLine::Other,
     };
     let parsed = match service {
-        Service::Sshd => parse_sshd(message),
+        Service::Sshd => match super::sshd::parse_sshd(message) {
+            super::sshd::Sshd::Login(p) => Some(p),
+            super::sshd::Sshd::Hint(mut hint) => {
+                hint.pid = pid;
+                hint.hostname = hostname.to_string();
+                return AuthLine::Hint(hint);
+            }
+            super::sshd::Sshd::Other => None,
+        },
         Service::Sudo => parse_sudo(message),
         Service::Su => parse_su(message),
+        Service::Login => parse_login(message),
     };
     let Some(p) = parsed else {
         return AuthLine::Other;
     };
     AuthLine::Login(Box::new(AuthLogin {
-        time: h.time,
-        hostname: h.hostname.to_string(),
+        time,
+        hostname: hostname.to_string(),
         service,
-        pid: h.pid,
+        pid,
         operation: p.operation,
         user: p.user.to_string(),
         invalid_user: p.invalid_user,
@@ -182,7 +230,20 @@ pub fn parse_auth_line(line: &str) -> AuthLine {
         result: p.result,
         details: p.details,
         repeat,
+        role: p.role,
     }))
+}
+
+/// An sshd line that names a connection's remote host or ends the connection.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SshdHint {
+    /// Set by [`parse_auth_message`].
+    pub hostname: String,
+    pub pid: Option<u32>,
+    pub remote_host: Option<String>,
+    pub remote_port: Option<u16>,
+    /// The connection is over: nothing more will be logged for it.
+    pub ends: bool,
 }
 
 struct Header<'a> {
@@ -207,6 +268,9 @@ fn token(s: &str) -> Option<(&str, &str)> {
 
 fn parse_header(line: &str) -> Option<Header<'_>> {
     let line = line.trim_end_matches(['\r', '\n']);
+    if line.starts_with('<') {
+        return parse_rfc5424(line);
+    }
     let (time, rest) = if line.as_bytes().first()?.is_ascii_digit() {
         let (t, rest) = token(line)?;
         (
@@ -219,20 +283,102 @@ fn parse_header(line: &str) -> Option<Header<'_>> {
         let (hms, rest) = token(rest)?;
         (parse_classic(mon, day, hms)?, rest)
     };
-    let (hostname, rest) = token(rest)?;
-    let (tag, rest) = token(rest)?;
-    let tag = tag.strip_suffix(':')?;
-    let (program, pid) = match tag.split_once('[') {
-        Some((p, pid)) => (p, Some(pid.strip_suffix(']')?.parse().ok()?)),
-        None => (tag, None),
+    let (first, after_first) = token(rest)?;
+    // The host name is left out by some writers (`Feb 17 17:40:17 sshd[1]: …`); a host name
+    // never ends with ':' nor is bracketed, a tag always is one or the other.
+    let (hostname, tag, rest) = if first.ends_with(':') || first.starts_with('[') {
+        ("", first, after_first)
+    } else {
+        let (tag, rest) = token(after_first)?;
+        (first, tag, rest)
     };
+    let (program, pid) = parse_tag(tag)?;
+    let mut message = rest.trim_start_matches(' ');
+    // Solaris' syslog puts a message id first: `[ID 800047 auth.info] Failed …`.
+    if let Some(r) = message.strip_prefix("[ID ")
+        && let Some((_, r)) = r.split_once("] ")
+    {
+        message = r;
+    }
     Some(Header {
         time,
         hostname,
         program,
         pid,
-        message: rest.trim_start_matches(' '),
+        message,
     })
+}
+
+/// `sshd[123]:`, `sshd:`, and the bracketed `[sshd]:` / `[sshd]` some old writers use.
+fn parse_tag(tag: &str) -> Option<(&str, Option<u32>)> {
+    if let Some(t) = tag.strip_prefix('[') {
+        let t = t.strip_suffix(':').unwrap_or(t);
+        let p = t.strip_suffix(']')?;
+        return (!p.is_empty() && !p.contains('[')).then_some((p, None));
+    }
+    let tag = tag.strip_suffix(':')?;
+    match tag.split_once('[') {
+        Some((p, pid)) => Some((p, Some(pid.strip_suffix(']')?.parse().ok()?))),
+        None => Some((tag, None)),
+    }
+}
+
+/// RFC 5424: `<PRI>1 TIMESTAMP HOSTNAME APP-NAME PROCID MSGID STRUCTURED-DATA MSG`, with `-`
+/// for an absent field (a message without a timestamp is refused: it cannot be placed).
+fn parse_rfc5424(line: &str) -> Option<Header<'_>> {
+    let (pri, rest) = line.strip_prefix('<')?.split_once('>')?;
+    if pri.is_empty() || pri.len() > 3 || !pri.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    let rest = rest.strip_prefix("1 ")?;
+    let (t, rest) = token(rest)?;
+    let time = SyslogTime::Rfc3339(DateTime::parse_from_rfc3339(t).ok()?);
+    let (hostname, rest) = token(rest)?;
+    let (program, rest) = token(rest)?;
+    let (procid, rest) = token(rest)?;
+    let (_msgid, rest) = token(rest)?;
+    let rest = rest.trim_start_matches(' ');
+    let message = if let Some(r) = rest.strip_prefix('-') {
+        r
+    } else if rest.starts_with('[') {
+        skip_structured_data(rest)?
+    } else {
+        return None;
+    };
+    let message = message.strip_prefix(' ').unwrap_or(message);
+    let message = message.strip_prefix('\u{feff}').unwrap_or(message);
+    Some(Header {
+        time,
+        hostname: if hostname == "-" { "" } else { hostname },
+        program: if program == "-" { "" } else { program },
+        pid: if procid == "-" {
+            None
+        } else {
+            Some(procid.parse().ok()?)
+        },
+        message,
+    })
+}
+
+/// Skips RFC 5424 structured data (`[id k="v"][id2 …]`, values may hold `\]` and `\"`).
+fn skip_structured_data(s: &str) -> Option<&str> {
+    let b = s.as_bytes();
+    let mut i = 0;
+    while b.get(i) == Some(&b'[') {
+        let mut quoted = false;
+        i += 1;
+        loop {
+            match *b.get(i)? {
+                b'\\' if quoted => i += 1,
+                b'"' => quoted = !quoted,
+                b']' if !quoted => break,
+                _ => {}
+            }
+            i += 1;
+        }
+        i += 1;
+    }
+    s.get(i..)
 }
 
 fn parse_classic(mon: &str, day: &str, hms: &str) -> Option<SyslogTime> {
@@ -275,14 +421,15 @@ fn strip_repeated(msg: &str) -> (Option<u32>, &str) {
 }
 
 /// A login line's meaning, before the header is attached.
-struct Parsed<'a> {
-    operation: String,
-    user: &'a str,
-    invalid_user: bool,
-    remote_host: Option<&'a str>,
-    remote_port: Option<u16>,
-    result: LoginResult,
-    details: Vec<(&'static str, String)>,
+pub(super) struct Parsed<'a> {
+    pub(super) operation: String,
+    pub(super) user: &'a str,
+    pub(super) invalid_user: bool,
+    pub(super) remote_host: Option<&'a str>,
+    pub(super) remote_port: Option<u16>,
+    pub(super) result: LoginResult,
+    pub(super) details: Vec<(&'static str, String)>,
+    pub(super) role: Role,
 }
 
 impl<'a> Parsed<'a> {
@@ -295,125 +442,9 @@ impl<'a> Parsed<'a> {
             remote_port: None,
             result,
             details: Vec::new(),
+            role: Role::Immediate,
         }
     }
-}
-
-/// `sshd:<method>` with the method reduced to a known, bounded word.
-fn sshd_operation(method: &str) -> String {
-    let method = method.split('/').next().unwrap_or("");
-    let known = [
-        "password",
-        "publickey",
-        "keyboard-interactive",
-        "hostbased",
-        "gssapi-with-mic",
-        "gssapi-keyex",
-        "none",
-    ];
-    if known.contains(&method) {
-        format!("sshd:{method}")
-    } else {
-        "sshd:other".to_string()
-    }
-}
-
-/// Splits `USER from HOST port N[ rest]` into (USER, HOST, N, rest). The user name is the
-/// client's choice and may itself contain " from 1.2.3.4 port 5": for names sshd has not
-/// checked, take the last match (`last`), which sshd appended.
-fn split_from(s: &str, last: bool) -> Option<(&str, &str, u16, &str)> {
-    let try_at = |i: usize| -> Option<(&str, &str, u16, &str)> {
-        let tail = &s[i + " from ".len()..];
-        let (host, tail) = tail.split_once(" port ")?;
-        if host.is_empty() || host.contains(' ') {
-            return None;
-        }
-        let digits = tail.bytes().take_while(u8::is_ascii_digit).count();
-        let port = tail[..digits].parse().ok()?;
-        let rest = &tail[digits..];
-        if !(rest.is_empty() || rest.starts_with(' ') || rest.starts_with(':')) {
-            return None;
-        }
-        Some((&s[..i], host, port, rest))
-    };
-    if last {
-        s.rmatch_indices(" from ").find_map(|(i, _)| try_at(i))
-    } else {
-        s.match_indices(" from ").find_map(|(i, _)| try_at(i))
-    }
-}
-
-/// `USER HOST port N [preauth]`, read from the right (the user name is the client's).
-fn split_user_host_port(s: &str) -> Option<(&str, &str, u16)> {
-    let s = s.trim_end();
-    let s = s.strip_suffix("[preauth]").unwrap_or(s).trim_end();
-    let (s, port) = s.rsplit_once(' ')?;
-    let port = port.parse().ok()?;
-    let s = s.strip_suffix(" port")?;
-    let (user, host) = s.rsplit_once(' ').unwrap_or(("", s));
-    Some((user, host, port))
-}
-
-fn parse_sshd(msg: &str) -> Option<Parsed<'_>> {
-    if let Some(rest) = msg.strip_prefix("Accepted ") {
-        let (method, rest) = rest.split_once(" for ")?;
-        // The user exists and sshd checked the name: the first match is sshd's own.
-        let (user, host, port, tail) = split_from(rest, false)?;
-        let mut p = Parsed::new(sshd_operation(method), user, LoginResult::Success);
-        p.remote_host = Some(host);
-        p.remote_port = Some(port);
-        if let Some(key) = tail.trim_start().strip_prefix("ssh2: ") {
-            p.details.push(("Key", key.trim().to_string()));
-        }
-        return Some(p);
-    }
-    if let Some(rest) = msg.strip_prefix("Failed ") {
-        let (method, rest) = rest.split_once(" for ")?;
-        let (user, host, port, _) = split_from(rest, true)?;
-        let (user, invalid) = match user.strip_prefix("invalid user ") {
-            Some(u) => (u, true),
-            None => (user, false),
-        };
-        let mut p = Parsed::new(sshd_operation(method), user, LoginResult::Fail);
-        p.invalid_user = invalid;
-        p.remote_host = Some(host);
-        p.remote_port = Some(port);
-        return Some(p);
-    }
-    if let Some(rest) = msg.strip_prefix("Invalid user ") {
-        let (user, host, port, _) = split_from(rest, true)?;
-        let mut p = Parsed::new("sshd:invalid-user", user, LoginResult::Fail);
-        p.invalid_user = true;
-        p.remote_host = Some(host);
-        p.remote_port = Some(port);
-        return Some(p);
-    }
-    // The only trace, at sshd's default log level, of a client whose keys were all refused for
-    // an existing user: it gives up and disconnects before authenticating.
-    let preauth = msg
-        .strip_prefix("Connection closed by authenticating user ")
-        .or_else(|| msg.strip_prefix("Disconnected from authenticating user "));
-    if let Some(rest) = preauth {
-        let (user, host, port) = split_user_host_port(rest)?;
-        let mut p = Parsed::new("sshd:preauth-closed", user, LoginResult::Fail);
-        p.remote_host = Some(host);
-        p.remote_port = Some(port);
-        p.details.push((
-            "Reason",
-            "connection closed before authentication".to_string(),
-        ));
-        return Some(p);
-    }
-    if let Some(rest) = msg.strip_prefix("User ") {
-        let (head, reason) = rest.rsplit_once(" not allowed because ")?;
-        let (user, host) = head.rsplit_once(" from ")?;
-        let mut p = Parsed::new("sshd:not-allowed", user, LoginResult::Fail);
-        p.remote_host = Some(host);
-        p.details
-            .push(("Reason", format!("not allowed because {reason}")));
-        return Some(p);
-    }
-    None
 }
 
 /// sudo: `alice : TTY=pts/0 ; PWD=/home/alice ; USER=root ; COMMAND=/usr/bin/id` (success), or
@@ -462,7 +493,88 @@ fn parse_sudo(msg: &str) -> Option<Parsed<'_>> {
         };
         p.details.push((key, v.to_string()));
     }
+    mark_escalation(&mut p);
     Some(p)
+}
+
+/// `PrivilegeEscalation: true` on a sudo or su to root (sudo's default target when it logs no
+/// `USER=`), the detail a reader filters on.
+fn mark_escalation(p: &mut Parsed<'_>) {
+    let target = p
+        .details
+        .iter()
+        .find(|(k, _)| *k == "TargetUser")
+        .map_or("root", |(_, v)| v.as_str());
+    if target == "root" && p.user != "root" {
+        p.details.push(("PrivilegeEscalation", "true".to_string()));
+    }
+}
+
+/// login(1) on a console or serial line. util-linux: `FAILED LOGIN 3 FROM tty1 FOR root,
+/// Authentication failure`, `ROOT LOGIN ON tty1[ FROM host]`, `LOGIN ON tty1 BY alice[ FROM
+/// host]`; shadow: `FAILED LOGIN (1) on '/dev/tty1' FOR 'root', Authentication failure`,
+/// `ROOT LOGIN  on '/dev/tty1'`, `pam_unix(login:auth): authentication failure; …`.
+fn parse_login(msg: &str) -> Option<Parsed<'_>> {
+    if msg.starts_with("pam_") {
+        return parse_pam(msg, &["login", "remote"], "login");
+    }
+    let unquote = |s: &str| -> String {
+        let s = s.trim();
+        let s = s
+            .strip_prefix('\'')
+            .and_then(|s| s.strip_suffix('\''))
+            .unwrap_or(s);
+        s.strip_prefix("/dev/").unwrap_or(s).to_string()
+    };
+    if let Some(rest) = msg.strip_prefix("FAILED LOGIN ") {
+        // `N FROM tty FOR user, reason` or `(N) on 'tty' FOR 'user', reason`.
+        let (head, tail) = rest.split_once(" FOR ")?;
+        let tty = head
+            .split_once(" FROM ")
+            .or_else(|| head.split_once(" on "))
+            .map(|(_, t)| t)?;
+        let (user, reason) = tail.rsplit_once(", ").unwrap_or((tail, ""));
+        let user = user.trim();
+        let user = user
+            .strip_prefix('\'')
+            .and_then(|u| u.strip_suffix('\''))
+            .unwrap_or(user);
+        let mut p = Parsed::new("login", user, LoginResult::Fail);
+        p.details.push(("Terminal", unquote(tty)));
+        if !reason.is_empty() {
+            p.details.push(("Reason", reason.trim().to_string()));
+        }
+        return Some(p);
+    }
+    let (user, rest) = if let Some(r) = msg.strip_prefix("ROOT LOGIN ") {
+        ("root", r.trim_start())
+    } else if let Some(r) = msg.strip_prefix("LOGIN ON ") {
+        let (tty, by) = r.split_once(" BY ")?;
+        let (user, from) = by.split_once(" FROM ").unwrap_or((by, ""));
+        let mut p = Parsed::new("login", user.trim(), LoginResult::Success);
+        p.details.push(("Terminal", unquote(tty)));
+        if let Some(h) = host_or_none(from) {
+            p.remote_host = Some(h);
+        }
+        return Some(p);
+    } else {
+        return None;
+    };
+    let rest = rest
+        .strip_prefix("ON ")
+        .or_else(|| rest.strip_prefix("on "))?;
+    let (tty, from) = rest.split_once(" FROM ").unwrap_or((rest, ""));
+    let mut p = Parsed::new("login", user, LoginResult::Success);
+    p.details.push(("Terminal", unquote(tty)));
+    if let Some(h) = host_or_none(from) {
+        p.remote_host = Some(h);
+    }
+    Some(p)
+}
+
+fn host_or_none(s: &str) -> Option<&str> {
+    let s = s.trim();
+    (!s.is_empty() && !s.contains(' ')).then_some(s)
 }
 
 /// su (util-linux): `(to root) alice on pts/0`, `FAILED SU (to root) alice on pts/0`; shadow's
@@ -483,6 +595,7 @@ fn parse_su(msg: &str) -> Option<Parsed<'_>> {
         if !tty.is_empty() && tty != "none" {
             p.details.push(("Terminal", tty.to_string()));
         }
+        mark_escalation(&mut p);
         return Some(p);
     }
     let (result, rest) = if let Some(r) = msg.strip_prefix("Successful su for ") {
@@ -495,6 +608,7 @@ fn parse_su(msg: &str) -> Option<Parsed<'_>> {
     let (target, user) = rest.rsplit_once(" by ")?;
     let mut p = Parsed::new("su", user.trim(), result);
     p.details.push(("TargetUser", target.to_string()));
+    mark_escalation(&mut p);
     Some(p)
 }
 

@@ -2,7 +2,7 @@
 //! appended, the saved state.
 
 use super::{
-    AUTH_LOG, AuthLine, BTMP, CHUNK_BYTES, COLLECTOR, EMPTY, Error, HEAD_BYTES,
+    AUTH_LOG, Attempts, AuthLogin, BTMP, CHUNK_BYTES, COLLECTOR, EMPTY, Error, HEAD_BYTES,
     LAYOUT_SAMPLE_BYTES, PROC_LOOKUP_MAX_AGE_SECS, ROTATED_QUIET_POLLS, SECURE, STATE_FILE,
     StartAt, USER_PROCESS, UtmpLayout, UtmpRecord, WTMP, detect_layout, executable_for_line,
     parse_auth_line, parse_utmp, split_lines, utmp_login,
@@ -17,6 +17,8 @@ use std::fs::File;
 use std::os::unix::fs::{FileExt, MetadataExt};
 use std::path::{Path, PathBuf};
 
+/// `Source` of logins read from the journal.
+pub const JOURNAL_SOURCE: &str = "journal";
 /// Chunks read from a file rotated away twice before it is let go (in one poll).
 const FINAL_CHUNKS: usize = 4;
 /// Names looked at when searching for a rotated file.
@@ -144,6 +146,8 @@ struct Source {
     kind: Kind,
     current: Option<Cursor>,
     rotated: Option<Cursor>,
+    /// sshd lines held to count one attempt once (auth logs only).
+    attempts: Attempts,
 }
 
 /// What one poll found.
@@ -158,6 +162,10 @@ pub struct Batch {
     pub more: bool,
     /// Files rotated away twice before they were read to their end, whose rest was skipped.
     pub skipped: u64,
+    /// Journal files that failed a check (corrupt, truncated, not a journal).
+    pub journal_corrupt: u64,
+    /// Journal fields skipped: compressed (not decoded) or oversized.
+    pub journal_skipped: u64,
 }
 
 /// Follows every login source under a host root, remembering positions in a state file.
@@ -170,6 +178,8 @@ pub struct LoginFollower {
     uids: UidLookup,
     /// The state last written (to skip writing an unchanged one).
     written: Option<SavedState>,
+    /// The systemd journal, read when there is no auth log.
+    journal: super::JournalFollower,
 }
 
 impl LoginFollower {
@@ -194,11 +204,13 @@ impl LoginFollower {
                 kind,
                 current: None,
                 rotated: None,
+                attempts: Attempts::default(),
             })
             .collect(),
             hint,
             uids: UidLookup::default(),
             written: None,
+            journal: super::JournalFollower::open(state_dir, first_start),
         };
         for i in 0..follower.sources.len() {
             let entry = saved.as_ref().map(|s| {
@@ -262,11 +274,24 @@ impl LoginFollower {
 
     /// Host paths of the sources that exist now.
     pub fn present(&self) -> Vec<&'static str> {
-        self.sources
+        let mut v: Vec<_> = self
+            .sources
             .iter()
             .filter(|s| s.current.is_some())
             .map(|s| s.path)
-            .collect()
+            .collect();
+        if self.journal.present() {
+            v.push(JOURNAL_SOURCE);
+        }
+        v
+    }
+
+    /// Whether an auth log (auth.log or secure) exists: then the journal is not read, since
+    /// rsyslog copied the same messages into it.
+    fn has_auth_log(&self) -> bool {
+        self.sources
+            .iter()
+            .any(|s| s.kind == Kind::AuthLog && s.current.is_some())
     }
 
     /// Reads whatever is new in every source.
@@ -279,10 +304,47 @@ impl LoginFollower {
             uids: &self.uids,
             now: Local::now(),
         };
+        let mono = std::time::Instant::now();
         for src in &mut self.sources {
-            poll_source(src, &env, &mut batch);
+            poll_source(src, &env, mono, &mut batch);
+            let mut held = Vec::new();
+            src.attempts.flush_expired(mono, &mut held);
+            for a in held {
+                push_auth(a, src.path, &env, &mut batch);
+            }
+        }
+        if !self.has_auth_log() {
+            let j = self.journal.poll(&self.host, env.now, mono);
+            batch.journal_corrupt += j.corrupt;
+            batch.journal_skipped += j.compressed_skipped + j.oversized;
+            batch.more |= j.more;
+            for a in j.logins {
+                push_auth(a, JOURNAL_SOURCE, &env, &mut batch);
+            }
         }
         batch
+    }
+
+    /// Everything the auth-log sources still hold back (see [`Attempts`]), for shutdown.
+    pub fn flush_held(&mut self) -> Vec<Login> {
+        let mut batch = Batch::default();
+        let env = ReadEnv {
+            host: &self.host,
+            hint: self.hint,
+            uids: &self.uids,
+            now: Local::now(),
+        };
+        for src in &mut self.sources {
+            let mut held = Vec::new();
+            src.attempts.flush_all(&mut held);
+            for a in held {
+                push_auth(a, src.path, &env, &mut batch);
+            }
+        }
+        for a in self.journal.flush_held() {
+            push_auth(a, JOURNAL_SOURCE, &env, &mut batch);
+        }
+        batch.logins
     }
 
     fn state(&self) -> SavedState {
@@ -304,6 +366,13 @@ impl LoginFollower {
 
     /// Writes the positions if they changed since the last write.
     pub fn save(&mut self) -> Result<(), Error> {
+        // Both are attempted; the first error is returned.
+        let journal = self.journal.save();
+        self.save_files()?;
+        journal
+    }
+
+    fn save_files(&mut self) -> Result<(), Error> {
         let state = self.state();
         if self.written.as_ref() == Some(&state) {
             return Ok(());
@@ -340,7 +409,13 @@ enum Eof {
     Final,
 }
 
-fn poll_source(src: &mut Source, env: &ReadEnv<'_>, batch: &mut Batch) {
+fn push_auth(a: AuthLogin, source: &str, env: &ReadEnv<'_>, batch: &mut Batch) {
+    let login = a.to_login(source, env.now, |name| env.uids.uid(name));
+    batch.logins.push(login);
+}
+
+fn poll_source(src: &mut Source, env: &ReadEnv<'_>, mono: std::time::Instant, batch: &mut Batch) {
+    let attempts = &mut src.attempts;
     // Has the path been replaced or truncated?
     let meta = env.host.metadata(src.path).ok();
     if let Some(cur) = &mut src.current {
@@ -357,7 +432,15 @@ fn poll_source(src: &mut Source, env: &ReadEnv<'_>, batch: &mut Batch) {
                 if let Some(mut older) = src.rotated.take() {
                     for _ in 0..FINAL_CHUNKS {
                         let before = older.offset;
-                        read_cursor(&mut older, src.kind, src.path, Eof::Final, env, batch);
+                        read_cursor(
+                            &mut older,
+                            src.kind,
+                            src.path,
+                            Eof::Final,
+                            env,
+                            (attempts, mono),
+                            batch,
+                        );
                         if older.offset == before {
                             break;
                         }
@@ -387,13 +470,29 @@ fn poll_source(src: &mut Source, env: &ReadEnv<'_>, batch: &mut Batch) {
         src.current = Some(Cursor::new(file, inode, 0));
     }
     if let Some(old) = &mut src.rotated {
-        read_cursor(old, src.kind, src.path, Eof::Rotated, env, batch);
+        read_cursor(
+            old,
+            src.kind,
+            src.path,
+            Eof::Rotated,
+            env,
+            (attempts, mono),
+            batch,
+        );
         if old.quiet >= ROTATED_QUIET_POLLS {
             src.rotated = None;
         }
     }
     if let Some(cur) = &mut src.current {
-        read_cursor(cur, src.kind, src.path, Eof::Growing, env, batch);
+        read_cursor(
+            cur,
+            src.kind,
+            src.path,
+            Eof::Growing,
+            env,
+            (attempts, mono),
+            batch,
+        );
     }
 }
 
@@ -404,6 +503,7 @@ fn read_cursor(
     source: &str,
     eof: Eof,
     env: &ReadEnv<'_>,
+    (attempts, mono): (&mut Attempts, std::time::Instant),
     batch: &mut Batch,
 ) {
     if kind != Kind::AuthLog && c.layout.is_none() {
@@ -447,15 +547,16 @@ fn read_cursor(
         (Kind::AuthLog, _) => {
             let (lines, consumed, too_long) = split_lines(&buf, &mut c.skip_line, at_eof);
             batch.malformed += too_long as u64;
+            let mut out = Vec::new();
             for line in lines {
-                match parse_auth_line(&String::from_utf8_lossy(line)) {
-                    AuthLine::Login(a) => {
-                        let login = a.to_login(source, env.now, |name| env.uids.uid(name));
-                        batch.logins.push(login);
-                    }
-                    AuthLine::Other => {}
-                    AuthLine::Malformed => batch.malformed += 1,
+                let parsed = parse_auth_line(&String::from_utf8_lossy(line));
+                if parsed == super::AuthLine::Malformed {
+                    batch.malformed += 1;
                 }
+                attempts.feed(parsed, mono, env.now, &mut out);
+            }
+            for a in out {
+                push_auth(a, source, env, batch);
             }
             c.offset += consumed as u64;
         }

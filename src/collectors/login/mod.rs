@@ -17,20 +17,31 @@
 //! of the files that exist: replaying months of history as fresh High-priority events would
 //! flood the hub with stale alerts. [`LoginOptions::first_start`] changes that.
 //!
-//! Not covered: systems that log only to the systemd journal (no rsyslog, hence no auth.log; the
-//! Debian 12 default) and systems that replaced wtmp with wtmpdb's SQLite database (Debian 13).
+//! - The systemd journal's files (`/var/log/journal`, `/run/log/journal`), read natively when
+//!   neither auth.log nor secure exists (journal-only systems: Debian 12's default, many Yocto
+//!   images): the same sshd, sudo, su and login messages, from the entries' MESSAGE fields. See
+//!   `journal.rs` (the file format) and `journal_follow.rs` (files, positions, rotation).
+//!
+//! Not covered: systems that replaced wtmp with wtmpdb's SQLite database (Debian 13).
 //!
 //! The collector runs as one task, [`run`]; every file read happens on a blocking thread.
 
+mod attempts;
 mod authlog;
 mod follow;
+mod journal;
+mod journal_follow;
+mod sshd;
 mod task;
 #[cfg(test)]
 mod tests;
 mod utmp;
 
+pub use attempts::*;
 pub use authlog::*;
 pub use follow::*;
+pub use journal::*;
+pub use journal_follow::*;
 pub use task::*;
 pub use utmp::*;
 

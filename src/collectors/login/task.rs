@@ -84,7 +84,7 @@ pub async fn run_with(ctx: Context, opts: LoginOptions) {
                     COLLECTOR,
                     CollectorHealth::Degraded,
                     format!(
-                        "no login source: {WTMP}, {BTMP}, {AUTH_LOG} and {SECURE} are all missing"
+                        "no login source: {WTMP}, {BTMP}, {AUTH_LOG}, {SECURE} and the journal are all missing"
                     ),
                     Some("checking for them every poll"),
                 );
@@ -106,6 +106,12 @@ pub async fn run_with(ctx: Context, opts: LoginOptions) {
         for _ in 0..batch.skipped {
             ctx.metrics.error(COLLECTOR, "rotated_unread");
         }
+        for _ in 0..batch.journal_corrupt {
+            ctx.metrics.error(COLLECTOR, "journal_corrupt");
+        }
+        for _ in 0..batch.journal_skipped {
+            ctx.metrics.error(COLLECTOR, "journal_field_skipped");
+        }
         for login in batch.logins {
             let event = Event::new(Payload::Login(vec![login]));
             tokio::select! {
@@ -123,6 +129,23 @@ pub async fn run_with(ctx: Context, opts: LoginOptions) {
             break;
         }
     }
+    // sshd lines held back to count one attempt once: hand them over now, without waiting
+    // (the pipeline may be stopping too).
+    let (follower, held) = match tokio::task::spawn_blocking(move || {
+        let held = follower.flush_held();
+        (follower, held)
+    })
+    .await
+    {
+        Ok(r) => r,
+        Err(_) => return,
+    };
+    for login in held {
+        if !ctx.emit_now(COLLECTOR, Event::new(Payload::Login(vec![login]))) {
+            break;
+        }
+    }
+    let mut follower = follower;
     let saved = tokio::task::spawn_blocking(move || follower.save()).await;
     if let Ok(Err(e)) = saved {
         ctx.metrics.error(COLLECTOR, "state_write");

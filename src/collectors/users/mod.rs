@@ -5,9 +5,11 @@
 //!
 //! - [`LocalUsersCollector`] (periodic, `snapshotFrequency`): one `LocalUser` record per user
 //!   with the primary and supplementary groups and the password state.
-//! - [`watch`] (its own task): every few seconds, when one of the files changed, compares the
-//!   accounts with the last ones seen and emits a `UserChange` per added, removed or changed
-//!   user or group. A new uid 0 account is flagged `NewUid0`. The last accounts seen are kept in
+//! - [`watch`] (its own task): when one of the files changed, compares the accounts with the
+//!   last ones seen and emits a `UserChange` per added, removed or changed user or group. It
+//!   wakes on inotify events of the host's `/etc` (a change is reported within milliseconds),
+//!   and also every [`WATCH_INTERVAL`] in case a notification was missed or inotify is
+//!   unavailable (then it is the only trigger, as before). A new uid 0 account is flagged `NewUid0`. The last accounts seen are kept in
 //!   the state directory, so a change made while the agent was stopped is reported at the next
 //!   start; on the very first start there is nothing to compare with, so nothing is reported.
 
@@ -34,8 +36,95 @@ const SHADOW: &str = "/etc/shadow";
 /// The last accounts seen, in the state directory.
 const STATE_FILE: &str = "accounts.json";
 
-/// How often [`watch`] checks the files for changes (a stat of three files).
+/// How often [`watch`] checks the files for changes without a notification (a stat of three
+/// files).
 pub const WATCH_INTERVAL: Duration = Duration::from_secs(5);
+
+/// Wakes the watcher when something in the host's `/etc` is written, created, renamed or
+/// removed (tools replace passwd by rename; hand edits write in place). `None` when inotify
+/// cannot be used: the interval alone then drives the watcher.
+struct EtcNotifier {
+    fd: tokio::io::unix::AsyncFd<crate::kernel::inotify::Inotify>,
+    buf: Vec<u8>,
+}
+
+impl EtcNotifier {
+    /// Sets the watch up (file system calls: from a blocking thread).
+    fn watch(host: &HostRoot) -> std::io::Result<crate::kernel::inotify::Inotify> {
+        use crate::kernel::inotify::{
+            IN_ATTRIB, IN_CLOSE_WRITE, IN_CREATE, IN_DELETE, IN_MOVED_TO, IN_ONLYDIR, Inotify,
+        };
+        let inotify = Inotify::new()?;
+        let etc = host.open_dir_path("/etc").map_err(std::io::Error::other)?;
+        inotify.add_watch(
+            std::os::fd::AsFd::as_fd(&etc),
+            IN_CLOSE_WRITE | IN_MOVED_TO | IN_CREATE | IN_DELETE | IN_ATTRIB | IN_ONLYDIR,
+        )?;
+        Ok(inotify)
+    }
+
+    /// Sets the watch up and registers it with the runtime (from the watcher's task).
+    async fn open(host: &HostRoot) -> Option<EtcNotifier> {
+        let host = host.clone();
+        let watched = tokio::task::spawn_blocking(move || EtcNotifier::watch(&host))
+            .await
+            .unwrap_or_else(|e| Err(std::io::Error::other(e)));
+        let result = watched.and_then(|inotify| {
+            // SAFETY: the descriptor is the Inotify's own, open until the AsyncFd (which owns
+            // the Inotify) is dropped, and `as_raw_fd` always returns that one descriptor.
+            unsafe {
+                tokio::io::unix::AsyncFd::register_with_interest(
+                    inotify,
+                    tokio::io::Interest::READABLE,
+                )
+            }
+            .map_err(|e| std::io::Error::other(e.to_string()))
+        });
+        let result = result.map(|fd| EtcNotifier {
+            fd,
+            buf: Vec::with_capacity(4096),
+        });
+        match result {
+            Ok(n) => Some(n),
+            Err(e) => {
+                tracing::info!(collector = COLLECTOR, error = %e, "no inotify on /etc; checking the account files every few seconds");
+                None
+            }
+        }
+    }
+
+    /// Waits for a change of one of the account files (other names in /etc are drained and
+    /// ignored).
+    async fn changed(&mut self) {
+        loop {
+            let Ok(mut ready) = self.fd.readable().await else {
+                return std::future::pending().await;
+            };
+            let mut hit = false;
+            loop {
+                match self.fd.get_ref().read(&mut self.buf) {
+                    Ok(0) => break,
+                    Ok(n) => {
+                        hit |= crate::kernel::inotify::parse(&self.buf[..n])
+                            .iter()
+                            .any(|e| {
+                                let name = e.name.as_encoded_bytes();
+                                e.mask & crate::kernel::inotify::IN_Q_OVERFLOW != 0
+                                    || [PASSWD, GROUP, SHADOW].iter().any(|p| {
+                                        p.strip_prefix("/etc/").map(str::as_bytes) == Some(name)
+                                    })
+                            });
+                    }
+                    Err(_) => break,
+                }
+            }
+            ready.clear_ready();
+            if hit {
+                return;
+            }
+        }
+    }
+}
 
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
@@ -535,6 +624,7 @@ pub async fn watch_every(ctx: Context, interval: Duration) {
         .unwrap_or_default();
     let mut last_stamp: Option<Stamp> = None;
     let mut degraded = false;
+    let mut notifier = EtcNotifier::open(&ctx.host).await;
     loop {
         let host = ctx.host.clone();
         let seen = last_stamp;
@@ -605,6 +695,12 @@ pub async fn watch_every(ctx: Context, interval: Duration) {
         tokio::select! {
             _ = ctx.cancel.cancelled() => return,
             _ = tokio::time::sleep(interval) => {}
+            _ = async {
+                match &mut notifier {
+                    Some(n) => n.changed().await,
+                    None => std::future::pending().await,
+                }
+            } => {}
         }
     }
 }

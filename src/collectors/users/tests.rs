@@ -319,3 +319,40 @@ async fn the_watcher_reports_changes_also_across_restarts() {
         .unwrap()
         .unwrap();
 }
+
+/// With an interval of an hour only inotify can wake the watcher: a user added by rename (as
+/// useradd does) and one added by a write in place (a hand edit) are both reported at once.
+#[tokio::test]
+async fn changes_are_reported_as_they_happen_not_on_the_interval() {
+    let h = Host::new();
+    let (ctx, mut rx) = h.context();
+    let task = tokio::spawn(watch_every(ctx.clone(), Duration::from_secs(3600)));
+    let saved = h.state.path().join(STATE_FILE);
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    while !saved.exists() && tokio::time::Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert!(saved.exists(), "the first look is saved");
+    h.write(
+        "passwd",
+        &format!("{PASSWD_TEXT}eve:x:1003:1003::/home/eve:/bin/sh\n"),
+    );
+    let c = next_change(&mut rx).await;
+    assert_eq!(
+        (c.operation, c.name.as_str()),
+        (AccountOperation::UserAdded, "eve")
+    );
+    std::fs::write(
+        h.root.path().join("etc/passwd"),
+        format!("{PASSWD_TEXT}eve:x:1003:1003::/home/eve:/bin/sh\nmallory:x:0:0::/root:/bin/sh\n"),
+    )
+    .unwrap();
+    let c = next_change(&mut rx).await;
+    assert_eq!(
+        (c.operation, c.name.as_str()),
+        (AccountOperation::UserAdded, "mallory")
+    );
+    assert_eq!(c.extra_details["NewUid0"], "true");
+    ctx.cancel.cancel();
+    task.await.unwrap();
+}

@@ -185,8 +185,12 @@ fn sudo_and_su_lines() {
 #[test]
 fn other_and_garbage_lines() {
     for line in [
-        "Nov 23 17:42:57 edge sshd[1]: Received disconnect from 1.2.3.4 port 5:11: Bye [preauth]",
-        "Nov 23 17:42:57 edge sshd[1]: pam_unix(sshd:auth): authentication failure; logname= uid=0 euid=0 tty=ssh ruser= rhost=1.2.3.4",
+        "Nov 23 17:42:57 edge sshd[1]: Postponed publickey for git from 192.0.2.1 port 57904 ssh2 [preauth]",
+        "Nov 23 17:42:57 edge sshd[1]: User child is on pid 4242",
+        "Nov 23 17:42:57 edge sshd[1]: Failed publickey for git from 192.0.2.1 port 57904 ssh2: RSA SHA256:x",
+        "Nov 23 17:42:57 edge sshd[1]: error: kex_exchange_identification: banner line too long",
+        "Nov 23 17:42:57 edge sshd[1]: pam_unix(sshd:auth): check pass; user unknown",
+        "Nov 23 17:42:57 edge sshd[1]: pam_unix(sshd:session): session opened for user root(uid=0) by (uid=0)",
         "Nov 23 17:42:57 edge sudo: pam_unix(sudo:session): session opened for user root(uid=0) by alice(uid=1000)",
         "Nov 23 17:42:57 edge CRON[3]: pam_unix(cron:session): session closed for user root",
         "Nov 23 17:42:57 edge sshd[1]: Accepted password for",
@@ -202,6 +206,10 @@ fn other_and_garbage_lines() {
         "Nov 23 25:42:57 edge sshd[1]: x",
         "Nov 23 17:42:57 edge sshd[x]: x",
         "Nov 23 17:42:57 edge",
+        "<34>1 - edge sshd 1 - - Failed password for root from 1.2.3.4 port 1 ssh2",
+        "<34>1 2026-11-23T17:42:57Z edge sshd x - - m",
+        "<34>1 2026-11-23T17:42:57Z edge sshd 1 - [unterminated m",
+        "<9999>1 2026-11-23T17:42:57Z edge sshd 1 - - m",
         "2026-13-23T17:42:57Z edge sshd[1]: x",
         "\u{0}\u{1}\u{2}",
     ] {

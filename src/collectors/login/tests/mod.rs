@@ -100,4 +100,6 @@ fn v4(a: [u8; 4]) -> [u8; 16] {
 
 mod authlog;
 mod follow;
+mod journal;
+mod sshd;
 mod utmp;

@@ -1,0 +1,433 @@
+//! systemd journal files, read natively: for hosts that log only to the journal (Debian 12
+//! without rsyslog, many Yocto images), where there is no auth.log.
+//!
+//! The format is systemd's "Journal File Format" (docs/JOURNAL_FILE_FORMAT.md in systemd): a
+//! header, then objects (DATA, FIELD, ENTRY, ENTRY_ARRAY, hash tables, TAG), each with a 16-byte
+//! object header. Entries are found through the chain of ENTRY_ARRAY objects that starts at
+//! the header's `entry_array_offset`; each entry lists the DATA objects (`FIELD=value`) it
+//! holds. Both layouts are read: regular (64-bit item offsets) and compact
+//! (`HEADER_INCOMPATIBLE_COMPACT`, systemd 252+, 32-bit offsets, 8 more bytes in DATA objects).
+//!
+//! Compression: DATA objects compressed with XZ, LZ4 or ZSTD are **not decoded**; they are
+//! skipped and counted ([`Entries::compressed_skipped`]). journald compresses only fields longer
+//! than its threshold (512 bytes by default), so the short sshd/sudo/su MESSAGEs this collector
+//! reads are stored plain; a longer MESSAGE is lost, and counted. (ZSTD, journald's default,
+//! could be decoded in pure Rust with the `ruzstd` crate, but every release of it needs Rust
+//! 1.87 and this crate declares 1.85; XZ and LZ4 would need one crate each.)
+//!
+//! Every offset and size read from the file is checked against the file's length and the
+//! format's minimum sizes before it is used; a file that fails a check is reported as
+//! [`JournalError`] (counted by the caller), never a panic.
+
+use std::fs::File;
+use std::os::unix::fs::FileExt;
+
+pub const SIGNATURE: &[u8; 8] = b"LPKSHHRH";
+const HEADER_MIN: u64 = 208;
+const INCOMPATIBLE_COMPRESSED_XZ: u32 = 1;
+const INCOMPATIBLE_COMPRESSED_LZ4: u32 = 2;
+const INCOMPATIBLE_KEYED_HASH: u32 = 4;
+const INCOMPATIBLE_COMPRESSED_ZSTD: u32 = 8;
+const INCOMPATIBLE_COMPACT: u32 = 16;
+const INCOMPATIBLE_KNOWN: u32 = INCOMPATIBLE_COMPRESSED_XZ
+    | INCOMPATIBLE_COMPRESSED_LZ4
+    | INCOMPATIBLE_KEYED_HASH
+    | INCOMPATIBLE_COMPRESSED_ZSTD
+    | INCOMPATIBLE_COMPACT;
+const OBJECT_DATA: u8 = 1;
+const OBJECT_ENTRY: u8 = 3;
+const OBJECT_ENTRY_ARRAY: u8 = 6;
+const OBJECT_COMPRESSION_MASK: u8 = 1 | 2 | 4;
+/// Journal file state (header byte 16): closed cleanly, being written, archived.
+pub const STATE_ARCHIVED: u8 = 2;
+/// Items of one entry read at most (journald entries hold a few dozen fields).
+const MAX_ENTRY_ITEMS: u64 = 1024;
+/// ENTRY_ARRAY items read in one system call.
+const ARRAY_CHUNK: u64 = 4096;
+/// Longest field value kept (the auth-log line limit).
+const MAX_FIELD_BYTES: u64 = super::MAX_LINE_BYTES as u64;
+
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum JournalError {
+    #[error("not a journal file (bad signature)")]
+    Signature,
+    #[error("journal file uses incompatible features {0:#x} this reader does not know")]
+    Incompatible(u32),
+    #[error("journal file is corrupt: {0}")]
+    Corrupt(&'static str),
+    #[error("reading the journal file: {0}")]
+    Io(String),
+}
+
+fn io(e: std::io::Error) -> JournalError {
+    JournalError::Io(e.to_string())
+}
+
+/// The header fields this reader uses.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Header {
+    pub incompatible: u32,
+    pub state: u8,
+    pub file_id: [u8; 16],
+    pub seqnum_id: [u8; 16],
+    pub header_size: u64,
+    pub arena_size: u64,
+    pub n_entries: u64,
+    pub tail_entry_seqnum: u64,
+    pub head_entry_seqnum: u64,
+    pub entry_array_offset: u64,
+    pub head_entry_realtime: u64,
+}
+
+impl Header {
+    pub fn compact(&self) -> bool {
+        self.incompatible & INCOMPATIBLE_COMPACT != 0
+    }
+}
+
+fn le64(b: &[u8], at: usize) -> u64 {
+    let mut a = [0u8; 8];
+    a.copy_from_slice(&b[at..at + 8]);
+    u64::from_le_bytes(a)
+}
+
+fn le32(b: &[u8], at: usize) -> u32 {
+    let mut a = [0u8; 4];
+    a.copy_from_slice(&b[at..at + 4]);
+    u32::from_le_bytes(a)
+}
+
+/// Parses the header from the file's first bytes (at least [`HEADER_MIN`]).
+pub fn parse_header(b: &[u8]) -> Result<Header, JournalError> {
+    if b.len() < 8 || &b[..8] != SIGNATURE {
+        return Err(JournalError::Signature);
+    }
+    if b.len() < HEADER_MIN as usize {
+        return Err(JournalError::Corrupt("header shorter than 208 bytes"));
+    }
+    let incompatible = le32(b, 12);
+    if incompatible & !INCOMPATIBLE_KNOWN != 0 {
+        return Err(JournalError::Incompatible(incompatible));
+    }
+    let mut file_id = [0u8; 16];
+    file_id.copy_from_slice(&b[24..40]);
+    let mut seqnum_id = [0u8; 16];
+    seqnum_id.copy_from_slice(&b[72..88]);
+    let h = Header {
+        incompatible,
+        state: b[16],
+        file_id,
+        seqnum_id,
+        header_size: le64(b, 88),
+        arena_size: le64(b, 96),
+        n_entries: le64(b, 152),
+        tail_entry_seqnum: le64(b, 160),
+        head_entry_seqnum: le64(b, 168),
+        entry_array_offset: le64(b, 176),
+        head_entry_realtime: le64(b, 184),
+    };
+    if h.header_size < HEADER_MIN || h.header_size % 8 != 0 {
+        return Err(JournalError::Corrupt("header size"));
+    }
+    Ok(h)
+}
+
+/// The fields of one entry this collector uses.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct JournalEntry {
+    pub seqnum: u64,
+    /// Microseconds since the epoch.
+    pub realtime: u64,
+    pub identifier: Option<String>,
+    pub comm: Option<String>,
+    pub pid: Option<u32>,
+    pub hostname: Option<String>,
+    pub message: Option<String>,
+}
+
+/// Where reading stopped in the entry array chain.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Walk {
+    /// The ENTRY_ARRAY object being read (0: not started).
+    array: u64,
+    /// Items of it already taken.
+    index: u64,
+    /// Entries taken in all (never more than the header's `n_entries`).
+    pub taken: u64,
+}
+
+/// One open journal file.
+#[derive(Debug)]
+pub struct JournalFile {
+    file: File,
+    pub header: Header,
+    len: u64,
+}
+
+/// What one read of new entries found.
+#[derive(Debug, Default)]
+pub struct Entries {
+    pub entries: Vec<JournalEntry>,
+    /// DATA objects skipped because they are compressed (XZ, LZ4, ZSTD are not decoded).
+    pub compressed_skipped: u64,
+    /// Fields longer than [`MAX_FIELD_BYTES`], or entries with more than [`MAX_ENTRY_ITEMS`]
+    /// items, cut.
+    pub oversized: u64,
+    /// More entries are ready than were read.
+    pub more: bool,
+}
+
+impl JournalFile {
+    pub fn open(file: File) -> Result<JournalFile, JournalError> {
+        let mut jf = JournalFile {
+            file,
+            header: empty_header(),
+            len: 0,
+        };
+        jf.refresh()?;
+        Ok(jf)
+    }
+
+    /// The file's length at the last [`JournalFile::refresh`].
+    pub fn len(&self) -> u64 {
+        self.len
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
+    /// Re-reads the header and length: journald appends entries and then updates the header.
+    pub fn refresh(&mut self) -> Result<(), JournalError> {
+        let len = self.file.metadata().map_err(io)?.len();
+        let mut b = vec![0u8; HEADER_MIN as usize];
+        let n = read_at_most(&self.file, &mut b, 0).map_err(io)?;
+        b.truncate(n);
+        self.header = parse_header(&b)?;
+        self.len = len;
+        Ok(())
+    }
+
+    fn read(&self, at: u64, len: u64) -> Result<Vec<u8>, JournalError> {
+        let end = at
+            .checked_add(len)
+            .ok_or(JournalError::Corrupt("offset overflow"))?;
+        if at < self.header.header_size || end > self.len {
+            return Err(JournalError::Corrupt("offset outside the file"));
+        }
+        let mut b = vec![0u8; usize::try_from(len).map_err(|_| JournalError::Corrupt("size"))?];
+        let n = read_at_most(&self.file, &mut b, at).map_err(io)?;
+        if n < b.len() {
+            return Err(JournalError::Corrupt("object cut short"));
+        }
+        Ok(b)
+    }
+
+    /// The object header at `at`: (type, flags, size), checked to fit in the file.
+    fn object(&self, at: u64, want: u8, min: u64) -> Result<(u8, u64), JournalError> {
+        if at % 8 != 0 {
+            return Err(JournalError::Corrupt("unaligned object"));
+        }
+        let b = self.read(at, 16)?;
+        let size = le64(&b, 8);
+        if b[0] != want {
+            return Err(JournalError::Corrupt("unexpected object type"));
+        }
+        if size < min || at.checked_add(size).is_none_or(|e| e > self.len) {
+            return Err(JournalError::Corrupt("object size"));
+        }
+        Ok((b[1], size))
+    }
+
+    fn item_size(&self) -> u64 {
+        if self.header.compact() { 4 } else { 8 }
+    }
+
+    /// Entry offsets after `walk`, at most `max`; advances `walk`.
+    pub fn next_offsets(&self, walk: &mut Walk, max: usize) -> Result<Vec<u64>, JournalError> {
+        let mut out = Vec::new();
+        let isz = self.item_size();
+        if walk.array == 0 {
+            walk.array = self.header.entry_array_offset;
+        }
+        // A chain cannot have more arrays than entries; a loop in a hostile file ends here.
+        let mut hops = 0u64;
+        while walk.array != 0 && walk.taken < self.header.n_entries && out.len() < max {
+            let (_, size) = self.object(walk.array, OBJECT_ENTRY_ARRAY, 24)?;
+            let capacity = (size - 24) / isz;
+            if walk.index < capacity {
+                let want = (capacity - walk.index)
+                    .min(ARRAY_CHUNK)
+                    .min((max - out.len()) as u64)
+                    .min(self.header.n_entries - walk.taken);
+                let b = self.read(walk.array + 24 + walk.index * isz, want * isz)?;
+                for i in 0..want as usize {
+                    let off = if isz == 4 {
+                        u64::from(le32(&b, i * 4))
+                    } else {
+                        le64(&b, i * 8)
+                    };
+                    if off == 0 {
+                        // Not written yet.
+                        return Ok(out);
+                    }
+                    out.push(off);
+                    walk.index += 1;
+                    walk.taken += 1;
+                }
+                continue;
+            }
+            let next = le64(&self.read(walk.array + 16, 8)?, 0);
+            if next == 0 {
+                break;
+            }
+            hops += 1;
+            if next <= walk.array || hops > self.header.n_entries {
+                return Err(JournalError::Corrupt("entry array chain goes backwards"));
+            }
+            walk.array = next;
+            walk.index = 0;
+        }
+        Ok(out)
+    }
+
+    /// The entry at `at`: its seqnum and realtime only.
+    pub fn entry_seqnum(&self, at: u64) -> Result<(u64, u64), JournalError> {
+        self.object(at, OBJECT_ENTRY, 64)?;
+        let b = self.read(at + 16, 16)?;
+        Ok((le64(&b, 0), le64(&b, 8)))
+    }
+
+    /// The entry at `at` with the fields this collector uses; compressed or oversized fields
+    /// are counted in `stats`.
+    pub fn entry(&self, at: u64, stats: &mut Entries) -> Result<JournalEntry, JournalError> {
+        let (_, size) = self.object(at, OBJECT_ENTRY, 64)?;
+        let b = self.read(at + 16, 16)?;
+        let mut e = JournalEntry {
+            seqnum: le64(&b, 0),
+            realtime: le64(&b, 8),
+            ..JournalEntry::default()
+        };
+        let isz = if self.header.compact() { 4 } else { 16 };
+        let mut n = (size - 64) / isz;
+        if n > MAX_ENTRY_ITEMS {
+            stats.oversized += 1;
+            n = MAX_ENTRY_ITEMS;
+        }
+        let items = self.read(at + 64, n * isz)?;
+        for i in 0..n as usize {
+            let off = if isz == 4 {
+                u64::from(le32(&items, i * 4))
+            } else {
+                le64(&items, i * 16)
+            };
+            self.field(off, &mut e, stats)?;
+        }
+        Ok(e)
+    }
+
+    fn field(
+        &self,
+        at: u64,
+        e: &mut JournalEntry,
+        stats: &mut Entries,
+    ) -> Result<(), JournalError> {
+        let payload_at = if self.header.compact() { 72 } else { 64 };
+        let (flags, size) = self.object(at, OBJECT_DATA, payload_at)?;
+        let len = size - payload_at;
+        // The field name decides whether the rest is wanted.
+        let head = self.read(at + payload_at, len.min(20))?;
+        let name_end = head.iter().position(|b| *b == b'=');
+        let name = name_end.map(|i| &head[..i]);
+        let slot = match name {
+            Some(b"MESSAGE") => 0,
+            Some(b"SYSLOG_IDENTIFIER") => 1,
+            Some(b"_COMM") => 2,
+            Some(b"_PID") => 3,
+            Some(b"_HOSTNAME") => 4,
+            _ if flags & OBJECT_COMPRESSION_MASK != 0 => {
+                // A compressed field's name is compressed too: it may have been MESSAGE.
+                stats.compressed_skipped += 1;
+                return Ok(());
+            }
+            _ => return Ok(()),
+        };
+        if flags & OBJECT_COMPRESSION_MASK != 0 {
+            stats.compressed_skipped += 1;
+            return Ok(());
+        }
+        let name_len = name_end.unwrap_or(0) as u64 + 1;
+        let value_len = len - name_len;
+        if value_len > MAX_FIELD_BYTES {
+            stats.oversized += 1;
+            return Ok(());
+        }
+        let v = self.read(at + payload_at + name_len, value_len)?;
+        let v = String::from_utf8_lossy(&v).into_owned();
+        match slot {
+            0 => e.message = Some(v),
+            1 => e.identifier = Some(v),
+            2 => e.comm = Some(v),
+            3 => e.pid = v.trim().parse().ok(),
+            _ => e.hostname = Some(v),
+        }
+        Ok(())
+    }
+
+    /// Reads up to `max` new entries after `walk`; entries whose seqnum is at most `skip_to`
+    /// are passed over without reading their fields (already read before a restart).
+    pub fn read_entries(
+        &self,
+        walk: &mut Walk,
+        max: usize,
+        skip_to: u64,
+    ) -> Result<Entries, JournalError> {
+        let mut out = Entries::default();
+        let offsets = self.next_offsets(walk, max)?;
+        out.more = offsets.len() == max;
+        for off in offsets {
+            let (seqnum, _) = self.entry_seqnum(off)?;
+            if seqnum <= skip_to {
+                continue;
+            }
+            let e = self.entry(off, &mut out)?;
+            out.entries.push(e);
+        }
+        Ok(out)
+    }
+}
+
+/// A placeholder until [`JournalFile::refresh`] reads the real header.
+fn empty_header() -> Header {
+    Header {
+        incompatible: 0,
+        state: 0,
+        file_id: [0; 16],
+        seqnum_id: [0; 16],
+        header_size: HEADER_MIN,
+        arena_size: 0,
+        n_entries: 0,
+        tail_entry_seqnum: 0,
+        head_entry_seqnum: 0,
+        entry_array_offset: 0,
+        head_entry_realtime: 0,
+    }
+}
+
+fn read_at_most(file: &File, buf: &mut [u8], offset: u64) -> std::io::Result<usize> {
+    let mut n = 0;
+    while n < buf.len() {
+        match file.read_at(&mut buf[n..], offset + n as u64) {
+            Ok(0) => break,
+            Ok(k) => n += k,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(n)
+}
+
+/// Hex of a 128-bit id, as journalctl prints it.
+pub fn id_hex(id: &[u8; 16]) -> String {
+    id.iter().map(|b| format!("{b:02x}")).collect()
+}

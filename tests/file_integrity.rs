@@ -49,6 +49,16 @@ fn wait_for(
     }
 }
 
+/// Every Alert record in `messages`.
+fn alerts(messages: &[Value]) -> Vec<Value> {
+    messages
+        .iter()
+        .flat_map(|m| m["Events"].as_array().cloned().unwrap_or_default())
+        .filter(|e| e["Name"] == "Alert")
+        .flat_map(|e| e["Payload"].as_array().cloned().unwrap_or_default())
+        .collect()
+}
+
 fn find<'a>(records: &'a [Value], path: &str, op: &str) -> Option<&'a Value> {
     records
         .iter()
@@ -226,6 +236,60 @@ fn every_persistence_change_is_reported_storms_are_coalesced_and_restarts_report
                 .is_some()
         },
     );
+    // The detector reads the same records (issue 17): each change an intruder makes raises the
+    // rule for it, about the right path, whatever program wrote the file.
+    let want = [
+        ("persistence-file-written", "/etc/cron.d/evil"),
+        ("persistence-file-written", "/home/alice/.bashrc"),
+        (
+            "persistence-file-written",
+            "/etc/systemd/system/multi-user.target.wants/evil.service",
+        ),
+        ("ssh-authorized-keys-written", "/root/.ssh/authorized_keys"),
+        ("ld-preload-written", "/etc/ld.so.preload"),
+        ("file-privilege-gained", "/usr/bin/tool"),
+    ];
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let missing = |all: &[Value]| -> Vec<(&str, &str)> {
+        let alerts = alerts(all);
+        want.iter()
+            .filter(|(rule, path)| {
+                !alerts
+                    .iter()
+                    .any(|a| a["RuleId"] == *rule && a["ExtraDetails"]["Path"] == *path)
+            })
+            .copied()
+            .collect()
+    };
+    while !missing(&all).is_empty() {
+        assert!(
+            Instant::now() < deadline,
+            "alerts missing: {:?}; alerts raised: {:#?}",
+            missing(&all),
+            alerts(&all)
+        );
+        if let Some(m) = agent.next_message(Duration::from_millis(200)) {
+            all.push(m);
+        }
+    }
+    let preload = alerts(&all)
+        .into_iter()
+        .find(|a| a["RuleId"] == "ld-preload-written")
+        .unwrap();
+    assert_eq!(preload["Severity"], "Critical", "{preload}");
+    assert_eq!(preload["Techniques"][0], "T1574.006", "{preload}");
+    assert_eq!(preload["ExtraDetails"]["Operation"], "Created", "{preload}");
+    let renamed = alerts(&all)
+        .into_iter()
+        .filter(|a| a["ExtraDetails"]["Path"] == "/etc/systemd/system/app2.service")
+        .count();
+    assert_eq!(renamed, 1, "a unit moved into place is persistence too");
+    let deleted = alerts(&all)
+        .into_iter()
+        .filter(|a| a["ExtraDetails"]["Path"] == "/etc/hosts")
+        .count();
+    assert_eq!(deleted, 0, "deleting /etc/hosts matches no rule");
+
     let r = changes(&all);
     let cron = find(&r, "/etc/cron.d/evil", "Created").unwrap();
     assert_eq!(cron["OwnerName"], "root");

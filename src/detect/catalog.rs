@@ -17,8 +17,9 @@
 
 use super::Rule;
 use crate::event::{
-    BaselineSeverity, ConnectionCreate, ContainerEvent, EventKind, ExtraDetails, FirewallChange,
-    Login, ProcessCreate, ProcessTerminate, SoftwareChange, UserChange,
+    BaselineSeverity, ConnectedHardware, ConnectionCreate, ContainerEvent, EventKind, ExtraDetails,
+    FileChange, FirewallChange, KernelModule, Login, ProcessCreate, ProcessTerminate,
+    SoftwareChange, UserChange,
 };
 use serde_json::Value;
 use std::borrow::Cow;
@@ -341,6 +342,24 @@ const KINDS: &[(EventKind, &[&str])] = &[
             "PackageManager",
         ],
     ),
+    (
+        EventKind::FileChange,
+        &[
+            "Path",
+            "Operation",
+            "OwnerId",
+            "OwnerName",
+            "Mode",
+            "Size",
+            "HashBefore",
+            "HashAfter",
+        ],
+    ),
+    (EventKind::KernelModule, &["Name", "Action", "Size"]),
+    (
+        EventKind::ConnectedHardware,
+        &["HardwareCategory", "HardwareSubCategory", "HardwareName"],
+    ),
 ];
 
 /// The fields of a kind data rules may read; `None` if they cannot read it.
@@ -364,6 +383,9 @@ fn default_subject(kind: EventKind) -> &'static [&'static str] {
         EventKind::ContainerEvent => &["ContainerId", "Action"],
         EventKind::FirewallChange => &["Operation", "Family", "Table", "Chain"],
         EventKind::SoftwareChange => &["Operation", "Name", "Version"],
+        EventKind::FileChange => &["Path", "Operation"],
+        EventKind::KernelModule => &["Name", "Action"],
+        EventKind::ConnectedHardware => &["ExtraDetails.DevicePath", "HardwareName"],
         _ => &[],
     }
 }
@@ -842,6 +864,9 @@ pub enum Rec<'a> {
     Container(&'a ContainerEvent),
     Firewall(&'a FirewallChange),
     Software(&'a SoftwareChange),
+    File(&'a FileChange),
+    Module(&'a KernelModule),
+    Hardware(&'a ConnectedHardware),
 }
 
 fn s(v: &str) -> Option<Val<'_>> {
@@ -871,6 +896,9 @@ impl<'a> Rec<'a> {
             Rec::Container(r) => &r.extra_details,
             Rec::Firewall(r) => &r.extra_details,
             Rec::Software(r) => &r.extra_details,
+            Rec::File(r) => &r.extra_details,
+            Rec::Module(r) => &r.extra_details,
+            Rec::Hardware(r) => &r.extra_details,
         }
     }
 
@@ -991,6 +1019,29 @@ impl<'a> Rec<'a> {
                 "PreviousVersion" => os(&r.previous_version),
                 "Architecture" => s(&r.architecture),
                 "PackageManager" => s(&r.package_manager),
+                _ => None,
+            },
+            Rec::File(r) => match name {
+                "Path" => s(&r.path),
+                "Operation" => named(&r.operation),
+                "OwnerId" => os(&r.owner_id),
+                "OwnerName" => os(&r.owner_name),
+                "Mode" => os(&r.mode),
+                "Size" => r.size.map(|n| Val::Num(n.min(i64::MAX as u64) as i64)),
+                "HashBefore" => os(&r.hash_before),
+                "HashAfter" => os(&r.hash_after),
+                _ => None,
+            },
+            Rec::Module(r) => match name {
+                "Name" => s(&r.name),
+                "Action" => named(&r.action),
+                "Size" => r.size.map(|n| Val::Num(n.min(i64::MAX as u64) as i64)),
+                _ => None,
+            },
+            Rec::Hardware(r) => match name {
+                "HardwareCategory" => s(&r.hardware_category),
+                "HardwareSubCategory" => s(&r.hardware_sub_category),
+                "HardwareName" => s(&r.hardware_name),
                 _ => None,
             },
         }

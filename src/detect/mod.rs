@@ -301,6 +301,21 @@ impl Detector {
                     self.data_rules(kind_rules, Rec::Software(r), event, now, out);
                 }
             }
+            Payload::FileChange(v) => {
+                for r in v {
+                    self.data_rules(kind_rules, Rec::File(r), event, now, out);
+                }
+            }
+            Payload::KernelModule(v) => {
+                for r in v {
+                    self.data_rules(kind_rules, Rec::Module(r), event, now, out);
+                }
+            }
+            Payload::ConnectedHardware(v) => {
+                for r in v {
+                    self.data_rules(kind_rules, Rec::Hardware(r), event, now, out);
+                }
+            }
             _ => {}
         }
     }
@@ -849,6 +864,75 @@ fn data_alert(rule: Rule, rec: Rec<'_>, event: &Event, count: u64) -> Alert {
                 ],
             );
             format!("{op} {} {} ({})", r.name, r.version, r.package_manager)
+        }
+        Rec::File(r) => {
+            let op = format!("{:?}", r.operation);
+            details(
+                &mut a,
+                &[
+                    ("Path", Some(r.path.clone())),
+                    ("Operation", Some(op.clone())),
+                    ("OwnerId", r.owner_id.clone()),
+                    ("Mode", r.mode.clone()),
+                    ("HashBefore", r.hash_before.clone()),
+                    ("HashAfter", r.hash_after.clone()),
+                ],
+            );
+            a.user_name = r.owner_name.clone();
+            for k in [
+                "ModeBefore",
+                "SetuidGained",
+                "SetgidGained",
+                "CapabilitiesGained",
+                "RenamedFrom",
+                "ProcessId",
+                "ProcessName",
+                "ContainerId",
+            ] {
+                details(&mut a, &[(k, r.extra_details.get(k).cloned())]);
+            }
+            format!("{op} {}", r.path)
+        }
+        Rec::Module(r) => {
+            let action = format!("{:?}", r.action);
+            details(
+                &mut a,
+                &[
+                    ("Module", Some(r.name.clone())),
+                    ("Action", Some(action.clone())),
+                    ("Size", r.size.map(|n| n.to_string())),
+                ],
+            );
+            for k in ["Source", "Taint", "Unsigned", "OutOfTree", "Proprietary"] {
+                details(&mut a, &[(k, r.extra_details.get(k).cloned())]);
+            }
+            format!("kernel module {} {}", r.name, action.to_lowercase())
+        }
+        Rec::Hardware(r) => {
+            details(
+                &mut a,
+                &[
+                    ("HardwareCategory", Some(r.hardware_category.clone())),
+                    ("HardwareSubCategory", Some(r.hardware_sub_category.clone())),
+                    ("HardwareName", Some(r.hardware_name.clone())),
+                ],
+            );
+            for k in [
+                "Action",
+                "Bus",
+                "VendorId",
+                "ProductId",
+                "SerialNumber",
+                "DevicePath",
+                "InterfaceClasses",
+            ] {
+                details(&mut a, &[(k, r.extra_details.get(k).cloned())]);
+            }
+            let action = r.extra_details.get("Action").map_or("Seen", |s| s.as_str());
+            format!(
+                "{action} {} ({} / {})",
+                r.hardware_name, r.hardware_category, r.hardware_sub_category
+            )
         }
     };
     let summary = match summary.char_indices().nth(MAX_SUMMARY) {

@@ -1344,3 +1344,189 @@ fn every_rule_is_documented() {
     let count = format!("**{} rules**", Rule::count());
     assert!(readme.contains(&count), "README does not say {count}");
 }
+
+/// The rules on what the file-integrity, hardware and kernel-module collectors see: each fires
+/// on its trigger and stays quiet on the near miss beside it.
+#[test]
+fn file_module_and_hardware_rules() {
+    use crate::event::{ConnectedHardware, FileChange, FileOperation, KernelModule, ModuleAction};
+    let file = |path: &str, op: FileOperation, extra: &[(&str, &str)]| {
+        Event::new(Payload::FileChange(vec![FileChange {
+            path: path.into(),
+            operation: op,
+            owner_id: Some("0".into()),
+            owner_name: Some("root".into()),
+            mode: Some("0644".into()),
+            size: Some(10),
+            hash_before: None,
+            hash_after: Some("ab".repeat(32)),
+            extra_details: extra
+                .iter()
+                .map(|(k, v)| ((*k).to_string(), (*v).to_string()))
+                .collect(),
+        }]))
+    };
+    use FileOperation::*;
+    let none = Vec::<&str>::new();
+    // Persistence, wherever it is written from.
+    for path in [
+        "/etc/cron.d/updater",
+        "/etc/crontab",
+        "/var/spool/cron/crontabs/root",
+        "/etc/systemd/system/evil.service",
+        "/etc/systemd/system/multi-user.target.wants/evil.service",
+        "/usr/lib/systemd/system/evil.service",
+        "/etc/rc.local",
+        "/etc/profile.d/x.sh",
+        "/root/.bashrc",
+        "/home/alice/.profile",
+    ] {
+        assert_eq!(
+            fired(&file(path, Created, &[])),
+            ["persistence-file-written"],
+            "{path}"
+        );
+        assert_eq!(
+            fired(&file(path, Modified, &[])),
+            ["persistence-file-written"],
+            "{path}"
+        );
+    }
+    assert_eq!(fired(&file("/etc/cron.d/updater", Deleted, &[])), none);
+    assert_eq!(fired(&file("/etc/cron.d/updater", Attributes, &[])), none);
+    assert_eq!(
+        fired(&file("/etc/cron.d/e2scrub.dpkg-new", Created, &[])),
+        none
+    );
+    assert_eq!(
+        fired(&file("/home/alice/.bash_history", Modified, &[])),
+        none
+    );
+    assert_eq!(fired(&file("/etc/hosts", Modified, &[])), none);
+    // Keys, preload, PAM, sudo.
+    assert_eq!(
+        fired(&file("/root/.ssh/authorized_keys", Modified, &[])),
+        ["ssh-authorized-keys-written"]
+    );
+    assert_eq!(
+        fired(&file("/home/bob/.ssh/authorized_keys2", Renamed, &[])),
+        ["ssh-authorized-keys-written"]
+    );
+    assert_eq!(fired(&file("/root/.ssh/known_hosts", Modified, &[])), none);
+    assert_eq!(
+        fired(&file("/root/.ssh/authorized_keys", Deleted, &[])),
+        none
+    );
+    assert_eq!(
+        fired(&file("/etc/ld.so.preload", Created, &[])),
+        ["ld-preload-written"]
+    );
+    assert_eq!(fired(&file("/etc/ld.so.preload", Deleted, &[])), none);
+    assert_eq!(fired(&file("/etc/ld.so.conf", Modified, &[])), none);
+    assert_eq!(
+        fired(&file("/etc/pam.d/common-auth", Modified, &[])),
+        ["pam-configuration-modified"]
+    );
+    assert_eq!(
+        fired(&file(
+            "/usr/lib/x86_64-linux-gnu/security/pam_unix.so",
+            Renamed,
+            &[]
+        )),
+        ["pam-configuration-modified"]
+    );
+    assert_eq!(
+        fired(&file("/etc/pam.d/common-auth", Attributes, &[])),
+        none
+    );
+    assert_eq!(fired(&file("/etc/pam.conf.d/x", Modified, &[])), none);
+    assert_eq!(
+        fired(&file("/etc/sudoers", Modified, &[])),
+        ["sudoers-modified"]
+    );
+    assert_eq!(
+        fired(&file("/etc/sudoers.d/90-x", Created, &[])),
+        ["sudoers-modified"]
+    );
+    assert_eq!(fired(&file("/etc/sudoers.d/90-x", Deleted, &[])), none);
+    assert_eq!(fired(&file("/etc/sudo.conf", Modified, &[])), none);
+    // System programs: written in place alerts, a package's rename does not.
+    assert_eq!(
+        fired(&file("/usr/bin/ls", Modified, &[])),
+        ["system-binary-overwritten"]
+    );
+    assert_eq!(fired(&file("/usr/bin/ls", Renamed, &[])), none);
+    assert_eq!(fired(&file("/usr/bin/ls.dpkg-new", Modified, &[])), none);
+    assert_eq!(fired(&file("/usr/share/doc/ls", Modified, &[])), none);
+    // Privilege on a file, from whatever program.
+    for gained in ["SetuidGained", "SetgidGained", "CapabilitiesGained"] {
+        assert_eq!(
+            fired(&file("/usr/bin/helper", Attributes, &[(gained, "true")])),
+            ["file-privilege-gained"],
+            "{gained}"
+        );
+    }
+    assert_eq!(
+        fired(&file("/usr/bin/sudo", Attributes, &[("Setuid", "true")])),
+        none,
+        "a setuid file that was setuid before"
+    );
+    // Kernel modules.
+    let module = |action, extra: &[(&str, &str)]| {
+        Event::new(Payload::KernelModule(vec![KernelModule {
+            name: "rootkit".into(),
+            action,
+            size: Some(16384),
+            extra_details: extra
+                .iter()
+                .map(|(k, v)| ((*k).to_string(), (*v).to_string()))
+                .collect(),
+        }]))
+    };
+    assert_eq!(
+        fired(&module(ModuleAction::Loaded, &[])),
+        ["kernel-module-inserted"]
+    );
+    let mut both = fired(&module(ModuleAction::Loaded, &[("Unsigned", "true")]));
+    both.sort();
+    assert_eq!(both, ["kernel-module-inserted", "unsigned-kernel-module"]);
+    assert_eq!(
+        fired(&module(ModuleAction::Removed, &[("OutOfTree", "true")])),
+        none
+    );
+    // USB storage plugged in; the snapshot listing the same stick, and a keyboard, do not alert.
+    let device = |sub: &str, extra: &[(&str, &str)]| {
+        Event::new(Payload::ConnectedHardware(vec![ConnectedHardware {
+            hardware_category: "USB".into(),
+            hardware_sub_category: sub.into(),
+            hardware_name: "Cruzer Blade".into(),
+            extra_details: extra
+                .iter()
+                .map(|(k, v)| ((*k).to_string(), (*v).to_string()))
+                .collect(),
+        }]))
+    };
+    assert_eq!(
+        fired(&device("Mass Storage", &[("Action", "Added")])),
+        ["usb-storage-connected"]
+    );
+    assert_eq!(
+        fired(&device(
+            "Per Interface",
+            &[
+                ("Action", "Added"),
+                ("InterfaceClasses", "Human Interface Device;Mass Storage")
+            ]
+        )),
+        ["usb-storage-connected"]
+    );
+    assert_eq!(fired(&device("Mass Storage", &[])), none);
+    assert_eq!(
+        fired(&device("Mass Storage", &[("Action", "Removed")])),
+        none
+    );
+    assert_eq!(
+        fired(&device("Human Interface Device", &[("Action", "Added")])),
+        none
+    );
+}

@@ -152,8 +152,10 @@ fn main() -> ExitCode {
 /// Logs to stderr with the filter from RUST_LOG (default `info`); the returned control lets the
 /// twin's `logLevel` replace that filter at run time.
 fn init_logging(format: LogFormat) -> LogControl {
+    // `Targets` rather than `EnvFilter`: the same `target=level` directives without span and
+    // field filters, and without the regular-expression engine they bring (issue 19: binary size).
     use tracing_subscriber::{
-        EnvFilter, Layer, layer::SubscriberExt, reload, util::SubscriberInitExt,
+        Layer, filter::Targets, layer::SubscriberExt, reload, util::SubscriberInitExt,
     };
     // Unset or blank means `info`: an empty filter would let errors through only, and an
     // operator reading `iotedge logs` would see nothing at all.
@@ -161,7 +163,8 @@ fn init_logging(format: LogFormat) -> LogControl {
         .ok()
         .filter(|v| !v.trim().is_empty())
         .unwrap_or_else(|| "info".to_string());
-    let initial = move || EnvFilter::try_new(&started).unwrap_or_else(|_| EnvFilter::new("info"));
+    let info = || Targets::new().with_default(tracing::Level::INFO);
+    let initial = move || started.parse::<Targets>().unwrap_or_else(|_| info());
     let (filter, handle) = reload::Layer::new(initial());
     let fmt = tracing_subscriber::fmt::layer()
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
@@ -173,7 +176,7 @@ fn init_logging(format: LogFormat) -> LogControl {
     tracing_subscriber::registry().with(filter).with(fmt).init();
     LogControl(std::sync::Arc::new(move |directives: Option<&str>| {
         let filter = match directives {
-            Some(d) => EnvFilter::try_new(d).map_err(|e| e.to_string())?,
+            Some(d) => d.parse::<Targets>().map_err(|e| e.to_string())?,
             None => initial(),
         };
         handle.reload(filter).map_err(|e| e.to_string())

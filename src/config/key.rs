@@ -467,8 +467,7 @@ fn log_level(value: &Value) -> Result<Option<String>, String> {
             quote(text)
         ));
     }
-    tracing_subscriber::EnvFilter::builder()
-        .parse(text)
+    text.parse::<tracing_subscriber::filter::Targets>()
         .map(|_| Some(text.to_string()))
         .map_err(|e| {
             format!(

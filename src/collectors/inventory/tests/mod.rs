@@ -392,3 +392,6 @@ fn rpm_databases_are_named_not_silently_ignored() {
         inv.unreadable
     );
 }
+
+mod rpm;
+mod sqlite;

@@ -8,7 +8,17 @@
 //! | dpkg (Debian, Ubuntu, Raspberry Pi OS) | `/var/lib/dpkg/status` | RFC 822 stanzas |
 //! | opkg (Yocto, OpenWrt) | `/var/lib/opkg/status`, `/usr/lib/opkg/status` | the same stanzas |
 //! | apk (Alpine) | `/lib/apk/db/installed` | `P:`/`V:`/`A:`/`o:` lines |
-//! | rpm (Fedora, RHEL, SUSE, Yocto with rpm) | `rpmdb.sqlite`, `Packages`, `Packages.db` | **not read yet**: found databases are named in the snapshot (`ExtraDetails.Unsupported`) and the collector reports `Degraded` |
+//! | rpm ≥ 4.16 (Fedora 33+, RHEL 9, Yocto with rpm) | `/var/lib/rpm/rpmdb.sqlite`, `/usr/lib/sysimage/rpm/rpmdb.sqlite` (with its `-wal`) | SQLite: the `Packages` table's header blobs, read natively ([`sqlite`], [`rpm`]) |
+//! | rpm with BerkeleyDB (`Packages`; rpm < 4.16, RHEL ≤ 8) or ndb (`Packages.db`, SUSE) | `/var/lib/rpm/`, `/usr/lib/sysimage/rpm/` | **not read**: found databases are named in the snapshot (`ExtraDetails.Unsupported`); the collector stays `Up` (it is not an error) |
+//!
+//! rpm's version is its EVR, `[epoch:]version-release` (the epoch whenever the header has one,
+//! as `rpm -q --qf '%{EVR}'`), its source the source package named by SOURCERPM. rpm keeps
+//! several versions of one name side by side (kernels): the version is part of a package's key,
+//! and a version added beside others is `Installed`, one replaced by another `VersionChanged`.
+//! rpm's WAL is read (committed transactions only), so a change still in `rpmdb.sqlite-wal`
+//! is seen; the watcher stats the `-wal` too. Any unreadable row fails the whole rpm database
+//! for that look (named in `Unsupported`, collector `Degraded`): a partial list would be
+//! reported as packages removed.
 //!
 //! Two parts, like the account collector:
 //! - [`SoftwareInventoryCollector`] (periodic, `snapshotFrequency`): one `SoftwareInventory`
@@ -22,7 +32,9 @@
 //!
 //! Bounds: a database larger than [`MAX_DATABASE_BYTES`] is read up to that size and at most
 //! [`MAX_PACKAGES`] packages per manager are kept (both counted as `truncated` errors and
-//! said in the snapshot), so a hostile database cannot exhaust memory.
+//! said in the snapshot), so a hostile database cannot exhaust memory. rpm's database is read
+//! page by page, never whole: files up to [`sqlite::MAX_FILE_BYTES`] (main file and WAL each),
+//! one header up to [`MAX_RPM_HEADER_BYTES`], every page visited at most once per walk.
 
 mod parse;
 pub mod rpm;

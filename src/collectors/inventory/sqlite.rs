@@ -16,6 +16,8 @@
 //! checksum are checked, frames are taken up to the last valid commit frame, and for each page
 //! the latest committed copy replaces the main file's. A WAL whose header is invalid (or empty,
 //! which is how rpm leaves it after a checkpoint) holds no committed frames, as for SQLite.
+//! No lock is taken (the agent must never stall rpm): a read that races a checkpoint may see
+//! pages of two states and fail as corrupt; the caller reports it and reads again later.
 //!
 //! The file is untrusted input (a root process on the host writes it; a power cut may leave it
 //! torn). Every read is bounded and checked; nothing here panics or loops:

@@ -289,3 +289,58 @@ put("exec_trace", "format",
     "\tfield:unsigned short common_type;\toffset:0;\tsize:2;\tsigned:0;\n"
     "\tfield:__data_loc char[] filename;\toffset:8;\tsize:4;\tsigned:0;\n"
     "\tfield:pid_t pid;\toffset:12;\tsize:4;\tsigned:1;\n")
+
+# ---- inventory_rpm: rpm header blobs (intro, 16-byte index entries, data store; as
+# inventory/tests/rpm.rs builds them) in an rpmdb.sqlite-shaped database of 512-byte pages (one
+# header large enough to overflow), without and with a WAL (copied while the connection is
+# open, before SQLite checkpoints it away). Input layout: see fuzz_targets/inventory_rpm.rs.
+def rpm_header(entries):
+    index, data = b"", b""
+    for tag, ty, value in entries:
+        if ty == 4:
+            data += b"\0" * (-len(data) % 4)
+        index += struct.pack(">IIII", tag, ty, len(data), 1)
+        data += value
+    return struct.pack(">II", len(entries), len(data)) + index + data
+
+
+def rpm_package(name, version, release, epoch=None, arch=b"noarch", description=b"test"):
+    e = [(63, 7, b"\0" * 16), (1000, 6, name + b"\0"), (1001, 6, version + b"\0"),
+         (1002, 6, release + b"\0")]
+    if epoch is not None:
+        e.append((1003, 4, struct.pack(">I", epoch)))
+    e += [(1005, 9, description + b"\0"), (1022, 6, arch + b"\0"),
+          (1044, 6, name + b"-" + version + b"-" + release + b".src.rpm\0")]
+    return rpm_header(e)
+
+
+def rpm_sqlite(wal):
+    import sqlite3
+    import tempfile
+    with tempfile.TemporaryDirectory() as d:
+        db = pathlib.Path(d) / "rpmdb.sqlite"
+        con = sqlite3.connect(db, isolation_level=None)
+        con.execute("PRAGMA page_size=512")
+        if wal:
+            con.execute("PRAGMA journal_mode=WAL")
+            con.execute("PRAGMA wal_autocheckpoint=0")
+        con.execute("CREATE TABLE IF NOT EXISTS 'Packages' "
+                    "(hnum INTEGER PRIMARY KEY AUTOINCREMENT,blob BLOB NOT NULL)")
+        con.execute("CREATE TABLE IF NOT EXISTS 'Name' (key 'TEXT' NOT NULL, "
+                    "hnum INTEGER NOT NULL, idx INTEGER NOT NULL)")
+        for blob in [rpm_package(b"openssl", b"3.0.7", b"25.fc38", 1, b"x86_64"),
+                     rpm_package(b"gpg-pubkey", b"18b8e74c", b"62f2920f", arch=None or b""),
+                     rpm_package(b"kernel-core", b"6.5.6", b"300.fc39", arch=b"x86_64",
+                                 description=b"The Linux kernel. " * 60)]:
+            con.execute("INSERT INTO Packages(blob) VALUES (?)", (blob,))
+        main = db.read_bytes()
+        wal_bytes = (pathlib.Path(d) / "rpmdb.sqlite-wal").read_bytes() if wal else b""
+        con.close()
+    if wal:
+        return b"\x01" + struct.pack("<H", len(wal_bytes)) + wal_bytes + main
+    return b"\x00" + main
+
+
+put("inventory_rpm", "rpmdb", rpm_sqlite(False))
+put("inventory_rpm", "rpmdb-wal", rpm_sqlite(True))
+put("inventory_rpm", "header", b"\x00" + rpm_package(b"bash", b"5.2.15", b"5.fc39", 0))

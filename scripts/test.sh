@@ -35,6 +35,10 @@ command -v faketime >/dev/null 2>&1 || packages+=(faketime)
 # (src/collectors/login/tests/journal.rs); journalctl (systemd) checks them.
 [ -x /lib/systemd/systemd-journal-remote ] || packages+=(systemd-journal-remote)
 command -v journalctl >/dev/null 2>&1 || packages+=(systemd)
+# The software inventory's rpm tests (src/collectors/inventory/tests/): rpmbuild and rpm write
+# real rpm sqlite databases; the sqlite3 shell writes the SQLite reader's test files.
+command -v rpmbuild >/dev/null 2>&1 || packages+=(rpm)
+command -v sqlite3 >/dev/null 2>&1 || packages+=(sqlite3)
 if [ "${#packages[@]}" -gt 0 ]; then
     log "installing ${packages[*]}"
     apt-get update -qq

@@ -245,6 +245,14 @@ fn every_kind() -> Vec<Event> {
                 source: None,
                 extra_details: Default::default(),
             },
+            SoftwarePackage {
+                name: "openssl-libs".into(),
+                version: "1:3.0.7-25.fc38".into(),
+                architecture: "x86_64".into(),
+                package_manager: "rpm".into(),
+                source: Some("openssl".into()),
+                extra_details: Default::default(),
+            },
         ])),
         Event::new(Payload::SoftwareChange(vec![
             SoftwareChange {
@@ -263,6 +271,15 @@ fn every_kind() -> Vec<Event> {
                 previous_version: None,
                 architecture: "amd64".into(),
                 package_manager: "dpkg".into(),
+                extra_details: Default::default(),
+            },
+            SoftwareChange {
+                operation: SoftwareOperation::Installed,
+                name: "kernel-core".into(),
+                version: "6.5.6-300.fc39".into(),
+                previous_version: None,
+                architecture: "x86_64".into(),
+                package_manager: "rpm".into(),
                 extra_details: Default::default(),
             },
         ])),

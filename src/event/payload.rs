@@ -604,7 +604,7 @@ pub struct SoftwarePackage {
     pub version: String,
     /// Empty when the database does not say.
     pub architecture: String,
-    /// `dpkg`, `opkg` or `apk`.
+    /// `dpkg`, `opkg`, `apk` or `rpm`.
     pub package_manager: String,
     /// The source package or origin, when it differs from the name.
     #[serde(default, skip_serializing_if = "Option::is_none")]

@@ -8,7 +8,17 @@
 //! | dpkg (Debian, Ubuntu, Raspberry Pi OS) | `/var/lib/dpkg/status` | RFC 822 stanzas |
 //! | opkg (Yocto, OpenWrt) | `/var/lib/opkg/status`, `/usr/lib/opkg/status` | the same stanzas |
 //! | apk (Alpine) | `/lib/apk/db/installed` | `P:`/`V:`/`A:`/`o:` lines |
-//! | rpm (Fedora, RHEL, SUSE, Yocto with rpm) | `rpmdb.sqlite`, `Packages`, `Packages.db` | **not read yet**: found databases are named in the snapshot (`ExtraDetails.Unsupported`) and the collector reports `Degraded` |
+//! | rpm ≥ 4.16 (Fedora 33+, RHEL 9, Yocto with rpm) | `/var/lib/rpm/rpmdb.sqlite`, `/usr/lib/sysimage/rpm/rpmdb.sqlite` (with its `-wal`) | SQLite: the `Packages` table's header blobs, read natively ([`sqlite`], [`rpm`]) |
+//! | rpm with BerkeleyDB (`Packages`; rpm < 4.16, RHEL ≤ 8) or ndb (`Packages.db`, SUSE) | `/var/lib/rpm/`, `/usr/lib/sysimage/rpm/` | **not read**: found databases are named in the snapshot (`ExtraDetails.Unsupported`); the collector stays `Up` (it is not an error) |
+//!
+//! rpm's version is its EVR, `[epoch:]version-release` (the epoch whenever the header has one,
+//! as `rpm -q --qf '%{EVR}'`), its source the source package named by SOURCERPM. rpm keeps
+//! several versions of one name side by side (kernels): the version is part of a package's key,
+//! and a version added beside others is `Installed`, one replaced by another `VersionChanged`.
+//! rpm's WAL is read (committed transactions only), so a change still in `rpmdb.sqlite-wal`
+//! is seen; the watcher stats the `-wal` too. Any unreadable row fails the whole rpm database
+//! for that look (named in `Unsupported`, collector `Degraded`): a partial list would be
+//! reported as packages removed.
 //!
 //! Two parts, like the account collector:
 //! - [`SoftwareInventoryCollector`] (periodic, `snapshotFrequency`): one `SoftwareInventory`
@@ -22,9 +32,13 @@
 //!
 //! Bounds: a database larger than [`MAX_DATABASE_BYTES`] is read up to that size and at most
 //! [`MAX_PACKAGES`] packages per manager are kept (both counted as `truncated` errors and
-//! said in the snapshot), so a hostile database cannot exhaust memory.
+//! said in the snapshot), so a hostile database cannot exhaust memory. rpm's database is read
+//! page by page, never whole: files up to [`sqlite::MAX_FILE_BYTES`] (main file and WAL each),
+//! one header up to [`MAX_RPM_HEADER_BYTES`], every page visited at most once per walk.
 
 mod parse;
+pub mod rpm;
+pub mod sqlite;
 
 pub use parse::{Manager, Package, parse_apk, parse_deb_status};
 
@@ -71,18 +85,41 @@ const DATABASES: &[(Manager, &[&str])] = &[
     (Manager::Apk, &["/lib/apk/db/installed"]),
 ];
 
-/// rpm databases: found and named, not read yet.
-const RPM_DATABASES: &[&str] = &[
+/// rpm's sqlite databases (rpm ≥ 4.16; Fedora links `/var/lib/rpm` to the second place), read
+/// with their `-wal` (see [`sqlite`]); the first that exists is read.
+const RPM_SQLITE: &[&str] = &[
     "/var/lib/rpm/rpmdb.sqlite",
+    "/usr/lib/sysimage/rpm/rpmdb.sqlite",
+];
+
+/// The files whose change means rpm's database changed: in WAL mode a transaction may change
+/// only the `-wal` until the next checkpoint.
+const RPM_WATCHED: &[&str] = &[
+    "/var/lib/rpm/rpmdb.sqlite",
+    "/var/lib/rpm/rpmdb.sqlite-wal",
+    "/usr/lib/sysimage/rpm/rpmdb.sqlite",
+    "/usr/lib/sysimage/rpm/rpmdb.sqlite-wal",
+];
+
+/// rpm's BerkeleyDB (`Packages`, rpm < 4.16, RHEL ≤ 8, older SUSE) and ndb (`Packages.db`,
+/// SUSE) databases: found and named ([`UNSUPPORTED`]), not read.
+const RPM_UNSUPPORTED: &[&str] = &[
     "/var/lib/rpm/Packages",
     "/var/lib/rpm/Packages.db",
-    "/usr/lib/sysimage/rpm/rpmdb.sqlite",
+    "/usr/lib/sysimage/rpm/Packages",
     "/usr/lib/sysimage/rpm/Packages.db",
 ];
 
-/// Packages keyed by (manager, name, architecture): dpkg's multi-arch installs one name for
-/// several architectures.
-pub type Packages = BTreeMap<(Manager, String, String), Package>;
+/// What an unsupported rpm database is said to be (not an error: the collector stays `Up`).
+const UNSUPPORTED: &str = "rpm BerkeleyDB/ndb database found, not read";
+
+/// The largest rpm header read (one row of `Packages`): the biggest real ones (long file lists)
+/// are a few MiB.
+pub const MAX_RPM_HEADER_BYTES: u64 = 32 * 1024 * 1024;
+
+/// Packages keyed by (manager, name, architecture, version): dpkg's multi-arch installs one
+/// name for several architectures, rpm several versions of one name (kernels).
+pub type Packages = BTreeMap<(Manager, String, String, String), Package>;
 
 /// What one look at the host's package databases found.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -91,7 +128,8 @@ pub struct Inventory {
     pub managers: Vec<Manager>,
     #[serde(with = "packages_as_list")]
     pub packages: Packages,
-    /// Databases found that cannot be read (rpm), or could not be (errors), by host path.
+    /// Databases found that cannot be read (rpm's BerkeleyDB and ndb), or could not be
+    /// (errors), by host path.
     #[serde(skip)]
     pub unreadable: Vec<String>,
     /// Databases cut at [`MAX_DATABASE_BYTES`] or [`MAX_PACKAGES`].
@@ -153,13 +191,86 @@ pub fn read_inventory(host: &HostRoot) -> Inventory {
             inv.packages.insert(p.key(), p);
         }
     }
-    for p in RPM_DATABASES {
+    for p in RPM_SQLITE {
+        let (file, meta) = match host.open(p) {
+            Ok(found) => found,
+            Err(e) if e.is_not_found() => continue,
+            Err(e) => {
+                inv.unreadable.push(format!("{p}: {}", e.reason()));
+                break;
+            }
+        };
+        let wal_path = format!("{p}-wal");
+        let wal = match host.open(&wal_path) {
+            Ok((wal, m)) => Some((wal, m.len())),
+            Err(e) if e.is_not_found() => None,
+            Err(e) => {
+                inv.unreadable.push(format!("{wal_path}: {}", e.reason()));
+                break;
+            }
+        };
+        match sqlite::Db::open(file, meta.len(), wal)
+            .map_err(|e| e.to_string())
+            .and_then(read_rpm)
+        {
+            Ok((packages, truncated)) => {
+                if truncated {
+                    inv.truncated.push(p.to_string());
+                }
+                inv.managers.push(Manager::Rpm);
+                for p in packages {
+                    inv.packages.insert(p.key(), p);
+                }
+            }
+            Err(e) => inv.unreadable.push(format!("{p}: {e}")),
+        }
+        break;
+    }
+    for p in RPM_UNSUPPORTED {
         if host.symlink_metadata(p).is_ok() {
-            inv.unreadable
-                .push(format!("{p}: rpm databases are not read yet"));
+            inv.unreadable.push(format!("{p}: {UNSUPPORTED}"));
         }
     }
     inv
+}
+
+/// The packages of an rpm sqlite database (at most [`MAX_PACKAGES`]; true when there were
+/// more). Any unreadable row fails the whole database: a partial list would be reported as
+/// packages removed.
+fn read_rpm<R: sqlite::ReadAt>(db: sqlite::Db<R>) -> Result<(Vec<Package>, bool), String> {
+    let root = db.table_root("Packages").map_err(|e| e.to_string())?;
+    let mut packages = Vec::new();
+    let mut truncated = false;
+    let mut bad = None;
+    db.for_each_row(root, MAX_RPM_HEADER_BYTES, |hnum, record| {
+        if packages.len() >= MAX_PACKAGES {
+            truncated = true;
+            return false;
+        }
+        let parsed = match sqlite::column(record, 1) {
+            Ok(sqlite::Value::Blob(blob)) => rpm::parse_header(blob).map_err(|e| e.to_string()),
+            Ok(_) => Err("not a blob".to_string()),
+            Err(e) => Err(e.to_string()),
+        };
+        match parsed {
+            Ok(p) => packages.push(p),
+            Err(e) => bad = Some(format!("package {hnum}: {e}")),
+        }
+        bad.is_none()
+    })
+    .map_err(|e| e.to_string())?;
+    match bad {
+        Some(e) => Err(e),
+        None => Ok((packages, truncated)),
+    }
+}
+
+/// The packages of an rpm sqlite database given as bytes (its main file and `-wal`), as
+/// [`read_inventory`] reads them from the host (fuzzing, tests).
+pub fn read_rpm_sqlite(main: &[u8], wal: Option<&[u8]>) -> Result<Vec<Package>, String> {
+    let db = sqlite::Db::open(main, main.len() as u64, wal.map(|w| (w, w.len() as u64)))
+        .map_err(|e| e.to_string())?;
+    read_rpm(db).map(|(p, _)| p)
 }
 
 fn record(p: &Package) -> SoftwarePackage {
@@ -216,28 +327,50 @@ impl Periodic for SoftwareInventoryCollector {
     }
 }
 
-/// The changes from `old` to `new`, for the managers read both times.
+/// The changes from `old` to `new`, for the managers read both times. Packages are compared
+/// by manager, name and architecture: one version replaced by another is `VersionChanged`;
+/// anything else (rpm's side-by-side kernels: one more, one fewer) is `Installed` and
+/// `Removed` per version.
 pub fn diff(old: &Inventory, new: &Inventory) -> Vec<SoftwareChange> {
     let compared = |m: &Manager| old.managers.contains(m) && new.managers.contains(m);
-    let mut out = Vec::new();
-    for (key, p) in &new.packages {
-        if !compared(&key.0) {
-            continue;
-        }
-        match old.packages.get(key) {
-            None => out.push(change(SoftwareOperation::Installed, p, None)),
-            Some(o) if o.version != p.version => out.push(change(
-                SoftwareOperation::VersionChanged,
-                p,
-                Some(o.version.clone()),
-            )),
-            Some(_) => {}
+    type Versions<'a> = (Vec<&'a Package>, Vec<&'a Package>);
+    let mut groups: BTreeMap<(Manager, &str, &str), Versions> = BTreeMap::new();
+    for (inv, after) in [(old, false), (new, true)] {
+        for p in inv.packages.values().filter(|p| compared(&p.manager)) {
+            let g = groups
+                .entry((p.manager, &p.name, &p.architecture))
+                .or_default();
+            if after { g.1.push(p) } else { g.0.push(p) }
         }
     }
-    for (key, o) in &old.packages {
-        if compared(&key.0) && !new.packages.contains_key(key) {
-            out.push(change(SoftwareOperation::Removed, o, None));
+    let mut out = Vec::new();
+    for (before, after) in groups.into_values() {
+        let gone: Vec<&Package> = before
+            .iter()
+            .filter(|o| !after.iter().any(|n| n.version == o.version))
+            .copied()
+            .collect();
+        let came: Vec<&Package> = after
+            .iter()
+            .filter(|n| !before.iter().any(|o| o.version == n.version))
+            .copied()
+            .collect();
+        if let ([o], [n]) = (gone.as_slice(), came.as_slice()) {
+            out.push(change(
+                SoftwareOperation::VersionChanged,
+                n,
+                Some(o.version.clone()),
+            ));
+            continue;
         }
+        out.extend(
+            came.iter()
+                .map(|n| change(SoftwareOperation::Installed, n, None)),
+        );
+        out.extend(
+            gone.iter()
+                .map(|o| change(SoftwareOperation::Removed, o, None)),
+        );
     }
     out
 }
@@ -262,6 +395,7 @@ fn stamp(host: &HostRoot) -> Stamp {
     DATABASES
         .iter()
         .flat_map(|(_, paths)| paths.iter())
+        .chain(RPM_WATCHED)
         .map(|p| {
             host.metadata(p)
                 .ok()
@@ -327,7 +461,7 @@ pub async fn watch_every(ctx: Context, interval: Duration) {
                 ctx.metrics.error(COLLECTOR, "panic");
                 return;
             };
-            let unreadable = inv.unreadable.iter().any(|u| !u.contains("not read yet"));
+            let unreadable = inv.unreadable.iter().any(|u| !u.ends_with(UNSUPPORTED));
             if unreadable != degraded {
                 degraded = unreadable;
                 if degraded {

@@ -1,5 +1,6 @@
-//! Package database parsers: dpkg/opkg status stanzas and apk's installed database. Both are
-//! text a root process on the host writes; anything malformed is skipped, never a panic.
+//! Package database parsers: dpkg/opkg status stanzas and apk's installed database (rpm's
+//! headers are in `rpm.rs`). Both are text a root process on the host writes; anything
+//! malformed is skipped, never a panic.
 
 use serde::{Deserialize, Serialize};
 
@@ -9,6 +10,7 @@ pub enum Manager {
     Dpkg,
     Opkg,
     Apk,
+    Rpm,
 }
 
 impl Manager {
@@ -17,6 +19,7 @@ impl Manager {
             Manager::Dpkg => "dpkg",
             Manager::Opkg => "opkg",
             Manager::Apk => "apk",
+            Manager::Rpm => "rpm",
         }
     }
 }
@@ -34,15 +37,22 @@ pub struct Package {
 }
 
 impl Package {
-    pub fn key(&self) -> (Manager, String, String) {
-        (self.manager, self.name.clone(), self.architecture.clone())
+    /// Its key in [`super::Packages`]: the version is part of it because rpm installs several
+    /// versions of one name and architecture side by side (kernels, `gpg-pubkey`).
+    pub fn key(&self) -> (Manager, String, String, String) {
+        (
+            self.manager,
+            self.name.clone(),
+            self.architecture.clone(),
+            self.version.clone(),
+        )
     }
 }
 
 /// The longest field value kept (a hostile database may hold megabytes in one field).
 const MAX_FIELD: usize = 256;
 
-fn bounded(s: &str) -> String {
+pub(super) fn bounded(s: &str) -> String {
     let s = s.trim();
     if s.len() <= MAX_FIELD {
         return s.to_string();

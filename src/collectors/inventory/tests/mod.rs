@@ -175,6 +175,42 @@ fn diff_names_installed_removed_and_changed_versions() {
 }
 
 #[test]
+fn versions_side_by_side_are_installed_and_removed_one_by_one() {
+    // rpm keeps several kernels: a new one beside the old is Installed, not VersionChanged.
+    let one = inventory(&[("kernel", "6.1"), ("bash", "5.2")]);
+    let mut two = inventory(&[("kernel", "6.2"), ("bash", "5.2")]);
+    two.packages.extend(one.packages.clone());
+    let ops = |a: &Inventory, b: &Inventory| -> Vec<(SoftwareOperation, String, Option<String>)> {
+        diff(a, b)
+            .into_iter()
+            .map(|c| (c.operation, c.version, c.previous_version))
+            .collect()
+    };
+    assert_eq!(two.packages.len(), 3);
+    assert_eq!(
+        ops(&one, &two),
+        [(SoftwareOperation::Installed, "6.2".into(), None)]
+    );
+    assert_eq!(
+        ops(&two, &one),
+        [(SoftwareOperation::Removed, "6.2".into(), None)]
+    );
+    // One replaced by another in one transaction reads as an upgrade.
+    let mut three = inventory(&[("kernel", "6.3"), ("bash", "5.2")]);
+    three
+        .packages
+        .extend(inventory(&[("kernel", "6.2")]).packages);
+    assert_eq!(
+        ops(&two, &three),
+        [(
+            SoftwareOperation::VersionChanged,
+            "6.3".into(),
+            Some("6.1".into())
+        )]
+    );
+}
+
+#[test]
 fn the_state_file_round_trips() {
     let inv = inventory(&[("openssl", "3.0.11"), ("bash", "5.2")]);
     let text = serde_json::to_vec(&inv).unwrap();
@@ -373,22 +409,32 @@ async fn the_watcher_reports_what_dpkg_installs_removes_and_upgrades_also_across
 }
 
 #[test]
-fn rpm_databases_are_named_not_silently_ignored() {
+fn berkeley_db_and_ndb_rpm_databases_are_named_not_silently_ignored() {
     let root = tempfile::tempdir().unwrap();
     std::fs::create_dir_all(root.path().join("var/lib/rpm")).unwrap();
-    std::fs::write(
-        root.path().join("var/lib/rpm/rpmdb.sqlite"),
-        b"SQLite format 3\0",
-    )
-    .unwrap();
+    std::fs::write(root.path().join("var/lib/rpm/Packages"), [0u8; 4096]).unwrap();
     let events = SoftwareInventoryCollector.collect(&HostRoot::new(root.path()));
     // No package read, but the snapshot is not a claim of "no packages" either.
     assert_eq!(events.len(), 1);
     assert!(events[0].payload.is_empty());
     let inv = read_inventory(&HostRoot::new(root.path()));
-    assert!(
-        inv.unreadable[0].contains("rpmdb.sqlite"),
-        "{:?}",
-        inv.unreadable
+    assert_eq!(
+        inv.unreadable,
+        [format!("/var/lib/rpm/Packages: {UNSUPPORTED}")]
     );
+    // A broken sqlite database is an error, not "unsupported".
+    std::fs::write(
+        root.path().join("var/lib/rpm/rpmdb.sqlite"),
+        b"SQLite format 3\0",
+    )
+    .unwrap();
+    let inv = read_inventory(&HostRoot::new(root.path()));
+    assert_eq!(
+        inv.unreadable[0],
+        "/var/lib/rpm/rpmdb.sqlite: not an SQLite 3 database"
+    );
+    assert!(inv.managers.is_empty());
 }
+
+mod rpm;
+mod sqlite;

@@ -8,7 +8,7 @@ use super::{
     Aggregation, Config, DEFAULT_AGGREGATION, MAX_MESSAGE_BYTES, MIN_SIZE_BYTES, format_duration,
     parse_duration,
 };
-use crate::detect::Rule;
+use crate::detect::{CustomRules, Rule};
 use crate::event::{EventKind, Priority};
 use serde_json::Value;
 use std::time::Duration;
@@ -35,6 +35,7 @@ pub(super) enum Key {
     HeartbeatFrequency,
     FileIntegrityEnabled,
     FileIntegrityPaths,
+    DetectionCustomRules,
 }
 
 const EVENT_PRIORITY: &str = "eventPriority";
@@ -68,6 +69,7 @@ impl Key {
             HeartbeatFrequency,
             FileIntegrityEnabled,
             FileIntegrityPaths,
+            DetectionCustomRules,
         ];
         sizes
             .into_iter()
@@ -99,6 +101,7 @@ impl Key {
             HeartbeatFrequency => "heartbeatFrequency".into(),
             FileIntegrityEnabled => "fileIntegrityEnabled".into(),
             FileIntegrityPaths => "fileIntegrityPaths".into(),
+            DetectionCustomRules => "detectionCustomRules".into(),
         }
     }
 
@@ -123,6 +126,7 @@ impl Key {
             "heartbeatFrequency" => HeartbeatFrequency,
             "fileIntegrityEnabled" => FileIntegrityEnabled,
             "fileIntegrityPaths" => FileIntegrityPaths,
+            "detectionCustomRules" => DetectionCustomRules,
             _ => {
                 if let Some(kind) = name.strip_prefix(EVENT_PRIORITY) {
                     EventPriority(EventKind::from_name(kind)?)
@@ -171,12 +175,18 @@ impl Key {
                 Some(paths) => paths.join(",").into(),
                 None => Value::Null,
             },
+            DetectionCustomRules => custom_rules_view(config.detection_custom_rules.source()),
         }
     }
 
     /// The value in use as text (`PT7M`, `204800`, `Low`, `true`, `null`): the
     /// `UsedConfiguration` of a rejection.
+    /// Custom rules show their ids only (`a,b`; the rules themselves can be kilobytes).
     pub(super) fn used(self, config: &Config) -> String {
+        if self == Key::DetectionCustomRules {
+            let ids: Vec<&str> = config.detection_custom_rules.ids().collect();
+            return ids.join(",");
+        }
         match self.get(config) {
             Value::String(s) => s,
             other => other.to_string(),
@@ -226,8 +236,36 @@ impl Key {
             HeartbeatFrequency => config.heartbeat_frequency = duration(value)?,
             FileIntegrityEnabled => config.file_integrity_enabled = boolean(value)?,
             FileIntegrityPaths => config.file_integrity_paths = Some(file_paths(value)?),
+            DetectionCustomRules => {
+                let (rules, errors) = custom_rules(value)?;
+                if let Some(e) = errors.into_iter().next() {
+                    return Err(e);
+                }
+                config.detection_custom_rules = rules;
+            }
         }
         Ok(())
+    }
+
+    /// Whether the key is made of parts that are rejected one by one ([`Key::set_parts`]).
+    pub(super) fn has_parts(self) -> bool {
+        self == Key::DetectionCustomRules
+    }
+
+    /// Like [`Key::set`], but a key made of parts (the rules of `detectionCustomRules`) keeps
+    /// its good parts and returns a message for each bad one (each becomes a rejection of its
+    /// own). An `Err` rejects the whole value, as [`Key::set`] does.
+    pub(super) fn set_parts(
+        self,
+        config: &mut Config,
+        value: &Value,
+    ) -> Result<Vec<String>, String> {
+        if !self.has_parts() {
+            return self.set(config, value).map(|()| Vec::new());
+        }
+        let (rules, errors) = custom_rules(value)?;
+        config.detection_custom_rules = rules;
+        Ok(errors)
     }
 
     /// Copies this key's value from `from` to `to`: how a rejected key keeps its previous value
@@ -276,6 +314,7 @@ impl Key {
             HeartbeatFrequency => to.heartbeat_frequency = from.heartbeat_frequency,
             FileIntegrityEnabled => to.file_integrity_enabled = from.file_integrity_enabled,
             FileIntegrityPaths => to.file_integrity_paths = from.file_integrity_paths.clone(),
+            DetectionCustomRules => to.detection_custom_rules = from.detection_custom_rules.clone(),
         }
     }
 }
@@ -384,6 +423,46 @@ fn rules(value: &Value) -> Result<Vec<Rule>, String> {
     out.sort();
     out.dedup();
     Ok(out)
+}
+
+/// Custom detection rules: a JSON array of rule objects in the format of `rules.json` (data
+/// rules only), or a string holding one, which older twin tooling (that cannot write arrays)
+/// can edit. `[]` or `""` for none. Each rule is compiled alone: the bad ones come back as
+/// messages naming them, the good ones are kept ([`CustomRules::parse`]).
+fn custom_rules(value: &Value) -> Result<(CustomRules, Vec<String>), String> {
+    let expected =
+        "expected an array of rule objects (as in docs/detection.md), or a string holding one";
+    let parsed;
+    let list = match value {
+        Value::Array(list) => list,
+        Value::String(text) if text.trim().is_empty() => return Ok(Default::default()),
+        Value::String(text) => {
+            parsed = serde_json::from_str::<Value>(text)
+                .map_err(|e| format!("{expected}: the string is not JSON ({e})"))?;
+            parsed
+                .as_array()
+                .ok_or_else(|| format!("{expected}, got a string holding {}", describe(&parsed)))?
+        }
+        other => return Err(format!("{expected}, got {}", describe(other))),
+    };
+    Ok(CustomRules::parse(list))
+}
+
+/// Longest string value a twin holds (IoT Hub: 4 KB).
+const MAX_TWIN_STRING: usize = 4096;
+
+/// The custom rules in use in twin form: `""` for none; a string holding their JSON array,
+/// like the other list keys (no arrays in the twin, for older tooling); an array when that
+/// string would be longer than a twin string may be (such a set came in as an array anyway).
+fn custom_rules_view(rules: &[Value]) -> Value {
+    if rules.is_empty() {
+        return Value::from("");
+    }
+    let text = Value::Array(rules.to_vec()).to_string();
+    match text.len() <= MAX_TWIN_STRING {
+        true => Value::String(text),
+        false => Value::Array(rules.to_vec()),
+    }
 }
 
 /// The most paths `fileIntegrityPaths` may name: each is at least one inotify watch, and the
@@ -514,7 +593,7 @@ mod tests {
         let names: Vec<String> = Key::all().map(Key::name).collect();
         let unique: std::collections::BTreeSet<&String> = names.iter().collect();
         assert_eq!(unique.len(), names.len());
-        assert_eq!(names.len(), 5 + EventKind::ALL.len() + 6 + 11);
+        assert_eq!(names.len(), 5 + EventKind::ALL.len() + 6 + 12);
         for key in Key::all() {
             assert_eq!(Key::from_name(&key.name()), Some(key));
         }

@@ -25,13 +25,14 @@ use crate::event::{
 use std::collections::hash_map::RandomState;
 use std::collections::{HashMap, VecDeque};
 use std::hash::{BuildHasher, Hash, Hasher};
+use std::sync::Arc;
 use std::time::Duration;
 use tokio::time::Instant;
 
 mod catalog;
 pub use catalog::{
-    Catalog, MAX_CORRELATION_KEYS, MAX_RULES, MAX_THRESHOLD, MAX_WINDOW, RuleDef, catalog,
-    kind_fields,
+    Catalog, CustomRules, MAX_CORRELATION_KEYS, MAX_CUSTOM_RULES, MAX_RULES, MAX_THRESHOLD,
+    MAX_WINDOW, RuleDef, catalog, kind_fields,
 };
 use catalog::{Context, Correlation, Field, KindRules, Rec};
 
@@ -108,7 +109,7 @@ impl Rule {
         (0..Rule::count() as u16).map(Rule)
     }
 
-    /// How many rules there are (code and data).
+    /// How many built-in rules there are (code and data). Custom rules are numbered after them.
     pub fn count() -> usize {
         catalog().rules.len()
     }
@@ -144,10 +145,6 @@ impl Rule {
     pub fn techniques(self) -> &'static [String] {
         &self.def().techniques
     }
-
-    fn remediation(self) -> &'static str {
-        &self.def().remediation
-    }
 }
 
 impl std::fmt::Debug for Rule {
@@ -180,10 +177,15 @@ pub struct Detector {
     suppressed: HashMap<(Rule, u64), Instant>,
     /// Keys the subject hashes (random per agent, so nobody can aim a collision at a subject).
     subject_keys: RandomState,
-    /// Per rule (in [`Rule::all`] order): start of its current minute and alerts raised in it.
+    /// Per rule (in [`Rule::all`] order, then the custom rules): start of its current minute
+    /// and alerts raised in it.
     budget: Vec<Option<(Instant, u32)>>,
-    /// Per rule: turned off by `detectionRulesDisabled`.
+    /// Per built-in rule: turned off by `detectionRulesDisabled`.
     disabled: Vec<bool>,
+    /// The twin's custom rules (`detectionCustomRules`), tried after the built-in ones; their
+    /// rules are numbered after [`Rule::count`]. `None` (no custom rules) costs one test per
+    /// event.
+    custom: Option<Arc<Catalog>>,
     /// Per correlation rule, (hash of its key) → times of its matches within the window, oldest
     /// first (threshold: at most the count; sequence: the last first step). At most
     /// [`MAX_CORRELATION_KEYS`] keys per rule.
@@ -205,7 +207,39 @@ impl Detector {
             budget: vec![None; Rule::count()],
             disabled: vec![false; Rule::count()],
             correlation: HashMap::new(),
+            custom: None,
         }
+    }
+
+    /// Uses these custom rules from now on (none: `None`). The state of the custom rules
+    /// before (budgets, suppressions, correlation) is dropped, since an index may now stand
+    /// for another rule; the same set again (the configuration changed elsewhere) keeps it.
+    pub fn set_custom(&mut self, rules: &CustomRules) {
+        let next = rules.catalog().cloned();
+        let same = match (&self.custom, &next) {
+            (Some(a), Some(b)) => Arc::ptr_eq(a, b),
+            (None, None) => true,
+            _ => false,
+        };
+        if same {
+            return;
+        }
+        let base = Rule::count();
+        self.custom = next;
+        let total = base + self.custom.as_ref().map_or(0, |c| c.rules.len());
+        self.budget.truncate(base);
+        self.budget.resize(total, None);
+        self.suppressed.retain(|(rule, _), _| rule.index() < base);
+        self.correlation.retain(|rule, _| rule.index() < base);
+    }
+
+    /// The id of a built-in or custom rule (a custom rule replaced since: `"unknown"`).
+    pub fn rule_id(&self, rule: Rule) -> &str {
+        if rule.index() < Rule::count() {
+            return rule.id();
+        }
+        let def = self.custom.as_ref().and_then(|c| c.def(rule));
+        def.map_or("unknown", |d| d.id.as_str())
     }
 
     /// Turns off exactly these rules (the others on). A disabled rule neither alerts nor counts
@@ -217,11 +251,13 @@ impl Detector {
             self.failures = HashMap::new();
         }
         let disabled = &self.disabled;
-        self.correlation.retain(|rule, _| !disabled[rule.index()]);
+        self.correlation
+            .retain(|rule, _| !disabled.get(rule.index()).copied().unwrap_or(false));
     }
 
+    /// Whether the rule is on (custom rules always are).
     fn on(&self, rule: Rule) -> bool {
-        !self.disabled[rule.index()]
+        !self.disabled.get(rule.index()).copied().unwrap_or(false)
     }
 
     /// Runs every enabled rule on one event, appending what they found to `out`.
@@ -256,64 +292,80 @@ impl Detector {
             }
             _ => {}
         }
-        let kind_rules = &catalog().kinds[event.payload.kind() as usize];
-        if kind_rules.is_empty() {
-            return;
+        let kind = event.payload.kind() as usize;
+        let kind_rules = &catalog().kinds[kind];
+        if !kind_rules.is_empty() {
+            self.records(catalog(), kind_rules, event, now, out);
         }
+        if let Some(custom) = self.custom.as_ref().filter(|c| !c.kinds[kind].is_empty()) {
+            let custom = Arc::clone(custom);
+            self.records(&custom, &custom.kinds[kind], event, now, out);
+        }
+    }
+
+    /// Tries the data rules of one catalog on each record of the event.
+    fn records(
+        &mut self,
+        cat: &Catalog,
+        kind_rules: &KindRules,
+        event: &Event,
+        now: Instant,
+        out: &mut Vec<Finding>,
+    ) {
         match &event.payload {
             Payload::ProcessCreate(v) => {
                 for r in v {
-                    self.data_rules(kind_rules, Rec::Process(r), event, now, out);
+                    self.data_rules(cat, kind_rules, Rec::Process(r), event, now, out);
                 }
             }
             Payload::ProcessTerminate(v) => {
                 for r in v {
-                    self.data_rules(kind_rules, Rec::Terminate(r), event, now, out);
+                    self.data_rules(cat, kind_rules, Rec::Terminate(r), event, now, out);
                 }
             }
             Payload::ConnectionCreate(v) => {
                 for r in v {
-                    self.data_rules(kind_rules, Rec::Connection(r), event, now, out);
+                    self.data_rules(cat, kind_rules, Rec::Connection(r), event, now, out);
                 }
             }
             Payload::Login(v) => {
                 for r in v {
-                    self.data_rules(kind_rules, Rec::Login(r), event, now, out);
+                    self.data_rules(cat, kind_rules, Rec::Login(r), event, now, out);
                 }
             }
             Payload::UserChange(v) => {
                 for r in v {
-                    self.data_rules(kind_rules, Rec::User(r), event, now, out);
+                    self.data_rules(cat, kind_rules, Rec::User(r), event, now, out);
                 }
             }
             Payload::ContainerEvent(v) => {
                 for r in v {
-                    self.data_rules(kind_rules, Rec::Container(r), event, now, out);
+                    self.data_rules(cat, kind_rules, Rec::Container(r), event, now, out);
                 }
             }
             Payload::FirewallChange(v) => {
                 for r in v {
-                    self.data_rules(kind_rules, Rec::Firewall(r), event, now, out);
+                    self.data_rules(cat, kind_rules, Rec::Firewall(r), event, now, out);
                 }
             }
             Payload::SoftwareChange(v) => {
                 for r in v {
-                    self.data_rules(kind_rules, Rec::Software(r), event, now, out);
+                    self.data_rules(cat, kind_rules, Rec::Software(r), event, now, out);
                 }
             }
             Payload::FileChange(v) => {
                 for r in v {
-                    self.data_rules(kind_rules, Rec::File(r), event, now, out);
+                    self.data_rules(cat, kind_rules, Rec::File(r), event, now, out);
                 }
             }
             Payload::KernelModule(v) => {
                 for r in v {
-                    self.data_rules(kind_rules, Rec::Module(r), event, now, out);
+                    self.data_rules(cat, kind_rules, Rec::Module(r), event, now, out);
                 }
             }
             Payload::ConnectedHardware(v) => {
                 for r in v {
-                    self.data_rules(kind_rules, Rec::Hardware(r), event, now, out);
+                    self.data_rules(cat, kind_rules, Rec::Hardware(r), event, now, out);
                 }
             }
             _ => {}
@@ -324,36 +376,39 @@ impl Detector {
     /// ungated ones.
     fn data_rules(
         &mut self,
-        rules: &'static KindRules,
+        cat: &Catalog,
+        rules: &KindRules,
         rec: Rec<'_>,
         event: &Event,
         now: Instant,
         out: &mut Vec<Finding>,
     ) {
-        let cx = Context::new(&rec, catalog());
+        let cx = Context::new(&rec, cat);
         if !rules.by_program.is_empty() {
             // A rule gated under both names (`dash` run as `sh`) is tried once.
             let [name, alias] = cx.program_ids;
             let first = rules.gated(name);
             for rule in first {
-                self.data_rule(*rule, rec, &cx, event, now, out);
+                self.data_rule(cat, *rule, rec, &cx, event, now, out);
             }
             if alias != name {
                 for rule in rules.gated(alias) {
                     if !first.contains(rule) {
-                        self.data_rule(*rule, rec, &cx, event, now, out);
+                        self.data_rule(cat, *rule, rec, &cx, event, now, out);
                     }
                 }
             }
         }
         for rule in &rules.always {
-            self.data_rule(*rule, rec, &cx, event, now, out);
+            self.data_rule(cat, *rule, rec, &cx, event, now, out);
         }
     }
 
     /// One data rule on one record: its condition, then its correlation, then the alert.
+    #[allow(clippy::too_many_arguments)]
     fn data_rule(
         &mut self,
+        cat: &Catalog,
         rule: Rule,
         rec: Rec<'_>,
         cx: &Context<'_>,
@@ -361,9 +416,10 @@ impl Detector {
         now: Instant,
         out: &mut Vec<Finding>,
     ) {
-        let Some(data) = rule.def().data.as_ref().filter(|_| self.on(rule)) else {
+        let Some(def) = cat.def(rule).filter(|_| self.on(rule)) else {
             return;
         };
+        let Some(data) = &def.data else { return };
         let count = match &data.correlation {
             Correlation::None => match data.cond.matches(&rec, cx) {
                 true => 1,
@@ -403,7 +459,7 @@ impl Detector {
         };
         let subject = self.hash_fields(&rec, &data.subject);
         self.raise(rule, subject, now, out, || {
-            data_alert(rule, rec, event, count)
+            data_alert(def, rec, event, count)
         });
     }
 
@@ -607,13 +663,18 @@ fn is_new_uid0(r: &UserChange) -> bool {
 
 /// Fields every alert has, with the rule's severity and remediation.
 fn alert(rule: Rule, description: String, event_count: u64) -> Alert {
+    rule_alert(rule.def(), description, event_count)
+}
+
+/// Fields every alert has, from the rule's description (built-in or custom).
+fn rule_alert(def: &RuleDef, description: String, event_count: u64) -> Alert {
     Alert {
-        rule_id: rule.id().to_string(),
-        severity: rule.severity(),
+        rule_id: def.id.clone(),
+        severity: def.severity,
         description,
-        remediation: rule.remediation().to_string(),
-        title: Some(rule.title().to_string()),
-        techniques: rule.techniques().to_vec(),
+        remediation: def.remediation.clone(),
+        title: Some(def.title.clone()),
+        techniques: def.techniques.clone(),
         event_count,
         process_id: None,
         executable: None,
@@ -737,8 +798,8 @@ const MAX_SUMMARY: usize = 256;
 
 /// The alert of a data rule: its title, what matched (the record's key fields), and the
 /// matched event's id and kind as evidence.
-fn data_alert(rule: Rule, rec: Rec<'_>, event: &Event, count: u64) -> Alert {
-    let mut a = alert(rule, String::new(), count);
+fn data_alert(def: &RuleDef, rec: Rec<'_>, event: &Event, count: u64) -> Alert {
+    let mut a = rule_alert(def, String::new(), count);
     let place = |extra: &ExtraDetails| match (extra.get("ContainerName"), extra.get("ContainerId"))
     {
         (Some(name), _) => format!(" in container {name}"),
@@ -939,7 +1000,7 @@ fn data_alert(rule: Rule, rec: Rec<'_>, event: &Event, count: u64) -> Alert {
         Some((at, _)) => format!("{}…", &summary[..at]),
         None => summary,
     };
-    a.description = format!("{}: {summary}", rule.title());
+    a.description = format!("{}: {summary}", def.title);
     a.extra_details
         .insert("EventId".into(), event.id.to_string());
     a.extra_details

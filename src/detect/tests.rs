@@ -1530,3 +1530,201 @@ fn file_module_and_hardware_rules() {
         none
     );
 }
+
+/// A custom rule (the twin's `detectionCustomRules`) on the command line of a process.
+fn custom_rule(id: &str, needle: &str) -> serde_json::Value {
+    serde_json::json!({
+        "id": id,
+        "title": "Vendor tool run",
+        "severity": "Warning",
+        "techniques": ["T1059"],
+        "description": "The vendor's maintenance tool ran.",
+        "remediation": "Check who ran it.",
+        "kind": "ProcessCreate",
+        "match": {"all": [
+            {"field": "Program", "equals": "curl"},
+            {"field": "CommandLine", "contains": needle, "nocase": true}
+        ]}
+    })
+}
+
+fn custom(list: &[serde_json::Value]) -> CustomRules {
+    let (rules, errors) = CustomRules::parse(list);
+    assert_eq!(errors, Vec::<String>::new());
+    rules
+}
+
+#[test]
+fn custom_rules_alert_like_built_in_ones() {
+    let mut d = Detector::new();
+    d.set_custom(&custom(&[custom_rule(
+        "vendor-upload",
+        "upload.vendor.example",
+    )]));
+    let t0 = Instant::now();
+    let hit = exec(
+        "/usr/bin/curl",
+        "curl -T /var/log/syslog https://UPLOAD.vendor.example/in",
+    );
+    let f = run(&mut d, &hit, t0);
+    let a = raised(&f);
+    assert_eq!(a.len(), 1, "{f:?}");
+    let (Finding::Raised(rule, _) | Finding::Suppressed(rule)) = f[0];
+    assert!(rule.index() >= Rule::count());
+    assert_eq!(d.rule_id(rule), "vendor-upload");
+    let a = a[0];
+    assert_eq!(a.rule_id, "vendor-upload");
+    assert_eq!(a.title.as_deref(), Some("Vendor tool run"));
+    assert_eq!(a.severity, BaselineSeverity::Warning);
+    assert_eq!(a.techniques, ["T1059"]);
+    assert_eq!(a.remediation, "Check who ran it.");
+    assert_eq!(a.process_id, Some(4242));
+    assert_eq!(a.extra_details["EventKind"], "ProcessCreate");
+    assert!(a.description.starts_with("Vendor tool run: curl -T"));
+    // Suppressed per subject like a built-in rule.
+    assert_eq!(run(&mut d, &hit, t0), vec![Finding::Suppressed(rule)]);
+    // Near misses: another program with the text, curl without it.
+    let wget = exec("/usr/bin/wget", "wget https://upload.vendor.example/in");
+    assert_eq!(run(&mut d, &wget, t0), vec![]);
+    let other = exec("/usr/bin/curl", "curl https://download.vendor.example/x");
+    assert_eq!(run(&mut d, &other, t0), vec![]);
+    // Built-in rules still fire beside them.
+    assert_eq!(
+        raised(&run(&mut d, &process("/tmp/x", None), t0))[0].rule_id,
+        "exec-from-temp-dir"
+    );
+}
+
+#[test]
+fn custom_rules_are_replaced_and_removed() {
+    let mut d = Detector::new();
+    let t0 = Instant::now();
+    let hit = exec("/usr/bin/curl", "curl https://a.example/");
+    let a = custom(&[custom_rule("rule-a", "a.example")]);
+    d.set_custom(&a);
+    assert_eq!(raised(&run(&mut d, &hit, t0)).len(), 1);
+    // The same set again (another key changed) keeps the suppression.
+    d.set_custom(&a.clone());
+    assert!(matches!(
+        run(&mut d, &hit, t0)[..],
+        [Finding::Suppressed(_)]
+    ));
+    // A new set: the old rule is gone, the new one starts afresh.
+    d.set_custom(&custom(&[
+        custom_rule("rule-b", "b.example"),
+        custom_rule("rule-a", "a.example"),
+    ]));
+    let f = run(&mut d, &hit, t0);
+    assert_eq!(raised(&f)[0].rule_id, "rule-a");
+    d.set_custom(&CustomRules::default());
+    assert_eq!(run(&mut d, &hit, t0 + Duration::from_secs(3600)), vec![]);
+}
+
+#[test]
+fn a_custom_threshold_rule_correlates() {
+    let rule = serde_json::json!({
+        "id": "vendor-login-failures",
+        "title": "Vendor account failing",
+        "severity": "Important",
+        "description": "d",
+        "remediation": "r",
+        "kind": "Login",
+        "match": {"all": [
+            {"field": "UserName", "equals": "vendor"},
+            {"field": "Result", "equals": "Fail"}
+        ]},
+        "threshold": {"count": 2, "within_secs": 60, "key": "UserName"}
+    });
+    let mut d = Detector::new();
+    d.set_custom(&custom(&[rule]));
+    let t0 = Instant::now();
+    let fail = |u: &str| login("sshd", u, LoginResult::Fail);
+    assert_eq!(run(&mut d, &fail("vendor"), t0), vec![]);
+    assert_eq!(run(&mut d, &fail("alice"), t0), vec![]);
+    let f = run(&mut d, &fail("vendor"), t0 + Duration::from_secs(59));
+    let a = raised(&f);
+    assert_eq!(a.len(), 1, "{f:?}");
+    assert_eq!(a[0].rule_id, "vendor-login-failures");
+    assert_eq!(a[0].event_count, 2);
+}
+
+#[test]
+fn bad_custom_rules_are_rejected_alone_with_their_id_and_reason() {
+    let mut code = custom_rule("my-code", "x");
+    code["code"] = true.into();
+    let mut bad_field = custom_rule("bad-field", "x");
+    bad_field["match"] = serde_json::json!({"field": "Nope", "equals": "x"});
+    let (rules, errors) = CustomRules::parse(&[
+        custom_rule("good-one", "x"),
+        custom_rule("history-cleared", "x"),
+        bad_field,
+        code,
+        serde_json::json!(42),
+        custom_rule("good-one", "y"),
+        custom_rule("good-two", "y"),
+    ]);
+    assert_eq!(rules.ids().collect::<Vec<_>>(), ["good-one", "good-two"]);
+    assert_eq!(rules.source().len(), 2);
+    assert_eq!(errors.len(), 5, "{errors:?}");
+    assert!(
+        errors[0].starts_with("rule \"history-cleared\": a built-in"),
+        "{}",
+        errors[0]
+    );
+    assert!(
+        errors[1].starts_with("rule \"bad-field\": ProcessCreate has no field Nope"),
+        "{}",
+        errors[1]
+    );
+    assert!(errors[2].starts_with("rule \"my-code\": "), "{}", errors[2]);
+    assert!(errors[3].starts_with("rule #5: "), "{}", errors[3]);
+    assert!(
+        errors[4].starts_with("rule \"good-one\": an earlier"),
+        "{}",
+        errors[4]
+    );
+    // At most MAX_CUSTOM_RULES.
+    let many: Vec<_> = (0..MAX_CUSTOM_RULES + 2)
+        .map(|i| custom_rule(&format!("r{i}"), "x"))
+        .collect();
+    let (rules, errors) = CustomRules::parse(&many);
+    assert_eq!(rules.ids().count(), MAX_CUSTOM_RULES);
+    assert_eq!(errors.len(), 2);
+    assert!(
+        errors[0].contains("at most 64 custom rules"),
+        "{}",
+        errors[0]
+    );
+    // None: no catalog, nothing for the detector to try.
+    let (rules, errors) = CustomRules::parse(&[]);
+    assert!(rules.catalog().is_none() && errors.is_empty());
+}
+
+/// The worked example of docs/detection.md ("Custom rules and overrides from the twin") parses
+/// and does what the page says.
+#[test]
+fn the_documented_custom_rule_example_works() {
+    let doc = include_str!("../../docs/detection.md");
+    let section = &doc[doc.find("### `detectionCustomRules`").expect("the section")..];
+    let start = section.find("```json\n").expect("the example") + "```json\n".len();
+    let text = &section[start..start + section[start..].find("```").unwrap()];
+    let object: serde_json::Value = serde_json::from_str(&format!("{{{text}}}")).unwrap();
+    let list =
+        object["ms_iotn:urn_azureiot_Security_SecurityAgentConfiguration"]["detectionCustomRules"]
+            ["value"]
+            .as_array()
+            .unwrap()
+            .clone();
+    let mut d = Detector::new();
+    d.set_custom(&custom(&list));
+    let now = Instant::now();
+    let upload = "curl -T /var/log/syslog https://upload.vendor.example/in";
+    let f = run(&mut d, &exec("/usr/bin/curl", upload), now);
+    assert_eq!(raised(&f)[0].rule_id, "vendor-upload");
+    for (exe, line) in [
+        ("/usr/bin/curl", "curl https://upload.vendor.example/"),
+        ("/usr/bin/wget", "wget https://upload.vendor.example/in"),
+    ] {
+        assert_eq!(run(&mut d, &exec(exe, line), now), vec![], "{line}");
+    }
+}

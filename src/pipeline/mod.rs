@@ -15,7 +15,7 @@ pub mod spool;
 pub use cache::{Lane, Message, Output};
 
 use crate::config::Config;
-use crate::detect::{Detector, Finding};
+use crate::detect::{Detector, Finding, Rule};
 use crate::event::{
     DroppedEventsStatistics, EncodeError, Event, EventKind, EventType, MessageHeader,
     MessageStatistics, Payload, Priority, QueueName, envelope,
@@ -109,6 +109,7 @@ impl Pipeline {
         let alert_priority = config.priority(EventKind::Alert);
         let mut detector = Detector::new();
         detector.set_disabled(&config.detection_rules_disabled);
+        detector.set_custom(&config.detection_custom_rules);
         Pipeline {
             header,
             aggregator: Aggregator::new(aggregator::DEFAULT_MAX_KEYS),
@@ -277,6 +278,8 @@ impl Pipeline {
         self.alert_priority = self.config.priority(EventKind::Alert);
         self.detector
             .set_disabled(&self.config.detection_rules_disabled);
+        self.detector
+            .set_custom(&self.config.detection_custom_rules);
         for kind in EventKind::AGGREGATABLE {
             if self.config.aggregation(kind).is_none() {
                 for e in self.aggregator.drain_kind(kind) {
@@ -336,9 +339,12 @@ impl Pipeline {
         for finding in findings.drain(..) {
             match finding {
                 Finding::Raised(rule, alert) => {
-                    self.metrics.alert(rule, true);
+                    match rule.index() < Rule::count() {
+                        true => self.metrics.alert(rule, true),
+                        false => self.metrics.custom_alert(&alert.rule_id, true),
+                    }
                     tracing::warn!(
-                        rule = rule.id(),
+                        rule = alert.rule_id.as_str(),
                         severity = ?alert.severity,
                         "alert: {}",
                         alert.description
@@ -346,7 +352,13 @@ impl Pipeline {
                     self.push(Event::new(Payload::Alert(vec![*alert])), now);
                     self.alert_raised |= self.alert_priority == Priority::High;
                 }
-                Finding::Suppressed(rule) => self.metrics.alert(rule, false),
+                Finding::Suppressed(rule) if rule.index() < Rule::count() => {
+                    self.metrics.alert(rule, false)
+                }
+                Finding::Suppressed(rule) => {
+                    let id = self.detector.rule_id(rule);
+                    self.metrics.custom_alert(id, false)
+                }
             }
         }
         self.findings = findings;

@@ -8,9 +8,11 @@ use super::{
     Aggregation, Config, DEFAULT_AGGREGATION, MAX_MESSAGE_BYTES, MIN_SIZE_BYTES, format_duration,
     parse_duration,
 };
-use crate::detect::{CustomRules, Rule};
+use crate::detect::{CustomRules, MAX_THRESHOLD, MAX_WINDOW, Rule, RuleOverride};
+use crate::event::BaselineSeverity;
 use crate::event::{EventKind, Priority};
 use serde_json::Value;
+use std::collections::BTreeMap;
 use std::time::Duration;
 
 /// One setting of the configuration object.
@@ -36,6 +38,7 @@ pub(super) enum Key {
     FileIntegrityEnabled,
     FileIntegrityPaths,
     DetectionCustomRules,
+    DetectionRuleOverrides,
 }
 
 const EVENT_PRIORITY: &str = "eventPriority";
@@ -70,6 +73,7 @@ impl Key {
             FileIntegrityEnabled,
             FileIntegrityPaths,
             DetectionCustomRules,
+            DetectionRuleOverrides,
         ];
         sizes
             .into_iter()
@@ -102,6 +106,7 @@ impl Key {
             FileIntegrityEnabled => "fileIntegrityEnabled".into(),
             FileIntegrityPaths => "fileIntegrityPaths".into(),
             DetectionCustomRules => "detectionCustomRules".into(),
+            DetectionRuleOverrides => "detectionRuleOverrides".into(),
         }
     }
 
@@ -127,6 +132,7 @@ impl Key {
             "fileIntegrityEnabled" => FileIntegrityEnabled,
             "fileIntegrityPaths" => FileIntegrityPaths,
             "detectionCustomRules" => DetectionCustomRules,
+            "detectionRuleOverrides" => DetectionRuleOverrides,
             _ => {
                 if let Some(kind) = name.strip_prefix(EVENT_PRIORITY) {
                     EventPriority(EventKind::from_name(kind)?)
@@ -176,6 +182,7 @@ impl Key {
                 None => Value::Null,
             },
             DetectionCustomRules => custom_rules_view(config.detection_custom_rules.source()),
+            DetectionRuleOverrides => overrides_view(&config.detection_rule_overrides),
         }
     }
 
@@ -243,13 +250,23 @@ impl Key {
                 }
                 config.detection_custom_rules = rules;
             }
+            DetectionRuleOverrides => {
+                let (overrides, errors) = rule_overrides(value, &config.detection_rule_overrides)?;
+                if let Some(e) = errors.into_iter().next() {
+                    return Err(e);
+                }
+                config.detection_rule_overrides = overrides;
+            }
         }
         Ok(())
     }
 
     /// Whether the key is made of parts that are rejected one by one ([`Key::set_parts`]).
     pub(super) fn has_parts(self) -> bool {
-        self == Key::DetectionCustomRules
+        matches!(
+            self,
+            Key::DetectionCustomRules | Key::DetectionRuleOverrides
+        )
     }
 
     /// Like [`Key::set`], but a key made of parts (the rules of `detectionCustomRules`) keeps
@@ -262,6 +279,11 @@ impl Key {
     ) -> Result<Vec<String>, String> {
         if !self.has_parts() {
             return self.set(config, value).map(|()| Vec::new());
+        }
+        if self == Key::DetectionRuleOverrides {
+            let (overrides, errors) = rule_overrides(value, &config.detection_rule_overrides)?;
+            config.detection_rule_overrides = overrides;
+            return Ok(errors);
         }
         let (rules, errors) = custom_rules(value)?;
         config.detection_custom_rules = rules;
@@ -315,6 +337,9 @@ impl Key {
             FileIntegrityEnabled => to.file_integrity_enabled = from.file_integrity_enabled,
             FileIntegrityPaths => to.file_integrity_paths = from.file_integrity_paths.clone(),
             DetectionCustomRules => to.detection_custom_rules = from.detection_custom_rules.clone(),
+            DetectionRuleOverrides => {
+                to.detection_rule_overrides = from.detection_rule_overrides.clone();
+            }
         }
     }
 }
@@ -465,6 +490,158 @@ fn custom_rules_view(rules: &[Value]) -> Value {
     }
 }
 
+/// Per-rule overrides: an object keyed by built-in rule id, each `{"severity": S, "threshold":
+/// N, "window": "PT5M"}` (any of the three; each only where the rule has it: [`Rule::tunable`]),
+/// or a string holding such an object (older twin tooling).
+///
+/// An object is *merged* into `current`, as IoT Hub merges a desired patch into the twin (the
+/// module is sent the patch only): a rule not named keeps its overrides, a rule set to `null`
+/// loses them, a field set to `null` goes back to the rule's own. A string is a whole value and
+/// replaces them all (`""`: none). Each bad entry comes back as a message naming its rule and
+/// keeps that rule's previous overrides; the others apply.
+fn rule_overrides(
+    value: &Value,
+    current: &BTreeMap<Rule, RuleOverride>,
+) -> Result<(BTreeMap<Rule, RuleOverride>, Vec<String>), String> {
+    let expected = "expected an object keyed by rule id, such as {\"sudo-failures\": {\"threshold\": 5, \"window\": \"PT10M\"}}, or a string holding one";
+    let parsed;
+    let (map, mut out) = match value {
+        Value::Object(map) => (map, current.clone()),
+        Value::String(text) if text.trim().is_empty() => return Ok(Default::default()),
+        Value::String(text) => {
+            parsed = serde_json::from_str::<Value>(text)
+                .map_err(|e| format!("{expected}: the string is not JSON ({e})"))?;
+            let map = parsed
+                .as_object()
+                .ok_or_else(|| format!("{expected}, got a string holding {}", describe(&parsed)))?;
+            (map, BTreeMap::new())
+        }
+        other => return Err(format!("{expected}, got {}", describe(other))),
+    };
+    let mut errors = Vec::new();
+    for (id, entry) in map.iter().filter(|(id, _)| !id.starts_with('$')) {
+        match rule_override(id, entry, &out) {
+            Ok((rule, o)) if o.is_empty() => {
+                out.remove(&rule);
+            }
+            Ok((rule, o)) => {
+                out.insert(rule, o);
+            }
+            Err(e) => errors.push(format!("rule {}: {e}", quote(id))),
+        }
+    }
+    Ok((out, errors))
+}
+
+/// One rule's entry, merged into its overrides in `current`.
+fn rule_override(
+    id: &str,
+    entry: &Value,
+    current: &BTreeMap<Rule, RuleOverride>,
+) -> Result<(Rule, RuleOverride), String> {
+    let rule = Rule::from_id(id).ok_or(
+        "not a built-in rule (ids in docs/detection.md; a custom rule sets its own severity and threshold)",
+    )?;
+    let mut o = match entry {
+        Value::Null => return Ok((rule, RuleOverride::default())),
+        Value::Object(_) => current.get(&rule).copied().unwrap_or_default(),
+        other => {
+            return Err(format!(
+                "expected {{\"severity\": …, \"threshold\": …, \"window\": …}} or null, got {}",
+                describe(other)
+            ));
+        }
+    };
+    let (has_threshold, has_window) = rule.tunable();
+    for (field, v) in entry.as_object().into_iter().flatten() {
+        match (field.as_str(), v) {
+            ("severity", Value::Null) => o.severity = None,
+            ("severity", v) => {
+                let text = v.as_str().unwrap_or_default();
+                let found = [
+                    BaselineSeverity::Critical,
+                    BaselineSeverity::Important,
+                    BaselineSeverity::Warning,
+                    BaselineSeverity::Informational,
+                ]
+                .into_iter()
+                .find(|s| format!("{s:?}").eq_ignore_ascii_case(text));
+                o.severity = Some(found.ok_or_else(|| {
+                    format!(
+                        "severity: expected Critical, Important, Warning or Informational, got {}",
+                        describe(v)
+                    )
+                })?);
+            }
+            ("threshold" | "window", _) if !(has_threshold || has_window) => {
+                return Err(format!(
+                    "{field}: the rule has no threshold or window (only severity can be set)"
+                ));
+            }
+            ("threshold", _) if !has_threshold => {
+                return Err("threshold: the rule has a window but no threshold".into());
+            }
+            ("threshold", Value::Null) => o.threshold = None,
+            ("threshold", v) => {
+                let n = integer(v, 2, Some(MAX_THRESHOLD as u64))
+                    .map_err(|e| format!("threshold: {e}"))?;
+                o.threshold = Some(n as usize);
+            }
+            ("window", Value::Null) => o.window = None,
+            ("window", v) => {
+                let d = duration(v).map_err(|e| format!("window: {e}"))?;
+                if d < Duration::from_secs(1) || d > MAX_WINDOW {
+                    return Err(format!(
+                        "window: expected from PT1S to {}, got {}",
+                        format_duration(MAX_WINDOW),
+                        describe(v)
+                    ));
+                }
+                o.window = Some(d);
+            }
+            (other, _) => {
+                return Err(format!(
+                    "unknown setting {} (severity, threshold, window)",
+                    quote(other)
+                ));
+            }
+        }
+    }
+    Ok((rule, o))
+}
+
+/// The overrides in use in twin form: a string holding their object (a string is replaced
+/// whole when reported again; the entries of an object would be merged into the reported
+/// properties and a removed rule's would linger), or the object when that string would be
+/// longer than a twin string may be. `""` for none.
+fn overrides_view(overrides: &BTreeMap<Rule, RuleOverride>) -> Value {
+    if overrides.is_empty() {
+        return Value::from("");
+    }
+    let object: serde_json::Map<String, Value> = overrides
+        .iter()
+        .map(|(rule, o)| {
+            let mut entry = serde_json::Map::new();
+            if let Some(s) = o.severity {
+                entry.insert("severity".into(), format!("{s:?}").into());
+            }
+            if let Some(n) = o.threshold {
+                entry.insert("threshold".into(), n.into());
+            }
+            if let Some(w) = o.window {
+                entry.insert("window".into(), format_duration(w).into());
+            }
+            (rule.id().to_string(), Value::Object(entry))
+        })
+        .collect();
+    let object = Value::Object(object);
+    let text = object.to_string();
+    match text.len() <= MAX_TWIN_STRING {
+        true => Value::String(text),
+        false => object,
+    }
+}
+
 /// The most paths `fileIntegrityPaths` may name: each is at least one inotify watch, and the
 /// watch budget is shared ([`crate::collectors::files`]).
 pub(super) const MAX_FILE_INTEGRITY_PATHS: usize = 256;
@@ -593,7 +770,7 @@ mod tests {
         let names: Vec<String> = Key::all().map(Key::name).collect();
         let unique: std::collections::BTreeSet<&String> = names.iter().collect();
         assert_eq!(unique.len(), names.len());
-        assert_eq!(names.len(), 5 + EventKind::ALL.len() + 6 + 12);
+        assert_eq!(names.len(), 5 + EventKind::ALL.len() + 6 + 13);
         for key in Key::all() {
             assert_eq!(Key::from_name(&key.name()), Some(key));
         }

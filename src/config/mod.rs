@@ -20,7 +20,7 @@ pub use document::{Desired, load_file, load_str, locate};
 pub use duration::{format_duration, parse_duration};
 pub use patch::{apply_patch, from_desired, reported};
 
-use crate::detect::{CustomRules, Rule};
+use crate::detect::{CustomRules, Rule, RuleOverride};
 use crate::event::{
     ConfigErrorType, ConfigurationError, Event, EventKind, ExtraDetails, Payload, Priority,
 };
@@ -81,6 +81,9 @@ pub struct Config {
     pub file_integrity_paths: Option<Vec<String>>,
     /// Detection rules of the user's own (`detectionCustomRules`), compiled; none by default.
     pub detection_custom_rules: CustomRules,
+    /// Severity, threshold and window of built-in rules (`detectionRuleOverrides`); none by
+    /// default.
+    pub detection_rule_overrides: BTreeMap<Rule, RuleOverride>,
 }
 
 /// Five minutes: a silent device is noticed within minutes, not at the next low-priority timer
@@ -127,6 +130,7 @@ impl Default for Config {
             file_integrity_enabled: true,
             file_integrity_paths: None,
             detection_custom_rules: CustomRules::default(),
+            detection_rule_overrides: BTreeMap::new(),
         }
     }
 }

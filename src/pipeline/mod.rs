@@ -110,6 +110,7 @@ impl Pipeline {
         let mut detector = Detector::new();
         detector.set_disabled(&config.detection_rules_disabled);
         detector.set_custom(&config.detection_custom_rules);
+        detector.set_overrides(&config.detection_rule_overrides);
         Pipeline {
             header,
             aggregator: Aggregator::new(aggregator::DEFAULT_MAX_KEYS),
@@ -280,6 +281,8 @@ impl Pipeline {
             .set_disabled(&self.config.detection_rules_disabled);
         self.detector
             .set_custom(&self.config.detection_custom_rules);
+        self.detector
+            .set_overrides(&self.config.detection_rule_overrides);
         for kind in EventKind::AGGREGATABLE {
             if self.config.aggregation(kind).is_none() {
                 for e in self.aggregator.drain_kind(kind) {

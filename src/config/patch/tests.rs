@@ -546,3 +546,119 @@ fn custom_rules_are_reported_as_a_string_unless_too_long_for_one() {
     );
     assert_eq!(from_desired(&view[CONFIG_OBJECT]), (config, vec![]));
 }
+
+fn overrides_of(config: &Config) -> Value {
+    let view = Key::DetectionRuleOverrides.get(config);
+    match view.as_str() {
+        Some("") => json!({}),
+        Some(text) => serde_json::from_str(text).unwrap(),
+        None => view,
+    }
+}
+
+#[test]
+fn rule_overrides_apply_bad_entries_are_rejected_alone_and_patches_merge() {
+    let (config, rejected) = from_desired(&json!({
+        "detectionRuleOverrides": {"value": {
+            "sudo-failures": {"threshold": 5, "window": "PT10M", "severity": "critical"},
+            "exec-from-temp-dir": {"severity": "Informational"},
+            "history-cleared": {"threshold": 3},
+            "no-such-rule": {"severity": "Warning"},
+            "login-brute-force": {"window": "PT2H"},
+            "download-then-chmod": {"threshold": 2},
+            "uid0-account-added": {"colour": "red"},
+        }},
+    }));
+    let messages: Vec<&str> = rejected.iter().map(|r| r.message.as_str()).collect();
+    assert_eq!(
+        messages,
+        [
+            "rule \"download-then-chmod\": threshold: the rule has a window but no threshold",
+            "rule \"history-cleared\": threshold: the rule has no threshold or window (only severity can be set)",
+            "rule \"login-brute-force\": window: expected from PT1S to PT1H, got \"PT2H\"",
+            "rule \"no-such-rule\": not a built-in rule (ids in docs/detection.md; a custom rule sets its own severity and threshold)",
+            "rule \"uid0-account-added\": unknown setting \"colour\" (severity, threshold, window)",
+        ]
+    );
+    assert!(rejected.iter().all(|r| r.key == "detectionRuleOverrides"));
+    let want = json!({
+        "exec-from-temp-dir": {"severity": "Informational"},
+        "sudo-failures": {"severity": "Critical", "threshold": 5, "window": "PT10M"},
+    });
+    assert_eq!(overrides_of(&config), want);
+    // The reported view (a string) reads back the same.
+    let view = reported(&config, None, &[]);
+    assert!(view[CONFIG_OBJECT]["detectionRuleOverrides"]["value"].is_string());
+    assert_eq!(from_desired(&view[CONFIG_OBJECT]), (config.clone(), vec![]));
+
+    // A patch object merges, as IoT Hub merges it into the twin: a rule not named keeps its
+    // overrides, null removes a rule's or one field, a bad entry keeps the rule's previous.
+    let (next, rejected) = apply_patch(
+        &config,
+        &json!({"detectionRuleOverrides": {"value": {
+            "exec-from-temp-dir": null,
+            "sudo-failures": {"window": null, "threshold": 1},
+            "login-brute-force": {"threshold": 20},
+        }}}),
+    );
+    assert_eq!(rejected.len(), 1);
+    assert!(
+        rejected[0]
+            .message
+            .starts_with("rule \"sudo-failures\": threshold: expected an integer from 2 to 1000")
+    );
+    assert_eq!(
+        overrides_of(&next),
+        json!({
+            "login-brute-force": {"threshold": 20},
+            "sudo-failures": {"severity": "Critical", "threshold": 5, "window": "PT10M"},
+        })
+    );
+    let (next, rejected) = apply_patch(
+        &next,
+        &json!({"detectionRuleOverrides": {"value": {"sudo-failures": {"window": null, "threshold": null}}}}),
+    );
+    assert_eq!(rejected, []);
+    assert_eq!(
+        overrides_of(&next),
+        json!({"login-brute-force": {"threshold": 20}, "sudo-failures": {"severity": "Critical"}})
+    );
+    // A string replaces them all; removing the key removes them all.
+    let (next, rejected) = apply_patch(
+        &next,
+        &json!({"detectionRuleOverrides": "{\"sudo-failures\": {\"threshold\": 4}}"}),
+    );
+    assert_eq!(rejected, []);
+    assert_eq!(
+        overrides_of(&next),
+        json!({"sudo-failures": {"threshold": 4}})
+    );
+    let (next, rejected) = apply_patch(&next, &json!({"detectionRuleOverrides": null}));
+    assert_eq!(rejected, []);
+    assert!(next.detection_rule_overrides.is_empty());
+    assert_eq!(next, Config::default());
+}
+
+#[test]
+fn rule_overrides_of_the_wrong_shape_are_rejected_whole() {
+    let (before, rejected) = from_desired(
+        &json!({"detectionRuleOverrides": {"value": {"sudo-failures": {"threshold": 4}}}}),
+    );
+    assert_eq!(rejected, []);
+    assert!(!before.detection_rule_overrides.is_empty());
+    // An object needs the {"value": …} wrapper (a bare one is read as a wrapper).
+    let (_, rejected) = from_desired(&json!({"detectionRuleOverrides": {"sudo-failures": {}}}));
+    assert_eq!(keys(&rejected), [("detectionRuleOverrides", TypeMismatch)]);
+    for value in [json!(42), json!("[1]"), json!("{nope")] {
+        let (config, rejected) = apply_patch(&before, &json!({"detectionRuleOverrides": value}));
+        assert_eq!(keys(&rejected), [("detectionRuleOverrides", TypeMismatch)]);
+        assert_eq!(config, before);
+    }
+    // An entry that is not an object: that entry only.
+    let (config, rejected) = apply_patch(
+        &before,
+        &json!({"detectionRuleOverrides": {"value": {"sudo-failures": 4}}}),
+    );
+    assert_eq!(keys(&rejected), [("detectionRuleOverrides", TypeMismatch)]);
+    assert_eq!(config, before);
+}

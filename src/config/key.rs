@@ -8,11 +8,14 @@ use super::{
     Aggregation, Config, DEFAULT_AGGREGATION, MAX_MESSAGE_BYTES, MIN_SIZE_BYTES, format_duration,
     parse_duration,
 };
-use crate::detect::{CustomRules, MAX_THRESHOLD, MAX_WINDOW, Rule, RuleOverride};
+use crate::detect::{
+    AllowedDestination, CustomRules, MAX_ALLOWED, MAX_THRESHOLD, MAX_WINDOW, Rule, RuleOverride,
+};
 use crate::event::BaselineSeverity;
 use crate::event::{EventKind, Priority};
 use serde_json::Value;
 use std::collections::BTreeMap;
+use std::net::IpAddr;
 use std::time::Duration;
 
 /// One setting of the configuration object.
@@ -39,6 +42,10 @@ pub(super) enum Key {
     FileIntegrityPaths,
     DetectionCustomRules,
     DetectionRuleOverrides,
+    DetectionAllowedProcesses,
+    DetectionAllowedConnections,
+    DetectionAllowedUsers,
+    DetectionAllowedLoginSources,
 }
 
 const EVENT_PRIORITY: &str = "eventPriority";
@@ -74,6 +81,10 @@ impl Key {
             FileIntegrityPaths,
             DetectionCustomRules,
             DetectionRuleOverrides,
+            DetectionAllowedProcesses,
+            DetectionAllowedConnections,
+            DetectionAllowedUsers,
+            DetectionAllowedLoginSources,
         ];
         sizes
             .into_iter()
@@ -107,6 +118,10 @@ impl Key {
             FileIntegrityPaths => "fileIntegrityPaths".into(),
             DetectionCustomRules => "detectionCustomRules".into(),
             DetectionRuleOverrides => "detectionRuleOverrides".into(),
+            DetectionAllowedProcesses => "detectionAllowedProcesses".into(),
+            DetectionAllowedConnections => "detectionAllowedConnections".into(),
+            DetectionAllowedUsers => "detectionAllowedUsers".into(),
+            DetectionAllowedLoginSources => "detectionAllowedLoginSources".into(),
         }
     }
 
@@ -133,6 +148,10 @@ impl Key {
             "fileIntegrityPaths" => FileIntegrityPaths,
             "detectionCustomRules" => DetectionCustomRules,
             "detectionRuleOverrides" => DetectionRuleOverrides,
+            "detectionAllowedProcesses" => DetectionAllowedProcesses,
+            "detectionAllowedConnections" => DetectionAllowedConnections,
+            "detectionAllowedUsers" => DetectionAllowedUsers,
+            "detectionAllowedLoginSources" => DetectionAllowedLoginSources,
             _ => {
                 if let Some(kind) = name.strip_prefix(EVENT_PRIORITY) {
                     EventPriority(EventKind::from_name(kind)?)
@@ -183,6 +202,21 @@ impl Key {
             },
             DetectionCustomRules => custom_rules_view(config.detection_custom_rules.source()),
             DetectionRuleOverrides => overrides_view(&config.detection_rule_overrides),
+            DetectionAllowedProcesses => config.detection_allow_lists.processes.join(",").into(),
+            DetectionAllowedConnections => {
+                let list = &config.detection_allow_lists.destinations;
+                list.iter()
+                    .map(destination_text)
+                    .collect::<Vec<_>>()
+                    .join(",")
+                    .into()
+            }
+            DetectionAllowedUsers => config.detection_allow_lists.users.join(",").into(),
+            DetectionAllowedLoginSources => {
+                let list = &config.detection_allow_lists.login_sources;
+                let text: Vec<String> = list.iter().map(|(a, l)| format!("{a}/{l}")).collect();
+                text.join(",").into()
+            }
         }
     }
 
@@ -256,6 +290,26 @@ impl Key {
                     return Err(e);
                 }
                 config.detection_rule_overrides = overrides;
+            }
+            DetectionAllowedProcesses => {
+                config.detection_allow_lists.processes = allow_list(value, "program", |p| {
+                    let ok = p.starts_with('/') && !p.contains('\0') && p.len() <= 4096;
+                    ok.then(|| p.to_string())
+                })?;
+            }
+            DetectionAllowedConnections => {
+                config.detection_allow_lists.destinations =
+                    allow_list(value, "destination", AllowedDestination::parse)?;
+            }
+            DetectionAllowedUsers => {
+                config.detection_allow_lists.users = allow_list(value, "user", |u| {
+                    let ok = u.len() <= 256 && !u.contains(char::is_whitespace);
+                    ok.then(|| u.to_string())
+                })?;
+            }
+            DetectionAllowedLoginSources => {
+                config.detection_allow_lists.login_sources =
+                    allow_list(value, "network", crate::detect::parse_cidr)?;
             }
         }
         Ok(())
@@ -339,6 +393,20 @@ impl Key {
             DetectionCustomRules => to.detection_custom_rules = from.detection_custom_rules.clone(),
             DetectionRuleOverrides => {
                 to.detection_rule_overrides = from.detection_rule_overrides.clone();
+            }
+            DetectionAllowedProcesses => {
+                to.detection_allow_lists.processes = from.detection_allow_lists.processes.clone();
+            }
+            DetectionAllowedConnections => {
+                to.detection_allow_lists.destinations =
+                    from.detection_allow_lists.destinations.clone();
+            }
+            DetectionAllowedUsers => {
+                to.detection_allow_lists.users = from.detection_allow_lists.users.clone();
+            }
+            DetectionAllowedLoginSources => {
+                to.detection_allow_lists.login_sources =
+                    from.detection_allow_lists.login_sources.clone();
             }
         }
     }
@@ -642,6 +710,47 @@ fn overrides_view(overrides: &BTreeMap<Rule, RuleOverride>) -> Value {
     }
 }
 
+/// An allow-list: entries separated by commas (`""`: the list is off), each read by `parse`,
+/// in the order given without duplicates, at most [`MAX_ALLOWED`]. One bad entry rejects the
+/// whole key (the list before stays): half a list applied would raise alerts for everything
+/// the bad entry meant to allow.
+fn allow_list<T: PartialEq>(
+    value: &Value,
+    what: &str,
+    parse: impl Fn(&str) -> Option<T>,
+) -> Result<Vec<T>, String> {
+    let text = value.as_str().ok_or_else(|| {
+        format!(
+            "expected {what}s separated by commas, got {}",
+            describe(value)
+        )
+    })?;
+    let mut out = Vec::new();
+    for entry in text.split(',').map(str::trim).filter(|e| !e.is_empty()) {
+        let item = parse(entry).ok_or_else(|| format!("not a {what}: {}", quote(entry)))?;
+        if !out.contains(&item) {
+            out.push(item);
+        }
+    }
+    if out.len() > MAX_ALLOWED {
+        return Err(format!(
+            "expected at most {MAX_ALLOWED} {what}s, got {}",
+            out.len()
+        ));
+    }
+    Ok(out)
+}
+
+/// An allowed destination in twin form (`10.0.0.0/8:443`, `[fd00::/8]:443`).
+fn destination_text(d: &AllowedDestination) -> String {
+    let (addr, len) = d.net;
+    match (addr, d.port) {
+        (_, None) => format!("{addr}/{len}"),
+        (IpAddr::V4(_), Some(p)) => format!("{addr}/{len}:{p}"),
+        (IpAddr::V6(_), Some(p)) => format!("[{addr}/{len}]:{p}"),
+    }
+}
+
 /// The most paths `fileIntegrityPaths` may name: each is at least one inotify watch, and the
 /// watch budget is shared ([`crate::collectors::files`]).
 pub(super) const MAX_FILE_INTEGRITY_PATHS: usize = 256;
@@ -770,7 +879,7 @@ mod tests {
         let names: Vec<String> = Key::all().map(Key::name).collect();
         let unique: std::collections::BTreeSet<&String> = names.iter().collect();
         assert_eq!(unique.len(), names.len());
-        assert_eq!(names.len(), 5 + EventKind::ALL.len() + 6 + 13);
+        assert_eq!(names.len(), 5 + EventKind::ALL.len() + 6 + 17);
         for key in Key::all() {
             assert_eq!(Key::from_name(&key.name()), Some(key));
         }

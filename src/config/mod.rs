@@ -20,7 +20,7 @@ pub use document::{Desired, load_file, load_str, locate};
 pub use duration::{format_duration, parse_duration};
 pub use patch::{apply_patch, from_desired, reported};
 
-use crate::detect::{CustomRules, Rule, RuleOverride};
+use crate::detect::{AllowLists, CustomRules, Rule, RuleOverride};
 use crate::event::{
     ConfigErrorType, ConfigurationError, Event, EventKind, ExtraDetails, Payload, Priority,
 };
@@ -84,6 +84,9 @@ pub struct Config {
     /// Severity, threshold and window of built-in rules (`detectionRuleOverrides`); none by
     /// default.
     pub detection_rule_overrides: BTreeMap<Rule, RuleOverride>,
+    /// The allow-lists (`detectionAllowedProcesses`, `…Connections`, `…Users`,
+    /// `…LoginSources`); all empty (off) by default.
+    pub detection_allow_lists: AllowLists,
 }
 
 /// Five minutes: a silent device is noticed within minutes, not at the next low-priority timer
@@ -131,6 +134,7 @@ impl Default for Config {
             file_integrity_paths: None,
             detection_custom_rules: CustomRules::default(),
             detection_rule_overrides: BTreeMap::new(),
+            detection_allow_lists: AllowLists::default(),
         }
     }
 }

@@ -42,12 +42,15 @@ const MAX_VALUES: usize = 256;
 const MAX_DEPTH: usize = 8;
 
 /// The ids of the code rules, in [`Rule`]'s constant order.
-pub(super) const CODE_RULES: [&str; 5] = [
+pub(super) const CODE_RULES: [&str; 8] = [
     "exec-from-temp-dir",
     "exec-from-memory",
     "shell-in-container",
     "login-brute-force",
     "uid0-account-added",
+    "process-not-allowed",
+    "connection-not-allowed",
+    "login-not-allowed",
 ];
 
 /// The built-in catalog, parsed on first use.
@@ -927,7 +930,7 @@ fn cond(kind: EventKind, v: &Value, depth: usize) -> Result<Cond, String> {
 }
 
 /// `10.0.0.0/8`, `fe80::/10`, or an address alone (a host).
-fn cidr(text: &str) -> Option<(IpAddr, u8)> {
+pub(crate) fn cidr(text: &str) -> Option<(IpAddr, u8)> {
     let (addr, len) = match text.split_once('/') {
         Some((a, l)) => (a.parse::<IpAddr>().ok()?, Some(l.parse::<u8>().ok()?)),
         None => (text.parse::<IpAddr>().ok()?, None),
@@ -937,7 +940,7 @@ fn cidr(text: &str) -> Option<(IpAddr, u8)> {
     (len <= max).then_some((addr, len))
 }
 
-fn in_cidr(ip: IpAddr, (net, len): (IpAddr, u8)) -> bool {
+pub(crate) fn in_cidr(ip: IpAddr, (net, len): (IpAddr, u8)) -> bool {
     match (ip, net) {
         (IpAddr::V4(a), IpAddr::V4(n)) => {
             let mask = u32::MAX.checked_shl(32 - len as u32).unwrap_or(0);

@@ -21,12 +21,13 @@
 //! built-in one) and tunes built-in ones ([`RuleOverride`], `detectionRuleOverrides`).
 
 use crate::event::{
-    AccountOperation, Alert, BaselineSeverity, ContainerEvent, ContainerObject, Event,
-    ExtraDetails, Login, LoginResult, Payload, ProcessCreate, UserChange,
+    AccountOperation, Alert, BaselineSeverity, ConnectionCreate, ContainerEvent, ContainerObject,
+    Direction, Event, ExtraDetails, Login, LoginResult, Payload, ProcessCreate, UserChange,
 };
 use std::collections::hash_map::RandomState;
 use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::hash::{BuildHasher, Hash, Hasher};
+use std::net::IpAddr;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::time::Instant;
@@ -105,6 +106,13 @@ impl Rule {
     pub const LoginBruteForce: Rule = Rule(3);
     /// A new account with uid 0, or an account changed to uid 0: a second root.
     pub const Uid0AccountAdded: Rule = Rule(4);
+    /// A program not on `detectionAllowedProcesses` ([`AllowLists`]).
+    pub const ProcessNotAllowed: Rule = Rule(5);
+    /// An outbound connection not on `detectionAllowedConnections`.
+    pub const ConnectionNotAllowed: Rule = Rule(6);
+    /// A login by a user or from a source not on `detectionAllowedUsers` /
+    /// `detectionAllowedLoginSources`.
+    pub const LoginNotAllowed: Rule = Rule(7);
 
     /// Every rule, in index order.
     pub fn all() -> impl ExactSizeIterator<Item = Rule> + Clone {
@@ -191,6 +199,102 @@ impl Rule {
     }
 }
 
+/// A network (`10.0.0.0/8`) or one address, as the match language's `cidr` reads it.
+pub fn parse_cidr(text: &str) -> Option<(IpAddr, u8)> {
+    catalog::cidr(text)
+}
+
+/// Entries one allow-list may have (each twin key is a string of at most this many, say so).
+pub const MAX_ALLOWED: usize = 256;
+
+/// The allow-lists of the twin (issue 17's "custom alerts" of the retired service): what the
+/// device is expected to run, reach and let log in. A list that is empty is off.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct AllowLists {
+    /// Executables (`detectionAllowedProcesses`): absolute paths, or directories ending in `/`
+    /// whose programs (at any depth) are all allowed.
+    pub processes: Vec<String>,
+    /// Outbound destinations (`detectionAllowedConnections`): a network, and a port (`None`:
+    /// any). Loopback destinations are always allowed.
+    pub destinations: Vec<AllowedDestination>,
+    /// Local user names that may log in (`detectionAllowedUsers`).
+    pub users: Vec<String>,
+    /// Networks logins may come from (`detectionAllowedLoginSources`).
+    pub login_sources: Vec<(IpAddr, u8)>,
+}
+
+/// One entry of `detectionAllowedConnections`: `10.0.0.0/8`, `10.1.2.3:443`, `[fd00::/8]:443`.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct AllowedDestination {
+    pub net: (IpAddr, u8),
+    pub port: Option<u16>,
+}
+
+impl AllowedDestination {
+    /// Parses one entry; the address may be a network (`/len`), IPv6 in brackets when a port
+    /// follows.
+    pub fn parse(text: &str) -> Option<AllowedDestination> {
+        let text = text.trim();
+        let (addr, port) = if let Some(rest) = text.strip_prefix('[') {
+            let (addr, after) = rest.split_once(']')?;
+            match after {
+                "" => (addr, None),
+                p => (addr, Some(p.strip_prefix(':')?.parse().ok()?)),
+            }
+        } else {
+            match text.rsplit_once(':') {
+                // One colon: IPv4 with a port; more: a bare IPv6 address.
+                Some((a, p)) if !a.contains(':') => (a, Some(p.parse().ok()?)),
+                _ => (text, None),
+            }
+        };
+        Some(AllowedDestination {
+            net: catalog::cidr(addr)?,
+            port,
+        })
+    }
+
+    fn allows(&self, ip: IpAddr, port: u16) -> bool {
+        catalog::in_cidr(ip, self.net) && self.port.is_none_or(|p| p == port)
+    }
+}
+
+impl AllowLists {
+    fn allows_process(&self, exe: &str) -> bool {
+        self.processes.iter().any(|p| match p.ends_with('/') {
+            true => exe.starts_with(p.as_str()),
+            false => exe == p,
+        })
+    }
+
+    fn allows_destination(&self, ip: IpAddr, port: u16) -> bool {
+        ip.is_loopback()
+            || ip.to_canonical().is_loopback()
+            || self.destinations.iter().any(|d| d.allows(ip, port))
+    }
+
+    /// Why a successful login breaks the lists, if it does.
+    fn login_violation(&self, r: &Login) -> Option<String> {
+        let user = r.user_name.as_deref();
+        if !self.users.is_empty() && !user.is_some_and(|u| self.users.iter().any(|a| a == u)) {
+            return Some(format!(
+                "user {} is not allowed to log in",
+                user.unwrap_or("(unknown)")
+            ));
+        }
+        let from = r.remote_address?;
+        if !self.login_sources.is_empty()
+            && !self
+                .login_sources
+                .iter()
+                .any(|n| catalog::in_cidr(from, *n))
+        {
+            return Some(format!("logins from {from} are not allowed"));
+        }
+        None
+    }
+}
+
 /// What [`Detector::inspect`] found.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Finding {
@@ -228,6 +332,8 @@ pub struct Detector {
     /// Per built-in rule, its overrides (`detectionRuleOverrides`); empty when there are none,
     /// so a rule without any costs one bounds check where it has a threshold or a window.
     overrides: Vec<RuleOverride>,
+    /// The allow-lists; `None` when all are empty (one test per event then).
+    allow: Option<Box<AllowLists>>,
 }
 
 impl Default for Detector {
@@ -247,7 +353,16 @@ impl Detector {
             correlation: HashMap::new(),
             custom: None,
             overrides: Vec::new(),
+            allow: None,
         }
+    }
+
+    /// Uses these allow-lists from now on (empty lists are off).
+    pub fn set_allow_lists(&mut self, lists: &AllowLists) {
+        self.allow = match *lists == AllowLists::default() {
+            true => None,
+            false => Some(Box::new(lists.clone())),
+        };
     }
 
     /// Uses these overrides from now on (the rules not named: their own settings). Correlation
@@ -334,7 +449,9 @@ impl Detector {
                         self.raise(rule, subject, now, out, || process_alert(rule, r, path));
                     }
                 }
+                self.allowed_processes(v, now, out);
             }
+            Payload::ConnectionCreate(v) => self.allowed_connections(v, now, out),
             Payload::ContainerEvent(v) if self.on(Rule::ShellInContainer) => {
                 for r in v {
                     if let Some(alert) = shell_exec(r) {
@@ -343,10 +460,13 @@ impl Detector {
                     }
                 }
             }
-            Payload::Login(v) if self.on(Rule::LoginBruteForce) => {
-                for r in v.iter().filter(|r| r.result == LoginResult::Fail) {
-                    self.failed_login(r, now, out);
+            Payload::Login(v) => {
+                if self.on(Rule::LoginBruteForce) {
+                    for r in v.iter().filter(|r| r.result == LoginResult::Fail) {
+                        self.failed_login(r, now, out);
+                    }
                 }
+                self.allowed_logins(v, now, out);
             }
             Payload::UserChange(v) if self.on(Rule::Uid0AccountAdded) => {
                 for r in v.iter().filter(|r| is_new_uid0(r)) {
@@ -613,6 +733,104 @@ impl Detector {
             _ => *slot = Some((now, 1)),
         }
         true
+    }
+
+    /// `process-not-allowed`: programs whose executable is not on the list.
+    fn allowed_processes(&mut self, v: &[ProcessCreate], now: Instant, out: &mut Vec<Finding>) {
+        let rule = Rule::ProcessNotAllowed;
+        let Some(allow) = self.allow.take() else {
+            return;
+        };
+        if !allow.processes.is_empty() && self.on(rule) {
+            for r in v.iter().filter(|r| !allow.allows_process(&r.executable)) {
+                let subject = (container_id(&r.extra_details), r.executable.as_str());
+                self.raise(rule, subject, now, out, || {
+                    let mut a = alert(
+                        rule,
+                        format!("{} is not on the allowed programs", r.executable),
+                        1,
+                    );
+                    process_evidence(&mut a, r);
+                    a
+                });
+            }
+        }
+        self.allow = Some(allow);
+    }
+
+    /// `connection-not-allowed`: outbound connections to destinations not on the list.
+    fn allowed_connections(
+        &mut self,
+        v: &[ConnectionCreate],
+        now: Instant,
+        out: &mut Vec<Finding>,
+    ) {
+        let rule = Rule::ConnectionNotAllowed;
+        let Some(allow) = self.allow.take() else {
+            return;
+        };
+        if !allow.destinations.is_empty() && self.on(rule) {
+            let bad = |r: &&ConnectionCreate| {
+                r.direction == Direction::Out
+                    && !allow.allows_destination(r.remote_address, r.remote_port)
+            };
+            for r in v.iter().filter(bad) {
+                let subject = (r.executable.as_str(), r.remote_address, r.remote_port);
+                self.raise(rule, subject, now, out, || {
+                    let mut a = alert(
+                        rule,
+                        format!(
+                            "{} connected to {} port {}, not on the allowed destinations",
+                            r.executable, r.remote_address, r.remote_port
+                        ),
+                        1,
+                    );
+                    a.process_id = Some(r.process_id);
+                    a.executable = Some(r.executable.clone());
+                    a.command_line = r.command_line.clone();
+                    a.user_id = r.user_id.clone();
+                    a.remote_address = Some(r.remote_address);
+                    a.extra_details
+                        .insert("RemotePort".into(), r.remote_port.to_string());
+                    a.extra_details
+                        .insert("Protocol".into(), r.protocol.clone());
+                    let get = |k: &str| r.extra_details.get(k).cloned();
+                    a.container_id = get("ContainerId");
+                    a.container_name = get("ContainerName");
+                    a.module_name = get("ModuleName");
+                    a
+                });
+            }
+        }
+        self.allow = Some(allow);
+    }
+
+    /// `login-not-allowed`: successful logins by users, or from sources, not on the lists.
+    fn allowed_logins(&mut self, v: &[Login], now: Instant, out: &mut Vec<Finding>) {
+        let rule = Rule::LoginNotAllowed;
+        let Some(allow) = self.allow.take() else {
+            return;
+        };
+        if self.on(rule) {
+            for r in v.iter().filter(|r| r.result == LoginResult::Success) {
+                let Some(why) = allow.login_violation(r) else {
+                    continue;
+                };
+                let subject = (r.user_name.as_deref(), r.remote_address);
+                self.raise(rule, subject, now, out, || {
+                    let mut a = alert(rule, format!("{why} ({})", r.operation), 1);
+                    a.process_id = Some(r.process_id);
+                    a.executable = Some(r.executable.clone());
+                    a.user_id = r.user_id.clone();
+                    a.user_name = r.user_name.clone();
+                    a.remote_address = r.remote_address;
+                    a.extra_details
+                        .insert("Operation".into(), r.operation.clone());
+                    a
+                });
+            }
+        }
+        self.allow = Some(allow);
     }
 
     /// Counts a failed login against its origin and raises a brute-force alert at the threshold.

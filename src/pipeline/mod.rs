@@ -111,6 +111,7 @@ impl Pipeline {
         detector.set_disabled(&config.detection_rules_disabled);
         detector.set_custom(&config.detection_custom_rules);
         detector.set_overrides(&config.detection_rule_overrides);
+        detector.set_allow_lists(&config.detection_allow_lists);
         Pipeline {
             header,
             aggregator: Aggregator::new(aggregator::DEFAULT_MAX_KEYS),
@@ -283,6 +284,8 @@ impl Pipeline {
             .set_custom(&self.config.detection_custom_rules);
         self.detector
             .set_overrides(&self.config.detection_rule_overrides);
+        self.detector
+            .set_allow_lists(&self.config.detection_allow_lists);
         for kind in EventKind::AGGREGATABLE {
             if self.config.aggregation(kind).is_none() {
                 for e in self.aggregator.drain_kind(kind) {

@@ -940,3 +940,273 @@ async fn a_wall_clock_step_gets_a_fresh_token_at_once() {
     );
     d.stop_agent(&mut agent);
 }
+
+/// Every record of events named `name` in the messages edgeHub received.
+fn records_named(telemetry: &[Telemetry], name: &str) -> Vec<Value> {
+    telemetry
+        .iter()
+        .filter_map(|t| serde_json::from_slice::<Value>(&t.payload).ok())
+        .flat_map(|m| m["Events"].as_array().cloned().unwrap_or_default())
+        .filter(|e| e["Name"] == name)
+        .flat_map(|e| e["Payload"].as_array().cloned().unwrap_or_default())
+        .collect()
+}
+
+/// Issue 17, item 3: a custom rule pushed through the twin alerts on a real process without a
+/// restart; a bad rule beside it is rejected alone (a `ConfigurationError` naming it, and in
+/// the reported `rejected`); removing the key removes the rule.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn custom_rules_from_the_twin_alert_on_real_processes_without_restart() {
+    let object = "ms_iotn:urn_azureiot_Security_SecurityAgentConfiguration";
+    let mut d = Device::new(|cfg| {
+        // ProcessCreate stays Off (not sent) but the detector sees every exec; the
+        // ConfigurationError (Low) goes out within a second.
+        cfg.initial_desired[object]["lowPriorityMessageFrequency"] = json!({"value": "PT1S"});
+    })
+    .await;
+    d.trees = vec!["proc"];
+    let mut agent = d.start_agent(&[]);
+    d.wait_ready().await;
+
+    let marker = format!("eg-custom-{}", uuid::Uuid::new_v4().simple());
+    let good = json!({
+        "id": "vendor-marker",
+        "title": "Vendor marker run",
+        "severity": "Important",
+        "techniques": ["T1059.004"],
+        "description": "A shell ran the vendor marker.",
+        "remediation": "Ask the vendor.",
+        "kind": "ProcessCreate",
+        "match": {"field": "CommandLine", "contains": marker}
+    });
+    let bad = json!({
+        "id": "bad-rule", "title": "t", "severity": "Warning", "description": "d",
+        "remediation": "r", "kind": "ProcessCreate",
+        "match": {"field": "NoSuchField", "equals": "x"}
+    });
+    d.hub.set_desired_patch(
+        json!({ object: {"detectionCustomRules": {"value": [bad, good.clone()]}} }),
+    );
+    assert!(
+        d.hub
+            .wait_until(Duration::from_secs(20), |h| {
+                let shown = &h.reported()[object]["detectionCustomRules"]["value"];
+                shown
+                    .as_str()
+                    .and_then(|t| serde_json::from_str::<Value>(t).ok())
+                    == Some(json!([good]))
+            })
+            .await,
+        "reported: {}\n{}",
+        d.hub.reported(),
+        d.logs()
+    );
+    let rejected = d.hub.reported()[object]["rejected"].to_string();
+    assert!(rejected.contains("bad-rule"), "{rejected}");
+
+    // A real shell whose command line carries the marker (one per try: each is its own subject).
+    let tmp = tempfile::tempdir().expect("a temporary directory");
+    let run_marked = |n: usize| {
+        std::process::Command::new("/bin/sh")
+            .args(["-c", "sleep 0.2", &format!("{marker}-{n}")])
+            .stdin(Stdio::null())
+            .spawn()
+            .expect("sh starts")
+    };
+    let mut children = Vec::new();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let alert = loop {
+        let alerts = records_named(&d.hub.telemetry(), "Alert");
+        if let Some(a) = alerts.iter().find(|a| a["RuleId"] == "vendor-marker") {
+            break a.clone();
+        }
+        assert!(Instant::now() < deadline, "no custom alert\n{}", d.logs());
+        children.push(run_marked(children.len()));
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    };
+    assert_eq!(alert["Severity"], "Important", "{alert}");
+    assert_eq!(alert["Title"], "Vendor marker run", "{alert}");
+    assert_eq!(alert["Techniques"], json!(["T1059.004"]), "{alert}");
+    assert!(
+        alert["CommandLine"]
+            .as_str()
+            .unwrap_or("")
+            .contains(&marker),
+        "{alert}"
+    );
+    let pids: Vec<u32> = children.iter().map(|c| c.id()).collect();
+    assert!(
+        alert["ProcessId"]
+            .as_u64()
+            .is_some_and(|p| pids.contains(&(p as u32))),
+        "{alert} not one of {pids:?}"
+    );
+    // The bad rule, reported as a ConfigurationError naming it.
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let errors = records_named(&d.hub.telemetry(), "ConfigurationError");
+        let found = errors.iter().find(|e| {
+            e["ConfigurationName"] == "detectionCustomRules"
+                && e["Message"].as_str().unwrap_or("").contains("bad-rule")
+        });
+        if let Some(e) = found {
+            assert!(
+                e["Message"].as_str().unwrap().contains("NoSuchField"),
+                "{e}"
+            );
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no ConfigurationError: {errors:?}\n{}",
+            d.logs()
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+
+    // Removing the key removes the rule: a marked shell run after that raises nothing, which
+    // shows once a program run after it from a temporary directory has alerted (the detector
+    // sees execs in order).
+    d.hub
+        .set_desired_patch(json!({ object: {"detectionCustomRules": null} }));
+    assert!(
+        d.hub
+            .wait_until(Duration::from_secs(20), |h| {
+                h.reported()[object]["detectionCustomRules"]["value"] == json!("")
+            })
+            .await,
+        "reported: {}",
+        d.hub.reported()
+    );
+    // A program run from a temporary directory alerts once the pipeline has seen execs made
+    // after the removal was reported (by then it has taken the new configuration).
+    let d = &d;
+    let run_dropped = |name: &str| {
+        let dropped = tmp.path().join(name);
+        std::fs::copy("/bin/true", &dropped).expect("copy true");
+        let text = dropped.to_str().unwrap().to_string();
+        async move {
+            let deadline = Instant::now() + Duration::from_secs(30);
+            loop {
+                let _ = std::process::Command::new(&text).status();
+                tokio::time::sleep(Duration::from_millis(300)).await;
+                let alerts = records_named(&d.hub.telemetry(), "Alert");
+                let seen =
+                    |a: &Value| a["RuleId"] == "exec-from-temp-dir" && a["Executable"] == *text;
+                if alerts.iter().any(seen) {
+                    return alerts;
+                }
+                assert!(
+                    Instant::now() < deadline,
+                    "no alert for {text}\n{}",
+                    d.logs()
+                );
+            }
+        }
+    };
+    run_dropped("eg-custom-dropped-1").await;
+    let mut after = run_marked(1_000_000);
+    // The marked shell, then another program from the temporary directory: when that one's
+    // alert is in, the marked exec was inspected before it.
+    let alerts = run_dropped("eg-custom-dropped-2").await;
+    let after_marker = format!("{marker}-1000000");
+    let stale: Vec<&Value> = alerts
+        .iter()
+        .filter(|a| {
+            a["CommandLine"]
+                .as_str()
+                .unwrap_or("")
+                .contains(&after_marker)
+        })
+        .collect();
+    assert!(stale.is_empty(), "the removed rule still alerts: {stale:?}");
+    let _ = after.wait();
+    for mut c in children {
+        let _ = c.wait();
+    }
+    check_messages(&d.hub.telemetry());
+    d.stop_agent(&mut agent);
+}
+
+/// Issue 17, item 3: per-rule overrides from the twin apply without a restart. Failed logins
+/// from one address raise `login-brute-force` once its threshold is set to 3 (its own is 10),
+/// with the severity set beside it; a bad entry is rejected alone.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rule_overrides_from_the_twin_apply_without_restart() {
+    let object = "ms_iotn:urn_azureiot_Security_SecurityAgentConfiguration";
+    let mut d = Device::new(|cfg| {
+        cfg.initial_desired[object]["lowPriorityMessageFrequency"] = json!({"value": "PT1S"});
+    })
+    .await;
+    let mut agent = d.start_agent(&[]);
+    d.wait_ready().await;
+    // Below the rule's own threshold: the logins arrive, no alert.
+    d.append_logins(0, 3);
+    d.wait_logins(3, Duration::from_secs(20)).await;
+    let brute = |t: &[Telemetry]| {
+        records_named(t, "Alert")
+            .into_iter()
+            .filter(|a| a["RuleId"] == "login-brute-force")
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(brute(&d.hub.telemetry()), Vec::<Value>::new());
+
+    d.hub
+        .set_desired_patch(json!({ object: {"detectionRuleOverrides": {"value": {
+            "login-brute-force": {"threshold": 3, "window": "PT10M", "severity": "Critical"},
+            "no-such-rule": {"severity": "Warning"},
+        }}}}));
+    assert!(
+        d.hub
+            .wait_until(Duration::from_secs(20), |h| {
+                let shown = &h.reported()[object]["detectionRuleOverrides"]["value"];
+                shown
+                    .as_str()
+                    .is_some_and(|t| t.contains("login-brute-force"))
+            })
+            .await,
+        "reported: {}\n{}",
+        d.hub.reported(),
+        d.logs()
+    );
+    let rejected = d.hub.reported()[object]["rejected"].to_string();
+    assert!(rejected.contains("no-such-rule"), "{rejected}");
+    // One more from the same address alerts: the three before the change count (correlation
+    // state is kept across a change), and 4 is past the new threshold. The next two start over.
+    d.append_logins(3, 6);
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let alerts = loop {
+        let alerts = brute(&d.hub.telemetry());
+        if !alerts.is_empty() {
+            break alerts;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no brute-force alert\n{}",
+            d.logs()
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
+    assert_eq!(alerts.len(), 1, "{alerts:?}");
+    assert_eq!(alerts[0]["EventCount"], 4, "{}", alerts[0]);
+    assert_eq!(alerts[0]["Severity"], "Critical", "{}", alerts[0]);
+    assert_eq!(alerts[0]["RemoteAddress"], "198.51.100.7", "{}", alerts[0]);
+    // The bad entry, as a ConfigurationError naming it.
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while !records_named(&d.hub.telemetry(), "ConfigurationError")
+        .iter()
+        .any(|e| {
+            e["ConfigurationName"] == "detectionRuleOverrides"
+                && e["Message"].as_str().unwrap_or("").contains("no-such-rule")
+        })
+    {
+        assert!(
+            Instant::now() < deadline,
+            "no ConfigurationError\n{}",
+            d.logs()
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    check_messages(&d.hub.telemetry());
+    d.stop_agent(&mut agent);
+}

@@ -8,9 +8,14 @@ use super::{
     Aggregation, Config, DEFAULT_AGGREGATION, MAX_MESSAGE_BYTES, MIN_SIZE_BYTES, format_duration,
     parse_duration,
 };
-use crate::detect::Rule;
+use crate::detect::{
+    AllowedDestination, CustomRules, MAX_ALLOWED, MAX_THRESHOLD, MAX_WINDOW, Rule, RuleOverride,
+};
+use crate::event::BaselineSeverity;
 use crate::event::{EventKind, Priority};
 use serde_json::Value;
+use std::collections::BTreeMap;
+use std::net::IpAddr;
 use std::time::Duration;
 
 /// One setting of the configuration object.
@@ -35,6 +40,12 @@ pub(super) enum Key {
     HeartbeatFrequency,
     FileIntegrityEnabled,
     FileIntegrityPaths,
+    DetectionCustomRules,
+    DetectionRuleOverrides,
+    DetectionAllowedProcesses,
+    DetectionAllowedConnections,
+    DetectionAllowedUsers,
+    DetectionAllowedLoginSources,
 }
 
 const EVENT_PRIORITY: &str = "eventPriority";
@@ -68,6 +79,12 @@ impl Key {
             HeartbeatFrequency,
             FileIntegrityEnabled,
             FileIntegrityPaths,
+            DetectionCustomRules,
+            DetectionRuleOverrides,
+            DetectionAllowedProcesses,
+            DetectionAllowedConnections,
+            DetectionAllowedUsers,
+            DetectionAllowedLoginSources,
         ];
         sizes
             .into_iter()
@@ -99,6 +116,12 @@ impl Key {
             HeartbeatFrequency => "heartbeatFrequency".into(),
             FileIntegrityEnabled => "fileIntegrityEnabled".into(),
             FileIntegrityPaths => "fileIntegrityPaths".into(),
+            DetectionCustomRules => "detectionCustomRules".into(),
+            DetectionRuleOverrides => "detectionRuleOverrides".into(),
+            DetectionAllowedProcesses => "detectionAllowedProcesses".into(),
+            DetectionAllowedConnections => "detectionAllowedConnections".into(),
+            DetectionAllowedUsers => "detectionAllowedUsers".into(),
+            DetectionAllowedLoginSources => "detectionAllowedLoginSources".into(),
         }
     }
 
@@ -123,6 +146,12 @@ impl Key {
             "heartbeatFrequency" => HeartbeatFrequency,
             "fileIntegrityEnabled" => FileIntegrityEnabled,
             "fileIntegrityPaths" => FileIntegrityPaths,
+            "detectionCustomRules" => DetectionCustomRules,
+            "detectionRuleOverrides" => DetectionRuleOverrides,
+            "detectionAllowedProcesses" => DetectionAllowedProcesses,
+            "detectionAllowedConnections" => DetectionAllowedConnections,
+            "detectionAllowedUsers" => DetectionAllowedUsers,
+            "detectionAllowedLoginSources" => DetectionAllowedLoginSources,
             _ => {
                 if let Some(kind) = name.strip_prefix(EVENT_PRIORITY) {
                     EventPriority(EventKind::from_name(kind)?)
@@ -171,12 +200,34 @@ impl Key {
                 Some(paths) => paths.join(",").into(),
                 None => Value::Null,
             },
+            DetectionCustomRules => custom_rules_view(config.detection_custom_rules.source()),
+            DetectionRuleOverrides => overrides_view(&config.detection_rule_overrides),
+            DetectionAllowedProcesses => config.detection_allow_lists.processes.join(",").into(),
+            DetectionAllowedConnections => {
+                let list = &config.detection_allow_lists.destinations;
+                list.iter()
+                    .map(destination_text)
+                    .collect::<Vec<_>>()
+                    .join(",")
+                    .into()
+            }
+            DetectionAllowedUsers => config.detection_allow_lists.users.join(",").into(),
+            DetectionAllowedLoginSources => {
+                let list = &config.detection_allow_lists.login_sources;
+                let text: Vec<String> = list.iter().map(|(a, l)| format!("{a}/{l}")).collect();
+                text.join(",").into()
+            }
         }
     }
 
     /// The value in use as text (`PT7M`, `204800`, `Low`, `true`, `null`): the
     /// `UsedConfiguration` of a rejection.
+    /// Custom rules show their ids only (`a,b`; the rules themselves can be kilobytes).
     pub(super) fn used(self, config: &Config) -> String {
+        if self == Key::DetectionCustomRules {
+            let ids: Vec<&str> = config.detection_custom_rules.ids().collect();
+            return ids.join(",");
+        }
         match self.get(config) {
             Value::String(s) => s,
             other => other.to_string(),
@@ -226,8 +277,71 @@ impl Key {
             HeartbeatFrequency => config.heartbeat_frequency = duration(value)?,
             FileIntegrityEnabled => config.file_integrity_enabled = boolean(value)?,
             FileIntegrityPaths => config.file_integrity_paths = Some(file_paths(value)?),
+            DetectionCustomRules => {
+                let (rules, errors) = custom_rules(value)?;
+                if let Some(e) = errors.into_iter().next() {
+                    return Err(e);
+                }
+                config.detection_custom_rules = rules;
+            }
+            DetectionRuleOverrides => {
+                let (overrides, errors) = rule_overrides(value, &config.detection_rule_overrides)?;
+                if let Some(e) = errors.into_iter().next() {
+                    return Err(e);
+                }
+                config.detection_rule_overrides = overrides;
+            }
+            DetectionAllowedProcesses => {
+                config.detection_allow_lists.processes = allow_list(value, "program", |p| {
+                    let ok = p.starts_with('/') && !p.contains('\0') && p.len() <= 4096;
+                    ok.then(|| p.to_string())
+                })?;
+            }
+            DetectionAllowedConnections => {
+                config.detection_allow_lists.destinations =
+                    allow_list(value, "destination", AllowedDestination::parse)?;
+            }
+            DetectionAllowedUsers => {
+                config.detection_allow_lists.users = allow_list(value, "user", |u| {
+                    let ok = u.len() <= 256 && !u.contains(char::is_whitespace);
+                    ok.then(|| u.to_string())
+                })?;
+            }
+            DetectionAllowedLoginSources => {
+                config.detection_allow_lists.login_sources =
+                    allow_list(value, "network", crate::detect::parse_cidr)?;
+            }
         }
         Ok(())
+    }
+
+    /// Whether the key is made of parts that are rejected one by one ([`Key::set_parts`]).
+    pub(super) fn has_parts(self) -> bool {
+        matches!(
+            self,
+            Key::DetectionCustomRules | Key::DetectionRuleOverrides
+        )
+    }
+
+    /// Like [`Key::set`], but a key made of parts (the rules of `detectionCustomRules`) keeps
+    /// its good parts and returns a message for each bad one (each becomes a rejection of its
+    /// own). An `Err` rejects the whole value, as [`Key::set`] does.
+    pub(super) fn set_parts(
+        self,
+        config: &mut Config,
+        value: &Value,
+    ) -> Result<Vec<String>, String> {
+        if !self.has_parts() {
+            return self.set(config, value).map(|()| Vec::new());
+        }
+        if self == Key::DetectionRuleOverrides {
+            let (overrides, errors) = rule_overrides(value, &config.detection_rule_overrides)?;
+            config.detection_rule_overrides = overrides;
+            return Ok(errors);
+        }
+        let (rules, errors) = custom_rules(value)?;
+        config.detection_custom_rules = rules;
+        Ok(errors)
     }
 
     /// Copies this key's value from `from` to `to`: how a rejected key keeps its previous value
@@ -276,6 +390,24 @@ impl Key {
             HeartbeatFrequency => to.heartbeat_frequency = from.heartbeat_frequency,
             FileIntegrityEnabled => to.file_integrity_enabled = from.file_integrity_enabled,
             FileIntegrityPaths => to.file_integrity_paths = from.file_integrity_paths.clone(),
+            DetectionCustomRules => to.detection_custom_rules = from.detection_custom_rules.clone(),
+            DetectionRuleOverrides => {
+                to.detection_rule_overrides = from.detection_rule_overrides.clone();
+            }
+            DetectionAllowedProcesses => {
+                to.detection_allow_lists.processes = from.detection_allow_lists.processes.clone();
+            }
+            DetectionAllowedConnections => {
+                to.detection_allow_lists.destinations =
+                    from.detection_allow_lists.destinations.clone();
+            }
+            DetectionAllowedUsers => {
+                to.detection_allow_lists.users = from.detection_allow_lists.users.clone();
+            }
+            DetectionAllowedLoginSources => {
+                to.detection_allow_lists.login_sources =
+                    from.detection_allow_lists.login_sources.clone();
+            }
         }
     }
 }
@@ -384,6 +516,239 @@ fn rules(value: &Value) -> Result<Vec<Rule>, String> {
     out.sort();
     out.dedup();
     Ok(out)
+}
+
+/// Custom detection rules: a JSON array of rule objects in the format of `rules.json` (data
+/// rules only), or a string holding one, which older twin tooling (that cannot write arrays)
+/// can edit. `[]` or `""` for none. Each rule is compiled alone: the bad ones come back as
+/// messages naming them, the good ones are kept ([`CustomRules::parse`]).
+fn custom_rules(value: &Value) -> Result<(CustomRules, Vec<String>), String> {
+    let expected =
+        "expected an array of rule objects (as in docs/detection.md), or a string holding one";
+    let parsed;
+    let list = match value {
+        Value::Array(list) => list,
+        Value::String(text) if text.trim().is_empty() => return Ok(Default::default()),
+        Value::String(text) => {
+            parsed = serde_json::from_str::<Value>(text)
+                .map_err(|e| format!("{expected}: the string is not JSON ({e})"))?;
+            parsed
+                .as_array()
+                .ok_or_else(|| format!("{expected}, got a string holding {}", describe(&parsed)))?
+        }
+        other => return Err(format!("{expected}, got {}", describe(other))),
+    };
+    Ok(CustomRules::parse(list))
+}
+
+/// Longest string value a twin holds (IoT Hub: 4 KB).
+const MAX_TWIN_STRING: usize = 4096;
+
+/// The custom rules in use in twin form: `""` for none; a string holding their JSON array,
+/// like the other list keys (no arrays in the twin, for older tooling); an array when that
+/// string would be longer than a twin string may be (such a set came in as an array anyway).
+fn custom_rules_view(rules: &[Value]) -> Value {
+    if rules.is_empty() {
+        return Value::from("");
+    }
+    let text = Value::Array(rules.to_vec()).to_string();
+    match text.len() <= MAX_TWIN_STRING {
+        true => Value::String(text),
+        false => Value::Array(rules.to_vec()),
+    }
+}
+
+/// Per-rule overrides: an object keyed by built-in rule id, each `{"severity": S, "threshold":
+/// N, "window": "PT5M"}` (any of the three; each only where the rule has it: [`Rule::tunable`]),
+/// or a string holding such an object (older twin tooling).
+///
+/// An object is *merged* into `current`, as IoT Hub merges a desired patch into the twin (the
+/// module is sent the patch only): a rule not named keeps its overrides, a rule set to `null`
+/// loses them, a field set to `null` goes back to the rule's own. A string is a whole value and
+/// replaces them all (`""`: none). Each bad entry comes back as a message naming its rule and
+/// keeps that rule's previous overrides; the others apply.
+fn rule_overrides(
+    value: &Value,
+    current: &BTreeMap<Rule, RuleOverride>,
+) -> Result<(BTreeMap<Rule, RuleOverride>, Vec<String>), String> {
+    let expected = "expected an object keyed by rule id, such as {\"sudo-failures\": {\"threshold\": 5, \"window\": \"PT10M\"}}, or a string holding one";
+    let parsed;
+    let (map, mut out) = match value {
+        Value::Object(map) => (map, current.clone()),
+        Value::String(text) if text.trim().is_empty() => return Ok(Default::default()),
+        Value::String(text) => {
+            parsed = serde_json::from_str::<Value>(text)
+                .map_err(|e| format!("{expected}: the string is not JSON ({e})"))?;
+            let map = parsed
+                .as_object()
+                .ok_or_else(|| format!("{expected}, got a string holding {}", describe(&parsed)))?;
+            (map, BTreeMap::new())
+        }
+        other => return Err(format!("{expected}, got {}", describe(other))),
+    };
+    let mut errors = Vec::new();
+    for (id, entry) in map.iter().filter(|(id, _)| !id.starts_with('$')) {
+        match rule_override(id, entry, &out) {
+            Ok((rule, o)) if o.is_empty() => {
+                out.remove(&rule);
+            }
+            Ok((rule, o)) => {
+                out.insert(rule, o);
+            }
+            Err(e) => errors.push(format!("rule {}: {e}", quote(id))),
+        }
+    }
+    Ok((out, errors))
+}
+
+/// One rule's entry, merged into its overrides in `current`.
+fn rule_override(
+    id: &str,
+    entry: &Value,
+    current: &BTreeMap<Rule, RuleOverride>,
+) -> Result<(Rule, RuleOverride), String> {
+    let rule = Rule::from_id(id).ok_or(
+        "not a built-in rule (ids in docs/detection.md; a custom rule sets its own severity and threshold)",
+    )?;
+    let mut o = match entry {
+        Value::Null => return Ok((rule, RuleOverride::default())),
+        Value::Object(_) => current.get(&rule).copied().unwrap_or_default(),
+        other => {
+            return Err(format!(
+                "expected {{\"severity\": …, \"threshold\": …, \"window\": …}} or null, got {}",
+                describe(other)
+            ));
+        }
+    };
+    let (has_threshold, has_window) = rule.tunable();
+    for (field, v) in entry.as_object().into_iter().flatten() {
+        match (field.as_str(), v) {
+            ("severity", Value::Null) => o.severity = None,
+            ("severity", v) => {
+                let text = v.as_str().unwrap_or_default();
+                let found = [
+                    BaselineSeverity::Critical,
+                    BaselineSeverity::Important,
+                    BaselineSeverity::Warning,
+                    BaselineSeverity::Informational,
+                ]
+                .into_iter()
+                .find(|s| format!("{s:?}").eq_ignore_ascii_case(text));
+                o.severity = Some(found.ok_or_else(|| {
+                    format!(
+                        "severity: expected Critical, Important, Warning or Informational, got {}",
+                        describe(v)
+                    )
+                })?);
+            }
+            ("threshold" | "window", _) if !(has_threshold || has_window) => {
+                return Err(format!(
+                    "{field}: the rule has no threshold or window (only severity can be set)"
+                ));
+            }
+            ("threshold", _) if !has_threshold => {
+                return Err("threshold: the rule has a window but no threshold".into());
+            }
+            ("threshold", Value::Null) => o.threshold = None,
+            ("threshold", v) => {
+                let n = integer(v, 2, Some(MAX_THRESHOLD as u64))
+                    .map_err(|e| format!("threshold: {e}"))?;
+                o.threshold = Some(n as usize);
+            }
+            ("window", Value::Null) => o.window = None,
+            ("window", v) => {
+                let d = duration(v).map_err(|e| format!("window: {e}"))?;
+                if d < Duration::from_secs(1) || d > MAX_WINDOW {
+                    return Err(format!(
+                        "window: expected from PT1S to {}, got {}",
+                        format_duration(MAX_WINDOW),
+                        describe(v)
+                    ));
+                }
+                o.window = Some(d);
+            }
+            (other, _) => {
+                return Err(format!(
+                    "unknown setting {} (severity, threshold, window)",
+                    quote(other)
+                ));
+            }
+        }
+    }
+    Ok((rule, o))
+}
+
+/// The overrides in use in twin form: a string holding their object (a string is replaced
+/// whole when reported again; the entries of an object would be merged into the reported
+/// properties and a removed rule's would linger), or the object when that string would be
+/// longer than a twin string may be. `""` for none.
+fn overrides_view(overrides: &BTreeMap<Rule, RuleOverride>) -> Value {
+    if overrides.is_empty() {
+        return Value::from("");
+    }
+    let object: serde_json::Map<String, Value> = overrides
+        .iter()
+        .map(|(rule, o)| {
+            let mut entry = serde_json::Map::new();
+            if let Some(s) = o.severity {
+                entry.insert("severity".into(), format!("{s:?}").into());
+            }
+            if let Some(n) = o.threshold {
+                entry.insert("threshold".into(), n.into());
+            }
+            if let Some(w) = o.window {
+                entry.insert("window".into(), format_duration(w).into());
+            }
+            (rule.id().to_string(), Value::Object(entry))
+        })
+        .collect();
+    let object = Value::Object(object);
+    let text = object.to_string();
+    match text.len() <= MAX_TWIN_STRING {
+        true => Value::String(text),
+        false => object,
+    }
+}
+
+/// An allow-list: entries separated by commas (`""`: the list is off), each read by `parse`,
+/// in the order given without duplicates, at most [`MAX_ALLOWED`]. One bad entry rejects the
+/// whole key (the list before stays): half a list applied would raise alerts for everything
+/// the bad entry meant to allow.
+fn allow_list<T: PartialEq>(
+    value: &Value,
+    what: &str,
+    parse: impl Fn(&str) -> Option<T>,
+) -> Result<Vec<T>, String> {
+    let text = value.as_str().ok_or_else(|| {
+        format!(
+            "expected {what}s separated by commas, got {}",
+            describe(value)
+        )
+    })?;
+    let mut out = Vec::new();
+    for entry in text.split(',').map(str::trim).filter(|e| !e.is_empty()) {
+        let item = parse(entry).ok_or_else(|| format!("not a {what}: {}", quote(entry)))?;
+        if !out.contains(&item) {
+            out.push(item);
+        }
+    }
+    if out.len() > MAX_ALLOWED {
+        return Err(format!(
+            "expected at most {MAX_ALLOWED} {what}s, got {}",
+            out.len()
+        ));
+    }
+    Ok(out)
+}
+
+/// An allowed destination in twin form (`10.0.0.0/8:443`, `[fd00::/8]:443`).
+fn destination_text(d: &AllowedDestination) -> String {
+    let (addr, len) = d.net;
+    match (addr, d.port) {
+        (_, None) => format!("{addr}/{len}"),
+        (IpAddr::V4(_), Some(p)) => format!("{addr}/{len}:{p}"),
+        (IpAddr::V6(_), Some(p)) => format!("[{addr}/{len}]:{p}"),
+    }
 }
 
 /// The most paths `fileIntegrityPaths` may name: each is at least one inotify watch, and the
@@ -513,7 +878,7 @@ mod tests {
         let names: Vec<String> = Key::all().map(Key::name).collect();
         let unique: std::collections::BTreeSet<&String> = names.iter().collect();
         assert_eq!(unique.len(), names.len());
-        assert_eq!(names.len(), 5 + EventKind::ALL.len() + 6 + 11);
+        assert_eq!(names.len(), 5 + EventKind::ALL.len() + 6 + 17);
         for key in Key::all() {
             assert_eq!(Key::from_name(&key.name()), Some(key));
         }

@@ -20,7 +20,7 @@ pub use document::{Desired, load_file, load_str, locate};
 pub use duration::{format_duration, parse_duration};
 pub use patch::{apply_patch, from_desired, reported};
 
-use crate::detect::Rule;
+use crate::detect::{AllowLists, CustomRules, Rule, RuleOverride};
 use crate::event::{
     ConfigErrorType, ConfigurationError, Event, EventKind, ExtraDetails, Payload, Priority,
 };
@@ -79,6 +79,14 @@ pub struct Config {
     /// defaults; `None`: the defaults ([`crate::collectors::files::DEFAULT_PATHS`] and every
     /// home's shell and ssh files).
     pub file_integrity_paths: Option<Vec<String>>,
+    /// Detection rules of the user's own (`detectionCustomRules`), compiled; none by default.
+    pub detection_custom_rules: CustomRules,
+    /// Severity, threshold and window of built-in rules (`detectionRuleOverrides`); none by
+    /// default.
+    pub detection_rule_overrides: BTreeMap<Rule, RuleOverride>,
+    /// The allow-lists (`detectionAllowedProcesses`, `…Connections`, `…Users`,
+    /// `…LoginSources`); all empty (off) by default.
+    pub detection_allow_lists: AllowLists,
 }
 
 /// Five minutes: a silent device is noticed within minutes, not at the next low-priority timer
@@ -124,6 +132,9 @@ impl Default for Config {
             heartbeat_frequency: DEFAULT_HEARTBEAT,
             file_integrity_enabled: true,
             file_integrity_paths: None,
+            detection_custom_rules: CustomRules::default(),
+            detection_rule_overrides: BTreeMap::new(),
+            detection_allow_lists: AllowLists::default(),
         }
     }
 }

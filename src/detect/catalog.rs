@@ -25,7 +25,7 @@ use serde_json::Value;
 use std::borrow::Cow;
 use std::collections::HashMap;
 use std::net::IpAddr;
-use std::sync::LazyLock;
+use std::sync::{Arc, LazyLock};
 use std::time::Duration;
 
 /// Rules in one catalog: code rules plus data rules. A rule index is a `u16`.
@@ -42,12 +42,15 @@ const MAX_VALUES: usize = 256;
 const MAX_DEPTH: usize = 8;
 
 /// The ids of the code rules, in [`Rule`]'s constant order.
-pub(super) const CODE_RULES: [&str; 5] = [
+pub(super) const CODE_RULES: [&str; 8] = [
     "exec-from-temp-dir",
     "exec-from-memory",
     "shell-in-container",
     "login-brute-force",
     "uid0-account-added",
+    "process-not-allowed",
+    "connection-not-allowed",
+    "login-not-allowed",
 ];
 
 /// The built-in catalog, parsed on first use.
@@ -57,6 +60,106 @@ pub fn catalog() -> &'static Catalog {
             .expect("the built-in rule catalog is valid (src/detect/tests.rs proves it)")
     });
     &CATALOG
+}
+
+/// Custom rules `detectionCustomRules` may hold. With the built-in ones they stay within
+/// [`MAX_RULES`]; each is bounded by the catalog's own limits (256 values per list, conditions
+/// nested 8 deep, windows of at most an hour, thresholds of at most 1000), and all of them
+/// together by the twin's size (IoT Hub: 32 KB of desired properties).
+pub const MAX_CUSTOM_RULES: usize = 64;
+
+/// The custom rules of the twin (`detectionCustomRules`): data rules in the format of
+/// `rules.json`, compiled into a catalog of their own that the [`super::Detector`] tries after
+/// the built-in one. Built once per twin change, shared (an `Arc`) by every copy of the
+/// configuration; two sets are equal when their rule objects are.
+#[derive(Debug, Clone, Default)]
+pub struct CustomRules {
+    /// The rule objects accepted, as given: the reported view shows them.
+    source: Vec<Value>,
+    /// Their catalog; `None` when there are none.
+    catalog: Option<Arc<Catalog>>,
+}
+
+impl PartialEq for CustomRules {
+    fn eq(&self, other: &CustomRules) -> bool {
+        self.source == other.source
+    }
+}
+
+impl CustomRules {
+    /// Compiles the rules of a list, each alone: a bad one is left out with a message naming
+    /// it and saying why, the others are kept. A rule is bad when it does not parse, is a code
+    /// rule (`"code": true`: those are built in), has the id of a built-in rule or of a custom
+    /// rule before it, or comes after the first [`MAX_CUSTOM_RULES`].
+    pub fn parse(list: &[Value]) -> (CustomRules, Vec<String>) {
+        let first = catalog().rules.len();
+        let mut errors = Vec::new();
+        let mut source = Vec::new();
+        let mut defs: Vec<RuleDef> = Vec::new();
+        for (i, v) in list.iter().enumerate() {
+            let name = match v.get("id").and_then(Value::as_str) {
+                Some(id) => format!("rule {:?}", crate::text::shorten(id, 64)),
+                None => format!("rule #{}", i + 1),
+            };
+            let checked = rule_def(v).and_then(|def| {
+                if def.data.is_none() {
+                    return Err(
+                        "code rules are built in; a custom rule needs a `kind` and a `match`"
+                            .into(),
+                    );
+                }
+                if Rule::from_id(&def.id).is_some() {
+                    return Err("a built-in rule has this id".into());
+                }
+                if defs.iter().any(|d| d.id == def.id) {
+                    return Err("an earlier custom rule has this id".into());
+                }
+                if defs.len() >= MAX_CUSTOM_RULES {
+                    return Err(format!("at most {MAX_CUSTOM_RULES} custom rules"));
+                }
+                // Compiled alone first, so what fails to build is this rule's fault.
+                Catalog::build(vec![def], first)?;
+                rule_def(v)
+            });
+            match checked {
+                Ok(def) => {
+                    defs.push(def);
+                    source.push(v.clone());
+                }
+                Err(e) => errors.push(format!("{name}: {e}")),
+            }
+        }
+        if defs.is_empty() {
+            return (CustomRules::default(), errors);
+        }
+        match Catalog::build(defs, first) {
+            Ok(c) => {
+                let catalog = Some(Arc::new(c));
+                (CustomRules { source, catalog }, errors)
+            }
+            Err(e) => {
+                errors.push(format!("the custom rules together: {e}"));
+                (CustomRules::default(), errors)
+            }
+        }
+    }
+
+    /// The rule objects in use, as given.
+    pub fn source(&self) -> &[Value] {
+        &self.source
+    }
+
+    /// The ids of the rules in use.
+    pub fn ids(&self) -> impl Iterator<Item = &str> {
+        self.catalog
+            .iter()
+            .flat_map(|c| c.rules.iter().map(|r| r.id.as_str()))
+    }
+
+    /// Their compiled catalog, `None` when there are none.
+    pub fn catalog(&self) -> Option<&Arc<Catalog>> {
+        self.catalog.as_ref()
+    }
 }
 
 /// One rule's description, as alerts, metrics and docs show it.
@@ -233,6 +336,9 @@ pub enum Cmp {
 #[derive(Debug)]
 pub struct Catalog {
     pub rules: Vec<RuleDef>,
+    /// The index of the first rule: 0 for the built-in catalog; a custom catalog's rules are
+    /// numbered after the built-in ones, so per-rule state is one vector for both.
+    pub(super) first: usize,
     /// Per event kind (by discriminant): which data rules to try.
     pub(super) kinds: Vec<KindRules>,
     /// Every program name a `Program` test lists, numbered: a record's program names are looked
@@ -422,6 +528,18 @@ impl Catalog {
         if rules.len() < CODE_RULES.len() {
             return Err("the code rules are missing".into());
         }
+        Catalog::build(rules, 0)
+    }
+
+    /// Numbers the `Program` lists and indexes the data rules by kind and program; the rules
+    /// are numbered from `first` on (a custom catalog's follow the built-in ones).
+    fn build(mut rules: Vec<RuleDef>, first: usize) -> Result<Catalog, String> {
+        if first + rules.len() > MAX_RULES {
+            return Err(format!(
+                "{} rules, at most {MAX_RULES}",
+                first + rules.len()
+            ));
+        }
         let mut programs = HashMap::new();
         for def in &mut rules {
             let Some(data) = &mut def.data else { continue };
@@ -433,7 +551,7 @@ impl Catalog {
         let mut kinds: Vec<KindRules> = EventKind::ALL.iter().map(|_| Default::default()).collect();
         for (i, def) in rules.iter().enumerate() {
             let Some(data) = &def.data else { continue };
-            let rule = Rule(i as u16);
+            let rule = Rule((first + i) as u16);
             let slot = &mut kinds[data.kind as usize];
             let gate = match &data.correlation {
                 Correlation::Sequence { then, .. } => {
@@ -461,9 +579,15 @@ impl Catalog {
         }
         Ok(Catalog {
             rules,
+            first,
             kinds,
             programs,
         })
+    }
+
+    /// The rule's description, if the rule is in this catalog.
+    pub fn def(&self, rule: Rule) -> Option<&RuleDef> {
+        self.rules.get(rule.index().wrapping_sub(self.first))
     }
 
     /// The numbers of a record's program names ([`Rec::programs`]), where some test lists them.
@@ -806,7 +930,7 @@ fn cond(kind: EventKind, v: &Value, depth: usize) -> Result<Cond, String> {
 }
 
 /// `10.0.0.0/8`, `fe80::/10`, or an address alone (a host).
-fn cidr(text: &str) -> Option<(IpAddr, u8)> {
+pub(crate) fn cidr(text: &str) -> Option<(IpAddr, u8)> {
     let (addr, len) = match text.split_once('/') {
         Some((a, l)) => (a.parse::<IpAddr>().ok()?, Some(l.parse::<u8>().ok()?)),
         None => (text.parse::<IpAddr>().ok()?, None),
@@ -816,7 +940,7 @@ fn cidr(text: &str) -> Option<(IpAddr, u8)> {
     (len <= max).then_some((addr, len))
 }
 
-fn in_cidr(ip: IpAddr, (net, len): (IpAddr, u8)) -> bool {
+pub(crate) fn in_cidr(ip: IpAddr, (net, len): (IpAddr, u8)) -> bool {
     match (ip, net) {
         (IpAddr::V4(a), IpAddr::V4(n)) => {
             let mask = u32::MAX.checked_shl(32 - len as u32).unwrap_or(0);

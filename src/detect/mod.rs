@@ -16,22 +16,26 @@
 //!
 //! No learned baseline yet: rules that need one (a new listening port, a new outbound
 //! destination) are future work. `detectionRulesDisabled` in the twin turns single rules off,
-//! `eventPriorityAlert: Off` all of them.
+//! `eventPriorityAlert: Off` all of them. The twin also adds rules ([`CustomRules`],
+//! `detectionCustomRules`: a second catalog, owned by the detector, tried after the static
+//! built-in one) and tunes built-in ones ([`RuleOverride`], `detectionRuleOverrides`).
 
 use crate::event::{
-    AccountOperation, Alert, BaselineSeverity, ContainerEvent, ContainerObject, Event,
-    ExtraDetails, Login, LoginResult, Payload, ProcessCreate, UserChange,
+    AccountOperation, Alert, BaselineSeverity, ConnectionCreate, ContainerEvent, ContainerObject,
+    Direction, Event, ExtraDetails, Login, LoginResult, Payload, ProcessCreate, UserChange,
 };
 use std::collections::hash_map::RandomState;
-use std::collections::{HashMap, VecDeque};
+use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::hash::{BuildHasher, Hash, Hasher};
+use std::net::IpAddr;
+use std::sync::Arc;
 use std::time::Duration;
 use tokio::time::Instant;
 
 mod catalog;
 pub use catalog::{
-    Catalog, MAX_CORRELATION_KEYS, MAX_RULES, MAX_THRESHOLD, MAX_WINDOW, RuleDef, catalog,
-    kind_fields,
+    Catalog, CustomRules, MAX_CORRELATION_KEYS, MAX_CUSTOM_RULES, MAX_RULES, MAX_THRESHOLD,
+    MAX_WINDOW, RuleDef, catalog, kind_fields,
 };
 use catalog::{Context, Correlation, Field, KindRules, Rec};
 
@@ -102,13 +106,20 @@ impl Rule {
     pub const LoginBruteForce: Rule = Rule(3);
     /// A new account with uid 0, or an account changed to uid 0: a second root.
     pub const Uid0AccountAdded: Rule = Rule(4);
+    /// A program not on `detectionAllowedProcesses` ([`AllowLists`]).
+    pub const ProcessNotAllowed: Rule = Rule(5);
+    /// An outbound connection not on `detectionAllowedConnections`.
+    pub const ConnectionNotAllowed: Rule = Rule(6);
+    /// A login by a user or from a source not on `detectionAllowedUsers` /
+    /// `detectionAllowedLoginSources`.
+    pub const LoginNotAllowed: Rule = Rule(7);
 
     /// Every rule, in index order.
     pub fn all() -> impl ExactSizeIterator<Item = Rule> + Clone {
         (0..Rule::count() as u16).map(Rule)
     }
 
-    /// How many rules there are (code and data).
+    /// How many built-in rules there are (code and data). Custom rules are numbered after them.
     pub fn count() -> usize {
         catalog().rules.len()
     }
@@ -144,10 +155,6 @@ impl Rule {
     pub fn techniques(self) -> &'static [String] {
         &self.def().techniques
     }
-
-    fn remediation(self) -> &'static str {
-        &self.def().remediation
-    }
 }
 
 impl std::fmt::Debug for Rule {
@@ -156,6 +163,135 @@ impl std::fmt::Debug for Rule {
             Some(def) => write!(f, "Rule({})", def.id),
             None => write!(f, "Rule(#{})", self.0),
         }
+    }
+}
+
+/// A built-in rule's settings from the twin (`detectionRuleOverrides`), each replacing the
+/// rule's own when set.
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct RuleOverride {
+    pub severity: Option<BaselineSeverity>,
+    /// Matches that make an alert, 2 to [`MAX_THRESHOLD`]: rules with a threshold
+    /// ([`Rule::tunable`]).
+    pub threshold: Option<usize>,
+    /// The correlation window, 1 s to [`MAX_WINDOW`]: rules with a threshold or a sequence.
+    pub window: Option<Duration>,
+}
+
+impl RuleOverride {
+    pub fn is_empty(&self) -> bool {
+        *self == RuleOverride::default()
+    }
+}
+
+impl Rule {
+    /// What `detectionRuleOverrides` may set besides the severity: (a threshold, a window).
+    /// Threshold rules and `login-brute-force` have both, sequence rules a window only.
+    pub fn tunable(self) -> (bool, bool) {
+        if self == Rule::LoginBruteForce {
+            return (true, true);
+        }
+        match self.def().data.as_ref().map(|d| &d.correlation) {
+            Some(Correlation::Threshold { .. }) => (true, true),
+            Some(Correlation::Sequence { .. }) => (false, true),
+            _ => (false, false),
+        }
+    }
+}
+
+/// A network (`10.0.0.0/8`) or one address, as the match language's `cidr` reads it.
+pub fn parse_cidr(text: &str) -> Option<(IpAddr, u8)> {
+    catalog::cidr(text)
+}
+
+/// Entries one allow-list may have (each twin key is a string of at most this many, say so).
+pub const MAX_ALLOWED: usize = 256;
+
+/// The allow-lists of the twin (issue 17's "custom alerts" of the retired service): what the
+/// device is expected to run, reach and let log in. A list that is empty is off.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct AllowLists {
+    /// Executables (`detectionAllowedProcesses`): absolute paths, or directories ending in `/`
+    /// whose programs (at any depth) are all allowed.
+    pub processes: Vec<String>,
+    /// Outbound destinations (`detectionAllowedConnections`): a network, and a port (`None`:
+    /// any). Loopback destinations are always allowed.
+    pub destinations: Vec<AllowedDestination>,
+    /// Local user names that may log in (`detectionAllowedUsers`).
+    pub users: Vec<String>,
+    /// Networks logins may come from (`detectionAllowedLoginSources`).
+    pub login_sources: Vec<(IpAddr, u8)>,
+}
+
+/// One entry of `detectionAllowedConnections`: `10.0.0.0/8`, `10.1.2.3:443`, `[fd00::/8]:443`.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct AllowedDestination {
+    pub net: (IpAddr, u8),
+    pub port: Option<u16>,
+}
+
+impl AllowedDestination {
+    /// Parses one entry; the address may be a network (`/len`), IPv6 in brackets when a port
+    /// follows.
+    pub fn parse(text: &str) -> Option<AllowedDestination> {
+        let text = text.trim();
+        let (addr, port) = if let Some(rest) = text.strip_prefix('[') {
+            let (addr, after) = rest.split_once(']')?;
+            match after {
+                "" => (addr, None),
+                p => (addr, Some(p.strip_prefix(':')?.parse().ok()?)),
+            }
+        } else {
+            match text.rsplit_once(':') {
+                // One colon: IPv4 with a port; more: a bare IPv6 address.
+                Some((a, p)) if !a.contains(':') => (a, Some(p.parse().ok()?)),
+                _ => (text, None),
+            }
+        };
+        Some(AllowedDestination {
+            net: catalog::cidr(addr)?,
+            port,
+        })
+    }
+
+    fn allows(&self, ip: IpAddr, port: u16) -> bool {
+        catalog::in_cidr(ip, self.net) && self.port.is_none_or(|p| p == port)
+    }
+}
+
+impl AllowLists {
+    fn allows_process(&self, exe: &str) -> bool {
+        self.processes.iter().any(|p| match p.ends_with('/') {
+            true => exe.starts_with(p.as_str()),
+            false => exe == p,
+        })
+    }
+
+    fn allows_destination(&self, ip: IpAddr, port: u16) -> bool {
+        ip.is_loopback()
+            || ip.to_canonical().is_loopback()
+            || self.destinations.iter().any(|d| d.allows(ip, port))
+    }
+
+    /// Why a successful login breaks the lists, if it does.
+    fn login_violation(&self, r: &Login) -> Option<String> {
+        let user = r.user_name.as_deref();
+        if !self.users.is_empty() && !user.is_some_and(|u| self.users.iter().any(|a| a == u)) {
+            return Some(format!(
+                "user {} is not allowed to log in",
+                user.unwrap_or("(unknown)")
+            ));
+        }
+        let from = r.remote_address?;
+        if !self.login_sources.is_empty()
+            && !self
+                .login_sources
+                .iter()
+                .any(|n| catalog::in_cidr(from, *n))
+        {
+            return Some(format!("logins from {from} are not allowed"));
+        }
+        None
     }
 }
 
@@ -180,14 +316,24 @@ pub struct Detector {
     suppressed: HashMap<(Rule, u64), Instant>,
     /// Keys the subject hashes (random per agent, so nobody can aim a collision at a subject).
     subject_keys: RandomState,
-    /// Per rule (in [`Rule::all`] order): start of its current minute and alerts raised in it.
+    /// Per rule (in [`Rule::all`] order, then the custom rules): start of its current minute
+    /// and alerts raised in it.
     budget: Vec<Option<(Instant, u32)>>,
-    /// Per rule: turned off by `detectionRulesDisabled`.
+    /// Per built-in rule: turned off by `detectionRulesDisabled`.
     disabled: Vec<bool>,
+    /// The twin's custom rules (`detectionCustomRules`), tried after the built-in ones; their
+    /// rules are numbered after [`Rule::count`]. `None` (no custom rules) costs one test per
+    /// event.
+    custom: Option<Arc<Catalog>>,
     /// Per correlation rule, (hash of its key) → times of its matches within the window, oldest
     /// first (threshold: at most the count; sequence: the last first step). At most
     /// [`MAX_CORRELATION_KEYS`] keys per rule.
     correlation: HashMap<Rule, HashMap<u64, VecDeque<Instant>>>,
+    /// Per built-in rule, its overrides (`detectionRuleOverrides`); empty when there are none,
+    /// so a rule without any costs one bounds check where it has a threshold or a window.
+    overrides: Vec<RuleOverride>,
+    /// The allow-lists; `None` when all are empty (one test per event then).
+    allow: Option<Box<AllowLists>>,
 }
 
 impl Default for Detector {
@@ -205,7 +351,74 @@ impl Detector {
             budget: vec![None; Rule::count()],
             disabled: vec![false; Rule::count()],
             correlation: HashMap::new(),
+            custom: None,
+            overrides: Vec::new(),
+            allow: None,
         }
+    }
+
+    /// Uses these allow-lists from now on (empty lists are off).
+    pub fn set_allow_lists(&mut self, lists: &AllowLists) {
+        self.allow = match *lists == AllowLists::default() {
+            true => None,
+            false => Some(Box::new(lists.clone())),
+        };
+    }
+
+    /// Uses these overrides from now on (the rules not named: their own settings). Correlation
+    /// state is kept: times outside a shorter window are dropped at the next match, and a lower
+    /// threshold alerts at the next match that reaches it.
+    pub fn set_overrides(&mut self, overrides: &BTreeMap<Rule, RuleOverride>) {
+        self.overrides = match overrides.is_empty() {
+            true => Vec::new(),
+            false => Rule::all()
+                .map(|r| overrides.get(&r).copied().unwrap_or_default())
+                .collect(),
+        };
+    }
+
+    fn overridden(&self, rule: Rule) -> Option<&RuleOverride> {
+        self.overrides.get(rule.index())
+    }
+
+    /// `login-brute-force`'s threshold and window.
+    fn brute_force(&self) -> (usize, Duration) {
+        let o = self.overridden(Rule::LoginBruteForce);
+        (
+            o.and_then(|o| o.threshold).unwrap_or(BRUTE_FORCE_THRESHOLD),
+            o.and_then(|o| o.window).unwrap_or(BRUTE_FORCE_WINDOW),
+        )
+    }
+
+    /// Uses these custom rules from now on (none: `None`). The state of the custom rules
+    /// before (budgets, suppressions, correlation) is dropped, since an index may now stand
+    /// for another rule; the same set again (the configuration changed elsewhere) keeps it.
+    pub fn set_custom(&mut self, rules: &CustomRules) {
+        let next = rules.catalog().cloned();
+        let same = match (&self.custom, &next) {
+            (Some(a), Some(b)) => Arc::ptr_eq(a, b),
+            (None, None) => true,
+            _ => false,
+        };
+        if same {
+            return;
+        }
+        let base = Rule::count();
+        self.custom = next;
+        let total = base + self.custom.as_ref().map_or(0, |c| c.rules.len());
+        self.budget.truncate(base);
+        self.budget.resize(total, None);
+        self.suppressed.retain(|(rule, _), _| rule.index() < base);
+        self.correlation.retain(|rule, _| rule.index() < base);
+    }
+
+    /// The id of a built-in or custom rule (a custom rule replaced since: `"unknown"`).
+    pub fn rule_id(&self, rule: Rule) -> &str {
+        if rule.index() < Rule::count() {
+            return rule.id();
+        }
+        let def = self.custom.as_ref().and_then(|c| c.def(rule));
+        def.map_or("unknown", |d| d.id.as_str())
     }
 
     /// Turns off exactly these rules (the others on). A disabled rule neither alerts nor counts
@@ -217,11 +430,13 @@ impl Detector {
             self.failures = HashMap::new();
         }
         let disabled = &self.disabled;
-        self.correlation.retain(|rule, _| !disabled[rule.index()]);
+        self.correlation
+            .retain(|rule, _| !disabled.get(rule.index()).copied().unwrap_or(false));
     }
 
+    /// Whether the rule is on (custom rules always are).
     fn on(&self, rule: Rule) -> bool {
-        !self.disabled[rule.index()]
+        !self.disabled.get(rule.index()).copied().unwrap_or(false)
     }
 
     /// Runs every enabled rule on one event, appending what they found to `out`.
@@ -234,7 +449,9 @@ impl Detector {
                         self.raise(rule, subject, now, out, || process_alert(rule, r, path));
                     }
                 }
+                self.allowed_processes(v, now, out);
             }
+            Payload::ConnectionCreate(v) => self.allowed_connections(v, now, out),
             Payload::ContainerEvent(v) if self.on(Rule::ShellInContainer) => {
                 for r in v {
                     if let Some(alert) = shell_exec(r) {
@@ -243,10 +460,13 @@ impl Detector {
                     }
                 }
             }
-            Payload::Login(v) if self.on(Rule::LoginBruteForce) => {
-                for r in v.iter().filter(|r| r.result == LoginResult::Fail) {
-                    self.failed_login(r, now, out);
+            Payload::Login(v) => {
+                if self.on(Rule::LoginBruteForce) {
+                    for r in v.iter().filter(|r| r.result == LoginResult::Fail) {
+                        self.failed_login(r, now, out);
+                    }
                 }
+                self.allowed_logins(v, now, out);
             }
             Payload::UserChange(v) if self.on(Rule::Uid0AccountAdded) => {
                 for r in v.iter().filter(|r| is_new_uid0(r)) {
@@ -256,64 +476,80 @@ impl Detector {
             }
             _ => {}
         }
-        let kind_rules = &catalog().kinds[event.payload.kind() as usize];
-        if kind_rules.is_empty() {
-            return;
+        let kind = event.payload.kind() as usize;
+        let kind_rules = &catalog().kinds[kind];
+        if !kind_rules.is_empty() {
+            self.records(catalog(), kind_rules, event, now, out);
         }
+        if let Some(custom) = self.custom.as_ref().filter(|c| !c.kinds[kind].is_empty()) {
+            let custom = Arc::clone(custom);
+            self.records(&custom, &custom.kinds[kind], event, now, out);
+        }
+    }
+
+    /// Tries the data rules of one catalog on each record of the event.
+    fn records(
+        &mut self,
+        cat: &Catalog,
+        kind_rules: &KindRules,
+        event: &Event,
+        now: Instant,
+        out: &mut Vec<Finding>,
+    ) {
         match &event.payload {
             Payload::ProcessCreate(v) => {
                 for r in v {
-                    self.data_rules(kind_rules, Rec::Process(r), event, now, out);
+                    self.data_rules(cat, kind_rules, Rec::Process(r), event, now, out);
                 }
             }
             Payload::ProcessTerminate(v) => {
                 for r in v {
-                    self.data_rules(kind_rules, Rec::Terminate(r), event, now, out);
+                    self.data_rules(cat, kind_rules, Rec::Terminate(r), event, now, out);
                 }
             }
             Payload::ConnectionCreate(v) => {
                 for r in v {
-                    self.data_rules(kind_rules, Rec::Connection(r), event, now, out);
+                    self.data_rules(cat, kind_rules, Rec::Connection(r), event, now, out);
                 }
             }
             Payload::Login(v) => {
                 for r in v {
-                    self.data_rules(kind_rules, Rec::Login(r), event, now, out);
+                    self.data_rules(cat, kind_rules, Rec::Login(r), event, now, out);
                 }
             }
             Payload::UserChange(v) => {
                 for r in v {
-                    self.data_rules(kind_rules, Rec::User(r), event, now, out);
+                    self.data_rules(cat, kind_rules, Rec::User(r), event, now, out);
                 }
             }
             Payload::ContainerEvent(v) => {
                 for r in v {
-                    self.data_rules(kind_rules, Rec::Container(r), event, now, out);
+                    self.data_rules(cat, kind_rules, Rec::Container(r), event, now, out);
                 }
             }
             Payload::FirewallChange(v) => {
                 for r in v {
-                    self.data_rules(kind_rules, Rec::Firewall(r), event, now, out);
+                    self.data_rules(cat, kind_rules, Rec::Firewall(r), event, now, out);
                 }
             }
             Payload::SoftwareChange(v) => {
                 for r in v {
-                    self.data_rules(kind_rules, Rec::Software(r), event, now, out);
+                    self.data_rules(cat, kind_rules, Rec::Software(r), event, now, out);
                 }
             }
             Payload::FileChange(v) => {
                 for r in v {
-                    self.data_rules(kind_rules, Rec::File(r), event, now, out);
+                    self.data_rules(cat, kind_rules, Rec::File(r), event, now, out);
                 }
             }
             Payload::KernelModule(v) => {
                 for r in v {
-                    self.data_rules(kind_rules, Rec::Module(r), event, now, out);
+                    self.data_rules(cat, kind_rules, Rec::Module(r), event, now, out);
                 }
             }
             Payload::ConnectedHardware(v) => {
                 for r in v {
-                    self.data_rules(kind_rules, Rec::Hardware(r), event, now, out);
+                    self.data_rules(cat, kind_rules, Rec::Hardware(r), event, now, out);
                 }
             }
             _ => {}
@@ -324,36 +560,39 @@ impl Detector {
     /// ungated ones.
     fn data_rules(
         &mut self,
-        rules: &'static KindRules,
+        cat: &Catalog,
+        rules: &KindRules,
         rec: Rec<'_>,
         event: &Event,
         now: Instant,
         out: &mut Vec<Finding>,
     ) {
-        let cx = Context::new(&rec, catalog());
+        let cx = Context::new(&rec, cat);
         if !rules.by_program.is_empty() {
             // A rule gated under both names (`dash` run as `sh`) is tried once.
             let [name, alias] = cx.program_ids;
             let first = rules.gated(name);
             for rule in first {
-                self.data_rule(*rule, rec, &cx, event, now, out);
+                self.data_rule(cat, *rule, rec, &cx, event, now, out);
             }
             if alias != name {
                 for rule in rules.gated(alias) {
                     if !first.contains(rule) {
-                        self.data_rule(*rule, rec, &cx, event, now, out);
+                        self.data_rule(cat, *rule, rec, &cx, event, now, out);
                     }
                 }
             }
         }
         for rule in &rules.always {
-            self.data_rule(*rule, rec, &cx, event, now, out);
+            self.data_rule(cat, *rule, rec, &cx, event, now, out);
         }
     }
 
     /// One data rule on one record: its condition, then its correlation, then the alert.
+    #[allow(clippy::too_many_arguments)]
     fn data_rule(
         &mut self,
+        cat: &Catalog,
         rule: Rule,
         rec: Rec<'_>,
         cx: &Context<'_>,
@@ -361,9 +600,10 @@ impl Detector {
         now: Instant,
         out: &mut Vec<Finding>,
     ) {
-        let Some(data) = rule.def().data.as_ref().filter(|_| self.on(rule)) else {
+        let Some(def) = cat.def(rule).filter(|_| self.on(rule)) else {
             return;
         };
+        let Some(data) = &def.data else { return };
         let count = match &data.correlation {
             Correlation::None => match data.cond.matches(&rec, cx) {
                 true => 1,
@@ -373,6 +613,9 @@ impl Detector {
                 if !data.cond.matches(&rec, cx) {
                     return;
                 }
+                let o = self.overridden(rule);
+                let count = &o.and_then(|o| o.threshold).unwrap_or(*count);
+                let window = &o.and_then(|o| o.window).unwrap_or(*window);
                 let key = self.hash_fields(&rec, std::slice::from_ref(key));
                 let times = self.correlation_times(rule, key, *window, now);
                 times.push_back(now);
@@ -388,6 +631,8 @@ impl Detector {
                 if !first && !second {
                     return;
                 }
+                let o = self.overridden(rule);
+                let window = &o.and_then(|o| o.window).unwrap_or(*window);
                 let key = self.hash_fields(&rec, std::slice::from_ref(key));
                 let times = self.correlation_times(rule, key, *window, now);
                 let done = second && !times.is_empty();
@@ -403,7 +648,7 @@ impl Detector {
         };
         let subject = self.hash_fields(&rec, &data.subject);
         self.raise(rule, subject, now, out, || {
-            data_alert(rule, rec, event, count)
+            data_alert(def, rec, event, count)
         });
     }
 
@@ -467,7 +712,11 @@ impl Detector {
             }
         }
         self.suppressed.insert(key, now + SUPPRESSION);
-        out.push(Finding::Raised(rule, Box::new(make())));
+        let mut alert = make();
+        if let Some(severity) = self.overridden(rule).and_then(|o| o.severity) {
+            alert.severity = severity;
+        }
+        out.push(Finding::Raised(rule, Box::new(alert)));
     }
 
     /// Takes one alert from the rule's budget for the current minute; false when it is spent.
@@ -486,6 +735,104 @@ impl Detector {
         true
     }
 
+    /// `process-not-allowed`: programs whose executable is not on the list.
+    fn allowed_processes(&mut self, v: &[ProcessCreate], now: Instant, out: &mut Vec<Finding>) {
+        let rule = Rule::ProcessNotAllowed;
+        let Some(allow) = self.allow.take() else {
+            return;
+        };
+        if !allow.processes.is_empty() && self.on(rule) {
+            for r in v.iter().filter(|r| !allow.allows_process(&r.executable)) {
+                let subject = (container_id(&r.extra_details), r.executable.as_str());
+                self.raise(rule, subject, now, out, || {
+                    let mut a = alert(
+                        rule,
+                        format!("{} is not on the allowed programs", r.executable),
+                        1,
+                    );
+                    process_evidence(&mut a, r);
+                    a
+                });
+            }
+        }
+        self.allow = Some(allow);
+    }
+
+    /// `connection-not-allowed`: outbound connections to destinations not on the list.
+    fn allowed_connections(
+        &mut self,
+        v: &[ConnectionCreate],
+        now: Instant,
+        out: &mut Vec<Finding>,
+    ) {
+        let rule = Rule::ConnectionNotAllowed;
+        let Some(allow) = self.allow.take() else {
+            return;
+        };
+        if !allow.destinations.is_empty() && self.on(rule) {
+            let bad = |r: &&ConnectionCreate| {
+                r.direction == Direction::Out
+                    && !allow.allows_destination(r.remote_address, r.remote_port)
+            };
+            for r in v.iter().filter(bad) {
+                let subject = (r.executable.as_str(), r.remote_address, r.remote_port);
+                self.raise(rule, subject, now, out, || {
+                    let mut a = alert(
+                        rule,
+                        format!(
+                            "{} connected to {} port {}, not on the allowed destinations",
+                            r.executable, r.remote_address, r.remote_port
+                        ),
+                        1,
+                    );
+                    a.process_id = Some(r.process_id);
+                    a.executable = Some(r.executable.clone());
+                    a.command_line = r.command_line.clone();
+                    a.user_id = r.user_id.clone();
+                    a.remote_address = Some(r.remote_address);
+                    a.extra_details
+                        .insert("RemotePort".into(), r.remote_port.to_string());
+                    a.extra_details
+                        .insert("Protocol".into(), r.protocol.clone());
+                    let get = |k: &str| r.extra_details.get(k).cloned();
+                    a.container_id = get("ContainerId");
+                    a.container_name = get("ContainerName");
+                    a.module_name = get("ModuleName");
+                    a
+                });
+            }
+        }
+        self.allow = Some(allow);
+    }
+
+    /// `login-not-allowed`: successful logins by users, or from sources, not on the lists.
+    fn allowed_logins(&mut self, v: &[Login], now: Instant, out: &mut Vec<Finding>) {
+        let rule = Rule::LoginNotAllowed;
+        let Some(allow) = self.allow.take() else {
+            return;
+        };
+        if self.on(rule) {
+            for r in v.iter().filter(|r| r.result == LoginResult::Success) {
+                let Some(why) = allow.login_violation(r) else {
+                    continue;
+                };
+                let subject = (r.user_name.as_deref(), r.remote_address);
+                self.raise(rule, subject, now, out, || {
+                    let mut a = alert(rule, format!("{why} ({})", r.operation), 1);
+                    a.process_id = Some(r.process_id);
+                    a.executable = Some(r.executable.clone());
+                    a.user_id = r.user_id.clone();
+                    a.user_name = r.user_name.clone();
+                    a.remote_address = r.remote_address;
+                    a.extra_details
+                        .insert("Operation".into(), r.operation.clone());
+                    a
+                });
+            }
+        }
+        self.allow = Some(allow);
+    }
+
     /// Counts a failed login against its origin and raises a brute-force alert at the threshold.
     fn failed_login(&mut self, r: &Login, now: Instant, out: &mut Vec<Finding>) {
         // One source may record one attempt twice (sshd's "Invalid user" and "Failed password"),
@@ -502,11 +849,12 @@ impl Detector {
             (None, None) => "unknown".to_string(),
         };
         let key = (source, origin);
+        let (threshold, window) = self.brute_force();
         if !self.failures.contains_key(&key) && self.failures.len() >= MAX_ORIGINS {
             self.failures.retain(|_, times| {
                 times
                     .back()
-                    .is_some_and(|t| now.saturating_duration_since(*t) < BRUTE_FORCE_WINDOW)
+                    .is_some_and(|t| now.saturating_duration_since(*t) < window)
             });
             if self.failures.len() >= MAX_ORIGINS {
                 let stalest = self
@@ -520,19 +868,19 @@ impl Detector {
         let times = self.failures.entry(key.clone()).or_default();
         while times
             .front()
-            .is_some_and(|t| now.saturating_duration_since(*t) >= BRUTE_FORCE_WINDOW)
+            .is_some_and(|t| now.saturating_duration_since(*t) >= window)
         {
             times.pop_front();
         }
         times.push_back(now);
-        if times.len() < BRUTE_FORCE_THRESHOLD {
+        if times.len() < threshold {
             return;
         }
         let count = times.len() as u64;
         self.failures.remove(&key);
         let (source, origin) = key;
         self.raise(Rule::LoginBruteForce, (&source, &origin), now, out, || {
-            brute_force_alert(r, &source, &origin, count)
+            brute_force_alert(r, &source, &origin, count, window)
         });
     }
 }
@@ -607,13 +955,18 @@ fn is_new_uid0(r: &UserChange) -> bool {
 
 /// Fields every alert has, with the rule's severity and remediation.
 fn alert(rule: Rule, description: String, event_count: u64) -> Alert {
+    rule_alert(rule.def(), description, event_count)
+}
+
+/// Fields every alert has, from the rule's description (built-in or custom).
+fn rule_alert(def: &RuleDef, description: String, event_count: u64) -> Alert {
     Alert {
-        rule_id: rule.id().to_string(),
-        severity: rule.severity(),
+        rule_id: def.id.clone(),
+        severity: def.severity,
         description,
-        remediation: rule.remediation().to_string(),
-        title: Some(rule.title().to_string()),
-        techniques: rule.techniques().to_vec(),
+        remediation: def.remediation.clone(),
+        title: Some(def.title.clone()),
+        techniques: def.techniques.clone(),
         event_count,
         process_id: None,
         executable: None,
@@ -694,13 +1047,14 @@ fn shell_exec(r: &ContainerEvent) -> Option<Alert> {
     Some(a)
 }
 
-fn brute_force_alert(r: &Login, source: &str, origin: &str, count: u64) -> Alert {
+fn brute_force_alert(r: &Login, source: &str, origin: &str, count: u64, window: Duration) -> Alert {
+    let within = match window.as_secs() {
+        s if s % 60 == 0 => format!("{} minutes", s / 60),
+        s => format!("{s} seconds"),
+    };
     let mut a = alert(
         Rule::LoginBruteForce,
-        format!(
-            "{count} failed logins from {origin} recorded by {source} within {} minutes",
-            BRUTE_FORCE_WINDOW.as_secs() / 60
-        ),
+        format!("{count} failed logins from {origin} recorded by {source} within {within}"),
         count,
     );
     a.remote_address = r.remote_address;
@@ -737,8 +1091,8 @@ const MAX_SUMMARY: usize = 256;
 
 /// The alert of a data rule: its title, what matched (the record's key fields), and the
 /// matched event's id and kind as evidence.
-fn data_alert(rule: Rule, rec: Rec<'_>, event: &Event, count: u64) -> Alert {
-    let mut a = alert(rule, String::new(), count);
+fn data_alert(def: &RuleDef, rec: Rec<'_>, event: &Event, count: u64) -> Alert {
+    let mut a = rule_alert(def, String::new(), count);
     let place = |extra: &ExtraDetails| match (extra.get("ContainerName"), extra.get("ContainerId"))
     {
         (Some(name), _) => format!(" in container {name}"),
@@ -939,7 +1293,7 @@ fn data_alert(rule: Rule, rec: Rec<'_>, event: &Event, count: u64) -> Alert {
         Some((at, _)) => format!("{}…", &summary[..at]),
         None => summary,
     };
-    a.description = format!("{}: {summary}", rule.title());
+    a.description = format!("{}: {summary}", def.title);
     a.extra_details
         .insert("EventId".into(), event.id.to_string());
     a.extra_details

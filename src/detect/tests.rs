@@ -1,6 +1,7 @@
 use super::*;
 use crate::event::{ContainerEvent, ListeningPort};
 use proptest::prelude::*;
+use std::collections::BTreeMap;
 
 fn process(executable: &str, container: Option<(&str, &str)>) -> Event {
     let mut extra = ExtraDetails::new();
@@ -1528,5 +1529,363 @@ fn file_module_and_hardware_rules() {
     assert_eq!(
         fired(&device("Human Interface Device", &[("Action", "Added")])),
         none
+    );
+}
+
+/// A custom rule (the twin's `detectionCustomRules`) on the command line of a process.
+fn custom_rule(id: &str, needle: &str) -> serde_json::Value {
+    serde_json::json!({
+        "id": id,
+        "title": "Vendor tool run",
+        "severity": "Warning",
+        "techniques": ["T1059"],
+        "description": "The vendor's maintenance tool ran.",
+        "remediation": "Check who ran it.",
+        "kind": "ProcessCreate",
+        "match": {"all": [
+            {"field": "Program", "equals": "curl"},
+            {"field": "CommandLine", "contains": needle, "nocase": true}
+        ]}
+    })
+}
+
+fn custom(list: &[serde_json::Value]) -> CustomRules {
+    let (rules, errors) = CustomRules::parse(list);
+    assert_eq!(errors, Vec::<String>::new());
+    rules
+}
+
+#[test]
+fn custom_rules_alert_like_built_in_ones() {
+    let mut d = Detector::new();
+    d.set_custom(&custom(&[custom_rule(
+        "vendor-upload",
+        "upload.vendor.example",
+    )]));
+    let t0 = Instant::now();
+    let hit = exec(
+        "/usr/bin/curl",
+        "curl -T /var/log/syslog https://UPLOAD.vendor.example/in",
+    );
+    let f = run(&mut d, &hit, t0);
+    let a = raised(&f);
+    assert_eq!(a.len(), 1, "{f:?}");
+    let (Finding::Raised(rule, _) | Finding::Suppressed(rule)) = f[0];
+    assert!(rule.index() >= Rule::count());
+    assert_eq!(d.rule_id(rule), "vendor-upload");
+    let a = a[0];
+    assert_eq!(a.rule_id, "vendor-upload");
+    assert_eq!(a.title.as_deref(), Some("Vendor tool run"));
+    assert_eq!(a.severity, BaselineSeverity::Warning);
+    assert_eq!(a.techniques, ["T1059"]);
+    assert_eq!(a.remediation, "Check who ran it.");
+    assert_eq!(a.process_id, Some(4242));
+    assert_eq!(a.extra_details["EventKind"], "ProcessCreate");
+    assert!(a.description.starts_with("Vendor tool run: curl -T"));
+    // Suppressed per subject like a built-in rule.
+    assert_eq!(run(&mut d, &hit, t0), vec![Finding::Suppressed(rule)]);
+    // Near misses: another program with the text, curl without it.
+    let wget = exec("/usr/bin/wget", "wget https://upload.vendor.example/in");
+    assert_eq!(run(&mut d, &wget, t0), vec![]);
+    let other = exec("/usr/bin/curl", "curl https://download.vendor.example/x");
+    assert_eq!(run(&mut d, &other, t0), vec![]);
+    // Built-in rules still fire beside them.
+    assert_eq!(
+        raised(&run(&mut d, &process("/tmp/x", None), t0))[0].rule_id,
+        "exec-from-temp-dir"
+    );
+}
+
+#[test]
+fn custom_rules_are_replaced_and_removed() {
+    let mut d = Detector::new();
+    let t0 = Instant::now();
+    let hit = exec("/usr/bin/curl", "curl https://a.example/");
+    let a = custom(&[custom_rule("rule-a", "a.example")]);
+    d.set_custom(&a);
+    assert_eq!(raised(&run(&mut d, &hit, t0)).len(), 1);
+    // The same set again (another key changed) keeps the suppression.
+    d.set_custom(&a.clone());
+    assert!(matches!(
+        run(&mut d, &hit, t0)[..],
+        [Finding::Suppressed(_)]
+    ));
+    // A new set: the old rule is gone, the new one starts afresh.
+    d.set_custom(&custom(&[
+        custom_rule("rule-b", "b.example"),
+        custom_rule("rule-a", "a.example"),
+    ]));
+    let f = run(&mut d, &hit, t0);
+    assert_eq!(raised(&f)[0].rule_id, "rule-a");
+    d.set_custom(&CustomRules::default());
+    assert_eq!(run(&mut d, &hit, t0 + Duration::from_secs(3600)), vec![]);
+}
+
+#[test]
+fn a_custom_threshold_rule_correlates() {
+    let rule = serde_json::json!({
+        "id": "vendor-login-failures",
+        "title": "Vendor account failing",
+        "severity": "Important",
+        "description": "d",
+        "remediation": "r",
+        "kind": "Login",
+        "match": {"all": [
+            {"field": "UserName", "equals": "vendor"},
+            {"field": "Result", "equals": "Fail"}
+        ]},
+        "threshold": {"count": 2, "within_secs": 60, "key": "UserName"}
+    });
+    let mut d = Detector::new();
+    d.set_custom(&custom(&[rule]));
+    let t0 = Instant::now();
+    let fail = |u: &str| login("sshd", u, LoginResult::Fail);
+    assert_eq!(run(&mut d, &fail("vendor"), t0), vec![]);
+    assert_eq!(run(&mut d, &fail("alice"), t0), vec![]);
+    let f = run(&mut d, &fail("vendor"), t0 + Duration::from_secs(59));
+    let a = raised(&f);
+    assert_eq!(a.len(), 1, "{f:?}");
+    assert_eq!(a[0].rule_id, "vendor-login-failures");
+    assert_eq!(a[0].event_count, 2);
+}
+
+#[test]
+fn bad_custom_rules_are_rejected_alone_with_their_id_and_reason() {
+    let mut code = custom_rule("my-code", "x");
+    code["code"] = true.into();
+    let mut bad_field = custom_rule("bad-field", "x");
+    bad_field["match"] = serde_json::json!({"field": "Nope", "equals": "x"});
+    let (rules, errors) = CustomRules::parse(&[
+        custom_rule("good-one", "x"),
+        custom_rule("history-cleared", "x"),
+        bad_field,
+        code,
+        serde_json::json!(42),
+        custom_rule("good-one", "y"),
+        custom_rule("good-two", "y"),
+    ]);
+    assert_eq!(rules.ids().collect::<Vec<_>>(), ["good-one", "good-two"]);
+    assert_eq!(rules.source().len(), 2);
+    assert_eq!(errors.len(), 5, "{errors:?}");
+    assert!(
+        errors[0].starts_with("rule \"history-cleared\": a built-in"),
+        "{}",
+        errors[0]
+    );
+    assert!(
+        errors[1].starts_with("rule \"bad-field\": ProcessCreate has no field Nope"),
+        "{}",
+        errors[1]
+    );
+    assert!(errors[2].starts_with("rule \"my-code\": "), "{}", errors[2]);
+    assert!(errors[3].starts_with("rule #5: "), "{}", errors[3]);
+    assert!(
+        errors[4].starts_with("rule \"good-one\": an earlier"),
+        "{}",
+        errors[4]
+    );
+    // At most MAX_CUSTOM_RULES.
+    let many: Vec<_> = (0..MAX_CUSTOM_RULES + 2)
+        .map(|i| custom_rule(&format!("r{i}"), "x"))
+        .collect();
+    let (rules, errors) = CustomRules::parse(&many);
+    assert_eq!(rules.ids().count(), MAX_CUSTOM_RULES);
+    assert_eq!(errors.len(), 2);
+    assert!(
+        errors[0].contains("at most 64 custom rules"),
+        "{}",
+        errors[0]
+    );
+    // None: no catalog, nothing for the detector to try.
+    let (rules, errors) = CustomRules::parse(&[]);
+    assert!(rules.catalog().is_none() && errors.is_empty());
+}
+
+/// The worked example of docs/detection.md ("Custom rules and overrides from the twin") parses
+/// and does what the page says.
+#[test]
+fn the_documented_custom_rule_example_works() {
+    let doc = include_str!("../../docs/detection.md");
+    let section = &doc[doc.find("### `detectionCustomRules`").expect("the section")..];
+    let start = section.find("```json\n").expect("the example") + "```json\n".len();
+    let text = &section[start..start + section[start..].find("```").unwrap()];
+    let object: serde_json::Value = serde_json::from_str(&format!("{{{text}}}")).unwrap();
+    let list =
+        object["ms_iotn:urn_azureiot_Security_SecurityAgentConfiguration"]["detectionCustomRules"]
+            ["value"]
+            .as_array()
+            .unwrap()
+            .clone();
+    let mut d = Detector::new();
+    d.set_custom(&custom(&list));
+    let now = Instant::now();
+    let upload = "curl -T /var/log/syslog https://upload.vendor.example/in";
+    let f = run(&mut d, &exec("/usr/bin/curl", upload), now);
+    assert_eq!(raised(&f)[0].rule_id, "vendor-upload");
+    for (exe, line) in [
+        ("/usr/bin/curl", "curl https://upload.vendor.example/"),
+        ("/usr/bin/wget", "wget https://upload.vendor.example/in"),
+    ] {
+        assert_eq!(run(&mut d, &exec(exe, line), now), vec![], "{line}");
+    }
+}
+
+fn overrides(list: &[(Rule, RuleOverride)]) -> BTreeMap<Rule, RuleOverride> {
+    list.iter().copied().collect()
+}
+
+#[test]
+fn overrides_change_severity_threshold_and_window() {
+    let sudo_failures = Rule::from_id("sudo-failures").unwrap();
+    let mut d = Detector::new();
+    d.set_overrides(&overrides(&[
+        (
+            sudo_failures,
+            RuleOverride {
+                severity: Some(BaselineSeverity::Critical),
+                threshold: Some(5),
+                window: Some(Duration::from_secs(60)),
+            },
+        ),
+        (
+            Rule::ExecFromTempDir,
+            RuleOverride {
+                severity: Some(BaselineSeverity::Informational),
+                ..Default::default()
+            },
+        ),
+    ]));
+    let t0 = Instant::now();
+    let sudo = || login("sudo", "bob", LoginResult::Fail);
+    // Three (the rule's own count) no longer alert; the fourth falls outside the new window.
+    for s in [0, 1, 2] {
+        assert_eq!(run(&mut d, &sudo(), t0 + Duration::from_secs(s)), vec![]);
+    }
+    assert_eq!(run(&mut d, &sudo(), t0 + Duration::from_secs(61)), vec![]);
+    for s in [62, 63, 64] {
+        assert_eq!(run(&mut d, &sudo(), t0 + Duration::from_secs(s)), vec![]);
+    }
+    let f = run(&mut d, &sudo(), t0 + Duration::from_secs(65));
+    let a = raised(&f);
+    assert_eq!(a.len(), 1, "{f:?}");
+    assert_eq!(a[0].rule_id, "sudo-failures");
+    assert_eq!(a[0].event_count, 5);
+    assert_eq!(a[0].severity, BaselineSeverity::Critical);
+    // A code rule's severity.
+    let f = run(&mut d, &process("/tmp/x", None), t0);
+    assert_eq!(raised(&f)[0].severity, BaselineSeverity::Informational);
+    // Overrides removed: the rules' own settings again.
+    d.set_overrides(&BTreeMap::new());
+    let f = run(&mut d, &process("/tmp/y", None), t0);
+    assert_eq!(raised(&f)[0].severity, Rule::ExecFromTempDir.severity());
+    let carol = || login("sudo", "carol", LoginResult::Fail);
+    let t1 = t0 + Duration::from_secs(1000);
+    assert_eq!(run(&mut d, &carol(), t1), vec![]);
+    assert_eq!(run(&mut d, &carol(), t1), vec![]);
+    assert_eq!(raised(&run(&mut d, &carol(), t1)).len(), 1);
+}
+
+#[test]
+fn overrides_tune_brute_force_and_sequence_windows() {
+    let mut d = Detector::new();
+    let download_then_chmod = Rule::from_id("download-then-chmod").unwrap();
+    d.set_overrides(&overrides(&[
+        (
+            Rule::LoginBruteForce,
+            RuleOverride {
+                threshold: Some(3),
+                window: Some(Duration::from_secs(30)),
+                ..Default::default()
+            },
+        ),
+        (
+            download_then_chmod,
+            RuleOverride {
+                window: Some(Duration::from_secs(10)),
+                ..Default::default()
+            },
+        ),
+    ]));
+    let t0 = Instant::now();
+    let fail = || failed_login("sshd", Some("198.51.100.9"), "root");
+    assert_eq!(run(&mut d, &fail(), t0), vec![]);
+    assert_eq!(run(&mut d, &fail(), t0), vec![]);
+    // Outside the 30 s window: the first two are forgotten.
+    assert_eq!(run(&mut d, &fail(), t0 + Duration::from_secs(31)), vec![]);
+    assert_eq!(run(&mut d, &fail(), t0 + Duration::from_secs(32)), vec![]);
+    let f = run(&mut d, &fail(), t0 + Duration::from_secs(33));
+    let a = raised(&f);
+    assert_eq!(a.len(), 1, "{f:?}");
+    assert_eq!(a[0].event_count, 3);
+    assert!(
+        a[0].description.ends_with("within 30 seconds"),
+        "{}",
+        a[0].description
+    );
+    // The download then chmod 20 s later: past the 10 s window (the rule's own is 120 s).
+    let mut get = exec("/usr/bin/wget", "wget http://198.51.100.7/a -O /home/a/a");
+    let mut chmod = exec("/usr/bin/chmod", "chmod +x /home/a/a");
+    for e in [&mut get, &mut chmod] {
+        if let Payload::ProcessCreate(v) = &mut e.payload {
+            v[0].parent_process_id = 700;
+        }
+    }
+    assert_eq!(run(&mut d, &get, t0), vec![]);
+    assert_eq!(run(&mut d, &chmod, t0 + Duration::from_secs(20)), vec![]);
+    assert_eq!(run(&mut d, &get, t0 + Duration::from_secs(30)), vec![]);
+    let f = run(&mut d, &chmod, t0 + Duration::from_secs(39));
+    assert_eq!(raised(&f)[0].rule_id, "download-then-chmod");
+}
+
+#[test]
+fn what_an_override_may_set() {
+    assert_eq!(Rule::LoginBruteForce.tunable(), (true, true));
+    assert_eq!(
+        Rule::from_id("sudo-failures").unwrap().tunable(),
+        (true, true)
+    );
+    assert_eq!(
+        Rule::from_id("download-then-chmod").unwrap().tunable(),
+        (false, true)
+    );
+    assert_eq!(Rule::ExecFromTempDir.tunable(), (false, false));
+    assert_eq!(
+        Rule::from_id("history-cleared").unwrap().tunable(),
+        (false, false)
+    );
+}
+
+/// The overrides example of docs/detection.md does what the page says.
+#[test]
+fn the_documented_override_example_works() {
+    let doc = include_str!("../../docs/detection.md");
+    let section = &doc[doc
+        .find("### `detectionRuleOverrides`")
+        .expect("the section")..];
+    let start = section.find("```json\n").expect("the example") + "```json\n".len();
+    let text = &section[start..start + section[start..].find("```").unwrap()];
+    let object: serde_json::Value = serde_json::from_str(&format!("{{{text}}}")).unwrap();
+    let desired = serde_json::json!({ "detectionRuleOverrides": object["detectionRuleOverrides"] });
+    let (config, rejected) = crate::config::from_desired(&desired);
+    assert!(rejected.is_empty(), "{rejected:?}");
+    let mut d = Detector::new();
+    d.set_overrides(&config.detection_rule_overrides);
+    let t0 = Instant::now();
+    let fail = || failed_login("sshd", Some("198.51.100.9"), "root");
+    for s in 0..4 {
+        assert_eq!(
+            run(&mut d, &fail(), t0 + Duration::from_secs(s * 100)),
+            vec![]
+        );
+    }
+    let f = run(&mut d, &fail(), t0 + Duration::from_secs(590));
+    let a = raised(&f);
+    assert_eq!(a.len(), 1, "{f:?}");
+    assert_eq!(a[0].event_count, 5);
+    assert_eq!(a[0].severity, BaselineSeverity::Critical);
+    assert!(
+        a[0].description.ends_with("within 10 minutes"),
+        "{}",
+        a[0].description
     );
 }

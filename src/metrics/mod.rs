@@ -112,6 +112,10 @@ pub struct Metrics {
     /// `edgeguard_alerts_total` and `edgeguard_alerts_suppressed_total` per rule, in
     /// [`Rule::all`] order.
     alerts: Vec<(IntCounter, IntCounter)>,
+    /// The same two families, for the custom rules' series.
+    alert_vecs: (IntCounterVec, IntCounterVec),
+    /// Custom rule ids with series of their own.
+    custom_rule_ids: Mutex<std::collections::HashSet<String>>,
     resident_memory: IntGauge,
     cpu_seconds: Counter,
     /// The file integrity collector: (`edgeguard_fim_watches`, `edgeguard_fim_unwatched`).
@@ -122,6 +126,9 @@ pub struct Metrics {
     /// What the status report needs beyond counters (reasons, times).
     status: crate::status::StatusBoard,
 }
+
+/// Custom rule ids given series of their own by [`Metrics::custom_alert`].
+pub const MAX_CUSTOM_RULE_SERIES: usize = 256;
 
 /// (stage, reason) of a drop.
 type DropKey = (&'static str, DropReason);
@@ -344,6 +351,8 @@ impl Metrics {
                 &["sender", "result"],
             ),
             alerts,
+            alert_vecs: (alerts_raised, alerts_suppressed),
+            custom_rule_ids: Mutex::new(Default::default()),
             resident_memory: gauge(
                 &r,
                 "edgeguard_process_resident_memory_bytes",
@@ -682,9 +691,35 @@ impl Metrics {
         let (sent, suppressed) = &self.alerts[rule.index()];
         if raised {
             sent.inc();
-            self.status.alert(rule);
+            self.status.alert(rule.id().into());
         } else {
             suppressed.inc()
+        }
+    }
+
+    /// A custom rule's match (`detectionCustomRules`), raised or suppressed. Its series are
+    /// made on first use, labelled with the rule's id; at most [`MAX_CUSTOM_RULE_SERIES`] ids
+    /// get series of their own (the twin may change its rules any number of times), the
+    /// rest share `rule="custom-other"`.
+    pub fn custom_alert(&self, id: &str, raised: bool) {
+        let label = {
+            let mut seen = self
+                .custom_rule_ids
+                .lock()
+                .unwrap_or_else(|e| e.into_inner());
+            if seen.contains(id) || seen.len() < MAX_CUSTOM_RULE_SERIES {
+                seen.insert(id.to_string());
+                id
+            } else {
+                "custom-other"
+            }
+        };
+        let (sent, suppressed) = &self.alert_vecs;
+        if raised {
+            sent.with_label_values(&[label]).inc();
+            self.status.alert(id.to_string().into());
+        } else {
+            suppressed.with_label_values(&[label]).inc();
         }
     }
 

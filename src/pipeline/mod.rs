@@ -15,7 +15,7 @@ pub mod spool;
 pub use cache::{Lane, Message, Output};
 
 use crate::config::Config;
-use crate::detect::{Detector, Finding};
+use crate::detect::{Detector, Finding, Rule};
 use crate::event::{
     DroppedEventsStatistics, EncodeError, Event, EventKind, EventType, MessageHeader,
     MessageStatistics, Payload, Priority, QueueName, envelope,
@@ -109,6 +109,9 @@ impl Pipeline {
         let alert_priority = config.priority(EventKind::Alert);
         let mut detector = Detector::new();
         detector.set_disabled(&config.detection_rules_disabled);
+        detector.set_custom(&config.detection_custom_rules);
+        detector.set_overrides(&config.detection_rule_overrides);
+        detector.set_allow_lists(&config.detection_allow_lists);
         Pipeline {
             header,
             aggregator: Aggregator::new(aggregator::DEFAULT_MAX_KEYS),
@@ -277,6 +280,12 @@ impl Pipeline {
         self.alert_priority = self.config.priority(EventKind::Alert);
         self.detector
             .set_disabled(&self.config.detection_rules_disabled);
+        self.detector
+            .set_custom(&self.config.detection_custom_rules);
+        self.detector
+            .set_overrides(&self.config.detection_rule_overrides);
+        self.detector
+            .set_allow_lists(&self.config.detection_allow_lists);
         for kind in EventKind::AGGREGATABLE {
             if self.config.aggregation(kind).is_none() {
                 for e in self.aggregator.drain_kind(kind) {
@@ -336,9 +345,12 @@ impl Pipeline {
         for finding in findings.drain(..) {
             match finding {
                 Finding::Raised(rule, alert) => {
-                    self.metrics.alert(rule, true);
+                    match rule.index() < Rule::count() {
+                        true => self.metrics.alert(rule, true),
+                        false => self.metrics.custom_alert(&alert.rule_id, true),
+                    }
                     tracing::warn!(
-                        rule = rule.id(),
+                        rule = alert.rule_id.as_str(),
                         severity = ?alert.severity,
                         "alert: {}",
                         alert.description
@@ -346,7 +358,13 @@ impl Pipeline {
                     self.push(Event::new(Payload::Alert(vec![*alert])), now);
                     self.alert_raised |= self.alert_priority == Priority::High;
                 }
-                Finding::Suppressed(rule) => self.metrics.alert(rule, false),
+                Finding::Suppressed(rule) if rule.index() < Rule::count() => {
+                    self.metrics.alert(rule, false)
+                }
+                Finding::Suppressed(rule) => {
+                    let id = self.detector.rule_id(rule);
+                    self.metrics.custom_alert(id, false)
+                }
             }
         }
         self.findings = findings;

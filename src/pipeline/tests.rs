@@ -253,6 +253,41 @@ fn alert_priority_off_turns_detection_off_and_low_does_not_hurry() {
 }
 
 #[test]
+fn custom_rules_apply_at_run_time_and_are_counted_by_id() {
+    let (mut p, metrics) = pipeline_with(|_| {});
+    let rule = serde_json::json!({
+        "id": "vendor-cmd", "title": "Vendor command", "severity": "Warning",
+        "description": "d", "remediation": "r", "kind": "ProcessCreate",
+        "match": {"field": "CommandLine", "contains": "vendor-cmd"}
+    });
+    let with = |rules: &[Value]| {
+        let mut c = p.config().clone();
+        let (rules, errors) = crate::detect::CustomRules::parse(rules);
+        assert!(errors.is_empty(), "{errors:?}");
+        c.detection_custom_rules = rules;
+        Arc::new(c)
+    };
+    let series = [("rule", "vendor-cmd")];
+    let (on, off) = (with(std::slice::from_ref(&rule)), with(&[]));
+    p.set_config(on);
+    let now = Instant::now();
+    p.push(process("vendor-cmd --sync", 1), now);
+    assert!(p.take_alert_raised());
+    assert_eq!(metrics.value("edgeguard_alerts_total", &series), Some(1.0));
+    p.push(process("vendor-cmd --sync", 2), now);
+    let suppressed = metrics.value("edgeguard_alerts_suppressed_total", &series);
+    assert_eq!(suppressed, Some(1.0));
+    let evs = events(&drain(&mut p, Trigger::High));
+    assert_eq!(evs[0]["Name"], "Alert");
+    assert_eq!(evs[0]["Payload"][0]["RuleId"], "vendor-cmd");
+    // Removed: no more alerts.
+    p.set_config(off);
+    p.push(process("vendor-cmd --other", 3), now);
+    assert!(!p.take_alert_raised());
+    assert_eq!(metrics.value("edgeguard_alerts_total", &series), Some(1.0));
+}
+
+#[test]
 fn windows_close_after_their_interval() {
     let (mut p, _) = pipeline_with(|_| {});
     let t0 = Instant::now();

@@ -20,6 +20,7 @@ use crate::detect::Rule;
 use crate::event::{CollectorHealth, format_utc};
 use crate::metrics::Metrics;
 use serde::{Deserialize, Serialize};
+use std::borrow::Cow;
 use std::collections::{BTreeMap, VecDeque};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
@@ -62,9 +63,9 @@ struct Board {
     /// The link, with the instant its state began (for `seconds_in_state`).
     link: Option<(Link, Instant)>,
     last_acked: Option<String>,
-    /// (when, rule) of the alerts raised in the last hour, oldest first. Bounded by the
-    /// detector's own budget (at most 60 a minute per rule).
-    alerts: VecDeque<(Instant, Rule)>,
+    /// (when, rule id) of the alerts raised in the last hour, oldest first. Bounded by the
+    /// detector's own budget (at most 60 a minute per rule, built-in or custom).
+    alerts: VecDeque<(Instant, Cow<'static, str>)>,
 }
 
 /// What the report needs beyond the metrics; shared by every component through [`Metrics`].
@@ -174,7 +175,8 @@ impl StatusBoard {
         self.lock().last_acked = Some(now_utc());
     }
 
-    pub fn alert(&self, rule: Rule) {
+    /// An alert of the rule with this id (built-in ids are borrowed, custom ones copied).
+    pub fn alert(&self, rule: Cow<'static, str>) {
         let now = Instant::now();
         let mut b = self.lock();
         while b
@@ -248,7 +250,7 @@ pub fn report(metrics: &Metrics) -> Report {
     let mut alerts: BTreeMap<String, u64> = Rule::all().map(|r| (r.id().to_string(), 0)).collect();
     for (t, rule) in &b.alerts {
         if now.duration_since(*t) <= ALERT_WINDOW {
-            *alerts.entry(rule.id().to_string()).or_default() += 1;
+            *alerts.entry(rule.to_string()).or_default() += 1;
         }
     }
     let queue = ["High", "Low"]

@@ -66,6 +66,28 @@ fn alerts_drops_and_acknowledgements_are_in_the_report() {
 }
 
 #[test]
+fn custom_rule_alerts_are_counted_by_id_within_a_bound() {
+    let m = Metrics::for_tests();
+    m.custom_alert("vendor-marker", true);
+    m.custom_alert("vendor-marker", false);
+    let raised = |rule: &str| m.value("edgeguard_alerts_total", &[("rule", rule)]);
+    let suppressed = |rule: &str| m.value("edgeguard_alerts_suppressed_total", &[("rule", rule)]);
+    assert_eq!(raised("vendor-marker"), Some(1.0));
+    assert_eq!(suppressed("vendor-marker"), Some(1.0));
+    assert_eq!(report(&m).alerts_last_hour["vendor-marker"], 1);
+    // Past the bound, new ids share one series (the status report still names them).
+    for i in 0..crate::metrics::MAX_CUSTOM_RULE_SERIES {
+        m.custom_alert(&format!("r{i}"), false);
+    }
+    m.custom_alert("one-too-many", true);
+    assert_eq!(raised("one-too-many"), None);
+    assert_eq!(raised("custom-other"), Some(1.0));
+    assert_eq!(report(&m).alerts_last_hour["one-too-many"], 1);
+    m.custom_alert("vendor-marker", true);
+    assert_eq!(raised("vendor-marker"), Some(2.0));
+}
+
+#[test]
 fn durations_read_like_a_person_would_say_them() {
     assert_eq!(human_duration(42), "42s");
     assert_eq!(human_duration(250), "4m 10s");

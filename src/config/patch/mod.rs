@@ -14,6 +14,9 @@ pub(super) const REPORTED_ONLY: [&str; 2] = ["desiredVersion", "rejected"];
 /// has to fit in a message.
 const MAX_SHOWN_KEY: usize = 128;
 
+/// Longest message about one bad part of a key (it quotes what came from the twin).
+const MAX_PART_MESSAGE: usize = 512;
+
 /// Applies a desired patch (the [`CONFIG_OBJECT`]'s value) to `current`.
 ///
 /// Only keys named change; a key whose value is `null` (or `{"value": null}`) goes back to its
@@ -56,13 +59,22 @@ pub fn apply_patch(current: &Config, object: &Value) -> (Config, Vec<Rejected>) 
         let outcome = unwrap_value(raw).and_then(|value| match value {
             None => {
                 key.copy(&defaults, &mut patch.next);
-                Ok(())
+                Ok(Vec::new())
             }
-            Some(value) => key.set(&mut patch.next, value),
+            Some(value) => key.set_parts(&mut patch.next, value),
         });
         match outcome {
-            Ok(()) => {
+            Ok(bad_parts) => {
                 patch.named.insert(key);
+                // The key applies; each bad part of it (a custom rule) is rejected alone.
+                for message in bad_parts {
+                    patch.rejected.push(Rejection {
+                        name: key.name(),
+                        key: Some(key),
+                        error_type: ConfigErrorType::TypeMismatch,
+                        message: shorten(&message, MAX_PART_MESSAGE),
+                    });
+                }
             }
             Err(message) => patch.reject(key, ConfigErrorType::TypeMismatch, message),
         }

@@ -418,9 +418,15 @@ proptest! {
         let object = second.as_object().unwrap();
         let mut seen = BTreeSet::new();
         for r in &rejected {
-            prop_assert!(seen.insert(r.key.clone()), "{} rejected twice", r.key);
             prop_assert!(object.contains_key(&r.key));
-            if let Some(key) = Key::from_name(&r.key) {
+            let key = Key::from_name(&r.key);
+            // A key made of parts (custom rules) applies its good parts and rejects each bad
+            // one alone; any other key is rejected once, whole, and keeps its value.
+            if key.is_some_and(Key::has_parts) {
+                continue;
+            }
+            prop_assert!(seen.insert(r.key.clone()), "{} rejected twice", r.key);
+            if let Some(key) = key {
                 prop_assert_eq!(key.get(&next), key.get(&base));
             }
         }
@@ -430,4 +436,229 @@ proptest! {
             }
         }
     }
+}
+
+/// A custom rule as the twin carries it.
+fn custom_rule(id: &str) -> Value {
+    json!({
+        "id": id, "title": "t", "severity": "Warning", "description": "d", "remediation": "r",
+        "kind": "ProcessCreate", "match": {"field": "CommandLine", "contains": "vendor-tool"}
+    })
+}
+
+#[test]
+fn custom_rules_apply_bad_ones_are_rejected_alone_and_null_removes_them() {
+    let mut bad = custom_rule("bad-kind");
+    bad["kind"] = "Nope".into();
+    let (config, rejected) = from_desired(&json!({
+        "detectionCustomRules": {"value": [custom_rule("good"), bad, custom_rule("exec-from-memory")]},
+        "snapshotFrequency": "PT2H",
+    }));
+    assert_eq!(
+        keys(&rejected),
+        [
+            ("detectionCustomRules", TypeMismatch),
+            ("detectionCustomRules", TypeMismatch)
+        ]
+    );
+    assert!(
+        rejected[0]
+            .message
+            .starts_with("rule \"bad-kind\": `kind` Nope is not one of")
+    );
+    assert_eq!(
+        rejected[1].message,
+        "rule \"exec-from-memory\": a built-in rule has this id"
+    );
+    // `used` is the ids of the rules in use.
+    assert_eq!(rejected[0].used, "good");
+    assert_eq!(
+        config.detection_custom_rules.ids().collect::<Vec<_>>(),
+        ["good"]
+    );
+    assert_eq!(config.snapshot_frequency, mins(120));
+    // The reported view carries the good rules and reads back the same.
+    let view = reported(&config, Some(1), &[]);
+    let shown = &view[CONFIG_OBJECT]["detectionCustomRules"]["value"];
+    let shown: Value = serde_json::from_str(shown.as_str().expect("a string")).unwrap();
+    assert_eq!(shown, json!([custom_rule("good")]));
+    assert_eq!(from_desired(&view[CONFIG_OBJECT]), (config.clone(), vec![]));
+    // Another key changing keeps the compiled rules (the detector keeps its state).
+    let (next, _) = apply_patch(&config, &json!({"snapshotFrequency": "PT3H"}));
+    assert!(std::sync::Arc::ptr_eq(
+        next.detection_custom_rules.catalog().unwrap(),
+        config.detection_custom_rules.catalog().unwrap()
+    ));
+    // Removing the key (a null in a patch) removes the rules.
+    let (removed, rejected) = apply_patch(&config, &json!({"detectionCustomRules": null}));
+    assert_eq!(rejected, []);
+    assert_eq!(removed.detection_custom_rules.ids().count(), 0);
+    assert!(removed.detection_custom_rules.catalog().is_none());
+}
+
+#[test]
+fn custom_rules_in_a_string_for_older_tooling() {
+    let text = serde_json::to_string(&json!([custom_rule("in-a-string")])).unwrap();
+    let (config, rejected) = from_desired(&json!({"detectionCustomRules": text}));
+    assert_eq!(rejected, []);
+    let ids: Vec<_> = config.detection_custom_rules.ids().collect();
+    assert_eq!(ids, ["in-a-string"]);
+    let (config, rejected) = apply_patch(&config, &json!({"detectionCustomRules": ""}));
+    assert_eq!(rejected, []);
+    assert_eq!(config.detection_custom_rules.ids().count(), 0);
+}
+
+#[test]
+fn a_custom_rules_value_of_the_wrong_shape_is_rejected_whole() {
+    let (before, _) = from_desired(&json!({"detectionCustomRules": [custom_rule("kept")]}));
+    for (value, why) in [
+        (json!({"value": 42}), "got 42"),
+        (json!("[not json"), "the string is not JSON"),
+        (json!("{\"id\": \"x\"}"), "got a string holding an object"),
+    ] {
+        let (config, rejected) = apply_patch(&before, &json!({"detectionCustomRules": value}));
+        assert_eq!(keys(&rejected), [("detectionCustomRules", TypeMismatch)]);
+        assert!(rejected[0].message.contains(why), "{}", rejected[0].message);
+        assert_eq!(rejected[0].used, "kept");
+        assert_eq!(config, before);
+    }
+}
+
+#[test]
+fn custom_rules_are_reported_as_a_string_unless_too_long_for_one() {
+    let (none, _) = from_desired(&json!({}));
+    let view = reported(&none, None, &[]);
+    assert_eq!(view[CONFIG_OBJECT]["detectionCustomRules"]["value"], "");
+    // 40 rules with long descriptions: more than a twin string holds, reported as an array.
+    let rules: Vec<Value> = (0..40)
+        .map(|i| {
+            let mut r = custom_rule(&format!("r{i}"));
+            r["description"] = "d".repeat(200).into();
+            r
+        })
+        .collect();
+    let (config, rejected) = from_desired(&json!({"detectionCustomRules": rules}));
+    assert_eq!(rejected, []);
+    let view = reported(&config, None, &[]);
+    assert_eq!(
+        view[CONFIG_OBJECT]["detectionCustomRules"]["value"],
+        json!(rules)
+    );
+    assert_eq!(from_desired(&view[CONFIG_OBJECT]), (config, vec![]));
+}
+
+fn overrides_of(config: &Config) -> Value {
+    let view = Key::DetectionRuleOverrides.get(config);
+    match view.as_str() {
+        Some("") => json!({}),
+        Some(text) => serde_json::from_str(text).unwrap(),
+        None => view,
+    }
+}
+
+#[test]
+fn rule_overrides_apply_bad_entries_are_rejected_alone_and_patches_merge() {
+    let (config, rejected) = from_desired(&json!({
+        "detectionRuleOverrides": {"value": {
+            "sudo-failures": {"threshold": 5, "window": "PT10M", "severity": "critical"},
+            "exec-from-temp-dir": {"severity": "Informational"},
+            "history-cleared": {"threshold": 3},
+            "no-such-rule": {"severity": "Warning"},
+            "login-brute-force": {"window": "PT2H"},
+            "download-then-chmod": {"threshold": 2},
+            "uid0-account-added": {"colour": "red"},
+        }},
+    }));
+    let messages: Vec<&str> = rejected.iter().map(|r| r.message.as_str()).collect();
+    assert_eq!(
+        messages,
+        [
+            "rule \"download-then-chmod\": threshold: the rule has a window but no threshold",
+            "rule \"history-cleared\": threshold: the rule has no threshold or window (only severity can be set)",
+            "rule \"login-brute-force\": window: expected from PT1S to PT1H, got \"PT2H\"",
+            "rule \"no-such-rule\": not a built-in rule (ids in docs/detection.md; a custom rule sets its own severity and threshold)",
+            "rule \"uid0-account-added\": unknown setting \"colour\" (severity, threshold, window)",
+        ]
+    );
+    assert!(rejected.iter().all(|r| r.key == "detectionRuleOverrides"));
+    let want = json!({
+        "exec-from-temp-dir": {"severity": "Informational"},
+        "sudo-failures": {"severity": "Critical", "threshold": 5, "window": "PT10M"},
+    });
+    assert_eq!(overrides_of(&config), want);
+    // The reported view (a string) reads back the same.
+    let view = reported(&config, None, &[]);
+    assert!(view[CONFIG_OBJECT]["detectionRuleOverrides"]["value"].is_string());
+    assert_eq!(from_desired(&view[CONFIG_OBJECT]), (config.clone(), vec![]));
+
+    // A patch object merges, as IoT Hub merges it into the twin: a rule not named keeps its
+    // overrides, null removes a rule's or one field, a bad entry keeps the rule's previous.
+    let (next, rejected) = apply_patch(
+        &config,
+        &json!({"detectionRuleOverrides": {"value": {
+            "exec-from-temp-dir": null,
+            "sudo-failures": {"window": null, "threshold": 1},
+            "login-brute-force": {"threshold": 20},
+        }}}),
+    );
+    assert_eq!(rejected.len(), 1);
+    assert!(
+        rejected[0]
+            .message
+            .starts_with("rule \"sudo-failures\": threshold: expected an integer from 2 to 1000")
+    );
+    assert_eq!(
+        overrides_of(&next),
+        json!({
+            "login-brute-force": {"threshold": 20},
+            "sudo-failures": {"severity": "Critical", "threshold": 5, "window": "PT10M"},
+        })
+    );
+    let (next, rejected) = apply_patch(
+        &next,
+        &json!({"detectionRuleOverrides": {"value": {"sudo-failures": {"window": null, "threshold": null}}}}),
+    );
+    assert_eq!(rejected, []);
+    assert_eq!(
+        overrides_of(&next),
+        json!({"login-brute-force": {"threshold": 20}, "sudo-failures": {"severity": "Critical"}})
+    );
+    // A string replaces them all; removing the key removes them all.
+    let (next, rejected) = apply_patch(
+        &next,
+        &json!({"detectionRuleOverrides": "{\"sudo-failures\": {\"threshold\": 4}}"}),
+    );
+    assert_eq!(rejected, []);
+    assert_eq!(
+        overrides_of(&next),
+        json!({"sudo-failures": {"threshold": 4}})
+    );
+    let (next, rejected) = apply_patch(&next, &json!({"detectionRuleOverrides": null}));
+    assert_eq!(rejected, []);
+    assert!(next.detection_rule_overrides.is_empty());
+    assert_eq!(next, Config::default());
+}
+
+#[test]
+fn rule_overrides_of_the_wrong_shape_are_rejected_whole() {
+    let (before, rejected) = from_desired(
+        &json!({"detectionRuleOverrides": {"value": {"sudo-failures": {"threshold": 4}}}}),
+    );
+    assert_eq!(rejected, []);
+    assert!(!before.detection_rule_overrides.is_empty());
+    // An object needs the {"value": …} wrapper (a bare one is read as a wrapper).
+    let (_, rejected) = from_desired(&json!({"detectionRuleOverrides": {"sudo-failures": {}}}));
+    assert_eq!(keys(&rejected), [("detectionRuleOverrides", TypeMismatch)]);
+    for value in [json!(42), json!("[1]"), json!("{nope")] {
+        let (config, rejected) = apply_patch(&before, &json!({"detectionRuleOverrides": value}));
+        assert_eq!(keys(&rejected), [("detectionRuleOverrides", TypeMismatch)]);
+        assert_eq!(config, before);
+    }
+    // An entry that is not an object: that entry only.
+    let (config, rejected) = apply_patch(
+        &before,
+        &json!({"detectionRuleOverrides": {"value": {"sudo-failures": 4}}}),
+    );
+    assert_eq!(keys(&rejected), [("detectionRuleOverrides", TypeMismatch)]);
+    assert_eq!(config, before);
 }

@@ -1210,3 +1210,115 @@ async fn rule_overrides_from_the_twin_apply_without_restart() {
     check_messages(&d.hub.telemetry());
     d.stop_agent(&mut agent);
 }
+
+/// Issue 17, item 3: allow-lists from the twin apply without a restart. A real program outside
+/// `detectionAllowedProcesses` raises `process-not-allowed` while listed ones raise nothing; a
+/// successful login by a user outside `detectionAllowedUsers` raises `login-not-allowed`, one by
+/// a listed user from a listed network nothing; a bad entry rejects its key alone.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn allow_lists_from_the_twin_alert_on_real_programs_and_logins() {
+    let object = "ms_iotn:urn_azureiot_Security_SecurityAgentConfiguration";
+    let mut d = Device::new(|cfg| {
+        cfg.initial_desired[object]["lowPriorityMessageFrequency"] = json!({"value": "PT1S"});
+    })
+    .await;
+    d.trees = vec!["proc"];
+    let mut agent = d.start_agent(&[]);
+    d.wait_ready().await;
+
+    // A program in a directory of its own (not a temporary one: only the allow-list fires).
+    let dir = PathBuf::from(format!(
+        "/var/lib/eg-allow-{}",
+        uuid::Uuid::new_v4().simple()
+    ));
+    std::fs::create_dir_all(&dir).expect("program directory");
+    let program = dir.join("unlisted-tool");
+    std::fs::copy("/bin/true", &program).expect("copy true");
+    let program_text = program.to_str().unwrap().to_string();
+
+    d.hub.set_desired_patch(json!({ object: {
+        "detectionAllowedProcesses": {"value": "/usr/,/bin/,/sbin/,/lib/"},
+        "detectionAllowedUsers": {"value": "alice"},
+        "detectionAllowedLoginSources": {"value": "198.51.100.0/24"},
+        "detectionAllowedConnections": {"value": "10.0.0.0/33"},
+    }}));
+    assert!(
+        d.hub
+            .wait_until(Duration::from_secs(20), |h| {
+                h.reported()[object]["detectionAllowedUsers"]["value"] == "alice"
+            })
+            .await,
+        "reported: {}\n{}",
+        d.hub.reported(),
+        d.logs()
+    );
+    let rejected = d.hub.reported()[object]["rejected"].to_string();
+    assert!(
+        rejected.contains("detectionAllowedConnections"),
+        "{rejected}"
+    );
+
+    // Listed programs and the unlisted one, until the unlisted one's alert is in (the pipeline
+    // takes the configuration it reported before it inspects execs made after that).
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let alerts = loop {
+        let _ = std::process::Command::new("/bin/true").status();
+        let _ = std::process::Command::new(&program).status();
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        let alerts = records_named(&d.hub.telemetry(), "Alert");
+        let seen =
+            |a: &Value| a["RuleId"] == "process-not-allowed" && a["Executable"] == *program_text;
+        if alerts.iter().any(seen) {
+            break alerts;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no process-not-allowed alert for {program_text}\n{}",
+            d.logs()
+        );
+    };
+    let listed: Vec<&Value> = alerts
+        .iter()
+        .filter(|a| {
+            a["RuleId"] == "process-not-allowed"
+                && ["/bin/", "/usr/"]
+                    .iter()
+                    .any(|p| a["Executable"].as_str().unwrap_or("").starts_with(p))
+        })
+        .collect();
+    assert!(listed.is_empty(), "listed programs alerted: {listed:?}");
+
+    // Logins: alice from the listed network passes, bob (unlisted) alerts.
+    let mut f = std::fs::OpenOptions::new()
+        .append(true)
+        .open(d.host.path().join(AUTH_LOG))
+        .expect("auth.log opens");
+    f.write_all(
+        b"Dec  1 21:00:00 edge sshd[2001]: Accepted publickey for alice from 198.51.100.9 port 40001 ssh2\n\
+          Dec  1 21:00:01 edge sshd[2002]: Accepted password for bob from 198.51.100.9 port 40002 ssh2\n",
+    )
+    .expect("auth.log written");
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let login_alerts = loop {
+        let alerts: Vec<Value> = records_named(&d.hub.telemetry(), "Alert")
+            .into_iter()
+            .filter(|a| a["RuleId"] == "login-not-allowed")
+            .collect();
+        if !alerts.is_empty() {
+            break alerts;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no login-not-allowed\n{}",
+            d.logs()
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
+    // Both lines were read together: bob's alert in means alice's login was inspected too.
+    assert_eq!(login_alerts.len(), 1, "{login_alerts:?}");
+    assert_eq!(login_alerts[0]["UserName"], "bob", "{}", login_alerts[0]);
+    assert_eq!(login_alerts[0]["RemoteAddress"], "198.51.100.9");
+    check_messages(&d.hub.telemetry());
+    d.stop_agent(&mut agent);
+    let _ = std::fs::remove_dir_all(&dir);
+}

@@ -508,9 +508,15 @@ fn the_built_in_catalog_is_valid() {
     assert!(c.rules.len() > 30, "{}", c.rules.len());
     for r in &c.rules {
         assert!(!r.title.is_empty() && !r.description.is_empty(), "{}", r.id);
-        // Every rule but the package record maps to ATT&CK.
+        // Every rule but the package record and the allow-list rules (policy the user writes,
+        // not a technique) maps to ATT&CK.
+        let policy = [
+            "software-changed",
+            "process-not-allowed",
+            "connection-not-allowed",
+        ];
         assert!(
-            !r.techniques.is_empty() || r.id == "software-changed",
+            !r.techniques.is_empty() || policy.contains(&r.id.as_str()),
             "{} has no technique",
             r.id
         );
@@ -524,7 +530,10 @@ fn bad_catalogs_are_rejected_with_the_rule_and_reason() {
       {"id":"exec-from-memory","code":true,"title":"t","severity":"Warning","description":"d","remediation":"r"},
       {"id":"shell-in-container","code":true,"title":"t","severity":"Warning","description":"d","remediation":"r"},
       {"id":"login-brute-force","code":true,"title":"t","severity":"Warning","description":"d","remediation":"r"},
-      {"id":"uid0-account-added","code":true,"title":"t","severity":"Warning","description":"d","remediation":"r"}"#;
+      {"id":"uid0-account-added","code":true,"title":"t","severity":"Warning","description":"d","remediation":"r"},
+      {"id":"process-not-allowed","code":true,"title":"t","severity":"Warning","description":"d","remediation":"r"},
+      {"id":"connection-not-allowed","code":true,"title":"t","severity":"Warning","description":"d","remediation":"r"},
+      {"id":"login-not-allowed","code":true,"title":"t","severity":"Warning","description":"d","remediation":"r"}"#;
     let with = |rule: &str| format!("{code},{rule}]");
     let ok = with(
         r#"{"id":"x","title":"t","severity":"Warning","techniques":["T1000"],"description":"d","remediation":"r","kind":"ProcessCreate","match":{"field":"CommandLine","contains":"x"}}"#,
@@ -1888,4 +1897,241 @@ fn the_documented_override_example_works() {
         "{}",
         a[0].description
     );
+}
+
+fn connection(direction: Direction, to: &str, port: u16) -> Event {
+    Event::new(Payload::ConnectionCreate(vec![ConnectionCreate {
+        remote_address: to.parse().unwrap(),
+        remote_port: port,
+        local_address: None,
+        local_port: None,
+        direction,
+        protocol: "TCP".into(),
+        process_id: 99,
+        user_id: Some("1000".into()),
+        executable: "/usr/bin/curl".into(),
+        command_line: Some("curl https://example".into()),
+        extra_details: Default::default(),
+    }]))
+}
+
+fn login_from(user: &str, from: Option<&str>, result: LoginResult) -> Event {
+    let mut e = failed_login("sshd", from, user);
+    if let Payload::Login(v) = &mut e.payload {
+        v[0].result = result;
+    }
+    e
+}
+
+fn allow_lists() -> AllowLists {
+    AllowLists {
+        processes: vec!["/usr/sbin/".into(), "/opt/app/agent".into()],
+        destinations: ["10.0.0.0/8", "203.0.113.0/24:8883", "[2001:db8::/32]:443"]
+            .iter()
+            .map(|d| AllowedDestination::parse(d).unwrap())
+            .collect(),
+        users: vec!["alice".into()],
+        login_sources: vec![parse_cidr("10.0.0.0/8").unwrap()],
+    }
+}
+
+/// The ids a detector with the allow-lists raises on the event.
+fn fired_with(d: &mut Detector, e: &Event) -> Vec<&'static str> {
+    run(d, e, Instant::now())
+        .iter()
+        .map(|f| match f {
+            Finding::Raised(rule, _) | Finding::Suppressed(rule) => rule.id(),
+        })
+        .collect()
+}
+
+#[test]
+fn allow_lists_alert_on_what_they_do_not_list() {
+    let mut d = Detector::new();
+    d.set_allow_lists(&allow_lists());
+    // Programs: a directory entry allows what is under it, a file entry only itself.
+    assert_eq!(
+        fired_with(&mut d, &process("/usr/bin/curl", None)),
+        ["process-not-allowed"]
+    );
+    assert_eq!(
+        fired_with(&mut d, &process("/opt/app/agent2", None)),
+        ["process-not-allowed"]
+    );
+    assert!(fired_with(&mut d, &process("/usr/sbin/sshd", None)).is_empty());
+    assert!(fired_with(&mut d, &process("/usr/sbin/sub/dir/tool", None)).is_empty());
+    assert!(fired_with(&mut d, &process("/opt/app/agent", None)).is_empty());
+    let f = run(
+        &mut d,
+        &process("/usr/local/bin/miner", Some(("c0ffee", "web"))),
+        Instant::now(),
+    );
+    let a = raised(&f);
+    assert_eq!(a.len(), 1);
+    assert_eq!(a[0].executable.as_deref(), Some("/usr/local/bin/miner"));
+    assert_eq!(a[0].container_id.as_deref(), Some("c0ffee"));
+
+    // Outbound destinations: network, network with a port; loopback always; inbound never.
+    use Direction::{In, Out};
+    let bad = ["connection-not-allowed"];
+    assert_eq!(
+        fired_with(&mut d, &connection(Out, "198.51.100.7", 443)),
+        bad
+    );
+    assert_eq!(
+        fired_with(&mut d, &connection(Out, "203.0.113.5", 443)),
+        bad
+    );
+    assert_eq!(fired_with(&mut d, &connection(Out, "2001:db8::1", 80)), bad);
+    for (to, port) in [
+        ("10.9.8.7", 22),
+        ("203.0.113.5", 8883),
+        ("2001:db8::1", 443),
+        ("127.0.0.1", 9000),
+        ("::1", 9000),
+        ("::ffff:127.0.0.1", 9000),
+    ] {
+        assert!(
+            fired_with(&mut d, &connection(Out, to, port)).is_empty(),
+            "{to} port {port}"
+        );
+    }
+    assert!(fired_with(&mut d, &connection(In, "198.51.100.7", 22)).is_empty());
+    let f = run(&mut d, &connection(Out, "192.0.2.1", 4444), Instant::now());
+    let a = raised(&f);
+    assert_eq!(a[0].remote_address, Some("192.0.2.1".parse().unwrap()));
+    assert_eq!(a[0].extra_details["RemotePort"], "4444");
+
+    // Logins: successful ones by a user not listed, or from a network not listed.
+    use LoginResult::{Fail, Success};
+    let bad = ["login-not-allowed"];
+    assert_eq!(
+        fired_with(&mut d, &login_from("bob", Some("10.1.1.1"), Success)),
+        bad
+    );
+    assert_eq!(
+        fired_with(&mut d, &login_from("alice", Some("192.0.2.9"), Success)),
+        bad
+    );
+    assert!(fired_with(&mut d, &login_from("alice", Some("10.1.1.1"), Success)).is_empty());
+    // At the console (no address) only the user list applies; failures are other rules' job.
+    assert!(fired_with(&mut d, &login_from("alice", None, Success)).is_empty());
+    assert!(fired_with(&mut d, &login_from("mallory", Some("192.0.2.9"), Fail)).is_empty());
+}
+
+#[test]
+fn empty_or_disabled_allow_lists_raise_nothing() {
+    let events = [
+        process("/usr/bin/curl", None),
+        connection(Direction::Out, "198.51.100.7", 443),
+        login_from("bob", Some("192.0.2.9"), LoginResult::Success),
+    ];
+    // Off by default, and when the lists are emptied again.
+    let mut d = Detector::new();
+    for e in &events {
+        assert!(fired_with(&mut d, e).is_empty());
+    }
+    d.set_allow_lists(&allow_lists());
+    assert_eq!(fired_with(&mut d, &events[0]), ["process-not-allowed"]);
+    d.set_allow_lists(&AllowLists::default());
+    for e in &events {
+        assert!(fired_with(&mut d, e).is_empty());
+    }
+    // One list set leaves the others off.
+    d.set_allow_lists(&AllowLists {
+        users: vec!["alice".into()],
+        ..Default::default()
+    });
+    assert!(fired_with(&mut d, &events[0]).is_empty());
+    assert!(fired_with(&mut d, &events[1]).is_empty());
+    assert_eq!(fired_with(&mut d, &events[2]), ["login-not-allowed"]);
+    // Disabled rules stay silent with their lists set.
+    d.set_allow_lists(&allow_lists());
+    d.set_disabled(&[
+        Rule::ProcessNotAllowed,
+        Rule::ConnectionNotAllowed,
+        Rule::LoginNotAllowed,
+    ]);
+    for e in &events {
+        assert!(fired_with(&mut d, e).is_empty());
+    }
+}
+
+#[test]
+fn allowed_destinations_parse_as_written_in_the_twin() {
+    let p = |t: &str| AllowedDestination::parse(t);
+    let d = p("10.0.0.0/8:443").unwrap();
+    assert_eq!(
+        (d.net, d.port),
+        (("10.0.0.0".parse().unwrap(), 8), Some(443))
+    );
+    assert_eq!(p("10.1.2.3").unwrap().net.1, 32);
+    assert_eq!(p("fd00::/8").unwrap().port, None);
+    assert_eq!(p("[fd00::/8]:8883").unwrap().port, Some(8883));
+    assert_eq!(p("[::1]").unwrap().net.1, 128);
+    for bad in [
+        "",
+        "10.0.0.0/33",
+        "10.0.0.1:99999",
+        "[fd00::]443",
+        "host.example:443",
+        "[fd00::",
+    ] {
+        assert_eq!(p(bad), None, "{bad:?}");
+    }
+}
+
+#[test]
+fn the_documented_allow_list_examples_work() {
+    let doc = include_str!("../../docs/detection.md");
+    let section = &doc[doc.find("### Allow-lists").expect("the section")..];
+    let mut blocks = section
+        .split("```json\n")
+        .skip(1)
+        .map(|b| &b[..b.find("```").unwrap()]);
+    let lists: serde_json::Value =
+        serde_json::from_str(&format!("{{{}}}", blocks.next().unwrap())).unwrap();
+    let (config, rejected) = crate::config::from_desired(&lists);
+    assert_eq!(rejected, []);
+    let mut d = Detector::new();
+    d.set_allow_lists(&config.detection_allow_lists);
+    assert!(fired_with(&mut d, &process("/opt/myapp/bin/app", None)).is_empty());
+    assert_eq!(
+        fired_with(&mut d, &process("/tmp/.x/kworker", None)),
+        ["exec-from-temp-dir", "process-not-allowed"]
+    );
+    assert!(fired_with(&mut d, &connection(Direction::Out, "203.0.113.9", 8883)).is_empty());
+    assert_eq!(
+        fired_with(&mut d, &connection(Direction::Out, "203.0.113.9", 443)),
+        ["connection-not-allowed"]
+    );
+    assert_eq!(
+        fired_with(
+            &mut d,
+            &login_from("admin", Some("10.21.0.1"), LoginResult::Success)
+        ),
+        ["login-not-allowed"]
+    );
+
+    // The connection threshold as a custom rule.
+    let rules: serde_json::Value =
+        serde_json::from_str(&format!("{{{}}}", blocks.next().unwrap())).unwrap();
+    let list = rules["detectionCustomRules"]["value"].as_array().unwrap();
+    let mut d = Detector::new();
+    d.set_custom(&custom(list));
+    let t0 = Instant::now();
+    for i in 0..199u64 {
+        let e = connection(Direction::Out, "198.51.100.7", 443);
+        assert_eq!(run(&mut d, &e, t0 + Duration::from_millis(i)), vec![]);
+    }
+    // Inbound ones do not count; the 200th outbound within the minute alerts.
+    assert_eq!(
+        run(&mut d, &connection(Direction::In, "198.51.100.7", 22), t0),
+        vec![]
+    );
+    let f = run(&mut d, &connection(Direction::Out, "198.51.100.8", 443), t0);
+    let a = raised(&f);
+    assert_eq!(a.len(), 1, "{f:?}");
+    assert_eq!(a[0].rule_id, "many-outbound-connections");
+    assert_eq!(a[0].event_count, 200);
 }

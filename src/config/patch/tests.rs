@@ -662,3 +662,68 @@ fn rule_overrides_of_the_wrong_shape_are_rejected_whole() {
     assert_eq!(keys(&rejected), [("detectionRuleOverrides", TypeMismatch)]);
     assert_eq!(config, before);
 }
+
+#[test]
+fn allow_lists_apply_and_a_bad_entry_rejects_its_whole_list() {
+    let (config, rejected) = from_desired(&json!({
+        "detectionAllowedProcesses": {"value": "/usr/sbin/, /opt/app/agent,/usr/sbin/"},
+        "detectionAllowedConnections": {"value": "10.0.0.0/8, 203.0.113.9:8883, [fd00::/8]:443"},
+        "detectionAllowedUsers": {"value": "alice,bob"},
+        "detectionAllowedLoginSources": {"value": "10.0.0.0/8,192.0.2.7"},
+    }));
+    assert_eq!(rejected, []);
+    let lists = &config.detection_allow_lists;
+    // Duplicates dropped, order kept.
+    assert_eq!(lists.processes, ["/usr/sbin/", "/opt/app/agent"]);
+    assert_eq!(lists.destinations.len(), 3);
+    assert_eq!(lists.users, ["alice", "bob"]);
+    assert_eq!(lists.login_sources[1], ("192.0.2.7".parse().unwrap(), 32));
+    // The reported view reads back the same.
+    let view = reported(&config, None, &[]);
+    assert_eq!(
+        view[CONFIG_OBJECT]["detectionAllowedConnections"]["value"],
+        "10.0.0.0/8,203.0.113.9/32:8883,[fd00::/8]:443"
+    );
+    assert_eq!(from_desired(&view[CONFIG_OBJECT]), (config.clone(), vec![]));
+
+    // One bad entry rejects its key alone; the list before stays.
+    let (next, rejected) = apply_patch(
+        &config,
+        &json!({
+            "detectionAllowedProcesses": {"value": "/usr/bin/, curl"},
+            "detectionAllowedConnections": {"value": "10.0.0.0/8:70000"},
+            "detectionAllowedUsers": {"value": "carol"},
+            "detectionAllowedLoginSources": {"value": 10},
+        }),
+    );
+    let messages: Vec<(&str, &str)> = rejected
+        .iter()
+        .map(|r| (r.key.as_str(), r.message.as_str()))
+        .collect();
+    assert_eq!(
+        messages,
+        [
+            (
+                "detectionAllowedConnections",
+                "not a destination: \"10.0.0.0/8:70000\""
+            ),
+            (
+                "detectionAllowedLoginSources",
+                "expected networks separated by commas, got 10"
+            ),
+            ("detectionAllowedProcesses", "not a program: \"curl\""),
+        ]
+    );
+    assert!(rejected.iter().all(|r| r.error_type == TypeMismatch));
+    assert_eq!(next.detection_allow_lists.processes, lists.processes);
+    assert_eq!(next.detection_allow_lists.users, ["carol"]);
+    // An empty string or null turns a list off.
+    let (next, rejected) = apply_patch(
+        &next,
+        &json!({"detectionAllowedProcesses": "", "detectionAllowedUsers": null}),
+    );
+    assert_eq!(rejected, []);
+    assert!(next.detection_allow_lists.processes.is_empty());
+    assert!(next.detection_allow_lists.users.is_empty());
+    assert_eq!(next.detection_allow_lists.destinations.len(), 3);
+}

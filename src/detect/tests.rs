@@ -2135,3 +2135,44 @@ fn the_documented_allow_list_examples_work() {
     assert_eq!(a[0].rule_id, "many-outbound-connections");
     assert_eq!(a[0].event_count, 200);
 }
+
+#[test]
+fn local_logins_alert_and_remote_ones_do_not() {
+    use LoginResult::{Fail, Success};
+    let local = |op: &str, result: LoginResult, host: Option<&str>| {
+        let mut e = login(op, "root", result);
+        if let (Payload::Login(v), Some(h)) = (&mut e.payload, host) {
+            v[0].extra_details.insert("Host".into(), h.into());
+        }
+        e
+    };
+    assert_eq!(
+        fired(&local("login", Success, None)),
+        ["local-login-succeeded"]
+    );
+    assert_eq!(
+        fired(&local("wtmp:login", Success, None)),
+        ["local-login-succeeded"]
+    );
+    assert_eq!(
+        fired(&local("wtmp:login", Success, Some(":0"))),
+        ["local-login-succeeded"]
+    );
+    assert_eq!(fired(&local("login", Fail, None)), ["local-login-failed"]);
+    assert_eq!(
+        fired(&local("btmp:failed", Fail, None)),
+        ["local-login-failed"]
+    );
+    // Near misses: a remote login (an address, or a host name wtmp kept), sshd, su and sudo.
+    assert!(fired(&local("wtmp:login", Success, Some("jump.example"))).is_empty());
+    assert!(fired(&local("btmp:failed", Fail, Some("jump.example"))).is_empty());
+    assert!(fired(&login_from("root", Some("198.51.100.7"), Success)).is_empty());
+    let mut remote = local("login", Success, None);
+    if let Payload::Login(v) = &mut remote.payload {
+        v[0].remote_address = Some("192.0.2.1".parse().unwrap());
+    }
+    assert!(fired(&remote).is_empty());
+    for op in ["sshd", "su", "sudo"] {
+        assert!(fired(&local(op, Success, None)).is_empty(), "{op}");
+    }
+}

@@ -234,7 +234,7 @@ for f in sorted((ROOT / "tests/fixtures/firewall").iterdir()):
         put(target, f.name, f.read_bytes()))
 
 # ---- baseline: sshd_config texts from the unit tests, the documented custom checks example
-for i, s in enumerate(rust_strings("src/collectors/baseline.rs",
+for i, s in enumerate(rust_strings("src/collectors/baseline/tests.rs",
                                    r"^(PermitRootLogin|X11Forwarding|Include|# comment)")):
     put("baseline", f"sshd-{i:02}", s)
 put("baseline", "sshd-full",
@@ -242,7 +242,7 @@ put("baseline", "sshd-full",
     "PasswordAuthentication=no\nMaxAuthTries   3 # trailing comment\nBanner \"/etc/issue net\"\n"
     "LoginGraceTime 1m30s\nClientAliveInterval 300\ngarbage\nX11Forwarding \"unterminated\n"
     "\tKbdInteractiveAuthentication   =   no\nMatch User bob\n  PasswordAuthentication yes\n")
-doc = (ROOT / "src/collectors/baseline.rs").read_text()
+doc = (ROOT / "src/collectors/baseline/mod.rs").read_text()
 m = re.search(r"//! ```json\n(.*?)//! ```", doc, re.S)
 if m:
     put("baseline", "custom-checks.json",
@@ -267,7 +267,7 @@ put("proc_files", "cgroup-podman", f"0::/machine.slice/libpod-{ID}.scope/contain
 put("proc_files", "status", "Name:\tbash\nUmask:\t0022\nPPid:\t12\nUid:\t1000\t0\t0\t0\n")
 put("proc_files", "cmdline", b"sh\0-c\0echo hi\0")
 put("proc_files", "cmdline-invalid", bytes([0xFF]) + b"a\0")
-for i, s in enumerate(rust_strings("src/collectors/connection.rs", r"^(Main:|0{31}1 )")):
+for i, s in enumerate(rust_strings("src/collectors/connection/tests/interpretation.rs", r"^(Main:|0{31}1 )")):
     put("proc_files", f"net-{i}", s)
 put("proc_files", "os-release",
     'PRETTY_NAME="Debian GNU/Linux 13 (trixie)"\nNAME="Debian GNU/Linux"\nVERSION_ID="13"\n'

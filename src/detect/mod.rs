@@ -742,7 +742,14 @@ impl Detector {
             return;
         };
         if !allow.processes.is_empty() && self.on(rule) {
-            for r in v.iter().filter(|r| !allow.allows_process(&r.executable)) {
+            // A process gone before its path was known carries the kernel's short name only
+            // (`ExtraDetails.Incomplete`): it cannot be judged, and every such name would alert.
+            let judged = |r: &&ProcessCreate| r.executable.starts_with('/');
+            for r in v
+                .iter()
+                .filter(judged)
+                .filter(|r| !allow.allows_process(&r.executable))
+            {
                 let subject = (container_id(&r.extra_details), r.executable.as_str());
                 self.raise(rule, subject, now, out, || {
                     let mut a = alert(

@@ -1961,6 +1961,8 @@ fn allow_lists_alert_on_what_they_do_not_list() {
     assert!(fired_with(&mut d, &process("/usr/sbin/sshd", None)).is_empty());
     assert!(fired_with(&mut d, &process("/usr/sbin/sub/dir/tool", None)).is_empty());
     assert!(fired_with(&mut d, &process("/opt/app/agent", None)).is_empty());
+    // A process known by its kernel name only (gone before its path was read) is not judged.
+    assert!(fired_with(&mut d, &process("kworker-ish", None)).is_empty());
     let f = run(
         &mut d,
         &process("/usr/local/bin/miner", Some(("c0ffee", "web"))),

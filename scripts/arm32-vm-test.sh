@@ -325,10 +325,13 @@ cat >"$root/usr/local/bin/eg-quick" <<'EOF'
 #!/bin/sh
 exit 0
 EOF
-# The server side of a held connection: keeps it open until the init script closes the gate.
+# The server side of a held connection: keeps it open until the init script opens the gate (a
+# file appearing, polled: a FIFO's end-of-file reaches only readers that opened it before the
+# last writer closed, and under load an eg-hold can get there later and block for good). `sleep`
+# gets no copy of the socket (nc -e hands it over as stdin/stdout/stderr): only eg-hold holds it.
 cat >"$root/usr/local/bin/eg-hold" <<'EOF'
 #!/bin/sh
-read -r _line </run/conngate || :
+while [ ! -e /run/conngate ]; do sleep 0.2 </dev/null >/dev/null 2>&1; done
 exit 0
 EOF
 chmod 755 "$root/usr/local/bin/eg-probe" "$root/usr/local/bin/eg-quick" "$root/usr/local/bin/eg-hold"
@@ -462,8 +465,6 @@ echo "quick: $(now)" >>/out/phases
 # VM is; attribution is checked exactly. Quick: the server closes at once and the client exits,
 # so its Out side may be gone before the lookup (a documented limit): counted, attribution only
 # reported.
-mkfifo /run/conngate
-exec 4<>/run/conngate
 log "listeners on $PORT (held) and $QPORT (quick)"
 # -ll: keep listening, each connection handed to a new process running the -e program.
 nc -ll -p "$PORT" -e /usr/local/bin/eg-hold </dev/null >/dev/null 2>&1 3>&- 4>&- &
@@ -491,7 +492,7 @@ held_seen() {
     [ "$(count_all "\"LocalPort\":\"$PORT\",\"Direction\":\"In\"")" -ge $((CONNS + CONNS6)) ]
 }
 wait_for "$((CONNS + CONNS6)) held connections reported Out and In" 120 held_seen
-exec 4>&-  # every eg-hold reads end-of-file and exits; its client sees the close and exits
+: >/run/conngate  # every eg-hold sees the gate and exits; its client sees the close and exits
 failed=0
 for p in $cpids; do wait "$p" || failed=$((failed + 1)); done
 

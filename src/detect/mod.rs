@@ -801,10 +801,7 @@ impl Detector {
                         .insert("RemotePort".into(), r.remote_port.to_string());
                     a.extra_details
                         .insert("Protocol".into(), r.protocol.clone());
-                    let get = |k: &str| r.extra_details.get(k).cloned();
-                    a.container_id = get("ContainerId");
-                    a.container_name = get("ContainerName");
-                    a.module_name = get("ModuleName");
+                    container_evidence(&mut a, &r.extra_details);
                     a
                 });
             }
@@ -1020,7 +1017,13 @@ fn process_evidence(a: &mut Alert, r: &ProcessCreate) {
     a.user_name = r.user_name.clone();
     a.extra_details
         .insert("ParentProcessId".into(), r.parent_process_id.to_string());
-    let get = |k: &str| r.extra_details.get(k).cloned();
+    container_evidence(a, &r.extra_details);
+}
+
+/// The container a record's `ExtraDetails` names (the collectors' `ContainerId`, the enrich
+/// stage's `ContainerName` and `ModuleName`), onto the alert.
+fn container_evidence(a: &mut Alert, extra: &ExtraDetails) {
+    let get = |k: &str| extra.get(k).cloned();
     a.container_id = get("ContainerId");
     a.container_name = get("ContainerName");
     a.module_name = get("ModuleName");
@@ -1136,10 +1139,7 @@ fn data_alert(def: &RuleDef, rec: Rec<'_>, event: &Event, count: u64) -> Alert {
             a.command_line = r.command_line.clone();
             a.user_id = r.user_id.clone();
             a.remote_address = Some(r.remote_address);
-            let get = |k: &str| r.extra_details.get(k).cloned();
-            a.container_id = get("ContainerId");
-            a.container_name = get("ContainerName");
-            a.module_name = get("ModuleName");
+            container_evidence(&mut a, &r.extra_details);
             details(
                 &mut a,
                 &[

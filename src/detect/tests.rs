@@ -492,13 +492,7 @@ fn exec(executable: &str, command_line: &str) -> Event {
 
 /// The ids of the rules a fresh detector raises on the event.
 fn fired(e: &Event) -> Vec<&'static str> {
-    let mut d = Detector::new();
-    run(&mut d, e, Instant::now())
-        .iter()
-        .map(|f| match f {
-            Finding::Raised(rule, _) | Finding::Suppressed(rule) => rule.id(),
-        })
-        .collect()
+    fired_with(&mut Detector::new(), e)
 }
 
 #[test]
@@ -1935,7 +1929,7 @@ fn allow_lists() -> AllowLists {
     }
 }
 
-/// The ids a detector with the allow-lists raises on the event.
+/// The ids of the rules `d` raises (or suppresses) on the event.
 fn fired_with(d: &mut Detector, e: &Event) -> Vec<&'static str> {
     run(d, e, Instant::now())
         .iter()

@@ -253,6 +253,19 @@ struct Host {
 }
 
 impl Host {
+    /// Waits (10 s at most) until the watcher has saved its first look at the inventory.
+    async fn wait_first_look_saved(&self, tick: Duration) {
+        let saved = self.state.path().join(STATE_FILE);
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        while !saved.exists() {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "the first look is saved"
+            );
+            tokio::time::sleep(tick).await;
+        }
+    }
+
     fn new() -> Host {
         let h = Host {
             root: tempfile::tempdir().unwrap(),
@@ -358,15 +371,7 @@ async fn the_watcher_reports_what_dpkg_installs_removes_and_upgrades_also_across
     let (ctx, mut rx) = h.context();
     let task = tokio::spawn(watch_every(ctx.clone(), tick));
     // First start ever: nothing reported, the inventory is saved.
-    let saved = h.state.path().join(STATE_FILE);
-    let deadline = std::time::Instant::now() + Duration::from_secs(10);
-    while !saved.exists() {
-        assert!(
-            std::time::Instant::now() < deadline,
-            "the first look is saved"
-        );
-        tokio::time::sleep(tick).await;
-    }
+    h.wait_first_look_saved(tick).await;
     assert!(rx.try_recv().is_err());
 
     h.dpkg(&["-i", a1.to_str().unwrap(), b.to_str().unwrap()]);

@@ -359,15 +359,7 @@ fn the_watcher_reports_what_rpm_installs_upgrades_and_erases() {
         let tick = Duration::from_millis(50);
         let (ctx, mut rx) = h.context();
         let task = tokio::spawn(watch_every(ctx.clone(), tick));
-        let saved = h.state.path().join(STATE_FILE);
-        let deadline = std::time::Instant::now() + Duration::from_secs(10);
-        while !saved.exists() {
-            assert!(
-                std::time::Instant::now() < deadline,
-                "the first look is saved"
-            );
-            tokio::time::sleep(tick).await;
-        }
+        h.wait_first_look_saved(tick).await;
         r.install(&["-i"], &[a1[0].clone(), b[0].clone()]);
         assert_eq!(
             next_changes(&mut rx).await,

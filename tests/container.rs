@@ -448,6 +448,147 @@ async fn lifecycle_events_and_posture_of_bad_and_good_containers() {
 }
 
 /// Pid of the running dockerd, from its pid file.
+/// Removes the test's image tags however the test ends.
+struct Tags(Vec<String>);
+
+impl Drop for Tags {
+    fn drop(&mut self) {
+        for t in &self.0 {
+            let _ = docker(&["rmi", t]);
+        }
+    }
+}
+
+/// IoT Edge drift, from real containers through the watcher and the detection catalog: a
+/// stray container running when the watcher connects and one started after it (on a device
+/// where edgeAgent's label exists), a module recreated from an image replaced under its tag, a
+/// module recreated with more privileges, a privileged container created. Near misses beside
+/// them: a module recreated as it was, a deployment moving a module to another image reference,
+/// a module's own start.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[allow(clippy::await_holding_lock)]
+async fn iot_edge_drift_and_privileged_containers_raise_alerts() {
+    use edgeguard::detect::{Detector, Finding};
+    const OWNER: &str = "net.azure-devices.edge.owner=Microsoft.Azure.Devices.Edge.Agent";
+    let _serial = serial();
+    setup();
+    let mut names = Names::new();
+    let tag = |t: &str| format!("eg-drift-{}:{t}", std::process::id());
+    let (v1, v2) = (tag("1.0"), tag("2.0"));
+    let _tags = Tags(vec![v1.clone(), v2.clone()]);
+    docker_ok(&["tag", IMAGE, &v1]);
+    let module = format!("drift{}", std::process::id());
+    // A module container as edgeAgent creates it: owner, module and original-image labels.
+    let run_module = |name: &str, reference: &str, extra: &[&str]| {
+        let module_label = format!("net.azure-devices.edge.module={module}");
+        let image_label = format!("net.azure-devices.edge.original-image={reference}");
+        let mut args = vec![
+            "run",
+            "-d",
+            "--name",
+            name,
+            "--label",
+            OWNER,
+            "--label",
+            &module_label,
+            "--label",
+            &image_label,
+        ];
+        args.extend_from_slice(extra);
+        args.extend_from_slice(&[reference, "sleep", "300"]);
+        docker_ok(&args);
+    };
+
+    // Before the watcher: edgeAgent's module, and a stray container already running.
+    let m1 = names.add("m1");
+    run_module(&m1, &v1, &[]);
+    let early = names.add("early");
+    docker_ok(&["run", "-d", "--name", &early, IMAGE, "sleep", "300"]);
+    let mut w = Watcher::start();
+    w.wait_live(&mut names).await;
+
+    // The module recreated as it was (near miss), then from an image replaced under its tag.
+    docker_ok(&["rm", "-f", &m1]);
+    let m2 = names.add("m2");
+    run_module(&m2, &v1, &[]);
+    docker_ok(&["commit", &m2, &v1]);
+    docker_ok(&["rm", "-f", &m2]);
+    let m3 = names.add("m3");
+    run_module(&m3, &v1, &[]);
+    // With more privileges; then a deployment moving it to another reference (near miss).
+    docker_ok(&["rm", "-f", &m3]);
+    let m4 = names.add("m4");
+    run_module(&m4, &v1, &["--cap-add", "NET_ADMIN", "--pid", "host"]);
+    docker_ok(&["tag", IMAGE, &v2]);
+    docker_ok(&["rm", "-f", &m4]);
+    let m5 = names.add("m5");
+    run_module(&m5, &v2, &["--cap-add", "NET_ADMIN", "--pid", "host"]);
+    // A stray container started, and a privileged one created (it cannot start here).
+    let stray = names.add("stray");
+    docker_ok(&["run", "-d", "--name", &stray, IMAGE, "sleep", "300"]);
+    let privileged = names.add("privileged");
+    docker_ok(&["create", "--name", &privileged, "--privileged", IMAGE]);
+
+    assert!(
+        w.wait_for(Duration::from_secs(20), |e| container_events(e).any(|r| {
+            r.action == "create" && r.container_name.as_deref() == Some(privileged.as_str())
+        }))
+        .await,
+        "no create of the privileged container: {:#?}",
+        w.records()
+    );
+    w.drain(Duration::from_millis(500)).await;
+
+    let mut detector = Detector::new();
+    let mut found = Vec::new();
+    for e in &w.seen {
+        detector.inspect(e, tokio::time::Instant::now(), &mut found);
+    }
+    let mut raised: Vec<(String, String)> = found
+        .iter()
+        .filter_map(|f| match f {
+            Finding::Raised(rule, a) => Some((
+                rule.id().to_string(),
+                a.container_name.clone().unwrap_or_default(),
+            )),
+            Finding::Suppressed(_) => None,
+        })
+        .filter(|(_, name)| name.starts_with("eg-test-"))
+        .collect();
+    raised.sort();
+    let mut expected: Vec<(String, String)> = [
+        ("container-outside-deployment", &early),
+        ("container-outside-deployment", &stray),
+        ("module-image-replaced", &m3),
+        ("module-privilege-gained", &m4),
+        ("privileged-container-started", &privileged),
+    ]
+    .iter()
+    .map(|(r, n)| (r.to_string(), n.to_string()))
+    .collect();
+    expected.sort();
+    assert_eq!(raised, expected, "records: {:#?}", w.records());
+
+    // What the alerts read, as the watcher wrote it.
+    let early_record = w.record(&early, "running");
+    assert_eq!(early_record.extra_details["IotEdgeDevice"], "true");
+    let m3_create = w.record(&m3, "create");
+    let old_id = docker_ok(&["inspect", "-f", "{{.Id}}", IMAGE]);
+    assert_eq!(m3_create.extra_details["PreviousImageId"], old_id);
+    assert_ne!(m3_create.image_digest.as_deref(), Some(old_id.as_str()));
+    assert_eq!(
+        w.record(&m4, "create").extra_details["PrivilegesGained"],
+        "cap=NET_ADMIN,pid=host"
+    );
+    assert_eq!(w.record(&m2, "create").extra_details["Privileged"], "false");
+    let p = w.record(&privileged, "create");
+    assert_eq!(p.extra_details["Privileged"], "true");
+    assert!(
+        p.extra_details["Privileges"].contains("privileged"),
+        "{p:?}"
+    );
+}
+
 fn dockerd_pid() -> Option<i32> {
     std::fs::read_to_string("/var/run/docker.pid")
         .ok()?

@@ -4,12 +4,13 @@
 //! watcher asks for events `since` the last one it saw, so a dropped connection skips nothing the
 //! engine still has, and drops the replayed ones it already sent (same time, actor and action).
 
-use super::cache::{ContainerCache, ContainerMeta};
+use super::cache::{ContainerCache, ContainerMeta, EDGE_OWNER_LABEL};
+use super::drift::{Drift, Facts};
 use super::{COLLECTOR, connect};
 use crate::collectors::Context;
 use crate::event::{CollectorHealth, ContainerEvent, ContainerObject, Event, Payload};
-use bollard::models::{EventMessage, EventMessageTypeEnum};
-use bollard::query_parameters::EventsOptions;
+use bollard::models::{ContainerSummaryStateEnum, EventMessage, EventMessageTypeEnum};
+use bollard::query_parameters::{EventsOptions, ListContainersOptions};
 use futures_util::StreamExt;
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
@@ -49,6 +50,9 @@ const VOLUME_ACTIONS: &[&str] = &["mount"];
 const RESUME_SLACK_NANOS: i64 = 2_000_000_000;
 /// Events remembered for recognising replays; far more than the engine emits in the slack.
 const RESUME_MEMORY: usize = 4096;
+/// How long one inspect (of a container just created or started) or the listing on connect may
+/// take before the record leaves without what it would add.
+const INSPECT_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// Which events were already sent, for resuming with `since` without duplicates or gaps.
 #[derive(Debug, Default)]
@@ -72,6 +76,18 @@ impl Resume {
                 t.rem_euclid(1_000_000_000)
             )
         })
+    }
+
+    /// Before the first connection's stream: ask for events from now (with the slack), so
+    /// containers created while the watcher inspects the existing ones are not missed.
+    pub fn start_now(&mut self) {
+        if self.last_nano == 0 {
+            let now = std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map(|d| i64::try_from(d.as_nanos()).unwrap_or(i64::MAX))
+                .unwrap_or(0);
+            self.last_nano = now;
+        }
     }
 
     /// Whether an event was not sent before, remembering it if so. Events arrive out of time
@@ -271,6 +287,7 @@ enum Ended {
 pub async fn watch(ctx: Context, cache: Arc<ContainerCache>) {
     let mut config = ctx.config.clone();
     let mut resume = Resume::default();
+    let mut drift = Drift::default();
     let mut backoff = Backoff(MIN_BACKOFF);
     let mut down_reported = false;
     loop {
@@ -303,7 +320,16 @@ pub async fn watch(ctx: Context, cache: Arc<ContainerCache>) {
                     );
                 }
                 let started = Instant::now();
-                let ended = stream(&ctx, &mut config, &docker, &cache, &mut resume, &path).await;
+                let ended = stream(
+                    &ctx,
+                    &mut config,
+                    &docker,
+                    &cache,
+                    &mut resume,
+                    &mut drift,
+                    &path,
+                )
+                .await;
                 if started.elapsed() >= HEALTHY_STREAM {
                     backoff.reset();
                 }
@@ -346,8 +372,16 @@ async fn stream(
     docker: &bollard::Docker,
     cache: &ContainerCache,
     resume: &mut Resume,
+    drift: &mut Drift,
     path: &str,
 ) -> Ended {
+    resume.start_now();
+    for record in learn_existing(ctx, docker, cache, drift).await {
+        let event = Event::new(Payload::ContainerEvent(vec![record]));
+        if !ctx.emit(COLLECTOR, event).await {
+            return Ended::Cancelled;
+        }
+    }
     let filters = HashMap::from([(
         "type".to_string(),
         ["container", "image", "network", "volume"]
@@ -380,7 +414,8 @@ async fn stream(
                 if !resume.is_new(&msg) {
                     continue;
                 }
-                if let Some(record) = to_record(&msg, cache) {
+                if let Some(mut record) = to_record(&msg, cache) {
+                    judge(docker, cache, drift, &mut record).await;
                     let event = Event::new(Payload::ContainerEvent(vec![record]));
                     if !ctx.emit(COLLECTOR, event).await {
                         return Ended::Cancelled;
@@ -399,6 +434,132 @@ async fn stream(
             None => return Ended::Lost("the Docker engine closed the event stream".into()),
         }
     }
+}
+
+/// Inspects a container the engine reports created or started (before its record leaves), for
+/// its privileges and IoT Edge drift ([`Drift::judge`]); fills the cache and the image id on the
+/// way. A container already gone, or an engine too slow to answer, leaves the record as it was.
+async fn judge(
+    docker: &bollard::Docker,
+    cache: &ContainerCache,
+    drift: &mut Drift,
+    record: &mut ContainerEvent,
+) {
+    let create = match record.action.as_str() {
+        "create" => true,
+        "start" => false,
+        _ => return,
+    };
+    let Some(id) = record.container_id.clone() else {
+        return;
+    };
+    let Some(inspect) = inspect(docker, &id).await else {
+        return;
+    };
+    let meta = ContainerMeta::from_inspect(&inspect);
+    if record.image_digest.is_none() {
+        record.image_digest = meta.image_id.clone();
+    }
+    cache.insert(&id, meta);
+    drift.judge(
+        &id,
+        &Facts::from_inspect(&inspect),
+        create,
+        &mut record.extra_details,
+    );
+}
+
+async fn inspect(
+    docker: &bollard::Docker,
+    id: &str,
+) -> Option<bollard::models::ContainerInspectResponse> {
+    match tokio::time::timeout(INSPECT_TIMEOUT, docker.inspect_container(id, None)).await {
+        Ok(Ok(c)) => Some(c),
+        Ok(Err(e)) => {
+            tracing::debug!(collector = COLLECTOR, container = %id, error = %e, "inspect failed");
+            None
+        }
+        Err(_) => {
+            tracing::debug!(collector = COLLECTOR, container = %id, "inspect timed out");
+            None
+        }
+    }
+}
+
+/// On connecting: learns the device's IoT Edge modules from the containers that exist (every
+/// container of edgeAgent's is inspected), and returns a `running` record for each container
+/// running without edgeAgent's label on an edge device (each once per agent run), so a container
+/// started while the agent was down is still reported. A failed listing learns nothing; the
+/// event stream goes on regardless.
+async fn learn_existing(
+    ctx: &Context,
+    docker: &bollard::Docker,
+    cache: &ContainerCache,
+    drift: &mut Drift,
+) -> Vec<ContainerEvent> {
+    let options = ListContainersOptions {
+        all: true,
+        ..Default::default()
+    };
+    let listed = tokio::time::timeout(INSPECT_TIMEOUT, docker.list_containers(Some(options))).await;
+    let containers = match listed {
+        Ok(Ok(c)) => c,
+        Ok(Err(e)) => {
+            tracing::debug!(collector = COLLECTOR, error = %e, "listing containers failed");
+            ctx.metrics.error(COLLECTOR, "api");
+            return Vec::new();
+        }
+        Err(_) => {
+            ctx.metrics.error(COLLECTOR, "timeout");
+            return Vec::new();
+        }
+    };
+    let owned = |labels: &Option<HashMap<String, String>>| {
+        labels
+            .as_ref()
+            .is_some_and(|l| l.contains_key(EDGE_OWNER_LABEL))
+    };
+    if containers.iter().any(|c| owned(&c.labels)) {
+        drift.saw_edge_agent();
+    }
+    let edge_device = drift.edge_device();
+    let mut records = Vec::new();
+    for summary in &containers {
+        let Some(id) = summary.id.as_deref() else {
+            continue;
+        };
+        let running = matches!(summary.state, Some(ContainerSummaryStateEnum::RUNNING));
+        // edgeAgent's containers teach drift the modules; others matter only running, here.
+        let wanted = owned(&summary.labels) || (edge_device && running);
+        if !wanted {
+            continue;
+        }
+        let Some(inspect) = inspect(docker, id).await else {
+            continue;
+        };
+        let facts = Facts::from_inspect(&inspect);
+        let meta = ContainerMeta::from_inspect(&inspect);
+        cache.insert(id, meta.clone());
+        drift.learn(id, &facts);
+        if drift.report_running(id, &facts) {
+            let mut record = ContainerEvent {
+                action: "running".into(),
+                object_type: ContainerObject::Container,
+                container_id: Some(id.to_string()),
+                container_name: meta.name,
+                image: meta.image,
+                image_digest: meta.image_id,
+                module_name: meta.module,
+                exit_code: None,
+                command: None,
+                signal: None,
+                extra_details: Default::default(),
+            };
+            drift.judge(id, &facts, false, &mut record.extra_details);
+            records.push(record);
+        }
+    }
+    records
 }
 
 #[cfg(test)]

@@ -11,6 +11,7 @@
 //! All of it is off when `containerCollectionEnabled` is false.
 
 pub mod cache;
+pub mod drift;
 pub mod enrich;
 pub mod events;
 pub mod inventory;

@@ -298,6 +298,58 @@ pub fn evaluate(c: &ContainerInspectResponse) -> Vec<PostureFinding> {
     out
 }
 
+/// The privilege-bearing parts of a container's configuration, each as one comparable word
+/// (`privileged`, `network=host`, `cap=NET_ADMIN`, `mount=/var/run/docker.sock`,
+/// `device=/dev/ttyUSB0`, `seccomp=unconfined`, …). IoT Edge drift compares these sets between
+/// two containers of one module: a word the new one has and the old one had not is privilege
+/// gained. Unlike [`evaluate`], every added capability counts (a new narrow capability is still a
+/// change of what the module may do), and only host mounts that give control of the host do.
+pub fn privileges(c: &ContainerInspectResponse) -> std::collections::BTreeSet<String> {
+    let mut out = std::collections::BTreeSet::new();
+    let host = c.host_config.as_ref();
+    if host.and_then(|h| h.privileged) == Some(true) {
+        out.insert("privileged".to_string());
+    }
+    for (what, mode) in [
+        ("network", host.and_then(|h| h.network_mode.as_deref())),
+        ("pid", host.and_then(|h| h.pid_mode.as_deref())),
+        ("ipc", host.and_then(|h| h.ipc_mode.as_deref())),
+        ("uts", host.and_then(|h| h.uts_mode.as_deref())),
+        ("userns", host.and_then(|h| h.userns_mode.as_deref())),
+    ] {
+        if mode.is_some_and(|m| m.trim().eq_ignore_ascii_case("host")) {
+            out.insert(format!("{what}=host"));
+        }
+    }
+    for cap in host.and_then(|h| h.cap_add.as_ref()).into_iter().flatten() {
+        let cap = normalise_cap(cap);
+        if !cap.is_empty() {
+            out.insert(format!("cap={cap}"));
+        }
+    }
+    for source in host_mount_sources(c) {
+        if DOCKER_SOCKETS.contains(&source.as_str()) || is_sensitive(&source) {
+            out.insert(format!("mount={source}"));
+        }
+    }
+    for device in host.and_then(|h| h.devices.as_ref()).into_iter().flatten() {
+        if let Some(path) = device.path_on_host.as_deref().filter(|p| !p.is_empty()) {
+            out.insert(format!("device={}", normalise_path(path)));
+        }
+    }
+    for opt in host
+        .and_then(|h| h.security_opt.as_ref())
+        .into_iter()
+        .flatten()
+    {
+        let opt = opt.trim().to_ascii_lowercase().replacen(':', "=", 1);
+        if opt == "seccomp=unconfined" || opt == "apparmor=unconfined" {
+            out.insert(opt);
+        }
+    }
+    out
+}
+
 /// Host-side sources of bind mounts, from `Mounts` and `HostConfig.Binds` (an old engine may
 /// fill only one), normalised and deduplicated.
 fn host_mount_sources(c: &ContainerInspectResponse) -> Vec<String> {

@@ -1188,8 +1188,18 @@ fn data_alert(def: &RuleDef, rec: Rec<'_>, event: &Event, count: u64) -> Alert {
                 &[
                     ("Action", Some(r.action.clone())),
                     ("ContainerImage", r.image.clone()),
+                    ("ImageId", r.image_digest.clone()),
                 ],
             );
+            for k in [
+                "Privileges",
+                "PrivilegesGained",
+                "PreviousImageId",
+                "PreviousContainerId",
+                "IotEdgeOwner",
+            ] {
+                details(&mut a, &[(k, r.extra_details.get(k).cloned())]);
+            }
             let name = r.container_name.as_deref().or(r.container_id.as_deref());
             format!("{} of container {}", r.action, name.unwrap_or("(unknown)"))
         }

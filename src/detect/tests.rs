@@ -1271,6 +1271,63 @@ fn rules_on_other_kinds_fire() {
     assert_eq!(fired(&start), ["privileged-container-started"]);
 }
 
+/// IoT Edge drift: the rules read what the Docker watcher's inspection wrote into ExtraDetails
+/// (tests/container.rs drives them with a real engine).
+#[test]
+fn drift_rules_read_the_watchers_findings() {
+    let container = |action: &str, extra: &[(&str, &str)]| {
+        let mut e = exec_start(None);
+        if let Payload::ContainerEvent(v) = &mut e.payload {
+            v[0].action = action.into();
+            v[0].extra_details = extra
+                .iter()
+                .map(|(k, v)| ((*k).to_string(), (*v).to_string()))
+                .collect();
+        }
+        e
+    };
+    let none = Vec::<&str>::new();
+    let owner = ("IotEdgeOwner", "Microsoft.Azure.Devices.Edge.Agent");
+    let edge = ("IotEdgeDevice", "true");
+    let unprivileged = ("Privileged", "false");
+    // A stray container on an edge device, when started or found running; not a module, not
+    // on a plain Docker host, not on create.
+    for action in ["start", "running"] {
+        assert_eq!(
+            fired(&container(action, &[edge, unprivileged])),
+            ["container-outside-deployment"]
+        );
+    }
+    assert_eq!(
+        fired(&container("start", &[edge, owner, unprivileged])),
+        none
+    );
+    assert_eq!(fired(&container("start", &[unprivileged])), none);
+    assert_eq!(fired(&container("create", &[edge, unprivileged])), none);
+    // A module recreated from a replaced image, or with more privileges.
+    let recreated = ("PreviousContainerId", "c1");
+    assert_eq!(
+        fired(&container(
+            "create",
+            &[edge, owner, recreated, ("PreviousImageId", "sha256:a")]
+        )),
+        ["module-image-replaced"]
+    );
+    assert_eq!(
+        fired(&container(
+            "create",
+            &[edge, owner, recreated, ("PrivilegesGained", "pid=host")]
+        )),
+        ["module-privilege-gained"]
+    );
+    assert_eq!(fired(&container("create", &[edge, owner, recreated])), none);
+    // Privileged, on create (as well as start): one alert per container.
+    assert_eq!(
+        fired(&container("create", &[edge, owner, ("Privileged", "true")])),
+        ["privileged-container-started"]
+    );
+}
+
 #[test]
 fn program_is_the_executable_the_applet_or_argv0() {
     use catalog::Rec;

@@ -1,0 +1,324 @@
+//! IoT Edge drift: containers and modules that changed without a deployment asking for it.
+//!
+//! On an IoT Edge device every workload container is edgeAgent's: it creates them from the
+//! deployment and labels them ([`EDGE_OWNER_LABEL`], [`EDGE_ORIGINAL_IMAGE_LABEL`]). So
+//! - a container started without the owner label, on a device where edgeAgent runs, was started
+//!   by someone else (`docker run` of a miner, a debugging shell left behind);
+//! - a module recreated from the same image reference but a different image id ran an image that
+//!   was replaced under its tag (a `docker tag`/`docker load` over it, or a moving tag re-pulled);
+//! - a module recreated with privileges its previous container lacked (privileged, host
+//!   namespaces, the Docker socket, new capabilities or devices) gained them, by a deployment or by
+//!   hand.
+//!
+//! The watcher inspects each container it sees created or started and calls [`Drift::judge`],
+//! which writes what it found into the event's `ExtraDetails`; the rules of the detection catalog
+//! (`container-outside-deployment`, `module-image-replaced`, `module-privilege-gained`,
+//! `privileged-container-started`) read those fields. What a module looked like is learned when
+//! the watcher connects (every existing container of edgeAgent's is inspected) and from each
+//! creation after; it is kept in memory, so a change made while the agent was not running is not
+//! seen (the first container after a restart is the new reference).
+
+use super::cache::{ContainerMeta, EDGE_OWNER_LABEL};
+use super::posture;
+use crate::event::ExtraDetails;
+use bollard::models::ContainerInspectResponse;
+use std::collections::{BTreeSet, HashMap, HashSet};
+
+/// The image reference of the deployment, as edgeAgent labels the containers it creates.
+pub const EDGE_ORIGINAL_IMAGE_LABEL: &str = "net.azure-devices.edge.original-image";
+
+/// Modules remembered; an edge device runs tens. Past it new modules are not remembered (and so
+/// not compared), and the count says so in the log.
+const MAX_MODULES: usize = 512;
+/// Unowned containers already reported as running, so a reconnect does not report them again.
+const MAX_REPORTED: usize = 4096;
+
+/// What one container's inspect answer says that drift compares.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Facts {
+    /// The owner label's value (edgeAgent's containers have one).
+    pub owner: Option<String>,
+    /// The IoT Edge module name (see [`ContainerMeta::from_inspect`]).
+    pub module: Option<String>,
+    /// The deployment's image reference (`original-image` label), else the container's image.
+    pub image_ref: Option<String>,
+    /// The image id (`sha256:…`) the container was created from.
+    pub image_id: Option<String>,
+    pub privileged: bool,
+    /// [`posture::privileges`].
+    pub privileges: BTreeSet<String>,
+    pub running: bool,
+}
+
+impl Facts {
+    pub fn from_inspect(c: &ContainerInspectResponse) -> Facts {
+        let labels = c.config.as_ref().and_then(|c| c.labels.as_ref());
+        let label = |k: &str| {
+            labels
+                .and_then(|l| l.get(k))
+                .map(|v| v.trim().to_string())
+                .filter(|v| !v.is_empty())
+        };
+        let meta = ContainerMeta::from_inspect(c);
+        Facts {
+            owner: label(EDGE_OWNER_LABEL),
+            module: meta.module,
+            image_ref: label(EDGE_ORIGINAL_IMAGE_LABEL).or(meta.image),
+            image_id: meta.image_id,
+            privileged: c.host_config.as_ref().and_then(|h| h.privileged) == Some(true),
+            privileges: posture::privileges(c),
+            running: c.state.as_ref().and_then(|s| s.running) == Some(true),
+        }
+    }
+}
+
+/// The last container seen of one module.
+#[derive(Debug, Clone)]
+struct Sighting {
+    container_id: String,
+    image_ref: Option<String>,
+    image_id: Option<String>,
+    privileges: BTreeSet<String>,
+}
+
+/// What the watcher knows about the device's modules, across reconnects.
+#[derive(Debug, Default)]
+pub struct Drift {
+    modules: HashMap<String, Sighting>,
+    /// Whether edgeAgent's containers exist here (any container with the owner label was seen).
+    edge_device: bool,
+    reported_running: HashSet<String>,
+    full_logged: bool,
+}
+
+impl Drift {
+    /// Whether this looks like an IoT Edge device (edgeAgent's label was seen on a container).
+    pub fn edge_device(&self) -> bool {
+        self.edge_device
+    }
+
+    /// Notes that edgeAgent's containers exist on this device.
+    pub fn saw_edge_agent(&mut self) {
+        self.edge_device = true;
+    }
+
+    /// Remembers a container seen when connecting, without judging it: the reference that later
+    /// containers of its module are compared with. A module's running container wins over a
+    /// stopped one left behind.
+    pub fn learn(&mut self, id: &str, facts: &Facts) {
+        if facts.owner.is_some() {
+            self.edge_device = true;
+        }
+        let (Some(_), Some(module)) = (&facts.owner, &facts.module) else {
+            return;
+        };
+        if !facts.running && self.modules.contains_key(module) {
+            return;
+        }
+        self.remember(module, id, facts);
+    }
+
+    /// Whether an unowned container seen running when connecting should be reported (once per
+    /// container, on an edge device only).
+    pub fn report_running(&mut self, id: &str, facts: &Facts) -> bool {
+        if !self.edge_device || facts.owner.is_some() || !facts.running {
+            return false;
+        }
+        if self.reported_running.len() >= MAX_REPORTED {
+            self.reported_running.clear();
+        }
+        self.reported_running.insert(id.to_string())
+    }
+
+    /// Judges a container the engine reports created (`judge_module` true: compared with its
+    /// module's previous container, which it then replaces) or started, and writes the findings
+    /// into `extra`:
+    /// - `Privileged` (`true`/`false`) and `Privileges` (the words of [`posture::privileges`]);
+    /// - `IotEdgeOwner` (the owner label) and `IotEdgeDevice` (`true` once edgeAgent was seen);
+    /// - on a module's new container: `PreviousContainerId`, and where they apply
+    ///   `PreviousImageId` (same image reference, another image id) and `PrivilegesGained`.
+    pub fn judge(&mut self, id: &str, facts: &Facts, judge_module: bool, extra: &mut ExtraDetails) {
+        if facts.owner.is_some() {
+            self.edge_device = true;
+        }
+        extra.insert("Privileged".into(), facts.privileged.to_string());
+        if !facts.privileges.is_empty() {
+            extra.insert("Privileges".into(), join(&facts.privileges));
+        }
+        if let Some(owner) = &facts.owner {
+            extra.insert("IotEdgeOwner".into(), owner.clone());
+        }
+        if self.edge_device {
+            extra.insert("IotEdgeDevice".into(), "true".into());
+        }
+        let (Some(_), Some(module), true) = (&facts.owner, &facts.module, judge_module) else {
+            return;
+        };
+        if let Some(before) = self.modules.get(module).filter(|s| s.container_id != id) {
+            extra.insert("PreviousContainerId".into(), before.container_id.clone());
+            if let (Some(old), Some(new)) = (&before.image_id, &facts.image_id) {
+                if old != new && before.image_ref.is_some() && before.image_ref == facts.image_ref {
+                    extra.insert("PreviousImageId".into(), old.clone());
+                }
+            }
+            let gained: BTreeSet<String> = facts
+                .privileges
+                .difference(&before.privileges)
+                .cloned()
+                .collect();
+            if !gained.is_empty() {
+                extra.insert("PrivilegesGained".into(), join(&gained));
+            }
+        }
+        self.remember(module, id, facts);
+    }
+
+    fn remember(&mut self, module: &str, id: &str, facts: &Facts) {
+        if self.modules.len() >= MAX_MODULES && !self.modules.contains_key(module) {
+            if !self.full_logged {
+                tracing::warn!(
+                    modules = MAX_MODULES,
+                    "more IoT Edge modules than drift remembers: new ones are not compared"
+                );
+                self.full_logged = true;
+            }
+            return;
+        }
+        self.modules.insert(
+            module.to_string(),
+            Sighting {
+                container_id: id.to_string(),
+                image_ref: facts.image_ref.clone(),
+                image_id: facts.image_id.clone(),
+                privileges: facts.privileges.clone(),
+            },
+        );
+    }
+}
+
+fn join(words: &BTreeSet<String>) -> String {
+    words
+        .iter()
+        .map(String::as_str)
+        .collect::<Vec<_>>()
+        .join(",")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn owned(module: &str, image_id: &str, privileges: &[&str]) -> Facts {
+        Facts {
+            owner: Some("Microsoft.Azure.Devices.Edge.Agent".into()),
+            module: Some(module.into()),
+            image_ref: Some("registry.example/app:1.0".into()),
+            image_id: Some(image_id.into()),
+            privileged: privileges.contains(&"privileged"),
+            privileges: privileges.iter().map(|p| p.to_string()).collect(),
+            running: true,
+        }
+    }
+
+    fn judge(d: &mut Drift, id: &str, f: &Facts, create: bool) -> ExtraDetails {
+        let mut extra = ExtraDetails::new();
+        d.judge(id, f, create, &mut extra);
+        extra
+    }
+
+    #[test]
+    fn a_recreated_module_is_compared_with_its_previous_container() {
+        let mut d = Drift::default();
+        d.learn("c1", &owned("app", "sha256:a", &[]));
+        assert!(d.edge_device());
+        // Same image, same options: nothing but the facts.
+        let e = judge(&mut d, "c2", &owned("app", "sha256:a", &[]), true);
+        assert_eq!(e.get("PreviousContainerId").map(String::as_str), Some("c1"));
+        assert!(!e.contains_key("PreviousImageId") && !e.contains_key("PrivilegesGained"));
+        assert_eq!(e.get("Privileged").map(String::as_str), Some("false"));
+        assert_eq!(e.get("IotEdgeDevice").map(String::as_str), Some("true"));
+        // Same reference, another image id.
+        let e = judge(&mut d, "c3", &owned("app", "sha256:b", &[]), true);
+        assert_eq!(
+            e.get("PreviousImageId").map(String::as_str),
+            Some("sha256:a")
+        );
+        // A new reference is a deployment's change, not a replaced image.
+        let mut moved = owned("app", "sha256:c", &[]);
+        moved.image_ref = Some("registry.example/app:2.0".into());
+        let e = judge(&mut d, "c4", &moved, true);
+        assert!(!e.contains_key("PreviousImageId"), "{e:?}");
+        // Privilege gained, and only what is new is named.
+        let e = judge(
+            &mut d,
+            "c5",
+            &owned("app", "sha256:c", &["cap=NET_ADMIN", "pid=host"]),
+            true,
+        );
+        assert_eq!(
+            e.get("PrivilegesGained").map(String::as_str),
+            Some("cap=NET_ADMIN,pid=host")
+        );
+        let e = judge(
+            &mut d,
+            "c6",
+            &owned(
+                "app",
+                "sha256:c",
+                &["cap=NET_ADMIN", "pid=host", "privileged"],
+            ),
+            true,
+        );
+        assert_eq!(
+            e.get("PrivilegesGained").map(String::as_str),
+            Some("privileged")
+        );
+        assert_eq!(e.get("Privileged").map(String::as_str), Some("true"));
+        // Fewer privileges is no finding; the start of the same container judges nothing again.
+        let e = judge(&mut d, "c7", &owned("app", "sha256:c", &[]), true);
+        assert!(!e.contains_key("PrivilegesGained"));
+        let e = judge(&mut d, "c7", &owned("app", "sha256:c", &[]), false);
+        assert!(!e.contains_key("PreviousContainerId"));
+    }
+
+    #[test]
+    fn unowned_containers_count_only_on_an_edge_device() {
+        let mut d = Drift::default();
+        let stray = Facts {
+            running: true,
+            ..Facts::default()
+        };
+        assert!(!d.report_running("x", &stray));
+        let e = judge(&mut d, "x", &stray, true);
+        assert!(!e.contains_key("IotEdgeDevice") && !e.contains_key("IotEdgeOwner"));
+        d.learn("agent", &owned("edgeAgent", "sha256:e", &[]));
+        assert!(d.report_running("x", &stray));
+        assert!(!d.report_running("x", &stray), "reported once");
+        let e = judge(&mut d, "y", &stray, false);
+        assert_eq!(e.get("IotEdgeDevice").map(String::as_str), Some("true"));
+        assert!(!e.contains_key("IotEdgeOwner"));
+    }
+
+    #[test]
+    fn a_stopped_leftover_does_not_replace_the_running_module() {
+        let mut d = Drift::default();
+        d.learn("run", &owned("app", "sha256:a", &[]));
+        let mut old = owned("app", "sha256:old", &["privileged"]);
+        old.running = false;
+        d.learn("old", &old);
+        let e = judge(
+            &mut d,
+            "new",
+            &owned("app", "sha256:a", &["privileged"]),
+            true,
+        );
+        assert_eq!(
+            e.get("PreviousContainerId").map(String::as_str),
+            Some("run")
+        );
+        assert_eq!(
+            e.get("PrivilegesGained").map(String::as_str),
+            Some("privileged")
+        );
+    }
+}

@@ -28,6 +28,7 @@ pub mod memory;
 pub mod metrics;
 pub mod pipeline;
 pub mod pretty;
+pub mod recommend;
 pub mod registry;
 pub mod sink;
 pub mod state;

@@ -162,6 +162,13 @@ pub fn render_event(event: &Value, style: Style) -> String {
                 field("taint", details, "Taint"),
             ])
         }
+        "Recommendation" => listing(records, |r| {
+            join([
+                opt(r, "Severity"),
+                opt(r, "RecommendationId"),
+                opt(r, "Subject"),
+            ])
+        }),
         "ConnectedHardware" => listing(records, |r| {
             join([opt(r, "HardwareCategory"), opt(r, "HardwareName")])
         }),

@@ -34,6 +34,23 @@ fn extra(pairs: &[(&str, &str)]) -> ExtraDetails {
 
 /// One realistic event of every kind, with optional fields both present and absent.
 fn every_kind() -> Vec<Event> {
+    let mut all = kinds_but_recommendation();
+    // Recommendations as the recommender derives them from the snapshots above.
+    let mut recommender = edgeguard::recommend::Recommender::new();
+    let config = Config::default();
+    let derived: Vec<Event> = all
+        .iter()
+        .filter_map(|e| recommender.observe(e, &config))
+        .collect();
+    assert!(
+        derived.iter().any(|e| !e.is_empty()),
+        "the snapshots give recommendations"
+    );
+    all.extend(derived);
+    all
+}
+
+fn kinds_but_recommendation() -> Vec<Event> {
     let container = extra(&[
         ("ContainerId", "0123456789ab"),
         ("ContainerName", "edgeHub"),

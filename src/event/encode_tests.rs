@@ -426,10 +426,21 @@ pub(crate) fn every_kind(s: &str) -> Vec<Event> {
                 extra_details: Default::default(),
             },
         ])),
+        Event::new(Payload::Recommendation(vec![Recommendation {
+            recommendation_id: text(s, "open-port-all-interfaces"),
+            title: text(s, "Port open on all interfaces"),
+            severity: BaselineSeverity::Warning,
+            subject: text(s, "tcp/22"),
+            description: text(s, "tcp/22 (/usr/sbin/sshd) listens on every interface"),
+            remediation: text(s, "Bind the service to the address it serves"),
+            source: text(s, "ListeningPorts"),
+            extra_details: extra(&[("Executable", "/usr/sbin/sshd"), (s, "x")]),
+        }])),
         // Periodic snapshots may be empty.
         Event::empty_snapshot(EventKind::ContainerInventory),
         Event::empty_snapshot(EventKind::ListeningPorts),
         Event::empty_snapshot(EventKind::FirewallConfiguration),
+        Event::empty_snapshot(EventKind::Recommendation),
     ]
 }
 

@@ -136,6 +136,7 @@ event_kinds! {
     FirewallChange => Security, Triggered, High;
     KernelModule => Security, Triggered, High;
     FileChange => Security, Triggered, High;
+    Recommendation => Security, Periodic, Low;
 }
 
 impl EventKind {

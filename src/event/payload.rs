@@ -596,6 +596,28 @@ pub struct Heartbeat {
     pub extra_details: ExtraDetails,
 }
 
+/// Something to change on the device (`Recommendation` record): derived on the device from the
+/// snapshots (listening ports, firewall, OS baseline, containers), the message statistics and
+/// the twin configuration. A `Recommendation` event carries every current recommendation and is
+/// sent only when the set changed; an empty one says that none is left.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct Recommendation {
+    /// Stable identifier of the kind of recommendation (`open-port-all-interfaces`, …).
+    pub recommendation_id: String,
+    pub title: String,
+    pub severity: BaselineSeverity,
+    /// What it is about (`tcp/22`, a chain, a container or module, `twin`).
+    pub subject: String,
+    pub description: String,
+    /// What to change.
+    pub remediation: String,
+    /// The event kind it was derived from (`ListeningPorts`, …, `Configuration`).
+    pub source: String,
+    #[serde(default, skip_serializing_if = "ExtraDetails::is_empty")]
+    pub extra_details: ExtraDetails,
+}
+
 /// One installed package (`SoftwareInventory` record).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "PascalCase")]
@@ -790,6 +812,7 @@ payloads! {
     FirewallChange(FirewallChange),
     KernelModule(KernelModule),
     FileChange(FileChange),
+    Recommendation(Recommendation),
 }
 
 /// The fields that decide which events the aggregator merges (security-events.md §4), borrowed

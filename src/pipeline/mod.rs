@@ -21,6 +21,7 @@ use crate::event::{
     MessageStatistics, Payload, Priority, QueueName, envelope,
 };
 use crate::metrics::{DropReason, Metrics};
+use crate::recommend::Recommender;
 use aggregator::{Added, Aggregator};
 use cache::{Cache, Evicted};
 use std::sync::Arc;
@@ -92,6 +93,8 @@ pub struct Pipeline {
     detector: Detector,
     /// What the detector found in the event being pushed (reused).
     findings: Vec<Finding>,
+    /// Recommendations derived from the snapshots and statistics that pass.
+    recommender: Recommender,
     /// A High-priority alert (or heartbeat) was queued since [`Pipeline::take_alert_raised`]
     /// last looked.
     alert_raised: bool,
@@ -128,6 +131,7 @@ impl Pipeline {
             reported_queue: [(usize::MAX, usize::MAX); 2],
             detector,
             findings: Vec::new(),
+            recommender: Recommender::new(),
             alert_raised: false,
             alert_priority,
             next_seq: 0,
@@ -313,6 +317,13 @@ impl Pipeline {
         if priority == Priority::Off {
             self.metrics.filtered(kind);
             return;
+        }
+        // Recommendations come from the snapshots and statistics that are sent (a kind turned
+        // Off recommends nothing); a cheap check of the kind first.
+        if kind.category() == crate::event::Category::Periodic {
+            if let Some(recommendations) = self.recommender.observe(&event, &self.config) {
+                self.push(recommendations, now);
+            }
         }
         self.stats.collected[queue_index(priority)] += 1;
         // A heartbeat is only worth anything on time: a High one goes out at once, like an alert.

@@ -33,12 +33,18 @@ fn connection(dir: Direction, local_port: u16, remote_port: u16) -> Event {
     }]))
 }
 
+/// `n` ports on loopback (ports on every interface would add a `Recommendation`, see
+/// `recommendations_follow_the_snapshots`).
 fn ports(n: u16) -> Event {
+    ports_on("127.0.0.1", n)
+}
+
+fn ports_on(address: &str, n: u16) -> Event {
     Event::new(Payload::ListeningPorts(
         (0..n)
             .map(|p| ListeningPort {
                 protocol: "TCP".into(),
-                local_address: Some("0.0.0.0".parse().unwrap()),
+                local_address: Some(address.parse().unwrap()),
                 local_port: p,
                 remote_address: None,
                 remote_port: None,
@@ -162,6 +168,30 @@ fn disabled_aggregation_passes_events_through() {
     let evs = events(&drain(&mut p, Trigger::All));
     assert_eq!(evs.len(), 2);
     assert!(evs.iter().all(|e| e["Category"] == "Triggered"));
+}
+
+/// A snapshot with something to recommend queues a Low `Recommendation` beside it, once; the
+/// same snapshot again adds nothing; a snapshot of a kind turned Off recommends nothing.
+#[test]
+fn recommendations_follow_the_snapshots() {
+    let (mut p, _) = pipeline_with(|_| {});
+    let now = Instant::now();
+    p.push(ports_on("0.0.0.0", 2), now);
+    p.push(ports_on("0.0.0.0", 2), now);
+    let evs = events(&drain(&mut p, Trigger::All));
+    let names: Vec<&str> = evs.iter().map(|e| e["Name"].as_str().unwrap()).collect();
+    assert_eq!(
+        names,
+        ["ListeningPorts", "ListeningPorts", "Recommendation"],
+        "{evs:?}"
+    );
+    assert_eq!(evs[0]["Payload"].as_array().unwrap().len(), 2);
+    let (mut off, _) = pipeline_with(|c| {
+        c.event_priorities
+            .insert(EventKind::ListeningPorts, Priority::Off);
+    });
+    off.push(ports_on("0.0.0.0", 2), now);
+    assert_eq!(off.queued_events(), 0);
 }
 
 #[test]

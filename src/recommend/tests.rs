@@ -1,0 +1,259 @@
+use super::*;
+use crate::event::{BaselineCheck, PostureFinding};
+use std::net::IpAddr;
+
+fn port(proto: &str, addr: &str, port: u16, extra: &[(&str, &str)]) -> ListeningPort {
+    ListeningPort {
+        protocol: proto.into(),
+        local_address: Some(addr.parse::<IpAddr>().unwrap()),
+        local_port: port,
+        remote_address: None,
+        remote_port: None,
+        extra_details: extra
+            .iter()
+            .map(|(k, v)| ((*k).to_string(), (*v).to_string()))
+            .collect(),
+    }
+}
+
+fn ids(e: &Event) -> Vec<(String, String)> {
+    match &e.payload {
+        Payload::Recommendation(v) => v
+            .iter()
+            .map(|r| (r.recommendation_id.clone(), r.subject.clone()))
+            .collect(),
+        other => panic!("not a recommendation: {other:?}"),
+    }
+}
+
+fn pair(id: &str, subject: &str) -> (String, String) {
+    (id.to_string(), subject.to_string())
+}
+
+#[test]
+fn open_ports_are_recommended_once_and_cleared_when_closed() {
+    let config = Config::default();
+    let mut r = Recommender::default();
+    let ports = |v: Vec<ListeningPort>| Event::new(Payload::ListeningPorts(v));
+    let open = ports(vec![
+        port("tcp", "0.0.0.0", 22, &[("Executable", "/usr/sbin/sshd")]),
+        port("tcp", "::", 22, &[("Executable", "/usr/sbin/sshd")]),
+        port("tcp", "127.0.0.1", 631, &[]),
+        port("tcp", "0.0.0.0", 8080, &[("ContainerId", "c0ffee")]),
+        port("udp", "::", 5353, &[]),
+    ]);
+    let first = r.observe(&open, &config).expect("a first recommendation");
+    assert_eq!(
+        ids(&first),
+        [
+            pair("open-port-all-interfaces", "tcp/22"),
+            pair("open-port-all-interfaces", "udp/5353")
+        ]
+    );
+    let Payload::Recommendation(v) = &first.payload else {
+        unreachable!()
+    };
+    assert!(v[0].description.contains("/usr/sbin/sshd"), "{v:?}");
+    assert_eq!(first.kind(), EventKind::Recommendation);
+    // The same snapshot again: nothing new, nothing sent.
+    assert!(r.observe(&open, &config).is_none());
+    // Other events are not sources.
+    let other = Event::empty_snapshot(EventKind::LocalUsers);
+    assert!(r.observe(&other, &config).is_none());
+    // Closed: one empty event, then silence.
+    let closed = ports(vec![port("tcp", "127.0.0.1", 631, &[])]);
+    let cleared = r.observe(&closed, &config).expect("cleared");
+    assert!(cleared.is_empty());
+    assert!(r.observe(&closed, &config).is_none());
+}
+
+#[test]
+fn nothing_to_recommend_sends_nothing() {
+    let mut r = Recommender::default();
+    let closed = Event::new(Payload::ListeningPorts(vec![port(
+        "tcp",
+        "127.0.0.1",
+        1,
+        &[],
+    )]));
+    assert!(r.observe(&closed, &Config::default()).is_none());
+    // Another module's snapshot is not this device's.
+    let mut foreign = Event::new(Payload::ListeningPorts(vec![port(
+        "tcp",
+        "0.0.0.0",
+        1,
+        &[],
+    )]));
+    foreign.foreign = true;
+    assert!(r.observe(&foreign, &Config::default()).is_none());
+}
+
+#[test]
+fn firewall_baseline_containers_and_twin() {
+    let mut config = Config::default();
+    let mut r = Recommender {
+        own_module: Some("edgeguard".into()),
+        ..Recommender::default()
+    };
+    let policy = |chain: &str, action, direction| FirewallRule {
+        enabled: true,
+        action,
+        priority: Some(0),
+        chain_name: Some(chain.into()),
+        direction,
+        application: None,
+        source_address: None,
+        source_port: None,
+        destination_address: None,
+        destination_port: None,
+        protocol: None,
+        extra_details: [("Policy".to_string(), "true".to_string())].into(),
+    };
+    let fw = Event::new(Payload::FirewallConfiguration(vec![
+        policy("INPUT", FirewallAction::Allow, Some(Direction::In)),
+        policy("FORWARD", FirewallAction::Deny, None),
+        policy("OUTPUT", FirewallAction::Allow, Some(Direction::Out)),
+    ]));
+    let e = r.observe(&fw, &config).unwrap();
+    assert_eq!(
+        ids(&e),
+        [
+            pair("permissive-firewall-policy", "INPUT"),
+            pair("permissive-firewall-policy", "OUTPUT")
+        ]
+    );
+    let check = |d: &str, result, severity| BaselineCheck {
+        description: d.into(),
+        cce_id: format!("CCE-{d}"),
+        result,
+        error: String::new(),
+        severity,
+        extra_details: Default::default(),
+    };
+    use BaselineSeverity::*;
+    let os = Event::new(Payload::OSBaseline(vec![
+        check("a", BaselineResult::Fail, Critical),
+        check("b", BaselineResult::Pass, Critical),
+        check("c", BaselineResult::Fail, Warning),
+        check("d", BaselineResult::Fail, Warning),
+        check("e", BaselineResult::Fail, Informational),
+        check("f", BaselineResult::Err, Important),
+    ]));
+    let e = r.observe(&os, &config).unwrap();
+    let Payload::Recommendation(v) = &e.payload else {
+        unreachable!()
+    };
+    let baseline: Vec<_> = v
+        .iter()
+        .filter(|r| r.recommendation_id == "os-baseline-failed")
+        .collect();
+    assert_eq!(baseline.len(), 2, "{baseline:?}");
+    assert_eq!(baseline[0].severity, Critical, "most severe first");
+    assert_eq!(
+        baseline[1].description,
+        "2 Warning OS baseline checks failed: c; d"
+    );
+    assert_eq!(baseline[1].extra_details["CceIds"], "CCE-c,CCE-d");
+    let finding = |id: &str, severity| PostureFinding {
+        id: id.into(),
+        severity,
+        description: format!("{id} found"),
+        remediation: format!("fix {id}"),
+        cis_id: None,
+    };
+    let container = |name: &str, module: Option<&str>, findings| ContainerInventory {
+        container_id: format!("{name}-id"),
+        container_name: Some(name.into()),
+        image: None,
+        image_id: None,
+        module_name: module.map(str::to_string),
+        state: Some("running".into()),
+        findings,
+        extra_details: Default::default(),
+    };
+    let inventory = Event::new(Payload::ContainerInventory(vec![
+        container(
+            "web",
+            Some("web"),
+            vec![
+                finding("host-network", Important),
+                finding("no-memory-limit", Warning),
+            ],
+        ),
+        container(
+            "edgeguard",
+            Some("edgeguard"),
+            vec![finding("host-pid", Important)],
+        ),
+        container("tidy", None, vec![finding("no-pids-limit", Warning)]),
+        container("root", None, vec![finding("privileged", Critical)]),
+    ]));
+    let e = r.observe(&inventory, &config).unwrap();
+    let got = ids(&e);
+    for expected in [
+        pair("container-posture", "web"),
+        pair("edge-module-privileged", "web"),
+        pair("container-posture", "root"),
+    ] {
+        assert!(got.contains(&expected), "{expected:?} in {got:?}");
+    }
+    assert!(
+        !got.iter().any(|(_, s)| s == "edgeguard" || s == "tidy"),
+        "{got:?}"
+    );
+    // The twin: timers in conflict, detection and heartbeat off.
+    config.high_priority_message_frequency = Duration::from_secs(3600);
+    config.low_priority_message_frequency = Duration::from_secs(600);
+    config
+        .event_priorities
+        .insert(EventKind::Alert, crate::event::Priority::Off);
+    config
+        .event_priorities
+        .insert(EventKind::Heartbeat, crate::event::Priority::Off);
+    let e = r.observe(&inventory, &config).unwrap();
+    let got = ids(&e);
+    for id in ["twin-timers-conflict", "detection-off", "heartbeat-off"] {
+        assert!(got.contains(&pair(id, "twin")), "{id} in {got:?}");
+    }
+}
+
+#[test]
+fn small_messages_under_short_timers() {
+    let stats = |sent, small| {
+        Event::new(Payload::MessageStatistics(vec![MessageStatistics {
+            messages_sent: sent,
+            messages_under_4kb: small,
+            total_failed: 0,
+            extra_details: Default::default(),
+        }]))
+    };
+    let short = Config {
+        high_priority_message_frequency: Duration::from_secs(3),
+        ..Config::default()
+    };
+    let mut r = Recommender::default();
+    // Defaults: small messages are heartbeats and alerts, not the twin's doing.
+    assert!(r.observe(&stats(100, 100), &Config::default()).is_none());
+    // Too few to say; mostly full messages.
+    assert!(r.observe(&stats(10, 10), &short).is_none());
+    assert!(r.observe(&stats(100, 9), &short).is_none());
+    let e = r.observe(&stats(100, 10), &short).unwrap();
+    assert_eq!(ids(&e), [pair("under-utilised-messages", "twin")]);
+}
+
+#[test]
+fn a_flood_is_capped_and_counted() {
+    let mut r = Recommender::default();
+    let ports: Vec<_> = (1..=150).map(|p| port("tcp", "0.0.0.0", p, &[])).collect();
+    let e = r
+        .observe(
+            &Event::new(Payload::ListeningPorts(ports)),
+            &Config::default(),
+        )
+        .unwrap();
+    let Payload::Recommendation(v) = &e.payload else {
+        unreachable!()
+    };
+    assert_eq!(v.len(), MAX_RECOMMENDATIONS);
+    assert_eq!(v.last().unwrap().extra_details["Omitted"], "50");
+}

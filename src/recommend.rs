@@ -3,10 +3,12 @@
 //! The retired service turned snapshots into recommendations in the cloud; here the pipeline
 //! shows every event to a [`Recommender`] (after the detector), which keeps the current
 //! recommendations of each source — listening ports, firewall policy, OS baseline, container
-//! posture, message statistics — and of the twin configuration. When a source's snapshot arrives
-//! (so, on the snapshot timer) and the whole set differs from the one last sent, it returns one
+//! posture, message statistics — and of the twin configuration. When a message is about to be
+//! cut and a source's snapshot arrived since the last one (so, after the snapshot timer's round)
+//! and the whole set differs from the one last sent, [`Recommender::take`] gives one
 //! `Recommendation` event with every current recommendation; an empty event once none is left.
-//! Nothing is sent while nothing changes.
+//! Nothing is sent while nothing changes, and one snapshot round gives one event, not one per
+//! source.
 
 use crate::config::Config;
 use crate::event::{
@@ -56,6 +58,8 @@ pub struct Recommender {
     by_source: BTreeMap<&'static str, Vec<Recommendation>>,
     /// What the last `Recommendation` event carried (`None`: none sent yet).
     sent: Option<Vec<Recommendation>>,
+    /// A source was seen since [`Recommender::take`] last looked.
+    dirty: bool,
     /// This agent's own module (`IOTEDGE_MODULEID`): it needs host PID and network by design,
     /// so its container is not recommended against.
     own_module: Option<String>,
@@ -71,9 +75,8 @@ impl Recommender {
         }
     }
 
-    /// Looks at one event; returns a `Recommendation` event when `event` is a source's snapshot
-    /// and the set of recommendations changed.
-    pub fn observe(&mut self, event: &Event, config: &Config) -> Option<Event> {
+    /// Looks at one event: a source's snapshot replaces that source's recommendations.
+    pub fn observe(&mut self, event: &Event, config: &Config) {
         let (source, found) = match &event.payload {
             Payload::ListeningPorts(v) => ("ListeningPorts", open_ports(v)),
             Payload::FirewallConfiguration(v) => ("FirewallConfiguration", firewall(v)),
@@ -83,14 +86,23 @@ impl Recommender {
                 containers(v, self.own_module.as_deref()),
             ),
             Payload::MessageStatistics(v) => ("MessageStatistics", messages(v, config)),
-            _ => return None,
+            _ => return,
         };
         // Another module's snapshot says nothing about this device.
         if event.foreign {
-            return None;
+            return;
         }
         self.by_source.insert(source, found);
         self.by_source.insert(CONFIGURATION, configuration(config));
+        self.dirty = true;
+    }
+
+    /// The `Recommendation` event to queue, when a source was seen since the last call and the
+    /// set of recommendations differs from the one last sent.
+    pub fn take(&mut self) -> Option<Event> {
+        if !std::mem::take(&mut self.dirty) {
+            return None;
+        }
         let mut all: Vec<Recommendation> = self.by_source.values().flatten().cloned().collect();
         all.sort_by(|a, b| {
             (rank(a.severity), &a.recommendation_id, &a.subject).cmp(&(

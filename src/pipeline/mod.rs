@@ -321,9 +321,7 @@ impl Pipeline {
         // Recommendations come from the snapshots and statistics that are sent (a kind turned
         // Off recommends nothing); a cheap check of the kind first.
         if kind.category() == crate::event::Category::Periodic {
-            if let Some(recommendations) = self.recommender.observe(&event, &self.config) {
-                self.push(recommendations, now);
-            }
+            self.recommender.observe(&event, &self.config);
         }
         self.stats.collected[queue_index(priority)] += 1;
         // A heartbeat is only worth anything on time: a High one goes out at once, like an alert.
@@ -532,6 +530,11 @@ impl Pipeline {
     pub fn take_message(&mut self, trigger: Trigger) -> Option<Message> {
         if trigger == Trigger::Full && !self.is_full() {
             return None;
+        }
+        // The snapshots of a round arrive one by one: their recommendations are queued as one
+        // event when a message is next cut.
+        if let Some(recommendations) = self.recommender.take() {
+            self.push(recommendations, Instant::now());
         }
         let alerts_go = match trigger {
             Trigger::High => self.alert_priority == Priority::High,

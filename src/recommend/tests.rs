@@ -16,6 +16,18 @@ fn port(proto: &str, addr: &str, port: u16, extra: &[(&str, &str)]) -> Listening
     }
 }
 
+/// Observes `e` and takes what it gives, as the pipeline does around a message cut.
+trait Once {
+    fn once(&mut self, e: &Event, c: &Config) -> Option<Event>;
+}
+
+impl Once for Recommender {
+    fn once(&mut self, e: &Event, c: &Config) -> Option<Event> {
+        self.observe(e, c);
+        self.take()
+    }
+}
+
 fn ids(e: &Event) -> Vec<(String, String)> {
     match &e.payload {
         Payload::Recommendation(v) => v
@@ -42,7 +54,7 @@ fn open_ports_are_recommended_once_and_cleared_when_closed() {
         port("tcp", "0.0.0.0", 8080, &[("ContainerId", "c0ffee")]),
         port("udp", "::", 5353, &[]),
     ]);
-    let first = r.observe(&open, &config).expect("a first recommendation");
+    let first = r.once(&open, &config).expect("a first recommendation");
     assert_eq!(
         ids(&first),
         [
@@ -56,15 +68,15 @@ fn open_ports_are_recommended_once_and_cleared_when_closed() {
     assert!(v[0].description.contains("/usr/sbin/sshd"), "{v:?}");
     assert_eq!(first.kind(), EventKind::Recommendation);
     // The same snapshot again: nothing new, nothing sent.
-    assert!(r.observe(&open, &config).is_none());
+    assert!(r.once(&open, &config).is_none());
     // Other events are not sources.
     let other = Event::empty_snapshot(EventKind::LocalUsers);
-    assert!(r.observe(&other, &config).is_none());
+    assert!(r.once(&other, &config).is_none());
     // Closed: one empty event, then silence.
     let closed = ports(vec![port("tcp", "127.0.0.1", 631, &[])]);
-    let cleared = r.observe(&closed, &config).expect("cleared");
+    let cleared = r.once(&closed, &config).expect("cleared");
     assert!(cleared.is_empty());
-    assert!(r.observe(&closed, &config).is_none());
+    assert!(r.once(&closed, &config).is_none());
 }
 
 #[test]
@@ -76,7 +88,7 @@ fn nothing_to_recommend_sends_nothing() {
         1,
         &[],
     )]));
-    assert!(r.observe(&closed, &Config::default()).is_none());
+    assert!(r.once(&closed, &Config::default()).is_none());
     // Another module's snapshot is not this device's.
     let mut foreign = Event::new(Payload::ListeningPorts(vec![port(
         "tcp",
@@ -85,7 +97,7 @@ fn nothing_to_recommend_sends_nothing() {
         &[],
     )]));
     foreign.foreign = true;
-    assert!(r.observe(&foreign, &Config::default()).is_none());
+    assert!(r.once(&foreign, &Config::default()).is_none());
 }
 
 #[test]
@@ -114,7 +126,7 @@ fn firewall_baseline_containers_and_twin() {
         policy("FORWARD", FirewallAction::Deny, None),
         policy("OUTPUT", FirewallAction::Allow, Some(Direction::Out)),
     ]));
-    let e = r.observe(&fw, &config).unwrap();
+    let e = r.once(&fw, &config).unwrap();
     assert_eq!(
         ids(&e),
         [
@@ -139,7 +151,7 @@ fn firewall_baseline_containers_and_twin() {
         check("e", BaselineResult::Fail, Informational),
         check("f", BaselineResult::Err, Important),
     ]));
-    let e = r.observe(&os, &config).unwrap();
+    let e = r.once(&os, &config).unwrap();
     let Payload::Recommendation(v) = &e.payload else {
         unreachable!()
     };
@@ -188,7 +200,7 @@ fn firewall_baseline_containers_and_twin() {
         container("tidy", None, vec![finding("no-pids-limit", Warning)]),
         container("root", None, vec![finding("privileged", Critical)]),
     ]));
-    let e = r.observe(&inventory, &config).unwrap();
+    let e = r.once(&inventory, &config).unwrap();
     let got = ids(&e);
     for expected in [
         pair("container-posture", "web"),
@@ -210,7 +222,7 @@ fn firewall_baseline_containers_and_twin() {
     config
         .event_priorities
         .insert(EventKind::Heartbeat, crate::event::Priority::Off);
-    let e = r.observe(&inventory, &config).unwrap();
+    let e = r.once(&inventory, &config).unwrap();
     let got = ids(&e);
     for id in ["twin-timers-conflict", "detection-off", "heartbeat-off"] {
         assert!(got.contains(&pair(id, "twin")), "{id} in {got:?}");
@@ -233,11 +245,11 @@ fn small_messages_under_short_timers() {
     };
     let mut r = Recommender::default();
     // Defaults: small messages are heartbeats and alerts, not the twin's doing.
-    assert!(r.observe(&stats(100, 100), &Config::default()).is_none());
+    assert!(r.once(&stats(100, 100), &Config::default()).is_none());
     // Too few to say; mostly full messages.
-    assert!(r.observe(&stats(10, 10), &short).is_none());
-    assert!(r.observe(&stats(100, 9), &short).is_none());
-    let e = r.observe(&stats(100, 10), &short).unwrap();
+    assert!(r.once(&stats(10, 10), &short).is_none());
+    assert!(r.once(&stats(100, 9), &short).is_none());
+    let e = r.once(&stats(100, 10), &short).unwrap();
     assert_eq!(ids(&e), [pair("under-utilised-messages", "twin")]);
 }
 
@@ -246,7 +258,7 @@ fn a_flood_is_capped_and_counted() {
     let mut r = Recommender::default();
     let ports: Vec<_> = (1..=150).map(|p| port("tcp", "0.0.0.0", p, &[])).collect();
     let e = r
-        .observe(
+        .once(
             &Event::new(Payload::ListeningPorts(ports)),
             &Config::default(),
         )

@@ -278,6 +278,10 @@ pub async fn run(
 
     let header = MessageHeader::new(AGENT_VERSION, agent_id);
     let mut pipeline = Pipeline::new(header, config_tx.borrow().clone(), metrics.clone());
+    if mode == Mode::Run {
+        // The learned behaviour baseline lives in the state directory across restarts.
+        pipeline = pipeline.with_behaviour_file(opts.state_dir.join(detect::behaviour::FILE_NAME));
+    }
     if matches!(opts.sink, SinkKind::EdgeHub(_)) {
         // Room for the topic and property bag within edgeHub's packet limit.
         pipeline = pipeline.with_sink_limit(hub::MAX_MESSAGE_BYTES - 1024);

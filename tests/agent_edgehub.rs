@@ -64,7 +64,7 @@ struct Device {
     workload: Workload,
     host: tempfile::TempDir,
     state: tempfile::TempDir,
-    starts: usize,
+    starts: std::cell::Cell<usize>,
     /// The machine's own trees the host root shows (`proc`), bind-mounted in the agent's own
     /// mount namespace ([`support::agent::command_with_trees`]).
     trees: Vec<&'static str>,
@@ -87,16 +87,16 @@ impl Device {
             workload,
             host,
             state: tempfile::tempdir().expect("state dir"),
-            starts: 0,
+            starts: std::cell::Cell::new(0),
             trees: Vec::new(),
         }
     }
 
     /// Starts `edgeguard run` with the environment edgeAgent gives a module; stderr goes to
     /// `agent-<n>.log` in the state directory (printed when a test fails).
-    fn start_agent(&mut self, extra: &[(&str, &str)]) -> ChildGuard {
-        self.starts += 1;
-        let log = std::fs::File::create(self.log_path(self.starts)).expect("agent log");
+    fn start_agent(&self, extra: &[(&str, &str)]) -> ChildGuard {
+        self.starts.set(self.starts.get() + 1);
+        let log = std::fs::File::create(self.log_path(self.starts.get())).expect("agent log");
         let mut c = if self.trees.is_empty() {
             support::agent::command()
         } else {
@@ -135,7 +135,7 @@ impl Device {
 
     /// Every agent log so far, for failure messages.
     fn logs(&self) -> String {
-        (1..=self.starts)
+        (1..=self.starts.get())
             .map(|n| {
                 let text = std::fs::read_to_string(self.log_path(n)).unwrap_or_default();
                 let tail: Vec<&str> = text.lines().rev().take(40).collect();
@@ -319,7 +319,7 @@ fn first_seen_in_order(users: &[u64]) -> bool {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_30_second_outage_loses_nothing_and_keeps_order() {
-    let mut d = Device::new(|_| {}).await;
+    let d = Device::new(|_| {}).await;
     let mut agent = d.start_agent(&[]);
     d.wait_ready().await;
 
@@ -381,7 +381,7 @@ async fn a_30_second_outage_loses_nothing_and_keeps_order() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sigkill_mid_stream_loses_nothing_the_spool_held() {
-    let mut d = Device::new(|_| {}).await;
+    let d = Device::new(|_| {}).await;
     let mut agent = d.start_agent(&[]);
     d.wait_ready().await;
 
@@ -442,7 +442,7 @@ async fn sigkill_mid_stream_loses_nothing_the_spool_held() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn ten_second_tokens_keep_the_module_connected_for_a_minute() {
     // Tokens are checked strictly: a connection is dropped the moment its token expires.
-    let mut d = Device::new(|cfg| cfg.clock_skew = Duration::ZERO).await;
+    let d = Device::new(|cfg| cfg.clock_skew = Duration::ZERO).await;
     let mut agent = d.start_agent(&[("EDGEGUARD_TOKEN_LIFETIME", "10")]);
     d.wait_ready().await;
     let started = std::time::SystemTime::now();
@@ -496,7 +496,7 @@ async fn ten_second_tokens_keep_the_module_connected_for_a_minute() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_log_level_follows_the_twin() {
-    let mut d = Device::new(|_| {}).await;
+    let d = Device::new(|_| {}).await;
     let mut agent = d.start_agent(&[("RUST_LOG", "warn")]);
     d.wait_ready().await;
     let object = "ms_iotn:urn_azureiot_Security_SecurityAgentConfiguration";
@@ -565,7 +565,7 @@ fn heartbeats(telemetry: &[Telemetry]) -> Vec<(u64, u64)> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn heartbeats_arrive_on_the_twin_interval_without_a_flush() {
     let object = "ms_iotn:urn_azureiot_Security_SecurityAgentConfiguration";
-    let mut d = Device::new(|cfg| {
+    let d = Device::new(|cfg| {
         cfg.initial_desired = json!({ object: {"heartbeatFrequency": {"value": "PT2S"}} });
     })
     .await;
@@ -614,7 +614,7 @@ async fn heartbeats_arrive_on_the_twin_interval_without_a_flush() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sigterm_while_edgehub_is_away_keeps_everything_for_the_next_start() {
-    let mut d = Device::new(|_| {}).await;
+    let d = Device::new(|_| {}).await;
     let mut agent = d.start_agent(&[]);
     d.wait_ready().await;
     d.hub.stop().await;
@@ -855,7 +855,7 @@ fn libfaketime() -> PathBuf {
 /// connected: it is still valid). Events made after the step carry the corrected time.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_wall_clock_step_gets_a_fresh_token_at_once() {
-    let mut d = Device::new(|_| {}).await;
+    let d = Device::new(|_| {}).await;
     let clock = d.state.path().join("faketime");
     std::fs::write(&clock, "-2h\n").expect("clock file");
     let lib = libfaketime();
@@ -1134,7 +1134,7 @@ async fn custom_rules_from_the_twin_alert_on_real_processes_without_restart() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn rule_overrides_from_the_twin_apply_without_restart() {
     let object = "ms_iotn:urn_azureiot_Security_SecurityAgentConfiguration";
-    let mut d = Device::new(|cfg| {
+    let d = Device::new(|cfg| {
         cfg.initial_desired[object]["lowPriorityMessageFrequency"] = json!({"value": "PT1S"});
     })
     .await;
@@ -1319,6 +1319,150 @@ async fn allow_lists_from_the_twin_alert_on_real_programs_and_logins() {
     assert_eq!(login_alerts[0]["UserName"], "bob", "{}", login_alerts[0]);
     assert_eq!(login_alerts[0]["RemoteAddress"], "198.51.100.9");
     check_messages(&d.hub.telemetry());
+    d.stop_agent(&mut agent);
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// Issue 17, item 5: the learned behaviour baseline with real programs through the edgeHub
+/// double. A program run while learning stays quiet afterwards, a new one raises one
+/// `behaviour-anomaly`; the `baseline-reset` method forgets what was learned (the old program
+/// then alerts); the baseline survives a restart.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn behaviour_baseline_learns_alerts_on_what_is_new_resets_and_survives_a_restart() {
+    let object = "ms_iotn:urn_azureiot_Security_SecurityAgentConfiguration";
+    let mut d = Device::new(|cfg| {
+        let o = &mut cfg.initial_desired[object];
+        o["behaviourLearningPeriod"] = json!({"value": "PT1H"});
+        o["eventPriorityProcessCreate"] = json!({"value": "High"});
+        o["aggregationEnabledProcessCreate"] = json!({"value": false});
+    })
+    .await;
+    d.trees = vec!["proc"];
+    let mut agent = d.start_agent(&[]);
+    d.wait_ready().await;
+    let ready = Instant::now();
+
+    // Programs in a directory of their own (not a temporary one, which has rules of its own).
+    let dir = PathBuf::from(format!(
+        "/var/lib/eg-behaviour-{}",
+        uuid::Uuid::new_v4().simple()
+    ));
+    std::fs::create_dir_all(&dir).expect("program directory");
+    let program = |name: &str| {
+        let p = dir.join(name);
+        std::fs::copy("/bin/true", &p).expect("copy true");
+        p.to_str().unwrap().to_string()
+    };
+    let (known, novel, relearned, novel2, novel3) = (
+        program("known"),
+        program("novel"),
+        program("relearned"),
+        program("novel2"),
+        program("novel3"),
+    );
+    let hub = &d.hub;
+    let anomalies = |path: &str| -> usize {
+        records_named(&hub.telemetry(), "Alert")
+            .iter()
+            .filter(|a| a["RuleId"] == "behaviour-anomaly" && a["ExtraDetails"]["Value"] == path)
+            .count()
+    };
+    // Runs `path` until its ProcessCreate is upstream: the pipeline saw it (and so learned it,
+    // or judged it) before sending it.
+    let run_until_reported = |path: String| async move {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            let _ = std::process::Command::new(&path).status();
+            tokio::time::sleep(Duration::from_millis(300)).await;
+            let reported = records_named(&hub.telemetry(), "ProcessCreate")
+                .iter()
+                .any(|p| p["Executable"] == *path);
+            if reported {
+                return;
+            }
+            assert!(Instant::now() < deadline, "no ProcessCreate of {path}");
+        }
+    };
+    let set_period = |period: &'static str| async move {
+        hub.set_desired_patch(json!({ object: {"behaviourLearningPeriod": {"value": period}}}));
+        assert!(
+            hub.wait_until(Duration::from_secs(20), |h| {
+                h.reported()[object]["behaviourLearningPeriod"]["value"] == period
+            })
+            .await,
+            "reported: {}",
+            hub.reported()
+        );
+    };
+    // Learning ends one second after it started, once the twin says PT1S (learning started
+    // before the agent was ready).
+    let watch_after = |since: Instant| async move {
+        tokio::time::sleep_until((since + Duration::from_millis(1500)).into()).await;
+        set_period("PT1S").await;
+    };
+    let wait_anomaly = |path: String| async move {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while anomalies(&path) == 0 {
+            let _ = std::process::Command::new(&path).status();
+            assert!(Instant::now() < deadline, "no behaviour-anomaly for {path}");
+            tokio::time::sleep(Duration::from_millis(300)).await;
+        }
+    };
+
+    // Learning: `known` is run and seen; nothing alerts.
+    run_until_reported(known.clone()).await;
+    watch_after(ready).await;
+    // Watching: `novel` alerts once; `known`, run as often, does not.
+    let _ = std::process::Command::new(&known).status();
+    wait_anomaly(novel.clone()).await;
+    run_until_reported(known.clone()).await;
+    let _ = std::process::Command::new(&novel).status();
+    run_until_reported(novel2.clone()).await;
+    assert_eq!(anomalies(&known), 0, "{}", d.logs());
+    assert_eq!(
+        anomalies(&novel),
+        1,
+        "one alert per new behaviour\n{}",
+        d.logs()
+    );
+    let anomaly = records_named(&hub.telemetry(), "Alert")
+        .into_iter()
+        .find(|a| a["ExtraDetails"]["Value"] == *novel)
+        .expect("found above");
+    assert_eq!(anomaly["Severity"], "Informational", "{anomaly}");
+    assert_eq!(anomaly["ExtraDetails"]["Anomaly"], "exec", "{anomaly}");
+    assert_eq!(anomaly["ExtraDetails"]["Scope"], "host", "{anomaly}");
+    assert_eq!(anomaly["Executable"], *novel, "{anomaly}");
+
+    // Reset by the direct method while learning for an hour again: `relearned` is learned,
+    // `known` is forgotten.
+    set_period("PT1H").await;
+    let (status, body) = hub
+        .invoke_method("baseline-reset", json!({}), Duration::from_secs(30))
+        .await
+        .unwrap_or_else(|e| panic!("baseline-reset answers: {e:?}\n{}", d.logs()));
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["result"], "baseline reset", "{body}");
+    assert!(body["learningEndsUnixSeconds"].as_u64().is_some(), "{body}");
+    let reset = Instant::now();
+    run_until_reported(relearned.clone()).await;
+    watch_after(reset).await;
+    wait_anomaly(known.clone()).await;
+    run_until_reported(relearned.clone()).await;
+    assert_eq!(anomalies(&relearned), 0, "{}", d.logs());
+
+    // A restart keeps the baseline: `relearned` stays quiet, `novel3` alerts.
+    d.stop_agent(&mut agent);
+    let mut agent = d.start_agent(&[]);
+    d.wait_ready().await;
+    wait_anomaly(novel3.clone()).await;
+    run_until_reported(relearned.clone()).await;
+    assert_eq!(anomalies(&relearned), 0, "{}", d.logs());
+    assert!(
+        d.state.path().join("behaviour.json").exists(),
+        "the baseline is in the state directory"
+    );
+    check_messages(&hub.telemetry());
     d.stop_agent(&mut agent);
     let _ = std::fs::remove_dir_all(&dir);
 }

@@ -539,6 +539,12 @@ async fn iot_edge_drift_and_privileged_containers_raise_alerts() {
     );
     w.drain(Duration::from_millis(500)).await;
 
+    // Only this test's containers (another test's may still be going away).
+    let ours: std::collections::HashSet<String> =
+        [&early, &m1, &m2, &m3, &m4, &m5, &stray, &privileged]
+            .into_iter()
+            .cloned()
+            .collect();
     let mut detector = Detector::new();
     let mut found = Vec::new();
     for e in &w.seen {
@@ -553,7 +559,7 @@ async fn iot_edge_drift_and_privileged_containers_raise_alerts() {
             )),
             Finding::Suppressed(_) => None,
         })
-        .filter(|(_, name)| name.starts_with("eg-test-"))
+        .filter(|(_, name)| ours.contains(name))
         .collect();
     raised.sort();
     let mut expected: Vec<(String, String)> = [

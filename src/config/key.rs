@@ -46,6 +46,8 @@ pub(super) enum Key {
     DetectionAllowedConnections,
     DetectionAllowedUsers,
     DetectionAllowedLoginSources,
+    BehaviourLearningPeriod,
+    BehaviourBaselineReset,
 }
 
 const EVENT_PRIORITY: &str = "eventPriority";
@@ -85,6 +87,8 @@ impl Key {
             DetectionAllowedConnections,
             DetectionAllowedUsers,
             DetectionAllowedLoginSources,
+            BehaviourLearningPeriod,
+            BehaviourBaselineReset,
         ];
         sizes
             .into_iter()
@@ -122,6 +126,8 @@ impl Key {
             DetectionAllowedConnections => "detectionAllowedConnections".into(),
             DetectionAllowedUsers => "detectionAllowedUsers".into(),
             DetectionAllowedLoginSources => "detectionAllowedLoginSources".into(),
+            BehaviourLearningPeriod => "behaviourLearningPeriod".into(),
+            BehaviourBaselineReset => "behaviourBaselineReset".into(),
         }
     }
 
@@ -152,6 +158,8 @@ impl Key {
             "detectionAllowedConnections" => DetectionAllowedConnections,
             "detectionAllowedUsers" => DetectionAllowedUsers,
             "detectionAllowedLoginSources" => DetectionAllowedLoginSources,
+            "behaviourLearningPeriod" => BehaviourLearningPeriod,
+            "behaviourBaselineReset" => BehaviourBaselineReset,
             _ => {
                 if let Some(kind) = name.strip_prefix(EVENT_PRIORITY) {
                     EventPriority(EventKind::from_name(kind)?)
@@ -217,6 +225,8 @@ impl Key {
                 let text: Vec<String> = list.iter().map(|(a, l)| format!("{a}/{l}")).collect();
                 text.join(",").into()
             }
+            BehaviourLearningPeriod => duration(config.behaviour_learning_period),
+            BehaviourBaselineReset => config.behaviour_baseline_reset.clone().into(),
         }
     }
 
@@ -310,6 +320,14 @@ impl Key {
             DetectionAllowedLoginSources => {
                 config.detection_allow_lists.login_sources =
                     allow_list(value, "network", crate::detect::parse_cidr)?;
+            }
+            BehaviourLearningPeriod => config.behaviour_learning_period = duration(value)?,
+            BehaviourBaselineReset => {
+                let token = string(value)?;
+                if token.as_ref().is_some_and(|t| t.len() > 256) {
+                    return Err("at most 256 bytes".into());
+                }
+                config.behaviour_baseline_reset = token;
             }
         }
         Ok(())
@@ -407,6 +425,12 @@ impl Key {
             DetectionAllowedLoginSources => {
                 to.detection_allow_lists.login_sources =
                     from.detection_allow_lists.login_sources.clone();
+            }
+            BehaviourLearningPeriod => {
+                to.behaviour_learning_period = from.behaviour_learning_period
+            }
+            BehaviourBaselineReset => {
+                to.behaviour_baseline_reset = from.behaviour_baseline_reset.clone();
             }
         }
     }
@@ -878,7 +902,7 @@ mod tests {
         let names: Vec<String> = Key::all().map(Key::name).collect();
         let unique: std::collections::BTreeSet<&String> = names.iter().collect();
         assert_eq!(unique.len(), names.len());
-        assert_eq!(names.len(), 5 + EventKind::ALL.len() + 6 + 17);
+        assert_eq!(names.len(), 5 + EventKind::ALL.len() + 6 + 19);
         for key in Key::all() {
             assert_eq!(Key::from_name(&key.name()), Some(key));
         }

@@ -73,6 +73,11 @@ pub struct Config {
     pub detection_rules_disabled: Vec<Rule>,
     /// How often a `Heartbeat` is sent (`heartbeatFrequency`, edgeguard's own key).
     pub heartbeat_frequency: Duration,
+    /// How long the behaviour baseline learns (`behaviourLearningPeriod`, default 24 h; zero
+    /// turns it off): [`crate::detect::behaviour`].
+    pub behaviour_learning_period: Duration,
+    /// `behaviourBaselineReset`: a new value resets the learned baseline.
+    pub behaviour_baseline_reset: Option<String>,
     /// Whether the file integrity collector runs (`fileIntegrityEnabled`).
     pub file_integrity_enabled: bool,
     /// Host paths the file integrity collector watches (`fileIntegrityPaths`), replacing its
@@ -130,6 +135,8 @@ impl Default for Config {
             docker_socket_path: DEFAULT_DOCKER_SOCKET.to_string(),
             detection_rules_disabled: Vec::new(),
             heartbeat_frequency: DEFAULT_HEARTBEAT,
+            behaviour_learning_period: Duration::from_secs(24 * 3600),
+            behaviour_baseline_reset: None,
             file_integrity_enabled: true,
             file_integrity_paths: None,
             detection_custom_rules: CustomRules::default(),

@@ -78,15 +78,16 @@ impl Resume {
         })
     }
 
-    /// Before the first connection's stream: ask for events from now (with the slack), so
-    /// containers created while the watcher inspects the existing ones are not missed.
+    /// Before the first connection's stream: ask for events from now, so containers created
+    /// while the watcher inspects the existing ones are not missed (and nothing from before the
+    /// watcher started is replayed: the slack is added back).
     pub fn start_now(&mut self) {
         if self.last_nano == 0 {
             let now = std::time::SystemTime::now()
                 .duration_since(std::time::UNIX_EPOCH)
                 .map(|d| i64::try_from(d.as_nanos()).unwrap_or(i64::MAX))
                 .unwrap_or(0);
-            self.last_nano = now;
+            self.last_nano = now.saturating_add(RESUME_SLACK_NANOS);
         }
     }
 

@@ -42,7 +42,7 @@ const MAX_VALUES: usize = 256;
 const MAX_DEPTH: usize = 8;
 
 /// The ids of the code rules, in [`Rule`]'s constant order.
-pub(super) const CODE_RULES: [&str; 8] = [
+pub(super) const CODE_RULES: [&str; 9] = [
     "exec-from-temp-dir",
     "exec-from-memory",
     "shell-in-container",
@@ -51,6 +51,7 @@ pub(super) const CODE_RULES: [&str; 8] = [
     "process-not-allowed",
     "connection-not-allowed",
     "login-not-allowed",
+    "behaviour-anomaly",
 ];
 
 /// The built-in catalog, parsed on first use.

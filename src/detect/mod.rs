@@ -32,7 +32,9 @@ use std::sync::Arc;
 use std::time::Duration;
 use tokio::time::Instant;
 
+pub mod behaviour;
 mod catalog;
+use behaviour::{Behaviour, Deviation};
 pub use catalog::{
     Catalog, CustomRules, MAX_CORRELATION_KEYS, MAX_CUSTOM_RULES, MAX_RULES, MAX_THRESHOLD,
     MAX_WINDOW, RuleDef, catalog, kind_fields,
@@ -113,6 +115,8 @@ impl Rule {
     /// A login by a user or from a source not on `detectionAllowedUsers` /
     /// `detectionAllowedLoginSources`.
     pub const LoginNotAllowed: Rule = Rule(7);
+    /// Behaviour the learned baseline had not seen ([`behaviour`]).
+    pub const BehaviourAnomaly: Rule = Rule(8);
 
     /// Every rule, in index order.
     pub fn all() -> impl ExactSizeIterator<Item = Rule> + Clone {
@@ -334,6 +338,11 @@ pub struct Detector {
     overrides: Vec<RuleOverride>,
     /// The allow-lists; `None` when all are empty (one test per event then).
     allow: Option<Box<AllowLists>>,
+    /// The learned behaviour baseline (`behaviour-anomaly`); `None` until the pipeline gives
+    /// one (a detector of its own, as in tests, learns nothing).
+    behaviour: Option<Box<Behaviour>>,
+    /// Deviations of the event being inspected (reused).
+    deviations: Vec<Deviation>,
 }
 
 impl Default for Detector {
@@ -354,7 +363,19 @@ impl Detector {
             custom: None,
             overrides: Vec::new(),
             allow: None,
+            behaviour: None,
+            deviations: Vec::new(),
         }
+    }
+
+    /// Learns and judges behaviour with `behaviour` from now on ([`behaviour`]).
+    pub fn set_behaviour(&mut self, behaviour: Behaviour) {
+        self.behaviour = Some(Box::new(behaviour));
+    }
+
+    /// The learned baseline, for saving, resets and the period from the twin.
+    pub fn behaviour_mut(&mut self) -> Option<&mut Behaviour> {
+        self.behaviour.as_deref_mut()
     }
 
     /// Uses these allow-lists from now on (empty lists are off).
@@ -475,6 +496,9 @@ impl Detector {
                 }
             }
             _ => {}
+        }
+        if self.behaviour.is_some() && self.on(Rule::BehaviourAnomaly) {
+            self.behaviour_anomalies(event, now, out);
         }
         let kind = event.payload.kind() as usize;
         let kind_rules = &catalog().kinds[kind];
@@ -687,6 +711,23 @@ impl Detector {
             times.pop_front();
         }
         times
+    }
+
+    /// `behaviour-anomaly`: what the learned baseline had not seen, once learning is over.
+    fn behaviour_anomalies(&mut self, event: &Event, now: Instant, out: &mut Vec<Finding>) {
+        let Some(b) = self.behaviour.as_deref_mut() else {
+            return;
+        };
+        let wall = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs());
+        let mut found = std::mem::take(&mut self.deviations);
+        b.observe(event, wall, &mut found);
+        for d in found.drain(..) {
+            let rule = Rule::BehaviourAnomaly;
+            self.raise(rule, d.key(), now, out, || anomaly_alert(&d, event));
+        }
+        self.deviations = found;
     }
 
     /// Sends `make()`'s alert unless the subject is suppressed; starts its suppression.
@@ -983,6 +1024,38 @@ fn rule_alert(def: &RuleDef, description: String, event_count: u64) -> Alert {
         module_name: None,
         extra_details: ExtraDetails::new(),
     }
+}
+
+/// An `Anomaly`: what was not learned, in which scope, with the event that showed it.
+fn anomaly_alert(d: &Deviation, event: &Event) -> Alert {
+    let what = match d.kind {
+        "exec" => "program run",
+        "child" => "program started by",
+        "connect" => "outbound destination",
+        "listen" => "listening port",
+        "login" => "login",
+        _ => "kernel module loaded",
+    };
+    let mut a = alert(
+        Rule::BehaviourAnomaly,
+        format!("{what} not seen while learning ({}): {}", d.scope, d.value),
+        1,
+    );
+    for (k, v) in [
+        ("Anomaly", d.kind.to_string()),
+        ("Scope", d.scope.clone()),
+        ("Value", d.value.clone()),
+        ("EventId", event.id.to_string()),
+        ("EventKind", event.kind().name().to_string()),
+    ] {
+        a.extra_details.insert(k.into(), v);
+    }
+    if let Payload::ProcessCreate(v) = &event.payload
+        && let Some(r) = v.iter().find(|r| d.value.ends_with(r.executable.as_str()))
+    {
+        process_evidence(&mut a, r);
+    }
+    a
 }
 
 fn process_alert(rule: Rule, r: &ProcessCreate, path: &str) -> Alert {

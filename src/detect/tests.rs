@@ -508,6 +508,7 @@ fn the_built_in_catalog_is_valid() {
             "software-changed",
             "process-not-allowed",
             "connection-not-allowed",
+            "behaviour-anomaly",
         ];
         assert!(
             !r.techniques.is_empty() || policy.contains(&r.id.as_str()),
@@ -527,7 +528,8 @@ fn bad_catalogs_are_rejected_with_the_rule_and_reason() {
       {"id":"uid0-account-added","code":true,"title":"t","severity":"Warning","description":"d","remediation":"r"},
       {"id":"process-not-allowed","code":true,"title":"t","severity":"Warning","description":"d","remediation":"r"},
       {"id":"connection-not-allowed","code":true,"title":"t","severity":"Warning","description":"d","remediation":"r"},
-      {"id":"login-not-allowed","code":true,"title":"t","severity":"Warning","description":"d","remediation":"r"}"#;
+      {"id":"login-not-allowed","code":true,"title":"t","severity":"Warning","description":"d","remediation":"r"},
+      {"id":"behaviour-anomaly","code":true,"title":"t","severity":"Warning","description":"d","remediation":"r"}"#;
     let with = |rule: &str| format!("{code},{rule}]");
     let ok = with(
         r#"{"id":"x","title":"t","severity":"Warning","techniques":["T1000"],"description":"d","remediation":"r","kind":"ProcessCreate","match":{"field":"CommandLine","contains":"x"}}"#,

@@ -25,6 +25,8 @@ pub enum Method {
     Status,
     /// Close aggregation windows and hand everything queued to the outbox now.
     Flush,
+    /// Forget the learned behaviour baseline and learn again.
+    BaselineReset,
 }
 
 /// A method's answer: the status goes into the response topic, the body is its payload.
@@ -58,11 +60,14 @@ pub fn parse(name: &str, payload: &[u8]) -> Result<Method, Response> {
         "snapshot" => Method::Snapshot,
         "status" => Method::Status,
         "flush" => Method::Flush,
+        "baseline-reset" => Method::BaselineReset,
         other => {
             let shown: String = other.chars().take(64).collect();
             return Err(Response::error(
                 404,
-                format!("unknown method {shown:?} (known: snapshot, status, flush)"),
+                format!(
+                    "unknown method {shown:?} (known: snapshot, status, flush, baseline-reset)"
+                ),
             ));
         }
     };
@@ -100,6 +105,29 @@ pub async fn execute(method: Method, ctx: &MethodContext) -> Response {
         }
         Method::Status => Response::ok(status(ctx)),
         Method::Flush => flush(ctx).await,
+        Method::BaselineReset => baseline_reset(ctx).await,
+    }
+}
+
+/// Forgets the learned behaviour baseline; learning starts again.
+async fn baseline_reset(ctx: &MethodContext) -> Response {
+    let (tx, rx) = oneshot::channel();
+    let waited = tokio::time::timeout(ctx.flush_timeout, async {
+        ctx.control
+            .send(Control::ResetBehaviour(tx))
+            .await
+            .map_err(|_| ())?;
+        rx.await.map_err(|_| ())
+    })
+    .await;
+    match waited {
+        Ok(Ok(Some(ends))) => Response::ok(json!({
+            "result": "baseline reset",
+            "learningEndsUnixSeconds": ends,
+        })),
+        Ok(Ok(None)) => Response::error(409, "this agent keeps no behaviour baseline"),
+        Ok(Err(())) => Response::error(503, "the pipeline has stopped"),
+        Err(_) => Response::error(504, "the pipeline did not answer in time"),
     }
 }
 

@@ -15,6 +15,7 @@ pub mod spool;
 pub use cache::{Lane, Message, Output};
 
 use crate::config::Config;
+use crate::detect::behaviour::Behaviour;
 use crate::detect::{Detector, Finding, Rule};
 use crate::event::{
     DroppedEventsStatistics, EncodeError, Event, EventKind, EventType, MessageHeader,
@@ -27,6 +28,17 @@ use cache::{Cache, Evicted};
 use std::sync::Arc;
 use tokio::sync::{mpsc, oneshot, watch};
 use tokio::time::{Instant, sleep_until};
+
+/// Seconds since the Unix epoch by the wall clock (the behaviour baseline's learning period
+/// spans restarts).
+fn wall_secs() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs())
+}
+
+/// How often a changed behaviour baseline is written to its file.
+const BEHAVIOUR_SAVE_INTERVAL: std::time::Duration = std::time::Duration::from_secs(60);
 
 /// Largest serialization buffer kept between events; typical events are 0.5–1 KiB.
 const SCRATCH_KEEP_BYTES: usize = 64 * 1024;
@@ -95,6 +107,9 @@ pub struct Pipeline {
     findings: Vec<Finding>,
     /// Recommendations derived from the snapshots and statistics that pass.
     recommender: Recommender,
+    /// Where the detector's learned behaviour baseline is kept (`None`: not kept, as in a
+    /// one-off snapshot).
+    behaviour_file: Option<std::path::PathBuf>,
     /// A High-priority alert (or heartbeat) was queued since [`Pipeline::take_alert_raised`]
     /// last looked.
     alert_raised: bool,
@@ -132,6 +147,7 @@ impl Pipeline {
             detector,
             findings: Vec::new(),
             recommender: Recommender::new(),
+            behaviour_file: None,
             alert_raised: false,
             alert_priority,
             next_seq: 0,
@@ -279,8 +295,76 @@ impl Pipeline {
 
     /// Applies a new configuration: windows of kinds whose aggregation was switched off are
     /// flushed, and a smaller cache evicts at once.
+    /// Learns and judges behaviour ([`crate::detect::behaviour`]) with the baseline kept in
+    /// `path`: loaded now (an unreadable or other-version file is logged and replaced by a new
+    /// baseline), saved by [`Pipeline::save_behaviour`].
+    pub fn with_behaviour_file(mut self, path: std::path::PathBuf) -> Pipeline {
+        /// Far above the largest baseline (MAX_ITEMS of ~100 bytes); a bigger file is not ours.
+        const MAX_FILE: u64 = 16 << 20;
+        let period = self.config.behaviour_learning_period;
+        let now = wall_secs();
+        let loaded = match std::fs::metadata(&path) {
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
+            Ok(m) if m.len() > MAX_FILE => Some(Err(format!("{} bytes", m.len()))),
+            _ => Some(
+                std::fs::read(&path)
+                    .map_err(|e| e.to_string())
+                    .and_then(|bytes| Behaviour::from_json(&bytes, period)),
+            ),
+        };
+        let mut behaviour = match loaded {
+            Some(Ok(b)) => {
+                tracing::info!(items = b.len(), "behaviour baseline loaded");
+                b
+            }
+            Some(Err(e)) => {
+                tracing::warn!(file = %path.display(), error = %e, "the behaviour baseline cannot be read; learning again from now");
+                Behaviour::new(period, now)
+            }
+            None => Behaviour::new(period, now),
+        };
+        behaviour.apply_reset_token(self.config.behaviour_baseline_reset.as_deref(), now);
+        self.detector.set_behaviour(behaviour);
+        self.behaviour_file = Some(path);
+        self
+    }
+
+    /// Writes the behaviour baseline to its file if it changed since the last write.
+    pub fn save_behaviour(&mut self) {
+        let (Some(path), Some(b)) = (&self.behaviour_file, self.detector.behaviour_mut()) else {
+            return;
+        };
+        if !b.is_dirty() {
+            return;
+        }
+        let bytes = b.to_json();
+        if let Err(e) = crate::state::write_atomic(path, &bytes) {
+            tracing::warn!(file = %path.display(), error = %e, "cannot save the behaviour baseline");
+        }
+    }
+
+    /// Forgets the learned behaviour and starts learning again (the `baseline-reset` method);
+    /// returns when learning ends (Unix seconds), or `None` without a baseline.
+    pub fn reset_behaviour(&mut self) -> Option<u64> {
+        let b = self.detector.behaviour_mut()?;
+        b.reset(wall_secs());
+        let ends = b.learning_ends();
+        self.save_behaviour();
+        tracing::info!("behaviour baseline reset; learning again");
+        Some(ends)
+    }
+
     pub fn set_config(&mut self, config: Arc<Config>) {
         self.config = config;
+        if let Some(b) = self.detector.behaviour_mut() {
+            b.set_period(self.config.behaviour_learning_period);
+            let token = self.config.behaviour_baseline_reset.as_deref();
+            if b.apply_reset_token(token, wall_secs()) {
+                tracing::info!(
+                    "behaviour baseline reset by behaviourBaselineReset; learning again"
+                );
+            }
+        }
         self.alert_priority = self.config.priority(EventKind::Alert);
         self.detector
             .set_disabled(&self.config.detection_rules_disabled);
@@ -615,6 +699,9 @@ pub enum Control {
     /// Close every aggregation window and send everything queued now; the reply (if any) comes
     /// once the messages are in the outbox.
     Flush(Option<oneshot::Sender<()>>),
+    /// Forget the learned behaviour and learn again; the reply says when learning ends (Unix
+    /// seconds), `None` when this agent keeps no baseline.
+    ResetBehaviour(oneshot::Sender<Option<u64>>),
 }
 
 /// Which triggers are waiting for room in the outbox.
@@ -697,6 +784,8 @@ pub async fn run(
 ) {
     let start = Instant::now();
     let mut journal_tick = tokio::time::interval(JOURNAL_INTERVAL);
+    let mut behaviour_tick = tokio::time::interval(BEHAVIOUR_SAVE_INTERVAL);
+    behaviour_tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut last_commit = start;
     journal_tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut next_high = start + pipeline.config().high_priority_message_frequency;
@@ -761,8 +850,12 @@ pub async fn run(
                     pending.all = true;
                     flush_replies.extend(reply);
                 }
+                Some(Control::ResetBehaviour(reply)) => {
+                    let _ = reply.send(pipeline.reset_behaviour());
+                }
                 None => control_open = false,
             },
+            _ = behaviour_tick.tick() => pipeline.save_behaviour(),
             _ = sleep_until(next_high) => {
                 next_high = Instant::now() + pipeline.config().high_priority_message_frequency;
                 pending.high = true;
@@ -797,6 +890,7 @@ pub async fn run(
     }
 
     // Input closed: every collector is done. Close windows and hand everything on.
+    pipeline.save_behaviour();
     pipeline.flush_windows();
     let queued = pipeline.queued_events();
     tracing::debug!(queued, "pipeline flushing on shutdown");

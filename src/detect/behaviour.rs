@@ -27,6 +27,7 @@
 use crate::event::{ConnectionCreate, Direction, Event, ExtraDetails, LoginResult, Payload};
 use serde::{Deserialize, Serialize};
 use std::collections::{HashMap, HashSet};
+use std::fmt::Write;
 use std::net::IpAddr;
 use std::time::Duration;
 
@@ -88,12 +89,8 @@ pub struct Behaviour {
     period: Duration,
     learning_started: u64,
     reset_token: Option<String>,
-    items: HashSet<Box<str>>,
-    not_learned: u64,
-    full_logged: bool,
+    learned: Learned,
     exes: HashMap<u32, Box<str>>,
-    /// Changed since [`Behaviour::to_json`] last ran.
-    dirty: bool,
 }
 
 impl Behaviour {
@@ -103,11 +100,11 @@ impl Behaviour {
             period,
             learning_started: now,
             reset_token: None,
-            items: HashSet::new(),
-            not_learned: 0,
-            full_logged: false,
+            learned: Learned {
+                dirty: true,
+                ..Learned::default()
+            },
             exes: HashMap::new(),
-            dirty: true,
         }
     }
 
@@ -124,16 +121,16 @@ impl Behaviour {
         let mut b = Behaviour::new(period, stored.learning_started);
         b.reset_token = stored.reset_token;
         for item in stored.items.into_iter().take(MAX_ITEMS) {
-            b.items.insert(item.into_boxed_str());
+            b.learned.items.insert(item.into_boxed_str());
         }
-        b.dirty = false;
+        b.learned.dirty = false;
         Ok(b)
     }
 
     /// The file's contents (sorted, so equal sets give equal files); clears the dirty flag.
     pub fn to_json(&mut self) -> Vec<u8> {
-        self.dirty = false;
-        let mut items: Vec<String> = self.items.iter().map(|i| i.to_string()).collect();
+        self.learned.dirty = false;
+        let mut items: Vec<String> = self.learned.items.iter().map(|i| i.to_string()).collect();
         items.sort();
         let stored = Stored {
             version: VERSION,
@@ -146,7 +143,7 @@ impl Behaviour {
 
     /// Whether the set or its clock changed since it was last written.
     pub fn is_dirty(&self) -> bool {
-        self.dirty
+        self.learned.dirty
     }
 
     pub fn set_period(&mut self, period: Duration) {
@@ -164,7 +161,7 @@ impl Behaviour {
             Some(old) if old == token => false,
             None => {
                 self.reset_token = Some(token.to_string());
-                self.dirty = true;
+                self.learned.dirty = true;
                 false
             }
             Some(_) => {
@@ -177,11 +174,11 @@ impl Behaviour {
 
     /// Forgets everything learned and starts learning again at `now`.
     pub fn reset(&mut self, now: u64) {
-        self.items.clear();
+        self.learned.items.clear();
         self.learning_started = now;
-        self.not_learned = 0;
-        self.full_logged = false;
-        self.dirty = true;
+        self.learned.not_learned = 0;
+        self.learned.full_logged = false;
+        self.learned.dirty = true;
     }
 
     pub fn phase(&self, now: u64) -> Phase {
@@ -200,16 +197,16 @@ impl Behaviour {
     }
 
     pub fn len(&self) -> usize {
-        self.items.len()
+        self.learned.items.len()
     }
 
     pub fn is_empty(&self) -> bool {
-        self.items.is_empty()
+        self.learned.items.is_empty()
     }
 
     /// Items not learned because the set was full.
     pub fn not_learned(&self) -> u64 {
-        self.not_learned
+        self.learned.not_learned
     }
 
     /// Learns from `event` while learning; afterwards appends to `out` what it had not learned
@@ -219,30 +216,28 @@ impl Behaviour {
         if phase == Phase::Off {
             return;
         }
-        let mut found: Vec<Deviation> = Vec::new();
-        let mut item = |extra: Option<&ExtraDetails>, kind: &'static str, value: String| {
-            found.push(Deviation {
-                scope: scope(extra),
-                kind,
-                value,
-            })
-        };
+        let learned = &mut self.learned;
         match &event.payload {
             Payload::ProcessCreate(v) => {
                 for r in v {
                     if !r.executable.starts_with('/') {
                         continue;
                     }
-                    let extra = Some(&r.extra_details);
-                    item(extra, "exec", r.executable.clone());
+                    let scope = scope(Some(&r.extra_details));
+                    let exe = r.executable.as_str();
+                    learned.check(phase, scope, "exec", |b| b.push_str(exe), out);
                     if let Some(parent) = self.exes.get(&r.parent_process_id) {
-                        item(extra, "child", format!("{parent} -> {}", r.executable));
+                        let pair = |b: &mut String| {
+                            b.push_str(parent);
+                            b.push_str(" -> ");
+                            b.push_str(exe);
+                        };
+                        learned.check(phase, scope, "child", pair, out);
                     }
                     if self.exes.len() >= MAX_PIDS {
                         self.exes.clear();
                     }
-                    self.exes
-                        .insert(r.process_id, r.executable.clone().into_boxed_str());
+                    self.exes.insert(r.process_id, exe.into());
                 }
             }
             Payload::ConnectionCreate(v) => {
@@ -252,13 +247,18 @@ impl Behaviour {
                     r.direction == Direction::Out && !r.remote_address.is_loopback()
                 };
                 for r in v.iter().filter(outbound) {
-                    item(Some(&r.extra_details), "connect", destination(r));
+                    let scope = scope(Some(&r.extra_details));
+                    learned.check(phase, scope, "connect", |b| destination(b, r), out);
                 }
             }
             Payload::ListeningPorts(v) => {
                 for r in v {
-                    let value = format!("{}/{}", r.protocol.to_ascii_lowercase(), r.local_port);
-                    item(Some(&r.extra_details), "listen", value);
+                    let scope = scope(Some(&r.extra_details));
+                    let port = |b: &mut String| {
+                        b.push_str(&r.protocol.to_ascii_lowercase());
+                        let _ = write!(b, "/{}", r.local_port);
+                    };
+                    learned.check(phase, scope, "listen", port, out);
                 }
             }
             Payload::Login(v) => {
@@ -266,12 +266,14 @@ impl Behaviour {
                     let Some(user) = r.user_name.as_deref().filter(|u| !u.is_empty()) else {
                         continue;
                     };
-                    let source = match r.remote_address {
-                        None => "local".to_string(),
-                        Some(a) if is_local_network(a) => a.to_string(),
-                        Some(_) => "remote".to_string(),
+                    let login = |b: &mut String| {
+                        let _ = match r.remote_address {
+                            None => write!(b, "{user} from local"),
+                            Some(a) if is_local_network(a) => write!(b, "{user} from {a}"),
+                            Some(_) => write!(b, "{user} from remote"),
+                        };
                     };
-                    item(None, "login", format!("{user} from {source}"));
+                    learned.check(phase, "host", "login", login, out);
                 }
             }
             Payload::KernelModule(v) => {
@@ -279,62 +281,91 @@ impl Behaviour {
                     .iter()
                     .filter(|r| r.action == crate::event::ModuleAction::Loaded)
                 {
-                    item(None, "module", r.name.clone());
+                    learned.check(phase, "host", "module", |b| b.push_str(&r.name), out);
                 }
             }
-            _ => return,
+            _ => {}
         }
-        for d in found {
-            let k = d.key();
-            if self.items.contains(k.as_str()) {
-                continue;
-            }
-            if self.items.len() >= MAX_ITEMS {
-                self.not_learned += 1;
-                if !self.full_logged {
-                    self.full_logged = true;
-                    tracing::warn!(
-                        items = MAX_ITEMS,
-                        "the behaviour baseline is full: nothing more is learned"
-                    );
-                }
-                if phase == Phase::Watching {
-                    out.push(d);
-                }
-                continue;
-            }
-            self.items.insert(k.into_boxed_str());
-            self.dirty = true;
-            if phase == Phase::Watching {
-                out.push(d);
-            }
+    }
+}
+
+/// The learned items and what learning them costs to track.
+#[derive(Debug, Default)]
+struct Learned {
+    items: HashSet<Box<str>>,
+    not_learned: u64,
+    full_logged: bool,
+    /// Changed since [`Behaviour::to_json`] last ran.
+    dirty: bool,
+    /// The key being looked up (reused: a known item costs no allocation).
+    scratch: String,
+}
+
+impl Learned {
+    /// Looks up the item whose value `fill` writes; a new one is learned (room permitting) and,
+    /// when watching, reported.
+    fn check(
+        &mut self,
+        phase: Phase,
+        scope: &str,
+        kind: &'static str,
+        fill: impl FnOnce(&mut String),
+        out: &mut Vec<Deviation>,
+    ) {
+        self.scratch.clear();
+        self.scratch.push_str(scope);
+        self.scratch.push('\u{1f}');
+        self.scratch.push_str(kind);
+        self.scratch.push('\u{1f}');
+        let value_at = self.scratch.len();
+        fill(&mut self.scratch);
+        if self.items.contains(self.scratch.as_str()) {
+            return;
         }
+        let deviation = || Deviation {
+            scope: scope.to_string(),
+            kind,
+            value: self.scratch[value_at..].to_string(),
+        };
+        if phase == Phase::Watching {
+            out.push(deviation());
+        }
+        if self.items.len() >= MAX_ITEMS {
+            self.not_learned += 1;
+            if !self.full_logged {
+                self.full_logged = true;
+                tracing::warn!(
+                    items = MAX_ITEMS,
+                    "the behaviour baseline is full: nothing more is learned"
+                );
+            }
+            return;
+        }
+        self.items.insert(self.scratch.as_str().into());
+        self.dirty = true;
     }
 }
 
 /// The container image of a record, `container` for a container whose image is not known yet,
 /// `host` otherwise.
-fn scope(extra: Option<&ExtraDetails>) -> String {
+fn scope(extra: Option<&ExtraDetails>) -> &str {
     let Some(extra) = extra else {
-        return "host".into();
+        return "host";
     };
     match (extra.get("ContainerImage"), extra.get("ContainerId")) {
-        (Some(image), _) => image.clone(),
-        (None, Some(_)) => "container".into(),
-        (None, None) => "host".into(),
+        (Some(image), _) => image,
+        (None, Some(_)) => "container",
+        (None, None) => "host",
     }
 }
 
 /// `address:port` on the local networks, the port alone for public addresses.
-fn destination(r: &ConnectionCreate) -> String {
-    if is_local_network(r.remote_address) {
-        match r.remote_address {
-            IpAddr::V6(a) => format!("[{a}]:{}", r.remote_port),
-            a => format!("{a}:{}", r.remote_port),
-        }
-    } else {
-        format!("port {}", r.remote_port)
-    }
+fn destination(b: &mut String, r: &ConnectionCreate) {
+    let _ = match r.remote_address {
+        a if !is_local_network(a) => write!(b, "port {}", r.remote_port),
+        IpAddr::V6(a) => write!(b, "[{a}]:{}", r.remote_port),
+        a => write!(b, "{a}:{}", r.remote_port),
+    };
 }
 
 /// Loopback, private (RFC 1918, unique local), link-local, or unspecified.

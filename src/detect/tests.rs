@@ -1025,11 +1025,13 @@ fn data_rules_fire_on_realistic_command_lines() {
         let ids = fired(&exec(exe, cmd));
         assert!(ids.contains(rule), "{rule} on {cmd:?}: fired {ids:?}");
     }
-    // Every ProcessCreate data rule (but the sequence, tested below) has a case.
+    // Every ProcessCreate data rule (but the sequence, tested below, and web-shell, which needs
+    // the parent's program: `web_shell_needs_a_web_server_parent`) has a case.
     for def in &catalog().rules {
         let Some(data) = &def.data else { continue };
         let sequence = matches!(data.correlation, Correlation::Sequence { .. });
-        if data.kind == crate::event::EventKind::ProcessCreate && !sequence {
+        if data.kind == crate::event::EventKind::ProcessCreate && !sequence && def.id != "web-shell"
+        {
             assert!(
                 FIRES.iter().any(|(id, ..)| *id == def.id),
                 "no firing test for {}",
@@ -1037,6 +1039,49 @@ fn data_rules_fire_on_realistic_command_lines() {
             );
         }
     }
+}
+
+/// `web-shell` reads `ExtraDetails.ParentExecutable` (the process collector's; the real-process
+/// test is `collectors::process::tests::kernel::a_shell_started_by_a_web_server_raises_web_shell`).
+#[test]
+fn web_shell_needs_a_web_server_parent() {
+    let shell_of = |parent: Option<&str>, exe: &str, cmd: &str| {
+        let mut e = exec(exe, cmd);
+        if let (Payload::ProcessCreate(v), Some(p)) = (&mut e.payload, parent) {
+            v[0].extra_details
+                .insert("ParentExecutable".into(), p.into());
+        }
+        fired(&e)
+    };
+    for parent in [
+        "/usr/sbin/nginx",
+        "/usr/sbin/apache2",
+        "/usr/sbin/php-fpm8.2",
+        "/usr/lib/cgi-bin/php-cgi",
+        "/usr/local/bin/gunicorn",
+    ] {
+        assert_eq!(
+            shell_of(Some(parent), "/usr/bin/dash", "sh -c id"),
+            ["web-shell"],
+            "{parent}"
+        );
+    }
+    let none = Vec::<&str>::new();
+    // The same shell from a login shell, cron or no known parent; a web server running a
+    // program that is not a shell.
+    assert_eq!(
+        shell_of(Some("/usr/bin/bash"), "/usr/bin/dash", "sh -c id"),
+        none
+    );
+    assert_eq!(
+        shell_of(Some("/usr/sbin/cron"), "/usr/bin/dash", "sh -c id"),
+        none
+    );
+    assert_eq!(shell_of(None, "/usr/bin/dash", "sh -c id"), none);
+    assert_eq!(
+        shell_of(Some("/usr/sbin/nginx"), "/usr/bin/logger", "logger started"),
+        none
+    );
 }
 
 #[test]

@@ -232,6 +232,15 @@ impl Tracker {
             }
             _ => {}
         }
+        // The program that started it, where its exec (or the first scan) was seen: a shell
+        // started by a web server is the web shell rule's signal.
+        let parent_exe = [fork_parent, info.ppid]
+            .into_iter()
+            .flatten()
+            .find_map(|p| self.executables.get(p));
+        if let Some(parent) = parent_exe.filter(|p| !p.is_empty()) {
+            extra.insert("ParentExecutable".into(), parent.to_string());
+        }
         ProcessCreate {
             executable,
             command_line: info.cmdline.unwrap_or_default(),

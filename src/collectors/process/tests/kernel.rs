@@ -133,6 +133,12 @@ fn reports_every_exec_and_exit_with_status() {
             format!("/bin/sh {} run-{i}", script.display())
         );
         assert_eq!(c.parent_process_id, std::process::id());
+        let me = std::fs::read_link("/proc/self/exe").unwrap();
+        assert_eq!(
+            c.extra_details.get("ParentExecutable").map(String::as_str),
+            me.to_str(),
+            "the parent (this test, running before the collector) is known"
+        );
         assert_eq!(c.user_id, unsafe { libc::getuid() }.to_string());
         assert_eq!(c.user_name.as_deref(), Some("root"));
         assert!(!c.extra_details.contains_key("Incomplete"), "{c:?}");
@@ -494,4 +500,66 @@ fn exec_storm() {
         reader_cpu().as_secs_f64() * 1000.0,
     );
     let _ = std::io::stdout().flush();
+}
+
+/// Issue 17's web-shell rule from real processes: a program named like a web server (a copy of
+/// the shell) starts `sh -c …`; the collector names the parent's program and the detector raises
+/// `web-shell`. The same command started by a shell of the ordinary name does not.
+#[test]
+fn a_shell_started_by_a_web_server_raises_web_shell() {
+    use crate::detect::{Detector, Finding};
+    let dir = tempfile::Builder::new()
+        .prefix("eg-www-")
+        .tempdir_in("/var/lib")
+        .unwrap();
+    let server = dir.path().join("nginx");
+    std::fs::copy(std::fs::canonicalize("/bin/bash").unwrap(), &server).unwrap();
+    let ordinary = dir.path().join("bash");
+    std::fs::copy(std::fs::canonicalize("/bin/bash").unwrap(), &ordinary).unwrap();
+    let mut h = start(true);
+    h.wait_status(CollectorHealth::Up);
+    let marker = format!("eg-webshell-{}", std::process::id());
+    let mut parents = Vec::new();
+    for parent in [&server, &ordinary] {
+        // The inner shell lives a moment, so /proc is read while it runs.
+        let child = std::process::Command::new(parent)
+            .args(["-c", &format!("sh -c 'sleep 0.3; true {marker}'; true")])
+            .spawn()
+            .unwrap();
+        parents.push(child);
+    }
+    let mut shells: Vec<ProcessCreate> = Vec::new();
+    let both = h.until(Duration::from_secs(20), |e| {
+        if let Some(r) = create_of(e)
+            .filter(|r| r.command_line.contains(&marker) && r.command_line.starts_with("sh "))
+        {
+            shells.push(r.clone());
+        }
+        shells.len() == 2
+    });
+    for mut p in parents {
+        let _ = p.wait();
+    }
+    assert!(
+        both,
+        "saw {} of the 2 inner shells: {shells:?}",
+        shells.len()
+    );
+    let mut d = Detector::new();
+    let mut fired = Vec::new();
+    for s in &shells {
+        let mut found = Vec::new();
+        d.inspect(
+            &Event::new(Payload::ProcessCreate(vec![s.clone()])),
+            tokio::time::Instant::now(),
+            &mut found,
+        );
+        for f in found {
+            if let Finding::Raised(rule, _) = f {
+                fired.push((s.extra_details.get("ParentExecutable").cloned(), rule.id()));
+            }
+        }
+    }
+    let server = server.to_str().unwrap().to_string();
+    assert_eq!(fired, [(Some(server), "web-shell")], "{shells:#?}");
 }

@@ -153,6 +153,7 @@ fn tracker_records_from_kernel_facts() {
     // 101 execs and exits before /proc is read: reported with what the kernel said.
     let c = t.exec(101);
     assert_eq!(c.parent_process_id, 100);
+    assert_eq!(c.extra_details["ParentExecutable"], "/usr/bin/dash");
     assert_eq!((c.executable.as_str(), c.command_line.as_str()), ("", ""));
     assert_eq!(c.user_id, "");
     assert_eq!(c.extra_details["Incomplete"], "true");

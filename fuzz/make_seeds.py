@@ -344,3 +344,18 @@ def rpm_sqlite(wal):
 put("inventory_rpm", "rpmdb", rpm_sqlite(False))
 put("inventory_rpm", "rpmdb-wal", rpm_sqlite(True))
 put("inventory_rpm", "header", b"\x00" + rpm_package(b"bash", b"5.2.15", b"5.fc39", 0))
+
+
+# ---- hardware_uevent: kernel uevent datagrams as lib/kobject_uevent.c sends them (a USB stick,
+# a network interface, a module), the libudev re-broadcast header, and near misses.
+put("hardware_uevent", "usb-add",
+    b"add@/devices/pci0000:00/0000:00:14.0/usb1/1-1\0ACTION=add\0"
+    b"DEVPATH=/devices/pci0000:00/0000:00:14.0/usb1/1-1\0SUBSYSTEM=usb\0"
+    b"DEVTYPE=usb_device\0PRODUCT=781/5567/100\0TYPE=0/0/0\0BUSNUM=001\0DEVNUM=002\0SEQNUM=4242\0")
+put("hardware_uevent", "net-remove",
+    b"remove@/devices/virtual/net/veth0\0ACTION=remove\0DEVPATH=/devices/virtual/net/veth0\0"
+    b"SUBSYSTEM=net\0INTERFACE=veth0\0IFINDEX=7\0SEQNUM=17\0")
+put("hardware_uevent", "module-add",
+    b"add@/module/loop\0ACTION=add\0DEVPATH=/module/loop\0SUBSYSTEM=module\0SEQNUM=9\0")
+put("hardware_uevent", "libudev", b"libudev\0\xfe\xed\xca\xfe" + b"\0" * 32)
+put("hardware_uevent", "dotdot", b"add@/devices/../etc\0ACTION=add\0SUBSYSTEM=block\0")

@@ -582,6 +582,36 @@ fn bad_catalogs_are_rejected_with_the_rule_and_reason() {
 
 /// A realistic command line for every ProcessCreate data rule, the rule it must raise.
 const FIRES: &[(&str, &str, &str)] = &[
+    (
+        "htaccess-access",
+        "/usr/bin/bash",
+        "bash -c echo 'AddType application/x-httpd-php .jpg' >> /var/www/html/uploads/.htaccess",
+    ),
+    (
+        "htaccess-access",
+        "/usr/bin/tee",
+        "tee -a /var/www/.htaccess",
+    ),
+    (
+        "interpreter-extension-mismatch",
+        "/usr/bin/bash",
+        "bash /var/www/uploads/image.php",
+    ),
+    (
+        "interpreter-extension-mismatch",
+        "/usr/bin/dash",
+        "sh ./update.py",
+    ),
+    (
+        "interpreter-extension-mismatch",
+        "/usr/bin/python3.11",
+        "python3 /opt/app/install.sh",
+    ),
+    (
+        "interpreter-extension-mismatch",
+        "/usr/bin/perl",
+        "perl run.sh --fast",
+    ),
     ("history-cleared", "/usr/bin/bash", "bash -c history -c"),
     (
         "history-cleared",
@@ -928,6 +958,28 @@ const FIRES: &[(&str, &str, &str)] = &[
 
 /// Ordinary administration and package work that must raise nothing.
 const QUIET: &[(&str, &str)] = &[
+    (
+        "/usr/sbin/apache2",
+        "/usr/sbin/apache2 -k start -f /etc/apache2/.htaccess-test",
+    ),
+    ("/usr/bin/bash", "bash /opt/app/deploy.sh"),
+    (
+        "/usr/bin/bash",
+        "bash -c python3 /opt/app/manage.py migrate",
+    ),
+    (
+        "/usr/bin/python3.11",
+        "python3 /opt/app/manage.py runserver",
+    ),
+    (
+        "/usr/bin/python3.11",
+        "python3 -c import subprocess; subprocess.run(['x.sh'])",
+    ),
+    ("/usr/bin/node", "node /srv/app/server.js"),
+    (
+        "/usr/bin/openssl",
+        "openssl enc -d -aes-256-cbc -in backup.enc -out backup.tar",
+    ),
     ("/usr/bin/apt-get", "apt-get install -y nginx"),
     ("/usr/bin/dpkg", "dpkg --configure -a"),
     ("/usr/bin/systemctl", "systemctl restart nginx"),
@@ -1025,12 +1077,15 @@ fn data_rules_fire_on_realistic_command_lines() {
         let ids = fired(&exec(exe, cmd));
         assert!(ids.contains(rule), "{rule} on {cmd:?}: fired {ids:?}");
     }
-    // Every ProcessCreate data rule (but the sequence, tested below, and web-shell, which needs
-    // the parent's program: `web_shell_needs_a_web_server_parent`) has a case.
+    // Every ProcessCreate data rule (but the correlated ones, tested on their own, and
+    // web-shell, which needs the parent's program: `web_shell_needs_a_web_server_parent`) has a
+    // case.
     for def in &catalog().rules {
         let Some(data) = &def.data else { continue };
-        let sequence = matches!(data.correlation, Correlation::Sequence { .. });
-        if data.kind == crate::event::EventKind::ProcessCreate && !sequence && def.id != "web-shell"
+        let correlated = !matches!(data.correlation, Correlation::None);
+        if data.kind == crate::event::EventKind::ProcessCreate
+            && !correlated
+            && def.id != "web-shell"
         {
             assert!(
                 FIRES.iter().any(|(id, ..)| *id == def.id),
@@ -1039,6 +1094,62 @@ fn data_rules_fire_on_realistic_command_lines() {
             );
         }
     }
+}
+
+/// `ransomware-like`: twenty encryptions by one user in a minute alert, nineteen (or
+/// decryptions, or another user's) do not.
+#[test]
+fn many_encryptions_by_one_user_alert() {
+    let mut d = Detector::new();
+    let now = Instant::now();
+    let encrypt = |user: &str, n: usize, cmd: &str| {
+        let mut e = exec("/usr/bin/openssl", &format!("{cmd} /home/u/f{n}"));
+        if let Payload::ProcessCreate(v) = &mut e.payload {
+            v[0].user_id = user.into();
+        }
+        e
+    };
+    for n in 0..19 {
+        let f = run(
+            &mut d,
+            &encrypt("1000", n, "openssl enc -aes-256-cbc -salt -in"),
+            now,
+        );
+        assert!(raised(&f).is_empty(), "{n}");
+        let f = run(
+            &mut d,
+            &encrypt("1001", n, "openssl enc -aes-256-cbc -salt -in"),
+            now,
+        );
+        assert!(raised(&f).is_empty(), "another user, {n}");
+        let f = run(
+            &mut d,
+            &encrypt("1000", n, "openssl enc -d -aes-256-cbc -in"),
+            now,
+        );
+        assert!(raised(&f).is_empty(), "decryption, {n}");
+    }
+    let f = run(
+        &mut d,
+        &encrypt("1000", 19, "openssl enc -aes-256-cbc -salt -in"),
+        now,
+    );
+    let ids: Vec<&str> = raised(&f).iter().map(|a| a.rule_id.as_str()).collect();
+    assert_eq!(ids, ["ransomware-like"]);
+    let mut gpg = Detector::new();
+    let mut ids = Vec::new();
+    for n in 0..20 {
+        let f = run(
+            &mut gpg,
+            &exec(
+                "/usr/bin/gpg",
+                &format!("gpg --batch -c --passphrase x /data/f{n}"),
+            ),
+            now,
+        );
+        ids.extend(raised(&f).iter().map(|a| a.rule_id.clone()));
+    }
+    assert_eq!(ids, ["ransomware-like"]);
 }
 
 /// `web-shell` reads `ExtraDetails.ParentExecutable` (the process collector's; the real-process

@@ -68,10 +68,38 @@ struct Device {
     /// The machine's own trees the host root shows (`proc`), bind-mounted in the agent's own
     /// mount namespace ([`support::agent::command_with_trees`]).
     trees: Vec<&'static str>,
+    /// Held while the device lives: shared by most tests, exclusive for one that must not see
+    /// other tests' processes ([`Device::alone`]).
+    _turn: Turn,
+}
+
+/// A test's turn: most tests run side by side; the behaviour-baseline test judges every program
+/// the host runs, so it runs alone (other tests' programs would be anomalies to it, and spend
+/// the rule's alert budget).
+enum Turn {
+    Shared(#[allow(dead_code)] tokio::sync::OwnedRwLockReadGuard<()>),
+    Alone(#[allow(dead_code)] tokio::sync::OwnedRwLockWriteGuard<()>),
+}
+
+fn turns() -> std::sync::Arc<tokio::sync::RwLock<()>> {
+    static TURNS: std::sync::OnceLock<std::sync::Arc<tokio::sync::RwLock<()>>> =
+        std::sync::OnceLock::new();
+    TURNS.get_or_init(Default::default).clone()
 }
 
 impl Device {
     async fn new(tune: impl FnOnce(&mut EdgeHubConfig)) -> Device {
+        let turn = Turn::Shared(turns().read_owned().await);
+        Device::with_turn(turn, tune).await
+    }
+
+    /// Like [`Device::new`], with no other test's device alive meanwhile.
+    async fn alone(tune: impl FnOnce(&mut EdgeHubConfig)) -> Device {
+        let turn = Turn::Alone(turns().write_owned().await);
+        Device::with_turn(turn, tune).await
+    }
+
+    async fn with_turn(turn: Turn, tune: impl FnOnce(&mut EdgeHubConfig)) -> Device {
         let doubles = EdgeDevice::start(&identity(), |cfg| {
             cfg.initial_desired = desired();
             tune(cfg);
@@ -89,6 +117,7 @@ impl Device {
             state: tempfile::tempdir().expect("state dir"),
             starts: std::cell::Cell::new(0),
             trees: Vec::new(),
+            _turn: turn,
         }
     }
 
@@ -1330,7 +1359,7 @@ async fn allow_lists_from_the_twin_alert_on_real_programs_and_logins() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn behaviour_baseline_learns_alerts_on_what_is_new_resets_and_survives_a_restart() {
     let object = "ms_iotn:urn_azureiot_Security_SecurityAgentConfiguration";
-    let mut d = Device::new(|cfg| {
+    let mut d = Device::alone(|cfg| {
         let o = &mut cfg.initial_desired[object];
         o["behaviourLearningPeriod"] = json!({"value": "PT1H"});
         o["eventPriorityProcessCreate"] = json!({"value": "High"});
@@ -1401,13 +1430,17 @@ async fn behaviour_baseline_learns_alerts_on_what_is_new_resets_and_survives_a_r
         set_period("PT1S").await;
     };
     let wait_anomaly = |path: String| async move {
-        let deadline = Instant::now() + Duration::from_secs(30);
+        // 70 s: longer than the rule's one-minute alert budget, should the host's own new
+        // programs have spent it.
+        let deadline = Instant::now() + Duration::from_secs(70);
         while anomalies(&path) == 0 {
             let _ = std::process::Command::new(&path).status();
             assert!(Instant::now() < deadline, "no behaviour-anomaly for {path}");
             tokio::time::sleep(Duration::from_millis(300)).await;
         }
     };
+    // The listening-port snapshot a start takes, seen upstream (so judged or learned).
+    let snapshots = || records_named(&hub.telemetry(), "ListeningPorts").len();
 
     // Learning: `known` is run and seen; nothing alerts.
     run_until_reported(known.clone()).await;
@@ -1451,10 +1484,21 @@ async fn behaviour_baseline_learns_alerts_on_what_is_new_resets_and_survives_a_r
     run_until_reported(relearned.clone()).await;
     assert_eq!(anomalies(&relearned), 0, "{}", d.logs());
 
-    // A restart keeps the baseline: `relearned` stays quiet, `novel3` alerts.
+    // A restart keeps the baseline: `relearned` stays quiet, `novel3` alerts. The agent
+    // restarts learning (so the start's snapshot of listening ports is learned, not a burst
+    // of anomalies), then watches.
+    set_period("PT1H").await;
+    let before = snapshots();
     d.stop_agent(&mut agent);
     let mut agent = d.start_agent(&[]);
     d.wait_ready().await;
+    assert!(
+        hub.wait_until(Duration::from_secs(30), |_| snapshots() > before)
+            .await,
+        "no listening-port snapshot after the restart\n{}",
+        d.logs()
+    );
+    set_period("PT1S").await;
     wait_anomaly(novel3.clone()).await;
     run_until_reported(relearned.clone()).await;
     assert_eq!(anomalies(&relearned), 0, "{}", d.logs());

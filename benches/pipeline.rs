@@ -144,9 +144,16 @@ fn container_details(i: usize) -> ExtraDetails {
 /// `i` makes the rest (id, pids, time, container) distinct.
 fn process_create(i: usize, variant: usize) -> Event {
     let executable = EXECUTABLES[variant % EXECUTABLES.len()];
+    // The script's extension fits its interpreter (a shell running a `.py` is the
+    // interpreter-extension-mismatch rule's signal); all three are the same length.
+    let extension = match executable {
+        "/bin/sh" => "sh",
+        "/usr/local/bin/node" => "js",
+        _ => "py",
+    };
     // 60–120 characters depending on the variant.
     let command_line = format!(
-        "{executable} /opt/health/check_{variant:05}.py --endpoint https://10.{}.{}.{}:8443/{} -t 5",
+        "{executable} /opt/health/check_{variant:05}.{extension} --endpoint https://10.{}.{}.{}:8443/{} -t 5",
         variant % 256,
         (variant / 256) % 256,
         variant % 200 + 1,

@@ -77,6 +77,10 @@ impl Recommender {
 
     /// Looks at one event: a source's snapshot replaces that source's recommendations.
     pub fn observe(&mut self, event: &Event, config: &Config) {
+        // Another module's snapshot says nothing about this device.
+        if event.foreign {
+            return;
+        }
         let (source, found) = match &event.payload {
             Payload::ListeningPorts(v) => ("ListeningPorts", open_ports(v)),
             Payload::FirewallConfiguration(v) => ("FirewallConfiguration", firewall(v)),
@@ -88,10 +92,6 @@ impl Recommender {
             Payload::MessageStatistics(v) => ("MessageStatistics", messages(v, config)),
             _ => return,
         };
-        // Another module's snapshot says nothing about this device.
-        if event.foreign {
-            return;
-        }
         self.by_source.insert(source, found);
         self.by_source.insert(CONFIGURATION, configuration(config));
         self.dirty = true;

@@ -346,6 +346,16 @@ impl Learned {
     }
 }
 
+/// Whether events of `kind` teach or break the baseline: the detector reads the wall clock
+/// and calls [`Behaviour::observe`] only for these.
+pub fn judges(kind: crate::event::EventKind) -> bool {
+    use crate::event::EventKind::*;
+    matches!(
+        kind,
+        ProcessCreate | ConnectionCreate | ListeningPorts | Login | KernelModule
+    )
+}
+
 /// The container image of a record, `container` for a container whose image is not known yet,
 /// `host` otherwise.
 fn scope(extra: Option<&ExtraDetails>) -> &str {

@@ -497,7 +497,10 @@ impl Detector {
             }
             _ => {}
         }
-        if self.behaviour.is_some() && self.on(Rule::BehaviourAnomaly) {
+        if self.behaviour.is_some()
+            && behaviour::judges(event.payload.kind())
+            && self.on(Rule::BehaviourAnomaly)
+        {
             self.behaviour_anomalies(event, now, out);
         }
         let kind = event.payload.kind() as usize;

@@ -160,6 +160,9 @@ impl Paced {
 
 /// Runs `work` `rate` times a second for `seconds` on `threads` threads.
 ///
+/// The one argument every storm process gets (to count the records that carry it).
+const STORM_ARGUMENT: &str = "--storm";
+
 /// One shared schedule (a token bucket without burst limit): unit `i` may start at
 /// `start + i / rate`; whichever thread is free takes the next unit. Threads that fall behind
 /// catch up without sleeping, so the achieved rate is what the machine could do, and it is
@@ -290,6 +293,9 @@ struct RunResult {
     /// connect: the `In` side of the connections (the listener's end), where `captured` counts
     /// the `Out` side.
     second: u64,
+    /// exec: records with the whole command line (the program's path and its one argument):
+    /// from /proc, or from the exec tracepoint's stack copy when the process was gone.
+    with_arguments: u64,
     agent_cpu_ms_per_1000: f64,
     agent_peak_rss_kib: u64,
     reference_cpu_ms_per_1000: Option<f64>,
@@ -331,8 +337,10 @@ fn run_once(args: &Args) -> RunResult {
                 std::thread::sleep(Duration::from_millis(500));
                 let c = child.clone();
                 let p = paced(args.rate, args.seconds, args.threads, move || {
-                    // posix_spawn: no stdio changes, no pre_exec, inherited environment.
+                    // posix_spawn: no stdio changes, no pre_exec, inherited environment; one
+                    // argument, to count the records that have it.
                     Command::new(&c)
+                        .arg(STORM_ARGUMENT)
                         .spawn()
                         .and_then(|mut ch| ch.wait())
                         .is_ok_and(|s| s.success())
@@ -344,11 +352,15 @@ fn run_once(args: &Args) -> RunResult {
                     p,
                     forkstat,
                     Box::new(move |r| {
-                        r["CommandLine"].as_str() == Some(path.as_str())
+                        r["CommandLine"]
+                            .as_str()
+                            .is_some_and(|c| c.split(' ').next() == Some(path.as_str()))
                             || r["Executable"].as_str() == Some(path.as_str())
                     }),
                     Some(Box::new(move |r| {
-                        r["CommandLine"].as_str() != Some(path2.as_str())
+                        r["CommandLine"]
+                            .as_str()
+                            .is_none_or(|c| c.split(' ').next() != Some(path2.as_str()))
                             && r["Executable"].as_str() != Some(path2.as_str())
                             && (r["Executable"].as_str() == Some(n2.as_str())
                                 || r["ExtraDetails"]["Comm"].as_str() == Some(n2.as_str()))
@@ -401,6 +413,19 @@ fn run_once(args: &Args) -> RunResult {
     } else {
         "ConnectionCreate"
     };
+    let with_arguments = if args.mode == "exec" {
+        reported(
+            &out,
+            kind,
+            Box::new(|r: &serde_json::Value| {
+                r["CommandLine"]
+                    .as_str()
+                    .is_some_and(|c| c.ends_with(&format!(" {STORM_ARGUMENT}")))
+            }),
+        )
+    } else {
+        0
+    };
     let captured = reported(&out, kind, keep);
     let second = second.map_or(0, |m| reported(&out, kind, m));
     let generated = paced.generated;
@@ -410,6 +435,7 @@ fn run_once(args: &Args) -> RunResult {
         achieved_rate: paced.rate(),
         captured,
         second,
+        with_arguments,
         agent_cpu_ms_per_1000: per_1000(cpu1 - cpu0),
         agent_peak_rss_kib: hwm,
         reference_cpu_ms_per_1000: reference_cpu.map(per_1000),
@@ -444,7 +470,13 @@ fn main() {
             r.captured,
             pct(r.captured),
             if args.mode == "exec" {
-                format!(", by comm only {} ({:.2} %)", r.second, pct(r.second))
+                format!(
+                    ", by comm only {} ({:.2} %), with arguments {} ({:.2} %)",
+                    r.second,
+                    pct(r.second),
+                    r.with_arguments,
+                    pct(r.with_arguments)
+                )
             } else {
                 format!(", In side {} ({:.2} %)", r.second, pct(r.second))
             },
@@ -468,12 +500,16 @@ fn main() {
     } else {
         "In side"
     };
+    let with_arguments = column(&|r| r.with_arguments as f64 * 100.0 / r.generated.max(1) as f64);
     let cpu = column(&|r| r.agent_cpu_ms_per_1000);
     let rss = column(&|r| r.agent_peak_rss_kib as f64);
     let rate = column(&|r| r.achieved_rate);
     println!(
         "median: achieved {rate:.0}/s, capture {capture:.2} % ({second_label} {second:.2} %), agent CPU {cpu:.1} ms/1000 events, peak RSS {rss:.0} KiB"
     );
+    if args.mode == "exec" {
+        println!("median: with their arguments {with_arguments:.2} %");
+    }
     let mut refs: Vec<f64> = results
         .iter()
         .filter_map(|r| r.reference_cpu_ms_per_1000)

@@ -20,9 +20,11 @@
 //! minute when it changed, and at shutdown) so it survives restarts and upgrades. It is bounded
 //! at [`MAX_ITEMS`]: past it nothing more is learned (counted in [`Behaviour::not_learned`] and
 //! logged once), and such items are reported as anomalies once learning ends. After learning,
-//! an item not in the set is reported once and then added to it (a new behaviour is one alert,
-//! not one per occurrence); alerts are also subject to the detector's suppression and per-rule
-//! rate limit.
+//! an item not in the set is reported, and the detector adds it to the set ([`Behaviour::learn`])
+//! once its alert is raised, or suppressed because the same item alerted recently: a new
+//! behaviour is one alert, not one per occurrence. An alert dropped because the rule had spent
+//! its per-minute budget does not teach the item, so its next occurrence, once the budget has
+//! refilled, is reported (otherwise a flood of new items would hide some of them for good).
 
 use crate::event::{ConnectionCreate, Direction, Event, ExtraDetails, LoginResult, Payload};
 use serde::{Deserialize, Serialize};
@@ -209,8 +211,9 @@ impl Behaviour {
         self.learned.not_learned
     }
 
-    /// Learns from `event` while learning; afterwards appends to `out` what it had not learned
-    /// (and learns it, so each deviation is reported once).
+    /// Learns from `event` while learning; afterwards appends to `out` what it had not learned,
+    /// each item once, without learning it: the caller learns a deviation with
+    /// [`Behaviour::learn`] once its alert is not lost to the rate limit.
     pub fn observe(&mut self, event: &Event, now: u64, out: &mut Vec<Deviation>) {
         let phase = self.phase(now);
         if phase == Phase::Off {
@@ -287,6 +290,20 @@ impl Behaviour {
             _ => {}
         }
     }
+
+    /// Learns a deviation [`Behaviour::observe`] reported (room permitting), so it is not
+    /// reported again. The detector calls it when the deviation's alert was raised or suppressed
+    /// as a repeat, not when the rule's rate limit dropped it.
+    pub fn learn(&mut self, d: &Deviation) {
+        let scratch = &mut self.learned.scratch;
+        scratch.clear();
+        scratch.push_str(&d.scope);
+        scratch.push('\u{1f}');
+        scratch.push_str(d.kind);
+        scratch.push('\u{1f}');
+        scratch.push_str(&d.value);
+        self.learned.insert_scratch();
+    }
 }
 
 /// The learned items and what learning them costs to track.
@@ -302,8 +319,8 @@ struct Learned {
 }
 
 impl Learned {
-    /// Looks up the item whose value `fill` writes; a new one is learned (room permitting) and,
-    /// when watching, reported.
+    /// Looks up the item whose value `fill` writes; a new one is learned (room permitting) while
+    /// learning, and reported (once per `out`) when watching.
     fn check(
         &mut self,
         phase: Phase,
@@ -322,13 +339,27 @@ impl Learned {
         if self.items.contains(self.scratch.as_str()) {
             return;
         }
-        let deviation = || Deviation {
-            scope: scope.to_string(),
-            kind,
-            value: self.scratch[value_at..].to_string(),
-        };
         if phase == Phase::Watching {
-            out.push(deviation());
+            // Not learned here: see [`Behaviour::learn`]. An event naming an item twice (two
+            // records of one new program) reports it once, as when it was learned at once.
+            let value = &self.scratch[value_at..];
+            let same = |d: &Deviation| d.kind == kind && d.scope == scope && d.value == value;
+            if !out.iter().any(same) {
+                out.push(Deviation {
+                    scope: scope.to_string(),
+                    kind,
+                    value: value.to_string(),
+                });
+            }
+            return;
+        }
+        self.insert_scratch();
+    }
+
+    /// Adds the item in `scratch` unless the set is full (then counts it, and logs once).
+    fn insert_scratch(&mut self) {
+        if self.items.contains(self.scratch.as_str()) {
+            return;
         }
         if self.items.len() >= MAX_ITEMS {
             self.not_learned += 1;
@@ -439,9 +470,12 @@ mod tests {
         }]))
     }
 
+    /// What `e` reports; each deviation is then learned, as the detector does once it raises
+    /// the alert.
     fn seen(b: &mut Behaviour, e: &Event, now: u64) -> Vec<String> {
         let mut out = Vec::new();
         b.observe(e, now, &mut out);
+        out.iter().for_each(|d| b.learn(d));
         out.iter()
             .map(|d| format!("{} {} {}", d.scope, d.kind, d.value))
             .collect()

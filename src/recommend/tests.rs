@@ -269,3 +269,99 @@ fn a_flood_is_capped_and_counted() {
     assert_eq!(v.len(), MAX_RECOMMENDATIONS);
     assert_eq!(v.last().unwrap().extra_details["Omitted"], "50");
 }
+
+/// The real parsers' records of real rulesets: rules that accept everything from anywhere are
+/// recommended against, narrowed ones (address, port, state, loopback, ICMP) are not, and only
+/// chains that filter (iptables' filter table, nft input/output hooks) are judged.
+#[test]
+fn permissive_rules_from_real_rulesets() {
+    use crate::collectors::firewall::{Backend, IpFamily, parse_iptables_save, parse_nft_json};
+    let save = "*nat
+:PREROUTING ACCEPT [0:0]
+:INPUT ACCEPT [0:0]
+:OUTPUT ACCEPT [0:0]
+:POSTROUTING ACCEPT [0:0]
+-A INPUT -j ACCEPT
+COMMIT
+*filter
+:INPUT DROP [0:0]
+:FORWARD DROP [0:0]
+:OUTPUT ACCEPT [0:0]
+-A INPUT -i lo -j ACCEPT
+-A INPUT -m conntrack --ctstate RELATED,ESTABLISHED -j ACCEPT
+-A INPUT -p tcp -m tcp --dport 22 -j ACCEPT
+-A INPUT -p icmp -j ACCEPT
+-A INPUT -s 10.0.0.0/8 -j ACCEPT
+-A INPUT -m limit --limit 5/min -j ACCEPT
+-A INPUT -p tcp -j ACCEPT
+-A INPUT -i eth0 -j ACCEPT
+-A OUTPUT -o lo -j ACCEPT
+-A OUTPUT -j ACCEPT
+COMMIT
+";
+    let parsed = parse_iptables_save(save.as_bytes(), IpFamily::V4, Backend::IptablesNft);
+    let mut r = Recommender::default();
+    let e = r
+        .once(
+            &Event::new(Payload::FirewallConfiguration(parsed.rules)),
+            &Config::default(),
+        )
+        .unwrap();
+    let got = ids(&e);
+    let rules: Vec<_> = got
+        .iter()
+        .filter(|(id, _)| id == "permissive-firewall-rule")
+        .map(|(_, s)| s.as_str())
+        .collect();
+    assert_eq!(rules.len(), 3, "{got:?}");
+    assert!(rules[0].ends_with("filter/INPUT #7"), "{rules:?}");
+    assert!(rules[1].ends_with("filter/INPUT #8"), "{rules:?}");
+    assert!(rules[2].ends_with("filter/OUTPUT #2"), "{rules:?}");
+    // The policies: filter's OUTPUT accepts; nat's chains are not judged.
+    let policies: Vec<_> = got
+        .iter()
+        .filter(|(id, _)| id == "permissive-firewall-policy")
+        .map(|(_, s)| s.as_str())
+        .collect();
+    assert_eq!(policies.len(), 1, "{got:?}");
+    assert!(policies[0].ends_with("filter/OUTPUT"), "{policies:?}");
+    let Payload::Recommendation(v) = &e.payload else {
+        unreachable!()
+    };
+    let first = v
+        .iter()
+        .find(|r| r.recommendation_id == "permissive-firewall-rule")
+        .unwrap();
+    assert_eq!(first.severity, BaselineSeverity::Important);
+    assert!(first.description.contains("every TCP incoming packet"), "{}", first.description);
+    assert_eq!(first.extra_details["Rule"], "-A INPUT -p tcp -j ACCEPT");
+
+    // nft: `ct state` and `iifname lo` rules are narrowed; a bare accept is not.
+    let nft = br#"{"nftables": [
+      {"table": {"family": "inet", "name": "filter", "handle": 1}},
+      {"chain": {"family": "inet", "table": "filter", "name": "input", "handle": 1,
+                 "type": "filter", "hook": "input", "prio": 0, "policy": "drop"}},
+      {"chain": {"family": "inet", "table": "filter", "name": "pre", "handle": 2,
+                 "type": "nat", "hook": "prerouting", "prio": -100, "policy": "accept"}},
+      {"rule": {"family": "inet", "table": "filter", "chain": "input", "handle": 3, "expr": [
+        {"match": {"op": "==", "left": {"meta": {"key": "iifname"}}, "right": "lo"}}, {"accept": null}]}},
+      {"rule": {"family": "inet", "table": "filter", "chain": "input", "handle": 4, "expr": [
+        {"match": {"op": "in", "left": {"ct": {"key": "state"}}, "right": ["established", "related"]}}, {"accept": null}]}},
+      {"rule": {"family": "inet", "table": "filter", "chain": "input", "handle": 5, "expr": [
+        {"counter": {"packets": 0, "bytes": 0}}, {"accept": null}]}},
+      {"rule": {"family": "inet", "table": "filter", "chain": "pre", "handle": 6, "expr": [
+        {"accept": null}]}}
+    ]}"#;
+    let parsed = parse_nft_json(nft).unwrap();
+    let mut r = Recommender::default();
+    let e = r
+        .once(
+            &Event::new(Payload::FirewallConfiguration(parsed.rules)),
+            &Config::default(),
+        )
+        .unwrap();
+    assert_eq!(
+        ids(&e),
+        [pair("permissive-firewall-rule", "inet filter/input #3")]
+    );
+}

@@ -1,8 +1,8 @@
 //! `iptables-save` text (legacy and nf_tables backends, IPv4 and IPv6) to firewall rules.
 
 use super::{
-    Backend, IpFamily, MAX_RULE_TEXT, Parsed, builtin_direction, empty_rule, policy_rule,
-    protocol_name, set_once,
+    Backend, IpFamily, MAX_RULE_TEXT, Parsed, builtin_direction, empty_rule, more_conditions,
+    policy_rule, protocol_name, set_once,
 };
 use crate::event::{FirewallAction, FirewallRule};
 use crate::text::within_bytes;
@@ -168,7 +168,9 @@ fn iptables_rule(
             "-j" | "--jump" => target = Some(it.next()?.to_string()),
             "-g" | "--goto" => goto = Some(it.next()?.to_string()),
             _ => {
-                // Any other option: skip its arguments (tokens up to the next option).
+                // Any other option: a condition the record does not show (skip its
+                // arguments: tokens up to the next option).
+                more_conditions(&mut rule);
                 while it.peek().is_some_and(|t| !t.starts_with('-') && *t != "!") {
                     it.next();
                 }

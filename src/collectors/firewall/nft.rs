@@ -2,7 +2,7 @@
 
 use super::{
     Backend, MAX_RULE_TEXT, ParseError, Parsed, empty_rule, hook_direction, iptables_target_action,
-    policy_rule, protocol_name,
+    more_conditions, policy_rule, protocol_name,
 };
 use crate::event::{FirewallAction, FirewallRule};
 use crate::text::within_bytes;
@@ -152,7 +152,8 @@ fn nft_rule(exprs: &[Value], hook: Option<&str>) -> FirewallRule {
                 let target = str_field(body, "name").unwrap_or("?");
                 verdict = Some((iptables_target_action(target), target.to_string()));
             }
-            "counter" | "limit" | "xt" | "quota" => {}
+            "counter" => {}
+            "limit" | "xt" | "quota" => more_conditions(&mut rule),
             // log, dnat, snat, masquerade, redirect, notrack, mangle, dup, fwd, ct helper, …
             _ => other = Some(name.clone()),
         }
@@ -194,8 +195,11 @@ fn nft_match(body: &Value, rule: &mut FirewallRule) {
                 set_once(&mut rule.destination_port, value());
                 implied_protocol(rule, proto);
             }
-            ("icmp" | "icmpv6", _) => implied_protocol(rule, proto),
-            _ => {}
+            ("icmp" | "icmpv6", _) => {
+                implied_protocol(rule, proto);
+                more_conditions(rule);
+            }
+            _ => more_conditions(rule),
         }
     } else if let Some(m) = left.get("meta") {
         match str_field(m, "key") {
@@ -206,8 +210,11 @@ fn nft_match(body: &Value, rule: &mut FirewallRule) {
             Some("oif" | "oifname") => {
                 rule.extra_details.insert("OutInterface".into(), value());
             }
-            _ => {}
+            _ => more_conditions(rule),
         }
+    } else {
+        // ct state, mark, socket, fib, … : a condition without a field of its own.
+        more_conditions(rule);
     }
 }
 

@@ -43,6 +43,14 @@ pub(super) fn policy_rule(
     rule
 }
 
+/// Marks a rule with a condition its record's fields do not show (connection state, marks,
+/// rate limits, other match modules): `ExtraDetails.MoreConditions`. A reader judging how
+/// permissive a rule is (the recommender) must not take such a rule for "everything".
+pub(super) fn more_conditions(rule: &mut FirewallRule) {
+    rule.extra_details
+        .insert("MoreConditions".into(), "true".into());
+}
+
 pub(super) fn hook_direction(hook: &str) -> Option<Direction> {
     match hook {
         "input" | "prerouting" | "ingress" => Some(Direction::In),

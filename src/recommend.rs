@@ -273,9 +273,16 @@ fn permissive(r: &FirewallRule) -> Option<Recommendation> {
         Direction::Out => (BaselineSeverity::Warning, "outgoing"),
     };
     let position = r.priority.map(|p| format!(" #{p}")).unwrap_or_default();
-    let family = extra.get("Family").map(|f| format!("{f} ")).unwrap_or_default();
+    let family = extra
+        .get("Family")
+        .map(|f| format!("{f} "))
+        .unwrap_or_default();
     let subject = format!("{family}{chain}{position}");
-    let protocol = r.protocol.as_deref().map(|p| format!("{p} ")).unwrap_or_default();
+    let protocol = r
+        .protocol
+        .as_deref()
+        .map(|p| format!("{p} "))
+        .unwrap_or_default();
     let interface = ["InInterface", "OutInterface"]
         .iter()
         .find_map(|k| extra.get(*k))
@@ -286,7 +293,9 @@ fn permissive(r: &FirewallRule) -> Option<Recommendation> {
         "Firewall rule accepts everything",
         severity,
         subject,
-        format!("rule{position} of chain {chain} accepts every {protocol}{what} packet{interface}, from any address to any port: the rules after it never see that traffic"),
+        format!(
+            "rule{position} of chain {chain} accepts every {protocol}{what} packet{interface}, from any address to any port: the rules after it never see that traffic"
+        ),
         "Narrow the rule to the sources and ports the device needs, or remove it and accept only established connections and the device's services",
         "FirewallConfiguration",
     );

@@ -333,7 +333,11 @@ COMMIT
         .find(|r| r.recommendation_id == "permissive-firewall-rule")
         .unwrap();
     assert_eq!(first.severity, BaselineSeverity::Important);
-    assert!(first.description.contains("every TCP incoming packet"), "{}", first.description);
+    assert!(
+        first.description.contains("every TCP incoming packet"),
+        "{}",
+        first.description
+    );
     assert_eq!(first.extra_details["Rule"], "-A INPUT -p tcp -j ACCEPT");
 
     // nft: `ct state` and `iifname lo` rules are narrowed; a bare accept is not.

@@ -20,9 +20,11 @@
 //! register number, or kernels refusing the sample, only file names are taken, as before.
 //!
 //! Cost: the kernel writes a record per exec (in the exec'ing task, with the stack copy about
-//! 4 KiB); the reader copies recent records into a small table of reused buffers
-//! ([`ExecTrace::drain`]) once per batch, without a system call, and parses argv only for an
-//! exec /proc missed. Needs root (`CAP_PERFMON` or `CAP_SYS_ADMIN`) and tracefs mounted on the
+//! 8 KiB); the reader copies recent records into a small table of reused buffers
+//! ([`ExecTrace::drain`]) once per batch, without a system call, and copies and parses the
+//! stack only for an exec /proc missed, keeping the arguments, not the stack. An exec whose
+//! record was drained in an earlier batch than its process event (the tracepoint fires first)
+//! keeps its file name but not its arguments. Needs root (`CAP_PERFMON` or `CAP_SYS_ADMIN`) and tracefs mounted on the
 //! host; without them the collector works as before and says so once in the log.
 
 use crate::host::HostRoot;
@@ -135,12 +137,10 @@ impl Format {
 struct Exec {
     pid: u32,
     name: Vec<u8>,
-    /// The copied stack, empty without one; parsed only when asked ([`argv_from_stack`]).
-    stack: Vec<u8>,
-    /// The stack pointer the copy starts at.
-    sp: u64,
-    /// Width of the program's pointers (4 or 8).
-    word: usize,
+    /// The NUL-separated arguments parsed from the stack copy ([`argv_from_stack`]), only for
+    /// an exec /proc missed; `None` otherwise. Parsed at once rather than keeping the 8 KiB
+    /// copy, so the table holds command lines, not stacks.
+    args: Option<Vec<u8>>,
 }
 
 /// The `sched_process_exec` tracepoint of the host, per CPU.
@@ -260,10 +260,9 @@ impl ExecTrace {
                             let name = sample.name;
                             slot.name
                                 .extend_from_slice(&name[..name.len().min(MAX_NAME)]);
-                            slot.stack.clear();
-                            slot.stack.extend_from_slice(sample.stack);
-                            slot.sp = sample.sp;
-                            slot.word = sample.word;
+                            slot.args = (!sample.stack.is_empty())
+                                .then(|| argv_from_stack(sample.stack, sample.sp, sample.word))
+                                .flatten();
                             self.next = (self.next + 1) % REMEMBERED;
                         }
                     }
@@ -300,9 +299,8 @@ impl ExecTrace {
     /// The arguments of the `back`-th latest exec of `pid`, joined with spaces as /proc's
     /// command line is; `None` without a stack copy or when it holds no argument.
     pub fn command_line_of(&self, pid: u32, back: usize) -> Option<String> {
-        let e = self.exec_of(pid, back)?;
-        let argv = argv_from_stack(&e.stack, e.sp, e.word)?;
-        crate::host::procfs::parse_cmdline(&argv)
+        let argv = self.exec_of(pid, back)?.args.as_deref()?;
+        crate::host::procfs::parse_cmdline(argv)
     }
 }
 

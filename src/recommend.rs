@@ -215,6 +215,14 @@ fn firewall(rules: &[FirewallRule]) -> Vec<Recommendation> {
     out
 }
 
+/// How much a chain that lets everything through exposes: incoming traffic more than outgoing.
+fn exposure(direction: Direction) -> (BaselineSeverity, &'static str) {
+    match direction {
+        Direction::In => (BaselineSeverity::Important, "incoming"),
+        Direction::Out => (BaselineSeverity::Warning, "outgoing"),
+    }
+}
+
 /// An address condition that lets everything through (absent, or a whole address family).
 fn any_address(a: &Option<String>) -> bool {
     a.as_deref()
@@ -268,10 +276,7 @@ fn permissive(r: &FirewallRule) -> Option<Recommendation> {
     if !everything {
         return None;
     }
-    let (severity, what) = match r.direction? {
-        Direction::In => (BaselineSeverity::Important, "incoming"),
-        Direction::Out => (BaselineSeverity::Warning, "outgoing"),
-    };
+    let (severity, what) = exposure(r.direction?);
     let position = r.priority.map(|p| format!(" #{p}")).unwrap_or_default();
     let family = extra
         .get("Family")
@@ -312,10 +317,7 @@ fn policies(rules: &[FirewallRule]) -> Vec<Recommendation> {
         .filter(|r| r.extra_details.get("Policy").map(String::as_str) == Some("true"))
         .filter(|r| r.action == FirewallAction::Allow && judged_chain(r))
         .filter_map(|r| {
-            let (severity, what) = match r.direction? {
-                Direction::In => (BaselineSeverity::Important, "incoming"),
-                Direction::Out => (BaselineSeverity::Warning, "outgoing"),
-            };
+            let (severity, what) = exposure(r.direction?);
             let chain = r.chain_name.clone().unwrap_or_else(|| "(unnamed)".into());
             let family = r.extra_details.get("Family").cloned();
             let subject = match &family {

@@ -299,30 +299,31 @@ COMMIT
 -A OUTPUT -j ACCEPT
 COMMIT
 ";
+    // What a fresh recommender makes of one ruleset, and the subjects of one recommendation.
+    let recommend = |rules: Vec<FirewallRule>| {
+        Recommender::default()
+            .once(
+                &Event::new(Payload::FirewallConfiguration(rules)),
+                &Config::default(),
+            )
+            .unwrap()
+    };
+    let subjects = |got: &[(String, String)], id: &str| -> Vec<String> {
+        got.iter()
+            .filter(|(i, _)| i == id)
+            .map(|(_, s)| s.clone())
+            .collect()
+    };
     let parsed = parse_iptables_save(save.as_bytes(), IpFamily::V4, Backend::IptablesNft);
-    let mut r = Recommender::default();
-    let e = r
-        .once(
-            &Event::new(Payload::FirewallConfiguration(parsed.rules)),
-            &Config::default(),
-        )
-        .unwrap();
+    let e = recommend(parsed.rules);
     let got = ids(&e);
-    let rules: Vec<_> = got
-        .iter()
-        .filter(|(id, _)| id == "permissive-firewall-rule")
-        .map(|(_, s)| s.as_str())
-        .collect();
+    let rules = subjects(&got, "permissive-firewall-rule");
     assert_eq!(rules.len(), 3, "{got:?}");
     assert!(rules[0].ends_with("filter/INPUT #7"), "{rules:?}");
     assert!(rules[1].ends_with("filter/INPUT #8"), "{rules:?}");
     assert!(rules[2].ends_with("filter/OUTPUT #2"), "{rules:?}");
     // The policies: filter's OUTPUT accepts; nat's chains are not judged.
-    let policies: Vec<_> = got
-        .iter()
-        .filter(|(id, _)| id == "permissive-firewall-policy")
-        .map(|(_, s)| s.as_str())
-        .collect();
+    let policies = subjects(&got, "permissive-firewall-policy");
     assert_eq!(policies.len(), 1, "{got:?}");
     assert!(policies[0].ends_with("filter/OUTPUT"), "{policies:?}");
     let Payload::Recommendation(v) = &e.payload else {
@@ -357,15 +358,8 @@ COMMIT
         {"accept": null}]}}
     ]}"#;
     let parsed = parse_nft_json(nft).unwrap();
-    let mut r = Recommender::default();
-    let e = r
-        .once(
-            &Event::new(Payload::FirewallConfiguration(parsed.rules)),
-            &Config::default(),
-        )
-        .unwrap();
     assert_eq!(
-        ids(&e),
+        ids(&recommend(parsed.rules)),
         [pair("permissive-firewall-rule", "inet filter/input #3")]
     );
 }

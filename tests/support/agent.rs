@@ -22,6 +22,12 @@ pub fn command() -> Command {
 /// whole machine, and removing the temporary root would descend into it; this one goes away
 /// with the agent.
 pub fn command_with_trees(root: &Path, trees: &[&str]) -> Command {
+    command_with_trees_of(Path::new(env!("CARGO_BIN_EXE_edgeguard")), root, trees)
+}
+
+/// [`command_with_trees`] running `binary` instead of this build's own `edgeguard` (a benchmark
+/// that measures another build, such as the release binary under `target/release`).
+pub fn command_with_trees_of(binary: &Path, root: &Path, trees: &[&str]) -> Command {
     let mut script = String::new();
     for t in trees {
         script.push_str(&format!(
@@ -32,7 +38,7 @@ pub fn command_with_trees(root: &Path, trees: &[&str]) -> Command {
     let mut c = Command::new("unshare");
     c.args(["--mount", "--propagation", "private", "sh", "-c", &script])
         .arg(root)
-        .arg(env!("CARGO_BIN_EXE_edgeguard"));
+        .arg(binary);
     clean_env(&mut c);
     c
 }

@@ -241,6 +241,10 @@ fn scaled_settings(k: u32) -> Vec<Setting> {
         keys.push((format!("aggregationInterval{}", kind.name()), interval));
     }
     keys.push(("heartbeatFrequency".into(), d.heartbeat_frequency));
+    keys.push((
+        "snapshotRefreshFrequency".into(),
+        d.snapshot_refresh_frequency,
+    ));
     keys.into_iter()
         .map(|(key, default)| Setting {
             key,
@@ -760,8 +764,22 @@ fn bill(telemetry: &[Telemetry], marker: &str, port: Option<u16>) -> Bill {
 
 /// The snapshot rounds in the day, a real day's average, and the units of the day had it
 /// held that average (the round's units scaled): a 13-hour timer gives a day one or two rounds
-/// depending on where the day starts.
-fn rounds_estimate(b: &Bill, settings: &[Setting], day: Duration) -> (u64, f64, f64, f64) {
+/// depending on where the day starts. Unchanged snapshots are held back for up to
+/// `snapshotRefreshFrequency` (a week), longer than the day: the estimate adds the full
+/// re-send's share of a day (the start-up round's snapshot units × day / refresh), returned
+/// last.
+fn rounds_estimate(
+    b: &Bill,
+    startup: &Bill,
+    settings: &[Setting],
+    day: Duration,
+) -> (u64, f64, f64, f64, f64) {
+    let refresh_share = settings
+        .iter()
+        .find(|s| s.key == "snapshotRefreshFrequency")
+        .filter(|s| !s.scaled.is_zero())
+        .map_or(0.0, |s| day.as_secs_f64() / s.scaled.as_secs_f64());
+    let refresh_units = startup.round_units * refresh_share;
     let seen = b.kinds.get("SystemInformation").map_or(0, |s| s.events);
     let expected = settings
         .iter()
@@ -772,8 +790,8 @@ fn rounds_estimate(b: &Bill, settings: &[Setting], day: Duration) -> (u64, f64, 
     } else {
         0.0
     };
-    let estimate = b.units as f64 + (expected - seen as f64) * per_round;
-    (seen, expected, per_round, estimate)
+    let estimate = b.units as f64 + (expected - seen as f64) * per_round + refresh_units;
+    (seen, expected, per_round, estimate, refresh_units)
 }
 
 /// What one profile's day measured.
@@ -789,7 +807,7 @@ struct DayResult {
     /// The machine's 1-minute load average as the day began and ended.
     load: (String, String),
     /// [`rounds_estimate`].
-    rounds: (u64, f64, f64, f64),
+    rounds: (u64, f64, f64, f64, f64),
 }
 
 fn loadavg() -> String {
@@ -1115,10 +1133,10 @@ async fn one_day(
         twin_patches: patches.len() as u64,
         twin_units,
         load: (load_before, load_after),
-        rounds: (0, 0.0, 0.0, 0.0),
+        rounds: (0, 0.0, 0.0, 0.0, 0.0),
     };
     let r = DayResult {
-        rounds: rounds_estimate(&r.bill, settings, day),
+        rounds: rounds_estimate(&r.bill, &r.startup, settings, day),
         ..r
     };
     print_day(args, &r, settings, day);
@@ -1202,9 +1220,10 @@ fn print_day(args: &Args, r: &DayResult, settings: &[Setting], day: Duration) {
         count("MessageStatistics"),
         expect("lowPriorityMessageFrequency")
     );
-    let (seen, expected, per_round, estimate) = r.rounds;
+    let (seen, expected, per_round, estimate, refresh) = r.rounds;
     println!(
-        "snapshot rounds: {seen} in this day, a real day averages {expected:.2} (which of one or two depends on where the day starts); one round's snapshots cost {per_round:.1} units here, so a day of {expected:.2} rounds comes to about {estimate:.0} units"
+        "snapshot rounds: {seen} in this day, a real day averages {expected:.2} (which of one or two depends on where the day starts); one round's snapshots cost {per_round:.1} units here; the start-up round sent every snapshot in full ({:.1} units), which an unchanged device re-sends once per snapshotRefreshFrequency: {refresh:.1} units a day; so a day of {expected:.2} rounds comes to about {estimate:.0} units",
+        r.startup.round_units
     );
     println!(
         "per event kind (bytes and units: each message's split over its events by serialized size; hits: records, or HitCount when aggregated; alone: messages with nothing else):"
@@ -1311,7 +1330,7 @@ fn verdict(k: u32, results: &[DayResult]) {
             .collect();
         let estimate = r.rounds.3;
         println!(
-            "{}: {} messages, {} bytes, {} units a day (about {:.0} with a real day's average {:.2} snapshot rounds); goal <= {}: {}{}; dropped: {}; biggest: {}",
+            "{}: {} messages, {} bytes, {} units a day (about {:.0} with a real day's average {:.2} snapshot rounds and the weekly full re-send); goal <= {}: {}{}; dropped: {}; biggest: {}",
             r.profile.name(),
             thousands(r.bill.messages),
             thousands(r.bill.bytes),

@@ -31,6 +31,16 @@ pub fn heartbeat(metrics: &Metrics, sequence: u64) -> Heartbeat {
             extra.insert(format!("collector.{name}"), state.clone());
         }
     }
+    // What an unchanged snapshot held back would have said is the last one sent: name it, so
+    // upstream can tell "unchanged" from "missing" (`snapshotRefreshFrequency`).
+    for (kind, s) in &r.snapshots {
+        if s.unchanged_rounds > 0 {
+            extra.insert(
+                format!("snapshot.{kind}"),
+                format!("unchanged since {}", s.last_sent),
+            );
+        }
+    }
     let nonneg = |v: Option<i64>| v.unwrap_or(0).max(0) as u64;
     Heartbeat {
         agent_version: r.agent_version,

@@ -32,13 +32,15 @@ mod reader;
 pub use context::Context;
 pub use reader::{Held, KERNEL_EMIT_WAIT, READER_HOLD, READER_HOLD_EVENTS, RecvTimeout};
 
-use crate::event::{CollectorHealth, Event};
+use crate::event::{Category, CollectorHealth, Event, EventKind};
 use crate::host::HostRoot;
 use crate::metrics::Metrics;
 use crate::pipeline::Control;
 use std::future::Future;
+use std::hash::{Hash, Hasher};
 use std::pin::Pin;
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 use tokio::sync::{Notify, mpsc};
 use tokio_util::task::TaskTracker;
 
@@ -160,7 +162,90 @@ pub async fn collect_once(
     tx: &mpsc::Sender<Event>,
     metrics: &Metrics,
 ) -> bool {
-    collect_round(collectors, host, tx, metrics, None).await
+    collect_round(collectors, host, tx, metrics, None, None).await
+}
+
+/// Holds back a periodic snapshot identical to the last one sent, for up to
+/// `snapshotRefreshFrequency`.
+///
+/// Snapshots are most of an idle device's upstream cost (a software inventory and an OS
+/// baseline are about 50 of IoT Hub's 4 KB units a round, twice a day at the 13-hour default),
+/// and on a device nobody touches they repeat word for word. The latest snapshot of each kind
+/// upstream stays the device's current state; the heartbeat names the kinds held back and
+/// when each was last sent (`snapshot.<Kind>`), so "unchanged" can be told from "missing", and
+/// a full copy goes out again at least every `snapshotRefreshFrequency` so it never ages out
+/// of retention upstream. Any change, the first round after start and a requested snapshot
+/// (the `snapshot` direct method) send in full.
+#[derive(Debug, Default)]
+pub struct SnapshotDedup {
+    /// (collector, kind) → digest of the payloads last sent, and when.
+    last: std::collections::HashMap<(&'static str, EventKind), (u64, Instant)>,
+}
+
+impl SnapshotDedup {
+    /// What of one collector's round to send: every event but the `Periodic` kinds whose
+    /// payloads equal the last ones sent less than `refresh` ago (none when `force`).
+    pub fn filter(
+        &mut self,
+        collector: &'static str,
+        events: Vec<Event>,
+        refresh: Duration,
+        force: bool,
+        metrics: &Metrics,
+        now: Instant,
+    ) -> Vec<Event> {
+        let mut digests: Vec<(EventKind, u64)> = Vec::new();
+        let mut hashers: Vec<(EventKind, std::collections::hash_map::DefaultHasher)> = Vec::new();
+        for e in events.iter().filter(|e| e.category == Category::Periodic) {
+            let kind = e.kind();
+            let i = match hashers.iter().position(|(k, _)| *k == kind) {
+                Some(i) => i,
+                None => {
+                    hashers.push((kind, Default::default()));
+                    hashers.len() - 1
+                }
+            };
+            // The payload as it is sent (not the event: its id and time change every round).
+            match serde_json::to_vec(&e.payload) {
+                Ok(bytes) => bytes.hash(&mut hashers[i].1),
+                // Cannot happen for these payloads; a fresh id makes the round count as changed.
+                Err(_) => e.id.hash(&mut hashers[i].1),
+            }
+        }
+        for (kind, h) in hashers {
+            digests.push((kind, h.finish()));
+        }
+        let mut held = Vec::new();
+        for (kind, digest) in digests {
+            let key = (collector, kind);
+            match self.last.get(&key) {
+                Some((d, sent))
+                    if !force && *d == digest && now.duration_since(*sent) < refresh =>
+                {
+                    held.push(kind);
+                    metrics.snapshot_unchanged(kind);
+                }
+                _ => {
+                    self.last.insert(key, (digest, now));
+                    metrics.snapshot_sent(kind);
+                }
+            }
+        }
+        if held.is_empty() {
+            return events;
+        }
+        events
+            .into_iter()
+            .filter(|e| !(e.category == Category::Periodic && held.contains(&e.kind())))
+            .collect()
+    }
+}
+
+/// One round's [`SnapshotDedup`] settings.
+struct Dedup<'a> {
+    state: &'a mut SnapshotDedup,
+    refresh: Duration,
+    force: bool,
 }
 
 /// One round of every periodic collector; with `flush_each`, the pipeline is asked to send after
@@ -171,6 +256,7 @@ async fn collect_round(
     tx: &mpsc::Sender<Event>,
     metrics: &Metrics,
     flush_each: Option<&mpsc::Sender<Control>>,
+    mut dedup: Option<Dedup<'_>>,
 ) -> bool {
     for slot in collectors.iter_mut() {
         let mut c = std::mem::replace(slot, Box::new(Placeholder));
@@ -193,8 +279,16 @@ async fn collect_round(
             }
         };
         let name = slot.name();
-        for event in events {
+        for event in &events {
             metrics.collected(name, event.kind());
+        }
+        let events = match dedup.as_mut() {
+            Some(d) => d
+                .state
+                .filter(name, events, d.refresh, d.force, metrics, Instant::now()),
+            None => events,
+        };
+        for event in events {
             if tx.send(event).await.is_err() {
                 return false;
             }
@@ -247,9 +341,26 @@ pub async fn run_periodic(
         ..
     } = ctx;
     let mut first = true;
+    let mut dedup = SnapshotDedup::default();
+    // The first round, and one the `snapshot` direct method asked for, send in full.
+    let mut force = true;
     loop {
         let flush_each = first.then_some(&control);
-        if !collect_round(&mut collectors, &host, &tx, &metrics, flush_each).await {
+        let round = Dedup {
+            state: &mut dedup,
+            refresh: config.borrow().snapshot_refresh_frequency,
+            force: std::mem::take(&mut force),
+        };
+        if !collect_round(
+            &mut collectors,
+            &host,
+            &tx,
+            &metrics,
+            flush_each,
+            Some(round),
+        )
+        .await
+        {
             return;
         }
         if std::mem::take(&mut first) {
@@ -262,7 +373,10 @@ pub async fn run_periodic(
                 _ = cancel.cancelled() => return,
                 _ = tokio::time::sleep_until(next) => break,
                 // The `snapshot` direct method.
-                _ = snapshot_now.notified() => break,
+                _ = snapshot_now.notified() => {
+                    force = true;
+                    break;
+                }
                 changed = config.changed() => {
                     if changed.is_err() {
                         // The config owner is gone: keep the current period.
@@ -278,6 +392,117 @@ pub async fn run_periodic(
                     }
                 }
             }
+        }
+    }
+}
+
+#[cfg(test)]
+mod dedup_tests {
+    use super::*;
+    use crate::event::{LocalUser, Payload};
+    use crate::metrics::Identity;
+
+    fn users(name: &str) -> Event {
+        Event::new(Payload::LocalUsers(vec![LocalUser {
+            user_name: name.into(),
+            user_id: "1000".into(),
+            group_names: "users".into(),
+            group_ids: "100".into(),
+            extra_details: Default::default(),
+        }]))
+    }
+
+    fn kinds(events: &[Event]) -> Vec<EventKind> {
+        events.iter().map(|e| e.kind()).collect()
+    }
+
+    #[test]
+    fn holds_back_an_identical_snapshot_until_the_refresh_is_due() {
+        let metrics = Metrics::new(&Identity::default());
+        let mut d = SnapshotDedup::default();
+        let week = Duration::from_secs(7 * 86_400);
+        let t0 = Instant::now();
+        let round = || {
+            vec![
+                users("pi"),
+                Event::empty_snapshot(EventKind::ListeningPorts),
+            ]
+        };
+        let first = d.filter("users", round(), week, false, &metrics, t0);
+        assert_eq!(first.len(), 2, "the first round is always sent");
+        // Same content, new ids and times: held back, and the heartbeat says since when.
+        let later = t0 + Duration::from_secs(13 * 3600);
+        assert!(
+            d.filter("users", round(), week, false, &metrics, later)
+                .is_empty()
+        );
+        let r = crate::status::report(&metrics);
+        assert_eq!(r.snapshots["LocalUsers"].unchanged_rounds, 1);
+        let hb = crate::heartbeat::heartbeat(&metrics, 1);
+        assert!(
+            hb.extra_details["snapshot.LocalUsers"].starts_with("unchanged since "),
+            "{:?}",
+            hb.extra_details
+        );
+        assert_eq!(
+            metrics.value(
+                "edgeguard_snapshots_unchanged_total",
+                &[("kind", "LocalUsers")]
+            ),
+            Some(1.0)
+        );
+        // A change of one kind sends that kind only.
+        let changed = vec![
+            users("mallory"),
+            Event::empty_snapshot(EventKind::ListeningPorts),
+        ];
+        let sent = d.filter("users", changed, week, false, &metrics, later);
+        assert_eq!(kinds(&sent), [EventKind::LocalUsers]);
+        assert_eq!(
+            crate::status::report(&metrics).snapshots["LocalUsers"].unchanged_rounds,
+            0
+        );
+        // A requested snapshot is sent in full.
+        let forced = vec![users("mallory")];
+        assert_eq!(
+            d.filter("users", forced, week, true, &metrics, later).len(),
+            1
+        );
+        // The refresh period sends the unchanged one again.
+        let due = later + week;
+        assert_eq!(
+            d.filter("users", vec![users("mallory")], week, false, &metrics, due)
+                .len(),
+            1
+        );
+        // Zero refresh: every snapshot in full, as the retired agents did.
+        assert_eq!(
+            d.filter(
+                "users",
+                vec![users("mallory")],
+                Duration::ZERO,
+                false,
+                &metrics,
+                due
+            )
+            .len(),
+            1
+        );
+    }
+
+    #[test]
+    fn passes_events_that_are_not_snapshots() {
+        let metrics = Metrics::new(&Identity::default());
+        let mut d = SnapshotDedup::default();
+        let triggered = || {
+            let mut e = users("pi");
+            e.category = Category::Triggered;
+            e
+        };
+        let t = Instant::now();
+        for _ in 0..3 {
+            let sent = d.filter("x", vec![triggered()], Duration::MAX, false, &metrics, t);
+            assert_eq!(sent.len(), 1);
         }
     }
 }

@@ -38,6 +38,7 @@ pub(super) enum Key {
     DockerSocketPath,
     DetectionRulesDisabled,
     HeartbeatFrequency,
+    SnapshotRefreshFrequency,
     FileIntegrityEnabled,
     FileIntegrityPaths,
     DetectionCustomRules,
@@ -79,6 +80,7 @@ impl Key {
             DockerSocketPath,
             DetectionRulesDisabled,
             HeartbeatFrequency,
+            SnapshotRefreshFrequency,
             FileIntegrityEnabled,
             FileIntegrityPaths,
             DetectionCustomRules,
@@ -118,6 +120,7 @@ impl Key {
             DockerSocketPath => "dockerSocketPath".into(),
             DetectionRulesDisabled => "detectionRulesDisabled".into(),
             HeartbeatFrequency => "heartbeatFrequency".into(),
+            SnapshotRefreshFrequency => "snapshotRefreshFrequency".into(),
             FileIntegrityEnabled => "fileIntegrityEnabled".into(),
             FileIntegrityPaths => "fileIntegrityPaths".into(),
             DetectionCustomRules => "detectionCustomRules".into(),
@@ -150,6 +153,7 @@ impl Key {
             "dockerSocketPath" => DockerSocketPath,
             "detectionRulesDisabled" => DetectionRulesDisabled,
             "heartbeatFrequency" => HeartbeatFrequency,
+            "snapshotRefreshFrequency" => SnapshotRefreshFrequency,
             "fileIntegrityEnabled" => FileIntegrityEnabled,
             "fileIntegrityPaths" => FileIntegrityPaths,
             "detectionCustomRules" => DetectionCustomRules,
@@ -203,6 +207,7 @@ impl Key {
                 .join(",")
                 .into(),
             HeartbeatFrequency => duration(config.heartbeat_frequency),
+            SnapshotRefreshFrequency => duration(config.snapshot_refresh_frequency),
             FileIntegrityEnabled => config.file_integrity_enabled.into(),
             FileIntegrityPaths => match &config.file_integrity_paths {
                 Some(paths) => paths.join(",").into(),
@@ -285,6 +290,7 @@ impl Key {
             DockerSocketPath => config.docker_socket_path = socket_path(value)?,
             DetectionRulesDisabled => config.detection_rules_disabled = rules(value)?,
             HeartbeatFrequency => config.heartbeat_frequency = duration(value)?,
+            SnapshotRefreshFrequency => config.snapshot_refresh_frequency = duration(value)?,
             FileIntegrityEnabled => config.file_integrity_enabled = boolean(value)?,
             FileIntegrityPaths => config.file_integrity_paths = Some(file_paths(value)?),
             DetectionCustomRules => {
@@ -406,6 +412,9 @@ impl Key {
                 to.detection_rules_disabled = from.detection_rules_disabled.clone();
             }
             HeartbeatFrequency => to.heartbeat_frequency = from.heartbeat_frequency,
+            SnapshotRefreshFrequency => {
+                to.snapshot_refresh_frequency = from.snapshot_refresh_frequency;
+            }
             FileIntegrityEnabled => to.file_integrity_enabled = from.file_integrity_enabled,
             FileIntegrityPaths => to.file_integrity_paths = from.file_integrity_paths.clone(),
             DetectionCustomRules => to.detection_custom_rules = from.detection_custom_rules.clone(),
@@ -902,7 +911,7 @@ mod tests {
         let names: Vec<String> = Key::all().map(Key::name).collect();
         let unique: std::collections::BTreeSet<&String> = names.iter().collect();
         assert_eq!(unique.len(), names.len());
-        assert_eq!(names.len(), 5 + EventKind::ALL.len() + 6 + 19);
+        assert_eq!(names.len(), 5 + EventKind::ALL.len() + 6 + 20);
         for key in Key::all() {
             assert_eq!(Key::from_name(&key.name()), Some(key));
         }

@@ -73,6 +73,10 @@ pub struct Config {
     pub detection_rules_disabled: Vec<Rule>,
     /// How often a `Heartbeat` is sent (`heartbeatFrequency`, edgeguard's own key).
     pub heartbeat_frequency: Duration,
+    /// How long a periodic snapshot identical to the last one sent may be held back
+    /// (`snapshotRefreshFrequency`, edgeguard's own key): [`crate::collectors::SnapshotDedup`].
+    /// Zero sends every snapshot in full, as the retired agents did.
+    pub snapshot_refresh_frequency: Duration,
     /// How long the behaviour baseline learns (`behaviourLearningPeriod`, default 24 h; zero
     /// turns it off): [`crate::detect::behaviour`].
     pub behaviour_learning_period: Duration,
@@ -94,9 +98,17 @@ pub struct Config {
     pub detection_allow_lists: AllowLists,
 }
 
-/// Five minutes: a silent device is noticed within minutes, not at the next low-priority timer
-/// hours later.
-pub const DEFAULT_HEARTBEAT: Duration = Duration::from_secs(5 * 60);
+/// An hour: a silent device is noticed within the hour, not at the next low-priority timer
+/// hours later. Each heartbeat is a message of its own on an idle device, and IoT Hub bills a
+/// message at least one 4 KB unit: every five minutes would be 288 units a day, three times the
+/// idle device-day budget (`docs/benchmarks.md`, "Cost of a device-day"). edgeAgent already
+/// reports whether the module runs; the heartbeat adds the agent's own health.
+pub const DEFAULT_HEARTBEAT: Duration = Duration::from_secs(3600);
+
+/// A week: an unchanged snapshot is re-sent in full at least weekly, so the latest one of each
+/// kind stays within any retention upstream (Log Analytics keeps 30 days by default) while an
+/// idle device stops paying a full inventory and baseline (about 50 units) twice a day.
+pub const DEFAULT_SNAPSHOT_REFRESH: Duration = Duration::from_secs(7 * 24 * 3600);
 
 /// Where Docker (Moby) listens on an IoT Edge device, and where the module mounts it.
 pub const DEFAULT_DOCKER_SOCKET: &str = "/var/run/docker.sock";
@@ -135,6 +147,7 @@ impl Default for Config {
             docker_socket_path: DEFAULT_DOCKER_SOCKET.to_string(),
             detection_rules_disabled: Vec::new(),
             heartbeat_frequency: DEFAULT_HEARTBEAT,
+            snapshot_refresh_frequency: DEFAULT_SNAPSHOT_REFRESH,
             behaviour_learning_period: Duration::from_secs(24 * 3600),
             behaviour_baseline_reset: None,
             file_integrity_enabled: true,

@@ -570,7 +570,7 @@ pub struct Alert {
     pub extra_details: ExtraDetails,
 }
 
-/// The agent is alive: sent every `heartbeatFrequency` (default 5 minutes) and at once, so an
+/// The agent is alive: sent every `heartbeatFrequency` (default an hour) and at once, so an
 /// upstream "device silent" rule can tell a silent device from one with nothing to report.
 /// Never aggregated; off with `eventPriorityHeartbeat: Off`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

@@ -121,6 +121,7 @@ pub struct Metrics {
     /// The file integrity collector: (`edgeguard_fim_watches`, `edgeguard_fim_unwatched`).
     fim_watches: (IntGauge, IntGauge),
     fim_overflows: IntCounter,
+    snapshots_unchanged: IntCounterVec,
     fim_notifications: IntCounter,
     drop_log: Mutex<HashMap<DropKey, DropLog>>,
     /// What the status report needs beyond counters (reasons, times).
@@ -244,6 +245,12 @@ impl Metrics {
             })
             .collect();
         Metrics {
+            snapshots_unchanged: counter_vec(
+                &r,
+                "edgeguard_snapshots_unchanged_total",
+                "Periodic snapshots held back because they were identical to the last one sent",
+                &["kind"],
+            ),
             events_collected: counter_vec(
                 &r,
                 "edgeguard_events_collected_total",
@@ -487,6 +494,19 @@ impl Metrics {
         self.events_collected
             .with_label_values(&[collector, kind.name()])
             .inc();
+    }
+
+    /// A full snapshot of `kind` was sent.
+    pub fn snapshot_sent(&self, kind: EventKind) {
+        self.status.snapshot_sent(kind.name());
+    }
+
+    /// A snapshot of `kind` identical to the last one sent was held back.
+    pub fn snapshot_unchanged(&self, kind: EventKind) {
+        self.snapshots_unchanged
+            .with_label_values(&[kind.name()])
+            .inc();
+        self.status.snapshot_unchanged(kind.name());
     }
 
     pub fn filtered(&self, kind: EventKind) {

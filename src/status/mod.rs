@@ -55,6 +55,16 @@ pub struct Link {
     pub last_error: Option<String>,
 }
 
+/// One periodic snapshot kind, as [`crate::collectors::SnapshotDedup`] last decided.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct SnapshotState {
+    /// When the last full snapshot of this kind was sent (RFC 3339 UTC).
+    pub last_sent: String,
+    /// Rounds since then whose snapshot was identical and held back (0: the last round sent it).
+    pub unchanged_rounds: u64,
+}
+
 #[derive(Debug, Default)]
 struct Board {
     agent_id: Option<String>,
@@ -66,6 +76,8 @@ struct Board {
     /// (when, rule id) of the alerts raised in the last hour, oldest first. Bounded by the
     /// detector's own budget (at most 60 a minute per rule, built-in or custom).
     alerts: VecDeque<(Instant, Cow<'static, str>)>,
+    /// Snapshot kind → when it was last sent in full, and how many rounds held it back since.
+    snapshots: BTreeMap<String, SnapshotState>,
 }
 
 /// What the report needs beyond the metrics; shared by every component through [`Metrics`].
@@ -171,6 +183,30 @@ impl StatusBoard {
         b.link = Some((link, began));
     }
 
+    /// A full snapshot of `kind` was sent now.
+    pub fn snapshot_sent(&self, kind: &str) {
+        self.lock().snapshots.insert(
+            kind.to_string(),
+            SnapshotState {
+                last_sent: now_utc(),
+                unchanged_rounds: 0,
+            },
+        );
+    }
+
+    /// A snapshot of `kind` identical to the last one sent was held back.
+    pub fn snapshot_unchanged(&self, kind: &str) {
+        let mut b = self.lock();
+        let state = b
+            .snapshots
+            .entry(kind.to_string())
+            .or_insert_with(|| SnapshotState {
+                last_sent: now_utc(),
+                unchanged_rounds: 0,
+            });
+        state.unchanged_rounds += 1;
+    }
+
     pub fn acked(&self) {
         self.lock().last_acked = Some(now_utc());
     }
@@ -214,6 +250,10 @@ pub struct Report {
     pub drops: BTreeMap<String, u64>,
     /// Rule → alerts raised in the last hour.
     pub alerts_last_hour: BTreeMap<String, u64>,
+    /// Snapshot kind → when it was last sent in full and how many identical rounds were held
+    /// back since (`snapshotRefreshFrequency`).
+    #[serde(default)]
+    pub snapshots: BTreeMap<String, SnapshotState>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -299,6 +339,7 @@ pub fn report(metrics: &Metrics) -> Report {
         collector_details: b.collectors.clone(),
         drops: metrics.drops(),
         alerts_last_hour: alerts,
+        snapshots: b.snapshots.clone(),
     }
 }
 
@@ -394,6 +435,18 @@ impl Report {
             "alerts in the last hour: {}",
             counts(&self.alerts_last_hour, "none")
         ));
+        let held: Vec<String> = self
+            .snapshots
+            .iter()
+            .filter(|(_, st)| st.unchanged_rounds > 0)
+            .map(|(kind, st)| format!("{kind} (sent {})", st.last_sent))
+            .collect();
+        if !held.is_empty() {
+            line(format!(
+                "unchanged snapshots held back: {}",
+                held.join(", ")
+            ));
+        }
         s
     }
 }

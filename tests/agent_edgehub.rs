@@ -65,6 +65,8 @@ struct Device {
     host: tempfile::TempDir,
     state: tempfile::TempDir,
     starts: std::cell::Cell<usize>,
+    /// Connections the double had accepted when the last agent started ([`Device::wait_ready`]).
+    connections_before: std::cell::Cell<usize>,
     /// The machine's own trees the host root shows (`proc`), bind-mounted in the agent's own
     /// mount namespace ([`support::agent::command_with_trees`]).
     trees: Vec<&'static str>,
@@ -116,6 +118,7 @@ impl Device {
             host,
             state: tempfile::tempdir().expect("state dir"),
             starts: std::cell::Cell::new(0),
+            connections_before: std::cell::Cell::new(0),
             trees: Vec::new(),
             _turn: turn,
         }
@@ -125,6 +128,7 @@ impl Device {
     /// `agent-<n>.log` in the state directory (printed when a test fails).
     fn start_agent(&self, extra: &[(&str, &str)]) -> ChildGuard {
         self.starts.set(self.starts.get() + 1);
+        self.connections_before.set(self.hub.accepted_connections());
         let log = std::fs::File::create(self.log_path(self.starts.get())).expect("agent log");
         let mut c = if self.trees.is_empty() {
             support::agent::command()
@@ -182,7 +186,13 @@ impl Device {
     async fn wait_ready(&self) {
         let positions = self.state.path().join("login-positions.json");
         let deadline = Instant::now() + Duration::from_secs(30);
-        while !(self.hub.is_connected() && positions.exists()) {
+        // A connection accepted after this agent started: right after a SIGKILL the double may
+        // not have noticed yet that the previous agent's connection is gone.
+        let before = self.connections_before.get();
+        while !(self.hub.accepted_connections() > before
+            && self.hub.is_connected()
+            && positions.exists())
+        {
             assert!(
                 Instant::now() < deadline,
                 "agent not ready in 30 s\n{}",

@@ -353,29 +353,38 @@ impl ClockWatch {
         let step = wall_elapsed - mono_elapsed;
         (step.abs() > CLOCK_STEP.as_secs_f64()).then_some(step.round() as i64)
     }
+}
 
-    /// Checks every [`CLOCK_CHECK`] until a step; returns it.
-    async fn next_step(&mut self) -> i64 {
-        loop {
-            sleep(CLOCK_CHECK).await;
-            if let Some(step) = self.stepped() {
-                tracing::warn!(
-                    step_secs = step,
-                    "the wall clock was stepped; signing a new SAS token"
-                );
-                return step;
-            }
+/// Checks the clock every [`CLOCK_CHECK`] and sends each step (in seconds) to the poll task,
+/// until it stops. A task of its own because the poll task must not cancel
+/// `EventLoop::poll` on a plain tick: rumqttc drops a packet whose write is cancelled while
+/// the socket pushes back (and keeps it as in flight), so a message would wait for the next
+/// reconnect. Only a step, which reconnects anyway, interrupts a poll.
+async fn watch_clock(steps: mpsc::Sender<i64>) {
+    let mut clock = ClockWatch::new();
+    loop {
+        tokio::select! {
+            _ = sleep(CLOCK_CHECK) => {}
+            _ = steps.closed() => return,
+        }
+        if let Some(step) = clock.stepped() {
+            tracing::warn!(
+                step_secs = step,
+                "the wall clock was stepped; signing a new SAS token"
+            );
+            // Full: a step is already waiting, and one is enough to sign again.
+            let _ = steps.try_send(step);
         }
     }
 }
 
 /// Waits `delay` (a reconnect backoff), or less when the session stops or the wall clock steps
 /// (then a token signed with the corrected clock may work at once).
-async fn back_off(delay: Duration, done: &CancellationToken, clock: &mut ClockWatch) {
+async fn back_off(delay: Duration, done: &CancellationToken, steps: &mut mpsc::Receiver<i64>) {
     tokio::select! {
         _ = sleep(delay) => {}
         _ = done.cancelled() => {}
-        _ = clock.next_step() => {}
+        _ = steps.recv() => {}
     }
 }
 
@@ -389,9 +398,8 @@ pub(super) async fn drive(mut d: Driver, mut eventloop: EventLoop) {
     let mut connected = false;
     let mut generation = 0u64;
     let mut stopping: Option<Instant> = None;
-    let mut clock = ClockWatch::new();
-    let mut clock_tick = tokio::time::interval(CLOCK_CHECK);
-    clock_tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let (step_tx, mut steps) = mpsc::channel(1);
+    tokio::spawn(watch_clock(step_tx));
 
     loop {
         if stopping.is_none() && d.done.is_cancelled() {
@@ -415,7 +423,7 @@ pub(super) async fn drive(mut d: Driver, mut eventloop: EventLoop) {
                     d.set_link("disconnected", Some(error_chain(&e)), false);
                     let delay = delay_after(&d.opts, &e, attempt);
                     attempt = attempt.saturating_add(1);
-                    back_off(delay, &d.done, &mut clock).await;
+                    back_off(delay, &d.done, &mut steps).await;
                     continue;
                 }
             }
@@ -430,11 +438,9 @@ pub(super) async fn drive(mut d: Driver, mut eventloop: EventLoop) {
             // While connected, the publisher's DISCONNECT ends the session: cancelling poll
             // mid-write could garble the stream it is about to close cleanly.
             _ = d.done.cancelled(), if !connected && stopping.is_none() => continue,
-            _ = clock_tick.tick(), if connected && stopping.is_none() => {
-                if let Some(step) = clock.stepped() {
-                    tracing::warn!(step_secs = step, "the wall clock was stepped; signing a new SAS token");
-                    renew_at = Some(Instant::now());
-                }
+            // Cancelling poll here is safe: the renewal below drops the connection.
+            Some(_) = steps.recv(), if connected && stopping.is_none() => {
+                renew_at = Some(Instant::now());
                 continue;
             }
             _ = sleep_until(renew), if connected && stopping.is_none() => {
@@ -536,7 +542,7 @@ pub(super) async fn drive(mut d: Driver, mut eventloop: EventLoop) {
                     delay_after(&d.opts, &e, attempt)
                 };
                 attempt = attempt.saturating_add(1);
-                back_off(delay, &d.done, &mut clock).await;
+                back_off(delay, &d.done, &mut steps).await;
             }
         }
     }

@@ -18,7 +18,8 @@
 //! journald and coredump settings (kv.rs, `KV_RULES`); programs and files that should be
 //! present or absent, mount options, the kernel command line, LSM, time sync, logging, core
 //! limits, banner contents and sudo defaults (system.rs, `PATH_RULES`, `MOUNT_RULES`);
-//! bounded walks (walks.rs); Docker; IoT Edge. Where many checks share a shape they are rows of
+//! bounded walks (walks.rs; the running collector reuses a world-writable walk for an hour,
+//! `WALK_REFRESH`); Docker; IoT Edge. Where many checks share a shape they are rows of
 //! a table in catalogue.rs, evaluated by one generic function.
 //!
 //! **Not applicable.** The schema's results are only Pass/Fail/Error, so a check that cannot
@@ -139,6 +140,11 @@ const MAX_LISTED: usize = 10;
 
 /// Every built-in check, in a stable order.
 pub fn run_builtin(host: &HostRoot) -> Vec<BaselineCheck> {
+    builtin(host, None)
+}
+
+/// [`run_builtin`], reusing a recent world-writable walk from `cache` ([`WALK_REFRESH`]).
+fn builtin(host: &HostRoot, cache: Option<&mut WalkCache>) -> Vec<BaselineCheck> {
     let mut out = Vec::with_capacity(256);
     let accounts = Accounts::load(host);
     sshd_checks(host, &mut out);
@@ -150,7 +156,7 @@ pub fn run_builtin(host: &HostRoot) -> Vec<BaselineCheck> {
     module_checks(host, &mut out);
     kv_checks(host, &mut out);
     system_checks(host, &mut out);
-    walk_checks(host, &mut out);
+    walk_checks(host, cache, &mut out);
     docker_checks(host, &mut out);
     aziot_checks(host, &accounts, &mut out);
     out
@@ -161,11 +167,15 @@ pub fn run_builtin(host: &HostRoot) -> Vec<BaselineCheck> {
 /// from the configuration at each snapshot.
 pub struct BaselineCollector {
     config: watch::Receiver<Arc<Config>>,
+    walks: WalkCache,
 }
 
 impl BaselineCollector {
     pub fn new(config: watch::Receiver<Arc<Config>>) -> BaselineCollector {
-        BaselineCollector { config }
+        BaselineCollector {
+            config,
+            walks: WalkCache::default(),
+        }
     }
 }
 
@@ -176,7 +186,7 @@ impl Periodic for BaselineCollector {
 
     fn collect(&mut self, host: &HostRoot) -> Vec<Event> {
         let config = self.config.borrow().clone();
-        let mut checks = run_builtin(host);
+        let mut checks = builtin(host, Some(&mut self.walks));
         checks.extend(run_custom(
             host,
             config.baseline_custom_checks_enabled,

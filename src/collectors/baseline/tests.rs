@@ -1312,3 +1312,38 @@ fn pam_stacks_defaults_and_module_arguments() {
     let records = run_builtin(&empty.host());
     assert!(actual(by_id(&records)["CCE-80667-9"]).starts_with("no PAM password stack"));
 }
+
+#[test]
+fn the_world_writable_walk_is_reused_for_an_hour_then_repeated() {
+    let r = Root::new();
+    r.mkdir("/var/tmp", 0o777);
+    let writable =
+        |records: &[BaselineCheck]| -> BaselineResult { by_id(records)["CCE-80783-4"].result };
+    let mut cache = WalkCache::default();
+    let mut out = Vec::new();
+    walk_checks(&r.host(), Some(&mut cache), &mut out);
+    assert_eq!(writable(&out), BaselineResult::Fail);
+
+    // Fixed, and walked again within the hour: the last walk's result stands.
+    r.mkdir("/var/tmp", 0o1777);
+    let mut out = Vec::new();
+    walk_checks(&r.host(), Some(&mut cache), &mut out);
+    assert_eq!(writable(&out), BaselineResult::Fail);
+    // Without a cache (`edgeguard snapshot`, tests) every call walks.
+    let mut out = Vec::new();
+    walk_checks(&r.host(), None, &mut out);
+    assert_eq!(writable(&out), BaselineResult::Pass);
+
+    // An hour later the walk runs again.
+    let hour_ago = std::time::Instant::now()
+        .checked_sub(WALK_REFRESH)
+        .expect("the monotonic clock is past an hour");
+    if let Some((at, _)) = cache_last(&mut cache) {
+        *at = hour_ago;
+    }
+    let mut out = Vec::new();
+    walk_checks(&r.host(), Some(&mut cache), &mut out);
+    assert_eq!(writable(&out), BaselineResult::Pass);
+    // The set-id checks are not cached: they walk every time.
+    assert_eq!(out.len(), 3, "{out:?}");
+}

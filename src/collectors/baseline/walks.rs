@@ -10,6 +10,7 @@ use crate::host::{FileKind, HostRoot};
 use std::fs::Metadata;
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
 
 /// What a walk saw, and whether it stopped early.
 #[derive(Debug, Default)]
@@ -203,7 +204,51 @@ fn walk_note(w: &Walk) -> String {
     note
 }
 
-pub(super) fn walk_checks(host: &HostRoot, out: &mut Vec<BaselineCheck>) {
+/// How long the world-writable walk's result is reused. The walk reads every directory under
+/// `/usr`, `/var`, `/etc` and the temporary directories (18,000 on a developer's machine, 0.3 s
+/// of CPU, mostly in the kernel): at the default `snapshotFrequency` (13 h) it runs every round,
+/// but a snapshot timer of seconds (what a user sets while testing a deployment) would repeat it
+/// every few seconds, half again as much CPU as an exec storm of 1,000 a second costs.
+pub(super) const WALK_REFRESH: Duration = Duration::from_secs(3600);
+
+/// The last world-writable walk's record, reused for [`WALK_REFRESH`].
+#[derive(Debug, Default)]
+pub(super) struct WalkCache {
+    last: Option<(Instant, BaselineCheck)>,
+}
+
+/// The cached walk's time and record (tests move the time back).
+#[cfg(test)]
+pub(super) fn cache_last(cache: &mut WalkCache) -> Option<(&mut Instant, &mut BaselineCheck)> {
+    cache.last.as_mut().map(|(at, r)| (at, r))
+}
+
+pub(super) fn walk_checks(
+    host: &HostRoot,
+    cache: Option<&mut WalkCache>,
+    out: &mut Vec<BaselineCheck>,
+) {
+    let fresh = cache.as_ref().and_then(|c| {
+        c.last
+            .as_ref()
+            .filter(|(at, _)| at.elapsed() < WALK_REFRESH)
+            .map(|(_, r)| r.clone())
+    });
+    let writable = match fresh {
+        Some(record) => record,
+        None => {
+            let record = world_writable_check(host);
+            if let Some(cache) = cache {
+                cache.last = Some((Instant::now(), record.clone()));
+            }
+            record
+        }
+    };
+    out.push(writable);
+    setid_checks(host, out);
+}
+
+fn world_writable_check(host: &HostRoot) -> BaselineCheck {
     let w = walk(
         host,
         WRITABLE_ROOTS,
@@ -214,15 +259,17 @@ pub(super) fn walk_checks(host: &HostRoot, out: &mut Vec<BaselineCheck>) {
         WALK_MAX_ENTRIES,
         &mut |_, m| m.is_dir() && m.mode() & 0o002 != 0 && m.mode() & 0o1000 == 0,
     );
-    out.push(record(
+    record(
         &WORLD_WRITABLE_STICKY,
         if w.found.is_empty() {
             Outcome::Pass(walk_note(&w))
         } else {
             Outcome::Fail(format!("{} ({})", listing(&w.found), walk_note(&w)))
         },
-    ));
+    )
+}
 
+fn setid_checks(host: &HostRoot, out: &mut Vec<BaselineCheck>) {
     let mut suid = Vec::new();
     let mut sgid = Vec::new();
     let w = walk(

@@ -192,14 +192,16 @@ const SGID_ALLOWED: &[&str] = &[
     "Xorg.wrap",
 ];
 
+/// What the walk covered. No counts unless it stopped early: `/tmp` and `/var` change by the
+/// minute, and a count in `Actual` would make every OSBaseline snapshot differ from the last,
+/// so none could be held back as unchanged (`collectors::SnapshotDedup`).
 fn walk_note(w: &Walk) -> String {
-    let mut note = format!(
-        "{} directories, {} entries examined",
-        w.dirs.min(WALK_MAX_DIRS),
-        w.entries
-    );
+    let mut note = format!("walked {}", WRITABLE_ROOTS.join(", "));
     if w.truncated {
-        note.push_str("; walk limit reached, the rest was not examined");
+        note.push_str(&format!(
+            "; walk limit reached after {} directories, the rest was not examined",
+            w.dirs.min(WALK_MAX_DIRS)
+        ));
     }
     note
 }

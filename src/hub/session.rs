@@ -384,7 +384,8 @@ async fn back_off(delay: Duration, done: &CancellationToken, steps: &mut mpsc::R
     tokio::select! {
         _ = sleep(delay) => {}
         _ = done.cancelled() => {}
-        _ = steps.recv() => {}
+        // `None` (the clock task gone) disables this branch rather than ending the wait.
+        Some(_) = steps.recv() => {}
     }
 }
 

@@ -62,6 +62,9 @@
 //!   outbox keeps delivering for `--shutdown-grace` (10 s) before the agent exits. Nothing else
 //!   is needed (the `flush` direct method only exists under IoT Edge).
 //!
+//! `--snapshot DURATION` also sets `snapshotFrequency` (e.g. `PT8S`, what a user testing a
+//! deployment sets beside short timers): a snapshot round then falls into the measured window.
+//!
 //! The agent's CPU is measured from just before the storm to 5 s after it (the window forkstat
 //! runs in); what it spends after SIGTERM (in `default`, closing the windows and writing the
 //! storm's messages) is reported apart ("at shutdown", from `wait4`), with the time the stop
@@ -76,7 +79,7 @@
 //!
 //! ```sh
 //! cargo build --release
-//! cargo bench --bench storm -- exec --rate 2000 --seconds 30 --runs 5 [--shape elf|quick|script|busybox|fork] [--timers short|default] [--child-us 1000] [--threads 8] [--keep-output DIR] [--binary PATH]
+//! cargo bench --bench storm -- exec --rate 2000 --seconds 30 --runs 5 [--shape elf|quick|script|busybox|fork] [--timers short|default] [--snapshot PT8S] [--child-us 1000] [--threads 8] [--keep-output DIR] [--binary PATH]
 //! cargo bench --bench storm -- connect --rate 500 --seconds 30 --runs 5 [--timers short|default]
 //! ```
 //! Needs root (the collectors read the kernel); `busybox` needs `/bin/busybox` (Debian's
@@ -168,6 +171,8 @@ struct Args {
     threads: usize,
     /// Where to copy each run's messages (to look at what the agent wrote).
     keep_output: Option<PathBuf>,
+    /// `--snapshot DURATION`: the twin's `snapshotFrequency` (default: the agent's, PT13H).
+    snapshot: Option<String>,
 }
 
 fn parse_args() -> Option<Args> {
@@ -188,6 +193,7 @@ fn parse_args() -> Option<Args> {
         child_us: 1000,
         threads: 8,
         keep_output: None,
+        snapshot: None,
     };
     let mut shape_given = false;
     let mut it = argv.into_iter().filter(|a| a != "--bench");
@@ -216,6 +222,9 @@ fn parse_args() -> Option<Args> {
                     panic!("--shape needs elf, quick, script, busybox or fork, not {v:?}")
                 });
                 shape_given = true;
+            }
+            "--snapshot" => {
+                args.snapshot = Some(it.next().expect("--snapshot needs an ISO 8601 duration"))
             }
             "--timers" => {
                 args.timers = match it.next().as_deref() {
@@ -256,7 +265,11 @@ fn start_agent(args: &Args, dir: &Path) -> (Child, PathBuf) {
         }
         Timers::Default => r#"{"maxLocalCacheSizeInBytes":50000000}"#,
     };
-    std::fs::write(&cfg, twin).expect("write config");
+    let mut twin: serde_json::Value = serde_json::from_str(twin).expect("twin JSON");
+    if let Some(period) = &args.snapshot {
+        twin["snapshotFrequency"] = period.as_str().into();
+    }
+    std::fs::write(&cfg, twin.to_string()).expect("write config");
     let child = Command::new(&args.binary)
         .args(["run", "--sink", "file", "--metrics-addr", "off", "--output"])
         .arg(&out)
@@ -1010,11 +1023,15 @@ fn main() {
         _ => "connections",
     };
     println!(
-        "storm: {what} at {}/s for {} s, {} runs, timers {}, agent {}",
+        "storm: {what} at {}/s for {} s, {} runs, timers {}{}, agent {}",
         args.rate,
         args.seconds,
         args.runs,
         args.timers.name(),
+        args.snapshot
+            .as_deref()
+            .map(|p| format!(" with snapshotFrequency {p}"))
+            .unwrap_or_default(),
         args.binary.display()
     );
     let label = if args.mode == "exec" {

@@ -36,13 +36,11 @@ use crate::event::{Category, CollectorHealth, Event, EventKind};
 use crate::host::HostRoot;
 use crate::metrics::Metrics;
 use crate::pipeline::Control;
-use serde::{Deserialize, Serialize};
 use std::future::Future;
 use std::hash::{Hash, Hasher};
-use std::io::{Read, Write};
 use std::pin::Pin;
 use std::sync::Arc;
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 use tokio::sync::{Notify, mpsc};
 use tokio_util::task::TaskTracker;
 
@@ -176,133 +174,15 @@ pub async fn collect_once(
 /// upstream stays the device's current state; the heartbeat names the kinds held back and
 /// when each was last sent (`snapshot.<Kind>`), so "unchanged" can be told from "missing", and
 /// a full copy goes out again at least every `snapshotRefreshFrequency` so it never ages out
-/// of retention upstream. Any change and a requested snapshot (the `snapshot` direct method)
-/// send in full.
-///
-/// **Across restarts.** A clean stop saves the digests ([`SnapshotDedup::save`],
-/// `snapshot-digests.json` in the state directory) and the next start takes them back and
-/// deletes the file ([`SnapshotDedup::restore`]), so a device that reboots does not pay the full
-/// round (about 70 units on a Debian host) per boot for snapshots upstream already has. After a
-/// crash there is no file and the first round sends everything, as it does on a first start:
-/// a digest is saved only for a snapshot handed over long enough before the stop to be in the
-/// spool ([`SAVE_AFTER`]).
+/// of retention upstream. Any change, the first round after start and a requested snapshot
+/// (the `snapshot` direct method) send in full.
 #[derive(Debug, Default)]
 pub struct SnapshotDedup {
-    /// (collector, kind) → digest of the payloads last sent, and when (monotonic, and wall
-    /// clock for the file).
-    last: std::collections::HashMap<(&'static str, EventKind), (u64, Instant, SystemTime)>,
-}
-
-/// The file in the state directory that carries the digests over a clean restart.
-pub const DIGESTS_FILE: &str = "snapshot-digests.json";
-/// A snapshot handed to the pipeline this recently may not be in the spool yet (the pipeline's
-/// journal commits every second): its digest is not saved, so the next start sends it again.
-const SAVE_AFTER: Duration = Duration::from_secs(5);
-/// A digests file larger than this is not ours (a few hundred bytes per collector).
-const DIGESTS_MAX_BYTES: u64 = 64 * 1024;
-
-#[derive(Debug, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase")]
-struct SavedDigest {
-    collector: String,
-    kind: String,
-    /// Decimal: a JSON number cannot hold every u64 exactly.
-    digest: String,
-    sent_unix_seconds: u64,
+    /// (collector, kind) → digest of the payloads last sent, and when.
+    last: std::collections::HashMap<(&'static str, EventKind), (u64, Instant)>,
 }
 
 impl SnapshotDedup {
-    /// Takes back the digests a clean stop saved in `path` and deletes the file, keeping those
-    /// of `collectors` sent less than `refresh` ago by the wall clock. Returns how many. A
-    /// missing, unreadable or malformed file restores nothing (everything is sent, as on a
-    /// first start); a wall clock behind the saved times (a device without RTC before NTP) too.
-    pub fn restore(
-        &mut self,
-        path: &std::path::Path,
-        collectors: &[&'static str],
-        refresh: Duration,
-        metrics: &Metrics,
-    ) -> usize {
-        let read = std::fs::File::open(path).and_then(|f| {
-            let mut text = String::new();
-            f.take(DIGESTS_MAX_BYTES + 1).read_to_string(&mut text)?;
-            Ok(text)
-        });
-        let text = match read {
-            Ok(t) => t,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return 0,
-            Err(e) => {
-                tracing::warn!(path = %path.display(), error = %e, "cannot read the snapshot digests; every snapshot is sent");
-                return 0;
-            }
-        };
-        if let Err(e) = std::fs::remove_file(path) {
-            tracing::warn!(path = %path.display(), error = %e, "cannot remove the snapshot digests; every snapshot is sent");
-            return 0;
-        }
-        let saved: Vec<SavedDigest> = match serde_json::from_str(&text) {
-            Ok(s) if text.len() as u64 <= DIGESTS_MAX_BYTES => s,
-            _ => {
-                tracing::warn!(path = %path.display(), "malformed snapshot digests; every snapshot is sent");
-                metrics.error("collector", "snapshot_digests");
-                return 0;
-            }
-        };
-        let (now, wall) = (Instant::now(), SystemTime::now());
-        let mut restored = 0;
-        for s in saved {
-            let Some(collector) = collectors.iter().find(|c| **c == s.collector) else {
-                continue;
-            };
-            let (Some(kind), Ok(digest)) = (EventKind::from_name(&s.kind), s.digest.parse()) else {
-                continue;
-            };
-            let sent = UNIX_EPOCH + Duration::from_secs(s.sent_unix_seconds);
-            let Ok(age) = wall.duration_since(sent) else {
-                continue;
-            };
-            let Some(at) = now.checked_sub(age).filter(|_| age < refresh) else {
-                continue;
-            };
-            self.last.insert((collector, kind), (digest, at, sent));
-            metrics.snapshot_restored(kind, sent);
-            restored += 1;
-        }
-        restored
-    }
-
-    /// Saves the digests of snapshots handed over at least [`SAVE_AFTER`] ago in `path`
-    /// (written whole, then renamed into place; owner-only). For a clean stop.
-    pub fn save(&self, path: &std::path::Path) -> std::io::Result<usize> {
-        let saved: Vec<SavedDigest> = self
-            .last
-            .iter()
-            .filter(|(_, (_, at, _))| at.elapsed() >= SAVE_AFTER)
-            .filter_map(|((collector, kind), (digest, _, sent))| {
-                Some(SavedDigest {
-                    collector: collector.to_string(),
-                    kind: kind.name().to_string(),
-                    digest: digest.to_string(),
-                    sent_unix_seconds: sent.duration_since(UNIX_EPOCH).ok()?.as_secs(),
-                })
-            })
-            .collect();
-        let tmp = path.with_extension("json.tmp");
-        {
-            use std::os::unix::fs::OpenOptionsExt;
-            let mut f = std::fs::OpenOptions::new()
-                .write(true)
-                .create(true)
-                .truncate(true)
-                .mode(0o600)
-                .open(&tmp)?;
-            f.write_all(&serde_json::to_vec(&saved).map_err(std::io::Error::other)?)?;
-            f.sync_all()?;
-        }
-        std::fs::rename(&tmp, path)?;
-        Ok(saved.len())
-    }
-
     /// What of one collector's round to send: every event but the `Periodic` kinds whose
     /// payloads equal the last ones sent less than `refresh` ago (none when `force`).
     pub fn filter(
@@ -339,14 +219,14 @@ impl SnapshotDedup {
         for (kind, digest) in digests {
             let key = (collector, kind);
             match self.last.get(&key) {
-                Some((d, sent, _))
+                Some((d, sent))
                     if !force && *d == digest && now.duration_since(*sent) < refresh =>
                 {
                     held.push(kind);
                     metrics.snapshot_unchanged(kind);
                 }
                 _ => {
-                    self.last.insert(key, (digest, now, SystemTime::now()));
+                    self.last.insert(key, (digest, now));
                     metrics.snapshot_sent(kind);
                 }
             }
@@ -458,34 +338,12 @@ pub async fn run_periodic(
         metrics,
         mut config,
         cancel,
-        state_dir,
         ..
     } = ctx;
     let mut first = true;
     let mut dedup = SnapshotDedup::default();
-    let digests = state_dir.join(DIGESTS_FILE);
-    let names: Vec<&'static str> = collectors.iter().map(|c| c.name()).collect();
-    let restored = dedup.restore(
-        &digests,
-        &names,
-        config.borrow().snapshot_refresh_frequency,
-        &metrics,
-    );
-    if restored > 0 {
-        tracing::info!(
-            kinds = restored,
-            "snapshot digests of the last run restored: unchanged snapshots are not sent again"
-        );
-    }
-    // A round the `snapshot` direct method asked for sends in full.
-    let mut force = false;
-    // Saved on a clean stop only (see SnapshotDedup).
-    let save = |dedup: &SnapshotDedup| match dedup.save(&digests) {
-        Ok(n) => tracing::debug!(kinds = n, "snapshot digests saved"),
-        Err(e) => {
-            tracing::warn!(path = %digests.display(), error = %e, "cannot save the snapshot digests; the next start sends every snapshot")
-        }
-    };
+    // The first round, and one the `snapshot` direct method asked for, send in full.
+    let mut force = true;
     loop {
         let flush_each = first.then_some(&control);
         let round = Dedup {
@@ -512,10 +370,7 @@ pub async fn run_periodic(
         let next = tokio::time::Instant::now() + period;
         loop {
             tokio::select! {
-                _ = cancel.cancelled() => {
-                    save(&dedup);
-                    return;
-                }
+                _ = cancel.cancelled() => return,
                 _ = tokio::time::sleep_until(next) => break,
                 // The `snapshot` direct method.
                 _ = snapshot_now.notified() => {
@@ -526,10 +381,7 @@ pub async fn run_periodic(
                     if changed.is_err() {
                         // The config owner is gone: keep the current period.
                         tokio::select! {
-                            _ = cancel.cancelled() => {
-                                save(&dedup);
-                                return;
-                            }
+                            _ = cancel.cancelled() => return,
                             _ = tokio::time::sleep_until(next) => break,
                         }
                     }
@@ -562,116 +414,6 @@ mod dedup_tests {
 
     fn kinds(events: &[Event]) -> Vec<EventKind> {
         events.iter().map(|e| e.kind()).collect()
-    }
-
-    #[test]
-    fn digests_survive_a_clean_restart_once_and_only_when_sane() {
-        use std::os::unix::fs::PermissionsExt;
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join(DIGESTS_FILE);
-        let metrics = Metrics::new(&Identity::default());
-        let week = Duration::from_secs(7 * 86_400);
-        let ports = || vec![Event::empty_snapshot(EventKind::ListeningPorts)];
-        let mut d = SnapshotDedup::default();
-        let a_minute_ago = Instant::now().checked_sub(Duration::from_secs(60)).unwrap();
-        d.filter(
-            "users",
-            vec![users("pi")],
-            week,
-            false,
-            &metrics,
-            a_minute_ago,
-        );
-        // Handed over just now: maybe not in the spool yet, so not saved.
-        d.filter("ports", ports(), week, false, &metrics, Instant::now());
-        assert_eq!(d.save(&path).unwrap(), 1);
-        let mode = std::fs::metadata(&path).unwrap().permissions().mode();
-        assert_eq!(mode & 0o777, 0o600);
-
-        // The next start: the unchanged snapshot is held back, the rest is sent.
-        let metrics = Metrics::new(&Identity::default());
-        let mut next = SnapshotDedup::default();
-        assert_eq!(next.restore(&path, &["users", "ports"], week, &metrics), 1);
-        assert!(!path.exists(), "the file is taken once");
-        let now = Instant::now();
-        assert!(
-            next.filter("users", vec![users("pi")], week, false, &metrics, now)
-                .is_empty()
-        );
-        let hb = crate::heartbeat::heartbeat(&metrics, 1);
-        assert!(hb.extra_details["snapshot.LocalUsers"].starts_with("unchanged since "));
-        assert_eq!(
-            next.filter("ports", ports(), week, false, &metrics, now)
-                .len(),
-            1
-        );
-        assert_eq!(
-            next.filter("users", vec![users("mallory")], week, false, &metrics, now)
-                .len(),
-            1,
-            "a change is sent"
-        );
-
-        // After a crash there is no file: everything is sent.
-        let mut after_crash = SnapshotDedup::default();
-        assert_eq!(after_crash.restore(&path, &["users"], week, &metrics), 0);
-        assert_eq!(
-            after_crash
-                .filter("users", vec![users("pi")], week, false, &metrics, now)
-                .len(),
-            1
-        );
-
-        // Nothing is taken from a file that is not sane.
-        let unix = |ago: i64| {
-            (SystemTime::now()
-                .duration_since(UNIX_EPOCH)
-                .unwrap()
-                .as_secs() as i64
-                - ago)
-                .to_string()
-        };
-        let entry = |collector: &str, kind: &str, digest: &str, sent: String| {
-            format!(
-                r#"{{"collector":"{collector}","kind":"{kind}","digest":"{digest}","sentUnixSeconds":{sent}}}"#
-            )
-        };
-        let bad = [
-            "not json".to_string(),
-            format!("[{}]", entry("nobody", "LocalUsers", "1", unix(60))),
-            format!("[{}]", entry("users", "NoSuchKind", "1", unix(60))),
-            format!("[{}]", entry("users", "LocalUsers", "-1", unix(60))),
-            // Sent "in the future": the wall clock went back (no RTC, before NTP).
-            format!("[{}]", entry("users", "LocalUsers", "1", unix(-3600))),
-            // Older than the refresh period.
-            format!("[{}]", entry("users", "LocalUsers", "1", unix(8 * 86_400))),
-            format!(
-                "[{}]{}",
-                entry("users", "LocalUsers", "1", unix(60)),
-                " ".repeat(70_000)
-            ),
-        ];
-        for text in bad {
-            std::fs::write(&path, &text).unwrap();
-            let mut d = SnapshotDedup::default();
-            assert_eq!(
-                d.restore(&path, &["users"], week, &metrics),
-                0,
-                "{}",
-                &text[..text.len().min(120)]
-            );
-            assert!(!path.exists());
-        }
-        // A sane one for comparison.
-        std::fs::write(
-            &path,
-            format!("[{}]", entry("users", "LocalUsers", "1", unix(60))),
-        )
-        .unwrap();
-        assert_eq!(
-            SnapshotDedup::default().restore(&path, &["users"], week, &metrics),
-            1
-        );
     }
 
     #[test]

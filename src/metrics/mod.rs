@@ -501,11 +501,6 @@ impl Metrics {
         self.status.snapshot_sent(kind.name());
     }
 
-    /// The last snapshot of `kind` was sent by the previous run, at `sent`.
-    pub fn snapshot_restored(&self, kind: EventKind, sent: std::time::SystemTime) {
-        self.status.snapshot_restored(kind.name(), sent);
-    }
-
     /// A snapshot of `kind` identical to the last one sent was held back.
     pub fn snapshot_unchanged(&self, kind: EventKind) {
         self.snapshots_unchanged

@@ -194,18 +194,6 @@ impl StatusBoard {
         );
     }
 
-    /// The last snapshot of `kind` was sent by the previous run, at `sent`.
-    pub fn snapshot_restored(&self, kind: &str, sent: std::time::SystemTime) {
-        let sent: chrono::DateTime<chrono::Utc> = sent.into();
-        self.lock().snapshots.insert(
-            kind.to_string(),
-            SnapshotState {
-                last_sent: format_utc(&sent.fixed_offset()),
-                unchanged_rounds: 0,
-            },
-        );
-    }
-
     /// A snapshot of `kind` identical to the last one sent was held back.
     pub fn snapshot_unchanged(&self, kind: &str) {
         let mut b = self.lock();

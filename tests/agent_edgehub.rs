@@ -418,6 +418,74 @@ async fn a_30_second_outage_loses_nothing_and_keeps_order() {
     d.stop_agent(&mut agent);
 }
 
+/// A slow uplink (the double reads 40 KB/s through a 4 KiB receive buffer and advertises
+/// Ethernet-sized segments, so the agent's writes block for seconds, as on a congested cellular
+/// link): direct methods answered while big messages are still being written, every login
+/// delivered, all on the one connection, no protocol error. Written to catch a session that
+/// cancels its MQTT poll while a write blocks (rumqttc drops a packet whose `feed` is
+/// cancelled); a build with the 2-second cancelling tick of before 88af7c3 passed it as well
+/// (three runs, 10 and 40 KB/s), so such a loss is not shown here.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_slow_uplink_answers_methods_and_loses_nothing() {
+    let d = Device::new(|cfg| cfg.slow_link = Some(40_000)).await;
+    let mut agent = d.start_agent(&[]);
+    d.wait_ready().await;
+
+    // About a megabyte of logins at once: ~25 s on this link, in messages of up to 200 KB.
+    const LOGINS: u64 = 2_000;
+    d.append_logins(0, LOGINS);
+    // Until the first logins arrived: the link is busy with the rest from then on (~25 s).
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while login_users(&d.hub.telemetry()).is_empty() {
+        assert!(
+            Instant::now() < deadline,
+            "no login arrived in 60 s\n{}",
+            d.logs()
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    // Methods while the agent's writes block, one after the other until the last login is
+    // in: each answer waits behind the message being written.
+    let mut answered = 0;
+    while login_users(&d.hub.telemetry()).len() < LOGINS as usize {
+        let asked = Instant::now();
+        let (status, _) = d
+            .hub
+            .invoke_method("flush", json!({}), Duration::from_secs(60))
+            .await
+            .unwrap_or_else(|e| {
+                panic!(
+                    "method {answered} on the slow link: {e:?}\nclosed {:?}\nprotocol errors {:?}\n{}",
+                    d.hub.closed_connections(),
+                    d.hub.protocol_errors(),
+                    d.logs()
+                )
+            });
+        assert_eq!(status, 200, "{}", d.logs());
+        answered += 1;
+        eprintln!("method {answered} answered in {:?}", asked.elapsed());
+    }
+    assert!(
+        answered >= 2,
+        "only {answered} methods while the link was busy"
+    );
+    d.wait_logins(LOGINS, Duration::from_secs(180)).await;
+    check_messages(&d.hub.telemetry());
+    assert!(
+        d.hub.protocol_errors().is_empty(),
+        "{:?}",
+        d.hub.protocol_errors()
+    );
+    assert_eq!(
+        d.hub.accepted_connections(),
+        1,
+        "one connection carried it all: {:?}\n{}",
+        d.hub.closed_connections(),
+        d.logs()
+    );
+    d.stop_agent(&mut agent);
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sigkill_mid_stream_loses_nothing_the_spool_held() {
     let d = Device::new(|_| {}).await;

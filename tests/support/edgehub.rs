@@ -65,6 +65,11 @@ use tokio_util::task::TaskTracker;
 pub const MAX_FRAME: usize = 262_144;
 /// Largest remaining length whose frame fits in `MAX_FRAME` (4-byte header for these sizes).
 const MAX_REMAINING: usize = MAX_FRAME - 4;
+/// Receive buffer of a connection on a [`EdgeHubConfig::slow_link`] (the kernel
+/// doubles it for its bookkeeping).
+pub const SLOW_RECV_BUFFER: usize = 4096;
+/// Segment size the double advertises for a [`EdgeHubConfig::slow_link`].
+pub const SLOW_MSS: usize = 1400;
 /// edgeHub's `SharedAccessSignature` clock skew.
 pub const CLOCK_SKEW: Duration = Duration::from_secs(300);
 
@@ -98,6 +103,13 @@ pub struct EdgeHubConfig {
     pub reported_version_in_response: bool,
     /// Initial desired properties (without `$version`; the double adds `"$version": 1`).
     pub initial_desired: Value,
+    /// A slow uplink of this many bytes per second (`None`: loopback speed). The double then
+    /// reads from a connection in chunks of a tenth of that, through a receive buffer of
+    /// [`SLOW_RECV_BUFFER`] bytes, and advertises an Ethernet-sized segment ([`SLOW_MSS`]), so
+    /// a client writing more than the link carries sees its writes block, as on a congested
+    /// cellular link. (Over loopback's 64 KiB segments the kernel would give the client a send
+    /// buffer of over a megabyte, and its writes would never block.)
+    pub slow_link: Option<usize>,
 }
 
 impl EdgeHubConfig {
@@ -121,6 +133,7 @@ impl EdgeHubConfig {
             enforce_keep_alive: true,
             reported_version_in_response: false,
             initial_desired: json!({}),
+            slow_link: None,
         }
     }
 }
@@ -353,7 +366,9 @@ pub struct EdgeHub {
 impl EdgeHub {
     /// Listens on 127.0.0.1 (ephemeral port) and serves on tokio tasks.
     pub async fn start(cfg: EdgeHubConfig) -> EdgeHub {
-        let listener = bind(0).await.expect("bind 127.0.0.1:0");
+        let listener = bind(0, cfg.slow_link.is_some())
+            .await
+            .expect("bind 127.0.0.1:0");
         let port = listener
             .local_addr()
             .expect("bound listener has an address")
@@ -423,7 +438,7 @@ impl EdgeHub {
         if self.shared.lock().generation.is_some() {
             return;
         }
-        let listener = bind(self.shared.port)
+        let listener = bind(self.shared.port, self.shared.cfg.slow_link.is_some())
             .await
             .expect("rebind the edgeHub double's port");
         serve(&self.shared, listener);
@@ -710,9 +725,13 @@ impl EdgeHub {
     }
 }
 
-async fn bind(port: u16) -> std::io::Result<TcpListener> {
+async fn bind(port: u16, slow_link: bool) -> std::io::Result<TcpListener> {
     let socket = TcpSocket::new_v4()?;
     socket.set_reuseaddr(true)?;
+    if slow_link {
+        // Accepted connections inherit the segment size the listener advertises.
+        set_int_option(&socket, libc::IPPROTO_TCP, libc::TCP_MAXSEG, SLOW_MSS);
+    }
     socket.bind(SocketAddr::from(([127, 0, 0, 1], port)))?;
     socket.listen(64)
 }
@@ -1148,6 +1167,10 @@ struct Conn {
 }
 
 async fn connection(shared: Arc<Shared>, tcp: TcpStream, cancel: CancellationToken) {
+    let read_rate = shared.cfg.slow_link;
+    if read_rate.is_some() {
+        set_int_option(&tcp, libc::SOL_SOCKET, libc::SO_RCVBUF, SLOW_RECV_BUFFER);
+    }
     let acceptor = TlsAcceptor::from(shared.lock().tls.clone());
     let handshake = tokio::time::timeout(Duration::from_secs(10), acceptor.accept(tcp));
     let mut stream = tokio::select! {
@@ -1189,7 +1212,12 @@ async fn connection(shared: Arc<Shared>, tcp: TcpStream, cancel: CancellationTok
     let mut buf = BytesMut::with_capacity(4096);
     let mut last_activity = tokio::time::Instant::now();
     let far = || tokio::time::Instant::now() + Duration::from_secs(86_400 * 365);
+    // Under a read rate: at most a tenth of a second's bytes per read, and no read before
+    // `next_read` (the time the previous chunk "took" on the slow link).
+    let mut scratch = vec![0u8; read_rate.map_or(64 * 1024, |r| (r / 10).clamp(1, 64 * 1024))];
+    let mut next_read = tokio::time::Instant::now();
     let reason: String = 'conn: loop {
+        let may_read = tokio::time::Instant::now() >= next_read;
         let keep_alive_deadline = conn
             .keep_alive
             .map(|ka| last_activity + ka.mul_f64(1.5))
@@ -1220,13 +1248,18 @@ async fn connection(shared: Arc<Shared>, tcp: TcpStream, cancel: CancellationTok
                 }
                 None => break 'conn "channel closed".to_string(),
             },
-            read = stream.read_buf(&mut buf) => {
-                match read {
+            _ = tokio::time::sleep_until(next_read), if !may_read => {}
+            read = stream.read(&mut scratch), if may_read => {
+                let n = match read {
                     Ok(0) => break 'conn "client closed the connection".to_string(),
-                    Ok(_) => {}
+                    Ok(n) => n,
                     Err(e) => break 'conn format!("read failed: {e}"),
-                }
+                };
+                buf.extend_from_slice(&scratch[..n]);
                 last_activity = tokio::time::Instant::now();
+                if let Some(rate) = read_rate {
+                    next_read = last_activity + Duration::from_secs_f64(n as f64 / rate as f64);
+                }
                 loop {
                     match conn.next_frame(&mut buf) {
                         Ok(None) => break,
@@ -1269,6 +1302,27 @@ async fn connection(shared: Arc<Shared>, tcp: TcpStream, cancel: CancellationTok
             reason,
         });
     });
+}
+
+/// Sets an integer socket option (the slow link's segment size and receive buffer).
+fn set_int_option(socket: &impl std::os::fd::AsRawFd, level: i32, name: i32, value: usize) {
+    let value = value as libc::c_int;
+    // SAFETY: a valid socket descriptor and a pointer to an int of the size passed.
+    let rc = unsafe {
+        libc::setsockopt(
+            socket.as_raw_fd(),
+            level,
+            name,
+            (&value as *const libc::c_int).cast(),
+            std::mem::size_of::<libc::c_int>() as libc::socklen_t,
+        )
+    };
+    assert_eq!(
+        rc,
+        0,
+        "setsockopt({level}, {name}): {}",
+        std::io::Error::last_os_error()
+    );
 }
 
 /// Writes what is already queued (a CONNACK before a refusal close, …).

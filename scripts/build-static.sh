@@ -8,9 +8,11 @@
 # when it is missing (the Rust target, Debian's cross linker). Static, so the image needs no libc:
 # `FROM scratch` with the binary copied in.
 #
-#   amd64    x86_64-unknown-linux-gnu, crt-static (glibc 2.34+ has the `files` and `dns` name
-#            services inside libc, so a static binary resolves the gateway host name without NSS
-#            modules; every benchmark in docs/benchmarks.md was measured with this build)
+#   amd64    x86_64-unknown-linux-musl (static by default; musl resolves the gateway host name
+#            from /etc/hosts and DNS without NSS modules), its C parts (ring) compiled with the
+#            host's gcc. 0.9 MB smaller than the glibc crt-static build, which it replaced on
+#            2026-12-04 for issue 19's 8 MB image; the storms showed no CPU difference
+#            (docs/benchmarks.md, "amd64 on musl")
 #   arm32v7  armv7-unknown-linux-gnueabihf, crt-static (the musleabihf target could not be
 #            downloaded here), linked with Debian's arm-linux-gnueabihf-gcc
 #   arm64v8  aarch64-unknown-linux-musl (static by default), C parts (ring) compiled and linked
@@ -24,7 +26,7 @@ log() { printf '==> %s\n' "$*" >&2; }
 
 arch="${1:-}"
 case "$arch" in
-    amd64) triple=x86_64-unknown-linux-gnu; cross_gcc=""; package="" ;;
+    amd64) triple=x86_64-unknown-linux-musl; cross_gcc=""; package="" ;;
     arm32v7) triple=armv7-unknown-linux-gnueabihf; cross_gcc=arm-linux-gnueabihf-gcc; package=gcc-arm-linux-gnueabihf ;;
     arm64v8) triple=aarch64-unknown-linux-musl; cross_gcc=aarch64-linux-gnu-gcc; package=gcc-aarch64-linux-gnu ;;
     *)
@@ -46,10 +48,15 @@ fi
 # Cargo's per-target variables: TARGET in upper case with '-' as '_'.
 env_triple=$(printf '%s' "$triple" | tr 'a-z-' 'A-Z_')
 export "CARGO_TARGET_${env_triple}_RUSTFLAGS=-C target-feature=+crt-static"
+# The cc crate (ring's C and assembly) looks for CC_<triple with underscores>; for the musl
+# target on x86_64 it would look for x86_64-linux-musl-gcc, which Debian does not have (ring's C
+# code needs no libc headers, so the host's gcc serves).
+cc_var="CC_$(printf '%s' "$triple" | tr '-' '_')"
 if [ -n "$cross_gcc" ]; then
     export "CARGO_TARGET_${env_triple}_LINKER=$cross_gcc"
-    # The cc crate (ring's C and assembly) looks for CC_<triple with underscores>.
-    export "CC_$(printf '%s' "$triple" | tr '-' '_')=$cross_gcc"
+    export "$cc_var=$cross_gcc"
+elif [ "$triple" = x86_64-unknown-linux-musl ]; then
+    export "$cc_var=gcc"
 fi
 
 log "building the static release binary for $arch ($triple)"

@@ -83,3 +83,47 @@ pub fn read_link_at(
     unsafe { buf.set_len(n as usize) };
     Ok(())
 }
+
+/// Mounts tracefs read-only on a fresh directory under the temporary directory for as long as
+/// `f` runs, then unmounts it (lazily) and removes the directory; for a host that has not
+/// mounted tracefs itself (systemd does it on most, a minimal or non-systemd image may not).
+///
+/// tracefs is one file system whatever the mount, so what `f` reads there is the host's. The
+/// mount lives only as long as `f`: the perf events opened from what it read do not need it.
+/// Needs `CAP_SYS_ADMIN` (and no security profile that denies mounts, as Docker's default
+/// AppArmor profile does). The directory has a random name and is created, never reused, so a
+/// local user cannot point the mount elsewhere.
+pub fn with_private_tracefs<T>(f: impl FnOnce(&std::path::Path) -> T) -> io::Result<T> {
+    use std::os::unix::ffi::OsStrExt;
+    let base = std::env::temp_dir();
+    // A FROM scratch image has no /tmp.
+    std::fs::create_dir_all(&base)?;
+    let dir = base.join(format!(
+        "edgeguard-tracefs-{}-{:016x}",
+        std::process::id(),
+        fastrand::u64(..)
+    ));
+    std::fs::create_dir(&dir)?;
+    let target = std::ffi::CString::new(dir.as_os_str().as_bytes()).map_err(io::Error::other)?;
+    let flags = libc::MS_RDONLY | libc::MS_NOSUID | libc::MS_NODEV | libc::MS_NOEXEC;
+    // SAFETY: NUL-terminated strings for source, target and type; no data argument.
+    let rc = unsafe {
+        libc::mount(
+            c"nodev".as_ptr(),
+            target.as_ptr(),
+            c"tracefs".as_ptr(),
+            flags,
+            std::ptr::null(),
+        )
+    };
+    if rc != 0 {
+        let e = io::Error::last_os_error();
+        let _ = std::fs::remove_dir(&dir);
+        return Err(e);
+    }
+    let out = f(&dir);
+    // SAFETY: NUL-terminated target; MNT_DETACH so a reader still inside cannot keep it busy.
+    unsafe { libc::umount2(target.as_ptr(), libc::MNT_DETACH) };
+    let _ = std::fs::remove_dir(&dir);
+    Ok(out)
+}

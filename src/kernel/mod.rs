@@ -14,7 +14,8 @@
 //!   bind, receive and drop counter;
 //! - [`netlink`]: the `nlmsghdr` framing walked by every netlink parser, and sending to and
 //!   receiving from the kernel (one datagram, or a batch with `recvmmsg`);
-//! - [`fs`]: `/proc` reads relative to a directory descriptor (`openat`, `readlinkat`);
+//! - [`fs`]: `/proc` reads relative to a directory descriptor (`openat`, `readlinkat`), and a
+//!   private tracefs mount for the exec tracepoint where the host has none;
 //! - [`root`]: opening host files inside the host root (`openat2` with `RESOLVE_IN_ROOT`, or a
 //!   component-by-component walk where the kernel has no openat2), and listing directories;
 //! - [`inotify`]: file change notifications (the file integrity collector);

@@ -6,6 +6,7 @@
 //! ```sh
 //! cargo bench --bench soak -- --minutes 120            # root; starts dockerd if needed
 //! cargo bench --bench soak -- --minutes 10 --outage-every 3
+//! cargo bench --bench soak -- --minutes 60 --binary dist/amd64/edgeguard   # the image's binary
 //! ```
 //! Load, all at once for `--minutes`:
 //! - an exec every 100 ms (`sh -c 'sleep 0.2; true' eg-soak-<run>-<n>`: the marker is the
@@ -57,6 +58,9 @@ struct Args {
     warmup: u64,
     outage_every: u64,
     container_every: u64,
+    /// `--binary PATH`: another build (the static image binary, say); this build's own
+    /// `edgeguard` by default.
+    binary: Option<PathBuf>,
 }
 
 fn parse_args() -> Option<Args> {
@@ -71,9 +75,18 @@ fn parse_args() -> Option<Args> {
         warmup: 10,
         outage_every: 10,
         container_every: 60,
+        binary: None,
     };
     let mut it = argv.into_iter().filter(|a| a != "--bench");
     while let Some(a) = it.next() {
+        if a == "--binary" {
+            let Some(path) = it.next() else {
+                eprintln!("soak: --binary needs a path");
+                std::process::exit(2);
+            };
+            args.binary = Some(PathBuf::from(path));
+            continue;
+        }
         let slot = match a.as_str() {
             "--minutes" => &mut args.minutes,
             "--warmup" => &mut args.warmup,
@@ -262,21 +275,28 @@ async fn soak(args: &Args) -> bool {
     let log_path = state.path().join("agent.log");
     let log = std::fs::File::create(&log_path).expect("agent log");
     let mut agent = support::agent::ChildGuard(
-        support::agent::command_with_trees(host.path(), &["proc", "sys", "dev", "etc"])
-            .envs(module_env(&id, &workload.uri()))
-            .env("EDGEGUARD_HUB_PORT", hub.port().to_string())
-            .env("RUST_LOG", "info")
-            .arg("run")
-            .arg("--host-root")
-            .arg(host.path())
-            .arg("--state-dir")
-            .arg(state.path())
-            .args(["--metrics-addr", "off"])
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(log)
-            .spawn()
-            .expect("edgeguard starts"),
+        match &args.binary {
+            Some(binary) => support::agent::command_with_trees_of(
+                binary,
+                host.path(),
+                &["proc", "sys", "dev", "etc"],
+            ),
+            None => support::agent::command_with_trees(host.path(), &["proc", "sys", "dev", "etc"]),
+        }
+        .envs(module_env(&id, &workload.uri()))
+        .env("EDGEGUARD_HUB_PORT", hub.port().to_string())
+        .env("RUST_LOG", "info")
+        .arg("run")
+        .arg("--host-root")
+        .arg(host.path())
+        .arg("--state-dir")
+        .arg(state.path())
+        .args(["--metrics-addr", "off"])
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(log)
+        .spawn()
+        .expect("edgeguard starts"),
     );
     let pid = agent.id();
     let positions = state.path().join("login-positions.json");

@@ -272,31 +272,28 @@ async fn soak(args: &Args) -> bool {
     let image = support::docker::busybox_image();
     let run = uuid::Uuid::new_v4().simple().to_string()[..8].to_string();
 
+    let binary = args
+        .binary
+        .clone()
+        .unwrap_or_else(|| PathBuf::from(env!("CARGO_BIN_EXE_edgeguard")));
     let log_path = state.path().join("agent.log");
     let log = std::fs::File::create(&log_path).expect("agent log");
     let mut agent = support::agent::ChildGuard(
-        match &args.binary {
-            Some(binary) => support::agent::command_with_trees_of(
-                binary,
-                host.path(),
-                &["proc", "sys", "dev", "etc"],
-            ),
-            None => support::agent::command_with_trees(host.path(), &["proc", "sys", "dev", "etc"]),
-        }
-        .envs(module_env(&id, &workload.uri()))
-        .env("EDGEGUARD_HUB_PORT", hub.port().to_string())
-        .env("RUST_LOG", "info")
-        .arg("run")
-        .arg("--host-root")
-        .arg(host.path())
-        .arg("--state-dir")
-        .arg(state.path())
-        .args(["--metrics-addr", "off"])
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(log)
-        .spawn()
-        .expect("edgeguard starts"),
+        support::agent::command_with_trees_of(&binary, host.path(), &["proc", "sys", "dev", "etc"])
+            .envs(module_env(&id, &workload.uri()))
+            .env("EDGEGUARD_HUB_PORT", hub.port().to_string())
+            .env("RUST_LOG", "info")
+            .arg("run")
+            .arg("--host-root")
+            .arg(host.path())
+            .arg("--state-dir")
+            .arg(state.path())
+            .args(["--metrics-addr", "off"])
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .expect("edgeguard starts"),
     );
     let pid = agent.id();
     let positions = state.path().join("login-positions.json");

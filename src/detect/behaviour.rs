@@ -37,8 +37,8 @@ use std::time::Duration;
 pub const FILE_NAME: &str = "behaviour.json";
 /// Items learned at most (all scopes together).
 pub const MAX_ITEMS: usize = 20_000;
-/// Process ids remembered for parent → child pairs; past it the map is cleared.
-const MAX_PIDS: usize = 32_768;
+/// Process ids remembered for parent → child pairs, per generation of [`Pids`].
+const MAX_PIDS: usize = 4096;
 /// Format version of [`FILE_NAME`].
 const VERSION: u32 = 1;
 
@@ -92,7 +92,7 @@ pub struct Behaviour {
     learning_started: u64,
     reset_token: Option<String>,
     learned: Learned,
-    exes: HashMap<u32, Box<str>>,
+    exes: Pids,
 }
 
 impl Behaviour {
@@ -106,7 +106,7 @@ impl Behaviour {
                 dirty: true,
                 ..Learned::default()
             },
-            exes: HashMap::new(),
+            exes: Pids::default(),
         }
     }
 
@@ -229,16 +229,13 @@ impl Behaviour {
                     let scope = scope(Some(&r.extra_details));
                     let exe = r.executable.as_str();
                     learned.check(phase, scope, "exec", |b| b.push_str(exe), out);
-                    if let Some(parent) = self.exes.get(&r.parent_process_id) {
+                    if let Some(parent) = self.exes.get(r.parent_process_id) {
                         let pair = |b: &mut String| {
                             b.push_str(parent);
                             b.push_str(" -> ");
                             b.push_str(exe);
                         };
                         learned.check(phase, scope, "child", pair, out);
-                    }
-                    if self.exes.len() >= MAX_PIDS {
-                        self.exes.clear();
                     }
                     self.exes.insert(r.process_id, exe.into());
                 }
@@ -303,6 +300,42 @@ impl Behaviour {
         scratch.push('\u{1f}');
         scratch.push_str(&d.value);
         self.learned.insert_scratch();
+    }
+}
+
+/// Process id → executable, for parent → child pairs, in two generations of at most
+/// [`MAX_PIDS`] each. A pid found only in the older generation moves to the younger, so a parent
+/// that keeps starting children stays known; when the younger is full it becomes the older and
+/// the older's entries are dropped (its allocation is reused). Nothing is removed when a process
+/// exits (the detector does not see exits), so a table without generations would keep every pid
+/// ever seen until a cap: memory would grow for as long as new pids come, instead of staying at
+/// what the recent ones take.
+#[derive(Debug, Default)]
+struct Pids {
+    young: HashMap<u32, Box<str>>,
+    old: HashMap<u32, Box<str>>,
+}
+
+impl Pids {
+    fn get(&mut self, pid: u32) -> Option<&str> {
+        if !self.young.contains_key(&pid) {
+            let exe = self.old.remove(&pid)?;
+            self.insert(pid, exe);
+        }
+        self.young.get(&pid).map(|e| &**e)
+    }
+
+    fn insert(&mut self, pid: u32, exe: Box<str>) {
+        if self.young.len() >= MAX_PIDS && !self.young.contains_key(&pid) {
+            std::mem::swap(&mut self.young, &mut self.old);
+            self.young.clear();
+        }
+        self.young.insert(pid, exe);
+    }
+
+    #[cfg(test)]
+    fn len(&self) -> usize {
+        self.young.len() + self.old.len()
     }
 }
 
@@ -607,5 +640,40 @@ mod tests {
             seen(&mut b, &exec(1, u32::MAX, &late, None), 10),
             [format!("host exec {late}")]
         );
+    }
+
+    #[test]
+    fn pids_are_bounded_and_a_busy_parent_stays_known() {
+        let t0 = 0;
+        let mut b = Behaviour::new(Duration::from_secs(10), t0);
+        seen(&mut b, &exec(1, 0, "/usr/sbin/cron", None), t0);
+        // Ten generations' worth of other processes, the parent starting a child now and then.
+        let mut pid = 100;
+        for round in 0..10 {
+            for _ in 0..MAX_PIDS - 1 {
+                seen(&mut b, &exec(pid, 0, "/bin/true", None), t0);
+                pid += 1;
+            }
+            seen(&mut b, &exec(pid, 1, "/bin/sh", None), t0);
+            pid += 1;
+            assert!(
+                b.exes.len() <= 2 * MAX_PIDS,
+                "round {round}: {}",
+                b.exes.len()
+            );
+        }
+        assert_eq!(
+            b.exes.get(1),
+            Some("/usr/sbin/cron"),
+            "moved up at each child"
+        );
+        let later = t0 + 10;
+        // A parent that started nothing for two generations is forgotten: no pair is judged.
+        for _ in 0..2 * MAX_PIDS {
+            seen(&mut b, &exec(pid, 0, "/bin/true", None), later);
+            pid += 1;
+        }
+        assert!(b.exes.get(1).is_none());
+        assert!(b.exes.len() <= 2 * MAX_PIDS);
     }
 }

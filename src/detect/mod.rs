@@ -57,6 +57,38 @@ pub const MAX_ALERTS_PER_MINUTE: u32 = 60;
 /// (a flood of distinct subjects across many rules, each within its budget), the entry that
 /// ends soonest is forgotten: at worst that subject alerts again, still within its rule's budget.
 pub const MAX_SUPPRESSED: usize = 8192;
+/// Tables of expiring entries (suppressions, failed-login windows, correlation keys) are swept
+/// of their expired entries once they have doubled since the last sweep, and not below this
+/// size.
+const SWEEP_MIN: usize = 64;
+
+/// When a table of expiring entries is swept: once it has doubled since the last sweep. Each
+/// sweep is O(n) and comes after at least n/2 inserts, so it costs O(1) per insert, and the
+/// table holds at most about twice the entries still live. Without it a table is swept only
+/// when full, and memory grows with every distinct subject until its cap (a failed login per
+/// new user name filled the 8,192 suppressions in about two hours), instead of following what
+/// is live.
+#[derive(Debug, Default)]
+struct Sweep {
+    at: usize,
+}
+
+impl Sweep {
+    fn due(&self, len: usize) -> bool {
+        len >= self.at.max(SWEEP_MIN)
+    }
+
+    fn done(&mut self, len: usize) {
+        self.at = len.saturating_mul(2);
+    }
+}
+
+/// One correlation rule's keys and their match times.
+#[derive(Debug, Default)]
+struct Keys {
+    times: HashMap<u64, VecDeque<Instant>>,
+    sweep: Sweep,
+}
 
 /// Directories anyone may write to: a program started from one was most likely dropped there.
 const TEMP_DIRS: [&str; 3] = ["/tmp/", "/var/tmp/", "/dev/shm/"];
@@ -327,9 +359,11 @@ enum Raise {
 pub struct Detector {
     /// (source, origin) → times of failed logins within the window, oldest first.
     failures: HashMap<(String, String), VecDeque<Instant>>,
+    failures_sweep: Sweep,
     /// (rule, hash of the subject) → end of its suppression. A hash, not the subject's text:
     /// a storm of one matching program looks its subject up per event, without allocating.
     suppressed: HashMap<(Rule, u64), Instant>,
+    suppressed_sweep: Sweep,
     /// Keys the subject hashes (random per agent, so nobody can aim a collision at a subject).
     subject_keys: RandomState,
     /// Per rule (in [`Rule::all`] order, then the custom rules): start of its current minute
@@ -344,7 +378,7 @@ pub struct Detector {
     /// Per correlation rule, (hash of its key) → times of its matches within the window, oldest
     /// first (threshold: at most the count; sequence: the last first step). At most
     /// [`MAX_CORRELATION_KEYS`] keys per rule.
-    correlation: HashMap<Rule, HashMap<u64, VecDeque<Instant>>>,
+    correlation: HashMap<Rule, Keys>,
     /// Per built-in rule, its overrides (`detectionRuleOverrides`); empty when there are none,
     /// so a rule without any costs one bounds check where it has a threshold or a window.
     overrides: Vec<RuleOverride>,
@@ -367,7 +401,9 @@ impl Detector {
     pub fn new() -> Detector {
         Detector {
             failures: HashMap::new(),
+            failures_sweep: Sweep::default(),
             suppressed: HashMap::new(),
+            suppressed_sweep: Sweep::default(),
             subject_keys: RandomState::new(),
             budget: vec![None; Rule::count()],
             disabled: vec![false; Rule::count()],
@@ -662,7 +698,9 @@ impl Detector {
                     return;
                 }
                 let n = times.len() as u64;
-                self.correlation.get_mut(&rule).map(|m| m.remove(&key));
+                self.correlation
+                    .get_mut(&rule)
+                    .map(|m| m.times.remove(&key));
                 n
             }
             Correlation::Sequence { then, window, key } => {
@@ -709,10 +747,12 @@ impl Detector {
         window: Duration,
         now: Instant,
     ) -> &mut VecDeque<Instant> {
-        let keys = self.correlation.entry(rule).or_default();
+        let Keys { times: keys, sweep } = self.correlation.entry(rule).or_default();
         let live = |t: &Instant| now.saturating_duration_since(*t) < window;
-        if !keys.contains_key(&key) && keys.len() >= MAX_CORRELATION_KEYS {
+        if !keys.contains_key(&key) && (sweep.due(keys.len()) || keys.len() >= MAX_CORRELATION_KEYS)
+        {
             keys.retain(|_, times| times.back().is_some_and(live));
+            sweep.done(keys.len());
             if keys.len() >= MAX_CORRELATION_KEYS {
                 let stalest = keys
                     .iter()
@@ -771,8 +811,10 @@ impl Detector {
             out.push(Finding::Suppressed(rule));
             return Raise::OverBudget;
         }
-        if self.suppressed.len() >= MAX_SUPPRESSED {
+        let len = self.suppressed.len();
+        if self.suppressed_sweep.due(len) || len >= MAX_SUPPRESSED {
             self.suppressed.retain(|_, until| *until > now);
+            self.suppressed_sweep.done(self.suppressed.len());
             if self.suppressed.len() >= MAX_SUPPRESSED {
                 let soonest = self.suppressed.iter().min_by_key(|(_, until)| **until);
                 let soonest = soonest.map(|(k, _)| *k);
@@ -923,12 +965,15 @@ impl Detector {
         };
         let key = (source, origin);
         let (threshold, window) = self.brute_force();
-        if !self.failures.contains_key(&key) && self.failures.len() >= MAX_ORIGINS {
+        let len = self.failures.len();
+        if !self.failures.contains_key(&key) && (self.failures_sweep.due(len) || len >= MAX_ORIGINS)
+        {
             self.failures.retain(|_, times| {
                 times
                     .back()
                     .is_some_and(|t| now.saturating_duration_since(*t) < window)
             });
+            self.failures_sweep.done(self.failures.len());
             if self.failures.len() >= MAX_ORIGINS {
                 let stalest = self
                     .failures

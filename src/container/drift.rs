@@ -51,7 +51,9 @@ pub struct Facts {
 }
 
 impl Facts {
-    pub fn from_inspect(c: &ContainerInspectResponse) -> Facts {
+    /// The facts of inspect answer `c`, whose [`ContainerMeta`] the caller has already built
+    /// (it needs it for the cache too: building it twice cost a second pass over the labels).
+    pub fn new(c: &ContainerInspectResponse, meta: &ContainerMeta) -> Facts {
         let labels = c.config.as_ref().and_then(|c| c.labels.as_ref());
         let label = |k: &str| {
             labels
@@ -59,12 +61,11 @@ impl Facts {
                 .map(|v| v.trim().to_string())
                 .filter(|v| !v.is_empty())
         };
-        let meta = ContainerMeta::from_inspect(c);
         Facts {
             owner: label(EDGE_OWNER_LABEL),
-            module: meta.module,
-            image_ref: label(EDGE_ORIGINAL_IMAGE_LABEL).or(meta.image),
-            image_id: meta.image_id,
+            module: meta.module.clone(),
+            image_ref: label(EDGE_ORIGINAL_IMAGE_LABEL).or_else(|| meta.image.clone()),
+            image_id: meta.image_id.clone(),
             privileged: c.host_config.as_ref().and_then(|h| h.privileged) == Some(true),
             privileges: posture::privileges(c),
             running: c.state.as_ref().and_then(|s| s.running) == Some(true),

@@ -461,13 +461,9 @@ async fn judge(
     if record.image_digest.is_none() {
         record.image_digest = meta.image_id.clone();
     }
+    let facts = Facts::new(&inspect, &meta);
     cache.insert(&id, meta);
-    drift.judge(
-        &id,
-        &Facts::from_inspect(&inspect),
-        create,
-        &mut record.extra_details,
-    );
+    drift.judge(&id, &facts, create, &mut record.extra_details);
 }
 
 async fn inspect(
@@ -538,8 +534,8 @@ async fn learn_existing(
         let Some(inspect) = inspect(docker, id).await else {
             continue;
         };
-        let facts = Facts::from_inspect(&inspect);
         let meta = ContainerMeta::from_inspect(&inspect);
+        let facts = Facts::new(&inspect, &meta);
         cache.insert(id, meta.clone());
         drift.learn(id, &facts);
         if drift.report_running(id, &facts) {

@@ -104,8 +104,9 @@ async fn take(
         // A container removed between the list and the inspect is simply gone.
         match docker.inspect_container(&id, None).await {
             Ok(inspect) => {
-                cache.insert(&id, ContainerMeta::from_inspect(&inspect));
-                containers.push(record(&id, &inspect));
+                let meta = ContainerMeta::from_inspect(&inspect);
+                cache.insert(&id, meta.clone());
+                containers.push(record(&id, &inspect, meta));
             }
             Err(e) => tracing::debug!(container = %id, error = %e, "inspect failed"),
         }
@@ -121,8 +122,7 @@ async fn take(
 }
 
 /// The inventory record of one inspected container.
-pub fn record(id: &str, c: &ContainerInspectResponse) -> ContainerInventory {
-    let meta = ContainerMeta::from_inspect(c);
+pub fn record(id: &str, c: &ContainerInspectResponse, meta: ContainerMeta) -> ContainerInventory {
     let state = c
         .state
         .as_ref()

@@ -278,14 +278,16 @@ impl ExecTrace {
                         ring.copy(tail + 8, 4.min(body), &mut self.raw);
                         let raw_len = u32_at(&self.raw, 0).map_or(0, |n| n as usize);
                         ring.copy(tail + 8, (4 + raw_len).min(body), &mut self.raw);
+                        let mut sample = read_sample(&self.format, &self.raw, None);
                         let wanted = self.stack.is_some()
-                            && read_sample(&self.format, &self.raw, None)
-                                .is_some_and(|s| needs_arguments(s.pid));
+                            && sample.as_ref().is_some_and(|s| needs_arguments(s.pid));
                         if wanted {
+                            // Only then the stack copy is read, and the record parsed again
+                            // with it; a record whose arguments /proc gave is parsed once.
                             ring.copy(tail + 8, body, &mut self.raw);
+                            sample = read_sample(&self.format, &self.raw, self.stack);
                         }
-                        let stack = if wanted { self.stack } else { None };
-                        if let Some(sample) = read_sample(&self.format, &self.raw, stack) {
+                        if let Some(sample) = sample {
                             let slot = &mut self.recent[self.next];
                             slot.pid = sample.pid;
                             slot.name.clear();

@@ -958,22 +958,18 @@ async fn one_day(
 
     let log_path = state.path().join("agent.log");
     let log = std::fs::File::create(&log_path).expect("agent log");
+    let mut command = support::agent::command_with_trees_of(&args.binary, host.path(), &tree_refs);
     let mut agent = support::agent::ChildGuard(
-        support::agent::command_with_trees_of(&args.binary, host.path(), &tree_refs)
-            .envs(module_env(&id, &workload.uri()))
-            .env("EDGEGUARD_HUB_PORT", hub.port().to_string())
-            .env("RUST_LOG", "info")
-            .arg("run")
-            .arg("--host-root")
-            .arg(host.path())
-            .arg("--state-dir")
-            .arg(state.path())
-            .args(["--metrics-addr", "off"])
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(log)
-            .spawn()
-            .map_err(|e| format!("edgeguard does not start: {e}"))?,
+        support::agent::as_module(
+            &mut command,
+            module_env(&id, &workload.uri()),
+            hub.port(),
+            host.path(),
+            state.path(),
+            log,
+        )
+        .spawn()
+        .map_err(|e| format!("edgeguard does not start: {e}"))?,
     );
     let pid = agent.id();
     let keep_log =

@@ -278,22 +278,19 @@ async fn soak(args: &Args) -> bool {
         .unwrap_or_else(|| PathBuf::from(env!("CARGO_BIN_EXE_edgeguard")));
     let log_path = state.path().join("agent.log");
     let log = std::fs::File::create(&log_path).expect("agent log");
+    let trees = ["proc", "sys", "dev", "etc"];
+    let mut command = support::agent::command_with_trees_of(&binary, host.path(), &trees);
     let mut agent = support::agent::ChildGuard(
-        support::agent::command_with_trees_of(&binary, host.path(), &["proc", "sys", "dev", "etc"])
-            .envs(module_env(&id, &workload.uri()))
-            .env("EDGEGUARD_HUB_PORT", hub.port().to_string())
-            .env("RUST_LOG", "info")
-            .arg("run")
-            .arg("--host-root")
-            .arg(host.path())
-            .arg("--state-dir")
-            .arg(state.path())
-            .args(["--metrics-addr", "off"])
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(log)
-            .spawn()
-            .expect("edgeguard starts"),
+        support::agent::as_module(
+            &mut command,
+            module_env(&id, &workload.uri()),
+            hub.port(),
+            host.path(),
+            state.path(),
+            log,
+        )
+        .spawn()
+        .expect("edgeguard starts"),
     );
     let pid = agent.id();
     let positions = state.path().join("login-positions.json");

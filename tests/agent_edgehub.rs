@@ -90,6 +90,30 @@ fn turns() -> std::sync::Arc<tokio::sync::RwLock<()>> {
 }
 
 impl Device {
+    /// Calls the agent's `flush` direct method and requires a 200; `what` names the call in the
+    /// panic, which also says what the double saw of the connection.
+    async fn flush(&self, what: &str) {
+        let (status, _) = self
+            .hub
+            .invoke_method("flush", json!({}), Duration::from_secs(60))
+            .await
+            .unwrap_or_else(|e| {
+                panic!(
+                    "{what}: {e:?}\nconnected {}\nclosed {:?}\nprotocol errors {:?}\n{}",
+                    self.hub.is_connected(),
+                    self.hub
+                        .closed_connections()
+                        .iter()
+                        .rev()
+                        .take(3)
+                        .collect::<Vec<_>>(),
+                    self.hub.protocol_errors(),
+                    self.logs()
+                )
+            });
+        assert_eq!(status, 200, "{what}\n{}", self.logs());
+    }
+
     async fn new(tune: impl FnOnce(&mut EdgeHubConfig)) -> Device {
         let turn = Turn::Shared(turns().read_owned().await);
         Device::with_turn(turn, tune).await
@@ -135,21 +159,19 @@ impl Device {
         } else {
             support::agent::command_with_trees(self.host.path(), &self.trees)
         };
-        c.envs(module_env(&identity(), &self.workload.uri()))
-            .env("EDGEGUARD_HUB_PORT", self.hub.port().to_string())
-            .env("RUST_LOG", "info,edgeguard::collectors=warn");
+        support::agent::as_module(
+            &mut c,
+            module_env(&identity(), &self.workload.uri()),
+            self.hub.port(),
+            self.host.path(),
+            self.state.path(),
+            log,
+        )
+        .env("RUST_LOG", "info,edgeguard::collectors=warn")
+        .args(["--shutdown-grace", "5"]);
         for (k, v) in extra {
             c.env(k, v);
         }
-        c.arg("run")
-            .arg("--host-root")
-            .arg(self.host.path())
-            .arg("--state-dir")
-            .arg(self.state.path())
-            .args(["--metrics-addr", "off", "--shutdown-grace", "5"])
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(log);
         ChildGuard(c.spawn().expect("edgeguard starts"))
     }
 
@@ -449,19 +471,8 @@ async fn a_slow_uplink_answers_methods_and_loses_nothing() {
     let mut answered = 0;
     while login_users(&d.hub.telemetry()).len() < LOGINS as usize {
         let asked = Instant::now();
-        let (status, _) = d
-            .hub
-            .invoke_method("flush", json!({}), Duration::from_secs(60))
-            .await
-            .unwrap_or_else(|e| {
-                panic!(
-                    "method {answered} on the slow link: {e:?}\nclosed {:?}\nprotocol errors {:?}\n{}",
-                    d.hub.closed_connections(),
-                    d.hub.protocol_errors(),
-                    d.logs()
-                )
-            });
-        assert_eq!(status, 200, "{}", d.logs());
+        d.flush(&format!("method {answered} on the slow link"))
+            .await;
         answered += 1;
         eprintln!("method {answered} answered in {:?}", asked.elapsed());
     }
@@ -863,20 +874,7 @@ async fn sigkills_under_load_lose_nothing_older_than_a_journal_commit() {
         lives.push((ready, Instant::now()));
     }
     // The last agent: send everything now.
-    let (status, _) = d
-        .hub
-        .invoke_method("flush", json!({}), Duration::from_secs(60))
-        .await
-        .unwrap_or_else(|e| {
-            panic!(
-                "the flush method answers: {e:?}\nconnected {}\nclosed {:?}\nprotocol errors {:?}\n{}",
-                d.hub.is_connected(),
-                d.hub.closed_connections().iter().rev().take(3).collect::<Vec<_>>(),
-                d.hub.protocol_errors(),
-                d.logs()
-            )
-        });
-    assert_eq!(status, 200, "{}", d.logs());
+    d.flush("the flush method after the last kill").await;
 
     let required = |m: &Made| {
         lives

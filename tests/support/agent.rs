@@ -43,6 +43,32 @@ pub fn command_with_trees_of(binary: &Path, root: &Path, trees: &[&str]) -> Comm
     c
 }
 
+/// Makes `c` (an agent command from [`command`] or [`command_with_trees_of`]) start the agent
+/// as edgeAgent starts a module: `env` (the module's `IOTEDGE_*` variables, see
+/// `device::module_env`), edgeHub's MQTT port, `run` over `host` with its state in `state`,
+/// no metrics endpoint, and its log (stderr) into `log`. Callers add their own `RUST_LOG` and
+/// arguments after it.
+pub fn as_module<'c>(
+    c: &'c mut Command,
+    env: Vec<(&'static str, String)>,
+    hub_port: u16,
+    host: &Path,
+    state: &Path,
+    log: std::fs::File,
+) -> &'c mut Command {
+    c.envs(env)
+        .env("EDGEGUARD_HUB_PORT", hub_port.to_string())
+        .arg("run")
+        .arg("--host-root")
+        .arg(host)
+        .arg("--state-dir")
+        .arg(state)
+        .args(["--metrics-addr", "off"])
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(log)
+}
+
 /// Removes from `c`'s environment what would change the agent's behaviour, and logs at info.
 pub fn clean_env(c: &mut Command) {
     for var in [

@@ -49,17 +49,22 @@ struct Watcher {
     cache: Arc<ContainerCache>,
     metrics: Arc<Metrics>,
     _config: watch::Sender<Arc<Config>>,
-    _state: tempfile::TempDir,
+    state: Option<tempfile::TempDir>,
+    task: Option<tokio::task::JoinHandle<()>>,
 }
 
 impl Watcher {
     fn start() -> Watcher {
+        Watcher::start_in(tempfile::tempdir().expect("a temp dir"))
+    }
+
+    /// A watcher whose state directory is `state` (an earlier watcher's, for a restart).
+    fn start_in(state: tempfile::TempDir) -> Watcher {
         let (tx, rx) = mpsc::channel(4096);
         let (config_tx, config_rx) = watch::channel(Arc::new(Config::default()));
         let (cache, queue) = ContainerCache::new();
         let cancel = CancellationToken::new();
         let metrics = Arc::new(Metrics::for_tests());
-        let state = tempfile::tempdir().expect("a temp dir");
         tokio::spawn(cache::run_inspector(
             cache.clone(),
             queue,
@@ -74,7 +79,7 @@ impl Watcher {
             cancel: cancel.clone(),
             state_dir: state.path().to_path_buf(),
         };
-        tokio::spawn(events::watch(ctx, cache.clone()));
+        let task = tokio::spawn(events::watch(ctx, cache.clone()));
         Watcher {
             rx,
             seen: Vec::new(),
@@ -82,8 +87,22 @@ impl Watcher {
             cache,
             metrics,
             _config: config_tx,
-            _state: state,
+            state: Some(state),
+            task: Some(task),
         }
+    }
+
+    /// Stops the watcher as a stopping agent does and waits until it has ended (so nothing it
+    /// would still have seen changes its state); returns the state directory.
+    async fn stop(mut self) -> tempfile::TempDir {
+        self.cancel.cancel();
+        if let Some(task) = self.task.take() {
+            tokio::time::timeout(Duration::from_secs(10), task)
+                .await
+                .expect("the watcher stops within 10 s")
+                .expect("the watcher task ends cleanly");
+        }
+        self.state.take().expect("the state directory")
     }
 
     /// Waits (at most `timeout`) for an event matching `pred`; every event is kept in `seen`.
@@ -593,6 +612,58 @@ async fn iot_edge_drift_and_privileged_containers_raise_alerts() {
         p.extra_details["Privileges"].contains("privileged"),
         "{p:?}"
     );
+
+    // The agent stops; the module is recreated from an image replaced under its tag and with
+    // one capability more; the agent starts again on the same state directory and judges the
+    // module's new container against the one it saw last.
+    let state = w.stop().await;
+    let m5_image = docker_ok(&["inspect", "-f", "{{.Image}}", &m5]);
+    docker_ok(&["commit", &m5, &v2]);
+    docker_ok(&["rm", "-f", &m5]);
+    let m6 = names.add("m6");
+    run_module(
+        &m6,
+        &v2,
+        &[
+            "--cap-add",
+            "NET_ADMIN",
+            "--pid",
+            "host",
+            "--cap-add",
+            "SYS_PTRACE",
+        ],
+    );
+    let mut w = Watcher::start_in(state);
+    assert!(
+        w.wait_for(Duration::from_secs(20), |e| container_events(e)
+            .any(
+                |r| r.action == "running" && r.container_name.as_deref() == Some(m6.as_str())
+            ))
+        .await,
+        "the module recreated while stopped was not reported: {:#?}",
+        w.records()
+    );
+    let m6_running = w.record(&m6, "running");
+    assert_eq!(m6_running.extra_details["PreviousImageId"], m5_image);
+    assert_eq!(
+        m6_running.extra_details["PrivilegesGained"],
+        "cap=SYS_PTRACE"
+    );
+    let mut found = Vec::new();
+    for e in &w.seen {
+        detector.inspect(e, tokio::time::Instant::now(), &mut found);
+    }
+    let mut raised: Vec<String> = found
+        .iter()
+        .filter_map(|f| match f {
+            Finding::Raised(rule, a) if a.container_name.as_deref() == Some(m6.as_str()) => {
+                Some(rule.id().to_string())
+            }
+            _ => None,
+        })
+        .collect();
+    raised.sort();
+    assert_eq!(raised, ["module-image-replaced", "module-privilege-gained"]);
 }
 
 fn dockerd_pid() -> Option<i32> {

@@ -15,14 +15,23 @@
 //! (`container-outside-deployment`, `module-image-replaced`, `module-privilege-gained`,
 //! `privileged-container-started`) read those fields. What a module looked like is learned when
 //! the watcher connects (every existing container of edgeAgent's is inspected) and from each
-//! creation after; it is kept in memory, so a change made while the agent was not running is not
-//! seen (the first container after a restart is the new reference).
+//! creation after, and kept in the state directory ([`FILE_NAME`]): a module recreated while the
+//! agent was stopped (or while the engine's connection was down) is judged against its last
+//! container when the watcher connects ([`Drift::learn`]), and reported as a `running` record if
+//! its image was replaced or it gained privileges.
 
 use super::cache::{ContainerMeta, EDGE_OWNER_LABEL};
 use super::posture;
 use crate::event::ExtraDetails;
 use bollard::models::ContainerInspectResponse;
+use serde::{Deserialize, Serialize};
 use std::collections::{BTreeSet, HashMap, HashSet};
+use std::path::Path;
+
+/// The file in the state directory.
+pub const FILE_NAME: &str = "drift.json";
+/// Format version of [`FILE_NAME`].
+const VERSION: u32 = 1;
 
 /// The image reference of the deployment, as edgeAgent labels the containers it creates.
 pub const EDGE_ORIGINAL_IMAGE_LABEL: &str = "net.azure-devices.edge.original-image";
@@ -74,7 +83,7 @@ impl Facts {
 }
 
 /// The last container seen of one module.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 struct Sighting {
     container_id: String,
     image_ref: Option<String>,
@@ -82,17 +91,64 @@ struct Sighting {
     privileges: BTreeSet<String>,
 }
 
-/// What the watcher knows about the device's modules, across reconnects.
+/// What the watcher knows about the device's modules, across reconnects and restarts.
 #[derive(Debug, Default)]
 pub struct Drift {
     modules: HashMap<String, Sighting>,
     /// Whether edgeAgent's containers exist here (any container with the owner label was seen).
     edge_device: bool,
+    /// Unowned containers reported running, once per agent run (not saved).
     reported_running: HashSet<String>,
     full_logged: bool,
+    /// Changed since it was last saved.
+    dirty: bool,
+}
+
+/// [`FILE_NAME`]'s contents.
+#[derive(Debug, Serialize, Deserialize)]
+struct Stored {
+    version: u32,
+    edge_device: bool,
+    modules: HashMap<String, Sighting>,
 }
 
 impl Drift {
+    /// The history saved in `path` by an earlier run; none (a first start, or a file that
+    /// cannot be read, which the log says) starts empty: every module's first container is
+    /// then its reference, as on a new device.
+    pub fn load(path: &Path) -> Drift {
+        let stored: Option<Stored> = crate::state::read_json_or_warn(
+            path,
+            super::COLLECTOR,
+            "cannot read the saved IoT Edge module history; modules changed while stopped are not judged",
+            "saved IoT Edge module history is corrupt; modules changed while stopped are not judged",
+        );
+        let Some(stored) = stored.filter(|s| s.version == VERSION) else {
+            return Drift::default();
+        };
+        Drift {
+            modules: stored.modules.into_iter().take(MAX_MODULES).collect(),
+            edge_device: stored.edge_device,
+            ..Drift::default()
+        }
+    }
+
+    /// Saves the history to `path` when it changed since the last save.
+    pub fn save(&mut self, path: &Path) -> std::io::Result<()> {
+        if !self.dirty {
+            return Ok(());
+        }
+        let stored = Stored {
+            version: VERSION,
+            edge_device: self.edge_device,
+            modules: self.modules.clone(),
+        };
+        let bytes = serde_json::to_vec(&stored).map_err(std::io::Error::other)?;
+        crate::state::write_atomic(path, &bytes)?;
+        self.dirty = false;
+        Ok(())
+    }
+
     /// Whether this looks like an IoT Edge device (edgeAgent's label was seen on a container).
     pub fn edge_device(&self) -> bool {
         self.edge_device
@@ -100,23 +156,36 @@ impl Drift {
 
     /// Notes that edgeAgent's containers exist on this device.
     pub fn saw_edge_agent(&mut self) {
+        self.dirty |= !self.edge_device;
         self.edge_device = true;
     }
 
-    /// Remembers a container seen when connecting, without judging it: the reference that later
-    /// containers of its module are compared with. A module's running container wins over a
-    /// stopped one left behind.
-    pub fn learn(&mut self, id: &str, facts: &Facts) {
+    /// Remembers a container seen when connecting: the reference that later containers of its
+    /// module are compared with. A module's running container wins over a stopped one left
+    /// behind. A running container that is not the module's last one known (recreated while the
+    /// agent was stopped, or while the engine was out of reach) is judged against it as
+    /// [`Drift::judge`] judges a creation; the findings come back when it replaced the image or
+    /// gained privileges (what the drift rules alert on), for a `running` record.
+    pub fn learn(&mut self, id: &str, facts: &Facts) -> Option<ExtraDetails> {
         if facts.owner.is_some() {
-            self.edge_device = true;
+            self.saw_edge_agent();
         }
         let (Some(_), Some(module)) = (&facts.owner, &facts.module) else {
-            return;
+            return None;
         };
-        if !facts.running && self.modules.contains_key(module) {
-            return;
+        let known = self.modules.get(module);
+        if !facts.running && known.is_some() {
+            return None;
+        }
+        if known.is_some_and(|s| s.container_id != id) {
+            let mut extra = ExtraDetails::new();
+            self.judge(id, facts, true, &mut extra);
+            let drifted =
+                extra.contains_key("PreviousImageId") || extra.contains_key("PrivilegesGained");
+            return drifted.then_some(extra);
         }
         self.remember(module, id, facts);
+        None
     }
 
     /// Whether an unowned container seen running when connecting should be reported (once per
@@ -140,7 +209,7 @@ impl Drift {
     ///   `PreviousImageId` (same image reference, another image id) and `PrivilegesGained`.
     pub fn judge(&mut self, id: &str, facts: &Facts, judge_module: bool, extra: &mut ExtraDetails) {
         if facts.owner.is_some() {
-            self.edge_device = true;
+            self.saw_edge_agent();
         }
         extra.insert("Privileged".into(), facts.privileged.to_string());
         if !facts.privileges.is_empty() {
@@ -185,15 +254,16 @@ impl Drift {
             }
             return;
         }
-        self.modules.insert(
-            module.to_string(),
-            Sighting {
-                container_id: id.to_string(),
-                image_ref: facts.image_ref.clone(),
-                image_id: facts.image_id.clone(),
-                privileges: facts.privileges.clone(),
-            },
-        );
+        let sighting = Sighting {
+            container_id: id.to_string(),
+            image_ref: facts.image_ref.clone(),
+            image_id: facts.image_id.clone(),
+            privileges: facts.privileges.clone(),
+        };
+        if self.modules.get(module) != Some(&sighting) {
+            self.modules.insert(module.to_string(), sighting);
+            self.dirty = true;
+        }
     }
 }
 
@@ -321,5 +391,68 @@ mod tests {
             e.get("PrivilegesGained").map(String::as_str),
             Some("privileged")
         );
+    }
+
+    #[test]
+    fn a_module_recreated_while_the_agent_was_stopped_is_judged_at_the_next_start() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join(FILE_NAME);
+        let mut d = Drift::load(&path);
+        assert!(d.learn("c1", &owned("app", "sha256:a", &[])).is_none());
+        assert!(d.learn("c9", &owned("other", "sha256:o", &[])).is_none());
+        d.save(&path).unwrap();
+        // Saved only when changed: an unchanged history is not written again.
+        std::fs::remove_file(&path).unwrap();
+        assert!(d.learn("c1", &owned("app", "sha256:a", &[])).is_none());
+        d.save(&path).unwrap();
+        assert!(!path.exists());
+        d.dirty = true;
+        d.save(&path).unwrap();
+
+        // The next run: app was recreated from a replaced image with a new capability while
+        // the agent was stopped; other is the same container.
+        let mut next = Drift::load(&path);
+        assert!(next.edge_device());
+        let e = next
+            .learn("c2", &owned("app", "sha256:b", &["cap=SYS_ADMIN"]))
+            .expect("a drifted module");
+        assert_eq!(e.get("PreviousContainerId").map(String::as_str), Some("c1"));
+        assert_eq!(
+            e.get("PreviousImageId").map(String::as_str),
+            Some("sha256:a")
+        );
+        assert_eq!(
+            e.get("PrivilegesGained").map(String::as_str),
+            Some("cap=SYS_ADMIN")
+        );
+        assert!(next.learn("c9", &owned("other", "sha256:o", &[])).is_none());
+        // Recreated the same way (a restart of the module, a deployment's new reference), or a
+        // stopped leftover: nothing to report, the new container is the reference.
+        let mut moved = owned("other", "sha256:p", &[]);
+        moved.image_ref = Some("registry.example/other:2".into());
+        assert!(next.learn("c10", &moved).is_none());
+        let mut stopped = owned("app", "sha256:z", &["privileged"]);
+        stopped.running = false;
+        assert!(next.learn("c0", &stopped).is_none());
+        next.save(&path).unwrap();
+        let third = Drift::load(&path);
+        assert_eq!(third.modules["app"].container_id, "c2");
+        assert_eq!(third.modules["other"].container_id, "c10");
+    }
+
+    #[test]
+    fn a_bad_history_file_starts_afresh() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join(FILE_NAME);
+        for bad in [
+            &b"{"[..],
+            b"[]",
+            br#"{"version":9,"edge_device":true,"modules":{}}"#,
+            br#"{"version":1,"edge_device":true,"modules":{"m":{"container_id":5}}}"#,
+        ] {
+            std::fs::write(&path, bad).unwrap();
+            let d = Drift::load(&path);
+            assert!(d.modules.is_empty() && !d.edge_device(), "{bad:?}");
+        }
     }
 }

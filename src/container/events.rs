@@ -288,7 +288,8 @@ enum Ended {
 pub async fn watch(ctx: Context, cache: Arc<ContainerCache>) {
     let mut config = ctx.config.clone();
     let mut resume = Resume::default();
-    let mut drift = Drift::default();
+    let drift_path = ctx.state_dir.join(super::drift::FILE_NAME);
+    let mut drift = Drift::load(&drift_path);
     let mut backoff = Backoff(MIN_BACKOFF);
     let mut down_reported = false;
     loop {
@@ -331,6 +332,7 @@ pub async fn watch(ctx: Context, cache: Arc<ContainerCache>) {
                     &path,
                 )
                 .await;
+                save_drift(&mut drift, &drift_path);
                 if started.elapsed() >= HEALTHY_STREAM {
                     backoff.reset();
                 }
@@ -377,7 +379,9 @@ async fn stream(
     path: &str,
 ) -> Ended {
     resume.start_now();
-    for record in learn_existing(ctx, docker, cache, drift).await {
+    let learned = learn_existing(ctx, docker, cache, drift).await;
+    save_drift(drift, &ctx.state_dir.join(super::drift::FILE_NAME));
+    for record in learned {
         let event = Event::new(Payload::ContainerEvent(vec![record]));
         if !ctx.emit(COLLECTOR, event).await {
             return Ended::Cancelled;
@@ -417,6 +421,7 @@ async fn stream(
                 }
                 if let Some(mut record) = to_record(&msg, cache) {
                     judge(docker, cache, drift, &mut record).await;
+                    save_drift(drift, &ctx.state_dir.join(super::drift::FILE_NAME));
                     let event = Event::new(Payload::ContainerEvent(vec![record]));
                     if !ctx.emit(COLLECTOR, event).await {
                         return Ended::Cancelled;
@@ -483,11 +488,20 @@ async fn inspect(
     }
 }
 
+/// Saves drift's history when it changed (a module's new container: rare); a failure is logged
+/// and the history stays in memory (the next change tries again).
+fn save_drift(drift: &mut Drift, path: &std::path::Path) {
+    if let Err(e) = drift.save(path) {
+        tracing::warn!(collector = COLLECTOR, path = %path.display(), error = %e, "cannot save the IoT Edge module history");
+    }
+}
+
 /// On connecting: learns the device's IoT Edge modules from the containers that exist (every
 /// container of edgeAgent's is inspected), and returns a `running` record for each container
 /// running without edgeAgent's label on an edge device (each once per agent run), so a container
-/// started while the agent was down is still reported. A failed listing learns nothing; the
-/// event stream goes on regardless.
+/// started while the agent was down is still reported, and for each module container that
+/// replaced its module's last known one with another image or more privileges
+/// ([`Drift::learn`]). A failed listing learns nothing; the event stream goes on regardless.
 async fn learn_existing(
     ctx: &Context,
     docker: &bollard::Docker,
@@ -537,8 +551,8 @@ async fn learn_existing(
         let meta = ContainerMeta::from_inspect(&inspect);
         let facts = Facts::new(&inspect, &meta);
         cache.insert(id, meta.clone());
-        drift.learn(id, &facts);
-        if drift.report_running(id, &facts) {
+        let drifted = drift.learn(id, &facts);
+        if drifted.is_some() || drift.report_running(id, &facts) {
             let mut record = ContainerEvent {
                 action: "running".into(),
                 object_type: ContainerObject::Container,
@@ -552,7 +566,10 @@ async fn learn_existing(
                 signal: None,
                 extra_details: Default::default(),
             };
-            drift.judge(id, &facts, false, &mut record.extra_details);
+            match drifted {
+                Some(extra) => record.extra_details = extra,
+                None => drift.judge(id, &facts, false, &mut record.extra_details),
+            }
             records.push(record);
         }
     }

@@ -1612,23 +1612,34 @@ fn drift_rules_read_the_watchers_findings() {
     );
     assert_eq!(fired(&container("start", &[unprivileged])), none);
     assert_eq!(fired(&container("create", &[edge, unprivileged])), none);
-    // A module recreated from a replaced image, or with more privileges.
+    // A module recreated from a replaced image, or with more privileges: on create, or found
+    // running when the watcher connects (recreated while the agent was stopped).
     let recreated = ("PreviousContainerId", "c1");
+    for action in ["create", "running"] {
+        assert_eq!(
+            fired(&container(
+                action,
+                &[edge, owner, recreated, ("PreviousImageId", "sha256:a")]
+            )),
+            ["module-image-replaced"]
+        );
+        assert_eq!(
+            fired(&container(
+                action,
+                &[edge, owner, recreated, ("PrivilegesGained", "pid=host")]
+            )),
+            ["module-privilege-gained"]
+        );
+        assert_eq!(fired(&container(action, &[edge, owner, recreated])), none);
+    }
     assert_eq!(
         fired(&container(
-            "create",
+            "start",
             &[edge, owner, recreated, ("PreviousImageId", "sha256:a")]
         )),
-        ["module-image-replaced"]
+        none,
+        "a start is judged by its create"
     );
-    assert_eq!(
-        fired(&container(
-            "create",
-            &[edge, owner, recreated, ("PrivilegesGained", "pid=host")]
-        )),
-        ["module-privilege-gained"]
-    );
-    assert_eq!(fired(&container("create", &[edge, owner, recreated])), none);
     // Privileged, on create (as well as start): one alert per container.
     assert_eq!(
         fired(&container("create", &[edge, owner, ("Privileged", "true")])),

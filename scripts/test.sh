@@ -39,6 +39,8 @@ command -v journalctl >/dev/null 2>&1 || packages+=(systemd)
 # real rpm sqlite databases; the sqlite3 shell writes the SQLite reader's test files.
 command -v rpmbuild >/dev/null 2>&1 || packages+=(rpm)
 command -v sqlite3 >/dev/null 2>&1 || packages+=(sqlite3)
+# tests/detection_rules.rs drives the download and upload rules with a real curl.
+command -v curl >/dev/null 2>&1 || packages+=(curl)
 if [ "${#packages[@]}" -gt 0 ]; then
     log "installing ${packages[*]}"
     apt-get update -qq

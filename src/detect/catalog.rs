@@ -376,6 +376,7 @@ const KINDS: &[(EventKind, &[&str])] = &[
         &[
             "Executable",
             "CommandLine",
+            "Arguments",
             "ProcessId",
             "ParentProcessId",
             "UserId",
@@ -399,6 +400,7 @@ const KINDS: &[(EventKind, &[&str])] = &[
             "UserId",
             "Executable",
             "CommandLine",
+            "Arguments",
         ],
     ),
     (
@@ -1002,6 +1004,13 @@ fn os(v: &Option<String>) -> Option<Val<'_>> {
     v.as_deref().and_then(s)
 }
 
+/// `Arguments`: the command line without its first word (argv[0], often the program's full
+/// path), so that a test of what a program was given does not match where it lives
+/// (`contains "/bin/"` on `/usr/bin/chattr +i x`); empty when there is none.
+fn arguments(command_line: &str) -> Option<Val<'_>> {
+    s(command_line.split_once(' ').map_or("", |(_, rest)| rest))
+}
+
 /// An enum field as its JSON name (`Out`, `UserAdded`).
 fn named<T: serde::Serialize>(v: &T) -> Option<Val<'static>> {
     match serde_json::to_value(v) {
@@ -1072,6 +1081,7 @@ impl<'a> Rec<'a> {
             Rec::Process(r) => match name {
                 "Executable" => s(&r.executable),
                 "CommandLine" => s(&r.command_line),
+                "Arguments" => arguments(&r.command_line),
                 "ProcessId" => num(r.process_id.into()),
                 "ParentProcessId" => num(r.parent_process_id.into()),
                 "UserId" => s(&r.user_id),
@@ -1095,6 +1105,7 @@ impl<'a> Rec<'a> {
                 "UserId" => os(&r.user_id),
                 "Executable" => s(&r.executable),
                 "CommandLine" => os(&r.command_line),
+                "Arguments" => r.command_line.as_deref().and_then(arguments),
                 _ => None,
             },
             Rec::Login(r) => match name {

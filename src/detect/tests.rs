@@ -2675,3 +2675,65 @@ fn a_repeated_anomaly_is_learned_not_raised_again() {
     let after = t0 + SUPPRESSION + Duration::from_secs(1);
     assert_eq!(anomalies(&run(&mut d, &tool, after)), (0, 0));
 }
+
+/// What the real-activity test (tests/detection_rules.rs) found: tests of a program's
+/// arguments matched its own path (argv[0]), and an auth-log line's `Host` (the machine that
+/// logged it) hid every console login.
+#[test]
+fn arguments_exclude_argv0_and_console_logins_in_the_auth_log_are_local() {
+    // The kernel autoloads modules through /sbin/modprobe with a module name: not a file.
+    assert_eq!(
+        fired(&exec("/usr/bin/kmod", "/sbin/modprobe -q -- nf_conntrack")),
+        Vec::<&str>::new()
+    );
+    assert_eq!(
+        fired(&exec("/usr/bin/kmod", "/sbin/modprobe /root/rootkit.ko")),
+        ["kernel-module-loaded"]
+    );
+    assert_eq!(
+        fired(&exec("/usr/bin/kmod", "modprobe ./rootkit.ko")),
+        ["kernel-module-loaded"]
+    );
+    // chattr run by its full path on an ordinary file; and on a persistence file.
+    assert_eq!(
+        fired(&exec("/usr/bin/chattr", "/usr/bin/chattr +i /srv/data")),
+        Vec::<&str>::new()
+    );
+    assert_eq!(
+        fired(&exec("/usr/bin/chattr", "/usr/bin/chattr +i /usr/bin/ps")),
+        ["bot-like"]
+    );
+    // login(1) on the console, as the auth log records it (Host: the machine's name), and the
+    // same user from a remote host.
+    let console = |result: LoginResult, from: Option<&str>| {
+        let mut e = login("login", "alice", result);
+        if let Payload::Login(v) = &mut e.payload {
+            v[0].executable = "/bin/login".into();
+            v[0].extra_details.insert("Host".into(), "edge".into());
+            v[0].extra_details
+                .insert("Source".into(), "auth.log".into());
+            if let Some(h) = from {
+                v[0].extra_details.insert("RemoteHost".into(), h.into());
+            }
+        }
+        e
+    };
+    assert_eq!(
+        fired(&console(LoginResult::Success, None)),
+        ["local-login-succeeded"]
+    );
+    assert_eq!(
+        fired(&console(LoginResult::Fail, None)),
+        ["local-login-failed"]
+    );
+    assert_eq!(
+        fired(&console(LoginResult::Success, Some("jumphost"))),
+        Vec::<&str>::new()
+    );
+    // A wtmp record keeps its meaning: Host is where the user came from.
+    let mut wtmp = login("wtmp:login", "alice", LoginResult::Success);
+    if let Payload::Login(v) = &mut wtmp.payload {
+        v[0].extra_details.insert("Host".into(), "10.0.0.9".into());
+    }
+    assert_eq!(fired(&wtmp), Vec::<&str>::new());
+}

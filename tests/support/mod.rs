@@ -6,6 +6,7 @@ pub mod certs;
 pub mod device;
 pub mod docker;
 pub mod edgehub;
+pub mod elf;
 pub mod routes;
 pub mod schema;
 pub mod workload;

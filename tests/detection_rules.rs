@@ -14,8 +14,9 @@
 //! - file rules: real writes under the host root, seen by the file integrity collector;
 //! - login rules: lines appended to the host root's auth log, as sudo and login(1) write them;
 //! - `software-changed`: a package added to the host root's dpkg status file;
-//! - `shell-network-connection`: a real outbound TCP connection from bash to this machine's
-//!   non-loopback address;
+//! - `shell-network-connection` and `connection-not-allowed`: real outbound TCP connections from
+//!   bash to this machine's non-loopback address, one to a port `detectionAllowedConnections`
+//!   lists and one to a port it does not;
 //! - `firewall-table-deleted`: a real nftables table added and deleted (it holds nothing).
 //!
 //! Every trigger and near miss carries a marker of its own (an argument, a comment, a file or
@@ -27,7 +28,7 @@
 //! Container rules are driven in `tests/container.rs`, the file rules not named here in
 //! `tests/file_integrity.rs`, the code rules in `tests/host_acceptance.rs` and
 //! `tests/agent_edgehub.rs`. Not driven anywhere yet: the kernel-module rules (no module can be
-//! loaded on this machine), `usb-storage-connected` (no USB bus), `connection-not-allowed`.
+//! loaded on this machine) and `usb-storage-connected` (no USB bus).
 
 mod support;
 
@@ -281,13 +282,26 @@ fn every_rule_fires_on_real_activity_and_not_on_its_near_miss() {
     };
     let status = root.join("var/lib/dpkg/status");
     std::fs::write(&status, package(&format!("{tag}old"), "1.0")).unwrap();
+    // This machine's address on its default route: uploads and shells' connections to it are
+    // not loopback (nothing listens on port 9, so a connection there is refused at once). Two
+    // listeners on it: the allow-list names the first.
+    let outbound = non_loopback_address().expect("this machine has a non-loopback address");
+    let allowed = std::net::TcpListener::bind((outbound, 0)).unwrap();
+    let not_allowed = std::net::TcpListener::bind((outbound, 0)).unwrap();
+    let port = |l: &std::net::TcpListener| l.local_addr().unwrap().port();
+    let (allowed_port, other_port) = (port(&allowed), port(&not_allowed));
+    let allow = match outbound {
+        std::net::IpAddr::V4(a) => format!("{a}:{allowed_port}"),
+        std::net::IpAddr::V6(a) => format!("[{a}]:{allowed_port}"),
+    };
     let config = state.path().join("twin.json");
     std::fs::write(
         &config,
         r#"{"highPriorityMessageFrequency":"PT1S","lowPriorityMessageFrequency":"PT2S",
             "snapshotFrequency":"PT1H","maxLocalCacheSizeInBytes":20000000,
             "aggregationIntervalProcessCreate":"PT2S","aggregationIntervalConnectionCreate":"PT2S",
-            "aggregationIntervalProcessTerminate":"PT2S"}"#,
+            "aggregationIntervalProcessTerminate":"PT2S","detectionAllowedConnections":"ALLOW"}"#
+            .replace("ALLOW", &allow),
     )
     .unwrap();
     let agent = Agent::start_with(
@@ -334,9 +348,6 @@ fn every_rule_fires_on_real_activity_and_not_on_its_near_miss() {
         cases: Vec::new(),
     };
     let (sh, bash) = ("/bin/sh", "/bin/bash");
-    // This machine's address on its default route: uploads and shells' connections to it are
-    // not loopback (nothing listens on port 9, so a connection there is refused at once).
-    let outbound = non_loopback_address().expect("this machine has a non-loopback address");
     let dir = work.path().to_str().unwrap().to_string();
     let file = |name: &str| {
         let p = work.path().join(name);
@@ -590,29 +601,38 @@ fn every_rule_fires_on_real_activity_and_not_on_its_near_miss() {
             case("web-shell", String::new(), Some(m))
         });
     }
-    // bash connecting out to this machine's own address (not loopback), and to loopback.
-    let listener = std::net::TcpListener::bind((outbound, 0)).unwrap();
-    let port = listener.local_addr().unwrap().port();
+    // bash connecting out: to this machine's own address (not loopback) on the allowed port
+    // and on another, and to loopback.
     let loopback = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let loopback_port = loopback.local_addr().unwrap().port();
-    let (m1, m2) = (b.marker(), b.marker());
+    let (m1, m2, m3) = (b.marker(), b.marker(), b.marker());
     let connect = |to: String, m: &str| {
         let script = format!("exec 3<>/dev/tcp/{to}; sleep 0.2; : {m}");
         vec!["-c".to_string(), script]
     };
+    let bash_path = Path::new(bash);
     let again = run_again(
-        Path::new(bash),
-        connect(format!("{outbound}/{port}"), &m1),
+        bash_path,
+        connect(format!("{outbound}/{allowed_port}"), &m1),
         work.path(),
     );
     run_strings(
-        Path::new(bash),
+        bash_path,
         &connect(format!("127.0.0.1/{loopback_port}"), &m2),
         work.path(),
     );
     b.cases.push(Case {
         again: Some(again),
-        ..case("shell-network-connection", outbound.to_string(), None)
+        ..case("shell-network-connection", m1.clone(), Some(m2))
+    });
+    let again = run_again(
+        bash_path,
+        connect(format!("{outbound}/{other_port}"), &m3),
+        work.path(),
+    );
+    b.cases.push(Case {
+        again: Some(again),
+        ..case("connection-not-allowed", m3, Some(m1))
     });
 
     // Files under the host root.
@@ -762,7 +782,7 @@ fn every_rule_fires_on_real_activity_and_not_on_its_near_miss() {
     let (_, rest, stderr) = agent.stop(Duration::from_secs(15));
     messages.extend(rest);
     run(nft, &["delete", "table", "inet", &m2], work.path());
-    drop((listener, loopback));
+    drop((allowed, not_allowed, loopback));
 
     let alerts = alerts_of(&messages);
     let fired: Vec<&str> = missing(&messages);

@@ -654,15 +654,16 @@ fn every_rule_fires_on_real_activity_and_not_on_its_near_miss() {
         "/etc/{m}-sudo.conf",
         b"ALL ALL=(ALL) NOPASSWD: ALL\n",
     );
-    let (m1, m2) = (b.marker(), b.marker());
-    append(&binary, m1.as_bytes());
+    // A system binary modified in place (it existed before the agent started: the path is the
+    // marker), and a new one installed (the near miss: created, not modified).
+    let m2 = b.marker();
+    append(&binary, b"\0");
     std::fs::copy("/bin/true", root.join(format!("usr/bin/{m2}"))).unwrap();
     b.cases.push(case(
         "system-binary-overwritten",
         format!("{tag}tool"),
         Some(m2),
     ));
-    let _ = m1;
 
     // Log lines.
     let auth = root.join("var/log/auth.log");

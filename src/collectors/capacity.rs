@@ -14,6 +14,32 @@ use std::hash::Hash;
 /// large enough that a quiet host never reallocates.
 pub const SLACK: usize = 256;
 
+/// Tables of expiring entries are swept of them once they have doubled since the last sweep,
+/// and not below this size.
+const SWEEP_MIN: usize = 64;
+
+/// When a table of expiring entries (suppressions, failed-login windows, rate-limit windows) is
+/// swept: once it has doubled since the last sweep. Each sweep is O(n) and comes after at least
+/// n/2 inserts, so it costs O(1) per insert, and the table holds at most about twice the entries
+/// still live. A table swept only when full grows with every distinct key until its cap (a
+/// failed login per new user name filled the detector's 8,192 suppressions in about two hours),
+/// instead of following what is live. Shrink it after the sweep ([`shrink_map`]) so its
+/// capacity follows too.
+#[derive(Debug, Default)]
+pub struct Sweep {
+    at: usize,
+}
+
+impl Sweep {
+    pub fn due(&self, len: usize) -> bool {
+        len >= self.at.max(SWEEP_MIN)
+    }
+
+    pub fn done(&mut self, len: usize) {
+        self.at = len.saturating_mul(2);
+    }
+}
+
 fn too_large(capacity: usize, len: usize) -> bool {
     capacity > SLACK && capacity / 4 > len
 }

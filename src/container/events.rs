@@ -48,7 +48,9 @@ const VOLUME_ACTIONS: &[&str] = &["mount"];
 /// containers) reach the stream slightly out of time order: resuming exactly at the newest time
 /// would skip an older one still in flight when the connection broke.
 const RESUME_SLACK_NANOS: i64 = 2_000_000_000;
-/// Events remembered for recognising replays; far more than the engine emits in the slack.
+/// Events remembered for recognising replays at most; far more than the engine emits in the
+/// slack. Events older than the slack before the newest are forgotten before that: a replay
+/// starts at the slack, so they cannot come again.
 const RESUME_MEMORY: usize = 4096;
 /// How long one inspect (of a container just created or started) or the listing on connect may
 /// take before the record leaves without what it would add.
@@ -59,8 +61,9 @@ const INSPECT_TIMEOUT: Duration = Duration::from_secs(5);
 pub struct Resume {
     /// Time of the newest event seen, in Unix nanoseconds.
     last_nano: i64,
-    /// Keys (time + type + actor id + action) of the most recent events, oldest first.
-    order: std::collections::VecDeque<String>,
+    /// Times and keys (time + type + actor id + action) of the most recent events, in the order
+    /// they arrived.
+    order: std::collections::VecDeque<(i64, String)>,
     seen: HashSet<String>,
 }
 
@@ -110,13 +113,19 @@ impl Resume {
         if !self.seen.insert(key.clone()) {
             return false;
         }
-        self.order.push_back(key);
-        if self.order.len() > RESUME_MEMORY {
-            if let Some(old) = self.order.pop_front() {
+        self.order.push_back((nano, key));
+        self.last_nano = self.last_nano.max(nano);
+        // What a replay cannot bring again (older than its start), and past the bound the
+        // oldest: memory follows the events of the last seconds, not every event ever seen.
+        let replay_from = self.last_nano.saturating_sub(RESUME_SLACK_NANOS);
+        while let Some((t, _)) = self.order.front() {
+            if *t >= replay_from && self.order.len() <= RESUME_MEMORY {
+                break;
+            }
+            if let Some((_, old)) = self.order.pop_front() {
                 self.seen.remove(&old);
             }
         }
-        self.last_nano = self.last_nano.max(nano);
         true
     }
 }

@@ -20,6 +20,7 @@
 //! `detectionCustomRules`: a second catalog, owned by the detector, tried after the static
 //! built-in one) and tunes built-in ones ([`RuleOverride`], `detectionRuleOverrides`).
 
+use crate::collectors::capacity::{self, Sweep};
 use crate::event::{
     AccountOperation, Alert, BaselineSeverity, ConnectionCreate, ContainerEvent, ContainerObject,
     Direction, Event, ExtraDetails, Login, LoginResult, Payload, ProcessCreate, UserChange,
@@ -57,32 +58,6 @@ pub const MAX_ALERTS_PER_MINUTE: u32 = 60;
 /// (a flood of distinct subjects across many rules, each within its budget), the entry that
 /// ends soonest is forgotten: at worst that subject alerts again, still within its rule's budget.
 pub const MAX_SUPPRESSED: usize = 8192;
-/// Tables of expiring entries (suppressions, failed-login windows, correlation keys) are swept
-/// of their expired entries once they have doubled since the last sweep, and not below this
-/// size.
-const SWEEP_MIN: usize = 64;
-
-/// When a table of expiring entries is swept: once it has doubled since the last sweep. Each
-/// sweep is O(n) and comes after at least n/2 inserts, so it costs O(1) per insert, and the
-/// table holds at most about twice the entries still live. Without it a table is swept only
-/// when full, and memory grows with every distinct subject until its cap (a failed login per
-/// new user name filled the 8,192 suppressions in about two hours), instead of following what
-/// is live.
-#[derive(Debug, Default)]
-struct Sweep {
-    at: usize,
-}
-
-impl Sweep {
-    fn due(&self, len: usize) -> bool {
-        len >= self.at.max(SWEEP_MIN)
-    }
-
-    fn done(&mut self, len: usize) {
-        self.at = len.saturating_mul(2);
-    }
-}
-
 /// One correlation rule's keys and their match times.
 #[derive(Debug, Default)]
 struct Keys {
@@ -753,6 +728,7 @@ impl Detector {
         {
             keys.retain(|_, times| times.back().is_some_and(live));
             sweep.done(keys.len());
+            capacity::shrink_map(keys);
             if keys.len() >= MAX_CORRELATION_KEYS {
                 let stalest = keys
                     .iter()
@@ -815,6 +791,7 @@ impl Detector {
         if self.suppressed_sweep.due(len) || len >= MAX_SUPPRESSED {
             self.suppressed.retain(|_, until| *until > now);
             self.suppressed_sweep.done(self.suppressed.len());
+            capacity::shrink_map(&mut self.suppressed);
             if self.suppressed.len() >= MAX_SUPPRESSED {
                 let soonest = self.suppressed.iter().min_by_key(|(_, until)| **until);
                 let soonest = soonest.map(|(k, _)| *k);
@@ -974,6 +951,7 @@ impl Detector {
                     .is_some_and(|t| now.saturating_duration_since(*t) < window)
             });
             self.failures_sweep.done(self.failures.len());
+            capacity::shrink_map(&mut self.failures);
             if self.failures.len() >= MAX_ORIGINS {
                 let stalest = self
                     .failures

@@ -364,6 +364,8 @@ pub fn hotplug(device: &Device, action: &str, source: &str, ev: Option<&Uevent>)
 #[derive(Debug)]
 pub struct Limiter {
     per_device: HashMap<String, (Instant, u32)>,
+    /// Windows are per device name, and every container's veth pair is a new name.
+    sweep: crate::collectors::capacity::Sweep,
     all: (Instant, u32),
     per_device_limit: u32,
     all_limit: u32,
@@ -379,6 +381,7 @@ impl Limiter {
     pub fn new(per_device_limit: u32, all_limit: u32) -> Limiter {
         Limiter {
             per_device: HashMap::new(),
+            sweep: Default::default(),
             all: (Instant::now(), 0),
             per_device_limit,
             all_limit,
@@ -393,9 +396,12 @@ impl Limiter {
         if self.all.1 >= self.all_limit {
             return false;
         }
-        if !self.per_device.contains_key(key) && self.per_device.len() >= LIMITER_KEYS {
+        let len = self.per_device.len();
+        if !self.per_device.contains_key(key) && (self.sweep.due(len) || len >= LIMITER_KEYS) {
             self.per_device
                 .retain(|_, (start, _)| now.duration_since(*start) < LIMIT_WINDOW);
+            self.sweep.done(self.per_device.len());
+            crate::collectors::capacity::shrink_map(&mut self.per_device);
             if self.per_device.len() >= LIMITER_KEYS {
                 // Still full of live windows: the one opened first goes.
                 if let Some(oldest) = self

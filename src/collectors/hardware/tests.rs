@@ -891,6 +891,16 @@ fn a_flapping_device_is_rate_limited_and_the_limiter_stays_bounded() {
         l.allow(&format!("d{i}"), t0);
     }
     assert!(l.remembered() <= 1024, "{}", l.remembered());
+
+    // A new device name a minute (a container's veth pair, for hours): the windows that ended
+    // are forgotten as the table grows, not when it is full.
+    let mut l = Limiter::default();
+    let mut most = 0;
+    for i in 0..600u64 {
+        l.allow(&format!("veth{i}"), t0 + Duration::from_secs(60 * i));
+        most = most.max(l.remembered());
+    }
+    assert!(most <= 64, "{most} windows remembered");
 }
 
 // --- The real kernel -----------------------------------------------------------------------

@@ -164,6 +164,24 @@ fn image_network_and_volume_events() {
     assert_eq!(mount.container_id.as_deref(), Some(ID));
 }
 
+/// An engine event a second for a day: what is remembered stays within the replay window.
+#[test]
+fn resume_remembers_the_replay_window_not_every_event() {
+    let mut r = Resume::default();
+    let t0 = 1_700_000_000_000_000_000i64;
+    let mut most = 0;
+    for i in 0..86_400i64 {
+        assert!(r.is_new(&container("start", json!({}), t0 + i * 1_000_000_000)));
+        most = most.max(r.seen.len());
+    }
+    assert!(most <= 3, "{most} events remembered");
+    assert_eq!(r.seen.len(), r.order.len());
+    // A replay of the window is still recognised.
+    let last = t0 + 86_399 * 1_000_000_000;
+    assert!(!r.is_new(&container("start", json!({}), last)));
+    assert!(!r.is_new(&container("start", json!({}), last - 1_000_000_000)));
+}
+
 #[test]
 fn resume_skips_what_was_sent_and_keeps_what_was_not() {
     let mut r = Resume::default();
@@ -198,12 +216,26 @@ fn resume_skips_what_was_sent_and_keeps_what_was_not() {
     let timeless = msg(json!({"Type": "container", "Action": "start", "Actor": {"ID": "x"}}));
     assert!(r.is_new(&timeless));
     assert!(r.is_new(&timeless));
-    // Memory is bounded: the oldest keys are forgotten first.
+    // Long before the newest event (the old engine's, above): forgotten, a replay cannot
+    // bring it back.
+    assert!(r.is_new(&a));
+    // Within the replay window memory is bounded too: the oldest keys are forgotten first.
+    let base = 1_800_000_000_000_000_000i64;
     for i in 0..RESUME_MEMORY as i64 {
-        assert!(r.is_new(&container("start", json!({}), t + 1_000 + i)));
+        assert!(r.is_new(&container("start", json!({}), base + 1 + i)));
     }
     assert_eq!(r.seen.len(), RESUME_MEMORY);
-    assert!(r.is_new(&a), "forgotten after {RESUME_MEMORY} newer events");
+    let first = container("start", json!({}), base + 1);
+    assert!(!r.is_new(&first));
+    assert!(r.is_new(&container(
+        "start",
+        json!({}),
+        base + 1 + RESUME_MEMORY as i64
+    )));
+    assert!(
+        r.is_new(&first),
+        "forgotten after {RESUME_MEMORY} newer events"
+    );
 }
 
 #[test]

@@ -33,29 +33,10 @@
 mod support;
 
 use serde_json::Value;
-use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
-use support::agent::Agent;
-
-/// Every payload record of every event named `name`.
-fn records<'a>(messages: &'a [Value], name: &'a str) -> impl Iterator<Item = &'a Value> + 'a {
-    messages
-        .iter()
-        .flat_map(|m| m["Events"].as_array().into_iter().flatten())
-        .filter(move |e| e["Name"] == name)
-        .flat_map(|e| e["Payload"].as_array().into_iter().flatten())
-}
-
-fn append(path: &Path, bytes: &[u8]) {
-    let mut f = std::fs::OpenOptions::new()
-        .append(true)
-        .create(true)
-        .open(path)
-        .unwrap();
-    f.write_all(bytes).unwrap();
-}
+use support::agent::{Agent, append, records};
 
 /// A syslog header for now, as rsyslog writes it (`Dec  4 20:01:02 edge `).
 fn syslog_now() -> String {

@@ -14,7 +14,7 @@ use std::io::Write;
 use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
 use std::time::{Duration, Instant};
-use support::agent::Agent;
+use support::agent::{Agent, append};
 use support::schema::{errors, message_validator};
 
 /// Every FileChange record in `messages`.
@@ -67,15 +67,6 @@ fn find<'a>(records: &'a [Value], path: &str, op: &str) -> Option<&'a Value> {
 
 fn extra<'a>(r: &'a Value, key: &str) -> &'a str {
     r["ExtraDetails"][key].as_str().unwrap_or("")
-}
-
-fn append(path: &Path, bytes: &[u8]) {
-    let mut f = std::fs::OpenOptions::new()
-        .append(true)
-        .create(true)
-        .open(path)
-        .unwrap();
-    f.write_all(bytes).unwrap();
 }
 
 fn fake_host_root(root: &Path) {

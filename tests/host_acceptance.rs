@@ -20,17 +20,8 @@ use std::io::Write;
 use std::net::{TcpListener, TcpStream, UdpSocket};
 use std::path::Path;
 use std::time::{Duration, Instant};
-use support::agent::Agent;
+use support::agent::{Agent, append, records};
 use support::schema::{errors, message_validator};
-
-/// Every payload record of every event named `name`.
-fn records<'a>(messages: &'a [Value], name: &'a str) -> impl Iterator<Item = &'a Value> + 'a {
-    messages
-        .iter()
-        .flat_map(|m| m["Events"].as_array().into_iter().flatten())
-        .filter(move |e| e["Name"] == name)
-        .flat_map(|e| e["Payload"].as_array().into_iter().flatten())
-}
 
 fn hits(r: &Value) -> u64 {
     r["ExtraDetails"]["HitCount"]
@@ -54,11 +45,6 @@ fn utmp_record(kind: i16, pid: i32, line: &str, user: &str, host: &str, addr: [u
     r[340..344].copy_from_slice(&now.to_ne_bytes());
     r[348..352].copy_from_slice(&addr);
     r
-}
-
-fn append(path: &Path, bytes: &[u8]) {
-    let mut f = std::fs::OpenOptions::new().append(true).open(path).unwrap();
-    f.write_all(bytes).unwrap();
 }
 
 /// The machine's own trees the fake host root shows ([`support::agent::command_with_trees`]).

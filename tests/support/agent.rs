@@ -209,3 +209,23 @@ pub fn free_port() -> u16 {
         .map(|a| a.port())
         .expect("an ephemeral port")
 }
+
+/// Every payload record of every event named `name` in messages the agent printed.
+pub fn records<'a>(messages: &'a [Value], name: &'a str) -> impl Iterator<Item = &'a Value> + 'a {
+    messages
+        .iter()
+        .flat_map(|m| m["Events"].as_array().into_iter().flatten())
+        .filter(move |e| e["Name"] == name)
+        .flat_map(|e| e["Payload"].as_array().into_iter().flatten())
+}
+
+/// Appends `bytes` to the file at `path` (created if missing), as a logger or an editor would.
+pub fn append(path: &Path, bytes: &[u8]) {
+    use std::io::Write;
+    let mut f = std::fs::OpenOptions::new()
+        .append(true)
+        .create(true)
+        .open(path)
+        .unwrap();
+    f.write_all(bytes).unwrap();
+}

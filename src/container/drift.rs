@@ -25,8 +25,9 @@ use super::posture;
 use crate::event::ExtraDetails;
 use bollard::models::ContainerInspectResponse;
 use serde::{Deserialize, Serialize};
+use std::borrow::Cow;
 use std::collections::{BTreeSet, HashMap, HashSet};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 /// The file in the state directory.
 pub const FILE_NAME: &str = "drift.json";
@@ -102,46 +103,63 @@ pub struct Drift {
     full_logged: bool,
     /// Changed since it was last saved.
     dirty: bool,
+    /// Where [`Drift::save`] writes ([`Drift::load`]'s file); `None`: kept in memory only.
+    path: Option<PathBuf>,
 }
 
-/// [`FILE_NAME`]'s contents.
+/// [`FILE_NAME`]'s contents (borrowed when saved, owned when loaded).
 #[derive(Debug, Serialize, Deserialize)]
-struct Stored {
+struct Stored<'a> {
     version: u32,
     edge_device: bool,
-    modules: HashMap<String, Sighting>,
+    modules: Cow<'a, HashMap<String, Sighting>>,
 }
 
 impl Drift {
-    /// The history saved in `path` by an earlier run; none (a first start, or a file that
-    /// cannot be read, which the log says) starts empty: every module's first container is
-    /// then its reference, as on a new device.
-    pub fn load(path: &Path) -> Drift {
+    /// The history saved in `path` by an earlier run, kept there from now on; none (a first
+    /// start, or a file that cannot be read, which the log says) starts empty: every module's
+    /// first container is then its reference, as on a new device.
+    pub fn load(file: &Path) -> Drift {
+        let path = Some(file.to_path_buf());
         let stored: Option<Stored> = crate::state::read_json_or_warn(
-            path,
+            file,
             super::COLLECTOR,
             "cannot read the saved IoT Edge module history; modules changed while stopped are not judged",
             "saved IoT Edge module history is corrupt; modules changed while stopped are not judged",
         );
         let Some(stored) = stored.filter(|s| s.version == VERSION) else {
-            return Drift::default();
+            return Drift {
+                path,
+                ..Drift::default()
+            };
         };
         Drift {
-            modules: stored.modules.into_iter().take(MAX_MODULES).collect(),
+            modules: stored
+                .modules
+                .into_owned()
+                .into_iter()
+                .take(MAX_MODULES)
+                .collect(),
             edge_device: stored.edge_device,
+            path,
             ..Drift::default()
         }
     }
 
-    /// Saves the history to `path` when it changed since the last save.
-    pub fn save(&mut self, path: &Path) -> std::io::Result<()> {
-        if !self.dirty {
+    /// The file the history is saved to, if any.
+    pub fn path(&self) -> Option<&Path> {
+        self.path.as_deref()
+    }
+
+    /// Saves the history to its file when it changed since the last save.
+    pub fn save(&mut self) -> std::io::Result<()> {
+        let Some(path) = self.path.as_deref().filter(|_| self.dirty) else {
             return Ok(());
-        }
+        };
         let stored = Stored {
             version: VERSION,
             edge_device: self.edge_device,
-            modules: self.modules.clone(),
+            modules: Cow::Borrowed(&self.modules),
         };
         let bytes = serde_json::to_vec(&stored).map_err(std::io::Error::other)?;
         crate::state::write_atomic(path, &bytes)?;
@@ -400,14 +418,14 @@ mod tests {
         let mut d = Drift::load(&path);
         assert!(d.learn("c1", &owned("app", "sha256:a", &[])).is_none());
         assert!(d.learn("c9", &owned("other", "sha256:o", &[])).is_none());
-        d.save(&path).unwrap();
+        d.save().unwrap();
         // Saved only when changed: an unchanged history is not written again.
         std::fs::remove_file(&path).unwrap();
         assert!(d.learn("c1", &owned("app", "sha256:a", &[])).is_none());
-        d.save(&path).unwrap();
+        d.save().unwrap();
         assert!(!path.exists());
         d.dirty = true;
-        d.save(&path).unwrap();
+        d.save().unwrap();
 
         // The next run: app was recreated from a replaced image with a new capability while
         // the agent was stopped; other is the same container.
@@ -434,7 +452,7 @@ mod tests {
         let mut stopped = owned("app", "sha256:z", &["privileged"]);
         stopped.running = false;
         assert!(next.learn("c0", &stopped).is_none());
-        next.save(&path).unwrap();
+        next.save().unwrap();
         let third = Drift::load(&path);
         assert_eq!(third.modules["app"].container_id, "c2");
         assert_eq!(third.modules["other"].container_id, "c10");

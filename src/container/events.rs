@@ -297,8 +297,7 @@ enum Ended {
 pub async fn watch(ctx: Context, cache: Arc<ContainerCache>) {
     let mut config = ctx.config.clone();
     let mut resume = Resume::default();
-    let drift_path = ctx.state_dir.join(super::drift::FILE_NAME);
-    let mut drift = Drift::load(&drift_path);
+    let mut drift = Drift::load(&ctx.state_dir.join(super::drift::FILE_NAME));
     let mut backoff = Backoff(MIN_BACKOFF);
     let mut down_reported = false;
     loop {
@@ -341,7 +340,7 @@ pub async fn watch(ctx: Context, cache: Arc<ContainerCache>) {
                     &path,
                 )
                 .await;
-                save_drift(&mut drift, &drift_path);
+                save_drift(&mut drift);
                 if started.elapsed() >= HEALTHY_STREAM {
                     backoff.reset();
                 }
@@ -389,7 +388,7 @@ async fn stream(
 ) -> Ended {
     resume.start_now();
     let learned = learn_existing(ctx, docker, cache, drift).await;
-    save_drift(drift, &ctx.state_dir.join(super::drift::FILE_NAME));
+    save_drift(drift);
     for record in learned {
         let event = Event::new(Payload::ContainerEvent(vec![record]));
         if !ctx.emit(COLLECTOR, event).await {
@@ -430,7 +429,7 @@ async fn stream(
                 }
                 if let Some(mut record) = to_record(&msg, cache) {
                     judge(docker, cache, drift, &mut record).await;
-                    save_drift(drift, &ctx.state_dir.join(super::drift::FILE_NAME));
+                    save_drift(drift);
                     let event = Event::new(Payload::ContainerEvent(vec![record]));
                     if !ctx.emit(COLLECTOR, event).await {
                         return Ended::Cancelled;
@@ -499,9 +498,13 @@ async fn inspect(
 
 /// Saves drift's history when it changed (a module's new container: rare); a failure is logged
 /// and the history stays in memory (the next change tries again).
-fn save_drift(drift: &mut Drift, path: &std::path::Path) {
-    if let Err(e) = drift.save(path) {
-        tracing::warn!(collector = COLLECTOR, path = %path.display(), error = %e, "cannot save the IoT Edge module history");
+fn save_drift(drift: &mut Drift) {
+    if let Err(e) = drift.save() {
+        let path = drift
+            .path()
+            .map(|p| p.display().to_string())
+            .unwrap_or_default();
+        tracing::warn!(collector = COLLECTOR, %path, error = %e, "cannot save the IoT Edge module history");
     }
 }
 

@@ -275,33 +275,10 @@ fn every_rule_fires_on_real_activity_and_not_on_its_near_miss() {
         std::net::IpAddr::V4(a) => format!("{a}:{allowed_port}"),
         std::net::IpAddr::V6(a) => format!("[{a}]:{allowed_port}"),
     };
-    let config = state.path().join("twin.json");
-    std::fs::write(
-        &config,
-        r#"{"highPriorityMessageFrequency":"PT1S","lowPriorityMessageFrequency":"PT2S",
-            "snapshotFrequency":"PT1H","maxLocalCacheSizeInBytes":20000000,
-            "aggregationIntervalProcessCreate":"PT2S","aggregationIntervalConnectionCreate":"PT2S",
-            "aggregationIntervalProcessTerminate":"PT2S","detectionAllowedConnections":"ALLOW"}"#
-            .replace("ALLOW", &allow),
-    )
-    .unwrap();
-    let agent = Agent::start_with(
-        support::agent::command_with_trees(root, &["proc", "sys", "dev"]),
-        state.path(),
-        &[
-            "--host-root",
-            root.to_str().unwrap(),
-            "--config",
-            config.to_str().unwrap(),
-            "--metrics-addr",
-            "off",
-        ],
-    );
-    let mut messages = vec![
-        agent
-            .next_message(Duration::from_secs(20))
-            .expect("a first message"),
-    ];
+    let allow = format!(r#""detectionAllowedConnections":"{allow}""#);
+    let trees = ["proc", "sys", "dev"];
+    let (agent, first) = Agent::over_host_root(root, &trees, state.path(), &allow);
+    let mut messages = vec![first];
     // Until the log follower, the file watches and the package list have taken their first
     // look (each saves its state file then).
     let deadline = Instant::now() + Duration::from_secs(60);

@@ -95,16 +95,6 @@ fn every_host_activity_is_reported_with_the_right_fields() {
     let host = tempfile::tempdir().unwrap();
     let state = tempfile::tempdir().unwrap();
     fake_host_root(host.path());
-    let config = state.path().join("twin.json");
-    std::fs::write(
-        &config,
-        r#"{"highPriorityMessageFrequency":"PT1S","lowPriorityMessageFrequency":"PT2S",
-            "snapshotFrequency":"PT1H","maxLocalCacheSizeInBytes":20000000,
-            "aggregationIntervalProcessCreate":"PT2S","aggregationIntervalConnectionCreate":"PT2S",
-            "aggregationIntervalProcessTerminate":"PT2S"}"#,
-    )
-    .unwrap();
-
     // Listening sockets exist before the first snapshot.
     let tcp4 = TcpListener::bind("127.0.0.1:0").unwrap();
     let tcp6 = TcpListener::bind("[::1]:0").unwrap();
@@ -114,23 +104,8 @@ fn every_host_activity_is_reported_with_the_right_fields() {
     let (tcp4_port, tcp6_port) = (port(tcp4.local_addr()), port(tcp6.local_addr()));
     let (udp4_port, udp6_port) = (port(udp4.local_addr()), port(udp6.local_addr()));
 
-    let agent = Agent::start_with(
-        support::agent::command_with_trees(host.path(), &TREES),
-        state.path(),
-        &[
-            "--host-root",
-            host.path().to_str().unwrap(),
-            "--config",
-            config.to_str().unwrap(),
-            "--metrics-addr",
-            "off",
-        ],
-    );
-    let mut messages = vec![
-        agent
-            .next_message(Duration::from_secs(20))
-            .expect("a first message"),
-    ];
+    let (agent, first) = Agent::over_host_root(host.path(), &TREES, state.path(), "");
+    let mut messages = vec![first];
     // Until the followers have taken their first look (they start at the end of existing files
     // and save where they start before reading; the account watcher saves its first view).
     let deadline = std::time::Instant::now() + Duration::from_secs(60);

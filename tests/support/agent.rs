@@ -87,6 +87,13 @@ pub fn clean_env(c: &mut Command) {
     c.env("RUST_LOG", "info");
 }
 
+/// Twin settings for tests that read what the agent prints: messages every second or two, short
+/// aggregation windows, snapshots not in the way, a cache no test fills.
+pub const SHORT_TIMERS: &str = r#""highPriorityMessageFrequency":"PT1S","lowPriorityMessageFrequency":"PT2S",
+    "snapshotFrequency":"PT1H","maxLocalCacheSizeInBytes":20000000,
+    "aggregationIntervalProcessCreate":"PT2S","aggregationIntervalConnectionCreate":"PT2S",
+    "aggregationIntervalProcessTerminate":"PT2S""#;
+
 /// A running `edgeguard run`, its stdout read line by line on a thread.
 pub struct Agent {
     pub child: Child,
@@ -122,6 +129,41 @@ impl Agent {
             }
         });
         Agent { child, lines }
+    }
+
+    /// `edgeguard run` over the host root `root`, showing this machine's `trees` there
+    /// ([`command_with_trees`]), its state in `state`, with the twin settings [`SHORT_TIMERS`]
+    /// and `extra` (more members of the same JSON object, or `""`) from a config file, and no
+    /// metrics endpoint. Returns the agent and its first message (within 20 s).
+    pub fn over_host_root(
+        root: &Path,
+        trees: &[&str],
+        state: &Path,
+        extra: &str,
+    ) -> (Agent, Value) {
+        let config = state.join("twin.json");
+        let json = match extra {
+            "" => format!("{{{SHORT_TIMERS}}}"),
+            extra => format!("{{{SHORT_TIMERS},{extra}}}"),
+        };
+        std::fs::write(&config, json).expect("the twin settings file");
+        let (root_arg, config_arg) = (root.to_str().unwrap(), config.to_str().unwrap());
+        let agent = Agent::start_with(
+            command_with_trees(root, trees),
+            state,
+            &[
+                "--host-root",
+                root_arg,
+                "--config",
+                config_arg,
+                "--metrics-addr",
+                "off",
+            ],
+        );
+        let first = agent
+            .next_message(Duration::from_secs(20))
+            .expect("a first message");
+        (agent, first)
     }
 
     /// The next message on stdout, parsed, within `timeout`.

@@ -22,11 +22,12 @@
 //! Cost: the kernel writes a record per exec (in the exec'ing task, with the stack copy about
 //! 8 KiB); the reader copies recent records into a small table of reused buffers
 //! ([`ExecTrace::drain`]) once per batch, without a system call, and copies and parses the
-//! stack only for an exec /proc missed, keeping the arguments, not the stack. An exec whose
-//! record was drained in an earlier batch than its process event (the tracepoint fires first)
-//! keeps its file name but not its arguments. Needs root (`CAP_PERFMON` or `CAP_SYS_ADMIN`) and tracefs, mounted on the
-//! host or mountable by the agent; without them the collector works as before and says so once
-//! in the log.
+//! stack only for an exec /proc missed, keeping the arguments, not the stack. A record drained
+//! in an earlier batch than its process event (the tracepoint fires first, so a record written
+//! between a batch's arrival and its drain is ahead of its event) has its stack parsed too:
+//! whether /proc will miss that exec is not known yet, and the record is the only copy. Needs
+//! root (`CAP_PERFMON` or `CAP_SYS_ADMIN`) and tracefs, mounted on the host or mountable by the
+//! agent; without them the collector works as before and says so once in the log.
 
 use crate::host::HostRoot;
 use crate::kernel::bytes::{bytes_at, u32_at, u64_at};
@@ -256,8 +257,9 @@ impl ExecTrace {
     }
 
     /// Copies every record written since the last drain into the table of recent execs, with
-    /// the stack copy only for the pids `needs_arguments` names (the execs /proc missed), so
-    /// the common exec costs the reader a few hundred bytes, not 8 KiB. Returns how many
+    /// the stack copy only for the pids `needs_arguments` names (the execs /proc missed, and
+    /// those whose process event has not come yet), so the common exec costs the reader a few
+    /// hundred bytes, not 8 KiB. Returns how many
     /// records the kernel could not write since then because a ring was full.
     pub fn drain(&mut self, needs_arguments: impl Fn(u32) -> bool) -> u64 {
         let mut lost = 0;

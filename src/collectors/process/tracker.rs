@@ -76,7 +76,13 @@ impl Tracker {
         let Some(trace) = &mut self.exec_trace else {
             return 0;
         };
-        let lost = trace.drain(|pid| infos.iter().any(|i| i.pid == pid && i.cmdline.is_none()));
+        // A record whose pid is not in this batch belongs to an exec whose process event comes
+        // in a later batch (the tracepoint fires first): whether /proc will be too late for it
+        // is not known yet, and its stack is only in this record, so its arguments are kept.
+        let lost = trace.drain(|pid| match infos.iter().find(|i| i.pid == pid) {
+            Some(info) => info.cmdline.is_none(),
+            None => true,
+        });
         for i in 0..infos.len() {
             let (done, later) = infos.make_contiguous().split_at_mut(i + 1);
             let info = &mut done[i];

@@ -289,6 +289,54 @@ fn an_exec_reaped_before_its_read_keeps_its_file_name_and_arguments_from_the_tra
     }
 }
 
+/// Real kernel, tracefs as above. The tracepoint fires before the process connector sends the
+/// exec, so the record of an exec can be drained with the batch before the one that brings its
+/// event; its stack must be kept then, or a process reaped by the time its event comes loses its
+/// arguments.
+#[test]
+fn an_exec_drained_before_its_event_comes_keeps_its_arguments() {
+    let mut t = Tracker::new(HostRoot::new("/"));
+    t.open_exec_trace();
+    assert!(
+        t.exec_trace.is_some(),
+        "the exec tracepoint should open as root"
+    );
+    if !t.exec_trace.as_ref().is_some_and(|x| x.has_arguments()) {
+        eprintln!("the kernel refused the stack copy: only file names, nothing to check");
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let exe = dir.path().join("egahead");
+    std::fs::copy("/bin/true", &exe).unwrap();
+    let mut with_arguments = 0;
+    for i in 0..20 {
+        let mut child = Command::new(&exe)
+            .args(["--ahead", &i.to_string()])
+            .spawn()
+            .unwrap();
+        let pid = child.id();
+        child.wait().unwrap();
+        let mut early = VecDeque::new();
+        // A batch without this exec drains its record (it was written already) ...
+        read_execs_first(&mut t, &[], &mut early);
+        // ... and the next batch brings its event, when /proc has nothing left.
+        read_execs_first(&mut t, &[ProcEvent::Exec { pid, tgid: pid }], &mut early);
+        let info = early.pop_front().unwrap();
+        assert_eq!(info.exe, None);
+        assert_eq!(info.exec_name.as_deref(), exe.to_str());
+        if let Some(line) = info.cmdline.as_deref() {
+            assert_eq!(line, format!("{} --ahead {i}", exe.display()));
+            with_arguments += 1;
+        }
+    }
+    // Stack randomization hides the strings of about a quarter of execs (exec_trace::STACK_BYTES);
+    // before the fix none of these 20 had arguments.
+    assert!(
+        with_arguments >= 5,
+        "{with_arguments} of 20 execs drained before their event kept their arguments"
+    );
+}
+
 #[test]
 fn uids_follow_forks_and_credential_changes() {
     let dir = tempfile::tempdir().unwrap();

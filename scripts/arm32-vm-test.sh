@@ -28,6 +28,12 @@
 #        listener, each held open (server and client alive) until the agent has reported both
 #        ends; then QCONNS connections to a second listener that closes each at once; both
 #        listeners stay open for a ListeningPorts snapshot;
+#      - with the agent watching, loads a signed in-tree module (`dummy`), a module whose
+#        signature was cut off (`crc-itu-t`: the kernel loads it and taints it E), then the VM's
+#        USB host controller (xhci) and the storage drivers, so the emulated USB stick and USB
+#        keyboard qemu was started with enumerate now: the kernel-module and USB rules driven by
+#        the kernel itself, with near misses (the signed module is not unsigned, the keyboard
+#        and the controller's root hubs are not storage);
 #      then SIGTERMs the agent, waits for it and prints /out (messages, agent log, guest facts)
 #      as base64 of a tar.gz between markers on the serial console, and powers off;
 #   3. extracts that on the host and checks it (check_results below): the process and connection
@@ -35,7 +41,9 @@
 #      tracepoint open, a complete ProcessCreate (command line, user, parent) and an exit status 3
 #      ProcessTerminate for every probe, a ProcessCreate for every quick exec, exactly one Out and
 #      one In per connection with the held ones attributed to their processes, both listeners
-#      in ListeningPorts with their pids, no other collector Degraded/Down except those that
+#      in ListeningPorts with their pids, a KernelModule record for every late module, the
+#      alerts kernel-module-inserted (dummy), unsigned-kernel-module (crc_itu_t only) and
+#      usb-storage-connected (the stick only), no other collector Degraded/Down except those that
 #      cannot be Up in this VM (login: no log files; firewall: no nft/iptables), a clean exit on
 #      SIGTERM. Prints PASS/FAIL/INFO lines, a summary with counts and the wall times, and exits
 #      non-zero on any failure.
@@ -218,8 +226,11 @@ chmod 1777 "$root/tmp"
 
 # Modules in load order (dependencies first). The .deb has no modules.dep (depmod runs at
 # install); the `depends=` entry of each module's .modinfo section says the same thing.
+# The kernel treats - and _ in module names alike; file names use either (xhci-hcd.ko, sd_mod.ko).
 modfile() {
-    find "$kernel_dir/lib/modules/$kver/kernel" \( -name "$1.ko" -o -name "$1.ko.xz" -o -name "$1.ko.zst" \) -print -quit
+    local dashed=${1//_/-}
+    find "$kernel_dir/lib/modules/$kver/kernel" \( -name "$1.ko" -o -name "$1.ko.xz" -o -name "$1.ko.zst" \
+        -o -name "$dashed.ko" -o -name "$dashed.ko.xz" -o -name "$dashed.ko.zst" \) -print -quit
 }
 declare -A seen_mod=()
 load_order=()
@@ -247,6 +258,37 @@ add_module() {
 for m in "${modules[@]}"; do add_module "$m"; done
 : >"$root/etc/eg-modules"
 for m in "${load_order[@]}"; do echo "$m" >>"$root/etc/eg-modules"; done
+
+# Loaded by /init once the agent runs, so each load is news to it: `dummy` (signed, in tree),
+# `crc-itu-t` unsigned (below), then the USB host controller and the stick's drivers (xhci-pci
+# makes the stick and keyboard on qemu's xhci bus enumerate; usb-storage and sd_mod give the
+# stick a disk). Modules the early list already loaded are not loaded twice.
+early=${#load_order[@]}
+for m in dummy crc-itu-t xhci-pci usb-storage sd_mod; do add_module "$m"; done
+: >"$root/etc/eg-late-modules"
+for m in "${load_order[@]:$early}"; do echo "$m" >>"$root/etc/eg-late-modules"; done
+# A module with its appended signature cut off, as an out-of-band build would be: the trailer is
+# the PKCS#7 signature, a 12-byte struct module_signature (its last 4 bytes the signature's
+# length, big-endian; signer and key id lengths 0 for PKCS#7) and the magic string. The kernel
+# (CONFIG_MODULE_SIG=y, not forced) loads it and taints it E, as it would a rootkit's module.
+python3 - "$root/lib/modules/crc_itu_t.ko" <<'PYEOF' || die "could not strip the signature of crc_itu_t.ko"
+import struct, sys
+path = sys.argv[1]
+data = open(path, "rb").read()
+magic = b"~Module signature appended~\n"
+if not data.endswith(magic):
+    sys.exit(f"{path}: no appended signature")
+info = data[-len(magic) - 12:-len(magic)]
+signer_len, key_id_len = info[3], info[4]
+sig_len = struct.unpack(">I", info[8:12])[0]
+cut = len(magic) + 12 + sig_len + signer_len + key_id_len
+if cut >= len(data):
+    sys.exit(f"{path}: signature trailer longer than the file")
+open(path, "wb").write(data[:-cut])
+PYEOF
+# The emulated USB stick's backing file (a blank disk is enough: it is plugged in, not mounted).
+stick="$work/stick.img"
+truncate -s 4M "$stick"
 
 cp "$busybox_dir/bin/busybox" "$root/bin/busybox"
 ln -s busybox "$root/bin/sh"
@@ -517,6 +559,19 @@ listener_seen() {
 wait_for "ListeningPorts snapshot with port $PORT and its process" 60 listener_seen
 echo "connections: $(now)" >>/out/phases
 
+# --- kernel modules and USB --------------------------------------------------------------------
+# Loaded with the agent watching (see the host script): each load is a module uevent and a new
+# /proc/modules line; loading xhci-pci makes the stick and keyboard enumerate.
+log "loading $(wc -l </etc/eg-late-modules) modules with the agent watching"
+cp /etc/eg-late-modules /out/late-modules
+while read -r m; do
+    if insmod "/lib/modules/$m.ko"; then log "insmod $m"; else log "insmod $m FAILED"; echo "$m" >>/out/late-insmod-failed; fi
+done </etc/eg-late-modules
+rule_seen() { grep -q "\"RuleId\":\"$1\"" "$MSG" 2>/dev/null; }
+hw_alerts() { rule_seen kernel-module-inserted && rule_seen unsigned-kernel-module && rule_seen usb-storage-connected; }
+wait_for "module and USB alerts (kernel-module-inserted, unsigned-kernel-module, usb-storage-connected)" 120 hw_alerts
+echo "hardware: $(now)" >>/out/phases
+
 # --- shutdown --------------------------------------------------------------------------------
 log "SIGTERM to the agent"
 kill -TERM "$(cat /run/agent.pid)"
@@ -529,6 +584,7 @@ fi
 echo "stopped: $(now)" >>/out/phases
 kill "$listener" "$qlistener" 2>/dev/null
 dmesg >/out/dmesg.txt
+cat /proc/modules >/out/modules-at-end.txt
 log "agent exit code $(cat /out/agent.rc 2>/dev/null); $(wc -c <"$MSG" 2>/dev/null) bytes of messages"
 
 # --- results over the console ----------------------------------------------------------------
@@ -552,13 +608,17 @@ log "initramfs: $(du -h "$initrd" | cut -f1) ($kernel_pkg $kernel_ver, modules: 
 rm -rf "$out"
 mkdir -p "$out"
 console="$out/console.log"
-log "booting $kernel_pkg under qemu-system-arm -M virt -smp $smp (timeout ${vm_timeout}s)"
+log "booting $kernel_pkg under qemu-system-arm -M virt,highmem=off -smp $smp (timeout ${vm_timeout}s)"
 t_vm=$(date +%s.%N)
 vm_rc=0
 # The console is streamed with a prefix (without the base64 block) so a CI log shows progress.
-timeout -k 10 "$vm_timeout" qemu-system-arm -M virt -smp "$smp" -m 512 \
+# highmem=off: qemu puts the PCIe ECAM window above 4 GiB otherwise, which the armmp kernel
+# (no LPAE) cannot claim ("can't claim ECAM area"): no PCI bus, so no xhci and no USB devices.
+timeout -k 10 "$vm_timeout" qemu-system-arm -M virt,highmem=off -smp "$smp" -m 512 \
     -kernel "$vmlinuz" -initrd "$initrd" \
     -append "console=ttyAMA0 rdinit=/init panic=-1 quiet loglevel=3" \
+    -device qemu-xhci,id=xhci -drive if=none,id=stick,format=raw,file="$stick" \
+    -device usb-storage,bus=xhci.0,drive=stick,removable=on -device usb-kbd,bus=xhci.0 \
     -nic none -nographic -no-reboot </dev/null 2>&1 \
     | tr -d '\r' | tee "$console" \
     | awk -v quiet="$quiet" '/^==EDGEGUARD-OUT-BEGIN==/ { skip = 1; print "guest| " $0 " (base64 not shown)"; fflush() }
@@ -775,6 +835,41 @@ for port, pid in ((PORT, listener_pid), (QPORT, qlistener_pid)):
     if len(owned) != len(entries):
         info(f"port {port}: {len(entries) - len(owned)} snapshot entr(y/ies) without the process: a listener opened while "
              "the snapshot ran (owners are scanned before the socket tables: src/collectors/listening.rs snapshot())")
+
+# Kernel modules and USB devices, loaded and plugged while the agent watched: the kernel-module
+# and USB rules driven by the kernel itself, each with its near miss.
+late = read("late-modules").split()
+failed_insmod = read("late-insmod-failed").split()
+check(late and not failed_insmod, f"late modules loaded by the guest: {len(late) - len(failed_insmod)} of {len(late)}"
+      + (f" (failed: {failed_insmod})" if failed_insmod else ""))
+loaded = {r["Name"]: r for r in records("KernelModule") if r.get("Action") == "Loaded"}
+missing = [m for m in late if m not in loaded]
+check(late and not missing, f"KernelModule Loaded for every module loaded after the start: {len(late) - len(missing)} of {len(late)}"
+      + (f" (missing: {missing})" if missing else ""))
+alerts = records("Alert")
+def alerts_of(rule, key=None, value=None):
+    return [a for a in alerts if a.get("RuleId") == rule and (key is None or a.get("ExtraDetails", {}).get(key) == value)]
+check(alerts_of("kernel-module-inserted", "Module", "dummy"), "alert kernel-module-inserted for dummy (signed, loaded after the start)")
+unsigned = sorted({a.get("ExtraDetails", {}).get("Module") for a in alerts_of("unsigned-kernel-module")})
+check(unsigned == ["crc_itu_t"], f"alert unsigned-kernel-module for crc_itu_t (signature cut off) and no other module: {unsigned}")
+insmods = [r for r in records("ProcessCreate") if (r.get("CommandLine") or "").startswith("insmod ")]
+info(f"kernel-module-loaded (the insmod command line): {len(alerts_of('kernel-module-loaded'))} alerts, {len(insmods)} insmod "
+     "ProcessCreate records (busybox's shell may run an applet in a forked child without an exec: then there is no "
+     "exec to see, and only the kernel's side, kernel-module-inserted, reports the load)")
+crc = loaded.get("crc_itu_t", {}).get("ExtraDetails", {})
+info(f"crc_itu_t as reported: taint {crc.get('Taint')!r}, Unsigned {crc.get('Unsigned')!r}, source {crc.get('Source')!r}")
+added = [r for r in records("ConnectedHardware") if r.get("ExtraDetails", {}).get("Action") == "Added"]
+info("hardware added while the agent watched: " + "; ".join(
+    f"{r.get('HardwareCategory')}/{r.get('HardwareSubCategory')} {r.get('HardwareName')!r}" for r in added[:12]))
+usb_alerts = alerts_of("usb-storage-connected")
+storage = lambda d: d.get("HardwareSubCategory") in ("Mass Storage", "Removable Disk") or "Mass Storage" in d.get("InterfaceClasses", "")
+check(any(storage(r | r.get("ExtraDetails", {})) for r in added), "ConnectedHardware Added for the USB stick (Mass Storage or Removable Disk)")
+check(usb_alerts, f"alert usb-storage-connected: {len(usb_alerts)} ("
+      + "; ".join(f"{a.get('ExtraDetails', {}).get('HardwareSubCategory')} {a.get('ExtraDetails', {}).get('HardwareName')!r}" for a in usb_alerts) + ")")
+not_storage = [a for a in usb_alerts if not storage(a.get("ExtraDetails", {}))]
+hid = [r for r in added if "Human Interface Device" in r.get("ExtraDetails", {}).get("InterfaceClasses", "")]
+check(hid and not not_storage, f"the USB keyboard was added ({len(hid)} record(s)) and no usb-storage-connected alert is about a device that is not storage"
+      + (f": {not_storage}" if not_storage else ""))
 
 # The periodic side, for the record.
 si = records("SystemInformation")

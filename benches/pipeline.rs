@@ -16,6 +16,8 @@
 //! messages and that nothing was dropped, so a broken configuration cannot be measured as "fast".
 //!
 //! Run with `cargo bench --bench pipeline`; results and method are in `docs/benchmarks.md`.
+//! `EDGEGUARD_BENCH_RULES=off` turns every catalog rule off (`detectionRulesDisabled` with all of
+//! them), so an A/B in one build and one window gives what the catalog costs each event.
 
 use chrono::{DateTime, Duration as ChronoDuration, FixedOffset};
 use criterion::measurement::{Measurement, ValueFormatter, WallTime};
@@ -239,12 +241,22 @@ fn connection_create(i: usize) -> Event {
 fn config(aggregation: bool) -> Arc<Config> {
     let mut c = Config {
         max_local_cache_size_in_bytes: NO_EVICTION_CACHE_BYTES,
+        detection_rules_disabled: rules_disabled(),
         ..Config::default()
     };
     for agg in c.aggregation.values_mut() {
         agg.enabled = aggregation;
     }
     Arc::new(c)
+}
+
+/// Every rule of the catalog with `EDGEGUARD_BENCH_RULES=off`, none otherwise.
+fn rules_disabled() -> Vec<edgeguard::detect::Rule> {
+    match std::env::var("EDGEGUARD_BENCH_RULES").as_deref() {
+        Ok("off") => edgeguard::detect::Rule::all().collect(),
+        Ok("on") | Err(_) => Vec::new(),
+        Ok(other) => panic!("EDGEGUARD_BENCH_RULES={other}: expected `on` or `off`"),
+    }
 }
 
 fn pipeline(config: &Arc<Config>) -> (Pipeline, Arc<Metrics>) {
@@ -666,6 +678,7 @@ fn encode_event<M: Measurement + 'static>(c: &mut Criterion<M>) {
 fn detect_process<M: Measurement + 'static>(c: &mut Criterion<M>) {
     let events: Vec<Event> = (0..1_000).map(|i| process_create(i, i)).collect();
     let mut detector = edgeguard::detect::Detector::new();
+    detector.set_disabled(&rules_disabled());
     let now = tokio::time::Instant::now();
     let mut found = Vec::new();
     for e in &events {

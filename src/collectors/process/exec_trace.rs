@@ -259,8 +259,8 @@ impl ExecTrace {
     /// Copies every record written since the last drain into the table of recent execs, with
     /// the stack copy only for the pids `needs_arguments` names (the execs /proc missed, and
     /// those whose process event has not come yet), so the common exec costs the reader a few
-    /// hundred bytes, not 8 KiB. Returns how many
-    /// records the kernel could not write since then because a ring was full.
+    /// hundred bytes, not 8 KiB. Returns how many records the kernel could not write since then
+    /// because a ring was full.
     pub fn drain(&mut self, needs_arguments: impl Fn(u32) -> bool) -> u64 {
         let mut lost = 0;
         for i in 0..self.rings.len() {

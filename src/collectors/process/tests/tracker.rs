@@ -242,26 +242,35 @@ fn execs_of_a_batch_are_read_first_and_exited_ones_lightly() {
     child.wait().unwrap();
 }
 
-/// Real kernel: needs tracefs (scripts/test.sh mounts it where the host has not).
-#[test]
-fn an_exec_reaped_before_its_read_keeps_its_file_name_and_arguments_from_the_tracepoint() {
+/// A tracker of the real host with the exec tracepoint open (root and tracefs needed).
+fn traced_tracker() -> Tracker {
     let mut t = Tracker::new(HostRoot::new("/"));
     t.open_exec_trace();
     assert!(
         t.exec_trace.is_some(),
         "the exec tracepoint should open as root (is tracefs mounted at /sys/kernel/tracing?)"
     );
+    t
+}
+
+/// Runs `exe` with `args` and reaps it, so /proc has nothing left of it; its pid.
+fn run_and_reap(exe: &std::path::Path, args: &[&str]) -> u32 {
+    let mut child = Command::new(exe).args(args).spawn().unwrap();
+    let pid = child.id();
+    child.wait().unwrap();
+    pid
+}
+
+/// Real kernel: needs tracefs (scripts/test.sh mounts it where the host has not).
+#[test]
+fn an_exec_reaped_before_its_read_keeps_its_file_name_and_arguments_from_the_tracepoint() {
+    let mut t = traced_tracker();
     let dir = tempfile::tempdir().unwrap();
     let exe = dir.path().join("egreaped");
     std::fs::copy("/bin/true", &exe).unwrap();
     let mut with_arguments = 0;
     for i in 0..20 {
-        let mut child = Command::new(&exe)
-            .args(["--reaped", &i.to_string()])
-            .spawn()
-            .unwrap();
-        let pid = child.id();
-        child.wait().unwrap();
+        let pid = run_and_reap(&exe, &["--reaped", &i.to_string()]);
         // Gone before the reader got to it: /proc has nothing left, the tracepoint has the
         // file name and (unless stack randomization hid them, see exec_trace::STACK_BYTES)
         // the arguments.
@@ -295,12 +304,7 @@ fn an_exec_reaped_before_its_read_keeps_its_file_name_and_arguments_from_the_tra
 /// arguments.
 #[test]
 fn an_exec_drained_before_its_event_comes_keeps_its_arguments() {
-    let mut t = Tracker::new(HostRoot::new("/"));
-    t.open_exec_trace();
-    assert!(
-        t.exec_trace.is_some(),
-        "the exec tracepoint should open as root"
-    );
+    let mut t = traced_tracker();
     if !t.exec_trace.as_ref().is_some_and(|x| x.has_arguments()) {
         eprintln!("the kernel refused the stack copy: only file names, nothing to check");
         return;
@@ -310,12 +314,7 @@ fn an_exec_drained_before_its_event_comes_keeps_its_arguments() {
     std::fs::copy("/bin/true", &exe).unwrap();
     let mut with_arguments = 0;
     for i in 0..20 {
-        let mut child = Command::new(&exe)
-            .args(["--ahead", &i.to_string()])
-            .spawn()
-            .unwrap();
-        let pid = child.id();
-        child.wait().unwrap();
+        let pid = run_and_reap(&exe, &["--ahead", &i.to_string()]);
         let mut early = VecDeque::new();
         // A batch without this exec drains its record (it was written already) ...
         read_execs_first(&mut t, &[], &mut early);

@@ -4,6 +4,17 @@ use crate::host::HostRoot;
 use crate::host::netns::netns_of;
 use std::net::{Ipv4Addr, Ipv6Addr};
 
+/// Now on `CLOCK_MONOTONIC`, the clock of the process connector's timestamps.
+pub(crate) fn monotonic_ns() -> u64 {
+    let mut ts = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: writes the current time into `ts`.
+    unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut ts) };
+    ts.tv_sec as u64 * 1_000_000_000 + ts.tv_nsec as u64
+}
+
 /// A global (non-loopback, non-link-local) IPv6 address of this host, if it has one.
 pub(crate) fn real_v6_address() -> Option<Ipv6Addr> {
     let text = std::fs::read_to_string("/proc/net/if_inet6").ok()?;

@@ -8,9 +8,13 @@ use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 use std::sync::atomic::{Ordering, fence};
 
 const PERF_TYPE_TRACEPOINT: u32 = 2;
+const PERF_SAMPLE_TIME: u64 = 1 << 2;
 const PERF_SAMPLE_RAW: u64 = 1 << 10;
 const PERF_SAMPLE_REGS_USER: u64 = 1 << 12;
 const PERF_SAMPLE_STACK_USER: u64 = 1 << 13;
+const PERF_SAMPLE_CGROUP: u64 = 1 << 21;
+/// `perf_event_attr.use_clockid`, a bit of the flags word (Linux 4.1).
+const USE_CLOCKID: u64 = 1 << 25;
 const PERF_FLAG_FD_CLOEXEC: libc::c_ulong = 8;
 /// Offsets of `data_head` and `data_tail` in `struct perf_event_mmap_page`.
 const DATA_HEAD: usize = 1024;
@@ -39,9 +43,10 @@ pub struct Ring {
 // SAFETY: the mapping is owned by this value and only used through `&self`/`&mut self`.
 unsafe impl Send for Ring {}
 
-/// `struct perf_event_attr` up to `sample_stack_user` (`PERF_ATTR_SIZE_VER3`, 96 bytes, Linux
-/// 3.7). The version-0 size (64 bytes), which every kernel accepts, is stated when no user
-/// stack is asked for, so older kernels keep working.
+/// `struct perf_event_attr` up to `clockid` (`PERF_ATTR_SIZE_VER3`, 96 bytes, Linux 3.7; the
+/// `clockid` word was reserved until 4.1). The version-0 size (64 bytes), which every kernel
+/// accepts, is stated when neither a user stack nor a clock is asked for, so older kernels keep
+/// working.
 #[repr(C)]
 #[derive(Default)]
 struct PerfEventAttr {
@@ -74,14 +79,29 @@ pub struct UserStack {
     pub size: u32,
 }
 
+/// What a tracepoint sample carries besides its raw record, in the kernel's order:
+/// `u64 time` first ([`Sampling::clock`]), then `u32 size` and the raw record, then the user
+/// stack ([`UserStack`]), then `u64 cgroup` last ([`Sampling::cgroup`]).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Sampling {
+    pub stack: Option<UserStack>,
+    /// The time of the hit on `CLOCK_MONOTONIC` (`PERF_SAMPLE_TIME` with `use_clockid`, Linux
+    /// 4.1), the clock of the process connector's timestamps, so a sample can be matched to
+    /// the connector's event of the same exec.
+    pub clock: bool,
+    /// The id of the task's cgroup in the perf_event controller's hierarchy (on cgroup v2, the
+    /// one hierarchy) at the hit (`PERF_SAMPLE_CGROUP`, Linux 5.7 with `CONFIG_CGROUP_PERF`).
+    pub cgroup: bool,
+}
+
 impl Ring {
-    /// Samples every hit of tracepoint `id` (its raw record, and the user stack when asked) on
+    /// Samples every hit of tracepoint `id` (its raw record, and what `sampling` asks for) on
     /// `cpu`, in a ring of `data_pages` pages.
     pub fn open_tracepoint(
         id: u64,
         cpu: i32,
         data_pages: usize,
-        stack: Option<UserStack>,
+        sampling: Sampling,
     ) -> io::Result<Ring> {
         let mut attr = PerfEventAttr {
             kind: PERF_TYPE_TRACEPOINT,
@@ -91,11 +111,20 @@ impl Ring {
             sample_type: PERF_SAMPLE_RAW,
             ..Default::default()
         };
-        if let Some(stack) = stack {
+        if let Some(stack) = sampling.stack {
             attr.size = std::mem::size_of::<PerfEventAttr>() as u32;
             attr.sample_type |= PERF_SAMPLE_REGS_USER | PERF_SAMPLE_STACK_USER;
             attr.sample_regs_user = stack.regs;
             attr.sample_stack_user = stack.size;
+        }
+        if sampling.clock {
+            attr.size = std::mem::size_of::<PerfEventAttr>() as u32;
+            attr.sample_type |= PERF_SAMPLE_TIME;
+            attr.flags |= USE_CLOCKID;
+            attr.clockid = libc::CLOCK_MONOTONIC;
+        }
+        if sampling.cgroup {
+            attr.sample_type |= PERF_SAMPLE_CGROUP;
         }
         // SAFETY: `attr` is a valid perf_event_attr of the size it states; pid -1 with a cpu
         // means every task on that CPU; the result is checked.

@@ -147,7 +147,7 @@ fn follow_holding(
                 // The kernel does not say how many events it dropped: count the occurrence.
                 ctx.metrics
                     .dropped(COLLECTOR, DropReason::SourceOverflow, 1);
-                tracker.forget_uids();
+                tracker.forget_followed();
                 confirm(ctx, connector, &mut confirmed);
                 continue;
             }
@@ -188,7 +188,7 @@ fn follow_holding(
                 }
                 // Applied by `read_execs_first`, in order, before the execs were read.
                 ProcEvent::Fork { .. } | ProcEvent::Uid { .. } => continue,
-                ProcEvent::Exec { pid, tgid } if pid == tgid => {
+                ProcEvent::Exec { pid, tgid, .. } if pid == tgid => {
                     let info = match early.pop_front() {
                         Some(info) if info.pid == pid => info,
                         _ => tracker.read(pid, Liveness::Unknown),
@@ -228,17 +228,30 @@ fn follow_holding(
 /// already gives the uid. The caller handles everything else in a second walk, in order, and
 /// skips forks and uid changes.
 ///
-/// An exec whose executable link could not be read (gone already) gets the file name its exec
-/// gave from the exec tracepoint, when that is open. Returns how many tracepoint records the
-/// kernel lost since the last batch.
+/// The exec tracepoint, when open, gives each exec its file name, and where its samples carry
+/// the time ([`Tracker::exec_trace_timed`]) much more: it is drained first (each exec's sample
+/// is in a ring before its event is sent), each exec is matched to its own sample, and /proc is
+/// read only for what the sample lacks: the executable link (the resolved path), and the
+/// command line when the stack copy did not hold all of it. An exec whose pid exec'd again
+/// since (a shell's `exec`) is not read from /proc at all, which would show the later program.
+/// Without the time, an exec whose executable link could not be read (gone already) gets the
+/// file name its exec gave afterwards. Returns how many tracepoint records the kernel lost
+/// since the last batch.
 pub(super) fn read_execs_first(
     tracker: &mut Tracker,
     events: &[ProcEvent],
     early: &mut VecDeque<ProcessInfo>,
 ) -> u64 {
     early.clear();
+    let timed = tracker.exec_trace_timed();
+    let mut lost = if timed { tracker.drain_exec_trace() } else { 0 };
     for (i, event) in events.iter().enumerate() {
-        let ProcEvent::Exec { pid, tgid } = *event else {
+        let ProcEvent::Exec {
+            pid,
+            tgid,
+            timestamp_ns,
+        } = *event
+        else {
             continue;
         };
         if pid != tgid {
@@ -249,12 +262,31 @@ pub(super) fn read_execs_first(
             pid,
             ..Default::default()
         };
-        if !exited {
-            tracker.reader.read_fleeting(&mut info);
+        let matched = if timed {
+            tracker.match_exec(&mut info, timestamp_ns)
+        } else {
+            None
+        };
+        match &matched {
+            _ if exited => {}
+            None => tracker.reader.read_fleeting(&mut info),
+            Some(m) if m.superseded => {}
+            Some(_) => {
+                if info.cmdline.is_none() {
+                    tracker.reader.read_cmdline(&mut info);
+                }
+                tracker.reader.read_exe(&mut info);
+            }
+        }
+        if let Some(m) = matched.filter(|_| info.cmdline.is_none()) {
+            // Cut by the end of the stack copy, or nothing: better than no command line.
+            info.cmdline = m.command_line;
         }
         early.push_back(info);
     }
-    let lost = tracker.name_from_exec_trace(early);
+    if !timed {
+        lost = tracker.name_from_exec_trace(early);
+    }
     let mut next = 0;
     for (i, event) in events.iter().enumerate() {
         match *event {
@@ -267,7 +299,7 @@ pub(super) fn read_execs_first(
             ProcEvent::Uid {
                 pid, tgid, ruid, ..
             } => tracker.uid_changed(pid, tgid, ruid),
-            ProcEvent::Exec { pid, tgid } if pid == tgid => {
+            ProcEvent::Exec { pid, tgid, .. } if pid == tgid => {
                 if let Some(info) = early.get_mut(next) {
                     // The tracker applies this batch's exits only later.
                     let exited_before =

@@ -19,19 +19,32 @@
 //! /proc/<pid>/cmdline would have shown. On architectures without a known stack-pointer
 //! register number, or kernels refusing the sample, only file names are taken, as before.
 //!
+//! Matching and what it spares: where the kernel adds the time (`CLOCK_MONOTONIC`, the process
+//! connector's clock; Linux 4.1) each sample is matched to its own exec event
+//! ([`ExecTrace::take`]: the pid's latest sample before the event), and the reader drains the
+//! rings before it reads /proc. The command line is then taken from the sample whenever the
+//! stack copy holds all of it (~85 % of a script storm's execs here), which spares the
+//! `cmdline` read; a shell that exec'd another program before the reader came is reported
+//! from its own sample, where /proc would show the later program. Where the kernel also adds
+//! the cgroup id (`PERF_SAMPLE_CGROUP`, Linux 5.7, perf_event in the cgroup v2 hierarchy), an
+//! exec in the cgroup of its parent on the host needs no container look-up (see
+//! `Tracker::read_lasting`).
+//!
 //! Cost: the kernel writes a record per exec (in the exec'ing task, with the stack copy about
 //! 8 KiB); the reader copies recent records into a small table of reused buffers
-//! ([`ExecTrace::drain`]) once per batch, without a system call, and copies and parses the
-//! stack only for an exec /proc missed, keeping the arguments, not the stack. A record drained
-//! in an earlier batch than its process event (the tracepoint fires first, so a record written
-//! between a batch's arrival and its drain is ahead of its event) has its stack parsed too:
+//! ([`ExecTrace::drain`]) once per batch, without a system call. With the time it parses every
+//! record's stack, keeping the arguments, not the stack; without it only an exec /proc missed,
+//! and a record drained in an earlier batch than its process event (the tracepoint fires
+//! first, so a record written between a batch's arrival and its drain is ahead of its event):
 //! whether /proc will miss that exec is not known yet, and the record is the only copy. Needs
 //! root (`CAP_PERFMON` or `CAP_SYS_ADMIN`) and tracefs, mounted on the host or mountable by the
 //! agent; without them the collector works as before and says so once in the log.
 
 use crate::host::HostRoot;
 use crate::kernel::bytes::{bytes_at, u32_at, u64_at};
-use crate::kernel::perf::{PERF_RECORD_LOST, PERF_RECORD_SAMPLE, Ring, UserStack, configured_cpus};
+use crate::kernel::perf::{
+    PERF_RECORD_LOST, PERF_RECORD_SAMPLE, Ring, Sampling, UserStack, configured_cpus,
+};
 #[cfg(test)]
 use std::fs;
 use std::io;
@@ -138,19 +151,51 @@ impl Format {
 #[derive(Debug, Default)]
 struct Exec {
     pid: u32,
+    /// When the tracepoint fired (`CLOCK_MONOTONIC` ns); 0 without the clock.
+    time: u64,
+    /// The task's cgroup id at the exec; 0 when not sampled (see [`ExecTrace::cgroups`]).
+    cgroup: u64,
     name: Vec<u8>,
-    /// The NUL-separated arguments parsed from the stack copy ([`argv_from_stack`]), only for
-    /// an exec /proc missed; `None` otherwise. Parsed at once rather than keeping the 8 KiB
-    /// copy, so the table holds command lines, not stacks.
+    /// The NUL-separated arguments parsed from the stack copy ([`argv_from_stack`]): for every
+    /// exec when samples are matched by time ([`ExecTrace::take`]), else only for an exec
+    /// /proc missed; `None` otherwise. Parsed at once rather than keeping the 8 KiB copy, so
+    /// the table holds command lines, not stacks.
     args: Option<Vec<u8>>,
+    /// Whether `args` holds every argument (none cut off by the end of the copy).
+    complete: bool,
+    /// Already matched to its process event by [`ExecTrace::take`].
+    taken: bool,
 }
+
+/// What the exec tracepoint says about one exec, matched to its process event by time
+/// ([`ExecTrace::take`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Matched {
+    /// The file name the exec gave.
+    pub name: String,
+    /// The arguments joined with spaces, as /proc's command line is.
+    pub command_line: Option<String>,
+    /// Whether `command_line` holds every argument; if so /proc need not be read for it.
+    pub complete: bool,
+    /// The cgroup id the exec ran in, where cgroups are sampled.
+    pub cgroup: Option<u64>,
+    /// The same pid exec'd again since: /proc shows that later program, not this one.
+    pub superseded: bool,
+}
+
+/// Longest delay accepted between an exec's sample and its process event (the two come from
+/// the same task, microseconds apart unless it is preempted in between): an older sample of the
+/// same pid belongs to an earlier process whose event never came.
+const MATCH_WINDOW_NS: u64 = 1_000_000_000;
 
 /// The `sched_process_exec` tracepoint of the host, per CPU.
 pub struct ExecTrace {
     format: Format,
     rings: Vec<Ring>,
-    /// The registers asked for with the stack (a mask), when the stack is copied.
-    stack: Option<UserStack>,
+    /// What the kernel accepted to add to each sample (stack, clock, cgroup).
+    sampling: Sampling,
+    /// How the host's cgroups are laid out, as far as the sampled cgroup ids are concerned.
+    cgroup_layout: CgroupLayout,
     /// The latest execs seen, oldest overwritten first.
     recent: Vec<Exec>,
     next: usize,
@@ -218,8 +263,11 @@ impl ExecTrace {
     /// `perf_event_open` is refused (no privilege, seccomp).
     pub fn open(host: &HostRoot) -> io::Result<ExecTrace> {
         let (id, format) = tracepoint(host)?;
-        // With the stack copy first (each candidate register mask), else file names only.
-        let mut tries: Vec<(Option<UserStack>, usize)> = stack_pointer_masks()
+        let cgroup_layout = cgroup_layout(host);
+        let cgroups = cgroup_layout != CgroupLayout::PerfEventOnV1;
+        // With the stack copy first (each candidate register mask), else file names only; each
+        // with the clock and cgroup, else the clock, else neither (older kernels).
+        let stacks = stack_pointer_masks()
             .iter()
             .map(|&regs| {
                 let stack = UserStack {
@@ -228,23 +276,30 @@ impl ExecTrace {
                 };
                 (Some(stack), DATA_PAGES_WITH_STACK)
             })
-            .collect();
-        tries.push((None, DATA_PAGES));
+            .chain([(None, DATA_PAGES)]);
         let mut first_error = None;
-        for (stack, pages) in tries {
-            match open_rings(id, pages, stack) {
-                Ok(rings) => {
-                    return Ok(ExecTrace {
-                        format,
-                        rings,
-                        stack,
-                        recent: (0..REMEMBERED).map(|_| Exec::default()).collect(),
-                        next: 0,
-                        raw: Vec::with_capacity(512),
-                    });
-                }
-                Err(e) => {
-                    first_error.get_or_insert(e);
+        for (stack, pages) in stacks {
+            for (clock, cgroup) in [(true, cgroups), (true, false), (false, false)] {
+                let sampling = Sampling {
+                    stack,
+                    clock,
+                    cgroup,
+                };
+                match open_rings(id, pages, sampling) {
+                    Ok(rings) => {
+                        return Ok(ExecTrace {
+                            format,
+                            rings,
+                            sampling,
+                            cgroup_layout,
+                            recent: (0..REMEMBERED).map(|_| Exec::default()).collect(),
+                            next: 0,
+                            raw: Vec::with_capacity(512),
+                        });
+                    }
+                    Err(e) => {
+                        first_error.get_or_insert(e);
+                    }
                 }
             }
         }
@@ -253,15 +308,33 @@ impl ExecTrace {
 
     /// Whether execs carry their arguments (the kernel accepted the stack copy).
     pub fn has_arguments(&self) -> bool {
-        self.stack.is_some()
+        self.sampling.stack.is_some()
+    }
+
+    /// Whether samples carry the time, so each can be matched to its process event
+    /// ([`ExecTrace::take`]) and the reader drains the rings before it reads /proc.
+    pub fn timed(&self) -> bool {
+        self.sampling.clock
+    }
+
+    /// Whether samples carry the exec's cgroup id (Linux 5.7+, the perf_event controller in the
+    /// cgroup v2 hierarchy), and whether that alone makes them tell containers apart
+    /// (`Some(true)`: cgroup v2 only), or a hybrid host must show it first (`Some(false)`: see
+    /// [`crate::host::procfs::Reader::v2_named_containers`]).
+    pub fn cgroups(&self) -> Option<bool> {
+        self.sampling
+            .cgroup
+            .then_some(self.cgroup_layout == CgroupLayout::Unified)
     }
 
     /// Copies every record written since the last drain into the table of recent execs, with
     /// the stack copy only for the pids `needs_arguments` names (the execs /proc missed, and
     /// those whose process event has not come yet), so the common exec costs the reader a few
-    /// hundred bytes, not 8 KiB. Returns how many records the kernel could not write since then
-    /// because a ring was full.
+    /// hundred bytes, not 8 KiB. Timed samples ([`ExecTrace::timed`]) have their arguments
+    /// parsed always: the reader takes the command line from them instead of /proc. Returns
+    /// how many records the kernel could not write since then because a ring was full.
     pub fn drain(&mut self, needs_arguments: impl Fn(u32) -> bool) -> u64 {
+        let time_bytes = if self.sampling.clock { 8 } else { 0 };
         let mut lost = 0;
         for i in 0..self.rings.len() {
             let ring = &self.rings[i];
@@ -276,29 +349,49 @@ impl ExecTrace {
                 match kind {
                     PERF_RECORD_SAMPLE => {
                         let body = size as usize - 8;
-                        // The raw part first (its size, then the tracepoint's record).
-                        ring.copy(tail + 8, 4.min(body), &mut self.raw);
+                        // The time first (when asked), then the cgroup id last (when asked).
+                        let mut time = 0;
+                        if time_bytes > 0 {
+                            ring.copy(tail + 8, 8.min(body), &mut self.raw);
+                            time = u64_at(&self.raw, 0).unwrap_or(0);
+                        }
+                        let mut cgroup = 0;
+                        if self.sampling.cgroup && body >= 8 {
+                            ring.copy(tail + size as u64 - 8, 8, &mut self.raw);
+                            cgroup = u64_at(&self.raw, 0).unwrap_or(0);
+                        }
+                        // The raw part next (its size, then the tracepoint's record).
+                        let at = tail + 8 + time_bytes;
+                        let body = body.saturating_sub(time_bytes as usize);
+                        ring.copy(at, 4.min(body), &mut self.raw);
                         let raw_len = u32_at(&self.raw, 0).map_or(0, |n| n as usize);
-                        ring.copy(tail + 8, (4 + raw_len).min(body), &mut self.raw);
+                        ring.copy(at, (4 + raw_len).min(body), &mut self.raw);
                         let mut sample = read_sample(&self.format, &self.raw, None);
-                        let wanted = self.stack.is_some()
-                            && sample.as_ref().is_some_and(|s| needs_arguments(s.pid));
+                        let wanted = self.sampling.stack.is_some()
+                            && sample
+                                .as_ref()
+                                .is_some_and(|s| time > 0 || needs_arguments(s.pid));
                         if wanted {
                             // Only then the stack copy is read, and the record parsed again
                             // with it; a record whose arguments /proc gave is parsed once.
-                            ring.copy(tail + 8, body, &mut self.raw);
-                            sample = read_sample(&self.format, &self.raw, self.stack);
+                            ring.copy(at, body, &mut self.raw);
+                            sample = read_sample(&self.format, &self.raw, self.sampling.stack);
                         }
                         if let Some(sample) = sample {
                             let slot = &mut self.recent[self.next];
                             slot.pid = sample.pid;
+                            slot.time = time;
+                            slot.cgroup = cgroup;
+                            slot.taken = false;
                             slot.name.clear();
                             let name = sample.name;
                             slot.name
                                 .extend_from_slice(&name[..name.len().min(MAX_NAME)]);
-                            slot.args = (!sample.stack.is_empty())
+                            let argv = (!sample.stack.is_empty())
                                 .then(|| argv_from_stack(sample.stack, sample.sp, sample.word))
                                 .flatten();
+                            slot.complete = argv.as_ref().is_some_and(|a| a.1);
+                            slot.args = argv.map(|a| a.0);
                             self.next = (self.next + 1) % REMEMBERED;
                         }
                     }
@@ -324,6 +417,58 @@ impl ExecTrace {
             .map(|k| &self.recent[(self.next + REMEMBERED - 1 - k) % REMEMBERED])
             .filter(|e| e.pid == pid && !e.name.is_empty())
             .nth(back)
+    }
+
+    /// The sample of the exec whose process event the kernel sent at `event_ns`: the latest of
+    /// `pid`'s samples taken before it (the tracepoint fires in the exec'ing task just before
+    /// it sends the event), unless that one was matched already (this exec's own sample was
+    /// lost) or is older than [`MATCH_WINDOW_NS`]. `None` without the clock. Unlike
+    /// [`ExecTrace::name_of`], a sample of a later exec of the same pid, drained before its
+    /// event came, is never taken for this one; it marks this one `superseded`.
+    pub fn take(&mut self, pid: u32, event_ns: u64) -> Option<Matched> {
+        if !self.sampling.clock || event_ns == 0 {
+            return None;
+        }
+        let mut best: Option<usize> = None;
+        let mut superseded = false;
+        for (i, e) in self.recent.iter().enumerate() {
+            if e.pid != pid || e.name.is_empty() || e.time == 0 {
+                continue;
+            }
+            if e.time > event_ns {
+                superseded = true;
+            } else if best.is_none_or(|b| self.recent[b].time < e.time) {
+                best = Some(i);
+            }
+        }
+        let e = &mut self.recent[best?];
+        if e.taken || event_ns - e.time > MATCH_WINDOW_NS {
+            return None;
+        }
+        e.taken = true;
+        Some(Matched {
+            name: String::from_utf8_lossy(&e.name).into_owned(),
+            command_line: e
+                .args
+                .as_deref()
+                .and_then(crate::host::procfs::parse_cmdline),
+            complete: e.complete,
+            cgroup: (e.cgroup != 0).then_some(e.cgroup),
+            superseded,
+        })
+    }
+
+    /// The times of `pid`'s samples in the table, oldest first.
+    #[cfg(test)]
+    pub fn sample_times(&self, pid: u32) -> Vec<u64> {
+        let mut times: Vec<u64> = self
+            .recent
+            .iter()
+            .filter(|e| e.pid == pid && !e.name.is_empty())
+            .map(|e| e.time)
+            .collect();
+        times.sort_unstable();
+        times
     }
 
     /// The file name the `back`-th latest exec of `pid` gave.
@@ -417,10 +562,10 @@ fn read_sample<'a>(
 const MAX_ARGS: u64 = 4096;
 
 /// The NUL-separated arguments from a new program's stack copied at `sp`: argc, then argc
-/// pointers (`word` bytes each) into the strings above. Stops at the first argument outside
-/// the copy (the copy is cut there) or without its NUL (kept up to the end of the copy).
-/// `None` when argc or the first pointer is unusable.
-pub fn argv_from_stack(stack: &[u8], sp: u64, word: usize) -> Option<Vec<u8>> {
+/// pointers (`word` bytes each) into the strings above, and whether all argc were read whole.
+/// Stops at the first argument outside the copy (the copy is cut there) or without its NUL
+/// (kept up to the end of the copy). `None` when argc or the first pointer is unusable.
+pub fn argv_from_stack(stack: &[u8], sp: u64, word: usize) -> Option<(Vec<u8>, bool)> {
     let read_word = |at: usize| -> Option<u64> {
         match word {
             4 => u32_at(stack, at).map(u64::from),
@@ -432,6 +577,7 @@ pub fn argv_from_stack(stack: &[u8], sp: u64, word: usize) -> Option<Vec<u8>> {
         return None;
     }
     let mut out = Vec::new();
+    let mut whole = 0;
     for i in 0..argc as usize {
         let Some(ptr) = read_word((i + 1) * word) else {
             break;
@@ -448,16 +594,53 @@ pub fn argv_from_stack(stack: &[u8], sp: u64, word: usize) -> Option<Vec<u8>> {
         if end.is_none() {
             break;
         }
+        whole += 1;
     }
-    (!out.is_empty()).then_some(out)
+    (!out.is_empty()).then_some((out, whole == argc))
+}
+
+/// Where the perf_event controller is, whose cgroup a sample's cgroup id names.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CgroupLayout {
+    /// cgroup v2 only (init's `/proc/1/cgroup` has just the `0::` line): every runtime puts a
+    /// container in a cgroup of its own there.
+    Unified,
+    /// v1 hierarchies beside v2, perf_event not among them, so it is in v2; whether runtimes
+    /// give containers v2 cgroups of their own is for the host to show.
+    Hybrid,
+    /// perf_event has a v1 hierarchy (or init's cgroups cannot be read): ids are not sampled.
+    PerfEventOnV1,
+}
+
+/// The host's [`CgroupLayout`], from init's `/proc/1/cgroup` (`hierarchy:controllers:path`).
+fn cgroup_layout(host: &HostRoot) -> CgroupLayout {
+    let Ok(text) = host.read_to_string("/proc/1/cgroup") else {
+        return CgroupLayout::PerfEventOnV1;
+    };
+    cgroup_layout_of(&text)
+}
+
+pub fn cgroup_layout_of(text: &str) -> CgroupLayout {
+    let lines: Vec<&str> = text.lines().filter(|l| !l.trim().is_empty()).collect();
+    let v2 = lines.iter().any(|l| l.starts_with("0::"));
+    let perf_event_v1 = lines.iter().any(|l| {
+        l.split(':')
+            .nth(1)
+            .is_some_and(|c| c.split(',').any(|c| c == "perf_event"))
+    });
+    match (v2, perf_event_v1, lines.len()) {
+        (true, false, 1) => CgroupLayout::Unified,
+        (true, false, _) => CgroupLayout::Hybrid,
+        _ => CgroupLayout::PerfEventOnV1,
+    }
 }
 
 /// One ring per CPU for tracepoint `id`; an offline CPU (`ENODEV`) has nothing to report.
-fn open_rings(id: u64, pages: usize, stack: Option<UserStack>) -> io::Result<Vec<Ring>> {
+fn open_rings(id: u64, pages: usize, sampling: Sampling) -> io::Result<Vec<Ring>> {
     let mut rings = Vec::new();
     let mut first_error = None;
     for cpu in 0..configured_cpus() {
-        match Ring::open_tracepoint(id, cpu, pages, stack) {
+        match Ring::open_tracepoint(id, cpu, pages, sampling) {
             Ok(r) => rings.push(r),
             Err(e) if e.raw_os_error() == Some(libc::ENODEV) => {
                 first_error.get_or_insert(e);
@@ -476,6 +659,7 @@ fn open_rings(id: u64, pages: usize, stack: Option<UserStack>) -> io::Result<Vec
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::test_support::monotonic_ns;
 
     /// The format file of kernel 6.x.
     const FORMAT: &str = "name: sched_process_exec
@@ -591,6 +775,7 @@ print fmt: \"filename=%s pid=%d old_pid=%d\", __get_str(filename), REC->pid, REC
         let dir = tempfile::tempdir().unwrap();
         let exe = dir.path().join("egtrace-true");
         fs::copy("/bin/true", &exe).unwrap();
+        let before = monotonic_ns();
         let pids: Vec<u32> = (0..20)
             .map(|i| {
                 let mut c = std::process::Command::new(&exe)
@@ -603,9 +788,18 @@ print fmt: \"filename=%s pid=%d old_pid=%d\", __get_str(filename), REC->pid, REC
                 pid
             })
             .collect();
+        let after = monotonic_ns();
         assert_eq!(trace.drain(|_| true), 0, "records lost");
         let mut with_arguments = 0;
         for (i, pid) in pids.into_iter().enumerate() {
+            if trace.timed() {
+                // On the process connector's clock, so samples match their events.
+                let times = trace.sample_times(pid);
+                assert!(
+                    times.len() == 1 && (before..=after).contains(&times[0]),
+                    "sample of pid {pid} at {times:?}, not within {before}..={after}"
+                );
+            }
             assert_eq!(
                 trace.name_of(pid, 0).as_deref(),
                 Some(exe.to_str().unwrap()),
@@ -678,12 +872,16 @@ print fmt: \"filename=%s pid=%d old_pid=%d\", __get_str(filename), REC->pid, REC
             let sp = 0x7ffc_0000_1000 & if word == 4 { 0xffff_ffff } else { u64::MAX };
             let s = stack(word, sp, &args, 200);
             let argv = argv_from_stack(&s, sp, word).unwrap();
-            assert_eq!(argv, b"rm\0-f\0/root/.bash_history\0", "word {word}");
-            // Cut inside the last argument: kept up to the cut.
+            assert_eq!(
+                argv,
+                (b"rm\0-f\0/root/.bash_history\0".to_vec(), true),
+                "word {word}"
+            );
+            // Cut inside the last argument: kept up to the cut, and said to be cut.
             let cut = &s[..s.len() - 8];
             assert_eq!(
                 argv_from_stack(cut, sp, word).unwrap(),
-                b"rm\0-f\0/root/.bash_\0"
+                (b"rm\0-f\0/root/.bash_\0".to_vec(), false)
             );
             // Cut before the strings: nothing.
             assert_eq!(argv_from_stack(&s[..word * 3], sp, word), None);
@@ -728,7 +926,8 @@ print fmt: \"filename=%s pid=%d old_pid=%d\", __get_str(filename), REC->pid, REC
         let mut trace = ExecTrace {
             format: Format::parse(FORMAT).unwrap(),
             rings: Vec::new(),
-            stack: None,
+            sampling: Sampling::default(),
+            cgroup_layout: CgroupLayout::PerfEventOnV1,
             recent: (0..REMEMBERED).map(|_| Exec::default()).collect(),
             next: 0,
             raw: Vec::new(),
@@ -753,5 +952,101 @@ print fmt: \"filename=%s pid=%d old_pid=%d\", __get_str(filename), REC->pid, REC
         assert_eq!(trace.name_of(12, 0).as_deref(), Some("/usr/bin/rm"));
         assert_eq!(trace.name_of(12, 1).as_deref(), Some("/bin/p12"));
         assert_eq!(trace.name_of(12, 2), None);
+    }
+
+    #[test]
+    fn cgroup_layouts() {
+        assert_eq!(cgroup_layout_of("0::/init.scope\n"), CgroupLayout::Unified);
+        // This development VM: v1 controllers, perf_event left in v2.
+        let hybrid = "9:name=systemd:/\n8:pids:/\n4:memory:/\n1:cpu:/\n0::/\n";
+        assert_eq!(cgroup_layout_of(hybrid), CgroupLayout::Hybrid);
+        let v1 = "3:perf_event:/\n2:cpu,cpuacct:/\n1:name=systemd:/init.scope\n0::/init.scope\n";
+        assert_eq!(cgroup_layout_of(v1), CgroupLayout::PerfEventOnV1);
+        assert_eq!(
+            cgroup_layout_of("2:cpu:/\n1:net_cls,perf_event:/\n"),
+            CgroupLayout::PerfEventOnV1
+        );
+        assert_eq!(cgroup_layout_of(""), CgroupLayout::PerfEventOnV1);
+    }
+
+    #[test]
+    fn a_sample_is_matched_to_its_own_event_by_time() {
+        let mut trace = ExecTrace {
+            format: Format::parse(FORMAT).unwrap(),
+            rings: Vec::new(),
+            sampling: Sampling {
+                clock: true,
+                ..Sampling::default()
+            },
+            cgroup_layout: CgroupLayout::PerfEventOnV1,
+            recent: (0..REMEMBERED).map(|_| Exec::default()).collect(),
+            next: 0,
+            raw: Vec::new(),
+        };
+        let put = |trace: &mut ExecTrace, pid, time, name: &str, args: &[u8], complete, cgroup| {
+            let slot = &mut trace.recent[trace.next];
+            *slot = Exec {
+                pid,
+                time,
+                cgroup,
+                name: name.as_bytes().to_vec(),
+                args: (!args.is_empty()).then(|| args.to_vec()),
+                complete,
+                taken: false,
+            };
+            trace.next = (trace.next + 1) % REMEMBERED;
+        };
+        // A shell that exec'd `rm` in the same process; both samples drained before either
+        // event came.
+        put(
+            &mut trace,
+            7,
+            100,
+            "/bin/sh",
+            b"sh\0-c\0exec rm x\0",
+            true,
+            42,
+        );
+        put(&mut trace, 7, 200, "/usr/bin/rm", b"rm\0x\0", true, 42);
+        let shell = trace.take(7, 150).unwrap();
+        assert_eq!(shell.name, "/bin/sh");
+        assert_eq!(shell.command_line.as_deref(), Some("sh -c exec rm x"));
+        assert!(shell.complete && shell.superseded);
+        assert_eq!(shell.cgroup, Some(42));
+        let rm = trace.take(7, 250).unwrap();
+        assert_eq!(rm.name, "/usr/bin/rm");
+        assert!(!rm.superseded);
+        // Each sample is taken once: an event whose own sample was lost gets none.
+        assert_eq!(trace.take(7, 300), None);
+        // Only samples taken before the event: one after it is a later exec's.
+        put(&mut trace, 8, 5_000, "/bin/ls", b"ls\0", true, 0);
+        assert_eq!(trace.take(8, 4_000), None);
+        // Arguments cut by the end of the copy are given, and said to be incomplete; no cgroup
+        // sampled is no cgroup.
+        let ls = trace.take(8, 5_001).unwrap();
+        assert!(ls.complete);
+        assert_eq!(ls.cgroup, None);
+        put(
+            &mut trace,
+            9,
+            10_000,
+            "/bin/cat",
+            b"cat\0/etc/pa\0",
+            false,
+            0,
+        );
+        let cat = trace.take(9, 10_010).unwrap();
+        assert_eq!(
+            (cat.command_line.as_deref(), cat.complete),
+            (Some("cat /etc/pa"), false)
+        );
+        // A sample older than the window belongs to an earlier process of a recycled pid.
+        put(&mut trace, 10, 1_000, "/bin/old", b"old\0", true, 0);
+        assert_eq!(trace.take(10, 1_000 + MATCH_WINDOW_NS + 1), None);
+        // Without the clock (or the event's time), nothing is matched by time.
+        put(&mut trace, 11, 1_000, "/bin/new", b"new\0", true, 0);
+        assert_eq!(trace.take(11, 0), None);
+        trace.sampling.clock = false;
+        assert_eq!(trace.take(11, 2_000), None);
     }
 }

@@ -29,6 +29,18 @@ pub(super) struct Tracker {
     /// when the socket overflowed (a lost UID event would leave a wrong uid); a pid not in it
     /// is read from `status` as before.
     pub(super) uids: BoundedMap<u32>,
+    /// pid → the cgroup id of its latest exec, for processes found in the host's mount
+    /// namespace at that exec (read, or inherited as below); copied to a forked child. An exec
+    /// in the same cgroup as this says is on the host too, without the container look-up
+    /// ([`Tracker::read_lasting`]). Emptied with `uids` when events were lost.
+    host_cgroups: BoundedMap<u64>,
+    /// Container look-ups made through /proc (`ns/mnt`, and `cgroup` off the host), and those
+    /// spared by [`Tracker::host_cgroups`]: what the tests and the storm look at.
+    pub(super) container_reads: u64,
+    pub(super) container_reads_spared: u64,
+    /// Whether execs come with cgroup ids, and whether those alone tell containers apart
+    /// ([`ExecTrace::cgroups`]).
+    pub(super) cgroup_ids: Option<bool>,
     /// File names of recent execs from the kernel's tracepoint, for an exec whose /proc entry
     /// was gone before it could be read; `None` where the tracepoint cannot be opened.
     pub(super) exec_trace: Option<ExecTrace>,
@@ -49,6 +61,10 @@ impl Tracker {
             executables: BoundedMap::new(CACHE_ENTRIES),
             parents: BoundedMap::new(CACHE_ENTRIES),
             uids: BoundedMap::new(CACHE_ENTRIES),
+            host_cgroups: BoundedMap::new(CACHE_ENTRIES),
+            container_reads: 0,
+            container_reads_spared: 0,
+            cgroup_ids: None,
             exec_trace: None,
         }
     }
@@ -60,6 +76,7 @@ impl Tracker {
                 tracing::debug!(
                     "exec tracepoint open: execs reaped before /proc is read keep their file names"
                 );
+                self.cgroup_ids = t.cgroups();
                 self.exec_trace = Some(t);
             }
             Err(e) => tracing::info!(
@@ -67,6 +84,36 @@ impl Tracker {
                 "exec tracepoint unavailable: a process reaped before /proc is read is reported without its executable"
             ),
         }
+    }
+
+    /// Whether the exec tracepoint's samples are matched to their events by time
+    /// ([`Tracker::match_exec`]); otherwise [`Tracker::name_from_exec_trace`] fills in what /proc
+    /// missed.
+    pub(super) fn exec_trace_timed(&self) -> bool {
+        self.exec_trace.as_ref().is_some_and(ExecTrace::timed)
+    }
+
+    /// Takes the exec tracepoint's new records (every stack parsed: see
+    /// [`ExecTrace::drain`]). Returns how many records the kernel lost since the last call.
+    pub(super) fn drain_exec_trace(&mut self) -> u64 {
+        self.exec_trace.as_mut().map_or(0, |t| t.drain(|_| true))
+    }
+
+    /// Fills in what the exec tracepoint's sample of this exec says (file name, cgroup, and
+    /// the command line when the stack copy holds all of it), so /proc is read only for the
+    /// rest. `None` when no sample matches (see [`ExecTrace::take`]).
+    pub(super) fn match_exec(
+        &mut self,
+        info: &mut ProcessInfo,
+        event_ns: u64,
+    ) -> Option<super::exec_trace::Matched> {
+        let m = self.exec_trace.as_mut()?.take(info.pid, event_ns)?;
+        info.exec_name = Some(m.name.clone());
+        info.cgroup_id = m.cgroup;
+        if m.complete {
+            info.cmdline = m.command_line.clone();
+        }
+        Some(m)
     }
 
     /// Takes the exec tracepoint's new records and fills in the file names and command lines
@@ -108,9 +155,11 @@ impl Tracker {
         }
     }
 
-    /// Events were lost: uids followed from events may be stale; read them from /proc again.
-    pub(super) fn forget_uids(&mut self) {
+    /// Events were lost: uids and host cgroups followed from events may be stale (a lost exit
+    /// and a recycled pid); read them from /proc again.
+    pub(super) fn forget_followed(&mut self) {
         self.uids = BoundedMap::new(CACHE_ENTRIES);
+        self.host_cgroups = BoundedMap::new(CACHE_ENTRIES);
     }
 
     /// Fills what stays until the process is reaped: parent, name and cgroup, and the uid from
@@ -121,9 +170,15 @@ impl Tracker {
     /// parent that has not exited (`parent_exited` says whether its exit came earlier in this
     /// batch; an exit in an earlier batch made the tracker forget it). Only a parent's exit
     /// reparents a process, and the kernel sends that exit before it reparents, so this parent
-    /// is the one `stat` would show at the exec. The container is read, never followed from
-    /// events, because runtimes move a process into a container's cgroup between its fork and
-    /// its exec ([`procfs::Reader::read_container`]: one link for a process on the host).
+    /// is the one `stat` would show at the exec.
+    ///
+    /// The container is read ([`procfs::Reader::read_container`]: one link for a process on
+    /// the host), because runtimes move a process into a container's cgroup between its fork
+    /// and its exec, unless the exec's cgroup (from the tracepoint) is the one of this pid's
+    /// last exec or its parent's, which was found on the host ([`Tracker::host_cgroups`]): a
+    /// runtime moving it would have changed its cgroup, and the container id is read from the
+    /// cgroup. So the read this spares would have found the host's mount namespace, or (after
+    /// an `unshare` or `nsenter` without a cgroup change) a cgroup that is not a container's.
     pub(super) fn read_lasting(
         &mut self,
         info: &mut ProcessInfo,
@@ -139,7 +194,37 @@ impl Tracker {
             }
             None => self.reader.read_status(info),
         }
-        self.reader.read_container(info);
+        let pid = info.pid;
+        let trusted = self.cgroups_trusted();
+        match info.cgroup_id {
+            Some(id) if trusted && self.host_cgroups.get(pid) == Some(&id) => {
+                info.container_id = None;
+                self.container_reads_spared += 1;
+            }
+            id => {
+                self.container_reads += 1;
+                let on_host = self.reader.read_container(info);
+                match id {
+                    Some(id) if on_host => self.host_cgroups.insert(pid, id),
+                    // Unknown or not the host's: this pid's children are looked up again.
+                    _ => {
+                        self.host_cgroups.remove(pid);
+                    }
+                }
+            }
+        }
+    }
+
+    /// Whether the exec tracepoint's cgroup ids tell a container's processes from the host's:
+    /// always on a cgroup v2 host; on a hybrid one, once containers were seen in v2 cgroups of
+    /// their own, and never again after one was seen without.
+    fn cgroups_trusted(&self) -> bool {
+        let named = self.reader.v2_named_containers;
+        match self.cgroup_ids {
+            Some(true) => true,
+            Some(false) => named > 0 && self.reader.v2_unnamed_containers == 0,
+            None => false,
+        }
     }
 
     /// The parent that forked `pid`, if it is known and has not exited.
@@ -200,6 +285,12 @@ impl Tracker {
         self.parents.insert(child_tgid, parent_tgid);
         if let Some(exe) = self.executables.get(parent_tgid).cloned() {
             self.executables.insert(child_tgid, exe);
+        }
+        match self.host_cgroups.get(parent_tgid).copied() {
+            Some(id) => self.host_cgroups.insert(child_tgid, id),
+            None => {
+                self.host_cgroups.remove(child_tgid);
+            }
         }
         match self.uids.get(parent_tgid).copied() {
             Some(uid) => self.uids.insert(child_tgid, uid),
@@ -282,6 +373,7 @@ impl Tracker {
         let executable = self.executables.remove(pid);
         let parent = self.parents.remove(pid).or(kernel_parent);
         self.uids.remove(pid);
+        self.host_cgroups.remove(pid);
         if executable.is_none() && (pid == KTHREADD || parent == Some(KTHREADD)) {
             return None;
         }

@@ -6,7 +6,7 @@
 //! field by field from the byte buffer: the receive buffer has no alignment guarantee and its
 //! content is not trusted.
 
-use crate::kernel::bytes::{u16_at, u32_at};
+use crate::kernel::bytes::{u16_at, u32_at, u64_at};
 use crate::kernel::netlink::{self, NLMSG_DONE, NLMSG_NOOP};
 
 /// The netlink header's length, part of every message here (and of the fuzz targets' inputs).
@@ -31,11 +31,7 @@ pub(super) const PROC_EVENT_EXIT: u32 = 0x8000_0000;
 pub enum ProcEvent {
     /// The kernel's answer to a (un)subscription, matched by the `seq`/`ack` we sent; `err` is
     /// an errno, 0 on success.
-    Ack {
-        seq: u32,
-        ack: u32,
-        err: u32,
-    },
+    Ack { seq: u32, ack: u32, err: u32 },
     Fork {
         parent_pid: u32,
         parent_tgid: u32,
@@ -45,6 +41,9 @@ pub enum ProcEvent {
     Exec {
         pid: u32,
         tgid: u32,
+        /// When the kernel sent it (`CLOCK_MONOTONIC`), just after the exec tracepoint fired in
+        /// the same task: matches the exec to its tracepoint sample ([`super::exec_trace`]).
+        timestamp_ns: u64,
     },
     /// A task's credentials changed (`setuid` family, or exec of a set-user-id program): its
     /// real and effective uid now.
@@ -65,9 +64,7 @@ pub enum ProcEvent {
         parent_tgid: Option<u32>,
     },
     /// GID, SID, PTRACE, COMM, COREDUMP: not used here.
-    Other {
-        what: u32,
-    },
+    Other { what: u32 },
 }
 
 impl ProcEvent {
@@ -151,6 +148,7 @@ pub fn parse_proc_event(data: &[u8], seq: u32, ack: u32) -> Result<ProcEvent, Pa
         PROC_EVENT_EXEC => ProcEvent::Exec {
             pid: f(0)?,
             tgid: f(1)?,
+            timestamp_ns: u64_at(data, 8).unwrap_or(0),
         },
         PROC_EVENT_UID => ProcEvent::Uid {
             pid: f(0)?,

@@ -23,13 +23,16 @@ pub struct ProcessInfo {
     pub comm: Option<String>,
     /// Target of `/proc/<pid>/exe` (the path inside the process's own mount namespace).
     pub exe: Option<String>,
-    /// The file name the exec gave, from the kernel's exec tracepoint
-    /// ([`super::exec_trace`]): only looked up when `exe` could not be read.
+    /// The file name the exec gave, from the kernel's exec tracepoint (the process
+    /// collector's `exec_trace`): used when `exe` could not be read.
     pub exec_name: Option<String>,
     /// Arguments joined with spaces.
     pub cmdline: Option<String>,
     /// Full container id when the process runs in a Docker, containerd, CRI-O or podman container.
     pub container_id: Option<String>,
+    /// The cgroup id the exec ran in, from the exec tracepoint where cgroups are sampled: lets
+    /// the process collector skip the container look-up for a process in its parent's cgroup.
+    pub cgroup_id: Option<u64>,
 }
 
 impl ProcessInfo {
@@ -89,6 +92,12 @@ pub struct Reader {
     /// The host's mount namespace, the target of `/proc/1/ns/mnt` (or of kthreadd's, see
     /// [`Reader::host_mount_ns`]): read on first use; empty when it cannot be read.
     host_mount_ns: Option<Vec<u8>>,
+    /// Containers' `cgroup` files read whose cgroup v2 line (`0::`) names the container, and
+    /// those whose does not: whether runtimes give each container a cgroup of its own in the
+    /// v2 hierarchy, where a hybrid host keeps the perf_event controller (the process
+    /// collector trusts the exec tracepoint's cgroup ids on such a host only when they do).
+    pub v2_named_containers: u64,
+    pub v2_unnamed_containers: u64,
 }
 
 impl Reader {
@@ -99,6 +108,8 @@ impl Reader {
             path: Vec::with_capacity(64),
             buf: Vec::with_capacity(FIRST_READ_BYTES),
             host_mount_ns: None,
+            v2_named_containers: 0,
+            v2_unnamed_containers: 0,
         }
     }
 
@@ -120,9 +131,19 @@ impl Reader {
     /// Fills what a process loses when it exits (before it is a zombie): command line and
     /// executable link. A caller with several new processes reads this for all of them first.
     pub fn read_fleeting(&mut self, info: &mut ProcessInfo) {
+        self.read_cmdline(info);
+        self.read_exe(info);
+    }
+
+    /// The command line, from `cmdline`.
+    pub fn read_cmdline(&mut self, info: &mut ProcessInfo) {
         if self.file(info.pid, "cmdline", MAX_CMDLINE_BYTES) {
             info.cmdline = parse_cmdline(&self.buf);
         }
+    }
+
+    /// The executable, from the `exe` link.
+    pub fn read_exe(&mut self, info: &mut ProcessInfo) {
         info.exe = self.link(info.pid, "exe");
     }
 
@@ -161,8 +182,9 @@ impl Reader {
     /// process in the host's one is in no container, and one `readlinkat` of `ns/mnt` spares
     /// the `openat` + `read` + `close` of `cgroup` that was the costliest read of an exec on
     /// the host. Any process elsewhere (containers, services with a private /tmp), and any whose
-    /// namespace or the host's cannot be read, has its `cgroup` read as before.
-    pub fn read_container(&mut self, info: &mut ProcessInfo) {
+    /// namespace or the host's cannot be read, has its `cgroup` read as before. Returns whether
+    /// the process was found in the host's mount namespace.
+    pub fn read_container(&mut self, info: &mut ProcessInfo) -> bool {
         if self.host_mount_ns.is_none() {
             let host = self.host_mount_ns();
             self.host_mount_ns = Some(host.unwrap_or_default());
@@ -175,6 +197,7 @@ impl Reader {
         } else {
             self.read_cgroup(info);
         }
+        on_host
     }
 
     /// The host's mount namespace: init's, or else kthreadd's (pid 2). Reading a process's
@@ -195,7 +218,17 @@ impl Reader {
     /// Container id from `cgroup`.
     pub fn read_cgroup(&mut self, info: &mut ProcessInfo) {
         if self.file(info.pid, "cgroup", MAX_CGROUP_BYTES) {
-            info.container_id = container_id_from_cgroup(&String::from_utf8_lossy(&self.buf));
+            let text = String::from_utf8_lossy(&self.buf);
+            info.container_id = container_id_from_cgroup(&text);
+            if let Some(id) = &info.container_id {
+                let named = text
+                    .lines()
+                    .any(|l| l.starts_with("0::") && l.contains(id.as_str()));
+                match named {
+                    true => self.v2_named_containers += 1,
+                    false => self.v2_unnamed_containers += 1,
+                }
+            }
         }
     }
 

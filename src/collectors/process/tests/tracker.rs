@@ -1,6 +1,7 @@
 //! Bounded caches and the tracker, from kernel facts.
 
 use super::*;
+use crate::test_support::monotonic_ns;
 
 #[test]
 fn bounded_map_forgets_the_oldest() {
@@ -195,7 +196,7 @@ fn execs_of_a_batch_are_read_first_and_exited_ones_lightly() {
     }
     let mut t = Tracker::new(HostRoot::default());
     let mut early = VecDeque::new();
-    let exec = ProcEvent::Exec { pid, tgid: pid };
+    let exec = exec_now(pid);
     let exit = ProcEvent::Exit {
         pid,
         tgid: pid,
@@ -232,6 +233,7 @@ fn execs_of_a_batch_are_read_first_and_exited_ones_lightly() {
             ProcEvent::Exec {
                 pid: pid + 1,
                 tgid: pid,
+                timestamp_ns: monotonic_ns(),
             },
         ],
         &mut early,
@@ -243,6 +245,15 @@ fn execs_of_a_batch_are_read_first_and_exited_ones_lightly() {
 }
 
 /// A tracker of the real host with the exec tracepoint open (root and tracefs needed).
+/// The exec event of `pid` as the kernel would send it now.
+fn exec_now(pid: u32) -> ProcEvent {
+    ProcEvent::Exec {
+        pid,
+        tgid: pid,
+        timestamp_ns: monotonic_ns(),
+    }
+}
+
 fn traced_tracker() -> Tracker {
     let mut t = Tracker::new(HostRoot::new("/"));
     t.open_exec_trace();
@@ -275,7 +286,7 @@ fn an_exec_reaped_before_its_read_keeps_its_file_name_and_arguments_from_the_tra
         // file name and (unless stack randomization hid them, see exec_trace::STACK_BYTES)
         // the arguments.
         let mut early = VecDeque::new();
-        read_execs_first(&mut t, &[ProcEvent::Exec { pid, tgid: pid }], &mut early);
+        read_execs_first(&mut t, &[exec_now(pid)], &mut early);
         let info = early.pop_front().unwrap();
         assert_eq!(info.exe, None);
         let expected = format!("{} --reaped {i}", exe.display());
@@ -319,7 +330,7 @@ fn an_exec_drained_before_its_event_comes_keeps_its_arguments() {
         // A batch without this exec drains its record (it was written already) ...
         read_execs_first(&mut t, &[], &mut early);
         // ... and the next batch brings its event, when /proc has nothing left.
-        read_execs_first(&mut t, &[ProcEvent::Exec { pid, tgid: pid }], &mut early);
+        read_execs_first(&mut t, &[exec_now(pid)], &mut early);
         let info = early.pop_front().unwrap();
         assert_eq!(info.exe, None);
         assert_eq!(info.exec_name.as_deref(), exe.to_str());
@@ -349,7 +360,7 @@ fn uids_follow_forks_and_credential_changes() {
         child_pid: child,
         child_tgid: child,
     };
-    let exec = |pid| ProcEvent::Exec { pid, tgid: pid };
+    let exec = exec_now;
     // Fork and exec in one batch: the child has its parent's uid.
     read_execs_first(&mut t, &[fork(101), exec(101)], &mut early);
     assert_eq!(early[0].uid, Some(1000));
@@ -388,7 +399,159 @@ fn uids_follow_forks_and_credential_changes() {
     // Exits forget; a lost event forgets everything.
     t.terminated(101, Some(0), None);
     assert_eq!(t.uids.get(101), None);
-    t.forget_uids();
+    t.forget_followed();
     read_execs_first(&mut t, &[fork(105), exec(105)], &mut early);
     assert_eq!(early[0].uid, None);
+}
+
+/// The container look-up a process in its parent's cgroup on the host is spared, and one the
+/// runtime moved into another cgroup is not (made-up /proc; the cgroup ids stand for the exec
+/// tracepoint's).
+#[test]
+fn a_process_in_its_hosted_parents_cgroup_skips_the_container_look_up() {
+    const ID: &str = "0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef";
+    let dir = tempfile::tempdir().unwrap();
+    let proc = dir.path().join("proc");
+    let make = |pid: u32, mnt: &str, cgroup: &str| {
+        let p = proc.join(pid.to_string());
+        std::fs::create_dir_all(p.join("ns")).unwrap();
+        std::os::unix::fs::symlink(mnt, p.join("ns/mnt")).unwrap();
+        std::fs::write(p.join("cgroup"), format!("0::{cgroup}\n")).unwrap();
+    };
+    let host = "mnt:[4026531841]";
+    make(1, host, "/init.scope");
+    make(100, host, "/system.slice/shell.service");
+    make(101, host, "/system.slice/shell.service");
+    // A runtime's child: moved into the container's cgroup, then its own mount namespace.
+    make(
+        102,
+        "mnt:[4026532600]",
+        &format!("/system.slice/docker-{ID}.scope"),
+    );
+    let mut t = Tracker::new(HostRoot::new(dir.path()));
+    // As on a cgroup v2 host.
+    t.cgroup_ids = Some(true);
+    let exec = |t: &mut Tracker, pid: u32, cgroup: Option<u64>| {
+        let mut info = ProcessInfo {
+            pid,
+            cgroup_id: cgroup,
+            ..Default::default()
+        };
+        t.read_lasting(&mut info, |_| false);
+        info.container_id
+    };
+    // The first exec in a cgroup is looked up; it is on the host.
+    assert_eq!(exec(&mut t, 100, Some(7)), None);
+    assert_eq!((t.container_reads, t.container_reads_spared), (1, 0));
+    // Its child in the same cgroup: spared (the look-up would give the same answer).
+    t.fork(100, 101, 101);
+    assert_eq!(exec(&mut t, 101, Some(7)), None);
+    assert_eq!((t.container_reads, t.container_reads_spared), (1, 1));
+    // And so is the same pid's next exec (a shell's `exec`) in that cgroup.
+    assert_eq!(exec(&mut t, 101, Some(7)), None);
+    assert_eq!((t.container_reads, t.container_reads_spared), (1, 2));
+    // A child the runtime moved into another cgroup before its exec: looked up, a container.
+    t.fork(100, 102, 102);
+    assert_eq!(exec(&mut t, 102, Some(9)).as_deref(), Some(ID));
+    assert_eq!((t.container_reads, t.container_reads_spared), (2, 2));
+    // ... and its children are looked up too (it was not found on the host).
+    t.fork(102, 103, 103);
+    make(
+        103,
+        "mnt:[4026532600]",
+        &format!("/system.slice/docker-{ID}.scope"),
+    );
+    assert_eq!(exec(&mut t, 103, Some(9)).as_deref(), Some(ID));
+    assert_eq!((t.container_reads, t.container_reads_spared), (3, 2));
+    // Without the exec's cgroup (not sampled, or its sample lost): looked up, and the pid's
+    // children are looked up again.
+    assert_eq!(exec(&mut t, 100, None), None);
+    assert_eq!((t.container_reads, t.container_reads_spared), (4, 2));
+    t.fork(100, 104, 104);
+    make(104, host, "/system.slice/shell.service");
+    assert_eq!(exec(&mut t, 104, Some(7)), None);
+    assert_eq!((t.container_reads, t.container_reads_spared), (5, 2));
+    // An exit forgets the pid; lost events forget every pid.
+    t.terminated(104, Some(0), Some(100));
+    assert_eq!(exec(&mut t, 104, Some(7)), None);
+    assert_eq!((t.container_reads, t.container_reads_spared), (6, 2));
+    t.forget_followed();
+    assert_eq!(exec(&mut t, 104, Some(7)), None);
+    assert_eq!((t.container_reads, t.container_reads_spared), (7, 2));
+
+    // A hybrid host: trusted once a container was read in a v2 cgroup of its own ...
+    let mut t = Tracker::new(HostRoot::new(dir.path()));
+    t.cgroup_ids = Some(false);
+    assert_eq!(exec(&mut t, 100, Some(7)), None);
+    t.fork(100, 101, 101);
+    assert_eq!(exec(&mut t, 101, Some(7)), None);
+    assert_eq!((t.container_reads, t.container_reads_spared), (2, 0));
+    assert_eq!(exec(&mut t, 102, Some(9)).as_deref(), Some(ID));
+    t.fork(101, 105, 105);
+    assert_eq!(exec(&mut t, 105, Some(7)), None);
+    assert_eq!((t.container_reads, t.container_reads_spared), (3, 1));
+    // ... and never again after one was read without (a runtime that leaves v2 alone).
+    make(106, "mnt:[4026532700]", "/");
+    std::fs::write(
+        proc.join("106/cgroup"),
+        format!("4:memory:/docker/{ID}\n0::/system.slice/containerd.service\n"),
+    )
+    .unwrap();
+    assert_eq!(exec(&mut t, 106, Some(7)).as_deref(), Some(ID));
+    t.fork(101, 107, 107);
+    assert_eq!(exec(&mut t, 107, Some(7)), None);
+    assert_eq!((t.container_reads, t.container_reads_spared), (5, 1));
+}
+
+/// Real kernel, tracefs as above: a shell that execs another program at once (`sh -c 'exec
+/// …'`) is reported as the shell, from its own sample, and its successor as itself; /proc,
+/// which shows the successor by then, is not read for the shell.
+#[test]
+fn a_shell_that_execs_at_once_is_reported_as_itself_and_its_successor_as_itself() {
+    let mut t = traced_tracker();
+    if !t.exec_trace_timed() {
+        eprintln!("the kernel refused the clock in samples (before 4.1): matched by order");
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let exe = dir.path().join("egsecond");
+    std::fs::copy("/bin/sleep", &exe).unwrap();
+    let mut child = Command::new("/bin/sh")
+        .args(["-c", &format!("exec {} 30", exe.display())])
+        .spawn()
+        .unwrap();
+    let pid = child.id();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while std::fs::read_link(format!("/proc/{pid}/exe"))
+        .ok()
+        .as_deref()
+        != Some(exe.as_path())
+    {
+        assert!(Instant::now() < deadline, "the shell never exec'd");
+        std::thread::sleep(Duration::from_millis(2));
+    }
+    let mut early = VecDeque::new();
+    read_execs_first(&mut t, &[], &mut early);
+    let times = t.exec_trace.as_ref().unwrap().sample_times(pid);
+    assert_eq!(times.len(), 2, "two execs of pid {pid}: {times:?}");
+    let at = |ns: u64| ProcEvent::Exec {
+        pid,
+        tgid: pid,
+        timestamp_ns: ns,
+    };
+    read_execs_first(&mut t, &[at(times[0] + 1), at(times[1] + 1)], &mut early);
+    child.kill().unwrap();
+    child.wait().unwrap();
+    let (shell, second) = (early.pop_front().unwrap(), early.pop_front().unwrap());
+    assert_eq!(shell.exec_name.as_deref(), Some("/bin/sh"));
+    assert_eq!(
+        shell.exe, None,
+        "/proc shows the successor: not read for the shell"
+    );
+    let line = format!("{} 30", exe.display());
+    if let Some(cmd) = shell.cmdline.as_deref() {
+        assert_eq!(cmd, format!("/bin/sh -c exec {line}"));
+    }
+    assert_eq!(second.exe.as_deref(), exe.to_str());
+    assert_eq!(second.cmdline.as_deref(), Some(line.as_str()));
 }

@@ -59,7 +59,11 @@ fn parses_fork_exec_exit_and_ack() {
     );
     assert_eq!(
         parse_all(&datagram(PROC_EVENT_EXEC, &[11, 11])),
-        [Ok(ProcEvent::Exec { pid: 11, tgid: 11 })]
+        [Ok(ProcEvent::Exec {
+            pid: 11,
+            tgid: 11,
+            timestamp_ns: 123
+        })]
     );
     assert_eq!(
         parse_all(&datagram(PROC_EVENT_EXIT, &[11, 11, 0x300, 17, 10, 10])),
@@ -108,8 +112,16 @@ fn parses_fork_exec_exit_and_ack() {
     assert_eq!(
         parse_all(&two),
         [
-            Ok(ProcEvent::Exec { pid: 5, tgid: 5 }),
-            Ok(ProcEvent::Exec { pid: 6, tgid: 6 })
+            Ok(ProcEvent::Exec {
+                pid: 5,
+                tgid: 5,
+                timestamp_ns: 123
+            }),
+            Ok(ProcEvent::Exec {
+                pid: 6,
+                tgid: 6,
+                timestamp_ns: 123
+            })
         ]
     );
 }
@@ -161,7 +173,11 @@ fn skips_truncated_and_foreign_messages() {
     assert_eq!(
         parse_all(&mixed),
         [
-            Ok(ProcEvent::Exec { pid: 5, tgid: 5 }),
+            Ok(ProcEvent::Exec {
+                pid: 5,
+                tgid: 5,
+                timestamp_ns: 123
+            }),
             Err(ParseError::Truncated)
         ]
     );

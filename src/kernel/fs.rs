@@ -127,3 +127,55 @@ pub fn with_private_tracefs<T>(f: impl FnOnce(&std::path::Path) -> T) -> io::Res
     let _ = std::fs::remove_dir(&dir);
     Ok(out)
 }
+
+/// `CGROUP2_SUPER_MAGIC`: the file system type of a cgroup v2 hierarchy.
+pub const CGROUP2_SUPER_MAGIC: i64 = 0x6367_7270;
+
+/// The id of the cgroup v2 directory `dir` (an `O_PATH` descriptor will do): its kernfs file
+/// handle, the 64-bit number the kernel calls the cgroup's id (`cgroup_id()`), which perf
+/// samples carry (`PERF_SAMPLE_CGROUP`). `name_to_handle_at` needs no privilege; kernfs has file
+/// handles since Linux 5.5, before cgroup ids were sampled (5.7). The inode number is not used:
+/// on 32-bit kernels it holds only the id's low half.
+pub fn cgroup_id(dir: BorrowedFd<'_>) -> io::Result<u64> {
+    if super::root::fs_type(dir)? != CGROUP2_SUPER_MAGIC {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidInput,
+            "not a cgroup v2 directory",
+        ));
+    }
+    /// `struct file_handle` with room for kernfs's 8-byte handle.
+    #[repr(C)]
+    struct Handle {
+        bytes: u32,
+        kind: i32,
+        id: [u8; 8],
+    }
+    let mut handle = Handle {
+        bytes: 8,
+        kind: 0,
+        id: [0; 8],
+    };
+    let mut mount_id: libc::c_int = 0;
+    // SAFETY: `handle` is a file_handle whose `bytes` says how much room follows it; the empty
+    // path with AT_EMPTY_PATH names `dir` itself; the result is checked.
+    let r = unsafe {
+        libc::syscall(
+            libc::SYS_name_to_handle_at,
+            dir.as_raw_fd(),
+            c"".as_ptr(),
+            &mut handle as *mut Handle,
+            &mut mount_id as *mut libc::c_int,
+            libc::AT_EMPTY_PATH,
+        )
+    };
+    if r != 0 {
+        return Err(io::Error::last_os_error());
+    }
+    if handle.bytes != 8 {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidData,
+            format!("a cgroup's file handle of {} bytes", handle.bytes),
+        ));
+    }
+    Ok(u64::from_ne_bytes(handle.id))
+}

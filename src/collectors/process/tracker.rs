@@ -9,6 +9,7 @@ use crate::host::accounts::UserNames;
 use crate::host::procfs::{self, Liveness, ProcessInfo};
 use std::collections::VecDeque;
 use std::io;
+use std::os::fd::AsFd;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -33,7 +34,7 @@ pub(super) struct Tracker {
     /// namespace at that exec (read, or inherited as below); copied to a forked child. An exec
     /// in the same cgroup as this says is on the host too, without the container look-up
     /// ([`Tracker::read_lasting`]). Emptied with `uids` when events were lost.
-    host_cgroups: BoundedMap<u64>,
+    pub(super) host_cgroups: BoundedMap<u64>,
     /// Container look-ups made through /proc (`ns/mnt`, and `cgroup` off the host), and those
     /// spared by [`Tracker::host_cgroups`]: what the tests and the storm look at.
     pub(super) container_reads: u64,
@@ -235,13 +236,34 @@ impl Tracker {
         (known && !exited(parent)).then_some(parent)
     }
 
-    /// Remembers the processes already running, so their exits name their executables.
+    /// Remembers the processes already running, so their exits name their executables, and
+    /// where execs come with cgroup ids, which of them are on the host in which cgroup
+    /// ([`Tracker::host_cgroups`]), so their children's execs need no container look-up either.
     pub(super) fn seed(&mut self) -> io::Result<()> {
+        let v2 = self.cgroup_ids.and_then(|_| cgroup_v2_root(&self.host));
+        let mut ids: std::collections::HashMap<String, Option<u64>> = Default::default();
         for pid in procfs::list_pids(&self.host, MAX_SCAN_PIDS)?
             .into_iter()
             .take(CACHE_ENTRIES)
         {
-            let info = self.reader.read(pid, Liveness::Unknown);
+            let mut info = ProcessInfo {
+                pid,
+                ..Default::default()
+            };
+            self.reader.read_fleeting(&mut info);
+            self.reader.read_status(&mut info);
+            let on_host = self.reader.read_container(&mut info);
+            if let (true, Some(root)) = (on_host, v2) {
+                let id = self.reader.cgroup_v2_path(pid).and_then(|path| {
+                    *ids.entry(path).or_insert_with_key(|path| {
+                        let dir = self.host.open_dir_path(format!("{root}{path}")).ok()?;
+                        crate::kernel::fs::cgroup_id(dir.as_fd()).ok()
+                    })
+                });
+                if let Some(id) = id {
+                    self.host_cgroups.insert(pid, id);
+                }
+            }
             self.remember(&info);
         }
         Ok(())
@@ -411,6 +433,19 @@ impl Tracker {
             extra_details: extra,
         })
     }
+}
+
+/// Where the host's cgroup v2 hierarchy is mounted: `/sys/fs/cgroup` on a v2 host,
+/// `/sys/fs/cgroup/unified` beside v1 ones (systemd's hybrid layout).
+pub(super) fn cgroup_v2_root(host: &HostRoot) -> Option<&'static str> {
+    ["/sys/fs/cgroup", "/sys/fs/cgroup/unified"]
+        .into_iter()
+        .find(|root| {
+            host.open_dir_path(root).is_ok_and(|fd| {
+                crate::kernel::root::fs_type(fd.as_fd())
+                    .is_ok_and(|t| t == crate::kernel::fs::CGROUP2_SUPER_MAGIC)
+            })
+        })
 }
 
 pub(super) fn is_kernel_thread(info: &ProcessInfo) -> bool {

@@ -215,6 +215,21 @@ impl Reader {
         Some(ns.into_bytes())
     }
 
+    /// The process's cgroup in the v2 hierarchy (the `0::` line of `cgroup`), when it lies
+    /// inside the reader's cgroup namespace (an agent in a namespace of its own sees the host's
+    /// cgroups as `/../..`, which name nothing it can open).
+    pub fn cgroup_v2_path(&mut self, pid: u32) -> Option<String> {
+        if !self.file(pid, "cgroup", MAX_CGROUP_BYTES) {
+            return None;
+        }
+        let text = String::from_utf8_lossy(&self.buf);
+        let path = text.lines().find_map(|l| l.strip_prefix("0::"))?;
+        let inside = path.starts_with('/')
+            && !path.split('/').any(|c| c == "..")
+            && !path.ends_with(" (deleted)");
+        inside.then(|| path.to_string())
+    }
+
     /// Container id from `cgroup`.
     pub fn read_cgroup(&mut self, info: &mut ProcessInfo) {
         if self.file(info.pid, "cgroup", MAX_CGROUP_BYTES) {

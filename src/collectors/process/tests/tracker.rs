@@ -555,3 +555,51 @@ fn a_shell_that_execs_at_once_is_reported_as_itself_and_its_successor_as_itself(
     assert_eq!(second.exe.as_deref(), exe.to_str());
     assert_eq!(second.cmdline.as_deref(), Some(line.as_str()));
 }
+
+/// Real kernel, tracefs as above: a process running before the collector started is seeded
+/// with its cgroup's id from the cgroup file system (its kernfs file handle), and that is the
+/// id its next exec's sample carries; so its children need no container look-up.
+#[test]
+fn a_process_running_before_the_seed_gets_the_cgroup_id_its_exec_samples_carry() {
+    let mut t = traced_tracker();
+    if t.cgroup_ids.is_none() {
+        eprintln!("no cgroup ids in samples (kernel before 5.7, or perf_event in a v1 hierarchy)");
+        return;
+    }
+    if super::super::tracker::cgroup_v2_root(&HostRoot::new("/")).is_none() {
+        eprintln!("no cgroup v2 hierarchy mounted: nothing to seed from");
+        return;
+    }
+    let ns = |pid: &str| std::fs::read_link(format!("/proc/{pid}/ns/mnt")).ok();
+    // Init's namespace may not be readable (see procfs::Reader::host_mount_ns); kthreadd's is.
+    if ns("self") != ns("1").or_else(|| ns("2")) {
+        eprintln!("this test runs outside the host's mount namespace: nothing is seeded");
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let exe = dir.path().join("egseeded");
+    std::fs::copy("/bin/true", &exe).unwrap();
+    let mut child = Command::new("/bin/sh")
+        .args(["-c", &format!("read x; exec {} --seeded", exe.display())])
+        .stdin(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let pid = child.id();
+    t.seed().unwrap();
+    let seeded = t.host_cgroups.get(pid).copied();
+    drop(child.stdin.take());
+    child.wait().unwrap();
+    assert!(seeded.is_some(), "pid {pid}, on the host, was not seeded");
+    let mut early = VecDeque::new();
+    read_execs_first(&mut t, &[], &mut early);
+    let times = t.exec_trace.as_ref().unwrap().sample_times(pid);
+    let last = *times.last().expect("the exec of egseeded was sampled");
+    let event = ProcEvent::Exec {
+        pid,
+        tgid: pid,
+        timestamp_ns: last + 1,
+    };
+    read_execs_first(&mut t, &[event], &mut early);
+    assert_eq!(early[0].exec_name.as_deref(), exe.to_str());
+    assert_eq!(early[0].cgroup_id, seeded);
+}

@@ -240,7 +240,10 @@ impl Tracker {
     /// where execs come with cgroup ids, which of them are on the host in which cgroup
     /// ([`Tracker::host_cgroups`]), so their children's execs need no container look-up either.
     pub(super) fn seed(&mut self) -> io::Result<()> {
-        let v2 = self.cgroup_ids.and_then(|_| cgroup_v2_root(&self.host));
+        let v2 = self
+            .cgroup_ids
+            .filter(|_| self.in_hosts_cgroup_namespace())
+            .and_then(|_| cgroup_v2_root(&self.host));
         let mut ids: std::collections::HashMap<String, Option<u64>> = Default::default();
         for pid in procfs::list_pids(&self.host, MAX_SCAN_PIDS)?
             .into_iter()
@@ -432,6 +435,23 @@ impl Tracker {
             exit_status,
             extra_details: extra,
         })
+    }
+}
+
+impl Tracker {
+    /// Whether the agent shares the host's cgroup namespace, so the cgroup paths /proc shows it
+    /// are the host's (in a namespace of its own, a path such as `/` names its own cgroup, not
+    /// the host's root). Init's namespace, or kthreadd's when init's cannot be read.
+    fn in_hosts_cgroup_namespace(&self) -> bool {
+        let link = |pid: &str| self.host.read_link(format!("/proc/{pid}/ns/cgroup")).ok();
+        let own = std::fs::read_link("/proc/self/ns/cgroup").ok();
+        let kthreadd = || {
+            self.host
+                .read_to_string("/proc/2/comm")
+                .is_ok_and(|c| c == "kthreadd\n")
+        };
+        let host = link("1").or_else(|| kthreadd().then(|| link("2")).flatten());
+        own.is_some() && own == host
     }
 }
 

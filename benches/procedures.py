@@ -394,6 +394,23 @@ def restore_firewall(saved):
             print("could not restore an nft table; it was:\n" + text.decode(), file=sys.stderr)
 
 
+# Shell words that are not programs on PATH.
+SHELL_WORDS = {"cd", "echo", "export", "history", "unset", "set", "true", "false", ":", "[", "test",
+               "kill", "exec", "eval", "for", "if", "while", "(", "{", "printf", "read", "umask"}
+
+
+def missing_tool(command):
+    """The program a procedure starts first, when it is not installed (`None` when it is, or when
+    the command starts with a shell word or an assignment)."""
+    words = command.split()
+    while words and "=" in words[0] and not words[0].startswith(("/", "=")):
+        words = words[1:]
+    if not words or words[0] in SHELL_WORDS:
+        return None
+    first = words[0]
+    return None if shutil.which(first) or os.path.exists(first) else first
+
+
 def run_all(args, state):
     www = os.path.join(state, "www")
     os.makedirs(www)
@@ -430,7 +447,12 @@ def run_all(args, state):
             "right_technique_rules": sorted({a.get("RuleId") for a in hit}),
         })
         mark = "hit " if hit else ("other" if got else "MISS")
-        print(f"{mark:5} {ident:26} {technique:10} {','.join(sorted({a.get('RuleId') for a in got}))}", flush=True)
+        missing = missing_tool(command)
+        if missing:
+            results["procedures"][-1]["missing_tool"] = missing
+        note = f"  (not installed: {missing})" if missing else ""
+        print(f"{mark:5} {ident:26} {technique:10} {','.join(sorted({a.get('RuleId') for a in got}))}{note}",
+              flush=True)
     agent.stop()
     n = len(results["procedures"])
     hits = sum(p["detected"] for p in results["procedures"])
@@ -438,6 +460,10 @@ def run_all(args, state):
     hit_t = {p["technique"] for p in results["procedures"] if p["detected"]}
     print(f"\nprocedures: {hits}/{n} detected with the right technique ({100.0 * hits / max(n, 1):.0f} %); "
           f"techniques {len(hit_t)}/{len(techniques)}")
+    absent = [(p["id"], p["missing_tool"]) for p in results["procedures"] if "missing_tool" in p]
+    if absent:
+        print(f"WARNING: {len(absent)} procedures start a program this machine lacks, so they never exec "
+              f"and count as misses: {', '.join(f'{i} ({t})' for i, t in absent)}")
     if "admin_alerts" in results:
         print(f"ordinary administration: {len(ADMIN)} commands, {len(results['admin_alerts'])} alerts")
         for a in results["admin_alerts"]:

@@ -161,7 +161,17 @@ pub struct Watch {
     pub modules: Option<modules::Modules>,
     pub limiter: Limiter,
     pub problems: Problems,
+    /// USB devices whose `add` came before their interfaces: the kernel sends a device's
+    /// `add`, then configures it (its interfaces appear), then sends `bind`. Reported at `bind`
+    /// with their interface classes (what tells a keyboard from a stick), or after
+    /// [`USB_CONFIGURE_WAIT`] as they are (a device never configured: unauthorized, no driver,
+    /// a kernel before 4.14 without `bind` uevents). With when the `add` came.
+    pub pending_usb: BTreeMap<String, (Device, Instant)>,
 }
+
+/// How long a USB device may wait for its configuration before it is reported without its
+/// interfaces ([`Watch::pending_usb`]); configuring takes milliseconds.
+pub const USB_CONFIGURE_WAIT: Duration = Duration::from_secs(2);
 
 impl Watch {
     /// Starts from what the host shows now: nothing already there is reported.
@@ -175,6 +185,7 @@ impl Watch {
             host,
             limiter: Limiter::default(),
             problems,
+            pending_usb: BTreeMap::new(),
         }
     }
 
@@ -189,6 +200,17 @@ impl Watch {
         let name = ev.sysname().to_string();
         match ev.action {
             Action::Add | Action::Change => self.look_again(bus, &name, ev),
+            Action::Bind if bus == Bus::Usb => self.look_again(bus, &name, ev),
+            Action::Remove if bus == Bus::Usb && self.pending_usb.contains_key(&name) => {
+                // Unplugged before it was configured: both halves, so it is not missed.
+                let Some((d, _)) = self.pending_usb.remove(&name) else {
+                    return Vec::new();
+                };
+                vec![
+                    hotplug(&d, "Added", "uevent", Some(ev)),
+                    hotplug(&d, "Removed", "uevent", Some(ev)),
+                ]
+            }
             Action::Remove => self.gone(bus, &name, Some(ev)).into_iter().collect(),
             Action::Move => {
                 // A rename (`eth0` → `enp1s0`): the old name is gone, the new one is there.
@@ -212,14 +234,18 @@ impl Watch {
         merge(&mut self.problems, sysfs.problems);
         let key = (bus, name.to_string());
         match (now, self.devices.contains_key(&key)) {
+            (Some(d), false)
+                if bus == Bus::Usb
+                    && ev.action == Action::Add
+                    && !d.details.contains_key("InterfaceClasses") =>
+            {
+                self.pending_usb
+                    .insert(name.to_string(), (d, Instant::now()));
+                Vec::new()
+            }
             (Some(d), false) => {
-                if self.devices.len() >= MAX_SNAPSHOT_DEVICES {
-                    self.problems.add("too_many_devices", || {
-                        format!("more than {MAX_SNAPSHOT_DEVICES} devices remembered")
-                    });
-                } else {
-                    self.devices.insert(key, d.clone());
-                }
+                self.pending_usb.remove(name);
+                self.remember_added(key, &d);
                 vec![hotplug(&d, "Added", "uevent", Some(ev))]
             }
             (Some(d), true) => {
@@ -230,6 +256,40 @@ impl Watch {
                 self.gone(bus, name, Some(ev)).into_iter().collect()
             }
             _ => Vec::new(),
+        }
+    }
+
+    /// Reports the USB devices that waited [`USB_CONFIGURE_WAIT`] for their configuration
+    /// without it, as they are now (`now`: the caller's clock, for tests).
+    pub fn flush_pending(&mut self, now: Instant) -> Vec<Event> {
+        let due: Vec<String> = self
+            .pending_usb
+            .iter()
+            .filter(|(_, (_, since))| now.saturating_duration_since(*since) >= USB_CONFIGURE_WAIT)
+            .map(|(name, _)| name.clone())
+            .collect();
+        let mut out = Vec::new();
+        for name in due {
+            let Some((old, _)) = self.pending_usb.remove(&name) else {
+                continue;
+            };
+            let mut sysfs = Sysfs::new(&self.host);
+            let d = sysfs.device(Bus::Usb, &name).unwrap_or(old);
+            merge(&mut self.problems, sysfs.problems);
+            self.remember_added((Bus::Usb, name), &d);
+            out.push(hotplug(&d, "Added", "uevent", None));
+        }
+        out
+    }
+
+    /// Lists a device reported `Added`, within [`MAX_SNAPSHOT_DEVICES`].
+    fn remember_added(&mut self, key: (Bus, String), d: &Device) {
+        if self.devices.len() >= MAX_SNAPSHOT_DEVICES {
+            self.problems.add("too_many_devices", || {
+                format!("more than {MAX_SNAPSHOT_DEVICES} devices remembered")
+            });
+        } else {
+            self.devices.insert(key, d.clone());
         }
     }
 
@@ -295,6 +355,8 @@ impl Watch {
     pub fn rescan(&mut self) -> Vec<Event> {
         let (devices, problems, _) = scan(&self.host);
         merge(&mut self.problems, problems);
+        // A pending device still there is reported below with the rest.
+        self.pending_usb.clear();
         let now: BTreeMap<(Bus, String), Device> =
             devices.into_iter().map(|d| (d.key(), d)).collect();
         let mut out = Vec::new();
@@ -558,6 +620,7 @@ fn follow(ctx: &Context, socket: &UeventSocket, watch: &mut Watch) -> std::io::R
             next_modules = Instant::now() + MODULES_INTERVAL;
             events.extend(watch.modules_again());
         }
+        events.extend(watch.flush_pending(Instant::now()));
         watch.count_problems(&ctx.metrics);
         if !send(ctx, watch, events) {
             return Ok(());

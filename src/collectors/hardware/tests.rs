@@ -1261,3 +1261,78 @@ fn a_flapping_interface_makes_at_most_the_limit_of_events_and_the_rest_are_count
         );
     }
 }
+
+/// The kernel sends a USB device's `add` before it configures the device (its interfaces
+/// appear, then `bind`): the device is reported at `bind` with its interface classes, so a
+/// keyboard is not taken for a plain "USB Device"; one never configured is reported after the
+/// wait, and one unplugged before it is reported added and removed.
+#[test]
+fn a_usb_device_is_reported_once_configured() {
+    let dir = fixture();
+    let r = dir.path();
+    let mut watch = Watch::new(HostRoot::new(r));
+    let to = "../../../devices/pci0000:00/0000:00:14.0/usb1";
+    let plug = |name: &str| {
+        let d = format!("{XHCI}/usb1/{name}");
+        write(r, &format!("{d}/idVendor"), "046d\n");
+        write(r, &format!("{d}/idProduct"), "c31c\n");
+        write(r, &format!("{d}/bDeviceClass"), "00\n");
+        write(r, &format!("{d}/product"), "USB Keyboard\n");
+        link(
+            r,
+            &format!("sys/bus/usb/devices/{name}"),
+            &format!("{to}/{name}"),
+        );
+        d
+    };
+    let ev = |action: &str, name: &str| {
+        uevent_of(
+            action,
+            &format!("/devices/pci0000:00/0000:00:14.0/usb1/{name}"),
+            "usb",
+            &["DEVTYPE=usb_device"],
+        )
+    };
+    // add before its interfaces: nothing yet; they appear, then bind: Added with them.
+    let kbd = plug("1-3");
+    assert!(watch.on_uevent(&ev("add", "1-3")).is_empty());
+    write(r, &format!("{kbd}/1-3:1.0/bInterfaceClass"), "03\n");
+    let events = watch.on_uevent(&ev("bind", "1-3"));
+    assert_eq!(events.len(), 1);
+    let rec = hardware_record(&events[0]);
+    assert_eq!(rec.extra_details["Action"], "Added");
+    assert_eq!(rec.hardware_sub_category, "Human Interface Device");
+    assert_eq!(
+        rec.extra_details
+            .get("InterfaceClasses")
+            .map(String::as_str),
+        Some("Human Interface Device")
+    );
+    // Once: a later bind or add of a listed device is not news.
+    assert!(watch.on_uevent(&ev("bind", "1-3")).is_empty());
+    assert!(
+        watch
+            .flush_pending(Instant::now() + USB_CONFIGURE_WAIT)
+            .is_empty()
+    );
+
+    // Never configured: reported after the wait, as it is, and only then.
+    plug("1-4");
+    assert!(watch.on_uevent(&ev("add", "1-4")).is_empty());
+    assert!(watch.flush_pending(Instant::now()).is_empty());
+    let events = watch.flush_pending(Instant::now() + USB_CONFIGURE_WAIT);
+    assert_eq!(events.len(), 1);
+    assert_eq!(hardware_record(&events[0]).extra_details["Action"], "Added");
+    assert!(watch.devices.contains_key(&(Bus::Usb, "1-4".to_string())));
+
+    // Unplugged before it was configured: Added and Removed.
+    plug("1-5");
+    assert!(watch.on_uevent(&ev("add", "1-5")).is_empty());
+    let events = watch.on_uevent(&ev("remove", "1-5"));
+    let actions: Vec<&str> = events
+        .iter()
+        .map(|e| hardware_record(e).extra_details["Action"].as_str())
+        .collect();
+    assert_eq!(actions, ["Added", "Removed"]);
+    assert!(watch.pending_usb.is_empty());
+}

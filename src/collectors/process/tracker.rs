@@ -102,17 +102,18 @@ impl Tracker {
 
     /// Fills in what the exec tracepoint's sample of this exec says (file name, cgroup, and
     /// the command line when the stack copy holds all of it), so /proc is read only for the
-    /// rest. `None` when no sample matches (see [`ExecTrace::take`]).
+    /// rest; what it fills in is moved out of the returned sample. `None` when no sample
+    /// matches (see [`ExecTrace::take`]).
     pub(super) fn match_exec(
         &mut self,
         info: &mut ProcessInfo,
         event_ns: u64,
     ) -> Option<super::exec_trace::Matched> {
-        let m = self.exec_trace.as_mut()?.take(info.pid, event_ns)?;
-        info.exec_name = Some(m.name.clone());
+        let mut m = self.exec_trace.as_mut()?.take(info.pid, event_ns)?;
+        info.exec_name = Some(std::mem::take(&mut m.name));
         info.cgroup_id = m.cgroup;
         if m.complete {
-            info.cmdline = m.command_line.clone();
+            info.cmdline = m.command_line.take();
         }
         Some(m)
     }
@@ -442,16 +443,10 @@ impl Tracker {
     /// Whether the agent shares the host's cgroup namespace, so the cgroup paths /proc shows it
     /// are the host's (in a namespace of its own, a path such as `/` names its own cgroup, not
     /// the host's root). Init's namespace, or kthreadd's when init's cannot be read.
-    fn in_hosts_cgroup_namespace(&self) -> bool {
-        let link = |pid: &str| self.host.read_link(format!("/proc/{pid}/ns/cgroup")).ok();
+    fn in_hosts_cgroup_namespace(&mut self) -> bool {
         let own = std::fs::read_link("/proc/self/ns/cgroup").ok();
-        let kthreadd = || {
-            self.host
-                .read_to_string("/proc/2/comm")
-                .is_ok_and(|c| c == "kthreadd\n")
-        };
-        let host = link("1").or_else(|| kthreadd().then(|| link("2")).flatten());
-        own.is_some() && own == host
+        let host = self.reader.host_namespace("cgroup");
+        own.is_some_and(|own| Some(own.to_string_lossy().into_owned()) == host)
     }
 }
 

@@ -206,13 +206,20 @@ impl Reader {
     /// kernel thread keep the boot-time namespace, which is init's on any ordinary host. Pid 2
     /// is trusted only when its name says it is kthreadd.
     fn host_mount_ns(&mut self) -> Option<Vec<u8>> {
-        if let Some(ns) = self.link(1, "ns/mnt") {
-            return Some(ns.into_bytes());
+        self.host_namespace("mnt").map(String::into_bytes)
+    }
+
+    /// The host's namespace of kind `kind` (`mnt`, `cgroup`, …): init's, or else kthreadd's,
+    /// for the reason [`Reader::host_mount_ns`] gives.
+    pub fn host_namespace(&mut self, kind: &str) -> Option<String> {
+        let link = format!("ns/{kind}");
+        if let Some(ns) = self.link(1, &link) {
+            return Some(ns);
         }
         let kthreadd = self.file(2, "comm", 64) && self.buf.as_slice() == b"kthreadd\n";
-        let ns = kthreadd.then(|| self.link(2, "ns/mnt")).flatten()?;
-        tracing::debug!("init's mount namespace cannot be read; kthreadd's stands for the host's");
-        Some(ns.into_bytes())
+        let ns = kthreadd.then(|| self.link(2, &link)).flatten()?;
+        tracing::debug!("init's {kind} namespace cannot be read; kthreadd's stands for the host's");
+        Some(ns)
     }
 
     /// The process's cgroup in the v2 hierarchy (the `0::` line of `cgroup`), when it lies

@@ -57,8 +57,9 @@ fn connect(n: u32) -> Event {
 /// Events that together teach about `items` items.
 fn workload(items: u32) -> Vec<Event> {
     let mut events = Vec::new();
-    let image =
-        |i: u32| (i % 6 != 0).then(|| format!("registry.example/module{}:1.{}", i % 6, i % 3));
+    let image = |i: u32| {
+        (!i.is_multiple_of(6)).then(|| format!("registry.example/module{}:1.{}", i % 6, i % 3))
+    };
     let mut n = 0;
     let mut pid = 100;
     while n < items {

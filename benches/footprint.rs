@@ -194,7 +194,7 @@ fn soak(args: &Args) {
                     std::thread::sleep(wait);
                 }
                 let _ = Command::new("/bin/true").status();
-                if i % 10 == 0 {
+                if i.is_multiple_of(10) {
                     let _ = TcpStream::connect(addr);
                 }
                 generated.fetch_add(1, Ordering::Relaxed);

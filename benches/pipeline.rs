@@ -161,7 +161,7 @@ fn process_create(i: usize, variant: usize) -> Event {
         variant % 200 + 1,
         "s".repeat(variant % 15),
     );
-    let (user_id, user_name) = if variant % 3 == 0 {
+    let (user_id, user_name) = if variant.is_multiple_of(3) {
         ("0", "root")
     } else {
         ("1000", "edgeuser")

@@ -396,7 +396,7 @@ async fn soak(args: &Args) -> bool {
         if now >= next_sample {
             match sample(pid, started) {
                 Some(s) => {
-                    if samples.len() % 6 == 0 {
+                    if samples.len().is_multiple_of(6) {
                         println!(
                             "minute {:>6.1}: RSS {:>6} KiB ({:>6} anonymous), {:>3} fds, {:>2} threads, {} messages",
                             s.minute,

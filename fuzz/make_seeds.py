@@ -183,21 +183,26 @@ for i, s in enumerate(lines):
 put("login_auth_log", "all", "".join(s + "\n" for s in lines))
 
 # ---- login_journal: small journal files built to systemd's "Journal File Format" (the reader
-# needs no hash tables), regular and compact, as login/tests/journal.rs reads real ones
+# needs no hash tables), regular and compact, as login/tests/journal.rs reads real ones; and with
+# MESSAGE compressed as journald stores long fields (flags: XZ 1, LZ4 2, ZSTD 4), made by the
+# reference encoders (liblzma through Python's lzma, the lz4 and zstd tools), so the fuzzer
+# starts inside the decoders
 def journal(compact, entries):
-    """entries: [(seqnum, realtime, [b"FIELD=value", ...])]"""
-    def obj(kind, body):
+    """entries: [(seqnum, realtime, [b"FIELD=value" or (object_flag, stored_payload), ...])]"""
+    def obj(kind, body, flags=0):
         size = 16 + len(body)
-        return struct.pack("<BB6xQ", kind, 0, size) + body + b"\0" * (-size % 8)
+        return struct.pack("<BB6xQ", kind, flags, size) + body + b"\0" * (-size % 8)
     out = bytearray(264)
     offsets = {}
-    data_payload_at = 72 if compact else 64
+    header_flags = 16 if compact else 0
     for _, _, fields in entries:
         for f in fields:
             if f not in offsets:
                 offsets[f] = len(out)
-                body = b"\0" * (48 + (8 if compact else 0)) + f
-                out += obj(1, body)
+                flags, stored = f if isinstance(f, tuple) else (0, f)
+                header_flags |= {0: 0, 1: 1, 2: 2, 4: 8}[flags]
+                body = b"\0" * (48 + (8 if compact else 0)) + stored
+                out += obj(1, body, flags)
     entry_offsets = []
     for seq, rt, fields in entries:
         entry_offsets.append(len(out))
@@ -208,7 +213,7 @@ def journal(compact, entries):
     array_at = len(out)
     items = b"".join(struct.pack("<I" if compact else "<Q", o) for o in entry_offsets)
     out += obj(6, struct.pack("<Q", 0) + items + b"\0" * (4 if compact else 8))  # one spare slot
-    header = struct.pack("<8sII8x", b"LPKSHHRH", 0, 16 if compact else 0)
+    header = struct.pack("<8sII8x", b"LPKSHHRH", 0, header_flags)
     header += b"\x11" * 16 + b"\x22" * 16 + b"\x01" * 16 + b"\x33" * 16
     header += struct.pack("<QQQQQQQQQQQQQQQ", 264, len(out) - 264, 0, 0, 0, 0, array_at,
                           len(entry_offsets) * 2 + len(offsets) + 1, len(entries),
@@ -216,6 +221,34 @@ def journal(compact, entries):
                           entries[-1][1], 0)
     out[:len(header)] = header
     return bytes(out)
+
+
+def xz_journald(data):
+    """XZ as journald's compress_blob_xz writes it (1 MiB dictionary, fast mode, no check)."""
+    import lzma
+    return lzma.compress(data, format=lzma.FORMAT_XZ, check=lzma.CHECK_NONE, filters=[{
+        "id": lzma.FILTER_LZMA2, "dict_size": 1 << 20, "lc": 3, "lp": 0, "pb": 2,
+        "mode": lzma.MODE_FAST, "nice_len": 128, "mf": lzma.MF_HC3, "depth": 4}])
+
+
+def lz4_journald(data):
+    """LZ4 as journald writes it: the size (64-bit little-endian), then the one block of the lz4
+    tool's frame (4 MiB blocks, no checksums)."""
+    import subprocess
+    frame = subprocess.run(["lz4", "-q", "-B7", "--no-frame-crc", "-c"], input=data,
+                           capture_output=True, check=True).stdout
+    assert frame[:4] == b"\x04\x22\x4d\x18" and not frame[4] & 0x10
+    at = 6 + (8 if frame[4] & 0x08 else 0) + (4 if frame[4] & 0x01 else 0) + 1
+    size = struct.unpack_from("<I", frame, at)[0]
+    assert not size & 0x80000000 and frame[at + 4 + size:at + 8 + size] == b"\0" * 4
+    return struct.pack("<Q", len(data)) + frame[at + 4:at + 4 + size]
+
+
+def zstd_journald(data):
+    """ZSTD as journald's ZSTD_compress writes it: one single-segment frame (size known)."""
+    import subprocess
+    return subprocess.run(["zstd", "-q", "-c", f"--stream-size={len(data)}"], input=data,
+                          capture_output=True, check=True).stdout
 
 
 sshd_entries = [
@@ -226,6 +259,14 @@ sshd_entries = [
 ]
 put("login_journal", "regular", journal(False, sshd_entries))
 put("login_journal", "compact", journal(True, sshd_entries))
+# journald compresses fields over 512 bytes: the messages get a long user name.
+long_entries = [(seq, rt, [f.replace(b" for ", b" for " + b"u" * 600 + b"@") for f in fields])
+                for seq, rt, fields in sshd_entries]
+for name, flag, encode in [("xz", 1, xz_journald), ("lz4", 2, lz4_journald),
+                           ("zstd", 4, zstd_journald)]:
+    compressed = [(seq, rt, [(flag, encode(f)) if f.startswith(b"MESSAGE=") else f
+                             for f in fields]) for seq, rt, fields in long_entries]
+    put("login_journal", f"compact-{name}", journal(True, compressed))
 
 # ---- firewall: the integration test fixtures
 for f in sorted((ROOT / "tests/fixtures/firewall").iterdir()):

@@ -35,6 +35,11 @@ command -v faketime >/dev/null 2>&1 || packages+=(faketime)
 # (src/collectors/login/tests/journal.rs); journalctl (systemd) checks them.
 [ -x /lib/systemd/systemd-journal-remote ] || packages+=(systemd-journal-remote)
 command -v journalctl >/dev/null 2>&1 || packages+=(systemd)
+# The reference xz, lz4 and zstd tools encode the compressed journal fields those tests decode
+# (this systemd writes only ZSTD; fuzz/make_seeds.py uses lz4 and zstd too).
+command -v xz >/dev/null 2>&1 || packages+=(xz-utils)
+command -v lz4 >/dev/null 2>&1 || packages+=(lz4)
+command -v zstd >/dev/null 2>&1 || packages+=(zstd)
 # The software inventory's rpm tests (src/collectors/inventory/tests/): rpmbuild and rpm write
 # real rpm sqlite databases; the sqlite3 shell writes the SQLite reader's test files.
 command -v rpmbuild >/dev/null 2>&1 || packages+=(rpm)

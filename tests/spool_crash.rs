@@ -35,7 +35,7 @@ fn body(run: u64, n: u64) -> Vec<u8> {
 }
 
 fn priority(n: u64) -> Priority {
-    if n % 5 == 0 {
+    if n.is_multiple_of(5) {
         Priority::High
     } else {
         Priority::Low

@@ -164,7 +164,7 @@ pub struct Batch {
     pub skipped: u64,
     /// Journal files that failed a check (corrupt, truncated, not a journal).
     pub journal_corrupt: u64,
-    /// Journal fields skipped: compressed (not decoded) or oversized.
+    /// Journal fields skipped: oversized, or compressed and not decodable.
     pub journal_skipped: u64,
 }
 
@@ -316,7 +316,7 @@ impl LoginFollower {
         if !self.has_auth_log() {
             let j = self.journal.poll(&self.host, env.now, mono);
             batch.journal_corrupt += j.corrupt;
-            batch.journal_skipped += j.compressed_skipped + j.oversized;
+            batch.journal_skipped += j.compressed_failed + j.oversized;
             batch.more |= j.more;
             for a in j.logins {
                 push_auth(a, JOURNAL_SOURCE, &env, &mut batch);

@@ -8,12 +8,19 @@
 //! holds. Both layouts are read: regular (64-bit item offsets) and compact
 //! (`HEADER_INCOMPATIBLE_COMPACT`, systemd 252+, 32-bit offsets, 8 more bytes in DATA objects).
 //!
-//! Compression: DATA objects compressed with XZ, LZ4 or ZSTD are **not decoded**; they are
-//! skipped and counted ([`Entries::compressed_skipped`]). journald compresses only fields longer
-//! than its threshold (512 bytes by default), so the short sshd/sudo/su MESSAGEs this collector
-//! reads are stored plain; a longer MESSAGE is lost, and counted. (ZSTD, journald's default,
-//! could be decoded in pure Rust with the `ruzstd` crate, but every release of it needs Rust
-//! 1.87 and this crate declares 1.85; XZ and LZ4 would need one crate each.)
+//! Compression: journald compresses a DATA object's payload (`FIELD=value`, name included)
+//! when it is longer than its threshold (512 bytes by default), with ZSTD (the default since
+//! systemd 246), LZ4 (8-byte little-endian size, then an LZ4 block) or XZ (older). A long sshd or
+//! sudo MESSAGE (a long user name or command) is such a field. All three are decoded in pure
+//! Rust ([`decompress`]: `ruzstd`, `lz4_flex`, `xz4rust`), then the name is matched as for a
+//! plain field. The payload comes from the host, so decoding is bounded: at most
+//! [`MAX_PAYLOAD_BYTES`] are decoded (the longest field kept, plus its name), at most
+//! [`MAX_COMPRESSED_BYTES`] of compressed input are read, and the decoders' windows are capped
+//! (ZSTD 128 KiB, XZ 8 MiB of dictionary, allocated as declared but written only as far as the
+//! output goes); a decompression bomb stops at the limit. A longer field is counted in
+//! [`Entries::oversized`] when its name is one this reader wants or could not be decoded;
+//! data that does not decode is counted in [`Entries::compressed_failed`]. Either way the rest
+//! of the entry and of the file is read.
 //!
 //! Every offset and size read from the file is checked against the file's length and the
 //! format's minimum sizes before it is used; a file that fails a check is reported as
@@ -37,7 +44,12 @@ const INCOMPATIBLE_KNOWN: u32 = INCOMPATIBLE_COMPRESSED_XZ
 const OBJECT_DATA: u8 = 1;
 const OBJECT_ENTRY: u8 = 3;
 const OBJECT_ENTRY_ARRAY: u8 = 6;
-const OBJECT_COMPRESSION_MASK: u8 = 1 | 2 | 4;
+/// DATA object flags: the payload's compression (at most one is set).
+pub const OBJECT_COMPRESSED_XZ: u8 = 1;
+pub const OBJECT_COMPRESSED_LZ4: u8 = 2;
+pub const OBJECT_COMPRESSED_ZSTD: u8 = 4;
+const OBJECT_COMPRESSION_MASK: u8 =
+    OBJECT_COMPRESSED_XZ | OBJECT_COMPRESSED_LZ4 | OBJECT_COMPRESSED_ZSTD;
 /// Journal file state (header byte 16): closed cleanly, being written, archived.
 pub const STATE_ARCHIVED: u8 = 2;
 /// Items of one entry read at most (journald entries hold a few dozen fields).
@@ -46,6 +58,25 @@ const MAX_ENTRY_ITEMS: u64 = 1024;
 const ARRAY_CHUNK: u64 = 4096;
 /// Longest field value kept (the auth-log line limit).
 const MAX_FIELD_BYTES: u64 = super::MAX_LINE_BYTES as u64;
+/// Longest field name journald accepts.
+const MAX_NAME_BYTES: usize = 64;
+/// Bytes of a field's payload read to find its name (the longest name wanted, with its `=`).
+const NAME_PEEK: usize = 20;
+/// A compressed payload (`FIELD=value`) is decoded up to this many bytes: the longest value
+/// kept, after the longest name.
+pub const MAX_PAYLOAD_BYTES: usize = MAX_NAME_BYTES + 1 + MAX_FIELD_BYTES as usize;
+/// Compressed bytes read of one DATA object: what any of the three formats needs for
+/// [`MAX_PAYLOAD_BYTES`] of incompressible data (LZ4's worst case, n + n/255 + 16, plus its
+/// 8-byte size; XZ's and ZSTD's headers and framing fit in the slack). A longer compressed
+/// payload holds more than the limit; its first bytes are decoded for its name only.
+pub const MAX_COMPRESSED_BYTES: usize = MAX_PAYLOAD_BYTES + MAX_PAYLOAD_BYTES / 255 + 2048;
+/// ZSTD window accepted: journald writes single-segment frames, whose window is the field's
+/// length, so every field within the limit fits; a larger window is an over-limit field.
+const ZSTD_MAX_WINDOW: u64 = 128 * 1024;
+/// XZ dictionary accepted: journald uses 1 MiB, the xz tool's default 8 MiB. The decoder
+/// allocates the declared size, zeroed (fresh pages, mapped by the kernel on first write), and
+/// fills it only as far as the output buffer allows: [`MAX_PAYLOAD_BYTES`] + 1 bytes.
+const XZ_MAX_DICT: usize = 8 * 1024 * 1024;
 
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
 pub enum JournalError {
@@ -126,7 +157,7 @@ pub fn parse_header(b: &[u8]) -> Result<Header, JournalError> {
         entry_array_offset: le64(b, 176),
         head_entry_realtime: le64(b, 184),
     };
-    if h.header_size < HEADER_MIN || h.header_size % 8 != 0 {
+    if h.header_size < HEADER_MIN || !h.header_size.is_multiple_of(8) {
         return Err(JournalError::Corrupt("header size"));
     }
     Ok(h)
@@ -168,10 +199,12 @@ pub struct JournalFile {
 #[derive(Debug, Default)]
 pub struct Entries {
     pub entries: Vec<JournalEntry>,
-    /// DATA objects skipped because they are compressed (XZ, LZ4, ZSTD are not decoded).
-    pub compressed_skipped: u64,
-    /// Fields longer than [`MAX_FIELD_BYTES`], or entries with more than [`MAX_ENTRY_ITEMS`]
-    /// items, cut.
+    /// Compressed DATA objects that could not be decoded (corrupt data, or more than one
+    /// compression flag), skipped.
+    pub compressed_failed: u64,
+    /// Fields longer than [`MAX_FIELD_BYTES`] (compressed ones: longer than
+    /// [`MAX_PAYLOAD_BYTES`] decoded, or than the decoder's window, when their name is wanted or
+    /// could not be read), skipped; or entries with more than [`MAX_ENTRY_ITEMS`] items, cut.
     pub oversized: u64,
     /// More entries are ready than were read.
     pub more: bool,
@@ -225,7 +258,7 @@ impl JournalFile {
 
     /// The object header at `at`: (type, flags, size), checked to fit in the file.
     fn object(&self, at: u64, want: u8, min: u64) -> Result<(u8, u64), JournalError> {
-        if at % 8 != 0 {
+        if !at.is_multiple_of(8) {
             return Err(JournalError::Corrupt("unaligned object"));
         }
         let b = self.read(at, 16)?;
@@ -298,8 +331,8 @@ impl JournalFile {
         Ok((le64(&b, 0), le64(&b, 8)))
     }
 
-    /// The entry at `at` with the fields this collector uses; compressed or oversized fields
-    /// are counted in `stats`.
+    /// The entry at `at` with the fields this collector uses (compressed ones decoded);
+    /// oversized fields and compressed ones that do not decode are counted in `stats`.
     pub fn entry(&self, at: u64, stats: &mut Entries) -> Result<JournalEntry, JournalError> {
         let (_, size) = self.object(at, OBJECT_ENTRY, 64)?;
         let b = self.read(at + 16, 16)?;
@@ -335,41 +368,53 @@ impl JournalFile {
         let payload_at = if self.header.compact() { 72 } else { 64 };
         let (flags, size) = self.object(at, OBJECT_DATA, payload_at)?;
         let len = size - payload_at;
-        // The field name decides whether the rest is wanted.
-        let head = self.read(at + payload_at, len.min(20))?;
-        let name_end = head.iter().position(|b| *b == b'=');
-        let name = name_end.map(|i| &head[..i]);
-        let slot = match name {
-            Some(b"MESSAGE") => 0,
-            Some(b"SYSLOG_IDENTIFIER") => 1,
-            Some(b"_COMM") => 2,
-            Some(b"_PID") => 3,
-            Some(b"_HOSTNAME") => 4,
-            _ if flags & OBJECT_COMPRESSION_MASK != 0 => {
-                // A compressed field's name is compressed too: it may have been MESSAGE.
-                stats.compressed_skipped += 1;
+        let compression = match Compression::from_flags(flags) {
+            Ok(c) => c,
+            Err(()) => {
+                stats.compressed_failed += 1;
                 return Ok(());
             }
-            _ => return Ok(()),
         };
-        if flags & OBJECT_COMPRESSION_MASK != 0 {
-            stats.compressed_skipped += 1;
+        let Some(compression) = compression else {
+            // The field name decides whether the rest is wanted.
+            let head = self.read(at + payload_at, len.min(NAME_PEEK as u64))?;
+            let Some((slot, name_len)) = wanted(&head) else {
+                return Ok(());
+            };
+            let value_len = len - name_len as u64;
+            if value_len > MAX_FIELD_BYTES {
+                stats.oversized += 1;
+                return Ok(());
+            }
+            let v = self.read(at + payload_at + name_len as u64, value_len)?;
+            set_field(e, slot, &v);
             return Ok(());
-        }
-        let name_len = name_end.unwrap_or(0) as u64 + 1;
-        let value_len = len - name_len;
-        if value_len > MAX_FIELD_BYTES {
-            stats.oversized += 1;
-            return Ok(());
-        }
-        let v = self.read(at + payload_at + name_len, value_len)?;
-        let v = String::from_utf8_lossy(&v).into_owned();
-        match slot {
-            0 => e.message = Some(v),
-            1 => e.identifier = Some(v),
-            2 => e.comm = Some(v),
-            3 => e.pid = v.trim().parse().ok(),
-            _ => e.hostname = Some(v),
+        };
+        // The name is compressed with the value: decode first, then match it.
+        let cut = len > MAX_COMPRESSED_BYTES as u64;
+        let input = self.read(at + payload_at, len.min(MAX_COMPRESSED_BYTES as u64))?;
+        let (head, whole) = match decompress(compression, &input, MAX_PAYLOAD_BYTES) {
+            Decompressed::Whole(p) => (p, !cut),
+            Decompressed::TooLong(head) => (head, false),
+            // Cut input ends mid-stream: only its first bytes were wanted.
+            Decompressed::Corrupt(head) if cut => (head, false),
+            Decompressed::Corrupt(_) => {
+                stats.compressed_failed += 1;
+                return Ok(());
+            }
+        };
+        match wanted(&head) {
+            Some((slot, name_len)) if whole => {
+                if (head.len() - name_len) as u64 > MAX_FIELD_BYTES {
+                    stats.oversized += 1;
+                } else {
+                    set_field(e, slot, &head[name_len..]);
+                }
+            }
+            // Over the limit: counted when it may have been a field this reader wants.
+            Some(_) => stats.oversized += 1,
+            None if !whole && field_name(&head).is_none() => stats.oversized += 1,
+            None => {}
         }
         Ok(())
     }
@@ -394,6 +439,191 @@ impl JournalFile {
             out.entries.push(e);
         }
         Ok(out)
+    }
+}
+
+/// The name of the field a payload (`FIELD=value`) starts with, if its `=` is within the first
+/// [`NAME_PEEK`] bytes.
+fn field_name(payload: &[u8]) -> Option<&[u8]> {
+    let end = payload.iter().take(NAME_PEEK).position(|b| *b == b'=')?;
+    Some(&payload[..end])
+}
+
+/// The slot of a field this reader keeps, and the length of its name with the `=`.
+fn wanted(payload: &[u8]) -> Option<(u8, usize)> {
+    let name = field_name(payload)?;
+    let slot = match name {
+        b"MESSAGE" => 0,
+        b"SYSLOG_IDENTIFIER" => 1,
+        b"_COMM" => 2,
+        b"_PID" => 3,
+        b"_HOSTNAME" => 4,
+        _ => return None,
+    };
+    Some((slot, name.len() + 1))
+}
+
+fn set_field(e: &mut JournalEntry, slot: u8, value: &[u8]) {
+    let v = String::from_utf8_lossy(value).into_owned();
+    match slot {
+        0 => e.message = Some(v),
+        1 => e.identifier = Some(v),
+        2 => e.comm = Some(v),
+        3 => e.pid = v.trim().parse().ok(),
+        _ => e.hostname = Some(v),
+    }
+}
+
+/// How a DATA object's payload is compressed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Compression {
+    Xz,
+    Lz4,
+    Zstd,
+}
+
+impl Compression {
+    /// From a DATA object's flags: `None` when the payload is stored plain, an error when more
+    /// than one compression is set (systemd rejects that too).
+    pub(crate) fn from_flags(flags: u8) -> Result<Option<Compression>, ()> {
+        match flags & OBJECT_COMPRESSION_MASK {
+            0 => Ok(None),
+            OBJECT_COMPRESSED_XZ => Ok(Some(Compression::Xz)),
+            OBJECT_COMPRESSED_LZ4 => Ok(Some(Compression::Lz4)),
+            OBJECT_COMPRESSED_ZSTD => Ok(Some(Compression::Zstd)),
+            _ => Err(()),
+        }
+    }
+}
+
+/// A compressed payload, decoded by [`decompress`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Decompressed {
+    /// All of it, at most the limit.
+    Whole(Vec<u8>),
+    /// Longer than the limit (or than the decoder's window or dictionary allows): its first
+    /// bytes, at most the limit, enough for the field's name when the decoder got that far (none
+    /// when the window or dictionary was refused; for LZ4, zero after the last sequence that
+    /// fit).
+    TooLong(Vec<u8>),
+    /// Not valid data for its compression: what was decoded before the error (LZ4 as above).
+    Corrupt(Vec<u8>),
+}
+
+/// Decodes a DATA object's compressed payload as journald writes it, to at most `limit` bytes:
+/// more output than that is never produced, whatever the input claims. Never panics: the
+/// decoders read host data, so a panic inside one is caught and reported as
+/// [`Decompressed::Corrupt`].
+pub fn decompress(compression: Compression, payload: &[u8], limit: usize) -> Decompressed {
+    std::panic::catch_unwind(|| decode_payload(compression, payload, limit))
+        .unwrap_or(Decompressed::Corrupt(Vec::new()))
+}
+
+/// [`decompress`] without catching panics (the tests' mutation loop wants to see them).
+pub(crate) fn decode_payload(
+    compression: Compression,
+    payload: &[u8],
+    limit: usize,
+) -> Decompressed {
+    match compression {
+        Compression::Zstd => zstd(payload, limit),
+        Compression::Lz4 => lz4(payload, limit),
+        Compression::Xz => xz(payload, limit),
+    }
+}
+
+/// ZSTD: one frame (journald's `ZSTD_compress`).
+fn zstd(payload: &[u8], limit: usize) -> Decompressed {
+    use ruzstd::decoding::StreamingDecoder;
+    use ruzstd::decoding::errors::FrameDecoderError;
+    use std::io::Read;
+    let mut d = match StreamingDecoder::new_with_max_window_size(payload, ZSTD_MAX_WINDOW) {
+        Ok(d) => d,
+        Err(FrameDecoderError::WindowSizeTooBig { .. }) => {
+            return Decompressed::TooLong(Vec::new());
+        }
+        Err(_) => return Decompressed::Corrupt(Vec::new()),
+    };
+    let mut out = vec![0u8; limit + 1];
+    let mut n = 0;
+    loop {
+        match d.read(&mut out[n..]) {
+            Ok(0) => {
+                out.truncate(n);
+                return Decompressed::Whole(out);
+            }
+            Ok(k) => {
+                n += k;
+                if n > limit {
+                    out.truncate(limit);
+                    return Decompressed::TooLong(out);
+                }
+            }
+            Err(_) => {
+                out.truncate(n);
+                return Decompressed::Corrupt(out);
+            }
+        }
+    }
+}
+
+/// LZ4: journald's format, the uncompressed size (64-bit little-endian), then one LZ4 block.
+fn lz4(payload: &[u8], limit: usize) -> Decompressed {
+    let Some((size, block)) = payload.split_first_chunk::<8>() else {
+        return Decompressed::Corrupt(Vec::new());
+    };
+    let size = u64::from_le_bytes(*size);
+    let over = size > limit as u64;
+    // Never more than the limit, whatever the size says.
+    let mut out = vec![0u8; if over { limit } else { size as usize }];
+    match lz4_flex::block::decompress_into(block, &mut out) {
+        Ok(n) if !over && n == out.len() => Decompressed::Whole(out),
+        // Fewer bytes than its size says.
+        Ok(n) => {
+            out.truncate(n);
+            Decompressed::Corrupt(out)
+        }
+        Err(lz4_flex::block::DecompressError::OutputTooSmall { .. }) if over => {
+            Decompressed::TooLong(out)
+        }
+        Err(_) => Decompressed::Corrupt(out),
+    }
+}
+
+/// XZ: one stream (journald's `lzma_stream_buffer_encode`, no check; the xz tool's CRC64 too).
+fn xz(payload: &[u8], limit: usize) -> Decompressed {
+    use xz4rust::{XzDecoder, XzError};
+    let mut d = XzDecoder::in_heap_with_alloc_dict_size(0, XZ_MAX_DICT);
+    let mut out = vec![0u8; limit + 1];
+    let (mut read, mut n) = (0, 0);
+    loop {
+        match d.decode(&payload[read..], &mut out[n..]) {
+            Ok(r) => {
+                read += r.input_consumed();
+                n += r.output_produced();
+                if n > limit {
+                    out.truncate(limit);
+                    return Decompressed::TooLong(out);
+                }
+                if r.is_end_of_stream() {
+                    out.truncate(n);
+                    return Decompressed::Whole(out);
+                }
+                if !r.made_progress() {
+                    // Cut short.
+                    out.truncate(n);
+                    return Decompressed::Corrupt(out);
+                }
+            }
+            Err(XzError::DictionaryTooLarge(_)) => {
+                out.truncate(n);
+                return Decompressed::TooLong(out);
+            }
+            Err(_) => {
+                out.truncate(n);
+                return Decompressed::Corrupt(out);
+            }
+        }
     }
 }
 

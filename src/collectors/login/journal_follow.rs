@@ -78,7 +78,7 @@ pub struct JournalBatch {
     pub logins: Vec<AuthLogin>,
     /// Files that failed a check (corrupt, truncated, not a journal).
     pub corrupt: u64,
-    pub compressed_skipped: u64,
+    pub compressed_failed: u64,
     pub oversized: u64,
     pub more: bool,
 }
@@ -328,7 +328,7 @@ fn read_file(
             return;
         }
     };
-    batch.compressed_skipped += entries.compressed_skipped;
+    batch.compressed_failed += entries.compressed_failed;
     batch.oversized += entries.oversized;
     batch.more |= entries.more;
     for e in entries.entries {

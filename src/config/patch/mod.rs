@@ -143,7 +143,9 @@ impl Patch<'_> {
     /// The checks across keys (security-events.md §3), each rejecting a key the patch named.
     fn check(&mut self) {
         let size = self.next.max_message_size_in_bytes;
-        if self.named.contains(&Key::MaxMessageSizeInBytes) && size % MESSAGE_BLOCK_BYTES != 0 {
+        if self.named.contains(&Key::MaxMessageSizeInBytes)
+            && !size.is_multiple_of(MESSAGE_BLOCK_BYTES)
+        {
             self.reject(
                 Key::MaxMessageSizeInBytes,
                 ConfigErrorType::NotOptimal,

@@ -94,6 +94,11 @@ pub fn render_event(event: &Value, style: Style) -> String {
                 .and_then(Value::as_str)
                 .filter(|c| *c != "1")
                 .map(|c| format!("x{c}")),
+            first
+                .get("ExtraDetails")
+                .and_then(|d| d.get("ProcessName"))
+                .and_then(Value::as_str)
+                .map(|p| format!("by {p}")),
         ]),
         "ContainerEvent" => join([
             opt(first, "Action"),

@@ -179,3 +179,47 @@ pub fn cgroup_id(dir: BorrowedFd<'_>) -> io::Result<u64> {
     }
     Ok(u64::from_ne_bytes(handle.id))
 }
+
+/// The file handle of `dir` itself (`name_to_handle_at` with `AT_EMPTY_PATH`, plus `flags`:
+/// `AT_HANDLE_FID` for a handle that only identifies): its type and bytes. For fanotify, which
+/// reports directories by these handles ([`super::fanotify::dir_handle`]). ([`cgroup_id`] is
+/// the kernfs case, whose handle is the 8-byte id.)
+pub fn file_handle(dir: BorrowedFd<'_>, flags: libc::c_int) -> io::Result<(i32, Vec<u8>)> {
+    const ROOM: usize = super::fanotify::MAX_HANDLE_BYTES;
+    /// `struct file_handle` with room for the longest handle (`MAX_HANDLE_SZ`).
+    #[repr(C)]
+    struct Handle {
+        bytes: u32,
+        kind: i32,
+        data: [u8; ROOM],
+    }
+    let mut handle = Handle {
+        bytes: ROOM as u32,
+        kind: 0,
+        data: [0; ROOM],
+    };
+    let mut mount_id: libc::c_int = 0;
+    // SAFETY: `handle` is a file_handle whose `bytes` says how much room follows it; the empty
+    // path with AT_EMPTY_PATH names `dir` itself; the result is checked.
+    let r = unsafe {
+        libc::syscall(
+            libc::SYS_name_to_handle_at,
+            dir.as_raw_fd(),
+            c"".as_ptr(),
+            &mut handle as *mut Handle,
+            &mut mount_id as *mut libc::c_int,
+            libc::AT_EMPTY_PATH | flags,
+        )
+    };
+    if r != 0 {
+        return Err(io::Error::last_os_error());
+    }
+    let n = handle.bytes as usize;
+    let data = handle.data.get(..n).ok_or_else(|| {
+        io::Error::new(
+            io::ErrorKind::InvalidData,
+            format!("a file handle of {n} bytes"),
+        )
+    })?;
+    Ok((handle.kind, data.to_vec()))
+}

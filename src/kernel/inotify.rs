@@ -4,7 +4,7 @@
 
 use std::ffi::{CString, OsStr, OsString};
 use std::io;
-use std::os::fd::{AsRawFd, BorrowedFd, FromRawFd, OwnedFd};
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, FromRawFd, OwnedFd};
 use std::os::unix::ffi::OsStrExt;
 
 pub use libc::{
@@ -22,6 +22,13 @@ impl AsRawFd for Inotify {
     /// For waiting on it from an async task (`tokio::io::unix::AsyncFd`).
     fn as_raw_fd(&self) -> std::os::fd::RawFd {
         self.fd.as_raw_fd()
+    }
+}
+
+impl AsFd for Inotify {
+    /// For waiting on it beside other descriptors ([`super::fanotify::wait_any`]).
+    fn as_fd(&self) -> BorrowedFd<'_> {
+        self.fd.as_fd()
     }
 }
 
@@ -156,7 +163,6 @@ pub fn has_xattr(fd: BorrowedFd<'_>, name: &std::ffi::CStr) -> io::Result<bool> 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::os::fd::AsFd;
 
     #[test]
     fn a_directory_watch_sees_a_new_file_by_name() {

@@ -19,11 +19,14 @@
 //! - [`root`]: opening host files inside the host root (`openat2` with `RESOLVE_IN_ROOT`, or a
 //!   component-by-component walk where the kernel has no openat2), and listing directories;
 //! - [`inotify`]: file change notifications (the file integrity collector);
+//! - [`fanotify`]: which process made those changes (the same collector), and waiting on
+//!   several descriptors at once;
 //! - [`perf`]: a tracepoint's perf ring, mapped and read;
 //! - [`sys`]: the rest (thread priority, network namespaces, `uname`, clock ticks, `chroot`
 //!   before `exec`, glibc's allocator).
 
 pub mod bytes;
+pub mod fanotify;
 pub mod fs;
 pub mod inotify;
 pub mod netlink;

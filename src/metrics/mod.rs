@@ -123,6 +123,8 @@ pub struct Metrics {
     fim_overflows: IntCounter,
     snapshots_unchanged: IntCounterVec,
     fim_notifications: IntCounter,
+    /// (`edgeguard_fim_attributed`, `edgeguard_fim_unattributed_total`).
+    fim_writers: (IntGauge, IntCounter),
     drop_log: Mutex<HashMap<DropKey, DropLog>>,
     /// What the status report needs beyond counters (reasons, times).
     status: crate::status::StatusBoard,
@@ -396,6 +398,18 @@ impl Metrics {
                 &r,
                 "edgeguard_fim_notifications_total",
                 "Kernel file change notifications of watched paths, before coalescing into FileChange events",
+            ),
+            fim_writers: (
+                gauge(
+                    &r,
+                    "edgeguard_fim_attributed",
+                    "Watched directories with a fanotify mark, whose changes name the process that made them",
+                ),
+                counter(
+                    &r,
+                    "edgeguard_fim_unattributed_total",
+                    "FileChange events of changes seen live reported without the process that made them",
+                ),
             ),
             spool_dropped: Default::default(),
             registry: r,
@@ -690,6 +704,16 @@ impl Metrics {
     /// `n` kernel notifications about watched paths (coalesced into fewer events).
     pub fn fim_notifications(&self, n: u64) {
         self.fim_notifications.inc_by(n);
+    }
+
+    /// Watched directories whose changes name their writer (fanotify marks).
+    pub fn set_fim_attributed(&self, directories: usize) {
+        self.fim_writers.0.set(directories as i64);
+    }
+
+    /// A live `FileChange` reported without the process that made it.
+    pub fn fim_unattributed(&self) {
+        self.fim_writers.1.inc();
     }
 
     /// A collector's state and why (the gauge, and the status report's reason).

@@ -1,8 +1,10 @@
 //! Coalescing: the kernel's notifications about one path within [`WINDOW`] become one change,
 //! so a file written 1,000 times a second yields one `FileChange` a second, with the number of
-//! notifications (`Count`) and of writes closed (`Writes`) it stands for.
+//! notifications (`Count`) and of writes closed (`Writes`) it stands for, and the process that
+//! made the last of them where fanotify said ([`Coalescer::attribute`]).
 
 use crate::event::FileOperation;
+use crate::host::procfs::ProcessInfo;
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
@@ -14,6 +16,9 @@ pub const WINDOW: Duration = Duration::from_secs(1);
 /// path comes, everything gathered is reported at once (nothing is lost, the storm is only
 /// less coalesced).
 pub const MAX_PENDING: usize = 1024;
+
+/// At most this many distinct writers of one path are counted in a window.
+pub const MAX_WRITERS: usize = 64;
 
 /// Notifications gathered about one path.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -30,9 +35,28 @@ pub struct Pending {
     pub renamed_to: Option<String>,
     /// The notification said the path is a directory.
     pub is_dir: bool,
+    /// The process that made the last change attributed (fanotify), as read then.
+    pub writer: Option<ProcessInfo>,
+    /// The distinct pids of the processes that made the changes attributed, at most
+    /// [`MAX_WRITERS`].
+    pub writer_pids: Vec<u32>,
 }
 
 impl Pending {
+    fn new(first: Instant) -> Pending {
+        Pending {
+            first,
+            operations: Vec::new(),
+            count: 0,
+            writes: 0,
+            renamed_from: None,
+            renamed_to: None,
+            is_dir: false,
+            writer: None,
+            writer_pids: Vec::new(),
+        }
+    }
+
     /// The one operation a record reports: a path that is gone was `Deleted` (or `Renamed`
     /// away, when that was the last thing seen); one that exists was `Created` if that
     /// happened in the window, else `Renamed`, `Modified`, or `Attributes`, in that order.
@@ -79,15 +103,7 @@ impl Coalescer {
         let p = self
             .pending
             .entry(path.to_string())
-            .or_insert_with(|| Pending {
-                first: now,
-                operations: Vec::new(),
-                count: 0,
-                writes: 0,
-                renamed_from: None,
-                renamed_to: None,
-                is_dir: false,
-            });
+            .or_insert_with(|| Pending::new(now));
         p.count += 1;
         p.writes += note.write_closed as u64;
         p.is_dir |= note.is_dir;
@@ -104,6 +120,37 @@ impl Coalescer {
         if let Some(t) = note.renamed_to {
             p.renamed_to = Some(t.to_string());
         }
+        out
+    }
+
+    /// The pid of the last process known to have changed `path` in its window.
+    pub fn writer_of(&self, path: &str) -> Option<u32> {
+        self.pending.get(path)?.writer.as_ref().map(|w| w.pid)
+    }
+
+    /// Notes that `writer` changed `path` (fanotify; inotify reports the change itself, so this
+    /// is no notification and adds none of `Count`): it becomes the path's writer, the last
+    /// one wins, and its pid is counted among the distinct writers. A path that inotify has not
+    /// reported yet starts gathering (its report may come a moment later, on the other
+    /// descriptor). Returns what must be reported now to stay within [`MAX_PENDING`].
+    pub fn attribute(
+        &mut self,
+        path: &str,
+        writer: ProcessInfo,
+        now: Instant,
+    ) -> Vec<(String, Pending)> {
+        let mut out = Vec::new();
+        if !self.pending.contains_key(path) && self.pending.len() >= MAX_PENDING {
+            out = self.drain_all();
+        }
+        let p = self
+            .pending
+            .entry(path.to_string())
+            .or_insert_with(|| Pending::new(now));
+        if !p.writer_pids.contains(&writer.pid) && p.writer_pids.len() < MAX_WRITERS {
+            p.writer_pids.push(writer.pid);
+        }
+        p.writer = Some(writer);
         out
     }
 

@@ -24,16 +24,25 @@
 //!   inotify queue overflow is counted and followed by the same comparison (`SeenAt=Rescan`).
 //! - `/usr/bin` and `/usr/sbin` are recorded by metadata at start, not hashed (minutes of CPU
 //!   on a small device); a file there is hashed when it changes.
+//! - The process that made a change is named where the kernel allows it ([`writer`]): every
+//!   watched directory is also marked with fanotify, whose events carry the writer's pid; they
+//!   are read in the same loop as inotify's and gathered into the same window, and the record
+//!   gets `ProcessId`, `ProcessName`, `Executable`, `CommandLine`, `UserId`, `ContainerId`
+//!   (what /proc still said when the event was read) and `Processes` when several made
+//!   changes in the window (the last one is named).
 //!
-//! Not done (future work): fanotify, which would name the writing process; directories that
-//! appear under a missing parent are watched at the next re-arm ([`REARM_EVERY`]).
+//! Not done (future work): directories that appear under a missing parent are watched at the
+//! next re-arm ([`REARM_EVERY`]); a writer gone before its event is read is named by its pid
+//! alone (`FAN_REPORT_PIDFD`, Linux 5.15, could tell a reused pid from it).
 
 mod coalesce;
 pub mod state;
 pub mod watch;
+pub mod writer;
 
-pub use coalesce::{Coalescer, MAX_PENDING, Note, Pending, WINDOW};
+pub use coalesce::{Coalescer, MAX_PENDING, MAX_WRITERS, Note, Pending, WINDOW};
 pub use watch::{DEFAULT_PATHS, HOME_FILES, Target};
+pub use writer::WriterMode;
 
 use super::{Context, Running, Triggered};
 use crate::event::{CollectorHealth, Event, ExtraDetails, FileChange, FileOperation, Payload};
@@ -43,9 +52,10 @@ use crate::kernel::inotify::{self as ino, Inotify};
 use state::{Entry, Look, Table};
 use std::collections::{BTreeSet, HashMap, HashSet, VecDeque};
 use std::ffi::OsString;
-use std::os::fd::AsFd;
+use std::os::fd::{AsFd, BorrowedFd};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
+use writer::{Place, Writers};
 
 /// The collector's name (metric label, `CollectorStatus.Collector`).
 pub const COLLECTOR: &str = "files";
@@ -92,13 +102,20 @@ fn settings(ctx: &mut Context) -> Settings {
 }
 
 /// Until cancelled: follows the watched paths; starts over when the settings change.
-pub fn run(mut ctx: Context) {
+pub fn run(ctx: Context) {
+    run_with(ctx, WriterMode::Auto)
+}
+
+/// [`run`], naming the processes that make changes as `writers` says (tests turn it off or
+/// force the fallback).
+pub fn run_with(mut ctx: Context, writers: WriterMode) {
     let state_path = ctx.state_dir.join(state::STATE_FILE);
     let mut current = settings(&mut ctx);
     let mut carried: Option<Table> = None;
     loop {
         if !current.0 {
             ctx.metrics.set_fim_watches(0, 0);
+            ctx.metrics.set_fim_attributed(0);
             ctx.report_status(
                 COLLECTOR,
                 CollectorHealth::Up,
@@ -120,7 +137,14 @@ pub fn run(mut ctx: Context) {
             }
             continue;
         }
-        let mut m = match Monitor::start(&ctx, current.1.as_deref(), &state_path, carried.take()) {
+        let started = Monitor::start(
+            &ctx,
+            current.1.as_deref(),
+            &state_path,
+            carried.take(),
+            writers,
+        );
+        let mut m = match started {
             Ok(m) => m,
             Err(e) => {
                 ctx.metrics.error(COLLECTOR, "inotify");
@@ -157,14 +181,17 @@ struct Dir {
 struct Monitor {
     host: HostRoot,
     inotify: Inotify,
+    /// fanotify, for the process behind each change.
+    writers: Writers,
     targets: Vec<Target>,
     dirs: HashMap<i32, Dir>,
     watched: HashMap<PathBuf, i32>,
     unwatched: BTreeSet<PathBuf>,
     homes_over: usize,
-    /// How many directories could not be watched when the status was last reported: it is
-    /// reported again only when that changes (a re-arm every few minutes is not news).
-    reported_unwatched: Option<usize>,
+    /// How many directories could not be watched, and how writers were named, when the status
+    /// was last reported: it is reported again only when that changes (a re-arm every few
+    /// minutes is not news).
+    reported: Option<(usize, &'static str, usize)>,
     table: Table,
     pending: Coalescer,
     cookies: VecDeque<(u32, String)>,
@@ -199,18 +226,20 @@ impl Monitor {
         configured: Option<&[String]>,
         state_path: &Path,
         old: Option<Table>,
+        writers: WriterMode,
     ) -> std::io::Result<Monitor> {
         let inotify = Inotify::new()?;
         let (targets, homes_over) = watch::targets(configured, &ctx.host);
         let mut m = Monitor {
             host: ctx.host.clone(),
             inotify,
+            writers: Writers::new(&ctx.host, writers),
             targets,
             dirs: HashMap::new(),
             watched: HashMap::new(),
             unwatched: BTreeSet::new(),
             homes_over,
-            reported_unwatched: None,
+            reported: None,
             table: Table::default(),
             pending: Coalescer::default(),
             cookies: VecDeque::new(),
@@ -259,15 +288,28 @@ impl Monitor {
     fn report_watches(&mut self, ctx: &Context) {
         let unwatched = self.unwatched.len() + self.homes_over;
         ctx.metrics.set_fim_watches(self.dirs.len(), unwatched);
-        if self.reported_unwatched.replace(unwatched) == Some(unwatched) {
+        ctx.metrics.set_fim_attributed(self.writers.marked());
+        let how = self.writers.how();
+        let unmarked = self.writers.unmarked();
+        let now = (unwatched, how, unmarked);
+        if self.reported.replace(now) == Some(now) {
             return;
         }
+        let writers = match self.writers.off() {
+            Some(why) => format!("writers not named ({why})"),
+            None if unmarked > 0 => {
+                format!(
+                    "writers named by fanotify ({how}) except in {unmarked} directories it could not mark"
+                )
+            }
+            None => format!("writers named by fanotify ({how})"),
+        };
         if unwatched == 0 {
             ctx.report_status(
                 COLLECTOR,
                 CollectorHealth::Up,
                 format!(
-                    "watching {} paths in {} directories",
+                    "watching {} paths in {} directories; {writers}",
                     self.targets.len(),
                     self.dirs.len()
                 ),
@@ -284,7 +326,7 @@ impl Monitor {
                 COLLECTOR,
                 CollectorHealth::Degraded,
                 format!(
-                    "watching {} directories; {unwatched} could not be watched (cap {MAX_WATCHES}, {} homes over {}): {}",
+                    "watching {} directories; {unwatched} could not be watched (cap {MAX_WATCHES}, {} homes over {}): {}; {writers}",
                     self.dirs.len(),
                     self.homes_over,
                     watch::MAX_HOMES,
@@ -389,6 +431,14 @@ impl Monitor {
         };
         match self.inotify.add_watch(fd.as_fd(), watch_mask(lazy)) {
             Ok(wd) => {
+                // A new watch (not an inode already watched under another name): mark it for
+                // its writers too.
+                if !self.dirs.contains_key(&wd)
+                    && let Err(e) = self.writers.mark(wd, fd.as_fd(), lazy)
+                {
+                    ctx.metrics.error(COLLECTOR, "fanotify_mark");
+                    tracing::debug!(collector = COLLECTOR, path = %path.display(), error = %e, "cannot mark a directory for fanotify; its changes are reported without their writer");
+                }
                 self.unwatched.remove(path);
                 self.watched.insert(path.to_path_buf(), wd);
                 // The same inode under another name (`/lib` → `/usr/lib`): one watch, reported
@@ -436,13 +486,26 @@ impl Monitor {
                 .map(|d| d.saturating_duration_since(now).as_millis() as i32 + 1)
                 .unwrap_or(POLL_MS)
                 .clamp(0, POLL_MS);
-            match self.inotify.wait(timeout) {
-                Ok(true) => {
-                    if !self.read_events(ctx) {
+            // Bit 0: inotify; bit i + 1: the ith fanotify group.
+            let ready = {
+                let fds: Vec<BorrowedFd<'_>> = std::iter::once(self.inotify.as_fd())
+                    .chain(self.writers.fds())
+                    .collect();
+                crate::kernel::fanotify::wait_any(&fds, timeout)
+            };
+            match ready {
+                Ok(bits) => {
+                    // Writers first: a change's writer is then waiting in its window when
+                    // inotify's notification of it is read.
+                    for i in 0..self.writers.fds().count() {
+                        if bits & (2 << i) != 0 && !self.read_writers(ctx, i) {
+                            return false;
+                        }
+                    }
+                    if bits & 1 != 0 && !self.read_events(ctx) {
                         return false;
                     }
                 }
-                Ok(false) => {}
                 Err(e) => {
                     ctx.metrics.error(COLLECTOR, "inotify");
                     tracing::warn!(collector = COLLECTOR, error = %e, "waiting for inotify failed");
@@ -525,6 +588,54 @@ impl Monitor {
         true
     }
 
+    /// Reads the writers the `i`th fanotify group reports, and notes each where inotify's
+    /// notifications of the same path are gathered. False once the pipeline has stopped.
+    fn read_writers(&mut self, ctx: &Context, i: usize) -> bool {
+        let overflows = self.writers.overflows;
+        let seen = match self.writers.read(i) {
+            Ok(s) => s,
+            Err(e) => {
+                ctx.metrics.error(COLLECTOR, "fanotify");
+                tracing::warn!(collector = COLLECTOR, error = %e, "reading fanotify failed");
+                Vec::new()
+            }
+        };
+        if self.writers.overflows > overflows {
+            ctx.metrics.error(COLLECTOR, "fanotify_overflow");
+            tracing::warn!(
+                collector = COLLECTOR,
+                "fanotify queue overflow: some changes are reported without their writer"
+            );
+        }
+        let now = Instant::now();
+        for s in seen {
+            let (dir, name) = match &s.place {
+                Place::Entry { wd, name } => (self.dirs.get(wd), name.clone()),
+                Place::Path(p) => {
+                    let (Some(parent), Some(name)) = (p.parent(), p.file_name()) else {
+                        continue;
+                    };
+                    let dir = self.watched.get(parent).and_then(|wd| self.dirs.get(wd));
+                    (dir, name.to_os_string())
+                }
+            };
+            let Some(dir) = dir else { continue };
+            if !(dir.all || dir.names.contains(&name)) {
+                continue;
+            }
+            let path = dir.path.join(&name).to_string_lossy().into_owned();
+            if self.pending.writer_of(&path) == Some(s.pid) {
+                continue;
+            }
+            let process = self.writers.process(s.pid, now);
+            let flushed = self.pending.attribute(&path, process, now);
+            if !self.report(ctx, flushed) {
+                return false;
+            }
+        }
+        true
+    }
+
     /// After an overflow: what is gathered is reported, then every path is read again and
     /// compared with what was last seen.
     fn rescan(&mut self, ctx: &Context) -> bool {
@@ -555,6 +666,7 @@ impl Monitor {
     fn handle(&mut self, ctx: &Context, ev: ino::Event) -> Option<Vec<(String, Pending)>> {
         if ev.mask & ino::IN_IGNORED != 0 {
             // The directory is gone (or was unmounted): its parent's watch reports that.
+            self.writers.forget(ev.wd);
             if let Some(d) = self.dirs.remove(&ev.wd) {
                 self.watched.retain(|_, wd| *wd != ev.wd);
                 tracing::debug!(collector = COLLECTOR, path = %d.path.display(), "watch removed");
@@ -658,6 +770,11 @@ impl Monitor {
     /// the pipeline has stopped.
     fn report(&mut self, ctx: &Context, changes: Vec<(String, Pending)>) -> bool {
         for (path, p) in changes {
+            // Only a writer, no notification (inotify's was lost in an overflow, whose rescan
+            // reports the change): nothing to report.
+            if p.count == 0 {
+                continue;
+            }
             let look = state::look(&self.host, Path::new(&path), true);
             let exists = !matches!(look, Look::Gone);
             let operation = p.operation(exists);
@@ -675,6 +792,10 @@ impl Monitor {
             }
             if let Some(t) = &p.renamed_to {
                 extra.insert("RenamedTo".into(), t.clone());
+            }
+            match &p.writer {
+                Some(w) => writer_details(&mut extra, w, p.writer_pids.len()),
+                None => ctx.metrics.fim_unattributed(),
             }
             let before = self.table.entries.get(&path).cloned();
             let after = match look {
@@ -774,6 +895,36 @@ impl Monitor {
         }
         r.extra_details = extra;
         r
+    }
+}
+
+/// The writer of a change in `ExtraDetails`, with the names the process events use; `processes`:
+/// how many distinct processes made changes in the window (said when more than one).
+fn writer_details(
+    extra: &mut ExtraDetails,
+    w: &crate::host::procfs::ProcessInfo,
+    processes: usize,
+) {
+    extra.insert("ProcessId".into(), w.pid.to_string());
+    let executable = w.executable();
+    if !executable.is_empty() {
+        extra.insert("Executable".into(), executable);
+    }
+    let fields = [
+        ("ProcessName", &w.comm),
+        ("CommandLine", &w.cmdline),
+        ("ContainerId", &w.container_id),
+    ];
+    for (key, value) in fields {
+        if let Some(v) = value {
+            extra.insert(key.into(), v.clone());
+        }
+    }
+    if let Some(uid) = w.uid {
+        extra.insert("UserId".into(), uid.to_string());
+    }
+    if processes > 1 {
+        extra.insert("Processes".into(), processes.to_string());
     }
 }
 

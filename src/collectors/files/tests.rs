@@ -319,38 +319,48 @@ impl Host {
     }
 
     fn start_with(&self, paths: &[&str]) -> Running_ {
-        let (tx, rx) = mpsc::channel(1024);
-        let config = Config {
-            file_integrity_paths: Some(paths.iter().map(|p| p.to_string()).collect()),
-            ..Config::default()
-        };
-        let (cfg, config) = watch::channel(Arc::new(config));
-        let cancel = CancellationToken::new();
-        let ctx = Context {
-            host: HostRoot::new(self.root.path()),
-            events: tx,
-            metrics: Arc::new(Metrics::for_tests()),
-            config,
-            cancel: cancel.clone(),
-            state_dir: self.state.path().to_path_buf(),
-        };
-        let metrics = ctx.metrics.clone();
-        let thread = std::thread::spawn(move || run(ctx));
-        let r = Running_ {
-            rx,
-            cancel,
-            thread: Some(thread),
-            _cfg: cfg,
-            metrics,
-        };
-        // Ready once the first look is saved.
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while !self.state.path().join(state::STATE_FILE).exists() {
-            assert!(Instant::now() < deadline, "no state saved in 10 s");
-            std::thread::sleep(Duration::from_millis(10));
-        }
-        r
+        start_collector(
+            HostRoot::new(self.root.path()),
+            paths,
+            self.state.path(),
+            WriterMode::Auto,
+        )
     }
+}
+
+/// Runs the collector over `paths` of `host`, naming writers as `writers` says; returns once
+/// the first look is saved in `state`.
+fn start_collector(host: HostRoot, paths: &[&str], state: &Path, writers: WriterMode) -> Running_ {
+    let (tx, rx) = mpsc::channel(1024);
+    let config = Config {
+        file_integrity_paths: Some(paths.iter().map(|p| p.to_string()).collect()),
+        ..Config::default()
+    };
+    let (cfg, config) = watch::channel(Arc::new(config));
+    let cancel = CancellationToken::new();
+    let ctx = Context {
+        host,
+        events: tx,
+        metrics: Arc::new(Metrics::for_tests()),
+        config,
+        cancel: cancel.clone(),
+        state_dir: state.to_path_buf(),
+    };
+    let metrics = ctx.metrics.clone();
+    let thread = std::thread::spawn(move || run_with(ctx, writers));
+    let r = Running_ {
+        rx,
+        cancel,
+        thread: Some(thread),
+        _cfg: cfg,
+        metrics,
+    };
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !state.join(state::STATE_FILE).exists() {
+        assert!(Instant::now() < deadline, "no state saved in 10 s");
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    r
 }
 
 struct Running_ {
@@ -373,6 +383,18 @@ impl Running_ {
                 }) => return Some(v.remove(0)),
                 Ok(_) => {}
                 Err(_) => std::thread::sleep(Duration::from_millis(10)),
+            }
+        }
+        None
+    }
+
+    /// The next FileChange record about `path` within `within` (others are passed over).
+    fn next_about(&mut self, path: &str, within: Duration) -> Option<FileChange> {
+        let deadline = Instant::now() + within;
+        while Instant::now() < deadline {
+            match self.next(deadline.saturating_duration_since(Instant::now())) {
+                Some(c) if c.path == path => return Some(c),
+                _ => {}
             }
         }
         None
@@ -421,6 +443,11 @@ fn changes_are_reported_live_and_changes_while_stopped_once_at_the_next_start() 
     assert_eq!(c.size, Some(13));
     assert!(c.hash_after.is_some());
     assert_eq!(c.hash_before, None);
+    assert!(
+        !c.extra_details.contains_key("ProcessId"),
+        "the agent's own change (this test process) is not attributed: {:?}",
+        c.extra_details
+    );
 
     let before_hash = {
         std::fs::OpenOptions::new()
@@ -531,5 +558,289 @@ fn a_watched_directory_created_later_is_watched_with_what_it_already_holds() {
     let c = r.next(Duration::from_secs(10)).expect("the touch");
     assert_eq!(c.operation, FileOperation::Attributes);
     assert_eq!(c.extra_details["ContentUnchanged"], "true");
+    r.stop();
+}
+
+#[test]
+fn a_writer_is_remembered_without_counting_as_a_notification() {
+    let mut c = Coalescer::default();
+    let t = Instant::now();
+    let p = |pid: u32| crate::host::procfs::ProcessInfo {
+        pid,
+        ..Default::default()
+    };
+    c.attribute("/etc/hosts", p(10), t);
+    assert_eq!(c.writer_of("/etc/hosts"), Some(10));
+    c.add("/etc/hosts", note(FileOperation::Modified), t);
+    c.attribute("/etc/hosts", p(11), t);
+    c.attribute("/etc/hosts", p(10), t);
+    c.attribute("/etc/passwd", p(12), t);
+    let mut due = c.due(t + WINDOW);
+    due.sort_by(|a, b| a.0.cmp(&b.0));
+    let (_, hosts) = &due[0];
+    assert_eq!(hosts.count, 1, "only inotify's notification counts");
+    assert_eq!(
+        hosts.writer.as_ref().map(|w| w.pid),
+        Some(10),
+        "the last one"
+    );
+    assert_eq!(hosts.writer_pids, [10, 11]);
+    let (_, passwd) = &due[1];
+    assert_eq!(
+        passwd.count, 0,
+        "a writer alone: nothing inotify said (not reported)"
+    );
+}
+
+#[test]
+fn descriptor_paths_map_back_under_the_host_root_and_capabilities_are_read() {
+    use writer::{cap_in_status, host_path};
+    let root = Path::new("/host");
+    assert_eq!(
+        host_path(root, Path::new("/host/etc/passwd")),
+        Some(PathBuf::from("/etc/passwd"))
+    );
+    assert_eq!(host_path(root, Path::new("/hostile/etc/passwd")), None);
+    assert_eq!(
+        host_path(root, Path::new("/etc/passwd")),
+        None,
+        "the agent's own"
+    );
+    assert_eq!(host_path(root, Path::new("/host/etc/x (deleted)")), None);
+    assert_eq!(
+        host_path(Path::new("/"), Path::new("/etc/passwd")),
+        Some(PathBuf::from("/etc/passwd"))
+    );
+    let status = "Name:\tx\nCapInh:\t0000000000000000\nCapEff:\t0000000000200000\n";
+    assert_eq!(cap_in_status(status, 21), Some(true));
+    assert_eq!(cap_in_status(status, 20), Some(false));
+    assert_eq!(cap_in_status("Name:\tx\n", 21), None);
+}
+
+/// Files in a temporary directory, watched through the real root (`/`): the processes that
+/// change them are this system's, and so is the /proc the collector reads them from.
+struct Real {
+    dir: tempfile::TempDir,
+    state: tempfile::TempDir,
+}
+
+impl Real {
+    fn new() -> Real {
+        let r = Real {
+            dir: tempfile::tempdir().unwrap(),
+            state: tempfile::tempdir().unwrap(),
+        };
+        std::fs::create_dir_all(r.path("cron.d")).unwrap();
+        std::fs::write(r.path("passwd"), "root:x:0:0::/root:/bin/sh\n").unwrap();
+        r
+    }
+
+    /// The absolute path of `name` in the directory (its host path too).
+    fn path(&self, name: &str) -> PathBuf {
+        std::fs::canonicalize(self.dir.path()).unwrap().join(name)
+    }
+
+    fn key(&self, name: &str) -> String {
+        self.path(name).to_string_lossy().into_owned()
+    }
+
+    /// Watches the directory's `cron.d` and `passwd`.
+    fn start(&self, writers: WriterMode) -> Running_ {
+        let paths = [self.key("cron.d"), self.key("passwd")];
+        let paths: Vec<&str> = paths.iter().map(String::as_str).collect();
+        start_collector(HostRoot::default(), &paths, self.state.path(), writers)
+    }
+}
+
+/// Whether this test process may use fanotify (root with CAP_SYS_ADMIN); says so when not.
+fn may_use_fanotify() -> bool {
+    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
+    // SAFETY: no arguments.
+    let ok = unsafe { libc::geteuid() } == 0 && writer::cap_in_status(&status, 21) == Some(true);
+    if !ok {
+        eprintln!("skipping: fanotify needs root with CAP_SYS_ADMIN");
+    }
+    ok
+}
+
+/// A shell that runs `script` and then lives 3 s more (so /proc still has it when the event is
+/// read); returns it with its executable as /proc names it.
+fn shell(script: &str) -> (std::process::Child, String) {
+    let child = std::process::Command::new("/bin/sh")
+        .arg("-c")
+        .arg(format!("{script}; sleep 3"))
+        .spawn()
+        .unwrap();
+    // `spawn` returns once the exec is done: the link is the shell's.
+    let exe = std::fs::read_link(format!("/proc/{}/exe", child.id()))
+        .unwrap()
+        .to_string_lossy()
+        .into_owned();
+    (child, exe)
+}
+
+fn reap(mut child: std::process::Child) {
+    let _ = child.kill();
+    let _ = child.wait();
+}
+
+/// Waits for a program to end, successfully.
+fn finish(mut child: std::process::Child) {
+    assert!(child.wait().unwrap().success());
+}
+
+#[test]
+fn a_change_names_the_process_that_made_it() {
+    if !may_use_fanotify() {
+        return;
+    }
+    let h = Real::new();
+    std::fs::write(h.path("cron.d/job"), "* * * * * root true\n").unwrap();
+    let mut r = h.start(WriterMode::Auto);
+    assert_eq!(
+        r.metrics.value("edgeguard_fim_attributed", &[]),
+        r.metrics.value("edgeguard_fim_watches", &[]),
+        "every watched directory is marked"
+    );
+
+    let job = h.key("cron.d/job");
+    let (child, exe) = shell(&format!("echo '@reboot root /tmp/x' >> '{job}'"));
+    let pid = child.id();
+    let comm = std::fs::read_to_string(format!("/proc/{pid}/comm")).unwrap();
+    let c = r
+        .next_about(&job, Duration::from_secs(10))
+        .expect("the cron file appended to");
+    reap(child);
+    assert_eq!(c.operation, FileOperation::Modified);
+    let x = &c.extra_details;
+    assert_eq!(x.get("ProcessId"), Some(&pid.to_string()), "{x:?}");
+    assert_eq!(x.get("Executable"), Some(&exe), "{x:?}");
+    assert_eq!(x.get("ProcessName").map(String::as_str), Some(comm.trim()));
+    assert!(
+        x.get("CommandLine")
+            .is_some_and(|c| c.contains("@reboot root /tmp/x")),
+        "{x:?}"
+    );
+    // SAFETY: no arguments.
+    let uid = unsafe { libc::getuid() };
+    assert_eq!(x.get("UserId"), Some(&uid.to_string()));
+    assert_eq!(x.get("Processes"), None, "one writer");
+
+    // Two processes in one window: the last is named, both are counted.
+    let passwd = h.key("passwd");
+    let (child, _) = shell(&format!(
+        "echo a >> '{passwd}'; /bin/sh -c \"echo b >> '{passwd}'; sleep 3\""
+    ));
+    let outer = child.id();
+    let c = r
+        .next_about(&passwd, Duration::from_secs(10))
+        .expect("passwd appended to twice");
+    reap(child);
+    let x = &c.extra_details;
+    assert_eq!(x.get("Processes").map(String::as_str), Some("2"), "{x:?}");
+    assert_ne!(
+        x.get("ProcessId"),
+        Some(&outer.to_string()),
+        "the inner shell wrote last"
+    );
+    assert!(
+        x.get("CommandLine").is_some_and(|c| c.contains("echo b")),
+        "{x:?}"
+    );
+    r.stop();
+}
+
+#[test]
+fn a_created_and_a_renamed_into_place_file_name_their_writers() {
+    if !may_use_fanotify() {
+        return;
+    }
+    let h = Real::new();
+    let mut r = h.start(WriterMode::Auto);
+    std::fs::write(h.path("source"), "x ALL=(ALL) NOPASSWD: ALL\n").unwrap();
+
+    // A program that is gone by the time its change is reported, maybe before its event is
+    // read: its pid is named all the same.
+    let new = h.key("cron.d/new");
+    let cp = std::process::Command::new("/bin/cp")
+        .arg(h.path("source"))
+        .arg(&new)
+        .spawn()
+        .unwrap();
+    let cp_pid = cp.id();
+    finish(cp);
+    let c = r
+        .next_about(&new, Duration::from_secs(10))
+        .expect("the file cp created");
+    assert_eq!(c.operation, FileOperation::Created);
+    assert_eq!(c.extra_details.get("ProcessId"), Some(&cp_pid.to_string()));
+    if let Some(exe) = c.extra_details.get("Executable") {
+        assert!(exe.ends_with("cp"), "{exe}");
+    }
+
+    // Replaced by a rename (what editors and package managers do): the name is not watched
+    // when the file is written, only when it is renamed over the watched one.
+    std::fs::write(h.path("passwd.new"), "root:x:0:0::/root:/bin/bash\n").unwrap();
+    let passwd = h.key("passwd");
+    let mv = std::process::Command::new("/bin/mv")
+        .arg(h.path("passwd.new"))
+        .arg(&passwd)
+        .spawn()
+        .unwrap();
+    let mv_pid = mv.id();
+    finish(mv);
+    let c = r
+        .next_about(&passwd, Duration::from_secs(10))
+        .expect("passwd renamed into place");
+    assert_eq!(c.operation, FileOperation::Renamed);
+    assert_eq!(
+        c.extra_details.get("RenamedFrom"),
+        Some(&h.key("passwd.new"))
+    );
+    assert_eq!(c.extra_details.get("ProcessId"), Some(&mv_pid.to_string()));
+    r.stop();
+}
+
+#[test]
+fn descriptors_name_the_writer_where_names_are_not_available() {
+    if !may_use_fanotify() {
+        return;
+    }
+    let h = Real::new();
+    std::fs::write(h.path("cron.d/job"), "x\n").unwrap();
+    let mut r = h.start(WriterMode::Descriptor);
+    assert!(r.metrics.value("edgeguard_fim_attributed", &[]).unwrap() >= 2.0);
+    let job = h.key("cron.d/job");
+    let (child, exe) = shell(&format!("echo y >> '{job}'"));
+    let pid = child.id();
+    let c = r
+        .next_about(&job, Duration::from_secs(10))
+        .expect("the cron file appended to");
+    reap(child);
+    assert_eq!(c.extra_details.get("ProcessId"), Some(&pid.to_string()));
+    assert_eq!(c.extra_details.get("Executable"), Some(&exe));
+    r.stop();
+}
+
+#[test]
+fn without_fanotify_changes_are_reported_without_their_writer() {
+    let h = Real::new();
+    let mut r = h.start(WriterMode::Off);
+    assert_eq!(r.metrics.value("edgeguard_fim_attributed", &[]), Some(0.0));
+    let job = h.key("cron.d/job");
+    let (child, _) = shell(&format!("echo y > '{job}'"));
+    let c = r
+        .next_about(&job, Duration::from_secs(10))
+        .expect("the new cron file");
+    reap(child);
+    assert_eq!(c.operation, FileOperation::Created);
+    assert!(c.hash_after.is_some());
+    assert!(!c.extra_details.contains_key("ProcessId"), "{c:?}");
+    assert!(
+        r.metrics
+            .value("edgeguard_fim_unattributed_total", &[])
+            .unwrap()
+            >= 1.0
+    );
     r.stop();
 }

@@ -310,39 +310,6 @@ pub fn fd_path(fd: BorrowedFd<'_>) -> io::Result<PathBuf> {
     std::fs::read_link(format!("/proc/self/fd/{}", fd.as_raw_fd()))
 }
 
-/// Waits up to `timeout_ms` for any of `fds` (at most 8) to be readable; returns a bit per
-/// descriptor (bit `i`: `fds[i]`), 0 on timeout or interruption.
-pub fn wait_any(fds: &[BorrowedFd<'_>], timeout_ms: i32) -> io::Result<u32> {
-    const MAX: usize = 8;
-    if fds.len() > MAX {
-        return Err(io::Error::from_raw_os_error(libc::EINVAL));
-    }
-    let mut pfds = [libc::pollfd {
-        fd: -1,
-        events: 0,
-        revents: 0,
-    }; MAX];
-    for (p, fd) in pfds.iter_mut().zip(fds) {
-        p.fd = fd.as_raw_fd();
-        p.events = libc::POLLIN;
-    }
-    // SAFETY: `fds.len()` valid pollfds; the result is checked.
-    let n = unsafe { libc::poll(pfds.as_mut_ptr(), fds.len() as libc::nfds_t, timeout_ms) };
-    if n < 0 {
-        let e = io::Error::last_os_error();
-        if e.kind() == io::ErrorKind::Interrupted {
-            return Ok(0);
-        }
-        return Err(e);
-    }
-    Ok(pfds
-        .iter()
-        .take(fds.len())
-        .enumerate()
-        .filter(|(_, p)| p.revents & libc::POLLIN != 0)
-        .fold(0, |bits, (i, _)| bits | 1 << i))
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -509,7 +476,7 @@ mod tests {
         std::fs::rename(dir.path().join("tmp"), dir.path().join("moved")).unwrap();
         let mut seen = Vec::new();
         let mut buf = Vec::new();
-        while wait_any(&[g.as_fd()], 2000).unwrap() == 1 {
+        while crate::kernel::poll::readable(&[g.as_fd()], 2000).unwrap() == 1 {
             let events = g.read_events(&mut buf, 64 * 1024).unwrap();
             if events.is_empty() {
                 break;
@@ -550,7 +517,10 @@ mod tests {
         g.mark_dir(fd.as_fd(), FAN_CLOSE_WRITE | FAN_EVENT_ON_CHILD)
             .unwrap();
         std::fs::write(dir.path().join("f"), b"x").unwrap();
-        assert_eq!(wait_any(&[g.as_fd()], 5000).unwrap(), 1);
+        assert_eq!(
+            crate::kernel::poll::readable(&[g.as_fd()], 5000).unwrap(),
+            1
+        );
         let mut buf = Vec::new();
         let events = g.read_events(&mut buf, 16 * METADATA_LEN).unwrap();
         assert_eq!(events.len(), 1);

@@ -26,7 +26,7 @@ impl AsRawFd for Inotify {
 }
 
 impl AsFd for Inotify {
-    /// For waiting on it beside other descriptors ([`super::fanotify::wait_any`]).
+    /// For waiting on it beside other descriptors ([`super::poll::readable`]).
     fn as_fd(&self) -> BorrowedFd<'_> {
         self.fd.as_fd()
     }

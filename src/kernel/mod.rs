@@ -19,8 +19,8 @@
 //! - [`root`]: opening host files inside the host root (`openat2` with `RESOLVE_IN_ROOT`, or a
 //!   component-by-component walk where the kernel has no openat2), and listing directories;
 //! - [`inotify`]: file change notifications (the file integrity collector);
-//! - [`fanotify`]: which process made those changes (the same collector), and waiting on
-//!   several descriptors at once;
+//! - [`fanotify`]: which process made those changes (the same collector);
+//! - [`poll`]: waiting on several descriptors at once;
 //! - [`perf`]: a tracepoint's perf ring, mapped and read;
 //! - [`sys`]: the rest (thread priority, network namespaces, `uname`, clock ticks, `chroot`
 //!   before `exec`, glibc's allocator).
@@ -31,6 +31,7 @@ pub mod fs;
 pub mod inotify;
 pub mod netlink;
 pub mod perf;
+pub mod poll;
 pub mod root;
 pub mod socket;
 pub mod sys;

@@ -491,7 +491,7 @@ impl Monitor {
                 let fds: Vec<BorrowedFd<'_>> = std::iter::once(self.inotify.as_fd())
                     .chain(self.writers.fds())
                     .collect();
-                crate::kernel::fanotify::wait_any(&fds, timeout)
+                crate::kernel::poll::readable(&fds, timeout)
             };
             match ready {
                 Ok(bits) => {

@@ -1,7 +1,8 @@
 //! File integrity monitoring under a write storm (issue 16): the release binary follows a
 //! temporary host root while this harness appends to one watched file at a steady rate, and
 //! reports what the agent made of it: events, the writes they account for (which must be all
-//! of them), the agent's CPU time and peak RSS.
+//! of them), how many name this harness as the process that wrote (fanotify; none where the
+//! agent cannot name writers), the agent's CPU time and peak RSS.
 //!
 //! ```sh
 //! cargo build --release
@@ -98,8 +99,10 @@ fn main() {
         .expect("the agent starts (cargo build --release first)");
     let pid = child.id();
     let stdout = child.stdout.take().unwrap();
-    // (events, writes accounted) per message, from a reader thread.
-    let (tx, rx) = mpsc::channel::<(u64, u64)>();
+    // (events, writes accounted, events naming this harness as the writer) per message, from
+    // a reader thread.
+    let me = std::process::id().to_string();
+    let (tx, rx) = mpsc::channel::<(u64, u64, u64)>();
     std::thread::spawn(move || {
         for line in BufReader::new(stdout).lines() {
             let Ok(line) = line else { break };
@@ -108,19 +111,23 @@ fn main() {
             };
             let mut events = 0;
             let mut writes = 0;
+            let mut named = 0;
             for e in m["Events"].as_array().into_iter().flatten() {
                 if e["Name"] != "FileChange" {
                     continue;
                 }
                 for r in e["Payload"].as_array().into_iter().flatten() {
                     events += 1;
+                    if r["ExtraDetails"]["ProcessId"].as_str() == Some(me.as_str()) {
+                        named += 1;
+                    }
                     writes += r["ExtraDetails"]["Writes"]
                         .as_str()
                         .and_then(|w| w.parse::<u64>().ok())
                         .unwrap_or(0);
                 }
             }
-            if tx.send((events, writes)).is_err() {
+            if tx.send((events, writes, named)).is_err() {
                 break;
             }
         }
@@ -152,20 +159,21 @@ fn main() {
         );
     }
     let wrote_in = start.elapsed();
-    let (mut events, mut writes) = (0u64, 0u64);
+    let (mut events, mut writes, mut named) = (0u64, 0u64, 0u64);
     let deadline = Instant::now() + Duration::from_secs(30);
     while writes < total && Instant::now() < deadline {
-        if let Ok((e, w)) = rx.recv_timeout(Duration::from_millis(500)) {
+        if let Ok((e, w, n)) = rx.recv_timeout(Duration::from_millis(500)) {
             events += e;
             writes += w;
+            named += n;
         }
     }
     let cpu = cpu_seconds(pid) - cpu_before;
     let peak_kib = status_kib(pid, "VmHWM:");
     stop(child);
     println!(
-        "fim: {total} writes to {} file(s) in {:.1} s ({:.0}/s): {events} FileChange events, \
-         {writes} writes accounted ({}), agent CPU {cpu:.2} s ({:.1} % of one core), peak RSS {} KiB",
+        "fim: {total} writes to {} file(s) in {:.1} s ({:.0}/s): {events} FileChange events \
+         ({named} naming this harness as the writer), {writes} writes accounted ({}), agent CPU {cpu:.2} s ({:.1} % of one core), peak RSS {} KiB",
         args.files,
         wrote_in.as_secs_f64(),
         total as f64 / wrote_in.as_secs_f64(),

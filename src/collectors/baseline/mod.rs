@@ -18,7 +18,7 @@
 //! journald and coredump settings (kv.rs, `KV_RULES`); programs and files that should be
 //! present or absent, mount options, the kernel command line, LSM, time sync, logging, core
 //! limits, banner contents and sudo defaults (system.rs, `PATH_RULES`, `MOUNT_RULES`);
-//! bounded walks (walks.rs; the running collector reuses a world-writable walk for an hour,
+//! bounded walks (walks.rs; the running collector reuses each walk for an hour,
 //! `WALK_REFRESH`); Docker; IoT Edge. Where many checks share a shape they are rows of
 //! a table in catalogue.rs, evaluated by one generic function.
 //!
@@ -143,7 +143,7 @@ pub fn run_builtin(host: &HostRoot) -> Vec<BaselineCheck> {
     builtin(host, None)
 }
 
-/// [`run_builtin`], reusing a recent world-writable walk from `cache` ([`WALK_REFRESH`]).
+/// [`run_builtin`], reusing recent walks from `cache` ([`WALK_REFRESH`]).
 fn builtin(host: &HostRoot, cache: Option<&mut WalkCache>) -> Vec<BaselineCheck> {
     let mut out = Vec::with_capacity(256);
     let accounts = Accounts::load(host);

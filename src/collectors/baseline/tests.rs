@@ -1344,6 +1344,39 @@ fn the_world_writable_walk_is_reused_for_an_hour_then_repeated() {
     let mut out = Vec::new();
     walk_checks(&r.host(), Some(&mut cache), &mut out);
     assert_eq!(writable(&out), BaselineResult::Pass);
-    // The set-id checks are not cached: they walk every time.
+    assert_eq!(out.len(), 3, "{out:?}");
+}
+
+#[test]
+fn the_set_id_walk_is_reused_for_an_hour_then_repeated() {
+    let r = Root::new();
+    r.mkdir("/usr/bin", 0o755);
+    r.write("/usr/bin/tool", "x", 0o755);
+    let suid =
+        |records: &[BaselineCheck]| -> BaselineResult { by_id(records)["CCE-80817-0"].result };
+    let mut cache = WalkCache::default();
+    let mut out = Vec::new();
+    walk_checks(&r.host(), Some(&mut cache), &mut out);
+    assert_eq!(suid(&out), BaselineResult::Pass);
+
+    // Made setuid, walked again within the hour: the last walk's result stands.
+    r.write("/usr/bin/tool", "x", 0o4755);
+    let mut out = Vec::new();
+    walk_checks(&r.host(), Some(&mut cache), &mut out);
+    assert_eq!(suid(&out), BaselineResult::Pass);
+    // Without a cache (`edgeguard snapshot`, tests) every call walks.
+    let mut out = Vec::new();
+    walk_checks(&r.host(), None, &mut out);
+    assert_eq!(suid(&out), BaselineResult::Fail);
+
+    // An hour later the walk runs again.
+    if let Some(at) = cache_setid_at(&mut cache) {
+        *at = std::time::Instant::now()
+            .checked_sub(WALK_REFRESH)
+            .expect("the monotonic clock is past an hour");
+    }
+    let mut out = Vec::new();
+    walk_checks(&r.host(), Some(&mut cache), &mut out);
+    assert_eq!(suid(&out), BaselineResult::Fail);
     assert_eq!(out.len(), 3, "{out:?}");
 }

@@ -443,16 +443,23 @@ mod tests {
         }
     }
 
+    /// A group in `mode`; `None` (said on stderr) without `CAP_SYS_ADMIN`.
+    fn group(mode: Mode) -> Option<Fanotify> {
+        match Fanotify::new(mode) {
+            Ok(g) => Some(g),
+            Err(e) if e.raw_os_error() == Some(libc::EPERM) => {
+                eprintln!("skipping: no CAP_SYS_ADMIN for fanotify");
+                None
+            }
+            Err(e) => panic!("fanotify_init: {e}"),
+        }
+    }
+
     #[test]
     fn the_kernel_names_the_directory_entry_and_the_writer() {
         let me = std::process::id();
-        let g = match Fanotify::new(Mode::Name) {
-            Ok(g) => g,
-            Err(e) if e.raw_os_error() == Some(libc::EPERM) => {
-                eprintln!("skipping: no CAP_SYS_ADMIN for fanotify");
-                return;
-            }
-            Err(e) => panic!("fanotify_init: {e}"),
+        let Some(g) = group(Mode::Name) else {
+            return;
         };
         let dir = tempfile::tempdir().unwrap();
         let c = CString::new(dir.path().as_os_str().as_bytes()).unwrap();
@@ -503,13 +510,8 @@ mod tests {
 
     #[test]
     fn descriptor_mode_hands_over_the_changed_file() {
-        let g = match Fanotify::new(Mode::Descriptor) {
-            Ok(g) => g,
-            Err(e) if e.raw_os_error() == Some(libc::EPERM) => {
-                eprintln!("skipping: no CAP_SYS_ADMIN for fanotify");
-                return;
-            }
-            Err(e) => panic!("fanotify_init: {e}"),
+        let Some(g) = group(Mode::Descriptor) else {
+            return;
         };
         let dir = tempfile::tempdir().unwrap();
         let c = CString::new(dir.path().as_os_str().as_bytes()).unwrap();

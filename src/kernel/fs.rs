@@ -143,47 +143,20 @@ pub fn cgroup_id(dir: BorrowedFd<'_>) -> io::Result<u64> {
             "not a cgroup v2 directory",
         ));
     }
-    /// `struct file_handle` with room for kernfs's 8-byte handle.
-    #[repr(C)]
-    struct Handle {
-        bytes: u32,
-        kind: i32,
-        id: [u8; 8],
-    }
-    let mut handle = Handle {
-        bytes: 8,
-        kind: 0,
-        id: [0; 8],
-    };
-    let mut mount_id: libc::c_int = 0;
-    // SAFETY: `handle` is a file_handle whose `bytes` says how much room follows it; the empty
-    // path with AT_EMPTY_PATH names `dir` itself; the result is checked.
-    let r = unsafe {
-        libc::syscall(
-            libc::SYS_name_to_handle_at,
-            dir.as_raw_fd(),
-            c"".as_ptr(),
-            &mut handle as *mut Handle,
-            &mut mount_id as *mut libc::c_int,
-            libc::AT_EMPTY_PATH,
-        )
-    };
-    if r != 0 {
-        return Err(io::Error::last_os_error());
-    }
-    if handle.bytes != 8 {
-        return Err(io::Error::new(
+    let (_, bytes) = file_handle(dir, 0)?;
+    let id: [u8; 8] = bytes.as_slice().try_into().map_err(|_| {
+        io::Error::new(
             io::ErrorKind::InvalidData,
-            format!("a cgroup's file handle of {} bytes", handle.bytes),
-        ));
-    }
-    Ok(u64::from_ne_bytes(handle.id))
+            format!("a cgroup's file handle of {} bytes", bytes.len()),
+        )
+    })?;
+    Ok(u64::from_ne_bytes(id))
 }
 
 /// The file handle of `dir` itself (`name_to_handle_at` with `AT_EMPTY_PATH`, plus `flags`:
 /// `AT_HANDLE_FID` for a handle that only identifies): its type and bytes. For fanotify, which
-/// reports directories by these handles ([`super::fanotify::dir_handle`]). ([`cgroup_id`] is
-/// the kernfs case, whose handle is the 8-byte id.)
+/// reports directories by these handles ([`super::fanotify::dir_handle`]), and [`cgroup_id`]
+/// (kernfs, whose handle is the 8-byte id).
 pub fn file_handle(dir: BorrowedFd<'_>, flags: libc::c_int) -> io::Result<(i32, Vec<u8>)> {
     const ROOM: usize = super::fanotify::MAX_HANDLE_BYTES;
     /// `struct file_handle` with room for the longest handle (`MAX_HANDLE_SZ`).

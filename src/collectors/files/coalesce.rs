@@ -96,14 +96,7 @@ pub struct Note<'a> {
 impl Coalescer {
     /// Adds a notification. Returns what must be reported now to stay within [`MAX_PENDING`].
     pub fn add(&mut self, path: &str, note: Note<'_>, now: Instant) -> Vec<(String, Pending)> {
-        let mut out = Vec::new();
-        if !self.pending.contains_key(path) && self.pending.len() >= MAX_PENDING {
-            out = self.drain_all();
-        }
-        let p = self
-            .pending
-            .entry(path.to_string())
-            .or_insert_with(|| Pending::new(now));
+        let (p, out) = self.gather(path, now);
         p.count += 1;
         p.writes += note.write_closed as u64;
         p.is_dir |= note.is_dir;
@@ -123,6 +116,20 @@ impl Coalescer {
         out
     }
 
+    /// `path`'s pending entry (a new window when there is none), and what must be reported
+    /// first to make room for it within [`MAX_PENDING`].
+    fn gather(&mut self, path: &str, now: Instant) -> (&mut Pending, Vec<(String, Pending)>) {
+        let mut out = Vec::new();
+        if !self.pending.contains_key(path) && self.pending.len() >= MAX_PENDING {
+            out = self.drain_all();
+        }
+        let p = self
+            .pending
+            .entry(path.to_string())
+            .or_insert_with(|| Pending::new(now));
+        (p, out)
+    }
+
     /// The pid of the last process known to have changed `path` in its window.
     pub fn writer_of(&self, path: &str) -> Option<u32> {
         self.pending.get(path)?.writer.as_ref().map(|w| w.pid)
@@ -139,14 +146,7 @@ impl Coalescer {
         writer: ProcessInfo,
         now: Instant,
     ) -> Vec<(String, Pending)> {
-        let mut out = Vec::new();
-        if !self.pending.contains_key(path) && self.pending.len() >= MAX_PENDING {
-            out = self.drain_all();
-        }
-        let p = self
-            .pending
-            .entry(path.to_string())
-            .or_insert_with(|| Pending::new(now));
+        let (p, out) = self.gather(path, now);
         if !p.writer_pids.contains(&writer.pid) && p.writer_pids.len() < MAX_WRITERS {
             p.writer_pids.push(writer.pid);
         }

@@ -41,9 +41,11 @@ command -v xz >/dev/null 2>&1 || packages+=(xz-utils)
 command -v lz4 >/dev/null 2>&1 || packages+=(lz4)
 command -v zstd >/dev/null 2>&1 || packages+=(zstd)
 # The software inventory's rpm tests (src/collectors/inventory/tests/): rpmbuild and rpm write
-# real rpm sqlite databases; the sqlite3 shell writes the SQLite reader's test files.
+# real rpm sqlite databases; the sqlite3 shell writes the SQLite reader's test files; Berkeley DB's
+# db5.3_load writes rpm BerkeleyDB (`Packages`) files, db5.3_dump and db5.3_stat check them.
 command -v rpmbuild >/dev/null 2>&1 || packages+=(rpm)
 command -v sqlite3 >/dev/null 2>&1 || packages+=(sqlite3)
+command -v db5.3_load >/dev/null 2>&1 || packages+=(db5.3-util)
 # tests/detection_rules.rs drives the download and upload rules with a real curl.
 command -v curl >/dev/null 2>&1 || packages+=(curl)
 if [ "${#packages[@]}" -gt 0 ]; then

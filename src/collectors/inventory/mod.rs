@@ -9,16 +9,19 @@
 //! | opkg (Yocto, OpenWrt) | `/var/lib/opkg/status`, `/usr/lib/opkg/status` | the same stanzas |
 //! | apk (Alpine) | `/lib/apk/db/installed` | `P:`/`V:`/`A:`/`o:` lines |
 //! | rpm ≥ 4.16 (Fedora 33+, RHEL 9, Yocto with rpm) | `/var/lib/rpm/rpmdb.sqlite`, `/usr/lib/sysimage/rpm/rpmdb.sqlite` (with its `-wal`) | SQLite: the `Packages` table's header blobs, read natively ([`sqlite`], [`rpm`]) |
-//! | rpm with BerkeleyDB (`Packages`; rpm < 4.16, RHEL ≤ 8) or ndb (`Packages.db`, SUSE) | `/var/lib/rpm/`, `/usr/lib/sysimage/rpm/` | **not read**: found databases are named in the snapshot (`ExtraDetails.Unsupported`); the collector stays `Up` (it is not an error) |
+//! | rpm < 4.16 with BerkeleyDB (RHEL/CentOS 7 and 8, older Yocto and SUSE) | `/var/lib/rpm/Packages`, `/usr/lib/sysimage/rpm/Packages` | a BerkeleyDB hash file of header blobs, read natively ([`bdb`], [`rpm`]); only when no `rpmdb.sqlite` exists (beside one it is a leftover of the conversion) |
+//! | rpm with ndb (`Packages.db`, SUSE) | `/var/lib/rpm/`, `/usr/lib/sysimage/rpm/` | **not read**: a found database is named in the snapshot (`ExtraDetails.Unsupported`); the collector stays `Up` (it is not an error) |
 //!
 //! rpm's version is its EVR, `[epoch:]version-release` (the epoch whenever the header has one,
 //! as `rpm -q --qf '%{EVR}'`), its source the source package named by SOURCERPM. rpm keeps
 //! several versions of one name side by side (kernels): the version is part of a package's key,
 //! and a version added beside others is `Installed`, one replaced by another `VersionChanged`.
 //! rpm's WAL is read (committed transactions only), so a change still in `rpmdb.sqlite-wal`
-//! is seen; the watcher stats the `-wal` too. Any unreadable row fails the whole rpm database
-//! for that look (named in `Unsupported`, collector `Degraded`): a partial list would be
-//! reported as packages removed.
+//! is seen; the watcher stats the `-wal` too, and `Packages`. A `Packages` file is told from
+//! anything else by its magic: one that is not a BerkeleyDB hash database is an error. Any
+//! unreadable row (or record of `Packages`) fails the whole rpm database for that look (named
+//! in `Unsupported`, collector `Degraded`): a partial list would be reported as packages
+//! removed. `Packages`' record 0 (rpm's instance counter) is not a package.
 //!
 //! Two parts, like the account collector:
 //! - [`SoftwareInventoryCollector`] (periodic, `snapshotFrequency`): one `SoftwareInventory`
@@ -32,10 +35,12 @@
 //!
 //! Bounds: a database larger than [`MAX_DATABASE_BYTES`] is read up to that size and at most
 //! [`MAX_PACKAGES`] packages per manager are kept (both counted as `truncated` errors and
-//! said in the snapshot), so a hostile database cannot exhaust memory. rpm's database is read
-//! page by page, never whole: files up to [`sqlite::MAX_FILE_BYTES`] (main file and WAL each),
-//! one header up to [`MAX_RPM_HEADER_BYTES`], every page visited at most once per walk.
+//! said in the snapshot), so a hostile database cannot exhaust memory. rpm's database (SQLite
+//! or BerkeleyDB) is read page by page, never whole: files up to [`sqlite::MAX_FILE_BYTES`]
+//! (main file and WAL each; [`bdb::MAX_FILE_BYTES`] is the same), one header up to
+//! [`MAX_RPM_HEADER_BYTES`], every page visited at most once per walk.
 
+pub mod bdb;
 mod parse;
 pub mod rpm;
 pub mod sqlite;
@@ -93,28 +98,31 @@ const RPM_SQLITE: &[&str] = &[
 ];
 
 /// The files whose change means rpm's database changed: in WAL mode a transaction may change
-/// only the `-wal` until the next checkpoint.
+/// only the `-wal` until the next checkpoint. BerkeleyDB's `Packages` is changed in place.
 const RPM_WATCHED: &[&str] = &[
     "/var/lib/rpm/rpmdb.sqlite",
     "/var/lib/rpm/rpmdb.sqlite-wal",
     "/usr/lib/sysimage/rpm/rpmdb.sqlite",
     "/usr/lib/sysimage/rpm/rpmdb.sqlite-wal",
+    "/var/lib/rpm/Packages",
+    "/usr/lib/sysimage/rpm/Packages",
 ];
 
-/// rpm's BerkeleyDB (`Packages`, rpm < 4.16, RHEL ≤ 8, older SUSE) and ndb (`Packages.db`,
-/// SUSE) databases: found and named ([`UNSUPPORTED`]), not read.
+/// rpm's BerkeleyDB databases (rpm < 4.16: RHEL/CentOS 7 and 8, older Yocto and SUSE), read
+/// (see [`bdb`]) when no sqlite database exists; the first that exists is read.
+const RPM_BDB: &[&str] = &["/var/lib/rpm/Packages", "/usr/lib/sysimage/rpm/Packages"];
+
+/// rpm's ndb databases (`Packages.db`, SUSE): found and named ([`UNSUPPORTED`]), not read.
 const RPM_UNSUPPORTED: &[&str] = &[
-    "/var/lib/rpm/Packages",
     "/var/lib/rpm/Packages.db",
-    "/usr/lib/sysimage/rpm/Packages",
     "/usr/lib/sysimage/rpm/Packages.db",
 ];
 
 /// What an unsupported rpm database is said to be (not an error: the collector stays `Up`).
-const UNSUPPORTED: &str = "rpm BerkeleyDB/ndb database found, not read";
+const UNSUPPORTED: &str = "rpm ndb database found, not read";
 
-/// The largest rpm header read (one row of `Packages`): the biggest real ones (long file lists)
-/// are a few MiB.
+/// The largest rpm header read (one row or record of `Packages`): the biggest real ones (long
+/// file lists) are a few MiB.
 pub const MAX_RPM_HEADER_BYTES: u64 = 32 * 1024 * 1024;
 
 /// Packages keyed by (manager, name, architecture, version): dpkg's multi-arch installs one
@@ -128,8 +136,8 @@ pub struct Inventory {
     pub managers: Vec<Manager>,
     #[serde(with = "packages_as_list")]
     pub packages: Packages,
-    /// Databases found that cannot be read (rpm's BerkeleyDB and ndb), or could not be
-    /// (errors), by host path.
+    /// Databases found that cannot be read (rpm's ndb), or could not be (errors), by host
+    /// path.
     #[serde(skip)]
     pub unreadable: Vec<String>,
     /// Databases cut at [`MAX_DATABASE_BYTES`] or [`MAX_PACKAGES`].
@@ -191,15 +199,20 @@ pub fn read_inventory(host: &HostRoot) -> Inventory {
             inv.packages.insert(p.key(), p);
         }
     }
+    // rpm's sqlite database; else (rpm < 4.16) its BerkeleyDB one. rpm ≥ 4.16 reads only the
+    // sqlite one when it exists, and a `Packages` beside it is what the conversion left.
+    let mut sqlite_found = false;
     for p in RPM_SQLITE {
         let (file, meta) = match host.open(p) {
             Ok(found) => found,
             Err(e) if e.is_not_found() => continue,
             Err(e) => {
+                sqlite_found = true;
                 inv.unreadable.push(format!("{p}: {}", e.reason()));
                 break;
             }
         };
+        sqlite_found = true;
         let wal_path = format!("{p}-wal");
         let wal = match host.open(&wal_path) {
             Ok((wal, m)) => Some((wal, m.len())),
@@ -209,21 +222,26 @@ pub fn read_inventory(host: &HostRoot) -> Inventory {
                 break;
             }
         };
-        match sqlite::Db::open(file, meta.len(), wal)
+        let read = sqlite::Db::open(file, meta.len(), wal)
             .map_err(|e| e.to_string())
-            .and_then(read_rpm)
-        {
-            Ok((packages, truncated)) => {
-                if truncated {
-                    inv.truncated.push(p.to_string());
-                }
-                inv.managers.push(Manager::Rpm);
-                for p in packages {
-                    inv.packages.insert(p.key(), p);
-                }
+            .and_then(read_rpm);
+        add_rpm(&mut inv, p, read);
+        break;
+    }
+    let bdb_paths: &[&str] = if sqlite_found { &[] } else { RPM_BDB };
+    for p in bdb_paths {
+        let (file, meta) = match host.open(p) {
+            Ok(found) => found,
+            Err(e) if e.is_not_found() => continue,
+            Err(e) => {
+                inv.unreadable.push(format!("{p}: {}", e.reason()));
+                break;
             }
-            Err(e) => inv.unreadable.push(format!("{p}: {e}")),
-        }
+        };
+        let read = bdb::Db::open(file, meta.len())
+            .map_err(|e| e.to_string())
+            .and_then(read_rpm_bdb_db);
+        add_rpm(&mut inv, p, read);
         break;
     }
     for p in RPM_UNSUPPORTED {
@@ -232,6 +250,22 @@ pub fn read_inventory(host: &HostRoot) -> Inventory {
         }
     }
     inv
+}
+
+/// Adds what reading the rpm database at `path` gave.
+fn add_rpm(inv: &mut Inventory, path: &str, read: Result<(Vec<Package>, bool), String>) {
+    match read {
+        Ok((packages, truncated)) => {
+            if truncated {
+                inv.truncated.push(path.to_string());
+            }
+            inv.managers.push(Manager::Rpm);
+            for p in packages {
+                inv.packages.insert(p.key(), p);
+            }
+        }
+        Err(e) => inv.unreadable.push(format!("{path}: {e}")),
+    }
 }
 
 /// The packages of an rpm sqlite database (at most [`MAX_PACKAGES`]; true when there were
@@ -271,6 +305,49 @@ pub fn read_rpm_sqlite(main: &[u8], wal: Option<&[u8]>) -> Result<Vec<Package>, 
     let db = sqlite::Db::open(main, main.len() as u64, wal.map(|w| (w, w.len() as u64)))
         .map_err(|e| e.to_string())?;
     read_rpm(db).map(|(p, _)| p)
+}
+
+/// The packages of an rpm BerkeleyDB database (at most [`MAX_PACKAGES`]; true when there were
+/// more), skipping record 0 (rpm's instance counter). Any unreadable record fails the whole
+/// database, as for sqlite.
+fn read_rpm_bdb_db<R: bdb::ReadAt>(db: bdb::Db<R>) -> Result<(Vec<Package>, bool), String> {
+    let mut packages = Vec::new();
+    let mut truncated = false;
+    let mut bad = None;
+    db.for_each(MAX_RPM_HEADER_BYTES, |key, value| {
+        // The header instance, in the byte order of the host that wrote the file.
+        let hnum = match db.u32(key, 0) {
+            Some(n) if key.len() == 4 => n,
+            _ => {
+                bad = Some(format!("a key of {} bytes", key.len()));
+                return false;
+            }
+        };
+        if hnum == 0 {
+            return true;
+        }
+        if packages.len() >= MAX_PACKAGES {
+            truncated = true;
+            return false;
+        }
+        match rpm::parse_header(value) {
+            Ok(p) => packages.push(p),
+            Err(e) => bad = Some(format!("package {hnum}: {e}")),
+        }
+        bad.is_none()
+    })
+    .map_err(|e| e.to_string())?;
+    match bad {
+        Some(e) => Err(e),
+        None => Ok((packages, truncated)),
+    }
+}
+
+/// The packages of an rpm BerkeleyDB database (`Packages`) given as bytes, as
+/// [`read_inventory`] reads it from the host (fuzzing, tests).
+pub fn read_rpm_bdb(file: &[u8]) -> Result<Vec<Package>, String> {
+    let db = bdb::Db::open(file, file.len() as u64).map_err(|e| e.to_string())?;
+    read_rpm_bdb_db(db).map(|(p, _)| p)
 }
 
 fn record(p: &Package) -> SoftwarePackage {

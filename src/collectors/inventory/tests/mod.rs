@@ -414,10 +414,10 @@ async fn the_watcher_reports_what_dpkg_installs_removes_and_upgrades_also_across
 }
 
 #[test]
-fn berkeley_db_and_ndb_rpm_databases_are_named_not_silently_ignored() {
+fn ndb_is_named_not_silently_ignored_and_a_packages_file_not_berkeley_db_is_an_error() {
     let root = tempfile::tempdir().unwrap();
     std::fs::create_dir_all(root.path().join("var/lib/rpm")).unwrap();
-    std::fs::write(root.path().join("var/lib/rpm/Packages"), [0u8; 4096]).unwrap();
+    std::fs::write(root.path().join("var/lib/rpm/Packages.db"), [0u8; 4096]).unwrap();
     let events = SoftwareInventoryCollector.collect(&HostRoot::new(root.path()));
     // No package read, but the snapshot is not a claim of "no packages" either.
     assert_eq!(events.len(), 1);
@@ -425,9 +425,19 @@ fn berkeley_db_and_ndb_rpm_databases_are_named_not_silently_ignored() {
     let inv = read_inventory(&HostRoot::new(root.path()));
     assert_eq!(
         inv.unreadable,
-        [format!("/var/lib/rpm/Packages: {UNSUPPORTED}")]
+        [format!("/var/lib/rpm/Packages.db: {UNSUPPORTED}")]
     );
-    // A broken sqlite database is an error, not "unsupported".
+    // A `Packages` is read by its magic: anything but a BerkeleyDB hash file is an error.
+    std::fs::remove_file(root.path().join("var/lib/rpm/Packages.db")).unwrap();
+    std::fs::write(root.path().join("var/lib/rpm/Packages"), [0u8; 4096]).unwrap();
+    let inv = read_inventory(&HostRoot::new(root.path()));
+    assert_eq!(
+        inv.unreadable,
+        ["/var/lib/rpm/Packages: not a BerkeleyDB database"]
+    );
+    assert!(inv.managers.is_empty());
+    // A broken sqlite database is an error, not "unsupported"; the Packages beside it is not
+    // read.
     std::fs::write(
         root.path().join("var/lib/rpm/rpmdb.sqlite"),
         b"SQLite format 3\0",
@@ -435,11 +445,12 @@ fn berkeley_db_and_ndb_rpm_databases_are_named_not_silently_ignored() {
     .unwrap();
     let inv = read_inventory(&HostRoot::new(root.path()));
     assert_eq!(
-        inv.unreadable[0],
-        "/var/lib/rpm/rpmdb.sqlite: not an SQLite 3 database"
+        inv.unreadable,
+        ["/var/lib/rpm/rpmdb.sqlite: not an SQLite 3 database"]
     );
     assert!(inv.managers.is_empty());
 }
 
+mod bdb;
 mod rpm;
 mod sqlite;

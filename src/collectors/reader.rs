@@ -65,7 +65,13 @@ impl RecvTimeout {
 
     /// Sets the timeout for what `held` holds, if that changed since the last call.
     pub fn follow(&mut self, fd: &impl AsFd, held: &Held) {
-        let holding = !held.is_empty();
+        self.follow_busy(fd, held, false);
+    }
+
+    /// [`RecvTimeout::follow`], with the short wait also while `busy` (the process reader's
+    /// second socket, read only when the first is, keeps receiving).
+    pub fn follow_busy(&mut self, fd: &impl AsFd, held: &Held, busy: bool) {
+        let holding = !held.is_empty() || busy;
         if holding != self.holding {
             let wait = if holding { READER_HOLD } else { self.idle };
             // On failure the old timeout stays and the next call tries again.

@@ -198,6 +198,16 @@ impl<const SLOTS: usize, const SLOT_BYTES: usize> Batch<SLOTS, SLOT_BYTES> {
     /// the kernel may speak for a kernel channel. Waits (up to `SO_RCVTIMEO`) for the first
     /// datagram only, then takes what is already queued.
     pub fn recv_from_kernel(&mut self, fd: &impl AsFd) -> io::Result<Received> {
+        self.recv_with(fd, libc::MSG_WAITFORONE)
+    }
+
+    /// [`Batch::recv_from_kernel`] without waiting for the first datagram: `TimedOut` when
+    /// none is queued.
+    pub fn try_recv_from_kernel(&mut self, fd: &impl AsFd) -> io::Result<Received> {
+        self.recv_with(fd, libc::MSG_DONTWAIT)
+    }
+
+    fn recv_with(&mut self, fd: &impl AsFd, flags: libc::c_int) -> io::Result<Received> {
         loop {
             self.count = 0;
             // SAFETY: plain data; all-zero is a valid value of each.
@@ -216,14 +226,14 @@ impl<const SLOTS: usize, const SLOT_BYTES: usize> Batch<SLOTS, SLOT_BYTES> {
             }
             // SAFETY: every header points to live, writable buffers of the lengths given, which
             // outlive the call. MSG_WAITFORONE: block (up to SO_RCVTIMEO) for the first datagram
-            // only, then take what is already queued.
+            // only, then take what is already queued; MSG_DONTWAIT: do not block at all.
             let n = unsafe {
                 libc::recvmmsg(
                     fd.as_fd().as_raw_fd(),
                     msgs.as_mut_ptr(),
                     SLOTS as libc::c_uint,
                     // glibc declares the flags `int`, musl `unsigned int`.
-                    libc::MSG_WAITFORONE as _,
+                    flags as _,
                     std::ptr::null_mut(),
                 )
             };

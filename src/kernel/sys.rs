@@ -44,6 +44,15 @@ pub fn in_network_namespace<T: Send>(
 
 /// The machine name of the running kernel (`uname -m`).
 pub fn uname_machine() -> Option<String> {
+    uname_field(|uts| &uts.machine)
+}
+
+/// The release of the running kernel (`uname -r`), e.g. `6.1.0-27-armmp`.
+pub fn uname_release() -> Option<String> {
+    uname_field(|uts| &uts.release)
+}
+
+fn uname_field(field: impl Fn(&libc::utsname) -> &[libc::c_char]) -> Option<String> {
     let mut uts = std::mem::MaybeUninit::<libc::utsname>::zeroed();
     // SAFETY: uname fills the struct it is given and returns 0 on success; the buffer is
     // zeroed, so every field is a NUL-terminated C string even if the kernel wrote less.
@@ -53,8 +62,7 @@ pub fn uname_machine() -> Option<String> {
     }
     // SAFETY: uname returned 0, so the struct is initialised.
     let uts = unsafe { uts.assume_init() };
-    let bytes: Vec<u8> = uts
-        .machine
+    let bytes: Vec<u8> = field(&uts)
         .iter()
         .take_while(|c| **c != 0)
         // `c_char` is signed on x86_64 and unsigned on ARM; the cast is a no-op on ARM.

@@ -1,9 +1,10 @@
 //! The collector: the reader thread, following the connector, and the /proc scanning fallback.
 
 use super::{
-    ACK_TIMEOUT, BATCH_SLOTS, Batch, COLLECTOR, Connector, Error, MAX_SCAN_PIDS, ProcEvent,
-    RECV_BUFFER_BYTES, RECV_TIMEOUT, Received, SCAN_INTERVAL, SUBSCRIBE_ATTEMPTS, Tracker,
-    is_kernel_thread, parse_datagram,
+    ACK_TIMEOUT, BATCH_SLOTS, Batch, COLLECTOR, Connector, Error, MAX_SCAN_PIDS, PROC_EVENT_EXEC,
+    PROC_EVENT_EXIT, PROC_EVENT_FORK, PROC_EVENT_UID, ProcEvent, RECV_BUFFER_BYTES, RECV_TIMEOUT,
+    Received, SCAN_INTERVAL, SUBSCRIBE_ATTEMPTS, Tracker, is_kernel_thread, kernel_filters_events,
+    parse_datagram_timed,
 };
 use crate::collectors::{Context, Held, RecvTimeout};
 use crate::event::{CollectorHealth, Event, Payload};
@@ -35,13 +36,26 @@ impl crate::collectors::Triggered for ProcessCollector {
 /// falls back to scanning /proc. The thread ends within [`RECV_TIMEOUT`] of `ctx.cancel`, or
 /// when the pipeline's channel closes. Fails only if the thread cannot be created.
 pub fn spawn(ctx: Context) -> io::Result<JoinHandle<()>> {
-    spawn_with(ctx, true)
+    spawn_with(ctx, Follow::Auto)
 }
 
-pub(super) fn spawn_with(ctx: Context, use_connector: bool) -> io::Result<JoinHandle<()>> {
+/// How the reader learns of processes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Follow {
+    /// The connector, with execs on a socket of their own where the kernel filters events.
+    Auto,
+    /// The connector, every event on one socket (as on kernels before 6.6), for tests on a
+    /// kernel that filters.
+    #[cfg(test)]
+    OneSocket,
+    /// Scanning /proc.
+    Scan,
+}
+
+pub(super) fn spawn_with(ctx: Context, how: Follow) -> io::Result<JoinHandle<()>> {
     std::thread::Builder::new()
         .name("edgeguard-proc".into())
-        .spawn(move || run(ctx, use_connector))
+        .spawn(move || run(ctx, how))
 }
 
 /// Nice value asked for the reader thread. The kernel reports an exec after the fact and the
@@ -58,11 +72,13 @@ fn raise_priority() {
     }
 }
 
-fn run(ctx: Context, use_connector: bool) {
+fn run(ctx: Context, how: Follow) {
     raise_priority();
     let mut tracker = Tracker::new(ctx.host.clone());
-    let failure = if use_connector {
-        match Connector::open(RECV_BUFFER_BYTES) {
+    let failure = if how != Follow::Scan {
+        let release = crate::kernel::sys::uname_release().unwrap_or_default();
+        let split = how == Follow::Auto && kernel_filters_events(&release);
+        match Connectors::open(RECV_BUFFER_BYTES, split) {
             Ok(connector) => {
                 tracker.open_exec_trace();
                 // Seed only after subscribing, so that no process slips between the two.
@@ -89,10 +105,182 @@ fn run(ctx: Context, use_connector: bool) {
     scan(&ctx, &mut tracker);
 }
 
+/// Event bits of the socket the reader waits on where the kernel filters events (Linux 6.6+):
+/// execs only, which must be read at once (a short-lived process takes its /proc entries with
+/// it).
+pub(super) const WAKE_EVENTS: u32 = PROC_EVENT_EXEC;
+/// Event bits of the socket read without waiting: forks, uid changes and exits, which need
+/// nothing from /proc and can wait for the next exec (or [`crate::collectors::READER_HOLD`]).
+pub(super) const REST_EVENTS: u32 = PROC_EVENT_FORK | PROC_EVENT_UID | PROC_EVENT_EXIT;
+/// Events in one gathering from the rest socket that make it count as busy: the wait on the
+/// wake socket then ends after `READER_HOLD` instead of [`RECV_TIMEOUT`], so that a storm of
+/// forks without execs is read every 20 ms and does not fill the socket.
+const REST_BUSY: usize = 16;
+/// Rounds of one [`gather`] (rest socket, then wake socket again) and reads of the rest socket
+/// per round: bounds on the work and memory of one gathering (at most 4 × 9 × 64 events).
+const GATHER_ROUNDS: usize = 4;
+const REST_READS: usize = 8;
+
+/// The connector sockets the reader follows.
+///
+/// Every fork, exec and exit used to wake the reader: about 2,600 wake-ups a second for 1,000
+/// scripts run, the larger part of its cost. Only an exec needs prompt attention (its /proc
+/// entries go when the process exits), so where the kernel filters events per socket the execs
+/// come on one socket, which the reader waits on, and everything else on another, which it reads
+/// without waiting each time it wakes. Older kernels give every event on one socket.
+pub(super) struct Connectors {
+    /// Every event, or only execs: the socket the reader waits on.
+    pub(super) wake: Connector,
+    /// Forks, uid changes and exits, when the kernel filters events.
+    pub(super) rest: Option<Connector>,
+}
+
+impl Connectors {
+    /// Two filtered sockets when `split` (the kernel filters events) and both can be opened,
+    /// else one for every event.
+    pub(super) fn open(recv_buffer: usize, split: bool) -> Result<Connectors, Error> {
+        if split {
+            // The wake socket takes every event until the kernel's answer to its subscription
+            // is seen ([`Connectors::narrow`]).
+            let wake = Connector::open(recv_buffer);
+            let rest = Connector::open_filtered(recv_buffer, Some(REST_EVENTS));
+            match (wake, rest) {
+                (Ok(wake), Ok(rest)) => {
+                    tracing::debug!(
+                        "process events: execs on one socket, forks and exits on another"
+                    );
+                    return Ok(Connectors {
+                        wake,
+                        rest: Some(rest),
+                    });
+                }
+                (Err(e), _) | (_, Err(e)) => {
+                    tracing::debug!(error = %error_chain(&e), "one socket for every process event");
+                }
+            }
+        }
+        Connector::open(recv_buffer).map(Connectors::single)
+    }
+
+    /// With two sockets, narrows the wake socket to execs, once the subscription is known to
+    /// work (a filtered socket gets no acknowledgement). Until then it got every event, and
+    /// [`gather`] kept only its execs.
+    pub(super) fn narrow(&self) -> io::Result<()> {
+        match self.rest {
+            Some(_) => self.wake.narrow(WAKE_EVENTS),
+            None => Ok(()),
+        }
+    }
+
+    /// One socket for every event.
+    pub(super) fn single(connector: Connector) -> Connectors {
+        Connectors {
+            wake: connector,
+            rest: None,
+        }
+    }
+}
+
+/// An event with the kernel's time of it (`timestamp_ns`).
+type Timed = (u64, ProcEvent);
+
+/// What one [`gather`] got.
+#[derive(Debug, Default)]
+struct Gathered {
+    /// Whether any event was received.
+    events: bool,
+    /// Sockets that overflowed (the kernel dropped events on them).
+    overflows: u64,
+    /// Events from the rest socket.
+    rest_events: usize,
+}
+
+/// Receives what the kernel has for the reader, in `timed` sorted by the kernel's time (their
+/// order on a single socket). Waits (up to the socket's timeout) on the wake socket; then, with
+/// a rest socket, takes what that holds and what reached the wake socket meanwhile, until a read
+/// of the wake socket finds nothing. The kernel queues a task's event before the task goes on,
+/// so the fork of every exec in hand, and the exec of every exit in hand, are then in hand too.
+///
+/// `arrived` is given the events of each receive of the wake socket as soon as they are in, so
+/// that the execs' /proc entries are read before anything else is done.
+fn gather(
+    ctx: &Context,
+    connectors: &Connectors,
+    batch: &mut Batch,
+    timed: &mut Vec<Timed>,
+    arrived: &mut dyn FnMut(&[Timed]),
+) -> io::Result<Gathered> {
+    timed.clear();
+    let mut got = Gathered::default();
+    let split = connectors.rest.is_some();
+    // On a split socket pair each keeps its own kinds: a kernel that ignored a filter would
+    // otherwise give every event twice. Acknowledgements reach every socket; the wake
+    // socket's are kept.
+    let wake_keeps =
+        |e: &ProcEvent| !split || matches!(e, ProcEvent::Ack { .. }) || e.kind() & WAKE_EVENTS != 0;
+    let rest_keeps = |e: &ProcEvent| e.kind() & REST_EVENTS != 0;
+    match connectors.wake.recv_batch(batch)? {
+        Received::Datagrams => {
+            take(ctx, batch, timed, wake_keeps);
+            arrived(timed);
+        }
+        Received::TimedOut => {}
+        Received::Overflow => got.overflows += 1,
+    }
+    if let Some(rest) = &connectors.rest {
+        for _ in 0..GATHER_ROUNDS {
+            for _ in 0..REST_READS {
+                match rest.try_recv_batch(batch)? {
+                    Received::Datagrams => got.rest_events += take(ctx, batch, timed, rest_keeps),
+                    Received::TimedOut => break,
+                    Received::Overflow => got.overflows += 1,
+                }
+            }
+            match connectors.wake.try_recv_batch(batch)? {
+                Received::Datagrams => {
+                    let before = timed.len();
+                    take(ctx, batch, timed, wake_keeps);
+                    arrived(&timed[before..]);
+                }
+                Received::TimedOut => break,
+                Received::Overflow => got.overflows += 1,
+            }
+        }
+        // Stable: events of one socket with equal times keep their order.
+        timed.sort_by_key(|(time, _)| *time);
+    }
+    got.events = !timed.is_empty();
+    Ok(got)
+}
+
+/// Parses the datagrams of the last receive into `timed`, keeping the events `keep` accepts;
+/// returns how many were kept.
+fn take(
+    ctx: &Context,
+    batch: &Batch,
+    timed: &mut Vec<Timed>,
+    keep: impl Fn(&ProcEvent) -> bool,
+) -> usize {
+    let before = timed.len();
+    for datagram in batch.datagrams() {
+        for parsed in parse_datagram_timed(datagram) {
+            match parsed {
+                Ok(event) if keep(&event.1) => timed.push(event),
+                Ok(_) => {}
+                Err(e) => {
+                    tracing::debug!(error = %e, "skipping a netlink message");
+                    ctx.metrics.error(COLLECTOR, "malformed_message");
+                }
+            }
+        }
+    }
+    timed.len() - before
+}
+
 /// Reads the connector until cancelled (`Ok`) or until it fails (`Err`: the caller falls back).
 pub(super) fn follow(
     ctx: &Context,
-    connector: &Connector,
+    connector: &Connectors,
     tracker: &mut Tracker,
 ) -> Result<(), Error> {
     let mut held = Held::default();
@@ -104,53 +292,35 @@ pub(super) fn follow(
 
 fn follow_holding(
     ctx: &Context,
-    connector: &Connector,
+    connectors: &Connectors,
     tracker: &mut Tracker,
     held: &mut Held,
 ) -> Result<(), Error> {
+    let connector = &connectors.wake;
     let mut batch = Batch::default();
+    let mut timed: Vec<Timed> = Vec::with_capacity(BATCH_SLOTS);
     let mut events: Vec<ProcEvent> = Vec::with_capacity(BATCH_SLOTS);
+    let mut execs: Vec<ProcEvent> = Vec::with_capacity(BATCH_SLOTS);
     let mut early: VecDeque<ProcessInfo> = VecDeque::with_capacity(BATCH_SLOTS);
     let started = Instant::now();
     let mut confirmed = false;
     let mut failures = 0u32;
     let mut timeout = RecvTimeout::new(RECV_TIMEOUT);
+    let mut rest_busy = false;
     while !ctx.cancel.is_cancelled() {
         if held.due_in().is_some_and(|d| d.is_zero()) && !ctx.release(held, COLLECTOR) {
             return Ok(());
         }
-        timeout.follow(&connector.fd, held);
-        match connector.recv_batch(&mut batch) {
-            Ok(Received::Datagrams) => {}
-            // The traffic paused: what is held goes over.
-            Ok(Received::TimedOut) if !held.is_empty() => {
-                if !ctx.release(held, COLLECTOR) {
-                    return Ok(());
-                }
-                continue;
-            }
-            Ok(Received::TimedOut) => {
-                if !confirmed && started.elapsed() > ACK_TIMEOUT * connector.listens.get() {
-                    // A busy host can lose the first answer; ask again before falling back.
-                    if connector.listens.get() >= SUBSCRIBE_ATTEMPTS {
-                        return Err(Error::NoAck);
-                    }
-                    tracing::debug!(
-                        attempt = connector.listens.get() + 1,
-                        "no answer to the process events subscription yet; subscribing again"
-                    );
-                    connector.listen().map_err(Error::Subscribe)?;
-                }
-                continue;
-            }
-            Ok(Received::Overflow) => {
-                // The kernel does not say how many events it dropped: count the occurrence.
-                ctx.metrics
-                    .dropped(COLLECTOR, DropReason::SourceOverflow, 1);
-                tracker.forget_followed();
-                confirm(ctx, connector, &mut confirmed);
-                continue;
-            }
+        timeout.follow_busy(&connector.fd, held, rest_busy);
+        early.clear();
+        let mut lost = 0;
+        let mut arrived = |fresh: &[Timed]| {
+            execs.clear();
+            execs.extend(fresh.iter().map(|(_, event)| *event));
+            lost += read_fleeting(tracker, &execs, &mut early);
+        };
+        let got = match gather(ctx, connectors, &mut batch, &mut timed, &mut arrived) {
+            Ok(got) => got,
             Err(e) => {
                 ctx.metrics.error(COLLECTOR, "netlink_recv");
                 failures += 1;
@@ -162,19 +332,42 @@ fn follow_holding(
             }
         };
         failures = 0;
-        events.clear();
-        for datagram in batch.datagrams() {
-            for parsed in parse_datagram(datagram) {
-                match parsed {
-                    Ok(event) => events.push(event),
-                    Err(e) => {
-                        tracing::debug!(error = %e, "skipping a netlink message");
-                        ctx.metrics.error(COLLECTOR, "malformed_message");
-                    }
-                }
-            }
+        rest_busy = got.rest_events >= REST_BUSY;
+        if got.overflows > 0 {
+            // The kernel does not say how many events it dropped: count the occurrence.
+            ctx.metrics
+                .dropped(COLLECTOR, DropReason::SourceOverflow, got.overflows);
+            tracker.forget_followed();
+            confirm(ctx, connectors, &mut confirmed);
         }
-        if read_execs_first(tracker, &events, &mut early) > 0 {
+        if !got.events {
+            if got.overflows > 0 {
+                continue;
+            }
+            // The traffic paused: what is held goes over.
+            if !held.is_empty() {
+                if !ctx.release(held, COLLECTOR) {
+                    return Ok(());
+                }
+                continue;
+            }
+            if !confirmed && started.elapsed() > ACK_TIMEOUT * connector.listens.get() {
+                // A busy host can lose the first answer; ask again before falling back.
+                if connector.listens.get() >= SUBSCRIBE_ATTEMPTS {
+                    return Err(Error::NoAck);
+                }
+                tracing::debug!(
+                    attempt = connector.listens.get() + 1,
+                    "no answer to the process events subscription yet; subscribing again"
+                );
+                connector.listen().map_err(Error::Subscribe)?;
+            }
+            continue;
+        }
+        events.clear();
+        events.extend(timed.iter().map(|(_, event)| *event));
+        apply_in_order(tracker, &events, &mut early);
+        if lost > 0 {
             ctx.metrics.error(COLLECTOR, "exec_trace_lost");
         }
         for event in &events {
@@ -183,10 +376,10 @@ fn follow_holding(
                     if err != 0 {
                         return Err(Error::Refused(io::Error::from_raw_os_error(err as i32)));
                     }
-                    confirm(ctx, connector, &mut confirmed);
+                    confirm(ctx, connectors, &mut confirmed);
                     continue;
                 }
-                // Applied by `read_execs_first`, in order, before the execs were read.
+                // Applied by `apply_in_order`, in order, before the execs were read.
                 ProcEvent::Fork { .. } | ProcEvent::Uid { .. } => continue,
                 ProcEvent::Exec { pid, tgid, .. } if pid == tgid => {
                     let info = match early.pop_front() {
@@ -208,7 +401,7 @@ fn follow_holding(
                 _ => continue,
             };
             // Events flow, so the subscription works even if the ack went missing.
-            confirm(ctx, connector, &mut confirmed);
+            confirm(ctx, connectors, &mut confirmed);
             if !ctx.hold(held, COLLECTOR, Event::new(payload)) {
                 return Ok(());
             }
@@ -237,14 +430,33 @@ fn follow_holding(
 /// Without the time, an exec whose executable link could not be read (gone already) gets the
 /// file name its exec gave afterwards. Returns how many tracepoint records the kernel lost
 /// since the last batch.
+///
+/// The reader calls the two halves itself ([`read_fleeting`] as execs arrive, [`apply_in_order`]
+/// once the other socket was read too); tests call this.
+#[cfg(test)]
 pub(super) fn read_execs_first(
     tracker: &mut Tracker,
     events: &[ProcEvent],
     early: &mut VecDeque<ProcessInfo>,
 ) -> u64 {
     early.clear();
+    let lost = read_fleeting(tracker, events, early);
+    apply_in_order(tracker, events, early);
+    lost
+}
+
+/// The first half of [`read_execs_first`]: appends to `early` what each exec of `events`
+/// (in order) loses when its process exits: the tracepoint sample's part, then /proc's. With
+/// two sockets it runs on the execs as soon as they are received, before the other socket is
+/// read. Returns how many tracepoint records the kernel lost.
+fn read_fleeting(
+    tracker: &mut Tracker,
+    events: &[ProcEvent],
+    early: &mut VecDeque<ProcessInfo>,
+) -> u64 {
     let timed = tracker.exec_trace_timed();
     let mut lost = if timed { tracker.drain_exec_trace() } else { 0 };
+    let mut fresh = VecDeque::new();
     for (i, event) in events.iter().enumerate() {
         let ProcEvent::Exec {
             pid,
@@ -282,12 +494,22 @@ pub(super) fn read_execs_first(
             // Cut by the end of the stack copy, or nothing: better than no command line.
             info.cmdline = m.command_line;
         }
-        early.push_back(info);
+        fresh.push_back(info);
     }
     if !timed {
-        lost = tracker.name_from_exec_trace(early);
+        lost = tracker.name_from_exec_trace(&mut fresh);
     }
-    let mut next = 0;
+    early.append(&mut fresh);
+    lost
+}
+
+/// The second half of [`read_execs_first`]: applies the forks and uid changes of `events` to
+/// the tracker in order and, at each exec, reads what stays until the process is reaped into
+/// its entry of `early`, which it leaves in the order of the execs in `events` (with two
+/// sockets, `early` was filled in the order the execs were received, and `events` is sorted
+/// by time: an exec is matched to the first entry left with its pid).
+fn apply_in_order(tracker: &mut Tracker, events: &[ProcEvent], early: &mut VecDeque<ProcessInfo>) {
+    let mut ordered = VecDeque::with_capacity(early.len());
     for (i, event) in events.iter().enumerate() {
         match *event {
             ProcEvent::Fork {
@@ -300,27 +522,43 @@ pub(super) fn read_execs_first(
                 pid, tgid, ruid, ..
             } => tracker.uid_changed(pid, tgid, ruid),
             ProcEvent::Exec { pid, tgid, .. } if pid == tgid => {
-                if let Some(info) = early.get_mut(next) {
+                let Some(at) = early.iter().position(|info| info.pid == pid) else {
+                    continue;
+                };
+                if let Some(mut info) = early.remove(at) {
                     // The tracker applies this batch's exits only later.
                     let exited_before =
                         |parent: u32| events[..i].iter().any(|e| e.is_exit_of(parent));
-                    tracker.read_lasting(info, exited_before);
+                    tracker.read_lasting(&mut info, exited_before);
+                    ordered.push_back(info);
                 }
-                next += 1;
             }
             _ => {}
         }
     }
-    lost
+    // Entries no exec claimed (none, unless an event was malformed) keep their place after.
+    ordered.append(early);
+    *early = ordered;
 }
 
 /// Reports `Up` the first time the subscription shows it works (our ack, an event, an overflow).
-fn confirm(ctx: &Context, connector: &Connector, confirmed: &mut bool) {
+fn confirm(ctx: &Context, connectors: &Connectors, confirmed: &mut bool) {
     if !*confirmed {
         *confirmed = true;
-        let buffer = connector
+        if let Err(e) = connectors.narrow() {
+            // The wake socket keeps every event; only its execs are used.
+            tracing::debug!(error = %e, "cannot narrow the process events socket to execs");
+            ctx.metrics.error(COLLECTOR, "narrow");
+        }
+        let sockets = if connectors.rest.is_some() {
+            ", execs on a socket of their own"
+        } else {
+            ""
+        };
+        let buffer = connectors
+            .wake
             .recv_buffer
-            .map(|b| format!(" (receive buffer {} KiB)", b / 1024))
+            .map(|b| format!(" (receive buffer {} KiB{sockets})", b / 1024))
             .unwrap_or_default();
         ctx.report_status(
             COLLECTOR,

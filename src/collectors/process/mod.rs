@@ -11,6 +11,14 @@
 //! over in groups, held up to [`super::READER_HOLD`] ([`Held`]), so that the pipeline's thread is
 //! not woken for each one.
 //!
+//! Linux 6.6 and later filter process events per socket. There the reader subscribes twice
+//! ([`Connectors`]): one socket for execs, which it waits on, and one for forks, uid changes and
+//! exits, which it reads without waiting each time it wakes (and every
+//! [`super::READER_HOLD`] while they keep coming), merging both by the kernel's time stamp. An
+//! exec is still read at once; the rest no longer wakes the thread, which had been most of its
+//! cost in a storm (one wake-up per event: three for a script's fork, exec and exit). Older
+//! kernels give every event on one socket, as before.
+//!
 //! When the connector is unavailable (no `CAP_NET_ADMIN`, a kernel without `CONFIG_PROC_EVENTS`,
 //! or an agent outside the host's PID or user namespace, where the kernel ignores the
 //! subscription), the collector reports itself `Degraded` and falls back to diffing the set of

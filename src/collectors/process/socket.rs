@@ -1,7 +1,8 @@
 //! The netlink connector socket: subscribing, receiving datagrams in batches, unsubscribing.
 
 use super::{
-    CN_IDX_PROC, PROC_CN_MCAST_IGNORE, PROC_CN_MCAST_LISTEN, RECV_TIMEOUT, subscription_message,
+    CN_IDX_PROC, PROC_CN_MCAST_IGNORE, PROC_CN_MCAST_LISTEN, RECV_TIMEOUT,
+    filtered_subscription_message, subscription_message,
 };
 use crate::kernel::netlink;
 pub(super) use crate::kernel::netlink::Received;
@@ -43,10 +44,22 @@ pub(super) struct Connector {
     pub(super) recv_buffer: Option<usize>,
     /// Subscriptions sent: older kernels count listeners globally, so each is undone on drop.
     pub(super) listens: std::cell::Cell<u32>,
+    /// The event bits this socket subscribed to (Linux 6.6+), or `None` for every event.
+    pub(super) filter: Option<u32>,
 }
 
 impl Connector {
+    /// A socket subscribed to every process event.
     pub(super) fn open(recv_buffer: usize) -> Result<Connector, Error> {
+        Connector::open_filtered(recv_buffer, None)
+    }
+
+    /// A socket subscribed to the events `filter` names ([`filtered_subscription_message`],
+    /// Linux 6.6+), or to every event with `None`.
+    pub(super) fn open_filtered(
+        recv_buffer: usize,
+        filter: Option<u32>,
+    ) -> Result<Connector, Error> {
         let fd = socket(libc::AF_NETLINK, libc::SOCK_DGRAM, libc::NETLINK_CONNECTOR)
             .map_err(Error::Socket)?;
         let size = i32::try_from(recv_buffer).unwrap_or(i32::MAX);
@@ -61,6 +74,7 @@ impl Connector {
             seq: fastrand::u32(..),
             ack: fastrand::u32(..),
             listens: std::cell::Cell::new(0),
+            filter,
         };
         connector.listen().map_err(|e| {
             // The kernel's connector socket exists only in the initial network namespace.
@@ -73,11 +87,29 @@ impl Connector {
         Ok(connector)
     }
 
-    /// Sends the subscription (again), counting it.
-    pub(super) fn listen(&self) -> io::Result<()> {
-        self.send_op(PROC_CN_MCAST_LISTEN)?;
+    /// Narrows the subscription to the events `events` names (Linux 6.6+). The kernel sends
+    /// no acknowledgement to a filtered socket (an acknowledgement is event 0, which no filter
+    /// lets through), so a socket that must see its acknowledgement subscribes to every event
+    /// first and narrows once it has.
+    pub(super) fn narrow(&self, events: u32) -> io::Result<()> {
+        netlink::send(
+            &self.fd,
+            &filtered_subscription_message(PROC_CN_MCAST_LISTEN, events, self.seq, self.ack),
+        )?;
         self.listens.set(self.listens.get() + 1);
         Ok(())
+    }
+
+    /// Sends the subscription (again), counting it.
+    pub(super) fn listen(&self) -> io::Result<()> {
+        match self.filter {
+            Some(events) => self.narrow(events),
+            None => {
+                self.send_op(PROC_CN_MCAST_LISTEN)?;
+                self.listens.set(self.listens.get() + 1);
+                Ok(())
+            }
+        }
     }
 
     fn send_op(&self, op: u32) -> io::Result<()> {
@@ -99,6 +131,11 @@ impl Connector {
     /// kernel (port id 0) are discarded: only the kernel may speak for the process connector.
     pub(super) fn recv_batch(&self, batch: &mut Batch) -> io::Result<Received> {
         batch.recv_from_kernel(&self.fd)
+    }
+
+    /// [`Connector::recv_batch`] without waiting: `TimedOut` when nothing is queued.
+    pub(super) fn try_recv_batch(&self, batch: &mut Batch) -> io::Result<Received> {
+        batch.try_recv_from_kernel(&self.fd)
     }
 }
 

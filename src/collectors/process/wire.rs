@@ -68,6 +68,19 @@ pub enum ProcEvent {
 }
 
 impl ProcEvent {
+    /// The event's `PROC_EVENT_*` bit (0 for an acknowledgement), as subscription filters name
+    /// it.
+    pub(super) fn kind(&self) -> u32 {
+        match *self {
+            ProcEvent::Ack { .. } => PROC_EVENT_NONE,
+            ProcEvent::Fork { .. } => PROC_EVENT_FORK,
+            ProcEvent::Exec { .. } => PROC_EVENT_EXEC,
+            ProcEvent::Uid { .. } => PROC_EVENT_UID,
+            ProcEvent::Exit { .. } => PROC_EVENT_EXIT,
+            ProcEvent::Other { what } => what,
+        }
+    }
+
     /// Whether this is the exit of process `pid` (its thread-group leader, not one thread).
     pub(super) fn is_exit_of(&self, pid: u32) -> bool {
         matches!(*self, ProcEvent::Exit { pid: p, tgid: t, .. } if p == pid && t == pid)
@@ -91,6 +104,15 @@ pub enum ParseError {
 /// that cannot be parsed yields an error and, when its length is unusable, ends the iteration:
 /// nothing after it can be located. Never panics, allocates nothing, always terminates.
 pub fn parse_datagram(buf: &[u8]) -> impl Iterator<Item = Result<ProcEvent, ParseError>> + '_ {
+    parse_datagram_timed(buf).map(|r| r.map(|(_, event)| event))
+}
+
+/// [`parse_datagram`], each event with the kernel's time of it (`timestamp_ns`, nanoseconds of
+/// `CLOCK_MONOTONIC`; 0 in acknowledgements), by which events read from two sockets are put
+/// back in order.
+pub fn parse_datagram_timed(
+    buf: &[u8],
+) -> impl Iterator<Item = Result<(u64, ProcEvent), ParseError>> + '_ {
     let mut messages = netlink::messages(buf);
     std::iter::from_fn(move || {
         loop {
@@ -100,7 +122,7 @@ pub fn parse_datagram(buf: &[u8]) -> impl Iterator<Item = Result<ProcEvent, Pars
             };
             match message.kind {
                 NLMSG_NOOP => continue,
-                NLMSG_DONE => return Some(parse_connector(message.payload)),
+                NLMSG_DONE => return Some(parse_connector_timed(message.payload)),
                 other => return Some(Err(ParseError::UnexpectedType(other))),
             }
         }
@@ -109,6 +131,11 @@ pub fn parse_datagram(buf: &[u8]) -> impl Iterator<Item = Result<ProcEvent, Pars
 
 /// Parses a `cn_msg` carrying a `proc_event` (the payload of one netlink message).
 pub fn parse_connector(payload: &[u8]) -> Result<ProcEvent, ParseError> {
+    parse_connector_timed(payload).map(|(_, event)| event)
+}
+
+/// [`parse_connector`] with the event's `timestamp_ns`.
+fn parse_connector_timed(payload: &[u8]) -> Result<(u64, ProcEvent), ParseError> {
     let field = |off| u32_at(payload, off).ok_or(ParseError::Truncated);
     let (idx, val, seq, ack) = (field(0)?, field(4)?, field(8)?, field(12)?);
     let data_len = u16_at(payload, 16).ok_or(ParseError::Truncated)? as usize;
@@ -121,7 +148,8 @@ pub fn parse_connector(payload: &[u8]) -> Result<ProcEvent, ParseError> {
     let data = payload
         .get(CN_MSG_LEN..CN_MSG_LEN + data_len)
         .ok_or(ParseError::Truncated)?;
-    parse_proc_event(data, seq, ack)
+    let event = parse_proc_event(data, seq, ack)?;
+    Ok((u64_at(data, 8).unwrap_or(0), event))
 }
 
 /// Parses a `struct proc_event`; `seq` and `ack` come from the enclosing `cn_msg` (used to match
@@ -169,9 +197,48 @@ pub fn parse_proc_event(data: &[u8], seq: u32, ack: u32) -> Result<ProcEvent, Pa
 
 /// The message that subscribes (`PROC_CN_MCAST_LISTEN`) or unsubscribes
 /// (`PROC_CN_MCAST_IGNORE`): nlmsghdr + cn_msg + the 4-byte operation, which every kernel
-/// accepts (6.6+ also take an 8-byte form with an event filter; older ones ignore it).
+/// accepts.
 pub fn subscription_message(op: u32, seq: u32, ack: u32) -> [u8; NLMSG_HDRLEN + CN_MSG_LEN + 4] {
     let mut m = [0u8; NLMSG_HDRLEN + CN_MSG_LEN + 4];
+    connector_message(&mut m, seq, ack);
+    m[NLMSG_HDRLEN + CN_MSG_LEN..].copy_from_slice(&op.to_ne_bytes());
+    m
+}
+
+/// The subscription with an event filter (`struct proc_input`: the operation, then the event
+/// bits this socket is to receive), which Linux 6.6 and later apply per socket. Older kernels
+/// ignore an 8-byte operation without an answer, so it is only sent where
+/// [`kernel_filters_events`] says the kernel takes it.
+pub fn filtered_subscription_message(
+    op: u32,
+    events: u32,
+    seq: u32,
+    ack: u32,
+) -> [u8; NLMSG_HDRLEN + CN_MSG_LEN + 8] {
+    let mut m = [0u8; NLMSG_HDRLEN + CN_MSG_LEN + 8];
+    connector_message(&mut m, seq, ack);
+    let data = NLMSG_HDRLEN + CN_MSG_LEN;
+    m[data..data + 4].copy_from_slice(&op.to_ne_bytes());
+    m[data + 4..].copy_from_slice(&events.to_ne_bytes());
+    m
+}
+
+/// Whether a kernel of this release (`uname -r`) filters process events per socket: Linux 6.6
+/// added `struct proc_input` and the filter (`cn_filter`). A release that cannot be read is taken as
+/// older.
+pub fn kernel_filters_events(release: &str) -> bool {
+    let mut parts = release
+        .split(|c: char| !c.is_ascii_digit())
+        .map(|p| p.parse::<u32>().ok());
+    match (parts.next().flatten(), parts.next().flatten()) {
+        (Some(major), Some(minor)) => (major, minor) >= (6, 6),
+        _ => false,
+    }
+}
+
+/// Fills the netlink and connector headers of a subscription message (the whole buffer is the
+/// message; the operation follows the headers).
+fn connector_message(m: &mut [u8], seq: u32, ack: u32) {
     let len = m.len() as u32;
     m[0..4].copy_from_slice(&len.to_ne_bytes());
     m[4..6].copy_from_slice(&NLMSG_DONE.to_ne_bytes());
@@ -181,9 +248,8 @@ pub fn subscription_message(op: u32, seq: u32, ack: u32) -> [u8; NLMSG_HDRLEN + 
     m[cn + 4..cn + 8].copy_from_slice(&CN_VAL_PROC.to_ne_bytes());
     m[cn + 8..cn + 12].copy_from_slice(&seq.to_ne_bytes());
     m[cn + 12..cn + 16].copy_from_slice(&ack.to_ne_bytes());
-    m[cn + 16..cn + 18].copy_from_slice(&4u16.to_ne_bytes());
-    m[cn + CN_MSG_LEN..].copy_from_slice(&op.to_ne_bytes());
-    m
+    let data_len = (m.len() - NLMSG_HDRLEN - CN_MSG_LEN) as u16;
+    m[cn + 16..cn + 18].copy_from_slice(&data_len.to_ne_bytes());
 }
 
 /// A decoded wait(2) status.

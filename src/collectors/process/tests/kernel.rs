@@ -25,6 +25,14 @@ struct Harness {
 }
 
 fn start(use_connector: bool) -> Harness {
+    start_following(if use_connector {
+        Follow::Auto
+    } else {
+        Follow::Scan
+    })
+}
+
+fn start_following(how: Follow) -> Harness {
     let (events, rx) = mpsc::channel(200_000);
     let cancel = CancellationToken::new();
     let metrics = Arc::new(Metrics::for_tests());
@@ -37,7 +45,7 @@ fn start(use_connector: bool) -> Harness {
         cancel: cancel.clone(),
         state_dir: state.path().to_path_buf(),
     };
-    let handle = spawn_with(ctx, use_connector).unwrap();
+    let handle = spawn_with(ctx, how).unwrap();
     Harness {
         rx,
         cancel,
@@ -106,10 +114,21 @@ fn spawn_waiting(script: &std::path::Path, arg: &str) -> Child {
 
 #[test]
 fn reports_every_exec_and_exit_with_status() {
+    every_exec_and_exit_with_status(Follow::Auto);
+}
+
+/// The same on one socket for every event, as on kernels before 6.6 (this kernel filters, so
+/// the test above reads execs and the rest from two sockets).
+#[test]
+fn reports_every_exec_and_exit_with_status_on_one_socket() {
+    every_exec_and_exit_with_status(Follow::OneSocket);
+}
+
+fn every_exec_and_exit_with_status(how: Follow) {
     let dir = tempfile::tempdir().unwrap();
     let script = script(dir.path());
     let sh = std::fs::canonicalize("/bin/sh").unwrap();
-    let mut h = start(true);
+    let mut h = start_following(how);
     h.wait_status(CollectorHealth::Up);
 
     let mut children: HashMap<u32, (usize, Child)> = HashMap::new();
@@ -371,7 +390,7 @@ fn cancel_stops_the_reader_promptly() {
 #[test]
 fn an_overflowing_socket_is_counted() {
     // A socket nobody reads, with the smallest buffer the kernel allows.
-    let idle = Connector::open(0).unwrap();
+    let idle = Connectors::single(Connector::open(0).unwrap());
     let children: Vec<Child> = (0..300)
         .map(|_| Command::new("/bin/true").spawn().unwrap())
         .collect();
@@ -562,4 +581,94 @@ fn a_shell_started_by_a_web_server_raises_web_shell() {
     }
     let server = server.to_str().unwrap().to_string();
     assert_eq!(fired, [(Some(server), "web-shell")], "{shells:#?}");
+}
+
+/// Where the kernel filters process events per socket (Linux 6.6+), the reader's wake socket
+/// gets every exec and no fork or exit, and the other socket every fork and exit and no exec.
+/// On an older kernel the reader must use one socket.
+#[test]
+fn execs_and_the_rest_come_on_their_own_sockets() {
+    let release = crate::kernel::sys::uname_release().unwrap();
+    let filters = kernel_filters_events(&release);
+    let connectors = Connectors::open(RECV_BUFFER_BYTES, filters).unwrap();
+    let Some(rest) = connectors.rest.as_ref() else {
+        assert!(
+            !filters,
+            "Linux {release} filters events, yet one socket was opened"
+        );
+        return;
+    };
+    // The wake socket first takes every event, so that it sees the kernel's answer (a filtered
+    // socket gets none); then it is narrowed to execs.
+    let mut batch = Batch::default();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let mut answered = false;
+    while !answered && Instant::now() < deadline {
+        if connectors.wake.recv_batch(&mut batch).unwrap() == Received::Datagrams {
+            answered = batch.datagrams().any(|d| {
+                parse_datagram(d).filter_map(Result::ok).any(|e| {
+                    matches!(e, ProcEvent::Ack { ack, err: 0, .. } if connectors.wake.is_our_ack(ack))
+                })
+            });
+        }
+    }
+    assert!(answered, "no answer to the wake socket's subscription");
+    connectors.narrow().unwrap();
+    // What was queued before the narrowing (the kernel applies it before `narrow` returns).
+    while connectors.wake.try_recv_batch(&mut batch).unwrap() != Received::TimedOut {}
+    // A shell that forks a subshell (no exec) and exits.
+    let sh = Command::new("/bin/sh")
+        .args(["-c", "(exit 0); exit 0"])
+        .spawn()
+        .unwrap();
+    let pid = sh.id();
+    let mut sh = sh;
+    sh.wait().unwrap();
+    let read_until = |connector: &Connector, done: &dyn Fn(&[ProcEvent]) -> bool| {
+        let mut batch = Batch::default();
+        let mut seen = Vec::new();
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while !done(&seen) && Instant::now() < deadline {
+            if connector.recv_batch(&mut batch).unwrap() == Received::Datagrams {
+                for d in batch.datagrams() {
+                    seen.extend(parse_datagram(d).filter_map(Result::ok));
+                }
+            }
+        }
+        seen
+    };
+    let on_wake = read_until(&connectors.wake, &|seen| {
+        seen.iter()
+            .any(|e| matches!(*e, ProcEvent::Exec { pid: p, .. } if p == pid))
+    });
+    assert!(
+        on_wake
+            .iter()
+            .any(|e| matches!(*e, ProcEvent::Exec { pid: p, .. } if p == pid)),
+        "no exec of {pid} on the wake socket: {on_wake:?}"
+    );
+    let not_exec: Vec<_> = on_wake
+        .iter()
+        .filter(|e| !matches!(e, ProcEvent::Exec { .. } | ProcEvent::Ack { .. }))
+        .collect();
+    assert!(not_exec.is_empty(), "the wake socket got {not_exec:?}");
+    let on_rest = read_until(rest, &|seen| seen.iter().any(|e| e.is_exit_of(pid)));
+    assert!(on_rest.iter().any(|e| e.is_exit_of(pid)), "{on_rest:?}");
+    assert!(
+        on_rest
+            .iter()
+            .any(|e| matches!(*e, ProcEvent::Fork { child_tgid, .. } if child_tgid == pid)),
+        "no fork of {pid}"
+    );
+    assert!(
+        on_rest
+            .iter()
+            .any(|e| matches!(*e, ProcEvent::Fork { parent_tgid, .. } if parent_tgid == pid)),
+        "no fork of the subshell of {pid}"
+    );
+    let execs: Vec<_> = on_rest
+        .iter()
+        .filter(|e| matches!(e, ProcEvent::Exec { .. }))
+        .collect();
+    assert!(execs.is_empty(), "the rest socket got {execs:?}");
 }

@@ -230,3 +230,43 @@ fn wait_statuses_read_like_a_shell() {
     assert_eq!(signal_name(0), None);
     assert_eq!(signal_name(u32::MAX), None);
 }
+
+#[test]
+fn filtered_subscription_carries_the_event_bits() {
+    let m = filtered_subscription_message(PROC_CN_MCAST_LISTEN, PROC_EVENT_EXEC, 42, 7);
+    assert_eq!(m.len(), 44);
+    assert_eq!(u32_at(&m, 0), Some(44));
+    let cn = &m[NLMSG_HDRLEN..];
+    assert_eq!(u32_at(cn, 12), Some(7));
+    assert_eq!(u16_at(cn, 16), Some(8));
+    assert_eq!(u32_at(cn, CN_MSG_LEN), Some(PROC_CN_MCAST_LISTEN));
+    assert_eq!(u32_at(cn, CN_MSG_LEN + 4), Some(PROC_EVENT_EXEC));
+}
+
+#[test]
+fn kernels_from_6_6_filter_events() {
+    for (release, filters) in [
+        ("6.6.0", true),
+        ("6.18.0-1-amd64", true),
+        ("7.0-rc1", true),
+        ("6.5.13-arch1", false),
+        ("6.1.0-27-armmp", false),
+        ("5.15.0-91-generic", false),
+        ("4.19.0+", false),
+        ("", false),
+        ("six", false),
+        ("6", false),
+    ] {
+        assert_eq!(kernel_filters_events(release), filters, "{release}");
+    }
+}
+
+#[test]
+fn timed_events_carry_the_kernel_time() {
+    let d = datagram(PROC_EVENT_EXEC, &[10, 10]);
+    let timed: Vec<_> = parse_datagram_timed(&d).collect();
+    assert_eq!(timed.len(), 1);
+    let (time, event) = timed[0].unwrap();
+    assert!(matches!(event, ProcEvent::Exec { pid: 10, .. }));
+    assert_eq!(time, 123, "proc_event() writes 123 as the time");
+}

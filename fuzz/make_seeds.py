@@ -387,6 +387,36 @@ put("inventory_rpm", "rpmdb-wal", rpm_sqlite(True))
 put("inventory_rpm", "header", b"\x00" + rpm_package(b"bash", b"5.2.15", b"5.fc39", 0))
 
 
+# ---- inventory_bdb: rpm's BerkeleyDB `Packages`, written by Berkeley DB itself (`db5.3_load`
+# from Debian's db5.3-util, which scripts/test.sh installs) from the header blobs above: small
+# pages (a header over an overflow chain), the default size, and the other byte order. Input:
+# the file. Skipped, with a note, when db5.3_load is missing.
+def rpm_bdb(options):
+    import subprocess
+    import tempfile
+    blobs = [rpm_package(b"bash", b"5.2.15", b"5.fc39", 0),
+             rpm_package(b"openssl", b"3.0.9", b"2.fc39", arch=b"x86_64"),
+             rpm_package(b"kernel-core", b"6.5.6", b"300.fc39", arch=b"x86_64",
+                         description=b"The Linux kernel. " * 60)]
+    dump = "VERSION=3\nformat=bytevalue\ntype=hash\nHEADER=END\n"
+    records = [(0, struct.pack("<I", len(blobs) + 1))] + list(enumerate(blobs, 1))
+    for key, value in records:
+        dump += " " + struct.pack("<I", key).hex() + "\n " + value.hex() + "\n"
+    dump += "DATA=END\n"
+    with tempfile.TemporaryDirectory() as d:
+        out = pathlib.Path(d) / "Packages"
+        subprocess.run(["db5.3_load", *options, str(out)], input=dump.encode(), check=True)
+        return out.read_bytes()
+
+
+if shutil.which("db5.3_load"):
+    put("inventory_bdb", "pagesize-512", rpm_bdb(["-c", "db_pagesize=512"]))
+    put("inventory_bdb", "pagesize-4096", rpm_bdb(["-c", "db_pagesize=4096"]))
+    put("inventory_bdb", "big-endian", rpm_bdb(["-c", "db_pagesize=1024", "-c", "db_lorder=4321"]))
+else:
+    print("make_seeds: db5.3_load not found (apt-get install db5.3-util): no inventory_bdb seeds")
+
+
 # ---- hardware_uevent: kernel uevent datagrams as lib/kobject_uevent.c sends them (a USB stick,
 # a network interface, a module), the libudev re-broadcast header, and near misses.
 put("hardware_uevent", "usb-add",

@@ -46,6 +46,7 @@
 //! - a key or value is read only up to the caller's limit ([`Error::TooLarge`] beyond).
 
 pub use super::sqlite::ReadAt;
+use super::sqlite::Visited;
 use std::borrow::Cow;
 use std::fmt;
 use std::io;
@@ -110,27 +111,6 @@ impl std::error::Error for Error {}
 
 fn corrupt(why: impl Into<String>) -> Error {
     Error::Corrupt(why.into())
-}
-
-/// Pages seen in one walk.
-struct Visited(Vec<u64>);
-
-impl Visited {
-    fn new(pages: u32) -> Visited {
-        Visited(vec![0; pages as usize / 64 + 1])
-    }
-
-    /// Marks `page`; false when it was already marked.
-    fn mark(&mut self, page: u32) -> bool {
-        let (w, b) = (page as usize / 64, page % 64);
-        match self.0.get_mut(w) {
-            Some(word) if *word & (1 << b) == 0 => {
-                *word |= 1 << b;
-                true
-            }
-            _ => false,
-        }
-    }
 }
 
 /// A hash database opened for reading.

@@ -55,6 +55,7 @@ use crate::event::{
 use crate::host::HostRoot;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
+use std::fmt;
 use std::io::Read;
 use std::os::unix::fs::MetadataExt;
 use std::path::Path;
@@ -268,35 +269,53 @@ fn add_rpm(inv: &mut Inventory, path: &str, read: Result<(Vec<Package>, bool), S
     }
 }
 
-/// The packages of an rpm sqlite database (at most [`MAX_PACKAGES`]; true when there were
-/// more). Any unreadable row fails the whole database: a partial list would be reported as
-/// packages removed.
-fn read_rpm<R: sqlite::ReadAt>(db: sqlite::Db<R>) -> Result<(Vec<Package>, bool), String> {
-    let root = db.table_root("Packages").map_err(|e| e.to_string())?;
-    let mut packages = Vec::new();
-    let mut truncated = false;
-    let mut bad = None;
-    db.for_each_row(root, MAX_RPM_HEADER_BYTES, |hnum, record| {
-        if packages.len() >= MAX_PACKAGES {
-            truncated = true;
+/// Packages taken from an rpm database's records, one header at a time: at most
+/// [`MAX_PACKAGES`] (more is `truncated`), and the first unreadable record fails the whole
+/// database, since a partial list would be reported as packages removed.
+#[derive(Default)]
+struct RpmRecords {
+    packages: Vec<Package>,
+    truncated: bool,
+    bad: Option<String>,
+}
+
+impl RpmRecords {
+    /// Takes record `hnum`'s header (or why it could not be read); false stops the walk.
+    fn take(&mut self, hnum: impl fmt::Display, header: Result<Package, String>) -> bool {
+        if self.packages.len() >= MAX_PACKAGES {
+            self.truncated = true;
             return false;
         }
-        let parsed = match sqlite::column(record, 1) {
+        match header {
+            Ok(p) => self.packages.push(p),
+            Err(e) => self.bad = Some(format!("package {hnum}: {e}")),
+        }
+        self.bad.is_none()
+    }
+
+    fn finish(self) -> Result<(Vec<Package>, bool), String> {
+        match self.bad {
+            Some(e) => Err(e),
+            None => Ok((self.packages, self.truncated)),
+        }
+    }
+}
+
+/// The packages of an rpm sqlite database (at most [`MAX_PACKAGES`]; true when there were
+/// more), as [`RpmRecords`] takes them.
+fn read_rpm<R: sqlite::ReadAt>(db: sqlite::Db<R>) -> Result<(Vec<Package>, bool), String> {
+    let root = db.table_root("Packages").map_err(|e| e.to_string())?;
+    let mut records = RpmRecords::default();
+    db.for_each_row(root, MAX_RPM_HEADER_BYTES, |hnum, record| {
+        let header = match sqlite::column(record, 1) {
             Ok(sqlite::Value::Blob(blob)) => rpm::parse_header(blob).map_err(|e| e.to_string()),
             Ok(_) => Err("not a blob".to_string()),
             Err(e) => Err(e.to_string()),
         };
-        match parsed {
-            Ok(p) => packages.push(p),
-            Err(e) => bad = Some(format!("package {hnum}: {e}")),
-        }
-        bad.is_none()
+        records.take(hnum, header)
     })
     .map_err(|e| e.to_string())?;
-    match bad {
-        Some(e) => Err(e),
-        None => Ok((packages, truncated)),
-    }
+    records.finish()
 }
 
 /// The packages of an rpm sqlite database given as bytes (its main file and `-wal`), as
@@ -308,39 +327,25 @@ pub fn read_rpm_sqlite(main: &[u8], wal: Option<&[u8]>) -> Result<Vec<Package>, 
 }
 
 /// The packages of an rpm BerkeleyDB database (at most [`MAX_PACKAGES`]; true when there were
-/// more), skipping record 0 (rpm's instance counter). Any unreadable record fails the whole
-/// database, as for sqlite.
+/// more), skipping record 0 (rpm's instance counter), as [`RpmRecords`] takes them.
 fn read_rpm_bdb_db<R: bdb::ReadAt>(db: bdb::Db<R>) -> Result<(Vec<Package>, bool), String> {
-    let mut packages = Vec::new();
-    let mut truncated = false;
-    let mut bad = None;
+    let mut records = RpmRecords::default();
     db.for_each(MAX_RPM_HEADER_BYTES, |key, value| {
         // The header instance, in the byte order of the host that wrote the file.
         let hnum = match db.u32(key, 0) {
             Some(n) if key.len() == 4 => n,
             _ => {
-                bad = Some(format!("a key of {} bytes", key.len()));
+                records.bad = Some(format!("a key of {} bytes", key.len()));
                 return false;
             }
         };
         if hnum == 0 {
             return true;
         }
-        if packages.len() >= MAX_PACKAGES {
-            truncated = true;
-            return false;
-        }
-        match rpm::parse_header(value) {
-            Ok(p) => packages.push(p),
-            Err(e) => bad = Some(format!("package {hnum}: {e}")),
-        }
-        bad.is_none()
+        records.take(hnum, rpm::parse_header(value).map_err(|e| e.to_string()))
     })
     .map_err(|e| e.to_string())?;
-    match bad {
-        Some(e) => Err(e),
-        None => Ok((packages, truncated)),
-    }
+    records.finish()
 }
 
 /// The packages of an rpm BerkeleyDB database (`Packages`) given as bytes, as

@@ -170,16 +170,16 @@ fn wal_checksum(big_endian: bool, data: &[u8], mut s: (u32, u32)) -> (u32, u32) 
     s
 }
 
-/// Pages seen in one walk.
-struct Visited(Vec<u64>);
+/// Pages seen in one walk (the Berkeley DB reader's too).
+pub(super) struct Visited(Vec<u64>);
 
 impl Visited {
-    fn new(pages: u32) -> Visited {
+    pub(super) fn new(pages: u32) -> Visited {
         Visited(vec![0; pages as usize / 64 + 1])
     }
 
     /// Marks `page`; false when it was already marked.
-    fn mark(&mut self, page: u32) -> bool {
+    pub(super) fn mark(&mut self, page: u32) -> bool {
         let (w, b) = (page as usize / 64, page % 64);
         match self.0.get_mut(w) {
             Some(word) if *word & (1 << b) == 0 => {

@@ -79,14 +79,14 @@ fn run(ctx: Context, how: Follow) {
         let release = crate::kernel::sys::uname_release().unwrap_or_default();
         let split = how == Follow::Auto && kernel_filters_events(&release);
         match Connectors::open(RECV_BUFFER_BYTES, split) {
-            Ok(connector) => {
+            Ok(connectors) => {
                 tracker.open_exec_trace();
                 // Seed only after subscribing, so that no process slips between the two.
                 if let Err(e) = tracker.seed() {
                     tracing::warn!(error = %e, "cannot list /proc: exits of running processes will lack executables");
                     ctx.metrics.error(COLLECTOR, "proc_list");
                 }
-                match follow(&ctx, &connector, &mut tracker) {
+                match follow(&ctx, &connectors, &mut tracker) {
                     Ok(()) => return,
                     Err(e) => error_chain(&e),
                 }
@@ -280,11 +280,11 @@ fn take(
 /// Reads the connector until cancelled (`Ok`) or until it fails (`Err`: the caller falls back).
 pub(super) fn follow(
     ctx: &Context,
-    connector: &Connectors,
+    connectors: &Connectors,
     tracker: &mut Tracker,
 ) -> Result<(), Error> {
     let mut held = Held::default();
-    let result = follow_holding(ctx, connector, tracker, &mut held);
+    let result = follow_holding(ctx, connectors, tracker, &mut held);
     // Whatever ended the loop, events already made are handed over.
     ctx.release(&mut held, COLLECTOR);
     result

@@ -519,6 +519,8 @@ fn udev_messages_and_malformed_datagrams_are_rejected() {
         (b"add@/devices/x\0K\xc3\xa9=1\0", ParseError::BadVariable),
         (b"add@/devices/x\0=1\0", ParseError::BadVariable),
         (b"add@/devices/x\0ACTION=add\0", ParseError::NoSubsystem),
+        // Found by the fuzz target: an empty SUBSYSTEM was taken as a subsystem.
+        (b"add@/devices/x\0SUBSYSTEM=\0", ParseError::NoSubsystem),
         (
             b"add@/devices/x\0ACTION=remove\0SUBSYSTEM=net\0",
             ParseError::Contradiction,

@@ -104,7 +104,7 @@ pub enum ParseError {
     BadVariable,
     #[error("more than {MAX_VARS} variables")]
     TooManyVariables,
-    #[error("no SUBSYSTEM variable")]
+    #[error("no SUBSYSTEM variable, or an empty one")]
     NoSubsystem,
     #[error("ACTION or DEVPATH variable contradicts the header")]
     Contradiction,
@@ -160,8 +160,10 @@ pub fn parse(buf: &[u8]) -> Result<Uevent, ParseError> {
     let event = Uevent {
         action,
         devpath: devpath.to_string(),
+        // Every kernel uevent names a subsystem; an empty one (after cleaning) is none.
         subsystem: vars
             .get("SUBSYSTEM")
+            .filter(|s| !s.is_empty())
             .cloned()
             .ok_or(ParseError::NoSubsystem)?,
         vars,

@@ -129,3 +129,47 @@ pub fn page_out(start: usize, end: usize) {
         libc::madvise(start as *mut libc::c_void, end - start, libc::MADV_PAGEOUT);
     }
 }
+
+/// Makes a later page fault in `[start, end)` (a whole read-only mapping of this process's
+/// executable) read and map at most the `granule` around it: `MADV_RANDOM` on the whole
+/// range, and `MADV_NOHUGEPAGE` on every other `granule`, which splits the mapping into
+/// mappings of one `granule` each.
+///
+/// Why the split: on Linux 6.16 and later a fault in executable code reads ahead to the end
+/// of its mapping (up to the device's read-ahead, 8 MiB on the disk measured here) whatever
+/// `MADV_RANDOM` says, and fault-around maps up to 64 KiB of what is cached. Both stop at
+/// the mapping's end. `MADV_NOHUGEPAGE` changes nothing else for a binary's code (the agent
+/// never asks for huge pages). Where it fails (a kernel without transparent huge pages), the
+/// mapping stays whole and only `MADV_RANDOM` applies, which is enough before 6.16.
+/// Advisory: the contents never change.
+#[cfg(target_os = "linux")]
+pub fn fault_singly(start: usize, end: usize, granule: usize) {
+    // SAFETY: the caller passes a whole mapping of our executable, taken from /proc/self/maps;
+    // MADV_RANDOM and MADV_NOHUGEPAGE are advisory and do not change its contents.
+    unsafe {
+        libc::madvise(start as *mut libc::c_void, end - start, libc::MADV_RANDOM);
+        for at in (start..end)
+            .step_by(2 * granule.max(4096))
+            .map(|a| a + granule)
+        {
+            if at >= end {
+                break;
+            }
+            let len = granule.min(end - at);
+            if libc::madvise(at as *mut libc::c_void, len, libc::MADV_NOHUGEPAGE) != 0 {
+                break;
+            }
+        }
+    }
+}
+
+/// `posix_fadvise(POSIX_FADV_DONTNEED)` on the whole of `file`: the kernel drops its clean
+/// cached pages that no process maps. Advisory; errors are ignored.
+#[cfg(target_os = "linux")]
+pub fn drop_cached(file: &std::fs::File) {
+    use std::os::fd::AsRawFd;
+    // SAFETY: fadvise on a descriptor we own; it only changes what the page cache keeps.
+    unsafe {
+        libc::posix_fadvise(file.as_raw_fd(), 0, 0, libc::POSIX_FADV_DONTNEED);
+    }
+}
